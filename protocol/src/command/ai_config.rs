@@ -1,0 +1,80 @@
+//! AI.CONFIG: run-time configuration and backend loading, as RedisAI 1.2 parses it.
+
+use bytes::Bytes;
+
+use super::{Cursor, lower};
+use crate::{error::Error, frame::parse_i64};
+
+/// The four backends RedisAI names.
+pub const BACKENDS: [&str; 4] = ["TF", "TFLITE", "TORCH", "ONNX"];
+
+/// `AI.CONFIG <BACKENDSPATH path | LOADBACKEND backend path | MODEL_CHUNK_SIZE n | GET name>`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AiConfig {
+    /// Sets the base folder for relative backend paths.
+    BackendsPath(Bytes),
+    /// Loads a backend library (`backend` is one of [`BACKENDS`]).
+    LoadBackend {
+        /// Upper-case backend name.
+        backend: &'static str,
+        /// Library path, absolute or relative to BACKENDSPATH.
+        path: Bytes,
+    },
+    /// Sets MODEL_CHUNK_SIZE in bytes.
+    ModelChunkSize(u64),
+    /// Reads an option (`BACKENDSPATH` or `MODEL_CHUNK_SIZE`), lower-cased.
+    Get(String),
+}
+
+pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
+    let sub = lower(&c.next_bytes()?);
+    Ok(match sub.as_str() {
+        "backendspath" => AiConfig::BackendsPath(c.next_opt().ok_or(Error::BackendsPathMissing)?),
+        "loadbackend" => {
+            if c.remaining() < 2 {
+                return Err(c.arity_error());
+            }
+            let name = c.next_bytes()?;
+            let backend = BACKENDS
+                .into_iter()
+                .find(|b| b.as_bytes().eq_ignore_ascii_case(&name))
+                .ok_or(Error::UnsupportedBackend)?;
+            AiConfig::LoadBackend { backend, path: c.next_bytes()? }
+        }
+        "model_chunk_size" => {
+            let n = c.next_opt().ok_or(Error::ChunkSizeMissing)?;
+            let n = parse_i64(&n).filter(|n| *n > 0).ok_or(Error::InvalidChunkSize)?;
+            AiConfig::ModelChunkSize(n as u64)
+        }
+        "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
+        _ => return Err(Error::UnsupportedSubcommand),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Command, tests::parse};
+    use super::*;
+
+    #[test]
+    fn subcommands_and_errors() {
+        assert_eq!(
+            parse("AI.CONFIG LOADBACKEND torch x.so").unwrap(),
+            Command::AiConfig(AiConfig::LoadBackend {
+                backend: "TORCH",
+                path: Bytes::from_static(b"x.so")
+            })
+        );
+        assert_eq!(
+            parse("AI.CONFIG MODEL_CHUNK_SIZE 1048576").unwrap(),
+            Command::AiConfig(AiConfig::ModelChunkSize(1048576))
+        );
+        let err = |s| parse(s).unwrap_err().wire_text();
+        assert_eq!(err("AI.CONFIG BACKENDSPATH"), "ERR BACKENDSPATH: missing path argument");
+        assert_eq!(err("AI.CONFIG LOADBACKEND PYTHON x"), "ERR unsupported backend");
+        assert_eq!(err("AI.CONFIG MODEL_CHUNK_SIZE"), "ERR MODEL_CHUNK_SIZE: missing chunk size");
+        assert_eq!(err("AI.CONFIG MODEL_CHUNK_SIZE -1"), "ERR MODEL_CHUNK_SIZE: invalid chunk size");
+        assert_eq!(err("AI.CONFIG BOGUS"), "ERR unsupported subcommand");
+        assert_eq!(err("AI.CONFIG LOADBACKEND TF"), "ERR wrong number of arguments for 'AI.CONFIG' command");
+    }
+}

@@ -1,0 +1,25 @@
+//! shardai's wire layer: RESP framing, typed commands, the command table and error texts.
+//!
+//! # Layout
+//! - [`frame`]: bytes from the socket into argument vectors (multibulk and inline), with
+//!   Redis's limits and protocol error texts.
+//! - [`command`]: [`Command`], parsed once from the arguments; one file per command family.
+//! - [`table`]: the command table (name, arity, flags, key positions) that parsing,
+//!   `COMMAND` and routing read.
+//! - [`reply`]: [`Reply`] values and their RESP2/RESP3 encoding.
+//! - [`error`]: every error a client can receive, with its exact text.
+//! - [`dtype`]: tensor element types as RedisAI names them.
+//!
+//! This crate does no I/O and knows nothing of Raft or backends.
+
+pub mod command;
+pub mod dtype;
+pub mod error;
+pub mod frame;
+pub mod reply;
+pub mod table;
+
+pub use command::Command;
+pub use dtype::DType;
+pub use error::Error;
+pub use reply::{Reply, WriteBuf};

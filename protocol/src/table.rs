@@ -1,0 +1,400 @@
+//! The one command table: name, arity, flags, key positions, ACL categories and docs.
+//!
+//! Parsing checks arity against it, `COMMAND`/`COMMAND INFO`/`COMMAND DOCS` print it,
+//! `COMMAND GETKEYS` and (later) routing and replica read permission read its key positions.
+//! Commands flagged `movablekeys` find their keys with [`movable_keys`].
+
+use bytes::Bytes;
+
+use crate::{error::Error, frame::parse_i64};
+
+/// One command's static description, as Redis 7's `COMMAND INFO` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// Lower-case name, as Redis prints it.
+    pub name: &'static str,
+    /// Redis arity: positive means exactly that many arguments (name included), negative
+    /// means at least that many.
+    pub arity: i32,
+    /// Redis command flags (`write`, `readonly`, `denyoom`, `fast`, `movablekeys`, ...).
+    pub flags: &'static [&'static str],
+    /// Position of the first key, 0 for none.
+    pub first_key: i32,
+    /// Position of the last key, negative counts from the end.
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// ACL categories (`@read`, `@write`, ...).
+    pub acl: &'static [&'static str],
+    /// `COMMAND DOCS` group.
+    pub group: &'static str,
+    /// `COMMAND DOCS` summary.
+    pub summary: &'static str,
+    /// Subcommands, for container commands (`CLIENT`, `COMMAND`, `CONFIG`).
+    pub subcommands: &'static [&'static str],
+}
+
+impl CommandSpec {
+    /// True when the command changes the keyspace.
+    pub fn is_write(&self) -> bool {
+        self.flags.contains(&"write")
+    }
+
+    /// True when keys must be discovered by parsing the arguments.
+    pub fn has_movable_keys(&self) -> bool {
+        self.flags.contains(&"movablekeys")
+    }
+
+    /// True for the RedisAI module's commands (`ai.*`).
+    pub fn is_module(&self) -> bool {
+        self.flags.contains(&"module")
+    }
+
+    /// Checks the number of arguments (name included) against the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let a = self.arity as i64;
+        if a >= 0 { argc == a } else { argc >= -a }
+    }
+
+    /// The keys of a request to this command (argv includes the command name).
+    pub fn keys<'a>(&self, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
+        if self.has_movable_keys() {
+            return movable_keys(self.name, argv);
+        }
+        if self.first_key <= 0 {
+            return Ok(Vec::new());
+        }
+        let last = if self.last_key < 0 {
+            argv.len() as i32 + self.last_key
+        } else {
+            self.last_key.min(argv.len() as i32 - 1)
+        };
+        let mut keys = Vec::new();
+        let mut i = self.first_key;
+        while i <= last {
+            keys.push(&argv[i as usize]);
+            i += self.step.max(1);
+        }
+        Ok(keys)
+    }
+}
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, [$($flag:literal),*], $first:expr, $last:expr, $step:expr,
+     [$($acl:literal),*], $group:literal, $summary:literal $(, [$($sub:literal),*])?) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: &[$($flag),*],
+            first_key: $first,
+            last_key: $last,
+            step: $step,
+            acl: &[$($acl),*],
+            group: $group,
+            summary: $summary,
+            subcommands: &[$($($sub),*)?],
+        }
+    };
+}
+
+/// Every command shardai knows, Redis's and RedisAI's.
+pub static COMMANDS: &[CommandSpec] = &[
+    // connection
+    spec!("ping", -1, ["fast", "stale"], 0, 0, 0, ["@fast", "@connection"], "connection",
+          "Returns the server's liveliness response."),
+    spec!("echo", 2, ["fast"], 0, 0, 0, ["@fast", "@connection"], "connection",
+          "Returns the given string."),
+    spec!("hello", -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0,
+          ["@fast", "@connection"], "connection", "Handshakes with the server."),
+    spec!("quit", -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0,
+          ["@fast", "@connection"], "connection", "Closes the connection."),
+    spec!("select", 2, ["loading", "stale", "fast"], 0, 0, 0, ["@fast", "@connection"],
+          "connection", "Changes the selected database."),
+    spec!("client", -2, [], 0, 0, 0, ["@slow", "@connection"], "connection",
+          "A container for client connection commands.",
+          ["client|setname", "client|getname", "client|id", "client|setinfo", "client|info",
+           "client|list", "client|help"]),
+    spec!("readonly", 1, ["loading", "stale", "fast"], 0, 0, 0, ["@fast", "@connection"],
+          "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    spec!("readwrite", 1, ["loading", "stale", "fast"], 0, 0, 0, ["@fast", "@connection"],
+          "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node."),
+    // server
+    spec!("command", -1, ["loading", "stale"], 0, 0, 0, ["@slow", "@connection"], "server",
+          "Returns detailed information about all commands.",
+          ["command|count", "command|info", "command|docs", "command|list", "command|getkeys",
+           "command|help"]),
+    spec!("info", -1, ["loading", "stale"], 0, 0, 0, ["@slow", "@dangerous"], "server",
+          "Returns information and statistics about the server."),
+    spec!("config", -2, [], 0, 0, 0, ["@slow"], "server",
+          "A container for server configuration commands.",
+          ["config|get", "config|set", "config|resetstat", "config|help"]),
+    spec!("dbsize", 1, ["readonly", "fast"], 0, 0, 0, ["@keyspace", "@read", "@fast"], "server",
+          "Returns the number of keys in the database."),
+    spec!("flushall", -1, ["write"], 0, 0, 0, ["@keyspace", "@write", "@slow", "@dangerous"],
+          "server", "Removes all keys from all databases."),
+    spec!("flushdb", -1, ["write"], 0, 0, 0, ["@keyspace", "@write", "@slow", "@dangerous"],
+          "server", "Remove all keys from the current database."),
+    // keyspace
+    spec!("del", -2, ["write"], 1, -1, 1, ["@keyspace", "@write", "@slow"], "generic",
+          "Deletes one or more keys."),
+    spec!("unlink", -2, ["write", "fast"], 1, -1, 1, ["@keyspace", "@write", "@fast"], "generic",
+          "Asynchronously deletes one or more keys."),
+    spec!("exists", -2, ["readonly", "fast"], 1, -1, 1, ["@keyspace", "@read", "@fast"],
+          "generic", "Determines whether one or more keys exist."),
+    spec!("type", 2, ["readonly", "fast"], 1, 1, 1, ["@keyspace", "@read", "@fast"], "generic",
+          "Determines the type of value stored at a key."),
+    spec!("keys", 2, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow", "@dangerous"],
+          "generic", "Returns all key names that match a pattern."),
+    spec!("scan", -2, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow"], "generic",
+          "Iterates over the key names in the database."),
+    spec!("randomkey", 1, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow"], "generic",
+          "Returns a random key name from the database."),
+    // strings
+    spec!("get", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"], "string",
+          "Returns the string value of a key."),
+    spec!("set", -3, ["write", "denyoom"], 1, 1, 1, ["@write", "@string", "@slow"], "string",
+          "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    spec!("mget", -2, ["readonly", "fast"], 1, -1, 1, ["@read", "@string", "@fast"], "string",
+          "Atomically returns the string values of one or more keys."),
+    spec!("mset", -3, ["write", "denyoom"], 1, -1, 2, ["@write", "@string", "@slow"], "string",
+          "Atomically creates or modifies the string values of one or more keys."),
+    spec!("incr", 2, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+          "string", "Increments the integer value of a key by one."),
+    spec!("incrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+          "string", "Increments the integer value of a key by a number."),
+    spec!("decr", 2, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+          "string", "Decrements the integer value of a key by one."),
+    spec!("decrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+          "string", "Decrements a number from the integer value of a key."),
+    // RedisAI
+    spec!("ai.tensorset", -4, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a tensor as the value of a key."),
+    spec!("ai.tensorget", -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
+          "Returns a tensor stored as a key's value."),
+    spec!("ai.modelstore", -6, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a model as the value of a key."),
+    spec!("ai.modelset", -6, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a model as the value of a key (deprecated)."),
+    spec!("ai.modelget", -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
+          "Returns a model's metadata and blob."),
+    spec!("ai.modeldel", 2, ["write", "module"], 1, 1, 1, ["@write"], "module",
+          "Deletes a model."),
+    spec!("ai.modelexecute", -8, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0,
+          ["@write"], "module", "Runs a model."),
+    spec!("ai.modelrun", -6, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0, ["@write"],
+          "module", "Runs a model (deprecated)."),
+    spec!("ai._modelscan", 1, ["readonly", "module"], 0, 0, 0, ["@read"], "module",
+          "Lists stored models."),
+    spec!("ai.scriptstore", -5, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a TorchScript script as the value of a key."),
+    spec!("ai.scriptset", -5, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a TorchScript script as the value of a key (deprecated)."),
+    spec!("ai.scriptget", -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
+          "Returns a script's metadata and source."),
+    spec!("ai.scriptdel", 2, ["write", "module"], 1, 1, 1, ["@write"], "module",
+          "Deletes a script."),
+    spec!("ai.scriptexecute", -6, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0,
+          ["@write"], "module", "Runs a script."),
+    spec!("ai.scriptrun", -4, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0, ["@write"],
+          "module", "Runs a script (deprecated)."),
+    spec!("ai._scriptscan", 1, ["readonly", "module"], 0, 0, 0, ["@read"], "module",
+          "Lists stored scripts."),
+    spec!("ai.dagexecute", -5, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0,
+          ["@write"], "module", "Runs a directed acyclic graph of AI commands."),
+    spec!("ai.dagexecute_ro", -5, ["readonly", "module", "movablekeys"], 0, 0, 0, ["@read"],
+          "module", "Runs a read-only directed acyclic graph of AI commands."),
+    spec!("ai.dagrun", -4, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0, ["@write"],
+          "module", "Runs a directed acyclic graph of AI commands (deprecated)."),
+    spec!("ai.dagrun_ro", -4, ["readonly", "module", "movablekeys"], 0, 0, 0, ["@read"],
+          "module", "Runs a read-only directed acyclic graph of AI commands (deprecated)."),
+    spec!("ai.info", -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
+          "Returns execution statistics of a model or a script."),
+    spec!("ai.config", -2, ["write", "module"], 0, 0, 0, ["@admin"], "module",
+          "Sets configuration directives and loads backends at run time."),
+];
+
+/// Looks up a command by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.len() > 32 {
+        return None;
+    }
+    COMMANDS.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Reads `n` keys after a count argument at `argv[i]`; returns the keys and the next index.
+fn counted<'a>(argv: &'a [Bytes], i: usize) -> Result<(&'a [Bytes], usize), Error> {
+    let n = argv
+        .get(i)
+        .and_then(|c| parse_i64(c))
+        .filter(|n| *n >= 0)
+        .ok_or(Error::Syntax)? as usize;
+    let end = i + 1 + n;
+    if end > argv.len() {
+        return Err(Error::Syntax);
+    }
+    Ok((&argv[i + 1..end], end))
+}
+
+fn eq(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+/// Finds the keys of a `movablekeys` command: model/script keys and the tensor keys named by
+/// INPUTS, OUTPUTS, KEYS, LOAD, PERSIST and ROUTING, including those inside a DAG's ops.
+pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
+    let mut keys = Vec::new();
+    match name {
+        "ai.modelexecute" | "ai.scriptexecute" => {
+            let key = argv.get(1).ok_or(Error::Syntax)?;
+            keys.push(key);
+            let mut i = if name == "ai.modelexecute" { 2 } else { 3 };
+            while i < argv.len() {
+                let a = &argv[i];
+                if eq(a, "INPUTS") || eq(a, "OUTPUTS") || eq(a, "KEYS") {
+                    let (ks, next) = counted(argv, i + 1)?;
+                    keys.extend(ks);
+                    i = next;
+                } else if eq(a, "ARGS") {
+                    let (_, next) = counted(argv, i + 1)?;
+                    i = next;
+                } else if eq(a, "TIMEOUT") {
+                    i += 2;
+                } else {
+                    return Err(Error::Syntax);
+                }
+            }
+        }
+        "ai.modelrun" | "ai.scriptrun" => {
+            keys.push(argv.get(1).ok_or(Error::Syntax)?);
+            let start = if name == "ai.modelrun" { 2 } else { 3 };
+            let mut in_list = false;
+            for a in argv.iter().skip(start) {
+                if eq(a, "INPUTS") || eq(a, "OUTPUTS") {
+                    in_list = true;
+                } else if eq(a, "TIMEOUT") || eq(a, "$") || eq(a, "ARGS") {
+                    in_list = false;
+                } else if in_list {
+                    keys.push(a);
+                }
+            }
+        }
+        "ai.dagexecute" | "ai.dagexecute_ro" | "ai.dagrun" | "ai.dagrun_ro" => {
+            let mut i = 1;
+            while i < argv.len() && argv[i].as_ref() != b"|>" {
+                let a = &argv[i];
+                if eq(a, "LOAD") || eq(a, "PERSIST") || eq(a, "KEYS") {
+                    let (ks, next) = counted(argv, i + 1)?;
+                    keys.extend(ks);
+                    i = next;
+                } else if eq(a, "ROUTING") {
+                    keys.push(argv.get(i + 1).ok_or(Error::Syntax)?);
+                    i += 2;
+                } else if eq(a, "TIMEOUT") {
+                    i += 2;
+                } else {
+                    return Err(Error::Syntax);
+                }
+            }
+            // Model and script keys of the ops.
+            while i < argv.len() {
+                if argv[i].as_ref() == b"|>" {
+                    if let (Some(op), Some(key)) = (argv.get(i + 1), argv.get(i + 2)) {
+                        let persistent = ["AI.MODELEXECUTE", "AI.MODELRUN", "AI.SCRIPTEXECUTE",
+                                          "AI.SCRIPTRUN"];
+                        if persistent.iter().any(|p| eq(op, p)) {
+                            keys.push(key);
+                        }
+                    }
+                }
+                i += 1;
+            }
+        }
+        _ => return Err(Error::Syntax),
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    fn keys(s: &str) -> Vec<String> {
+        let a = argv(s);
+        let spec = lookup(&a[0]).unwrap();
+        spec.keys(&a)
+            .unwrap()
+            .into_iter()
+            .map(|k| String::from_utf8(k.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn names_are_unique_lowercase_and_documented() {
+        let mut seen = std::collections::HashSet::new();
+        for c in COMMANDS {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert_eq!(c.name, c.name.to_lowercase());
+            assert!(!c.summary.is_empty());
+            assert!(c.arity != 0);
+            assert!(!(c.is_write() && c.flags.contains(&"readonly")), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn redisai_key_positions() {
+        for n in ["ai.tensorset", "ai.tensorget", "ai.modelstore", "ai.modelget", "ai.modeldel",
+                  "ai.scriptstore", "ai.scriptget", "ai.scriptdel", "ai.info"] {
+            let c = lookup(n.as_bytes()).unwrap();
+            assert_eq!((c.first_key, c.last_key, c.step), (1, 1, 1), "{n}");
+        }
+        for n in ["ai.modelexecute", "ai.scriptexecute", "ai.dagexecute", "ai.dagexecute_ro"] {
+            assert!(lookup(n.as_bytes()).unwrap().has_movable_keys(), "{n}");
+        }
+        let c = lookup(b"AI.CONFIG").unwrap();
+        assert_eq!(c.first_key, 0);
+    }
+
+    #[test]
+    fn arity() {
+        let get = lookup(b"GET").unwrap();
+        assert!(get.arity_ok(2) && !get.arity_ok(1) && !get.arity_ok(3));
+        let set = lookup(b"set").unwrap();
+        assert!(set.arity_ok(3) && set.arity_ok(9) && !set.arity_ok(2));
+    }
+
+    #[test]
+    fn fixed_key_positions() {
+        assert_eq!(keys("MSET a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("DEL a b c"), ["a", "b", "c"]);
+        assert_eq!(keys("AI.TENSORSET t FLOAT 1 VALUES 1"), ["t"]);
+        assert!(keys("PING").is_empty());
+    }
+
+    #[test]
+    fn movable_keys_of_ai_commands() {
+        assert_eq!(
+            keys("AI.MODELEXECUTE m INPUTS 2 a b OUTPUTS 1 c TIMEOUT 5"),
+            ["m", "a", "b", "c"]
+        );
+        assert_eq!(
+            keys("AI.SCRIPTEXECUTE s fn KEYS 1 k INPUTS 1 a ARGS 2 x y OUTPUTS 1 o"),
+            ["s", "k", "a", "o"]
+        );
+        assert_eq!(keys("AI.MODELRUN m INPUTS a b OUTPUTS c"), ["m", "a", "b", "c"]);
+        assert_eq!(
+            keys("AI.DAGEXECUTE LOAD 1 a PERSIST 1 b |> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 b"),
+            ["a", "b", "m"]
+        );
+        assert_eq!(
+            keys("AI.DAGEXECUTE_RO ROUTING r |> AI.TENSORSET t FLOAT 1 VALUES 1"),
+            ["r"]
+        );
+        let a = argv("AI.MODELEXECUTE m INPUTS 5 a");
+        assert!(lookup(&a[0]).unwrap().keys(&a).is_err());
+    }
+}
