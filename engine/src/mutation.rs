@@ -1,0 +1,289 @@
+//! `Mutation`: every change to a shard's keyspace, as a value.
+//!
+//! Command code never writes to the `Store` directly: it builds a `Mutation` and hands it to
+//! the shard's `Proposer`. Applying a mutation is deterministic given the store's state and
+//! the timestamp the proposer stamped on it, so every replica that applies the same log in
+//! the same order reaches the same state (conditions such as SET NX, INCR's integer check and
+//! expiry are decided here, at apply time, not by the command that proposed it).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shardai_protocol::{Error, command::SetCond, frame::parse_i64};
+
+use crate::{
+    store::{Entry, Store, Value},
+    tensor::{COMPACT_BELOW, Tensor},
+};
+
+/// What happens to a key's deadline when SET replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// No deadline (SET without options clears one).
+    None,
+    /// Keep the current deadline (KEEPTTL).
+    Keep,
+    /// Absolute Unix time in ms.
+    At(u64),
+}
+
+/// A change to the keyspace.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// AI.TENSORSET: store (or replace) a tensor.
+    SetTensor {
+        /// The key.
+        key: Bytes,
+        /// The tensor, already validated.
+        tensor: Arc<Tensor>,
+    },
+    /// SET with its options.
+    Set {
+        /// The key.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+        /// NX / XX.
+        cond: Option<SetCond>,
+        /// GET: return the old value (which must be a string).
+        get: bool,
+        /// The new deadline.
+        deadline: Deadline,
+    },
+    /// MSET.
+    MSet(Vec<(Bytes, Bytes)>),
+    /// INCRBY (and INCR, DECR, DECRBY).
+    IncrBy {
+        /// The key.
+        key: Bytes,
+        /// The increment.
+        delta: i64,
+    },
+    /// DEL / UNLINK.
+    Del(Vec<Bytes>),
+    /// FLUSHALL / FLUSHDB.
+    Flush,
+    /// Removes every key whose deadline is at or before the mutation's timestamp.
+    ExpireDue,
+}
+
+impl Mutation {
+    /// A plain SET, for tests and tools.
+    pub fn set(key: Bytes, value: Bytes) -> Mutation {
+        Mutation::Set { key, value, cond: None, get: false, deadline: Deadline::None }
+    }
+}
+
+/// The result of applying a mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Done; reply `OK`.
+    Ok,
+    /// A count or a new integer value.
+    Int(i64),
+    /// SET: whether the value was written and, with GET, the old value.
+    Set {
+        /// False when NX/XX prevented the write.
+        written: bool,
+        /// The previous string value (only with GET).
+        old: Option<Bytes>,
+    },
+}
+
+/// Copies small buffers so that they do not keep a large socket read buffer alive.
+fn compact(b: Bytes) -> Bytes {
+    if b.len() < COMPACT_BELOW { Bytes::copy_from_slice(&b) } else { b }
+}
+
+impl Store {
+    /// Applies one mutation at time `at_ms` (Unix ms stamped by the proposer).
+    pub fn apply(&self, m: Mutation, at_ms: u64) -> Result<Applied, Error> {
+        self.note_applied();
+        match m {
+            Mutation::SetTensor { key, tensor } => {
+                self.put(compact(key), Value::Tensor(tensor), None);
+                Ok(Applied::Ok)
+            }
+            Mutation::Set { key, value, cond, get, deadline } => {
+                let mut stripe = self.stripe_of(&key).write();
+                let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
+                let old = match (get, current.map(|e| &e.value)) {
+                    (true, Some(Value::Str(s))) => Some(s.clone()),
+                    (true, Some(_)) => return Err(Error::WrongType),
+                    _ => None,
+                };
+                let exists = current.is_some();
+                let allowed = match cond {
+                    Some(SetCond::Nx) => !exists,
+                    Some(SetCond::Xx) => exists,
+                    None => true,
+                };
+                if allowed {
+                    let expire_at = match deadline {
+                        Deadline::None => None,
+                        Deadline::Keep => current.and_then(|e| e.expire_at),
+                        Deadline::At(t) => Some(t),
+                    };
+                    let entry = Entry { value: Value::Str(compact(value)), expire_at };
+                    let key = compact(key);
+                    let prev = stripe.insert(key.clone(), entry.clone());
+                    self.account(&key, prev.as_ref(), Some(&entry));
+                }
+                Ok(Applied::Set { written: allowed, old })
+            }
+            Mutation::MSet(pairs) => {
+                for (k, v) in pairs {
+                    self.put(compact(k), Value::Str(compact(v)), None);
+                }
+                Ok(Applied::Ok)
+            }
+            Mutation::IncrBy { key, delta } => {
+                let mut stripe = self.stripe_of(&key).write();
+                let current = stripe.get_mut(&key[..]).filter(|e| e.live(at_ms));
+                let (old, expire_at) = match &current {
+                    None => (0, None),
+                    Some(Entry { value: Value::Str(s), expire_at }) => {
+                        (parse_i64(s).ok_or(Error::NotInteger)?, *expire_at)
+                    }
+                    Some(_) => return Err(Error::WrongType),
+                };
+                let new = old.checked_add(delta).ok_or(Error::Overflow)?;
+                let text = Bytes::from(new.to_string());
+                match current {
+                    Some(e) => {
+                        let before = e.value.size();
+                        e.value = Value::Str(text);
+                        self.note_resized(before, e.value.size());
+                    }
+                    None => {
+                        let entry = Entry { value: Value::Str(text), expire_at };
+                        let key = compact(key);
+                        let prev = stripe.insert(key.clone(), entry.clone());
+                        self.account(&key, prev.as_ref(), Some(&entry));
+                    }
+                }
+                Ok(Applied::Int(new))
+            }
+            Mutation::Del(keys) => {
+                let mut n = 0;
+                for k in keys {
+                    let mut stripe = self.stripe_of(&k).write();
+                    if let Some(prev) = stripe.remove(&k[..]) {
+                        self.account(&k, Some(&prev), None);
+                        n += prev.live(at_ms) as i64;
+                    }
+                }
+                Ok(Applied::Int(n))
+            }
+            Mutation::Flush => {
+                for s in self.stripes() {
+                    let mut s = s.write();
+                    for (k, e) in s.drain() {
+                        self.account(&k, Some(&e), None);
+                    }
+                }
+                Ok(Applied::Ok)
+            }
+            Mutation::ExpireDue => {
+                let mut n = 0;
+                if self.volatile_len() > 0 {
+                    for s in self.stripes() {
+                        let mut s = s.write();
+                        s.retain(|k, e| {
+                            let keep = e.live(at_ms);
+                            if !keep {
+                                self.account(k, Some(e), None);
+                                n += 1;
+                            }
+                            keep
+                        });
+                    }
+                }
+                Ok(Applied::Int(n))
+            }
+        }
+    }
+
+    fn put(&self, key: Bytes, value: Value, expire_at: Option<u64>) {
+        let entry = Entry { value, expire_at };
+        let mut stripe = self.stripe_of(&key).write();
+        let prev = stripe.insert(key.clone(), entry.clone());
+        self.account(&key, prev.as_ref(), Some(&entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn get(s: &Store, k: &str, now: u64) -> Option<Bytes> {
+        match s.get(k.as_bytes(), now)? {
+            Value::Str(v) => Some(v),
+            Value::Tensor(_) => panic!("tensor"),
+        }
+    }
+
+    #[test]
+    fn set_conditions_and_get() {
+        let s = Store::new();
+        let set = |cond, get| Mutation::Set { key: b("k"), value: b("v2"), cond, get, deadline: Deadline::None };
+        assert_eq!(s.apply(set(Some(SetCond::Xx), false), 0).unwrap(), Applied::Set { written: false, old: None });
+        assert_eq!(s.apply(Mutation::set(b("k"), b("v1")), 0).unwrap(), Applied::Set { written: true, old: None });
+        assert_eq!(s.apply(set(Some(SetCond::Nx), true), 0).unwrap(), Applied::Set { written: false, old: Some(b("v1")) });
+        assert_eq!(s.apply(set(None, true), 0).unwrap(), Applied::Set { written: true, old: Some(b("v1")) });
+        assert_eq!(get(&s, "k", 0), Some(b("v2")));
+    }
+
+    #[test]
+    fn deadlines() {
+        let s = Store::new();
+        let m = Mutation::Set { key: b("k"), value: b("v"), cond: None, get: false, deadline: Deadline::At(100) };
+        s.apply(m, 0).unwrap();
+        assert_eq!(s.volatile_len(), 1);
+        assert_eq!(get(&s, "k", 99), Some(b("v")));
+        assert_eq!(get(&s, "k", 100), None, "expired keys read as missing");
+        let keep = Mutation::Set { key: b("k"), value: b("w"), cond: None, get: false, deadline: Deadline::Keep };
+        s.apply(keep, 50).unwrap();
+        assert_eq!(s.ttl_ms(b"k", 50), Some(Some(50)));
+        let nx = Mutation::Set { key: b("k"), value: b("x"), cond: Some(SetCond::Nx), get: false, deadline: Deadline::None };
+        assert_eq!(s.apply(nx, 200).unwrap(), Applied::Set { written: true, old: None }, "an expired key counts as missing");
+        s.apply(Mutation::Set { key: b("e"), value: b("v"), cond: None, get: false, deadline: Deadline::At(10) }, 0).unwrap();
+        assert_eq!(s.apply(Mutation::ExpireDue, 10).unwrap(), Applied::Int(1));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.volatile_len(), 0);
+    }
+
+    #[test]
+    fn incr_and_types() {
+        let s = Store::new();
+        assert_eq!(s.apply(Mutation::IncrBy { key: b("n"), delta: 5 }, 0).unwrap(), Applied::Int(5));
+        assert_eq!(s.apply(Mutation::IncrBy { key: b("n"), delta: -7 }, 0).unwrap(), Applied::Int(-2));
+        s.apply(Mutation::set(b("s"), b("abc")), 0).unwrap();
+        assert_eq!(s.apply(Mutation::IncrBy { key: b("s"), delta: 1 }, 0).unwrap_err(), Error::NotInteger);
+        s.apply(Mutation::set(b("m"), b("9223372036854775807")), 0).unwrap();
+        assert_eq!(s.apply(Mutation::IncrBy { key: b("m"), delta: 1 }, 0).unwrap_err(), Error::Overflow);
+        let t = Arc::new(Tensor::zeros(shardai_protocol::DType::Float, vec![1], 64).unwrap());
+        s.apply(Mutation::SetTensor { key: b("t"), tensor: t }, 0).unwrap();
+        assert_eq!(s.apply(Mutation::IncrBy { key: b("t"), delta: 1 }, 0).unwrap_err(), Error::WrongType);
+        let get = Mutation::Set { key: b("t"), value: b("x"), cond: None, get: true, deadline: Deadline::None };
+        assert_eq!(s.apply(get, 0).unwrap_err(), Error::WrongType);
+        assert_eq!(s.get(b"t", 0).unwrap().type_name(), "AI_TENSOR");
+    }
+
+    #[test]
+    fn del_and_flush_keep_counts() {
+        let s = Store::new();
+        for k in ["a", "b", "c"] {
+            s.apply(Mutation::set(b(k), b("1234")), 0).unwrap();
+        }
+        assert_eq!(s.apply(Mutation::Del(vec![b("a"), b("zz"), b("b")]), 0).unwrap(), Applied::Int(2));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.used_bytes(), 5);
+        s.apply(Mutation::Flush, 0).unwrap();
+        assert_eq!((s.len(), s.used_bytes()), (0, 0));
+    }
+}

@@ -1,0 +1,296 @@
+//! `Store`: the keyspace of one shard.
+//!
+//! A fixed array of lock-striped hash maps (the same idea as `dashmap`, kept here so that
+//! SCAN can walk the keyspace one stripe at a time with a plain integer cursor). Values are
+//! cheap to clone handles (`Bytes`, `Arc<Tensor>`), so readers take a handle under a read
+//! lock and encode the reply after releasing it. Writes arrive only through
+//! [`Store::apply`], called by whichever `Proposer` owns the write path.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, DefaultHasher},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::{glob::glob_match, tensor::Tensor};
+
+/// Number of lock stripes; also the number of SCAN steps over the keyspace.
+pub const STRIPES: usize = 1024;
+
+/// Type name TYPE reports for tensors (RedisAI's module type name).
+pub const TENSOR_TYPE: &str = "AI_TENSOR";
+
+/// A stored value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A Redis string.
+    Str(Bytes),
+    /// A RedisAI tensor.
+    Tensor(Arc<Tensor>),
+}
+
+impl Value {
+    /// The name TYPE replies with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Tensor(_) => TENSOR_TYPE,
+        }
+    }
+
+    /// Approximate bytes held (payload only).
+    pub fn size(&self) -> usize {
+        match self {
+            Value::Str(b) => b.len(),
+            Value::Tensor(t) => t.byte_size() + 64,
+        }
+    }
+}
+
+/// A value and its deadline.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) value: Value,
+    /// Unix time in ms after which the key no longer exists.
+    pub(crate) expire_at: Option<u64>,
+}
+
+impl Entry {
+    pub(crate) fn live(&self, now_ms: u64) -> bool {
+        self.expire_at.is_none_or(|t| t > now_ms)
+    }
+}
+
+type Stripe = HashMap<Bytes, Entry>;
+
+/// Fixed seeds: the stripe of a key must not change between runs or replicas.
+type StableHasher = BuildHasherDefault<DefaultHasher>;
+
+/// The keyspace of one shard.
+#[derive(Debug)]
+pub struct Store {
+    stripes: Box<[RwLock<Stripe>]>,
+    hasher: StableHasher,
+    keys: AtomicI64,
+    volatile: AtomicI64,
+    used_bytes: AtomicI64,
+    /// Applied mutations, for INFO and for later replication bookkeeping.
+    applied: AtomicU64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+/// One SCAN step's result.
+#[derive(Debug, Default)]
+pub struct ScanPage {
+    /// Cursor for the next call; 0 when the iteration is complete.
+    pub cursor: u64,
+    /// Keys found.
+    pub keys: Vec<Bytes>,
+}
+
+impl Store {
+    /// An empty keyspace.
+    pub fn new() -> Self {
+        Store {
+            stripes: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: StableHasher::default(),
+            keys: AtomicI64::new(0),
+            volatile: AtomicI64::new(0),
+            used_bytes: AtomicI64::new(0),
+            applied: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn stripe_of(&self, key: &[u8]) -> &RwLock<Stripe> {
+        let h = self.hasher.hash_one(key);
+        &self.stripes[(h as usize) % STRIPES]
+    }
+
+    /// The live value of `key`, if any.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Value> {
+        let stripe = self.stripe_of(key).read();
+        stripe.get(key).filter(|e| e.live(now_ms)).map(|e| e.value.clone())
+    }
+
+    /// The remaining time to live of `key` in ms: `None` when missing, `Some(None)` when it
+    /// has no deadline.
+    pub fn ttl_ms(&self, key: &[u8], now_ms: u64) -> Option<Option<u64>> {
+        let stripe = self.stripe_of(key).read();
+        let e = stripe.get(key).filter(|e| e.live(now_ms))?;
+        Some(e.expire_at.map(|t| t - now_ms))
+    }
+
+    /// Number of keys (including expired ones not yet removed, as Redis's DBSIZE does).
+    pub fn len(&self) -> usize {
+        self.keys.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys with a deadline.
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Approximate bytes held by keys and values.
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Number of mutations applied since start.
+    pub fn applied_count(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_applied(&self) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts in-place changes of a value's size.
+    pub(crate) fn note_resized(&self, old: usize, new: usize) {
+        self.used_bytes.fetch_add(new as i64 - old as i64, Ordering::Relaxed);
+    }
+
+    /// Bookkeeping when an entry is inserted, replaced or removed.
+    pub(crate) fn account(&self, key: &[u8], old: Option<&Entry>, new: Option<&Entry>) {
+        let size = |e: Option<&Entry>| e.map_or(0, |e| (key.len() + e.value.size()) as i64);
+        let vol = |e: Option<&Entry>| e.is_some_and(|e| e.expire_at.is_some()) as i64;
+        self.keys.fetch_add(new.is_some() as i64 - old.is_some() as i64, Ordering::Relaxed);
+        self.volatile.fetch_add(vol(new) - vol(old), Ordering::Relaxed);
+        self.used_bytes.fetch_add(size(new) - size(old), Ordering::Relaxed);
+    }
+
+    /// Every live key matching `pattern`.
+    pub fn keys(&self, pattern: &[u8], now_ms: u64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        for s in self.stripes.iter() {
+            let s = s.read();
+            out.extend(
+                s.iter()
+                    .filter(|(k, e)| e.live(now_ms) && glob_match(pattern, k))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        out
+    }
+
+    /// One SCAN step: walks whole stripes from `cursor` until at least `count` keys were
+    /// looked at. Every key present for the whole iteration is returned exactly once.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+        type_name: Option<&str>,
+        now_ms: u64,
+    ) -> ScanPage {
+        let mut page = ScanPage::default();
+        let mut stripe = cursor as usize;
+        let mut looked = 0;
+        while stripe < STRIPES && looked < count {
+            let s = self.stripes[stripe].read();
+            looked += s.len();
+            page.keys.extend(
+                s.iter()
+                    .filter(|(k, e)| {
+                        e.live(now_ms)
+                            && pattern.is_none_or(|p| glob_match(p, k))
+                            && type_name
+                                .is_none_or(|t| e.value.type_name().eq_ignore_ascii_case(t))
+                    })
+                    .map(|(k, _)| k.clone()),
+            );
+            stripe += 1;
+        }
+        page.cursor = if stripe >= STRIPES { 0 } else { stripe as u64 };
+        page
+    }
+
+    /// A random live key.
+    pub fn random_key(&self, seed: u64, now_ms: u64) -> Option<Bytes> {
+        if self.is_empty() {
+            return None;
+        }
+        let start = (seed as usize) % STRIPES;
+        for i in 0..STRIPES {
+            let s = self.stripes[(start + i) % STRIPES].read();
+            let live: Vec<&Bytes> =
+                s.iter().filter(|(_, e)| e.live(now_ms)).map(|(k, _)| k).collect();
+            if !live.is_empty() {
+                return Some(live[(seed as usize / STRIPES) % live.len()].clone());
+            }
+        }
+        None
+    }
+
+    pub(crate) fn stripes(&self) -> &[RwLock<Stripe>] {
+        &self.stripes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutation::Mutation;
+
+    fn set(s: &Store, k: &str, v: &str) {
+        let m = Mutation::set(Bytes::copy_from_slice(k.as_bytes()), Bytes::copy_from_slice(v.as_bytes()));
+        s.apply(m, 0).unwrap();
+    }
+
+    #[test]
+    fn scan_visits_every_key_once() {
+        let s = Store::new();
+        for i in 0..5000 {
+            set(&s, &format!("k{i}"), "v");
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut calls = 0;
+        loop {
+            let page = s.scan(cursor, 10, None, None, 0);
+            for k in page.keys {
+                assert!(seen.insert(k), "duplicate");
+            }
+            calls += 1;
+            cursor = page.cursor;
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 5000);
+        assert!(calls > 10);
+        let page = s.scan(0, 100_000, Some(b"k1*"), None, 0);
+        assert_eq!(page.cursor, 0);
+        assert_eq!(page.keys.len(), 1111);
+        assert!(s.scan(0, 100_000, None, Some("ai_tensor"), 0).keys.is_empty());
+    }
+
+    #[test]
+    fn keys_and_random_key() {
+        let s = Store::new();
+        assert_eq!(s.random_key(1, 0), None);
+        set(&s, "a:1", "x");
+        set(&s, "b:1", "y");
+        let mut k = s.keys(b"a:*", 0);
+        k.sort();
+        assert_eq!(k, [Bytes::from_static(b"a:1")]);
+        assert!(s.random_key(12345, 0).is_some());
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.used_bytes(), 8);
+    }
+}
