@@ -101,7 +101,15 @@ impl Store {
         self.note_applied();
         match m {
             Mutation::SetTensor { key, tensor } => {
-                self.put(compact(key), Value::Tensor(tensor), None);
+                let mut stripe = self.stripe_of(&key).write();
+                let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
+                if current.is_some_and(|e| !matches!(e.value, Value::Tensor(_))) {
+                    return Err(Error::WrongType);
+                }
+                let entry = Entry { value: Value::Tensor(tensor), expire_at: None };
+                let key = compact(key);
+                let prev = stripe.insert(key.clone(), entry.clone());
+                self.account(&key, prev.as_ref(), Some(&entry));
                 Ok(Applied::Ok)
             }
             Mutation::Set { key, value, cond, get, deadline } => {
@@ -269,6 +277,10 @@ mod tests {
         let t = Arc::new(Tensor::zeros(shardai_protocol::DType::Float, vec![1], 64).unwrap());
         s.apply(Mutation::SetTensor { key: b("t"), tensor: t }, 0).unwrap();
         assert_eq!(s.apply(Mutation::IncrBy { key: b("t"), delta: 1 }, 0).unwrap_err(), Error::WrongType);
+        let t2 = Arc::new(Tensor::zeros(shardai_protocol::DType::Int8, vec![2], 64).unwrap());
+        let over_string = Mutation::SetTensor { key: b("s"), tensor: t2.clone() };
+        assert_eq!(s.apply(over_string, 0).unwrap_err(), Error::WrongType);
+        assert_eq!(s.apply(Mutation::SetTensor { key: b("t"), tensor: t2 }, 0).unwrap(), Applied::Ok);
         let get = Mutation::Set { key: b("t"), value: b("x"), cond: None, get: true, deadline: Deadline::None };
         assert_eq!(s.apply(get, 0).unwrap_err(), Error::WrongType);
         assert_eq!(s.get(b"t", 0).unwrap().type_name(), "AI_TENSOR");

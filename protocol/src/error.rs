@@ -74,6 +74,18 @@ pub enum Error {
         /// Why the value was refused.
         reason: String,
     },
+    /// COMMAND GETKEYS of an unknown command.
+    #[error("ERR Invalid command specified")]
+    GetKeysUnknown,
+    /// COMMAND GETKEYS with the wrong number of arguments for the command.
+    #[error("ERR Invalid number of arguments specified for command")]
+    GetKeysArity,
+    /// COMMAND GETKEYS of a command without keys.
+    #[error("ERR The command has no key arguments")]
+    GetKeysNone,
+    /// COMMAND GETKEYS whose arguments cannot be parsed for keys.
+    #[error("ERR Invalid arguments specified for command")]
+    GetKeysInvalid,
     /// The server has reached its connection limit.
     #[error("ERR max number of clients reached")]
     MaxClients,

@@ -1,0 +1,132 @@
+//! Configuration: command-line flags, environment variables and an optional config file.
+//!
+//! Precedence: flags, then `SHARDAI_*` environment variables, then the `--config` file
+//! (redis.conf style: one `name value` per line, `#` comments), then defaults.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::Parser;
+
+/// shardai: a Redis-protocol server for tensors and models (RedisAI's API), one node.
+///
+/// With no flags it serves on 127.0.0.1:6379 and keeps its data under ./data. Any Redis
+/// client works: `redis-cli AI.TENSORSET t FLOAT 2 VALUES 1 2`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "shardai", version, about, long_about = None, args_override_self = true)]
+pub struct Config {
+    /// TCP port for clients.
+    #[arg(long, env = "SHARDAI_PORT", default_value_t = 6379)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "SHARDAI_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Data folder (created if missing). Data is held in memory until Raft persistence
+    /// lands; the folder is reserved for the log and snapshots.
+    #[arg(long, env = "SHARDAI_DIR", default_value = "./data")]
+    pub dir: PathBuf,
+
+    /// Read settings from a file of `name value` lines (flags and environment win).
+    #[arg(long, env = "SHARDAI_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Most client connections served at once; more are refused with
+    /// `ERR max number of clients reached`.
+    #[arg(long, env = "SHARDAI_MAXCLIENTS", default_value_t = 10_000)]
+    pub maxclients: usize,
+
+    /// Largest bulk string a client may send (Redis's proto-max-bulk-len). Accepts
+    /// suffixes: 512mb, 1gb, 64kb.
+    #[arg(long, env = "SHARDAI_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = parse_size)]
+    pub proto_max_bulk_len: usize,
+
+    /// Folder that relative AI.CONFIG LOADBACKEND paths are resolved against.
+    #[arg(long, env = "SHARDAI_BACKENDSPATH")]
+    pub backends_path: Option<PathBuf>,
+
+    /// Size of the chunks MODELGET splits model blobs into (AI.CONFIG MODEL_CHUNK_SIZE).
+    #[arg(long, env = "SHARDAI_MODEL_CHUNK_SIZE", default_value = "535822336", value_parser = parse_size)]
+    pub model_chunk_size: usize,
+
+    /// Tokio worker threads for connections (0: one per core).
+    #[arg(long, env = "SHARDAI_IO_THREADS", default_value_t = 0)]
+    pub io_threads: usize,
+
+    /// Seconds to let connections finish their current command on SIGTERM/SIGINT.
+    #[arg(long, env = "SHARDAI_SHUTDOWN_TIMEOUT", default_value_t = 5)]
+    pub shutdown_timeout: u64,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter such as
+    /// `shardai=debug`.
+    #[arg(long, env = "SHARDAI_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Parses a size with an optional k/kb/m/mb/g/gb suffix (powers of 1024, as Redis does).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, mult) = [("gb", 1usize << 30), ("g", 1 << 30), ("mb", 1 << 20), ("m", 1 << 20),
+                          ("kb", 1 << 10), ("k", 1 << 10), ("b", 1)]
+        .iter()
+        .find_map(|(suf, m)| lower.strip_suffix(suf).map(|d| (d.to_string(), *m)))
+        .unwrap_or((lower.clone(), 1));
+    let n: usize = digits.trim().parse().map_err(|_| format!("invalid size '{s}'"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+impl Config {
+    /// Parses flags and environment, then fills what they left unset from `--config`.
+    pub fn load() -> Result<Config, String> {
+        let args: Vec<String> = std::env::args().collect();
+        let first = Config::parse_from(&args);
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        // File entries go first so that flags given on the command line override them.
+        let mut merged = vec![args[0].clone()];
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = line.split_once(char::is_whitespace).ok_or_else(|| {
+                format!("{}:{}: expected 'name value'", path.display(), n + 1)
+            })?;
+            let name = name.trim().to_ascii_lowercase().replace('_', "-");
+            if std::env::var(format!("SHARDAI_{}", name.to_ascii_uppercase().replace('-', "_")))
+                .is_ok()
+            {
+                continue;
+            }
+            merged.push(format!("--{name}"));
+            merged.push(value.trim().trim_matches('"').to_string());
+        }
+        merged.extend(args.into_iter().skip(1));
+        Config::try_parse_from(&merged).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512mb"), Ok(512 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::parse_from(["shardai"]);
+        assert_eq!(c.port, 6379);
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        assert_eq!(c.proto_max_bulk_len, 512 << 20);
+    }
+}

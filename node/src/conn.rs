@@ -1,0 +1,190 @@
+//! One client connection: read requests, dispatch them in order, write replies.
+//!
+//! Requests are decoded as they complete, so pipelined requests are answered in one write.
+//! A large request gets a read buffer of exactly its size, so its BLOB becomes a stored
+//! tensor without a copy and without holding a larger allocation alive. A protocol error is
+//! answered and the connection closed, as Redis does.
+
+use std::{
+    io::{self, IoSlice},
+    sync::{Arc, atomic::Ordering},
+};
+
+use bytes::{Bytes, BytesMut};
+use shardai_protocol::{
+    Command, Error, Reply, WriteBuf,
+    frame::{Decoded, RequestDecoder},
+    table,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::watch,
+};
+use tracing::debug;
+
+use crate::{
+    dispatch::{self, Flow},
+    state::{ClientInfo, Shared},
+};
+
+/// Requests larger than this get a read buffer of their own, sized exactly.
+const BIG_REQUEST: usize = 64 * 1024;
+/// Read buffer size for ordinary traffic.
+const READ_CHUNK: usize = 16 * 1024;
+/// Flush replies once this many bytes are waiting, even inside a long pipeline.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Per-connection state that commands read and change.
+#[derive(Debug)]
+pub struct ConnState {
+    /// RESP version, 2 or 3.
+    pub resp: u8,
+    /// The connection sent READONLY.
+    pub readonly: bool,
+    /// This connection's registry entry.
+    pub info: Arc<ClientInfo>,
+}
+
+/// Serves one connection until the client leaves, a protocol error, or shutdown.
+pub async fn serve(
+    mut sock: TcpStream,
+    shared: Arc<Shared>,
+    info: Arc<ClientInfo>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let id = info.id;
+    let peer = info.addr;
+    let mut state = ConnState { resp: 2, readonly: false, info };
+    let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
+        Ok(why) => why,
+        Err(e) => format!("i/o error: {e}"),
+    };
+    debug!(id, %peer, reason = %why, "connection closed");
+    shared.unregister(id);
+}
+
+async fn run(
+    sock: &mut TcpStream,
+    shared: &Shared,
+    state: &mut ConnState,
+    shutdown: &mut watch::Receiver<bool>,
+) -> io::Result<String> {
+    let _ = sock.set_nodelay(true);
+    let mut decoder = RequestDecoder::default();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = WriteBuf::new();
+    loop {
+        let max_bulk = shared.runtime.max_bulk.load(Ordering::Relaxed);
+        if decoder.max_bulk() != max_bulk {
+            decoder.set_max_bulk(max_bulk);
+        }
+        // Answer every complete request in the buffer.
+        let need = loop {
+            match decoder.decode(&mut rbuf) {
+                Ok(Decoded::Request(argv)) => {
+                    if handle(argv, shared, state, &mut out).await == Flow::Close {
+                        flush(sock, &mut out, shared).await?;
+                        return Ok("client quit".into());
+                    }
+                    if out.len() >= FLUSH_AT {
+                        flush(sock, &mut out, shared).await?;
+                    }
+                }
+                Ok(Decoded::Empty) => {}
+                Ok(Decoded::Incomplete { need }) => break need,
+                Err(e) => {
+                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(id = state.info.id, error = %e, "protocol error");
+                    out.push(&Reply::Error(e.clone()), state.resp);
+                    flush(sock, &mut out, shared).await?;
+                    return Ok(e.wire_text());
+                }
+            }
+        };
+        flush(sock, &mut out, shared).await?;
+        make_room(&mut rbuf, need);
+        let n = tokio::select! {
+            r = sock.read_buf(&mut rbuf) => r?,
+            _ = shutdown.changed() => return Ok("server shutting down".into()),
+        };
+        if n == 0 {
+            return Ok(if rbuf.is_empty() { "client closed" } else { "client closed mid-request" }
+                .into());
+        }
+        shared.stats.net_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Ensures the read buffer can take the rest of a request of `need` bytes. A big request
+/// gets a buffer of exactly its size, so the arguments split from it (a tensor's BLOB) own an
+/// allocation no larger than themselves.
+fn make_room(rbuf: &mut BytesMut, need: usize) {
+    if need > BIG_REQUEST && rbuf.capacity() < need {
+        let mut exact = BytesMut::with_capacity(need);
+        exact.extend_from_slice(rbuf);
+        *rbuf = exact;
+    } else if rbuf.capacity() - rbuf.len() < 512 {
+        rbuf.reserve(READ_CHUNK);
+    }
+}
+
+async fn handle(argv: Vec<Bytes>, shared: &Shared, state: &mut ConnState, out: &mut WriteBuf) -> Flow {
+    shared.stats.commands.fetch_add(1, Ordering::Relaxed);
+    let info = &state.info;
+    info.last_ms.store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    if let Some(i) = table::COMMANDS
+        .iter()
+        .position(|c| c.name.as_bytes().eq_ignore_ascii_case(&argv[0]))
+    {
+        info.last_cmd.store(i, Ordering::Relaxed);
+    }
+    let (reply, flow) = match Command::parse(argv) {
+        Ok(cmd) => dispatch::execute(cmd, shared, state).await,
+        Err(e) => (Reply::Error(e), Flow::Continue),
+    };
+    out.push(&reply, state.resp);
+    flow
+}
+
+async fn flush(sock: &mut TcpStream, out: &mut WriteBuf, shared: &Shared) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let total = out.len() as u64;
+    let chunks = out.take();
+    write_all_vectored(sock, &chunks).await?;
+    shared.stats.net_out.fetch_add(total, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Writes every chunk in order with as few system calls as the kernel allows.
+async fn write_all_vectored(sock: &mut TcpStream, chunks: &[Bytes]) -> io::Result<()> {
+    if let [one] = chunks {
+        return sock.write_all(one).await;
+    }
+    let (mut idx, mut off) = (0usize, 0usize);
+    while idx < chunks.len() {
+        let mut slices = Vec::with_capacity(chunks.len() - idx);
+        slices.push(IoSlice::new(&chunks[idx][off..]));
+        slices.extend(chunks[idx + 1..].iter().map(|c| IoSlice::new(c)));
+        let mut n = sock.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while idx < chunks.len() && n >= chunks[idx].len() - off {
+            n -= chunks[idx].len() - off;
+            idx += 1;
+            off = 0;
+        }
+        off += n;
+    }
+    Ok(())
+}
+
+/// The error a connection over the limit receives before it is closed.
+pub fn max_clients_reply() -> Vec<u8> {
+    let mut w = WriteBuf::new();
+    w.push(&Reply::Error(Error::MaxClients), 2);
+    w.take().concat()
+}

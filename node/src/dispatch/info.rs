@@ -1,0 +1,203 @@
+//! INFO: Redis's sections plus RedisAI's `ai_*` sections.
+
+use std::{fmt::Write, sync::atomic::Ordering};
+
+use shardai_protocol::Reply;
+
+use super::server::REDIS_COMPAT_VERSION;
+use crate::state::Shared;
+
+/// Sections in the order INFO prints them, and whether plain `INFO` includes each.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("cluster", true),
+    ("keyspace", true),
+    ("ai_versions", true),
+    ("ai_git", true),
+    ("ai_load_time_configs", true),
+    ("ai_backends_info", true),
+    ("ai_cpu", true),
+];
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2}G", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.2}M", b / (1u64 << 20) as f64)
+    } else if b >= 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else {
+        format!("{bytes}B")
+    }
+}
+
+/// Reads a `VmRSS:`-style line of /proc/self/status, in bytes.
+fn proc_status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// User and system CPU seconds of this process, from /proc/self/stat.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = 100.0; // USER_HZ on Linux
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / tick;
+    (get(11), get(12))
+}
+
+fn section(name: &str, shared: &Shared, out: &mut String) {
+    let s = &shared.stats;
+    let store = shared.store();
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let _ = writeln!(out, "# {}", titled(name));
+    let lines: Vec<(String, String)> = match name {
+        "server" => vec![
+            ("redis_version".into(), REDIS_COMPAT_VERSION.into()),
+            ("shardai_version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("redis_mode".into(), "standalone".into()),
+            ("os".into(), std::env::consts::OS.into()),
+            ("arch_bits".into(), "64".into()),
+            ("process_id".into(), std::process::id().to_string()),
+            ("run_id".into(), shared.run_id.clone()),
+            ("tcp_port".into(), shared.config.port.to_string()),
+            ("uptime_in_seconds".into(), shared.started.elapsed().as_secs().to_string()),
+            ("uptime_in_days".into(), (shared.started.elapsed().as_secs() / 86400).to_string()),
+            ("executable".into(), std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()),
+            ("config_file".into(), shared.config.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        ],
+        "clients" => vec![
+            ("connected_clients".into(), shared.clients.lock().len().to_string()),
+            ("maxclients".into(), shared.runtime.maxclients.load(Ordering::Relaxed).to_string()),
+            ("blocked_clients".into(), "0".into()),
+        ],
+        "memory" => {
+            let rss = proc_status_kb("VmRSS:");
+            let peak = proc_status_kb("VmHWM:");
+            let used = store.used_bytes() as u64;
+            vec![
+                ("used_memory".into(), used.to_string()),
+                ("used_memory_human".into(), human(used)),
+                ("used_memory_rss".into(), rss.to_string()),
+                ("used_memory_rss_human".into(), human(rss)),
+                ("used_memory_peak".into(), peak.to_string()),
+                ("used_memory_peak_human".into(), human(peak)),
+                ("used_memory_dataset".into(), used.to_string()),
+                ("maxmemory".into(), "0".into()),
+                ("maxmemory_policy".into(), "noeviction".into()),
+            ]
+        }
+        "persistence" => vec![
+            ("loading".into(), "0".into()),
+            ("aof_enabled".into(), "0".into()),
+            ("rdb_changes_since_last_save".into(), store.applied_count().to_string()),
+            ("shardai_storage".into(), "memory".into()),
+        ],
+        "stats" => vec![
+            ("total_connections_received".into(), ld(&s.connections).to_string()),
+            ("total_commands_processed".into(), ld(&s.commands).to_string()),
+            ("total_net_input_bytes".into(), ld(&s.net_in).to_string()),
+            ("total_net_output_bytes".into(), ld(&s.net_out).to_string()),
+            ("rejected_connections".into(), ld(&s.rejected).to_string()),
+            ("expired_keys".into(), ld(&s.expired).to_string()),
+            ("keyspace_hits".into(), ld(&s.hits).to_string()),
+            ("keyspace_misses".into(), ld(&s.misses).to_string()),
+            ("total_error_replies".into(), "0".into()),
+            ("protocol_errors".into(), ld(&s.protocol_errors).to_string()),
+            ("mutations_applied".into(), store.applied_count().to_string()),
+        ],
+        "replication" => vec![
+            ("role".into(), "master".into()),
+            ("connected_slaves".into(), "0".into()),
+        ],
+        "cpu" => {
+            let (user, sys) = cpu_seconds();
+            vec![
+                ("used_cpu_sys".into(), format!("{sys:.6}")),
+                ("used_cpu_user".into(), format!("{user:.6}")),
+            ]
+        }
+        "cluster" => vec![("cluster_enabled".into(), "0".into())],
+        "keyspace" => {
+            if store.is_empty() {
+                vec![]
+            } else {
+                vec![(
+                    "db0".into(),
+                    format!("keys={},expires={},avg_ttl=0", store.len(), store.volatile_len()),
+                )]
+            }
+        }
+        "ai_versions" => vec![
+            ("ai_RedisAI_version".into(), "1.2.7".into()),
+            ("ai_low_level_API_version".into(), "1.0.0".into()),
+            ("ai_rdb_version".into(), "4".into()),
+            ("ai_shardai_version".into(), env!("CARGO_PKG_VERSION").into()),
+        ],
+        "ai_git" => vec![("ai_git_sha".into(), option_env!("SHARDAI_GIT_SHA").unwrap_or("unknown").into())],
+        "ai_load_time_configs" => vec![
+            ("ai_threads_per_queue".into(), "1".into()),
+            ("ai_inter_op_parallelism".into(), "0".into()),
+            ("ai_intra_op_parallelism".into(), "0".into()),
+            ("ai_model_execution_timeout".into(), "5000".into()),
+            ("ai_backend_memory_limit".into(), "0".into()),
+            ("ai_model_chunk_size".into(), shared.runtime.model_chunk_size.load(Ordering::Relaxed).to_string()),
+        ],
+        "ai_backends_info" => vec![],
+        "ai_cpu" => {
+            let (user, sys) = cpu_seconds();
+            vec![
+                ("ai_self_used_cpu_sys".into(), format!("{sys:.6}")),
+                ("ai_self_used_cpu_user".into(), format!("{user:.6}")),
+            ]
+        }
+        _ => vec![],
+    };
+    for (k, v) in lines {
+        let _ = writeln!(out, "{k}:{v}\r");
+    }
+}
+
+/// Section titles as Redis prints them (`# Server`, `# ai_versions`).
+fn titled(name: &str) -> String {
+    if name.starts_with("ai_") {
+        return name.to_string();
+    }
+    let mut c = name.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().collect::<String>() + c.as_str())
+}
+
+pub(super) fn info(requested: &[String], shared: &Shared) -> Reply {
+    let all = requested.is_empty()
+        || requested.iter().any(|r| r == "all" || r == "everything" || r == "default");
+    let modules = requested.iter().any(|r| r == "modules");
+    let mut out = String::new();
+    for &(name, default) in SECTIONS {
+        let wanted = (all && default)
+            || requested.iter().any(|r| r == name)
+            || (modules && name.starts_with("ai_"));
+        if wanted {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            section(name, shared, &mut out);
+        }
+    }
+    let out = out.replace("\r\n", "\n").replace('\n', "\r\n");
+    Reply::Verbatim(out)
+}

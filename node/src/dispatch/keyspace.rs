@@ -1,0 +1,67 @@
+//! DEL/UNLINK, EXISTS, TYPE, KEYS, SCAN, RANDOMKEY, FLUSHALL/FLUSHDB.
+
+use bytes::Bytes;
+use shardai_engine::{Applied, Mutation, now_ms};
+use shardai_protocol::{Reply, command::Scan};
+
+use crate::state::Shared;
+
+/// Turns a proposal's outcome into a reply.
+pub(super) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
+    match r {
+        Ok(Applied::Ok) => Reply::OK,
+        Ok(Applied::Int(n)) => Reply::Int(n),
+        Ok(Applied::Set { written, old }) => match old {
+            Some(v) => Reply::Bulk(v),
+            None if written => Reply::OK,
+            None => Reply::Nil,
+        },
+        Err(e) => Reply::Error(e),
+    }
+}
+
+pub(super) async fn del(keys: Vec<Bytes>, shared: &Shared) -> Reply {
+    applied(shared.proposer.propose(Mutation::Del(keys)).await)
+}
+
+pub(super) fn exists(keys: &[Bytes], shared: &Shared) -> Reply {
+    let now = now_ms();
+    Reply::Int(keys.iter().filter(|k| shared.store().get(k, now).is_some()).count() as i64)
+}
+
+pub(super) fn type_of(key: &[u8], shared: &Shared) -> Reply {
+    match shared.store().get(key, now_ms()) {
+        Some(v) => Reply::Status(v.type_name()),
+        None => Reply::Status("none"),
+    }
+}
+
+pub(super) fn keys(pattern: &[u8], shared: &Shared) -> Reply {
+    let keys = shared.store().keys(pattern, now_ms());
+    Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
+}
+
+pub(super) fn scan(s: Scan, shared: &Shared) -> Reply {
+    let page = shared.store().scan(
+        s.cursor,
+        s.count,
+        s.pattern.as_deref(),
+        s.type_name.as_deref(),
+        now_ms(),
+    );
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from(page.cursor.to_string())),
+        Reply::Array(page.keys.into_iter().map(Reply::Bulk).collect()),
+    ])
+}
+
+pub(super) fn random_key(shared: &Shared) -> Reply {
+    match shared.store().random_key(shared.random(), now_ms()) {
+        Some(k) => Reply::Bulk(k),
+        None => Reply::Nil,
+    }
+}
+
+pub(super) async fn flush(shared: &Shared) -> Reply {
+    applied(shared.proposer.propose(Mutation::Flush).await)
+}

@@ -1,0 +1,210 @@
+//! PING, HELLO, SELECT, CLIENT and CONFIG.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use shardai_protocol::{
+    Error, Reply,
+    command::{ClientCmd, ConfigCmd, Hello},
+};
+
+use crate::{
+    conn::ConnState,
+    state::{ClientInfo, Shared},
+};
+
+/// The Redis version shardai answers as, for clients that check it.
+pub(super) const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+pub(super) fn ping(msg: Option<Bytes>, _conn: &ConnState) -> Reply {
+    match msg {
+        Some(m) => Reply::Bulk(m),
+        None => Reply::Status("PONG"),
+    }
+}
+
+pub(super) fn hello(h: Hello, shared: &Shared, conn: &mut ConnState) -> Reply {
+    if let Some(v) = h.proto {
+        if v != 2 && v != 3 {
+            return Reply::Error(Error::NoProto);
+        }
+        conn.resp = v as u8;
+        conn.info.resp.store(v as u8, Ordering::Relaxed);
+    }
+    if let Some(name) = h.setname {
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            return Reply::Error(Error::BadClientName);
+        }
+        conn.info.names.lock().name = name;
+    }
+    let _ = shared;
+    Reply::Map(vec![
+        (Reply::bulk("server"), Reply::bulk("redis")),
+        (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
+        (Reply::bulk("proto"), Reply::Int(conn.resp as i64)),
+        (Reply::bulk("id"), Reply::Int(conn.info.id as i64)),
+        (Reply::bulk("mode"), Reply::bulk("standalone")),
+        (Reply::bulk("role"), Reply::bulk("master")),
+        (
+            Reply::bulk("modules"),
+            Reply::Array(vec![Reply::Map(vec![
+                (Reply::bulk("name"), Reply::bulk("ai")),
+                (Reply::bulk("ver"), Reply::Int(10207)),
+                (Reply::bulk("path"), Reply::bulk("built-in")),
+                (Reply::bulk("args"), Reply::Array(vec![])),
+            ])]),
+        ),
+    ])
+}
+
+pub(super) fn select(db: i64) -> Reply {
+    if db == 0 { Reply::OK } else { Reply::Error(Error::DbIndexOutOfRange) }
+}
+
+/// One CLIENT LIST line, as Redis formats it (the fields clients and tools read).
+fn client_line(c: &ClientInfo) -> String {
+    let names = c.names.lock().clone();
+    let age = c.since.elapsed();
+    let idle = age.as_secs().saturating_sub(c.last_ms.load(Ordering::Relaxed) / 1000);
+    let cmd = shardai_protocol::table::COMMANDS
+        .get(c.last_cmd.load(Ordering::Relaxed))
+        .map_or("NULL", |s| s.name);
+    format!(
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+         multi=-1 watch=0 cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        c.id,
+        c.addr,
+        c.laddr,
+        String::from_utf8_lossy(&names.name),
+        age.as_secs(),
+        idle,
+        cmd,
+        c.resp.load(Ordering::Relaxed),
+        String::from_utf8_lossy(&names.lib_name),
+        String::from_utf8_lossy(&names.lib_ver),
+    )
+}
+
+pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Reply {
+    match c {
+        ClientCmd::SetName(name) => {
+            conn.info.names.lock().name = name;
+            Reply::OK
+        }
+        ClientCmd::GetName => {
+            let name = conn.info.names.lock().name.clone();
+            if name.is_empty() { Reply::Nil } else { Reply::Bulk(name) }
+        }
+        ClientCmd::Id => Reply::Int(conn.info.id as i64),
+        ClientCmd::SetInfo { attr, value } => {
+            let mut n = conn.info.names.lock();
+            if attr == "lib-name" {
+                n.lib_name = value;
+            } else {
+                n.lib_ver = value;
+            }
+            Reply::OK
+        }
+        ClientCmd::Info => Reply::Verbatim(client_line(&conn.info)),
+        ClientCmd::List => {
+            let clients: Vec<_> = shared.clients.lock().values().cloned().collect();
+            Reply::Verbatim(clients.iter().map(|c| client_line(c)).collect())
+        }
+        ClientCmd::Help => help(&[
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GETNAME", "    Return the name of the current connection.",
+            "ID", "    Return the ID of the current connection.",
+            "INFO", "    Return information about the current client connection.",
+            "LIST", "    Return information about client connections.",
+            "SETINFO <option> <value>", "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+            "SETNAME <name>", "    Assign the name <name> to the current connection.",
+        ]),
+    }
+}
+
+pub(super) fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::Status(l)).collect())
+}
+
+/// The options CONFIG GET knows, with their current values.
+fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
+    let c = &shared.config;
+    let rt = &shared.runtime;
+    vec![
+        ("port", c.port.to_string()),
+        ("bind", c.bind.to_string()),
+        ("dir", c.dir.display().to_string()),
+        ("maxclients", rt.maxclients.load(Ordering::Relaxed).to_string()),
+        ("proto-max-bulk-len", rt.max_bulk.load(Ordering::Relaxed).to_string()),
+        ("databases", "1".into()),
+        ("appendonly", "no".into()),
+        ("appendfsync", "everysec".into()),
+        ("save", String::new()),
+        ("cluster-enabled", "no".into()),
+        ("maxmemory", "0".into()),
+        ("timeout", "0".into()),
+        ("client-query-buffer-limit", (1u64 << 30).to_string()),
+    ]
+}
+
+pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
+    match c {
+        ConfigCmd::Get(patterns) => {
+            let values = config_values(shared);
+            let mut out = Vec::new();
+            for (name, value) in &values {
+                if patterns.iter().any(|p| {
+                    shardai_engine::glob::glob_match(&p.to_ascii_lowercase(), name.as_bytes())
+                }) {
+                    out.push((Reply::bulk(*name), Reply::Bulk(Bytes::from(value.clone()))));
+                }
+            }
+            Reply::Map(out)
+        }
+        ConfigCmd::Set(pairs) => {
+            // Validate everything first so that a failing pair changes nothing.
+            let mut apply: Vec<Box<dyn FnOnce()>> = Vec::new();
+            for (name, value) in pairs {
+                let text = String::from_utf8_lossy(&value).into_owned();
+                let fail = |reason: &str| {
+                    Reply::Error(Error::ConfigSetFailed { name: name.clone(), reason: reason.into() })
+                };
+                match name.as_str() {
+                    "proto-max-bulk-len" => match crate::config::parse_size(&text) {
+                        Ok(n) if n >= 1024 => {
+                            let rt = &shared.runtime;
+                            apply.push(Box::new(move || rt.max_bulk.store(n, Ordering::Relaxed)))
+                        }
+                        _ => return fail("argument must be a memory value of at least 1kb"),
+                    },
+                    "maxclients" => match text.parse::<usize>() {
+                        Ok(n) if n >= 1 => {
+                            let rt = &shared.runtime;
+                            apply.push(Box::new(move || rt.maxclients.store(n, Ordering::Relaxed)))
+                        }
+                        _ => return fail("argument couldn't be parsed into an integer"),
+                    },
+                    _ => return Reply::Error(Error::UnknownConfig(name)),
+                }
+            }
+            for f in apply {
+                f();
+            }
+            Reply::OK
+        }
+        ConfigCmd::ResetStat => {
+            let s = &shared.stats;
+            for c in [&s.commands, &s.connections, &s.rejected, &s.net_in, &s.net_out, &s.hits,
+                      &s.misses, &s.expired, &s.protocol_errors] {
+                c.store(0, Ordering::Relaxed);
+            }
+            Reply::OK
+        }
+        ConfigCmd::Help => help(&[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
+            "RESETSTAT", "    Reset statistics reported by the INFO command.",
+        ]),
+    }
+}

@@ -1,0 +1,70 @@
+//! AI.TENSORSET and AI.TENSORGET.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use shardai_engine::{Mutation, Tensor, Value, now_ms, tensor::Values};
+use shardai_protocol::{
+    Error, Reply,
+    command::{TensorGet, TensorSet},
+};
+
+use super::keyspace::applied;
+use crate::state::Shared;
+
+/// # Format
+/// `AI.TENSORSET key type [shape ...] [BLOB data | VALUES value ...]` → `+OK`
+pub(super) async fn tensorset(t: TensorSet, shared: &Shared) -> Reply {
+    let max = shared.runtime.max_bulk.load(Ordering::Relaxed);
+    let tensor = match Tensor::build(t.dtype, t.shape, t.data, max) {
+        Ok(t) => t,
+        Err(e) => return Reply::Error(e),
+    };
+    applied(shared.proposer.propose(Mutation::SetTensor { key: t.key, tensor: Arc::new(tensor) }).await)
+}
+
+/// # Format
+/// `AI.TENSORGET key [META] [BLOB | VALUES]` → the blob, the values, or an array of
+/// `dtype`, `shape` and `blob`/`values` (META and BLOB when no format is given).
+pub(super) fn tensorget(g: TensorGet, shared: &Shared) -> Reply {
+    let tensor = match shared.store().get(&g.key, now_ms()) {
+        Some(Value::Tensor(t)) => t,
+        Some(_) => return Reply::Error(Error::WrongType),
+        None => {
+            shared.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return Reply::Error(Error::TensorKeyEmpty);
+        }
+    };
+    shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+    let f = g.format;
+    let data = if f.blob {
+        Some(("blob", Reply::Bulk(tensor.blob().clone())))
+    } else if f.values {
+        Some(("values", values_reply(&tensor)))
+    } else {
+        None
+    };
+    if !f.meta {
+        return data.map_or(Reply::Array(vec![]), |(_, r)| r);
+    }
+    let mut out = vec![
+        Reply::bulk("dtype"),
+        Reply::bulk(tensor.dtype().name()),
+        Reply::bulk("shape"),
+        Reply::Array(tensor.shape().iter().map(|&d| Reply::Int(d as i64)).collect()),
+    ];
+    if let Some((name, r)) = data {
+        out.push(Reply::bulk(name));
+        out.push(r);
+    }
+    Reply::Array(out)
+}
+
+/// Elements as RedisAI replies them: doubles for FLOAT/DOUBLE (bulk strings in RESP2),
+/// integers for the integer types and BOOL, bulk strings for STRING.
+fn values_reply(t: &Tensor) -> Reply {
+    match t.values() {
+        Values::Floats(v) => Reply::Array(v.into_iter().map(Reply::Double).collect()),
+        Values::Ints(v) => Reply::Array(v.into_iter().map(Reply::Int).collect()),
+        Values::Strings(v) => Reply::Array(v.into_iter().map(Reply::Bulk).collect()),
+    }
+}

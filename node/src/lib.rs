@@ -1,0 +1,17 @@
+//! The shardai server: configuration, the listener, connections and command dispatch.
+//!
+//! # Layout
+//! - [`config`]: flags, environment and config file.
+//! - [`server`]: the listener, connection limit, background tasks and shutdown.
+//! - [`conn`]: one connection's read–dispatch–write loop.
+//! - [`dispatch`]: commands against the shard, one file per family.
+//! - [`state`]: what connections share (proposer, settings, statistics, clients).
+//!
+//! Business logic lives in `shardai-protocol` and `shardai-engine`; this crate wires them to
+//! sockets.
+
+pub mod config;
+pub mod conn;
+pub mod dispatch;
+pub mod server;
+pub mod state;

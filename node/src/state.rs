@@ -1,0 +1,176 @@
+//! State shared by every connection: the shard's proposer and store, run-time settings,
+//! statistics and the client registry (for CLIENT LIST and INFO clients).
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use shardai_engine::{Proposer, Store};
+
+use crate::config::Config;
+
+/// Server-wide counters for INFO stats.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted since start.
+    pub connections: AtomicU64,
+    /// Connections refused by the connection limit.
+    pub rejected: AtomicU64,
+    /// Commands processed.
+    pub commands: AtomicU64,
+    /// Bytes read from clients.
+    pub net_in: AtomicU64,
+    /// Bytes written to clients.
+    pub net_out: AtomicU64,
+    /// Reads that found their key.
+    pub hits: AtomicU64,
+    /// Reads that did not.
+    pub misses: AtomicU64,
+    /// Keys removed by expiry.
+    pub expired: AtomicU64,
+    /// Protocol errors (connections closed for malformed input).
+    pub protocol_errors: AtomicU64,
+}
+
+/// Settings that CONFIG SET and AI.CONFIG change at run time.
+#[derive(Debug)]
+pub struct Runtime {
+    /// proto-max-bulk-len.
+    pub max_bulk: AtomicUsize,
+    /// maxclients.
+    pub maxclients: AtomicUsize,
+    /// AI.CONFIG MODEL_CHUNK_SIZE.
+    pub model_chunk_size: AtomicUsize,
+    /// AI.CONFIG BACKENDSPATH.
+    pub backends_path: Mutex<Option<PathBuf>>,
+}
+
+/// What CLIENT LIST shows about one connection.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// CLIENT ID.
+    pub id: u64,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Local address.
+    pub laddr: SocketAddr,
+    /// When the connection was accepted.
+    pub since: Instant,
+    /// Milliseconds since `since` of the last command.
+    pub last_ms: AtomicU64,
+    /// Protocol version (2 or 3).
+    pub resp: AtomicU8,
+    /// Name, library name and version (CLIENT SETNAME / SETINFO).
+    pub names: Mutex<ClientNames>,
+    /// Index in the command table of the last command.
+    pub last_cmd: AtomicUsize,
+}
+
+/// Client-chosen names.
+#[derive(Debug, Default, Clone)]
+pub struct ClientNames {
+    /// CLIENT SETNAME.
+    pub name: Bytes,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Bytes,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Bytes,
+}
+
+/// Everything a connection needs from the server.
+pub struct Shared {
+    /// The write path of this node's (only) shard.
+    pub proposer: Arc<dyn Proposer>,
+    /// The start-up configuration.
+    pub config: Config,
+    /// Settings changed at run time.
+    pub runtime: Runtime,
+    /// Counters.
+    pub stats: Stats,
+    /// Live connections by id.
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    next_client_id: AtomicU64,
+    /// Start time, for uptime.
+    pub started: Instant,
+    /// Unique id of this run (INFO run_id).
+    pub run_id: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Shared state for a server with `config` writing through `proposer`.
+    pub fn new(config: Config, proposer: Arc<dyn Proposer>) -> Self {
+        let runtime = Runtime {
+            max_bulk: AtomicUsize::new(config.proto_max_bulk_len),
+            maxclients: AtomicUsize::new(config.maxclients),
+            model_chunk_size: AtomicUsize::new(config.model_chunk_size),
+            backends_path: Mutex::new(config.backends_path.clone()),
+        };
+        let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);
+        let run_id = (0..5).map(|i| format!("{:08x}", mix(seed.wrapping_add(i)))).collect();
+        Shared {
+            proposer,
+            config,
+            runtime,
+            stats: Stats::default(),
+            clients: Mutex::new(BTreeMap::new()),
+            next_client_id: AtomicU64::new(1),
+            started: Instant::now(),
+            run_id,
+        }
+    }
+
+    /// The shard's keyspace.
+    pub fn store(&self) -> &Arc<Store> {
+        self.proposer.store()
+    }
+
+    /// Registers a new connection.
+    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
+        let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let info = Arc::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            resp: AtomicU8::new(2),
+            names: Mutex::new(ClientNames::default()),
+            last_cmd: AtomicUsize::new(usize::MAX),
+        });
+        self.clients.lock().insert(id, info.clone());
+        info
+    }
+
+    /// Removes a closed connection.
+    pub fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    /// A pseudo-random number (RANDOMKEY), different on every call.
+    pub fn random(&self) -> u64 {
+        mix(self.stats.commands.load(Ordering::Relaxed) ^ shardai_engine::now_ms().rotate_left(17))
+    }
+}
+
+/// splitmix64 finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
