@@ -110,6 +110,11 @@ impl RequestDecoder {
             if pos > buf.len() {
                 return Ok(Decoded::Incomplete { need: pos });
             }
+            // Redis skips these two bytes unread; refusing anything but CRLF keeps a
+            // desynchronised client from having its payload run as commands.
+            if &buf[pos - 2..pos] != b"\r\n" {
+                return Err(proto("expected CRLF after bulk data"));
+            }
         }
         // Complete: let redis-protocol split the frame out of the buffer without copying.
         let (frame, consumed, _) = decode_bytes_mut(buf)
@@ -345,6 +350,7 @@ mod tests {
             (b"*1\r\n$536870913\r\n", "invalid bulk length"),
             (b"*1\r\n$99999999999999999999999\r\n", "invalid bulk length"),
             (b"SET \"abc\r\n", "unbalanced quotes in request"),
+            (b"*1\r\n$4\r\nPINGxx", "expected CRLF after bulk data"),
         ];
         for (input, text) in cases {
             let (r, _) = dec(input);
