@@ -26,12 +26,11 @@ pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
                     continue;
                 }
                 b'[' => {
-                    if let Some((matched, next)) = class(pattern, p, s[i]) {
-                        if matched {
-                            p = next;
-                            i += 1;
-                            continue;
-                        }
+                    let (matched, next) = class(pattern, p, s[i]);
+                    if matched {
+                        p = next;
+                        i += 1;
+                        continue;
                     }
                 }
                 b'\\' if p + 1 < pattern.len() => {
@@ -64,7 +63,7 @@ pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
 
 /// Matches `c` against the class starting at `pattern[p] == b'['`. Returns whether it
 /// matched and the index after the class.
-fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+fn class(pattern: &[u8], p: usize, c: u8) -> (bool, usize) {
     let mut j = p + 1;
     let not = pattern.get(j) == Some(&b'^');
     if not {
@@ -103,7 +102,7 @@ fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
             }
         }
     }
-    Some((matched != not, j))
+    (matched != not, j)
 }
 
 #[cfg(test)]

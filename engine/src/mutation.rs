@@ -70,7 +70,13 @@ pub enum Mutation {
 impl Mutation {
     /// A plain SET, for tests and tools.
     pub fn set(key: Bytes, value: Bytes) -> Mutation {
-        Mutation::Set { key, value, cond: None, get: false, deadline: Deadline::None }
+        Mutation::Set {
+            key,
+            value,
+            cond: None,
+            get: false,
+            deadline: Deadline::None,
+        }
     }
 }
 
@@ -92,7 +98,11 @@ pub enum Applied {
 
 /// Copies small buffers so that they do not keep a large socket read buffer alive.
 fn compact(b: Bytes) -> Bytes {
-    if b.len() < COMPACT_BELOW { Bytes::copy_from_slice(&b) } else { b }
+    if b.len() < COMPACT_BELOW {
+        Bytes::copy_from_slice(&b)
+    } else {
+        b
+    }
 }
 
 impl Store {
@@ -106,13 +116,22 @@ impl Store {
                 if current.is_some_and(|e| !matches!(e.value, Value::Tensor(_))) {
                     return Err(Error::WrongType);
                 }
-                let entry = Entry { value: Value::Tensor(tensor), expire_at: None };
+                let entry = Entry {
+                    value: Value::Tensor(tensor),
+                    expire_at: None,
+                };
                 let key = compact(key);
                 let prev = stripe.insert(key.clone(), entry.clone());
                 self.account(&key, prev.as_ref(), Some(&entry));
                 Ok(Applied::Ok)
             }
-            Mutation::Set { key, value, cond, get, deadline } => {
+            Mutation::Set {
+                key,
+                value,
+                cond,
+                get,
+                deadline,
+            } => {
                 let mut stripe = self.stripe_of(&key).write();
                 let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
                 let old = match (get, current.map(|e| &e.value)) {
@@ -132,12 +151,18 @@ impl Store {
                         Deadline::Keep => current.and_then(|e| e.expire_at),
                         Deadline::At(t) => Some(t),
                     };
-                    let entry = Entry { value: Value::Str(compact(value)), expire_at };
+                    let entry = Entry {
+                        value: Value::Str(compact(value)),
+                        expire_at,
+                    };
                     let key = compact(key);
                     let prev = stripe.insert(key.clone(), entry.clone());
                     self.account(&key, prev.as_ref(), Some(&entry));
                 }
-                Ok(Applied::Set { written: allowed, old })
+                Ok(Applied::Set {
+                    written: allowed,
+                    old,
+                })
             }
             Mutation::MSet(pairs) => {
                 for (k, v) in pairs {
@@ -150,9 +175,10 @@ impl Store {
                 let current = stripe.get_mut(&key[..]).filter(|e| e.live(at_ms));
                 let (old, expire_at) = match &current {
                     None => (0, None),
-                    Some(Entry { value: Value::Str(s), expire_at }) => {
-                        (parse_i64(s).ok_or(Error::NotInteger)?, *expire_at)
-                    }
+                    Some(Entry {
+                        value: Value::Str(s),
+                        expire_at,
+                    }) => (parse_i64(s).ok_or(Error::NotInteger)?, *expire_at),
                     Some(_) => return Err(Error::WrongType),
                 };
                 let new = old.checked_add(delta).ok_or(Error::Overflow)?;
@@ -164,7 +190,10 @@ impl Store {
                         self.note_resized(before, e.value.size());
                     }
                     None => {
-                        let entry = Entry { value: Value::Str(text), expire_at };
+                        let entry = Entry {
+                            value: Value::Str(text),
+                            expire_at,
+                        };
                         let key = compact(key);
                         let prev = stripe.insert(key.clone(), entry.clone());
                         self.account(&key, prev.as_ref(), Some(&entry));
@@ -238,28 +267,93 @@ mod tests {
     #[test]
     fn set_conditions_and_get() {
         let s = Store::new();
-        let set = |cond, get| Mutation::Set { key: b("k"), value: b("v2"), cond, get, deadline: Deadline::None };
-        assert_eq!(s.apply(set(Some(SetCond::Xx), false), 0).unwrap(), Applied::Set { written: false, old: None });
-        assert_eq!(s.apply(Mutation::set(b("k"), b("v1")), 0).unwrap(), Applied::Set { written: true, old: None });
-        assert_eq!(s.apply(set(Some(SetCond::Nx), true), 0).unwrap(), Applied::Set { written: false, old: Some(b("v1")) });
-        assert_eq!(s.apply(set(None, true), 0).unwrap(), Applied::Set { written: true, old: Some(b("v1")) });
+        let set = |cond, get| Mutation::Set {
+            key: b("k"),
+            value: b("v2"),
+            cond,
+            get,
+            deadline: Deadline::None,
+        };
+        assert_eq!(
+            s.apply(set(Some(SetCond::Xx), false), 0).unwrap(),
+            Applied::Set {
+                written: false,
+                old: None
+            }
+        );
+        assert_eq!(
+            s.apply(Mutation::set(b("k"), b("v1")), 0).unwrap(),
+            Applied::Set {
+                written: true,
+                old: None
+            }
+        );
+        assert_eq!(
+            s.apply(set(Some(SetCond::Nx), true), 0).unwrap(),
+            Applied::Set {
+                written: false,
+                old: Some(b("v1"))
+            }
+        );
+        assert_eq!(
+            s.apply(set(None, true), 0).unwrap(),
+            Applied::Set {
+                written: true,
+                old: Some(b("v1"))
+            }
+        );
         assert_eq!(get(&s, "k", 0), Some(b("v2")));
     }
 
     #[test]
     fn deadlines() {
         let s = Store::new();
-        let m = Mutation::Set { key: b("k"), value: b("v"), cond: None, get: false, deadline: Deadline::At(100) };
+        let m = Mutation::Set {
+            key: b("k"),
+            value: b("v"),
+            cond: None,
+            get: false,
+            deadline: Deadline::At(100),
+        };
         s.apply(m, 0).unwrap();
         assert_eq!(s.volatile_len(), 1);
         assert_eq!(get(&s, "k", 99), Some(b("v")));
         assert_eq!(get(&s, "k", 100), None, "expired keys read as missing");
-        let keep = Mutation::Set { key: b("k"), value: b("w"), cond: None, get: false, deadline: Deadline::Keep };
+        let keep = Mutation::Set {
+            key: b("k"),
+            value: b("w"),
+            cond: None,
+            get: false,
+            deadline: Deadline::Keep,
+        };
         s.apply(keep, 50).unwrap();
         assert_eq!(s.ttl_ms(b"k", 50), Some(Some(50)));
-        let nx = Mutation::Set { key: b("k"), value: b("x"), cond: Some(SetCond::Nx), get: false, deadline: Deadline::None };
-        assert_eq!(s.apply(nx, 200).unwrap(), Applied::Set { written: true, old: None }, "an expired key counts as missing");
-        s.apply(Mutation::Set { key: b("e"), value: b("v"), cond: None, get: false, deadline: Deadline::At(10) }, 0).unwrap();
+        let nx = Mutation::Set {
+            key: b("k"),
+            value: b("x"),
+            cond: Some(SetCond::Nx),
+            get: false,
+            deadline: Deadline::None,
+        };
+        assert_eq!(
+            s.apply(nx, 200).unwrap(),
+            Applied::Set {
+                written: true,
+                old: None
+            },
+            "an expired key counts as missing"
+        );
+        s.apply(
+            Mutation::Set {
+                key: b("e"),
+                value: b("v"),
+                cond: None,
+                get: false,
+                deadline: Deadline::At(10),
+            },
+            0,
+        )
+        .unwrap();
         assert_eq!(s.apply(Mutation::ExpireDue, 10).unwrap(), Applied::Int(1));
         assert_eq!(s.len(), 1);
         assert_eq!(s.volatile_len(), 0);
@@ -268,20 +362,97 @@ mod tests {
     #[test]
     fn incr_and_types() {
         let s = Store::new();
-        assert_eq!(s.apply(Mutation::IncrBy { key: b("n"), delta: 5 }, 0).unwrap(), Applied::Int(5));
-        assert_eq!(s.apply(Mutation::IncrBy { key: b("n"), delta: -7 }, 0).unwrap(), Applied::Int(-2));
+        assert_eq!(
+            s.apply(
+                Mutation::IncrBy {
+                    key: b("n"),
+                    delta: 5
+                },
+                0
+            )
+            .unwrap(),
+            Applied::Int(5)
+        );
+        assert_eq!(
+            s.apply(
+                Mutation::IncrBy {
+                    key: b("n"),
+                    delta: -7
+                },
+                0
+            )
+            .unwrap(),
+            Applied::Int(-2)
+        );
         s.apply(Mutation::set(b("s"), b("abc")), 0).unwrap();
-        assert_eq!(s.apply(Mutation::IncrBy { key: b("s"), delta: 1 }, 0).unwrap_err(), Error::NotInteger);
-        s.apply(Mutation::set(b("m"), b("9223372036854775807")), 0).unwrap();
-        assert_eq!(s.apply(Mutation::IncrBy { key: b("m"), delta: 1 }, 0).unwrap_err(), Error::Overflow);
+        assert_eq!(
+            s.apply(
+                Mutation::IncrBy {
+                    key: b("s"),
+                    delta: 1
+                },
+                0
+            )
+            .unwrap_err(),
+            Error::NotInteger
+        );
+        s.apply(Mutation::set(b("m"), b("9223372036854775807")), 0)
+            .unwrap();
+        assert_eq!(
+            s.apply(
+                Mutation::IncrBy {
+                    key: b("m"),
+                    delta: 1
+                },
+                0
+            )
+            .unwrap_err(),
+            Error::Overflow
+        );
         let t = Arc::new(Tensor::zeros(shardai_protocol::DType::Float, vec![1], 64).unwrap());
-        s.apply(Mutation::SetTensor { key: b("t"), tensor: t }, 0).unwrap();
-        assert_eq!(s.apply(Mutation::IncrBy { key: b("t"), delta: 1 }, 0).unwrap_err(), Error::WrongType);
+        s.apply(
+            Mutation::SetTensor {
+                key: b("t"),
+                tensor: t,
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            s.apply(
+                Mutation::IncrBy {
+                    key: b("t"),
+                    delta: 1
+                },
+                0
+            )
+            .unwrap_err(),
+            Error::WrongType
+        );
         let t2 = Arc::new(Tensor::zeros(shardai_protocol::DType::Int8, vec![2], 64).unwrap());
-        let over_string = Mutation::SetTensor { key: b("s"), tensor: t2.clone() };
+        let over_string = Mutation::SetTensor {
+            key: b("s"),
+            tensor: t2.clone(),
+        };
         assert_eq!(s.apply(over_string, 0).unwrap_err(), Error::WrongType);
-        assert_eq!(s.apply(Mutation::SetTensor { key: b("t"), tensor: t2 }, 0).unwrap(), Applied::Ok);
-        let get = Mutation::Set { key: b("t"), value: b("x"), cond: None, get: true, deadline: Deadline::None };
+        assert_eq!(
+            s.apply(
+                Mutation::SetTensor {
+                    key: b("t"),
+                    tensor: t2
+                },
+                0
+            )
+            .unwrap(),
+            Applied::Ok
+        );
+        let get = Mutation::Set {
+            key: b("t"),
+            value: b("x"),
+            cond: None,
+            get: true,
+            deadline: Deadline::None,
+        };
         assert_eq!(s.apply(get, 0).unwrap_err(), Error::WrongType);
         assert_eq!(s.get(b"t", 0).unwrap().type_name(), "AI_TENSOR");
     }
@@ -292,7 +463,11 @@ mod tests {
         for k in ["a", "b", "c"] {
             s.apply(Mutation::set(b(k), b("1234")), 0).unwrap();
         }
-        assert_eq!(s.apply(Mutation::Del(vec![b("a"), b("zz"), b("b")]), 0).unwrap(), Applied::Int(2));
+        assert_eq!(
+            s.apply(Mutation::Del(vec![b("a"), b("zz"), b("b")]), 0)
+                .unwrap(),
+            Applied::Int(2)
+        );
         assert_eq!(s.len(), 1);
         assert_eq!(s.used_bytes(), 5);
         s.apply(Mutation::Flush, 0).unwrap();

@@ -62,8 +62,19 @@ mod tests {
     #[tokio::test]
     async fn local_applier_applies_before_resolving() {
         let p: Arc<dyn Proposer> = Arc::new(LocalApplier::new(Arc::new(Store::new())));
-        let r = p.propose(Mutation::set(Bytes::from_static(b"k"), Bytes::from_static(b"v"))).await;
-        assert_eq!(r.unwrap(), Applied::Set { written: true, old: None });
+        let r = p
+            .propose(Mutation::set(
+                Bytes::from_static(b"k"),
+                Bytes::from_static(b"v"),
+            ))
+            .await;
+        assert_eq!(
+            r.unwrap(),
+            Applied::Set {
+                written: true,
+                old: None
+            }
+        );
         assert!(p.store().get(b"k", now_ms()).is_some());
     }
 }

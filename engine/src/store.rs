@@ -120,7 +120,10 @@ impl Store {
     /// The live value of `key`, if any.
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Value> {
         let stripe = self.stripe_of(key).read();
-        stripe.get(key).filter(|e| e.live(now_ms)).map(|e| e.value.clone())
+        stripe
+            .get(key)
+            .filter(|e| e.live(now_ms))
+            .map(|e| e.value.clone())
     }
 
     /// The remaining time to live of `key` in ms: `None` when missing, `Some(None)` when it
@@ -162,16 +165,22 @@ impl Store {
 
     /// Counts in-place changes of a value's size.
     pub(crate) fn note_resized(&self, old: usize, new: usize) {
-        self.used_bytes.fetch_add(new as i64 - old as i64, Ordering::Relaxed);
+        self.used_bytes
+            .fetch_add(new as i64 - old as i64, Ordering::Relaxed);
     }
 
     /// Bookkeeping when an entry is inserted, replaced or removed.
     pub(crate) fn account(&self, key: &[u8], old: Option<&Entry>, new: Option<&Entry>) {
         let size = |e: Option<&Entry>| e.map_or(0, |e| (key.len() + e.value.size()) as i64);
         let vol = |e: Option<&Entry>| e.is_some_and(|e| e.expire_at.is_some()) as i64;
-        self.keys.fetch_add(new.is_some() as i64 - old.is_some() as i64, Ordering::Relaxed);
-        self.volatile.fetch_add(vol(new) - vol(old), Ordering::Relaxed);
-        self.used_bytes.fetch_add(size(new) - size(old), Ordering::Relaxed);
+        self.keys.fetch_add(
+            new.is_some() as i64 - old.is_some() as i64,
+            Ordering::Relaxed,
+        );
+        self.volatile
+            .fetch_add(vol(new) - vol(old), Ordering::Relaxed);
+        self.used_bytes
+            .fetch_add(size(new) - size(old), Ordering::Relaxed);
     }
 
     /// Every live key matching `pattern`.
@@ -209,8 +218,7 @@ impl Store {
                     .filter(|(k, e)| {
                         e.live(now_ms)
                             && pattern.is_none_or(|p| glob_match(p, k))
-                            && type_name
-                                .is_none_or(|t| e.value.type_name().eq_ignore_ascii_case(t))
+                            && type_name.is_none_or(|t| e.value.type_name().eq_ignore_ascii_case(t))
                     })
                     .map(|(k, _)| k.clone()),
             );
@@ -228,8 +236,11 @@ impl Store {
         let start = (seed as usize) % STRIPES;
         for i in 0..STRIPES {
             let s = self.stripes[(start + i) % STRIPES].read();
-            let live: Vec<&Bytes> =
-                s.iter().filter(|(_, e)| e.live(now_ms)).map(|(k, _)| k).collect();
+            let live: Vec<&Bytes> = s
+                .iter()
+                .filter(|(_, e)| e.live(now_ms))
+                .map(|(k, _)| k)
+                .collect();
             if !live.is_empty() {
                 return Some(live[(seed as usize / STRIPES) % live.len()].clone());
             }
@@ -248,7 +259,10 @@ mod tests {
     use crate::mutation::Mutation;
 
     fn set(s: &Store, k: &str, v: &str) {
-        let m = Mutation::set(Bytes::copy_from_slice(k.as_bytes()), Bytes::copy_from_slice(v.as_bytes()));
+        let m = Mutation::set(
+            Bytes::copy_from_slice(k.as_bytes()),
+            Bytes::copy_from_slice(v.as_bytes()),
+        );
         s.apply(m, 0).unwrap();
     }
 
@@ -277,7 +291,11 @@ mod tests {
         let page = s.scan(0, 100_000, Some(b"k1*"), None, 0);
         assert_eq!(page.cursor, 0);
         assert_eq!(page.keys.len(), 1111);
-        assert!(s.scan(0, 100_000, None, Some("ai_tensor"), 0).keys.is_empty());
+        assert!(
+            s.scan(0, 100_000, None, Some("ai_tensor"), 0)
+                .keys
+                .is_empty()
+        );
     }
 
     #[test]

@@ -78,17 +78,26 @@ impl Tensor {
     }
 
     fn element_count(shape: &[usize]) -> Result<usize, Error> {
-        shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or(Error::TensorTooLarge)
+        shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or(Error::TensorTooLarge)
     }
 
     /// A zero-filled tensor (empty strings for STRING).
     pub fn zeros(dtype: DType, shape: Vec<usize>, max_bytes: usize) -> Result<Tensor, Error> {
         let n = Tensor::element_count(&shape)?;
-        let bytes = n.checked_mul(dtype.size().unwrap_or(1)).ok_or(Error::TensorTooLarge)?;
+        let bytes = n
+            .checked_mul(dtype.size().unwrap_or(1))
+            .ok_or(Error::TensorTooLarge)?;
         if bytes > max_bytes {
             return Err(Error::TensorTooLarge);
         }
-        Ok(Tensor { dtype, shape, data: Bytes::from(vec![0u8; bytes]) })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Bytes::from(vec![0u8; bytes]),
+        })
     }
 
     /// A tensor from a little-endian BLOB (NUL-terminated elements for STRING).
@@ -110,7 +119,11 @@ impl Tensor {
                 }
             }
         }
-        let data = if blob.len() < COMPACT_BELOW { Bytes::copy_from_slice(&blob) } else { blob };
+        let data = if blob.len() < COMPACT_BELOW {
+            Bytes::copy_from_slice(&blob)
+        } else {
+            blob
+        };
         Ok(Tensor { dtype, shape, data })
     }
 
@@ -124,14 +137,22 @@ impl Tensor {
         for v in values {
             encode_value(dtype, v, &mut out)?;
         }
-        Ok(Tensor { dtype, shape, data: Bytes::from(out) })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Bytes::from(out),
+        })
     }
 
     /// The elements, decoded for a VALUES reply.
     pub fn values(&self) -> Values {
         let d = &self.data[..];
         fn ints<const N: usize>(d: &[u8], f: impl Fn([u8; N]) -> i64) -> Values {
-            Values::Ints(d.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect())
+            Values::Ints(
+                d.chunks_exact(N)
+                    .map(|c| f(c.try_into().unwrap_or([0; N])))
+                    .collect(),
+            )
         }
         match self.dtype {
             DType::Float => Values::Floats(
@@ -185,16 +206,22 @@ fn encode_value(dtype: DType, v: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
                 out.extend_from_slice(&x.to_le_bytes());
             }
         }
-        DType::Int8 => out.push(int(i8::MIN.into(), i8::MAX.into()).ok_or(Error::InvalidValue)? as i8 as u8),
+        DType::Int8 => {
+            out.push(int(i8::MIN.into(), i8::MAX.into()).ok_or(Error::InvalidValue)? as i8 as u8)
+        }
         DType::Int16 => out.extend_from_slice(
-            &(int(i16::MIN.into(), i16::MAX.into()).ok_or(Error::InvalidValue)? as i16).to_le_bytes(),
+            &(int(i16::MIN.into(), i16::MAX.into()).ok_or(Error::InvalidValue)? as i16)
+                .to_le_bytes(),
         ),
         DType::Int32 => out.extend_from_slice(
-            &(int(i32::MIN.into(), i32::MAX.into()).ok_or(Error::InvalidValue)? as i32).to_le_bytes(),
+            &(int(i32::MIN.into(), i32::MAX.into()).ok_or(Error::InvalidValue)? as i32)
+                .to_le_bytes(),
         ),
-        DType::Int64 => {
-            out.extend_from_slice(&int(i64::MIN, i64::MAX).ok_or(Error::InvalidValue)?.to_le_bytes())
-        }
+        DType::Int64 => out.extend_from_slice(
+            &int(i64::MIN, i64::MAX)
+                .ok_or(Error::InvalidValue)?
+                .to_le_bytes(),
+        ),
         DType::Uint8 => out.push(int(0, u8::MAX.into()).ok_or(Error::InvalidValue)? as u8),
         DType::Uint16 => out.extend_from_slice(
             &(int(0, u16::MAX.into()).ok_or(Error::InvalidValue)? as u16).to_le_bytes(),
@@ -221,7 +248,10 @@ pub fn parse_double(v: &[u8]) -> Option<f64> {
     let x: f64 = s.parse().ok()?;
     // strtod reports overflow (ERANGE) where Rust rounds to infinity: only a spelled-out
     // infinity may be infinite.
-    let spelled_inf = s.trim_start_matches(['+', '-']).to_ascii_lowercase().starts_with("inf");
+    let spelled_inf = s
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase()
+        .starts_with("inf");
     (!x.is_nan() && (x.is_finite() || spelled_inf)).then_some(x)
 }
 
@@ -230,14 +260,20 @@ mod tests {
     use super::*;
 
     fn vals(d: DType, shape: &[usize], v: &[&str]) -> Result<Tensor, Error> {
-        let v: Vec<Bytes> = v.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect();
+        let v: Vec<Bytes> = v
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
         Tensor::from_values(d, shape.to_vec(), &v)
     }
 
     #[test]
     fn spec_example_float_blob_matches() {
         let t = vals(DType::Float, &[2, 2], &["1", "2", "3", "4"]).unwrap();
-        assert_eq!(&t.blob()[..], b"\x00\x00\x80?\x00\x00\x00@\x00\x00@@\x00\x00\x80@");
+        assert_eq!(
+            &t.blob()[..],
+            b"\x00\x00\x80?\x00\x00\x00@\x00\x00@@\x00\x00\x80@"
+        );
         assert_eq!(t.values(), Values::Floats(vec![1.0, 2.0, 3.0, 4.0]));
     }
 
@@ -249,7 +285,10 @@ mod tests {
             (DType::Int8, &["-128", "127"]),
             (DType::Int16, &["-32768", "32767"]),
             (DType::Int32, &["-2147483648", "2147483647"]),
-            (DType::Int64, &["-9223372036854775808", "9223372036854775807"]),
+            (
+                DType::Int64,
+                &["-9223372036854775808", "9223372036854775807"],
+            ),
             (DType::Uint8, &["0", "255"]),
             (DType::Uint16, &["0", "65535"]),
             (DType::Bool, &["0", "1"]),
@@ -264,12 +303,18 @@ mod tests {
                 Values::Ints(i) => i.iter().map(|x| x.to_string()).collect(),
                 Values::Strings(_) => unreachable!(),
             };
-            let want: Vec<String> =
-                v.iter().map(|s| s.parse::<f64>().unwrap().to_string()).collect();
+            let want: Vec<String> = v
+                .iter()
+                .map(|s| s.parse::<f64>().unwrap().to_string())
+                .collect();
             if d.is_float() {
                 assert_eq!(shown, want, "{d:?}");
             } else {
-                assert_eq!(shown, v.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{d:?}");
+                assert_eq!(
+                    shown,
+                    v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                    "{d:?}"
+                );
             }
         }
     }
@@ -294,10 +339,20 @@ mod tests {
             (DType::Double, " 1"),
         ];
         for (d, v) in bad {
-            assert_eq!(vals(*d, &[1], &[v]).unwrap_err(), Error::InvalidValue, "{d:?} {v}");
+            assert_eq!(
+                vals(*d, &[1], &[v]).unwrap_err(),
+                Error::InvalidValue,
+                "{d:?} {v}"
+            );
         }
-        assert_eq!(vals(DType::Bool, &[1], &["2"]).unwrap_err(), Error::BoolValue);
-        assert_eq!(vals(DType::Bool, &[1], &["x"]).unwrap_err(), Error::BoolValue);
+        assert_eq!(
+            vals(DType::Bool, &[1], &["2"]).unwrap_err(),
+            Error::BoolValue
+        );
+        assert_eq!(
+            vals(DType::Bool, &[1], &["x"]).unwrap_err(),
+            Error::BoolValue
+        );
         assert!(vals(DType::Float, &[1], &["inf"]).is_ok());
         assert!(vals(DType::Double, &[1], &["-inf"]).is_ok());
     }
@@ -326,15 +381,26 @@ mod tests {
         assert_eq!(&t.blob()[..], b"ab\0\0c\0");
         assert_eq!(
             t.values(),
-            Values::Strings(vec![Bytes::from_static(b"ab"), Bytes::new(), Bytes::from_static(b"c")])
+            Values::Strings(vec![
+                Bytes::from_static(b"ab"),
+                Bytes::new(),
+                Bytes::from_static(b"c")
+            ])
         );
-        assert_eq!(vals(DType::String, &[1], &["a\0b"]).unwrap_err(), Error::StringNul);
-        let blob = |s: &'static [u8]| Tensor::from_blob(DType::String, vec![2], Bytes::from_static(s));
+        assert_eq!(
+            vals(DType::String, &[1], &["a\0b"]).unwrap_err(),
+            Error::StringNul
+        );
+        let blob =
+            |s: &'static [u8]| Tensor::from_blob(DType::String, vec![2], Bytes::from_static(s));
         assert!(blob(b"x\0y\0").is_ok());
         assert_eq!(blob(b"x\0y").unwrap_err(), Error::StringBlobCount);
         assert_eq!(blob(b"x\0").unwrap_err(), Error::StringBlobCount);
         let z = Tensor::zeros(DType::String, vec![2], 100).unwrap();
-        assert_eq!(z.values(), Values::Strings(vec![Bytes::new(), Bytes::new()]));
+        assert_eq!(
+            z.values(),
+            Values::Strings(vec![Bytes::new(), Bytes::new()])
+        );
     }
 
     #[test]

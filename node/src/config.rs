@@ -66,13 +66,24 @@ pub struct Config {
 /// Parses a size with an optional k/kb/m/mb/g/gb suffix (powers of 1024, as Redis does).
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let lower = s.trim().to_ascii_lowercase();
-    let (digits, mult) = [("gb", 1usize << 30), ("g", 1 << 30), ("mb", 1 << 20), ("m", 1 << 20),
-                          ("kb", 1 << 10), ("k", 1 << 10), ("b", 1)]
-        .iter()
-        .find_map(|(suf, m)| lower.strip_suffix(suf).map(|d| (d.to_string(), *m)))
-        .unwrap_or((lower.clone(), 1));
-    let n: usize = digits.trim().parse().map_err(|_| format!("invalid size '{s}'"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"))
+    let (digits, mult) = [
+        ("gb", 1usize << 30),
+        ("g", 1 << 30),
+        ("mb", 1 << 20),
+        ("m", 1 << 20),
+        ("kb", 1 << 10),
+        ("k", 1 << 10),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|d| (d.to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size '{s}'"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
 impl Config {
@@ -92,12 +103,15 @@ impl Config {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (name, value) = line.split_once(char::is_whitespace).ok_or_else(|| {
-                format!("{}:{}: expected 'name value'", path.display(), n + 1)
-            })?;
+            let (name, value) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| format!("{}:{}: expected 'name value'", path.display(), n + 1))?;
             let name = name.trim().to_ascii_lowercase().replace('_', "-");
-            if std::env::var(format!("SHARDAI_{}", name.to_ascii_uppercase().replace('-', "_")))
-                .is_ok()
+            if std::env::var(format!(
+                "SHARDAI_{}",
+                name.to_ascii_uppercase().replace('-', "_")
+            ))
+            .is_ok()
             {
                 continue;
             }

@@ -55,7 +55,11 @@ pub async fn serve(
 ) {
     let id = info.id;
     let peer = info.addr;
-    let mut state = ConnState { resp: 2, readonly: false, info };
+    let mut state = ConnState {
+        resp: 2,
+        readonly: false,
+        info,
+    };
     let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
         Ok(why) => why,
         Err(e) => format!("i/o error: {e}"),
@@ -109,8 +113,12 @@ async fn run(
             _ = shutdown.changed() => return Ok("server shutting down".into()),
         };
         if n == 0 {
-            return Ok(if rbuf.is_empty() { "client closed" } else { "client closed mid-request" }
-                .into());
+            return Ok(if rbuf.is_empty() {
+                "client closed"
+            } else {
+                "client closed mid-request"
+            }
+            .into());
         }
         shared.stats.net_in.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -129,10 +137,16 @@ fn make_room(rbuf: &mut BytesMut, need: usize) {
     }
 }
 
-async fn handle(argv: Vec<Bytes>, shared: &Shared, state: &mut ConnState, out: &mut WriteBuf) -> Flow {
+async fn handle(
+    argv: Vec<Bytes>,
+    shared: &Shared,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+) -> Flow {
     shared.stats.commands.fetch_add(1, Ordering::Relaxed);
     let info = &state.info;
-    info.last_ms.store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    info.last_ms
+        .store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
     if let Some(i) = table::COMMANDS
         .iter()
         .position(|c| c.name.as_bytes().eq_ignore_ascii_case(&argv[0]))

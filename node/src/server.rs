@@ -71,15 +71,19 @@ impl Server {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
-        info!(connections = conns.len(), "shutting down: closing connections");
+        info!(
+            connections = conns.len(),
+            "shutting down: closing connections"
+        );
         let _ = stop_tx.send(true);
         let grace = Duration::from_secs(self.shared.config.shutdown_timeout);
-        let drained = tokio::time::timeout(grace, async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            warn!(left = conns.len(), "connections did not finish in time; aborting them");
+            warn!(
+                left = conns.len(),
+                "connections did not finish in time; aborting them"
+            );
             conns.abort_all();
         }
         let _ = sweeper.await;

@@ -107,7 +107,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +123,9 @@ impl Shared {
             backends_path: Mutex::new(config.backends_path.clone()),
         };
         let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);
-        let run_id = (0..5).map(|i| format!("{:08x}", mix(seed.wrapping_add(i)))).collect();
+        let run_id = (0..5)
+            .map(|i| format!("{:08x}", mix(seed.wrapping_add(i))))
+            .collect();
         Shared {
             proposer,
             config,

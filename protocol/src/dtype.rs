@@ -45,7 +45,9 @@ impl DType {
 
     /// Parses a type name, case-insensitively as RedisAI does.
     pub fn parse(name: &[u8]) -> Option<DType> {
-        DType::ALL.into_iter().find(|d| d.name().as_bytes().eq_ignore_ascii_case(name))
+        DType::ALL
+            .into_iter()
+            .find(|d| d.name().as_bytes().eq_ignore_ascii_case(name))
     }
 
     /// The name RedisAI replies with (`dtype` in AI.TENSORGET META).

@@ -119,7 +119,9 @@ pub enum Error {
     #[error("ERR Number of string elements in data blob does not match tensor length")]
     StringBlobCount,
     /// AI.TENSORSET with anything but exactly one argument after BLOB.
-    #[error("ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command")]
+    #[error(
+        "ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command"
+    )]
     BlobArity,
     /// AI.TENSORGET with an unknown format word.
     #[error("ERR unsupported data format")]
@@ -236,7 +238,10 @@ mod tests {
             "ERR data length does not match tensor shape and type"
         );
         assert_eq!(Error::InvalidValue.wire_text(), "ERR invalid value");
-        assert_eq!(Error::BoolValue.wire_text(), "ERR BOOL tensor elements must be 0 or 1");
+        assert_eq!(
+            Error::BoolValue.wire_text(),
+            "ERR BOOL tensor elements must be 0 or 1"
+        );
         assert_eq!(
             Error::WrongType.wire_text(),
             "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -245,8 +250,14 @@ mod tests {
             Error::TensorKeyEmpty.wire_text(),
             "ERR tensor key is empty or in a different shard"
         );
-        assert_eq!(Error::UnsupportedFormat.wire_text(), "ERR unsupported data format");
-        assert_eq!(Error::CouldNotLoadBackend.wire_text(), "ERR Could not load backend");
+        assert_eq!(
+            Error::UnsupportedFormat.wire_text(),
+            "ERR unsupported data format"
+        );
+        assert_eq!(
+            Error::CouldNotLoadBackend.wire_text(),
+            "ERR Could not load backend"
+        );
     }
 
     #[test]
@@ -267,12 +278,22 @@ mod tests {
             Error::Protocol("invalid bulk length".into()).wire_text(),
             "ERR Protocol error: invalid bulk length"
         );
-        assert_eq!(Error::NotInteger.wire_text(), "ERR value is not an integer or out of range");
         assert_eq!(
-            Error::UnknownSubcommand { cmd: "CLIENT", sub: "x".into() }.wire_text(),
+            Error::NotInteger.wire_text(),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            Error::UnknownSubcommand {
+                cmd: "CLIENT",
+                sub: "x".into()
+            }
+            .wire_text(),
             "ERR unknown subcommand 'x'. Try CLIENT HELP."
         );
-        assert_eq!(Error::NoProto.wire_text(), "NOPROTO unsupported protocol version");
+        assert_eq!(
+            Error::NoProto.wire_text(),
+            "NOPROTO unsupported protocol version"
+        );
         assert!(Error::Protocol("x".into()).closes_connection());
         assert!(!Error::Syntax.closes_connection());
     }

@@ -55,7 +55,10 @@ impl RequestDecoder {
     /// A decoder refusing bulk strings longer than `max_bulk` and requests larger than
     /// `max_request` bytes.
     pub fn new(max_bulk: usize, max_request: usize) -> Self {
-        RequestDecoder { max_bulk, max_request: max_request.max(max_bulk) }
+        RequestDecoder {
+            max_bulk,
+            max_request: max_request.max(max_bulk),
+        }
     }
 
     /// The configured `proto-max-bulk-len`.
@@ -81,7 +84,9 @@ impl RequestDecoder {
 
     fn decode_multibulk(&self, buf: &mut BytesMut) -> Result<Decoded, Error> {
         let Some((count, mut pos)) = header_line(buf, 0, "too big mbulk count string")? else {
-            return Ok(Decoded::Incomplete { need: buf.len() + 1 });
+            return Ok(Decoded::Incomplete {
+                need: buf.len() + 1,
+            });
         };
         let count = parse_i64(count)
             .filter(|n| *n <= MAX_MULTIBULK)
@@ -98,7 +103,9 @@ impl RequestDecoder {
                 return Err(proto(&format!("expected '$', got '{}'", first as char)));
             }
             let Some((len, next)) = header_line(buf, pos, "too big bulk count string")? else {
-                return Ok(Decoded::Incomplete { need: buf.len() + 1 });
+                return Ok(Decoded::Incomplete {
+                    need: buf.len() + 1,
+                });
             };
             let len = parse_i64(len)
                 .filter(|n| *n >= 0 && (*n as u64) <= self.max_bulk as u64)
@@ -192,7 +199,9 @@ fn decode_inline(buf: &mut BytesMut) -> Result<Decoded, Error> {
         if buf.len() > MAX_INLINE {
             return Err(proto("too big inline request"));
         }
-        return Ok(Decoded::Incomplete { need: buf.len() + 1 });
+        return Ok(Decoded::Incomplete {
+            need: buf.len() + 1,
+        });
     };
     if nl > MAX_INLINE {
         return Err(proto("too big inline request"));
@@ -206,7 +215,9 @@ fn decode_inline(buf: &mut BytesMut) -> Result<Decoded, Error> {
     if args.is_empty() {
         return Ok(Decoded::Empty);
     }
-    Ok(Decoded::Request(args.into_iter().map(Bytes::from).collect()))
+    Ok(Decoded::Request(
+        args.into_iter().map(Bytes::from).collect(),
+    ))
 }
 
 /// Splits an inline command line as Redis's `sdssplitargs` does: whitespace separates
@@ -306,7 +317,11 @@ mod tests {
     }
 
     fn req(args: &[&str]) -> Decoded {
-        Decoded::Request(args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect())
+        Decoded::Request(
+            args.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -315,7 +330,10 @@ mod tests {
         let d = RequestDecoder::default();
         assert_eq!(d.decode(&mut buf).unwrap(), req(&["ECHO", "hi"]));
         assert_eq!(d.decode(&mut buf).unwrap(), req(&["PING"]));
-        assert!(matches!(d.decode(&mut buf).unwrap(), Decoded::Incomplete { .. }));
+        assert!(matches!(
+            d.decode(&mut buf).unwrap(),
+            Decoded::Incomplete { .. }
+        ));
     }
 
     #[test]
@@ -326,7 +344,10 @@ mod tests {
         for cut in 1..18 {
             let full = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
             let (r, _) = dec(&full[..cut]);
-            assert!(matches!(r.unwrap(), Decoded::Incomplete { .. }), "cut {cut}");
+            assert!(
+                matches!(r.unwrap(), Decoded::Incomplete { .. }),
+                "cut {cut}"
+            );
         }
     }
 
@@ -335,7 +356,10 @@ mod tests {
         let (r, _) = dec(b"*2\r\n$3\r\nSET\r\n$4\r\n\r\n\0\xff\r\n");
         assert_eq!(
             r.unwrap(),
-            Decoded::Request(vec![Bytes::from_static(b"SET"), Bytes::from_static(b"\r\n\0\xff")])
+            Decoded::Request(vec![
+                Bytes::from_static(b"SET"),
+                Bytes::from_static(b"\r\n\0\xff")
+            ])
         );
     }
 
@@ -354,7 +378,11 @@ mod tests {
         ];
         for (input, text) in cases {
             let (r, _) = dec(input);
-            assert_eq!(r.unwrap_err(), Error::Protocol(text.to_string()), "{input:?}");
+            assert_eq!(
+                r.unwrap_err(),
+                Error::Protocol(text.to_string()),
+                "{input:?}"
+            );
         }
     }
 
@@ -364,14 +392,20 @@ mod tests {
         let mut buf = BytesMut::from(&b"*1\r\n$1025\r\n"[..]);
         assert!(d.decode(&mut buf).is_err());
         let mut buf = BytesMut::from(&b"*1\r\n$1024\r\n"[..]);
-        assert_eq!(d.decode(&mut buf).unwrap(), Decoded::Incomplete { need: 1037 });
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Decoded::Incomplete { need: 1037 }
+        );
     }
 
     #[test]
     fn endless_header_lines_are_refused() {
         let mut long = b"*".to_vec();
         long.extend(std::iter::repeat_n(b'1', MAX_INLINE + 2));
-        assert_eq!(dec(&long).0.unwrap_err(), proto("too big mbulk count string"));
+        assert_eq!(
+            dec(&long).0.unwrap_err(),
+            proto("too big mbulk count string")
+        );
         let long = vec![b'a'; MAX_INLINE + 2];
         assert_eq!(dec(&long).0.unwrap_err(), proto("too big inline request"));
     }
@@ -402,8 +436,17 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"-", b"+1", b" 1", b"1 ", b"01", b"-0", b"9223372036854775808", b"1.5"]
-        {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"01",
+            b"-0",
+            b"9223372036854775808",
+            b"1.5",
+        ] {
             assert_eq!(parse_i64(bad), None, "{bad:?}");
         }
     }

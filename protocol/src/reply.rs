@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(enc(&Reply::Bool(false), 3), b"#f\r\n");
         assert_eq!(enc(&Reply::Set(vec![Reply::OK]), 3), b"~1\r\n+OK\r\n");
         assert_eq!(enc(&Reply::Verbatim("x".into()), 3), b"=5\r\ntxt:x\r\n");
-        assert_eq!(enc(&Reply::Error(Error::Syntax), 2), b"-ERR syntax error\r\n");
+        assert_eq!(
+            enc(&Reply::Error(Error::Syntax), 2),
+            b"-ERR syntax error\r\n"
+        );
         assert_eq!(enc(&Reply::Error(Error::TimedOut), 2), b"+TIMEDOUT\r\n");
     }
 
@@ -283,6 +286,10 @@ mod tests {
         w.push(&Reply::Bulk(big.clone()), 2);
         let chunks = w.take();
         assert_eq!(chunks.len(), 3);
-        assert_eq!(chunks[1].as_ptr(), big.as_ptr(), "the stored buffer itself is written");
+        assert_eq!(
+            chunks[1].as_ptr(),
+            big.as_ptr(),
+            "the stored buffer itself is written"
+        );
     }
 }

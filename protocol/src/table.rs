@@ -99,6 +99,7 @@ macro_rules! spec {
 }
 
 /// Every command shardai knows, Redis's and RedisAI's.
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     // connection
     spec!("ping", -1, ["fast", "stale"], 0, 0, 0, ["@fast", "@connection"], "connection",
@@ -219,11 +220,13 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     if name.len() > 32 {
         return None;
     }
-    COMMANDS.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    COMMANDS
+        .iter()
+        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Reads `n` keys after a count argument at `argv[i]`; returns the keys and the next index.
-fn counted<'a>(argv: &'a [Bytes], i: usize) -> Result<(&'a [Bytes], usize), Error> {
+fn counted(argv: &[Bytes], i: usize) -> Result<(&[Bytes], usize), Error> {
     let n = argv
         .get(i)
         .and_then(|c| parse_i64(c))
@@ -297,17 +300,16 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
                 }
             }
             // Model and script keys of the ops.
-            while i < argv.len() {
-                if argv[i].as_ref() == b"|>" {
-                    if let (Some(op), Some(key)) = (argv.get(i + 1), argv.get(i + 2)) {
-                        let persistent = ["AI.MODELEXECUTE", "AI.MODELRUN", "AI.SCRIPTEXECUTE",
-                                          "AI.SCRIPTRUN"];
-                        if persistent.iter().any(|p| eq(op, p)) {
-                            keys.push(key);
-                        }
-                    }
+            const KEYED_OPS: [&str; 4] = [
+                "AI.MODELEXECUTE",
+                "AI.MODELRUN",
+                "AI.SCRIPTEXECUTE",
+                "AI.SCRIPTRUN",
+            ];
+            for w in argv[i..].windows(3) {
+                if w[0].as_ref() == b"|>" && KEYED_OPS.iter().any(|p| eq(&w[1], p)) {
+                    keys.push(&w[2]);
                 }
-                i += 1;
             }
         }
         _ => return Err(Error::Syntax),
@@ -320,7 +322,9 @@ mod tests {
     use super::*;
 
     fn argv(s: &str) -> Vec<Bytes> {
-        s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+        s.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
     }
 
     fn keys(s: &str) -> Vec<String> {
@@ -341,18 +345,36 @@ mod tests {
             assert_eq!(c.name, c.name.to_lowercase());
             assert!(!c.summary.is_empty());
             assert!(c.arity != 0);
-            assert!(!(c.is_write() && c.flags.contains(&"readonly")), "{}", c.name);
+            assert!(
+                !(c.is_write() && c.flags.contains(&"readonly")),
+                "{}",
+                c.name
+            );
         }
     }
 
     #[test]
     fn redisai_key_positions() {
-        for n in ["ai.tensorset", "ai.tensorget", "ai.modelstore", "ai.modelget", "ai.modeldel",
-                  "ai.scriptstore", "ai.scriptget", "ai.scriptdel", "ai.info"] {
+        for n in [
+            "ai.tensorset",
+            "ai.tensorget",
+            "ai.modelstore",
+            "ai.modelget",
+            "ai.modeldel",
+            "ai.scriptstore",
+            "ai.scriptget",
+            "ai.scriptdel",
+            "ai.info",
+        ] {
             let c = lookup(n.as_bytes()).unwrap();
             assert_eq!((c.first_key, c.last_key, c.step), (1, 1, 1), "{n}");
         }
-        for n in ["ai.modelexecute", "ai.scriptexecute", "ai.dagexecute", "ai.dagexecute_ro"] {
+        for n in [
+            "ai.modelexecute",
+            "ai.scriptexecute",
+            "ai.dagexecute",
+            "ai.dagexecute_ro",
+        ] {
             assert!(lookup(n.as_bytes()).unwrap().has_movable_keys(), "{n}");
         }
         let c = lookup(b"AI.CONFIG").unwrap();
@@ -385,7 +407,10 @@ mod tests {
             keys("AI.SCRIPTEXECUTE s fn KEYS 1 k INPUTS 1 a ARGS 2 x y OUTPUTS 1 o"),
             ["s", "k", "a", "o"]
         );
-        assert_eq!(keys("AI.MODELRUN m INPUTS a b OUTPUTS c"), ["m", "a", "b", "c"]);
+        assert_eq!(
+            keys("AI.MODELRUN m INPUTS a b OUTPUTS c"),
+            ["m", "a", "b", "c"]
+        );
         assert_eq!(
             keys("AI.DAGEXECUTE LOAD 1 a PERSIST 1 b |> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 b"),
             ["a", "b", "m"]

@@ -18,7 +18,9 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
     for profile in ["release", "debug"] {
         let p = target.join(profile).join("shardai");
         if p.exists() {
@@ -55,7 +57,8 @@ impl Server {
     pub fn start_with(extra: &[&str]) -> Server {
         for _ in 0..5 {
             let port = free_port();
-            let dir = std::env::temp_dir().join(format!("shardai-test-{}-{port}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("shardai-test-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("create data dir");
             let log = dir.with_extension("log");
             let logfile = std::fs::File::create(&log).expect("create log file");
@@ -68,7 +71,12 @@ impl Server {
                 .stderr(logfile)
                 .spawn()
                 .expect("spawn shardai");
-            let mut s = Server { child: Some(child), port, dir, log };
+            let mut s = Server {
+                child: Some(child),
+                port,
+                dir,
+                log,
+            };
             if s.wait_ready(Duration::from_secs(10)) {
                 return s;
             }
@@ -80,10 +88,8 @@ impl Server {
     fn wait_ready(&mut self, limit: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return false;
-                }
+            if !self.alive() {
+                return false;
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -104,7 +110,10 @@ impl Server {
 
     /// A redis-rs connection (RESP2).
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url()).expect("client").get_connection().expect("connect")
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection()
+            .expect("connect")
     }
 
     /// A redis-rs connection speaking RESP3.
@@ -118,7 +127,8 @@ impl Server {
     /// A raw TCP connection with a read timeout.
     pub fn raw(&self) -> TcpStream {
         let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         s
     }
 
@@ -129,7 +139,9 @@ impl Server {
 
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// What the server logged so far.
@@ -140,7 +152,9 @@ impl Server {
     /// Sends SIGTERM and waits for the exit status (SIGKILL after `limit`).
     pub fn stop(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = child.try_wait() {
@@ -170,7 +184,11 @@ impl Server {
         let mut child = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -204,7 +222,12 @@ pub fn exchange(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> (Vec<u
         match stream.read(&mut buf) {
             Ok(0) => return (out, true),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 if !out.is_empty() {
                     // Got a reply and nothing more is coming right now.
                     return (out, false);

@@ -11,11 +11,25 @@ fn help_explains_every_option() {
     let out = Command::new(binary()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for opt in ["--port", "--bind", "--dir", "--config", "--maxclients", "--proto-max-bulk-len",
-                "--backends-path", "--log", "SHARDAI_PORT", "[default: 6379]", "[default: 127.0.0.1]"] {
+    for opt in [
+        "--port",
+        "--bind",
+        "--dir",
+        "--config",
+        "--maxclients",
+        "--proto-max-bulk-len",
+        "--backends-path",
+        "--log",
+        "SHARDAI_PORT",
+        "[default: 6379]",
+        "[default: 127.0.0.1]",
+    ] {
         assert!(text.contains(opt), "--help lacks {opt}:\n{text}");
     }
-    let bad = Command::new(binary()).args(["--port", "notaport"]).output().unwrap();
+    let bad = Command::new(binary())
+        .args(["--port", "notaport"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--port"));
 }
@@ -23,16 +37,32 @@ fn help_explains_every_option() {
 #[test]
 fn config_file_and_environment() {
     let file = std::env::temp_dir().join(format!("shardai-conf-{}.conf", std::process::id()));
-    std::fs::write(&file, "# a comment\nmaxclients 77\nproto-max-bulk-len 2mb\n").unwrap();
+    std::fs::write(
+        &file,
+        "# a comment\nmaxclients 77\nproto-max-bulk-len 2mb\n",
+    )
+    .unwrap();
     let s = Server::start_with(&["--config", file.to_str().unwrap()]);
     let mut c = s.client();
-    let v: Vec<String> = cmd("CONFIG").arg("GET").arg("maxclients").query(&mut c).unwrap();
+    let v: Vec<String> = cmd("CONFIG")
+        .arg("GET")
+        .arg("maxclients")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(v, ["maxclients", "77"]);
-    let v: Vec<String> = cmd("CONFIG").arg("GET").arg("proto-max-bulk-len").query(&mut c).unwrap();
+    let v: Vec<String> = cmd("CONFIG")
+        .arg("GET")
+        .arg("proto-max-bulk-len")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(v, ["proto-max-bulk-len", "2097152"]);
     // A flag on the command line wins over the file.
     let s2 = Server::start_with(&["--config", file.to_str().unwrap(), "--maxclients", "5"]);
-    let v: Vec<String> = cmd("CONFIG").arg("GET").arg("maxclients").query(&mut s2.client()).unwrap();
+    let v: Vec<String> = cmd("CONFIG")
+        .arg("GET")
+        .arg("maxclients")
+        .query(&mut s2.client())
+        .unwrap();
     assert_eq!(v, ["maxclients", "5"]);
     std::fs::remove_file(&file).unwrap();
 }
@@ -43,17 +73,32 @@ fn inline_commands_and_pipelining() {
     let mut c = s.raw();
     let (out, _) = exchange(&mut c, b"PING\r\n", Duration::from_secs(5));
     assert_eq!(out, b"+PONG\r\n");
-    let (out, _) = exchange(&mut c, b"AI.TENSORSET t FLOAT 2 VALUES 1 2\r\n", Duration::from_secs(5));
+    let (out, _) = exchange(
+        &mut c,
+        b"AI.TENSORSET t FLOAT 2 VALUES 1 2\r\n",
+        Duration::from_secs(5),
+    );
     assert_eq!(out, b"+OK\r\n");
     let (out, _) = exchange(&mut c, b"AI.TENSORGET t VALUES\n", Duration::from_secs(5));
     assert_eq!(out, b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
-    let (out, _) = exchange(&mut c, b"set \"a b\" 'c d'\r\nget \"a b\"\r\n", Duration::from_secs(5));
+    let (out, _) = exchange(
+        &mut c,
+        b"set \"a b\" 'c d'\r\nget \"a b\"\r\n",
+        Duration::from_secs(5),
+    );
     assert_eq!(out, b"+OK\r\n$3\r\nc d\r\n");
 
     // 1000 pipelined requests in one write, answered in order.
     let mut req = Vec::new();
     for i in 0..1000 {
-        req.extend(format!("*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n${}\r\n{}\r\n", i.to_string().len(), i).as_bytes());
+        req.extend(
+            format!(
+                "*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n${}\r\n{}\r\n",
+                i.to_string().len(),
+                i
+            )
+            .as_bytes(),
+        );
     }
     let mut con = s.client();
     let mut p = redis::pipe();
@@ -77,8 +122,14 @@ fn connection_limit() {
     let s = Server::start_with(&["--maxclients", "2"]);
     let mut a = s.raw();
     let mut b = s.raw();
-    assert_eq!(exchange(&mut a, b"PING\r\n", Duration::from_secs(5)).0, b"+PONG\r\n");
-    assert_eq!(exchange(&mut b, b"PING\r\n", Duration::from_secs(5)).0, b"+PONG\r\n");
+    assert_eq!(
+        exchange(&mut a, b"PING\r\n", Duration::from_secs(5)).0,
+        b"+PONG\r\n"
+    );
+    assert_eq!(
+        exchange(&mut b, b"PING\r\n", Duration::from_secs(5)).0,
+        b"+PONG\r\n"
+    );
     let mut third = s.raw();
     let (out, closed) = exchange(&mut third, b"PING\r\n", Duration::from_secs(5));
     assert_eq!(out, b"-ERR max number of clients reached\r\n");
@@ -86,8 +137,14 @@ fn connection_limit() {
     drop(a);
     std::thread::sleep(Duration::from_millis(200));
     let mut again = s.raw();
-    assert_eq!(exchange(&mut again, b"PING\r\n", Duration::from_secs(5)).0, b"+PONG\r\n");
-    let info: String = cmd("INFO").arg("stats").query(&mut s.client_limit_free(&mut b)).unwrap();
+    assert_eq!(
+        exchange(&mut again, b"PING\r\n", Duration::from_secs(5)).0,
+        b"+PONG\r\n"
+    );
+    let info: String = cmd("INFO")
+        .arg("stats")
+        .query(&mut s.client_limit_free(&mut b))
+        .unwrap();
     assert!(info.contains("rejected_connections:1"), "{info}");
 }
 
@@ -118,19 +175,46 @@ fn hundred_megabyte_blob_round_trips_without_extra_copies() {
             .unwrap()
     };
     let before = rss(&mut c);
-    let blob: Vec<u8> = (0..100 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-    let _: () = cmd("AI.TENSORSET").arg("big").arg("UINT8").arg(blob.len()).arg("BLOB").arg(&blob)
-        .query(&mut c).unwrap();
+    let blob: Vec<u8> = (0..100 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let _: () = cmd("AI.TENSORSET")
+        .arg("big")
+        .arg("UINT8")
+        .arg(blob.len())
+        .arg("BLOB")
+        .arg(&blob)
+        .query(&mut c)
+        .unwrap();
     let stored = rss(&mut c);
-    let back: Vec<u8> = cmd("AI.TENSORGET").arg("big").arg("BLOB").query(&mut c).unwrap();
+    let back: Vec<u8> = cmd("AI.TENSORGET")
+        .arg("big")
+        .arg("BLOB")
+        .query(&mut c)
+        .unwrap();
     assert!(back == blob, "BLOB changed on the way through");
     let after_get = rss(&mut c);
     let mb = |b: u64| b as f64 / (1 << 20) as f64;
     // Stored once: the read buffer became the tensor. Reading it back wrote from that buffer.
-    assert!(mb(stored - before) < 130.0, "storing 100 MB grew RSS by {:.0} MB", mb(stored - before));
-    assert!(mb(after_get.saturating_sub(before)) < 130.0, "after GET RSS grew by {:.0} MB", mb(after_get - before));
-    let meta: Vec<redis::Value> = cmd("AI.TENSORGET").arg("big").arg("META").query(&mut c).unwrap();
-    assert_eq!(meta[3], redis::Value::Array(vec![redis::Value::Int(blob.len() as i64)]));
+    assert!(
+        mb(stored - before) < 130.0,
+        "storing 100 MB grew RSS by {:.0} MB",
+        mb(stored - before)
+    );
+    assert!(
+        mb(after_get.saturating_sub(before)) < 130.0,
+        "after GET RSS grew by {:.0} MB",
+        mb(after_get - before)
+    );
+    let meta: Vec<redis::Value> = cmd("AI.TENSORGET")
+        .arg("big")
+        .arg("META")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        meta[3],
+        redis::Value::Array(vec![redis::Value::Int(blob.len() as i64)])
+    );
 }
 
 #[test]
@@ -138,7 +222,10 @@ fn sigterm_and_sigint_shut_down_gracefully() {
     for signal in ["-TERM", "-INT"] {
         let mut s = Server::start();
         let mut c = s.raw();
-        assert_eq!(exchange(&mut c, b"PING\r\n", Duration::from_secs(5)).0, b"+PONG\r\n");
+        assert_eq!(
+            exchange(&mut c, b"PING\r\n", Duration::from_secs(5)).0,
+            b"+PONG\r\n"
+        );
         let pid = s.pid().to_string();
         Command::new("kill").args([signal, &pid]).status().unwrap();
         // The idle connection is closed by the server, and the process exits 0.
@@ -147,6 +234,9 @@ fn sigterm_and_sigint_shut_down_gracefully() {
         let status = s.stop(Duration::from_secs(10)).expect("process exited");
         assert!(status.success(), "{signal}: {status:?}");
         let log = s.log();
-        assert!(log.contains("shutting down") && log.contains("shardai stopped"), "{log}");
+        assert!(
+            log.contains("shutting down") && log.contains("shardai stopped"),
+            "{log}"
+        );
     }
 }

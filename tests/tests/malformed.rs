@@ -47,14 +47,22 @@ fn send_and_close(s: &Server, input: &[u8]) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("no close after {:?}: {e} (input {:?})", start.elapsed(), input.escape_ascii().to_string()),
+            Err(e) => panic!(
+                "no close after {:?}: {e} (input {:?})",
+                start.elapsed(),
+                input.escape_ascii().to_string()
+            ),
         }
     }
 }
 
 fn assert_healthy(s: &mut Server, probe: &mut std::net::TcpStream) {
     assert!(s.alive(), "server died; log:\n{}", s.log());
-    let (reply, closed) = exchange(probe, b"*2\r\n$3\r\nGET\r\n$6\r\nsentry\r\n", Duration::from_secs(5));
+    let (reply, closed) = exchange(
+        probe,
+        b"*2\r\n$3\r\nGET\r\n$6\r\nsentry\r\n",
+        Duration::from_secs(5),
+    );
     assert!(!closed, "probe connection was closed");
     assert_eq!(reply, b"$4\r\nsafe\r\n");
 }
@@ -63,7 +71,11 @@ fn assert_healthy(s: &mut Server, probe: &mut std::net::TcpStream) {
 fn two_hundred_malformed_inputs() {
     let mut s = Server::start();
     let mut probe = s.raw();
-    let (r, _) = exchange(&mut probe, &resp(&[b"SET", b"sentry", b"safe"]), Duration::from_secs(5));
+    let (r, _) = exchange(
+        &mut probe,
+        &resp(&[b"SET", b"sentry", b"safe"]),
+        Duration::from_secs(5),
+    );
     assert_eq!(r, b"+OK\r\n");
     let mut count = 0;
 
@@ -83,12 +95,22 @@ fn two_hundred_malformed_inputs() {
     // 2. Every truncation of valid requests.
     let valid = [
         resp(&[b"AI.TENSORSET", b"t", b"FLOAT", b"2", b"VALUES", b"1", b"2"]),
-        resp(&[b"AI.TENSORSET", b"b", b"UINT8", b"4", b"BLOB", b"\0\x01\x02\x03"]),
+        resp(&[
+            b"AI.TENSORSET",
+            b"b",
+            b"UINT8",
+            b"4",
+            b"BLOB",
+            b"\0\x01\x02\x03",
+        ]),
     ];
     for v in &valid {
         for cut in 1..v.len() {
             let out = send_and_close(&s, &v[..cut]);
-            assert!(out.is_empty(), "a partial request must not be executed: {out:?}");
+            assert!(
+                out.is_empty(),
+                "a partial request must not be executed: {out:?}"
+            );
             count += 1;
         }
     }
@@ -119,16 +141,38 @@ fn two_hundred_malformed_inputs() {
         vec![b"AI.TENSORSET", b"t", b"FLOAT", b"99999999999999999999"],
         vec![b"AI.TENSORSET", b"t", b"FLOAT", b"2", b"VALUES", b"1", b"x"],
         vec![b"AI.TENSORSET", b"t", b"DOUBLE", b"1", b"VALUES", b"1e999"],
-        vec![b"AI.TENSORSET", b"t", b"INT64", b"1", b"VALUES", b"9223372036854775808"],
+        vec![
+            b"AI.TENSORSET",
+            b"t",
+            b"INT64",
+            b"1",
+            b"VALUES",
+            b"9223372036854775808",
+        ],
         vec![b"AI.TENSORSET", b"t", b"UINT16", b"1", b"VALUES", b"-0"],
         vec![b"AI.TENSORSET", b"t", b"INT8", b"1", b"VALUES", b""],
         vec![b"AI.TENSORSET", b"t", b"FLOAT", b"4", b"BLOB", b"xyz"],
-        vec![b"AI.TENSORSET", b"t", b"FLOAT", b"1024", b"1024", b"1024", b"1024"],
+        vec![
+            b"AI.TENSORSET",
+            b"t",
+            b"FLOAT",
+            b"1024",
+            b"1024",
+            b"1024",
+            b"1024",
+        ],
         vec![b"AI.CONFIG"],
         vec![b"AI.CONFIG", b"MODEL_CHUNK_SIZE", b"abc"],
         vec![b"CONFIG", b"SET", b"proto-max-bulk-len", b"tiny"],
         vec![b"CLIENT", b"SETNAME", b"has space"],
-        vec![b"COMMAND", b"GETKEYS", b"AI.MODELEXECUTE", b"m", b"INPUTS", b"-3"],
+        vec![
+            b"COMMAND",
+            b"GETKEYS",
+            b"AI.MODELEXECUTE",
+            b"m",
+            b"INPUTS",
+            b"-3",
+        ],
         vec![b"NOSUCHCOMMAND", b"arg"],
         vec![b""],
         // Invalid UTF-8 in names, types and options.
@@ -142,31 +186,64 @@ fn two_hundred_malformed_inputs() {
     ];
     for args in &bad {
         let out = send_and_close(&s, &resp(args));
-        assert!(out.starts_with(b"-"), "{args:?} got {:?}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"-"),
+            "{args:?} got {:?}",
+            String::from_utf8_lossy(&out)
+        );
         count += 1;
     }
     assert_healthy(&mut s, &mut probe);
 
     // 4. Protocol violations: the server answers with Redis's text and closes by itself.
     let proto: Vec<(&[u8], &str)> = vec![
-        (b"*1\r\n$999999999999\r\n", "-ERR Protocol error: invalid bulk length"),
-        (b"*1\r\n$536870913\r\n", "-ERR Protocol error: invalid bulk length"),
+        (
+            b"*1\r\n$999999999999\r\n",
+            "-ERR Protocol error: invalid bulk length",
+        ),
+        (
+            b"*1\r\n$536870913\r\n",
+            "-ERR Protocol error: invalid bulk length",
+        ),
         (b"*1\r\n$-2\r\n", "-ERR Protocol error: invalid bulk length"),
         (b"*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length"),
-        (b"*99999999\r\n", "-ERR Protocol error: invalid multibulk length"),
+        (
+            b"*99999999\r\n",
+            "-ERR Protocol error: invalid multibulk length",
+        ),
         (b"*abc\r\n", "-ERR Protocol error: invalid multibulk length"),
-        (b"*2\r\n:1\r\n", "-ERR Protocol error: expected '$', got ':'"),
-        (b"*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'"),
-        (b"SET a \"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes in request"),
-        (b"SET a 'x\r\n", "-ERR Protocol error: unbalanced quotes in request"),
+        (
+            b"*2\r\n:1\r\n",
+            "-ERR Protocol error: expected '$', got ':'",
+        ),
+        (
+            b"*1\r\n+PING\r\n",
+            "-ERR Protocol error: expected '$', got '+'",
+        ),
+        (
+            b"SET a \"unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes in request",
+        ),
+        (
+            b"SET a 'x\r\n",
+            "-ERR Protocol error: unbalanced quotes in request",
+        ),
         (b"*1\r\n$4\r\nPINGxx", "-ERR Protocol error"),
     ];
     for (input, want) in &proto {
         let mut c = s.raw();
         let (out, closed) = exchange(&mut c, input, Duration::from_secs(5));
         let text = String::from_utf8_lossy(&out);
-        assert!(text.starts_with(want), "{:?}: {text}", input.escape_ascii().to_string());
-        assert!(closed, "connection left open after {:?}", input.escape_ascii().to_string());
+        assert!(
+            text.starts_with(want),
+            "{:?}: {text}",
+            input.escape_ascii().to_string()
+        );
+        assert!(
+            closed,
+            "connection left open after {:?}",
+            input.escape_ascii().to_string()
+        );
         count += 1;
     }
     // Endless header lines and inline requests are cut off at 64 KiB.
@@ -175,7 +252,11 @@ fn two_hundred_malformed_inputs() {
         input.extend(std::iter::repeat_n(b'1', 70_000));
         let mut c = s.raw();
         let (out, closed) = exchange(&mut c, &input, Duration::from_secs(5));
-        assert!(out.starts_with(b"-ERR Protocol error: too big"), "{:?}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"-ERR Protocol error: too big"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
         assert!(closed);
         count += 1;
     }
@@ -188,7 +269,11 @@ fn huge_declared_length_is_refused_before_the_body() {
     let s = Server::start_with(&["--proto-max-bulk-len", "1mb"]);
     let mut c = s.raw();
     // Declare 2 MB and send nothing more: the error must come at once.
-    let (out, closed) = exchange(&mut c, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n", Duration::from_secs(5));
+    let (out, closed) = exchange(
+        &mut c,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n",
+        Duration::from_secs(5),
+    );
     assert_eq!(out, b"-ERR Protocol error: invalid bulk length\r\n");
     assert!(closed);
     // Exactly at the limit is fine.

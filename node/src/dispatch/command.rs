@@ -17,9 +17,18 @@ fn key_specs(c: &CommandSpec) -> Reply {
         return Reply::Array(vec![]);
     }
     let access = if c.is_write() { "RW" } else { "RO" };
-    let lastkey = if c.last_key < 0 { c.last_key } else { c.last_key - c.first_key };
+    let lastkey = if c.last_key < 0 {
+        c.last_key
+    } else {
+        c.last_key - c.first_key
+    };
     let spec = |pairs: Vec<(&'static str, Reply)>| {
-        Reply::Map(pairs.into_iter().map(|(k, v)| (Reply::bulk(k), v)).collect())
+        Reply::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (Reply::bulk(k), v))
+                .collect(),
+        )
     };
     Reply::Array(vec![spec(vec![
         ("flags", Reply::Set(vec![Reply::Status(access)])),
@@ -27,7 +36,10 @@ fn key_specs(c: &CommandSpec) -> Reply {
             "begin_search",
             spec(vec![
                 ("type", Reply::bulk("index")),
-                ("spec", spec(vec![("index", Reply::Int(c.first_key as i64))])),
+                (
+                    "spec",
+                    spec(vec![("index", Reply::Int(c.first_key as i64))]),
+                ),
             ]),
         ),
         (
@@ -84,9 +96,15 @@ fn info_of(c: &CommandSpec) -> Reply {
 fn docs_of(c: &CommandSpec) -> Reply {
     Reply::Map(vec![
         (Reply::bulk("summary"), Reply::bulk(c.summary)),
-        (Reply::bulk("since"), Reply::bulk(if c.is_module() { "1.2.7" } else { "1.0.0" })),
+        (
+            Reply::bulk("since"),
+            Reply::bulk(if c.is_module() { "1.2.7" } else { "1.0.0" }),
+        ),
         (Reply::bulk("group"), Reply::bulk(c.group)),
-        (Reply::bulk("complexity"), Reply::bulk("O(1) per key, O(N) in payload size")),
+        (
+            Reply::bulk("complexity"),
+            Reply::bulk("O(1) per key, O(N) in payload size"),
+        ),
         (Reply::bulk("arguments"), Reply::Array(vec![])),
     ])
 }
@@ -103,7 +121,9 @@ fn getkeys(argv: &[Bytes]) -> Result<Reply, Error> {
     if keys.is_empty() {
         return Err(Error::GetKeysNone);
     }
-    Ok(Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect()))
+    Ok(Reply::Array(
+        keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect(),
+    ))
 }
 
 pub(super) fn command(c: CommandCmd) -> Reply {
@@ -115,7 +135,10 @@ pub(super) fn command(c: CommandCmd) -> Reply {
             Reply::Array(COMMANDS.iter().map(info_of).collect())
         }
         CommandCmd::Info(names) => Reply::Array(
-            names.iter().map(|n| table::lookup(n).map_or(Reply::NilArray, info_of)).collect(),
+            names
+                .iter()
+                .map(|n| table::lookup(n).map_or(Reply::NilArray, info_of))
+                .collect(),
         ),
         CommandCmd::Docs(names) => {
             let specs: Vec<&CommandSpec> = if names.is_empty() {
@@ -123,17 +146,28 @@ pub(super) fn command(c: CommandCmd) -> Reply {
             } else {
                 names.iter().filter_map(|n| table::lookup(n)).collect()
             };
-            Reply::Map(specs.into_iter().map(|c| (Reply::bulk(c.name), docs_of(c))).collect())
+            Reply::Map(
+                specs
+                    .into_iter()
+                    .map(|c| (Reply::bulk(c.name), docs_of(c)))
+                    .collect(),
+            )
         }
         CommandCmd::GetKeys(argv) => getkeys(&argv).into(),
         CommandCmd::Help => super::server::help(&[
             "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "(no subcommand)", "    Return details about all commands.",
-            "COUNT", "    Return the total number of commands in this server.",
-            "LIST", "    Return a list of all commands in this server.",
-            "INFO [<command-name> ...]", "    Return details about the given commands.",
-            "DOCS [<command-name> ...]", "    Return documentation details about the given commands.",
-            "GETKEYS <full-command>", "    Return the keys from a full command.",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST",
+            "    Return a list of all commands in this server.",
+            "INFO [<command-name> ...]",
+            "    Return details about the given commands.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about the given commands.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full command.",
         ]),
     }
 }
@@ -143,13 +177,17 @@ mod tests {
     use super::*;
 
     fn argv(s: &str) -> Vec<Bytes> {
-        s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+        s.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
     }
 
     #[test]
     fn every_info_has_ten_elements() {
         for c in COMMANDS {
-            let Reply::Array(v) = info_of(c) else { panic!() };
+            let Reply::Array(v) = info_of(c) else {
+                panic!()
+            };
             assert_eq!(v.len(), 10, "{}", c.name);
         }
     }

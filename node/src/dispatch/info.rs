@@ -43,9 +43,11 @@ fn proc_status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
         })
         .unwrap_or(0)
         * 1024
@@ -76,14 +78,43 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             ("process_id".into(), std::process::id().to_string()),
             ("run_id".into(), shared.run_id.clone()),
             ("tcp_port".into(), shared.config.port.to_string()),
-            ("uptime_in_seconds".into(), shared.started.elapsed().as_secs().to_string()),
-            ("uptime_in_days".into(), (shared.started.elapsed().as_secs() / 86400).to_string()),
-            ("executable".into(), std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()),
-            ("config_file".into(), shared.config.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+            (
+                "uptime_in_seconds".into(),
+                shared.started.elapsed().as_secs().to_string(),
+            ),
+            (
+                "uptime_in_days".into(),
+                (shared.started.elapsed().as_secs() / 86400).to_string(),
+            ),
+            (
+                "executable".into(),
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "config_file".into(),
+                shared
+                    .config
+                    .config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
         ],
         "clients" => vec![
-            ("connected_clients".into(), shared.clients.lock().len().to_string()),
-            ("maxclients".into(), shared.runtime.maxclients.load(Ordering::Relaxed).to_string()),
+            (
+                "connected_clients".into(),
+                shared.clients.lock().len().to_string(),
+            ),
+            (
+                "maxclients".into(),
+                shared
+                    .runtime
+                    .maxclients
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
             ("blocked_clients".into(), "0".into()),
         ],
         "memory" => {
@@ -105,12 +136,21 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
         "persistence" => vec![
             ("loading".into(), "0".into()),
             ("aof_enabled".into(), "0".into()),
-            ("rdb_changes_since_last_save".into(), store.applied_count().to_string()),
+            (
+                "rdb_changes_since_last_save".into(),
+                store.applied_count().to_string(),
+            ),
             ("shardai_storage".into(), "memory".into()),
         ],
         "stats" => vec![
-            ("total_connections_received".into(), ld(&s.connections).to_string()),
-            ("total_commands_processed".into(), ld(&s.commands).to_string()),
+            (
+                "total_connections_received".into(),
+                ld(&s.connections).to_string(),
+            ),
+            (
+                "total_commands_processed".into(),
+                ld(&s.commands).to_string(),
+            ),
             ("total_net_input_bytes".into(), ld(&s.net_in).to_string()),
             ("total_net_output_bytes".into(), ld(&s.net_out).to_string()),
             ("rejected_connections".into(), ld(&s.rejected).to_string()),
@@ -119,7 +159,10 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             ("keyspace_misses".into(), ld(&s.misses).to_string()),
             ("total_error_replies".into(), "0".into()),
             ("protocol_errors".into(), ld(&s.protocol_errors).to_string()),
-            ("mutations_applied".into(), store.applied_count().to_string()),
+            (
+                "mutations_applied".into(),
+                store.applied_count().to_string(),
+            ),
         ],
         "replication" => vec![
             ("role".into(), "master".into()),
@@ -139,7 +182,11 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             } else {
                 vec![(
                     "db0".into(),
-                    format!("keys={},expires={},avg_ttl=0", store.len(), store.volatile_len()),
+                    format!(
+                        "keys={},expires={},avg_ttl=0",
+                        store.len(),
+                        store.volatile_len()
+                    ),
                 )]
             }
         }
@@ -147,16 +194,29 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             ("ai_RedisAI_version".into(), "1.2.7".into()),
             ("ai_low_level_API_version".into(), "1.0.0".into()),
             ("ai_rdb_version".into(), "4".into()),
-            ("ai_shardai_version".into(), env!("CARGO_PKG_VERSION").into()),
+            (
+                "ai_shardai_version".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            ),
         ],
-        "ai_git" => vec![("ai_git_sha".into(), option_env!("SHARDAI_GIT_SHA").unwrap_or("unknown").into())],
+        "ai_git" => vec![(
+            "ai_git_sha".into(),
+            option_env!("SHARDAI_GIT_SHA").unwrap_or("unknown").into(),
+        )],
         "ai_load_time_configs" => vec![
             ("ai_threads_per_queue".into(), "1".into()),
             ("ai_inter_op_parallelism".into(), "0".into()),
             ("ai_intra_op_parallelism".into(), "0".into()),
             ("ai_model_execution_timeout".into(), "5000".into()),
             ("ai_backend_memory_limit".into(), "0".into()),
-            ("ai_model_chunk_size".into(), shared.runtime.model_chunk_size.load(Ordering::Relaxed).to_string()),
+            (
+                "ai_model_chunk_size".into(),
+                shared
+                    .runtime
+                    .model_chunk_size
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
         ],
         "ai_backends_info" => vec![],
         "ai_cpu" => {
@@ -179,12 +239,16 @@ fn titled(name: &str) -> String {
         return name.to_string();
     }
     let mut c = name.chars();
-    c.next().map_or(String::new(), |f| f.to_uppercase().collect::<String>() + c.as_str())
+    c.next().map_or(String::new(), |f| {
+        f.to_uppercase().collect::<String>() + c.as_str()
+    })
 }
 
 pub(super) fn info(requested: &[String], shared: &Shared) -> Reply {
     let all = requested.is_empty()
-        || requested.iter().any(|r| r == "all" || r == "everything" || r == "default");
+        || requested
+            .iter()
+            .any(|r| r == "all" || r == "everything" || r == "default");
     let modules = requested.iter().any(|r| r == "modules");
     let mut out = String::new();
     for &(name, default) in SECTIONS {

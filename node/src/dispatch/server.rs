@@ -58,14 +58,20 @@ pub(super) fn hello(h: Hello, shared: &Shared, conn: &mut ConnState) -> Reply {
 }
 
 pub(super) fn select(db: i64) -> Reply {
-    if db == 0 { Reply::OK } else { Reply::Error(Error::DbIndexOutOfRange) }
+    if db == 0 {
+        Reply::OK
+    } else {
+        Reply::Error(Error::DbIndexOutOfRange)
+    }
 }
 
 /// One CLIENT LIST line, as Redis formats it (the fields clients and tools read).
 fn client_line(c: &ClientInfo) -> String {
     let names = c.names.lock().clone();
     let age = c.since.elapsed();
-    let idle = age.as_secs().saturating_sub(c.last_ms.load(Ordering::Relaxed) / 1000);
+    let idle = age
+        .as_secs()
+        .saturating_sub(c.last_ms.load(Ordering::Relaxed) / 1000);
     let cmd = shardai_protocol::table::COMMANDS
         .get(c.last_cmd.load(Ordering::Relaxed))
         .map_or("NULL", |s| s.name);
@@ -93,7 +99,11 @@ pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Rep
         }
         ClientCmd::GetName => {
             let name = conn.info.names.lock().name.clone();
-            if name.is_empty() { Reply::Nil } else { Reply::Bulk(name) }
+            if name.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::Bulk(name)
+            }
         }
         ClientCmd::Id => Reply::Int(conn.info.id as i64),
         ClientCmd::SetInfo { attr, value } => {
@@ -112,12 +122,18 @@ pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Rep
         }
         ClientCmd::Help => help(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME", "    Return the name of the current connection.",
-            "ID", "    Return the ID of the current connection.",
-            "INFO", "    Return information about the current client connection.",
-            "LIST", "    Return information about client connections.",
-            "SETINFO <option> <value>", "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
-            "SETNAME <name>", "    Assign the name <name> to the current connection.",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "LIST",
+            "    Return information about client connections.",
+            "SETINFO <option> <value>",
+            "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
         ]),
     }
 }
@@ -134,8 +150,14 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
         ("port", c.port.to_string()),
         ("bind", c.bind.to_string()),
         ("dir", c.dir.display().to_string()),
-        ("maxclients", rt.maxclients.load(Ordering::Relaxed).to_string()),
-        ("proto-max-bulk-len", rt.max_bulk.load(Ordering::Relaxed).to_string()),
+        (
+            "maxclients",
+            rt.maxclients.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "proto-max-bulk-len",
+            rt.max_bulk.load(Ordering::Relaxed).to_string(),
+        ),
         ("databases", "1".into()),
         ("appendonly", "no".into()),
         ("appendfsync", "everysec".into()),
@@ -167,7 +189,10 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
             for (name, value) in pairs {
                 let text = String::from_utf8_lossy(&value).into_owned();
                 let fail = |reason: &str| {
-                    Reply::Error(Error::ConfigSetFailed { name: name.clone(), reason: reason.into() })
+                    Reply::Error(Error::ConfigSetFailed {
+                        name: name.clone(),
+                        reason: reason.into(),
+                    })
                 };
                 match name.as_str() {
                     "proto-max-bulk-len" => match crate::config::parse_size(&text) {
@@ -194,17 +219,29 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
         }
         ConfigCmd::ResetStat => {
             let s = &shared.stats;
-            for c in [&s.commands, &s.connections, &s.rejected, &s.net_in, &s.net_out, &s.hits,
-                      &s.misses, &s.expired, &s.protocol_errors] {
+            for c in [
+                &s.commands,
+                &s.connections,
+                &s.rejected,
+                &s.net_in,
+                &s.net_out,
+                &s.hits,
+                &s.misses,
+                &s.expired,
+                &s.protocol_errors,
+            ] {
                 c.store(0, Ordering::Relaxed);
             }
             Reply::OK
         }
         ConfigCmd::Help => help(&[
             "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
-            "SET <directive> <value>", "    Set the configuration <directive> to <value>.",
-            "RESETSTAT", "    Reset statistics reported by the INFO command.",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
         ]),
     }
 }

@@ -13,7 +13,11 @@ use super::keyspace::applied;
 use crate::state::Shared;
 
 fn count(shared: &Shared, hit: bool) {
-    let c = if hit { &shared.stats.hits } else { &shared.stats.misses };
+    let c = if hit {
+        &shared.stats.hits
+    } else {
+        &shared.stats.misses
+    };
     c.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -55,7 +59,13 @@ pub(super) async fn set(a: SetArgs, shared: &Shared) -> Reply {
             _ => return Reply::Error(Error::InvalidExpire("set")),
         },
     };
-    let m = Mutation::Set { key: a.key, value: a.value, cond: a.cond, get: a.get, deadline };
+    let m = Mutation::Set {
+        key: a.key,
+        value: a.value,
+        cond: a.cond,
+        get: a.get,
+        deadline,
+    };
     applied(shared.proposer.propose(m).await)
 }
 
@@ -64,5 +74,10 @@ pub(super) async fn mset(pairs: Vec<(Bytes, Bytes)>, shared: &Shared) -> Reply {
 }
 
 pub(super) async fn incr_by(key: Bytes, delta: i64, shared: &Shared) -> Reply {
-    applied(shared.proposer.propose(Mutation::IncrBy { key, delta }).await)
+    applied(
+        shared
+            .proposer
+            .propose(Mutation::IncrBy { key, delta })
+            .await,
+    )
 }

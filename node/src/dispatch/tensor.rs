@@ -19,7 +19,15 @@ pub(super) async fn tensorset(t: TensorSet, shared: &Shared) -> Reply {
         Ok(t) => t,
         Err(e) => return Reply::Error(e),
     };
-    applied(shared.proposer.propose(Mutation::SetTensor { key: t.key, tensor: Arc::new(tensor) }).await)
+    applied(
+        shared
+            .proposer
+            .propose(Mutation::SetTensor {
+                key: t.key,
+                tensor: Arc::new(tensor),
+            })
+            .await,
+    )
 }
 
 /// # Format
@@ -50,7 +58,13 @@ pub(super) fn tensorget(g: TensorGet, shared: &Shared) -> Reply {
         Reply::bulk("dtype"),
         Reply::bulk(tensor.dtype().name()),
         Reply::bulk("shape"),
-        Reply::Array(tensor.shape().iter().map(|&d| Reply::Int(d as i64)).collect()),
+        Reply::Array(
+            tensor
+                .shape()
+                .iter()
+                .map(|&d| Reply::Int(d as i64))
+                .collect(),
+        ),
     ];
     if let Some((name, r)) = data {
         out.push(Reply::bulk(name));

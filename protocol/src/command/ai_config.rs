@@ -39,11 +39,16 @@ pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
                 .into_iter()
                 .find(|b| b.as_bytes().eq_ignore_ascii_case(&name))
                 .ok_or(Error::UnsupportedBackend)?;
-            AiConfig::LoadBackend { backend, path: c.next_bytes()? }
+            AiConfig::LoadBackend {
+                backend,
+                path: c.next_bytes()?,
+            }
         }
         "model_chunk_size" => {
             let n = c.next_opt().ok_or(Error::ChunkSizeMissing)?;
-            let n = parse_i64(&n).filter(|n| *n > 0).ok_or(Error::InvalidChunkSize)?;
+            let n = parse_i64(&n)
+                .filter(|n| *n > 0)
+                .ok_or(Error::InvalidChunkSize)?;
             AiConfig::ModelChunkSize(n as u64)
         }
         "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
@@ -70,11 +75,26 @@ mod tests {
             Command::AiConfig(AiConfig::ModelChunkSize(1048576))
         );
         let err = |s| parse(s).unwrap_err().wire_text();
-        assert_eq!(err("AI.CONFIG BACKENDSPATH"), "ERR BACKENDSPATH: missing path argument");
-        assert_eq!(err("AI.CONFIG LOADBACKEND PYTHON x"), "ERR unsupported backend");
-        assert_eq!(err("AI.CONFIG MODEL_CHUNK_SIZE"), "ERR MODEL_CHUNK_SIZE: missing chunk size");
-        assert_eq!(err("AI.CONFIG MODEL_CHUNK_SIZE -1"), "ERR MODEL_CHUNK_SIZE: invalid chunk size");
+        assert_eq!(
+            err("AI.CONFIG BACKENDSPATH"),
+            "ERR BACKENDSPATH: missing path argument"
+        );
+        assert_eq!(
+            err("AI.CONFIG LOADBACKEND PYTHON x"),
+            "ERR unsupported backend"
+        );
+        assert_eq!(
+            err("AI.CONFIG MODEL_CHUNK_SIZE"),
+            "ERR MODEL_CHUNK_SIZE: missing chunk size"
+        );
+        assert_eq!(
+            err("AI.CONFIG MODEL_CHUNK_SIZE -1"),
+            "ERR MODEL_CHUNK_SIZE: invalid chunk size"
+        );
         assert_eq!(err("AI.CONFIG BOGUS"), "ERR unsupported subcommand");
-        assert_eq!(err("AI.CONFIG LOADBACKEND TF"), "ERR wrong number of arguments for 'AI.CONFIG' command");
+        assert_eq!(
+            err("AI.CONFIG LOADBACKEND TF"),
+            "ERR wrong number of arguments for 'AI.CONFIG' command"
+        );
     }
 }

@@ -14,7 +14,10 @@ pub struct Cursor {
 impl Cursor {
     /// A cursor over `argv` (name included); `name` is how arity errors name the command.
     pub fn new(argv: Vec<Bytes>, name: String) -> Self {
-        Cursor { args: argv.into_iter(), name }
+        Cursor {
+            args: argv.into_iter(),
+            name,
+        }
     }
 
     /// The arity error for this command.
@@ -29,7 +32,9 @@ impl Cursor {
 
     /// The next argument, or an arity error when there is none.
     pub fn next_bytes(&mut self) -> Result<Bytes, Error> {
-        self.args.next().ok_or_else(|| Error::WrongArity(self.name.clone()))
+        self.args
+            .next()
+            .ok_or_else(|| Error::WrongArity(self.name.clone()))
     }
 
     /// The next argument if any.
@@ -50,7 +55,10 @@ impl Cursor {
 
     /// True when the next argument equals `word`, case-insensitively; consumes it then.
     pub fn eat(&mut self, word: &str) -> bool {
-        if self.peek().is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes())) {
+        if self
+            .peek()
+            .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+        {
             self.args.next();
             true
         } else {
@@ -65,6 +73,10 @@ impl Cursor {
 
     /// Errors when arguments are left over.
     pub fn finish(&self) -> Result<(), Error> {
-        if self.args.len() == 0 { Ok(()) } else { Err(Error::WrongArity(self.name.clone())) }
+        if self.args.len() == 0 {
+            Ok(())
+        } else {
+            Err(Error::WrongArity(self.name.clone()))
+        }
     }
 }

@@ -24,7 +24,12 @@ pub(super) fn parse_scan(c: &mut Cursor) -> Result<Scan, Error> {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or(Error::InvalidCursor)?;
-    let mut scan = Scan { cursor, pattern: None, count: 10, type_name: None };
+    let mut scan = Scan {
+        cursor,
+        pattern: None,
+        count: 10,
+        type_name: None,
+    };
     while let Some(opt) = c.next_opt() {
         let val = c.next_opt().ok_or(Error::Syntax)?;
         match lower(&opt).as_str() {

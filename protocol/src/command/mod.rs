@@ -157,7 +157,11 @@ mod tests {
     use super::*;
 
     pub(crate) fn parse(s: &str) -> Result<Command, Error> {
-        Command::parse(s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect())
+        Command::parse(
+            s.split(' ')
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -174,14 +178,26 @@ mod tests {
             parse("AI.TENSORSET k FLOAT").unwrap_err().wire_text(),
             "ERR wrong number of arguments for 'AI.TENSORSET' command"
         );
-        assert_eq!(parse("get k").unwrap(), Command::Get(Bytes::from_static(b"k")));
+        assert_eq!(
+            parse("get k").unwrap(),
+            Command::Get(Bytes::from_static(b"k"))
+        );
         assert_eq!(parse("PING").unwrap(), Command::Ping(None));
-        assert_eq!(parse("AI.MODELGET m").unwrap(), Command::NotYet("ai.modelget"));
+        assert_eq!(
+            parse("AI.MODELGET m").unwrap(),
+            Command::NotYet("ai.modelget")
+        );
     }
 
     #[test]
     fn leftover_arguments_are_refused() {
-        assert_eq!(parse("TYPE a b").unwrap_err(), Error::WrongArity("type".into()));
-        assert_eq!(parse("PING a b").unwrap_err(), Error::WrongArity("ping".into()));
+        assert_eq!(
+            parse("TYPE a b").unwrap_err(),
+            Error::WrongArity("type".into())
+        );
+        assert_eq!(
+            parse("PING a b").unwrap_err(),
+            Error::WrongArity("ping".into())
+        );
     }
 }

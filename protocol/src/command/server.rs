@@ -75,7 +75,13 @@ pub(super) fn parse_client(c: &mut Cursor) -> Result<ClientCmd, Error> {
         "setname" => (ClientCmd::SetName(Bytes::new()), 1),
         "getname" => (ClientCmd::GetName, 0),
         "id" => (ClientCmd::Id, 0),
-        "setinfo" => (ClientCmd::SetInfo { attr: String::new(), value: Bytes::new() }, 2),
+        "setinfo" => (
+            ClientCmd::SetInfo {
+                attr: String::new(),
+                value: Bytes::new(),
+            },
+            2,
+        ),
         "info" => (ClientCmd::Info, 0),
         "list" => (ClientCmd::List, usize::MAX),
         "help" => (ClientCmd::Help, 0),
@@ -149,7 +155,12 @@ pub(super) fn parse_command(c: &mut Cursor) -> Result<CommandCmd, Error> {
         "getkeys" if c.remaining() >= 1 => CommandCmd::GetKeys(c.rest()),
         "help" if c.remaining() == 0 => CommandCmd::Help,
         "count" | "getkeys" | "help" => return Err(sub_arity("command", &sub)),
-        _ => return Err(Error::UnknownSubcommand { cmd: "COMMAND", sub }),
+        _ => {
+            return Err(Error::UnknownSubcommand {
+                cmd: "COMMAND",
+                sub,
+            });
+        }
     })
 }
 
@@ -170,7 +181,7 @@ pub(super) fn parse_config(c: &mut Cursor) -> Result<ConfigCmd, Error> {
     let sub = lower(&c.next_bytes()?);
     Ok(match sub.as_str() {
         "get" if c.remaining() >= 1 => ConfigCmd::Get(c.rest()),
-        "set" if c.remaining() >= 2 && c.remaining() % 2 == 0 => {
+        "set" if c.remaining() >= 2 && c.remaining().is_multiple_of(2) => {
             let rest = c.rest();
             let mut pairs = Vec::new();
             for pair in rest.chunks(2) {
@@ -205,26 +216,40 @@ mod tests {
     #[test]
     fn client() {
         assert_eq!(parse("CLIENT ID").unwrap(), Command::Client(ClientCmd::Id));
-        assert_eq!(parse("client setname a b").unwrap_err().wire_text(),
-                   "ERR wrong number of arguments for 'client|setname' command");
-        assert_eq!(parse("CLIENT SETNAME a\tb").unwrap_err(), Error::BadClientName);
-        assert_eq!(parse("CLIENT nope").unwrap_err().wire_text(),
-                   "ERR unknown subcommand 'nope'. Try CLIENT HELP.");
-        assert!(matches!(parse("CLIENT SETINFO LIB-NAME redis-py").unwrap(),
-                         Command::Client(ClientCmd::SetInfo { .. })));
+        assert_eq!(
+            parse("client setname a b").unwrap_err().wire_text(),
+            "ERR wrong number of arguments for 'client|setname' command"
+        );
+        assert_eq!(
+            parse("CLIENT SETNAME a\tb").unwrap_err(),
+            Error::BadClientName
+        );
+        assert_eq!(
+            parse("CLIENT nope").unwrap_err().wire_text(),
+            "ERR unknown subcommand 'nope'. Try CLIENT HELP."
+        );
+        assert!(matches!(
+            parse("CLIENT SETINFO LIB-NAME redis-py").unwrap(),
+            Command::Client(ClientCmd::SetInfo { .. })
+        ));
     }
 
     #[test]
     fn command_and_config() {
         assert_eq!(parse("COMMAND").unwrap(), Command::Command(CommandCmd::All));
-        assert_eq!(parse("command count").unwrap(), Command::Command(CommandCmd::Count));
+        assert_eq!(
+            parse("command count").unwrap(),
+            Command::Command(CommandCmd::Count)
+        );
         assert!(matches!(parse("COMMAND GETKEYS GET k").unwrap(),
                          Command::Command(CommandCmd::GetKeys(v)) if v.len() == 2));
         assert!(parse("COMMAND GETKEYS").is_err());
         assert!(matches!(parse("CONFIG SET a 1 b 2").unwrap(),
                          Command::Config(ConfigCmd::Set(v)) if v.len() == 2));
         assert!(parse("CONFIG SET a").is_err());
-        assert_eq!(parse("CONFIG BOGUS").unwrap_err().wire_text(),
-                   "ERR unknown subcommand 'bogus'. Try CONFIG HELP.");
+        assert_eq!(
+            parse("CONFIG BOGUS").unwrap_err().wire_text(),
+            "ERR unknown subcommand 'bogus'. Try CONFIG HELP."
+        );
     }
 }

@@ -43,19 +43,33 @@ pub struct SetArgs {
 pub(super) fn parse_set(c: &mut Cursor) -> Result<SetArgs, Error> {
     let key = c.next_bytes()?;
     let value = c.next_bytes()?;
-    let mut args = SetArgs { key, value, cond: None, get: false, expiry: None };
+    let mut args = SetArgs {
+        key,
+        value,
+        cond: None,
+        get: false,
+        expiry: None,
+    };
     while let Some(opt) = c.next_opt() {
         let word = opt.to_ascii_uppercase();
         match word.as_slice() {
             b"NX" | b"XX" if args.cond.is_none() => {
-                args.cond = Some(if word == b"NX" { SetCond::Nx } else { SetCond::Xx });
+                args.cond = Some(if word == b"NX" {
+                    SetCond::Nx
+                } else {
+                    SetCond::Xx
+                });
             }
             b"GET" if !args.get => args.get = true,
             b"KEEPTTL" if args.expiry.is_none() => args.expiry = Some(Expiry::Keep),
             b"EX" | b"PX" | b"EXAT" | b"PXAT" if args.expiry.is_none() => {
                 let n = c.next_opt().ok_or(Error::Syntax)?;
                 let n = parse_i64(&n).ok_or(Error::NotInteger)?;
-                let ms = if word.starts_with(b"E") { n.checked_mul(1000) } else { Some(n) };
+                let ms = if word.starts_with(b"E") {
+                    n.checked_mul(1000)
+                } else {
+                    Some(n)
+                };
                 let ms = ms.filter(|_| n > 0).ok_or(Error::InvalidExpire("set"))?;
                 args.expiry = Some(if word.ends_with(b"AT") {
                     Expiry::AtMillis(ms)
@@ -70,11 +84,14 @@ pub(super) fn parse_set(c: &mut Cursor) -> Result<SetArgs, Error> {
 }
 
 pub(super) fn parse_mset(c: &mut Cursor, name: &str) -> Result<Command, Error> {
-    if c.remaining() % 2 != 0 {
+    if !c.remaining().is_multiple_of(2) {
         return Err(Error::WrongArity(name.to_string()));
     }
     let rest = c.rest();
-    let pairs = rest.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    let pairs = rest
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
     Ok(Command::MSet(pairs))
 }
 
@@ -106,9 +123,18 @@ mod tests {
         let a = set("SET k v NX EX 10").unwrap();
         assert_eq!(a.cond, Some(SetCond::Nx));
         assert_eq!(a.expiry, Some(Expiry::InMillis(10_000)));
-        assert_eq!(set("set k v px 5").unwrap().expiry, Some(Expiry::InMillis(5)));
-        assert_eq!(set("set k v pxat 5").unwrap().expiry, Some(Expiry::AtMillis(5)));
-        assert_eq!(set("set k v keepttl get").unwrap().expiry, Some(Expiry::Keep));
+        assert_eq!(
+            set("set k v px 5").unwrap().expiry,
+            Some(Expiry::InMillis(5))
+        );
+        assert_eq!(
+            set("set k v pxat 5").unwrap().expiry,
+            Some(Expiry::AtMillis(5))
+        );
+        assert_eq!(
+            set("set k v keepttl get").unwrap().expiry,
+            Some(Expiry::Keep)
+        );
         assert_eq!(set("SET k v NX XX").unwrap_err(), Error::Syntax);
         assert_eq!(set("SET k v EX 1 PX 1").unwrap_err(), Error::Syntax);
         assert_eq!(set("SET k v EX").unwrap_err(), Error::Syntax);
@@ -117,22 +143,40 @@ mod tests {
             set("SET k v EX 0").unwrap_err().wire_text(),
             "ERR invalid expire time in 'set' command"
         );
-        assert_eq!(set("SET k v EX 9223372036854775807").unwrap_err(), Error::InvalidExpire("set"));
+        assert_eq!(
+            set("SET k v EX 9223372036854775807").unwrap_err(),
+            Error::InvalidExpire("set")
+        );
         assert_eq!(set("SET k v BOGUS").unwrap_err(), Error::Syntax);
     }
 
     #[test]
     fn incr_family() {
         let k = Bytes::from_static(b"k");
-        assert_eq!(parse("INCR k").unwrap(), Command::IncrBy { key: k.clone(), delta: 1 });
-        assert_eq!(parse("DECRBY k 5").unwrap(), Command::IncrBy { key: k, delta: -5 });
+        assert_eq!(
+            parse("INCR k").unwrap(),
+            Command::IncrBy {
+                key: k.clone(),
+                delta: 1
+            }
+        );
+        assert_eq!(
+            parse("DECRBY k 5").unwrap(),
+            Command::IncrBy { key: k, delta: -5 }
+        );
         assert_eq!(parse("INCRBY k x").unwrap_err(), Error::NotInteger);
-        assert_eq!(parse("DECRBY k -9223372036854775808").unwrap_err(), Error::Overflow);
+        assert_eq!(
+            parse("DECRBY k -9223372036854775808").unwrap_err(),
+            Error::Overflow
+        );
     }
 
     #[test]
     fn mset_pairs() {
         assert!(matches!(parse("MSET a 1 b 2").unwrap(), Command::MSet(p) if p.len() == 2));
-        assert_eq!(parse("MSET a 1 b").unwrap_err(), Error::WrongArity("mset".into()));
+        assert_eq!(
+            parse("MSET a 1 b").unwrap_err(),
+            Error::WrongArity("mset".into())
+        );
     }
 }

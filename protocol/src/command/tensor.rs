@@ -52,12 +52,19 @@ pub(super) fn parse_tensorset(c: &mut Cursor) -> Result<TensorSet, Error> {
             data = TensorData::Values(c.rest());
             break;
         }
-        let dim = parse_i64(&arg).filter(|d| *d > 0).ok_or(Error::InvalidShape)?;
+        let dim = parse_i64(&arg)
+            .filter(|d| *d > 0)
+            .ok_or(Error::InvalidShape)?;
         let dim = usize::try_from(dim).map_err(|_| Error::InvalidShape)?;
         len = len.checked_mul(dim).ok_or(Error::TensorTooLarge)?;
         shape.push(dim);
     }
-    Ok(TensorSet { key, dtype, shape, data })
+    Ok(TensorSet {
+        key,
+        dtype,
+        shape,
+        data,
+    })
 }
 
 /// Which parts of a tensor AI.TENSORGET returns.
@@ -85,7 +92,11 @@ pub(super) fn parse_tensorget(c: &mut Cursor) -> Result<TensorGet, Error> {
         return Err(c.arity_error());
     }
     let key = c.next_bytes()?;
-    let mut f = TensorFormat { meta: false, blob: false, values: false };
+    let mut f = TensorFormat {
+        meta: false,
+        blob: false,
+        values: false,
+    };
     if c.remaining() == 0 {
         f.meta = true;
         f.blob = true;
@@ -135,25 +146,64 @@ mod tests {
         let t = set("AI.TENSORSET t uint8 3 blob abc").unwrap();
         assert_eq!(t.data, TensorData::Blob(Bytes::from_static(b"abc")));
         let t = set("AI.TENSORSET t INT32 2 3").unwrap();
-        assert_eq!((t.shape.as_slice(), t.data), (&[2, 3][..], TensorData::Zeros));
+        assert_eq!(
+            (t.shape.as_slice(), t.data),
+            (&[2, 3][..], TensorData::Zeros)
+        );
         let t = set("AI.TENSORSET t DOUBLE VALUES 7").unwrap();
-        assert!(t.shape.is_empty(), "no dimensions is a scalar, as in RedisAI");
+        assert!(
+            t.shape.is_empty(),
+            "no dimensions is a scalar, as in RedisAI"
+        );
     }
 
     #[test]
     fn tensorset_errors_in_redisai_order() {
         let cases = [
-            ("AI.TENSORSET t FLOAT32 2 VALUES 1 2", "ERR invalid data type"),
-            ("AI.TENSORSET t FLOAT 0 VALUES", "ERR invalid or negative value found in tensor shape"),
-            ("AI.TENSORSET t FLOAT -2 VALUES 1 2", "ERR invalid or negative value found in tensor shape"),
-            ("AI.TENSORSET t FLOAT x", "ERR invalid or negative value found in tensor shape"),
-            ("AI.TENSORSET t FLOAT 2 BLOBX ab", "ERR invalid or negative value found in tensor shape"),
-            ("AI.TENSORSET t FLOAT 2 VALUES 1", "ERR wrong number of values was given in 'AI.TENSORSET' command"),
-            ("AI.TENSORSET t FLOAT 2 VALUES 1 2 3", "ERR wrong number of values was given in 'AI.TENSORSET' command"),
-            ("AI.TENSORSET t FLOAT 2 BLOB", "ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command"),
-            ("AI.TENSORSET t FLOAT 2 BLOB a b", "ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command"),
-            ("AI.TENSORSET t FLOAT 4294967296 4294967296 4294967296", "ERR tensor is too large"),
-            ("ai.tensorset t", "ERR wrong number of arguments for 'ai.tensorset' command"),
+            (
+                "AI.TENSORSET t FLOAT32 2 VALUES 1 2",
+                "ERR invalid data type",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 0 VALUES",
+                "ERR invalid or negative value found in tensor shape",
+            ),
+            (
+                "AI.TENSORSET t FLOAT -2 VALUES 1 2",
+                "ERR invalid or negative value found in tensor shape",
+            ),
+            (
+                "AI.TENSORSET t FLOAT x",
+                "ERR invalid or negative value found in tensor shape",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 2 BLOBX ab",
+                "ERR invalid or negative value found in tensor shape",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 2 VALUES 1",
+                "ERR wrong number of values was given in 'AI.TENSORSET' command",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 2 VALUES 1 2 3",
+                "ERR wrong number of values was given in 'AI.TENSORSET' command",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 2 BLOB",
+                "ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 2 BLOB a b",
+                "ERR a single binary string should come after the BLOB argument in 'AI.TENSORSET' command",
+            ),
+            (
+                "AI.TENSORSET t FLOAT 4294967296 4294967296 4294967296",
+                "ERR tensor is too large",
+            ),
+            (
+                "ai.tensorset t",
+                "ERR wrong number of arguments for 'ai.tensorset' command",
+            ),
         ];
         for (cmd, text) in cases {
             assert_eq!(set(cmd).unwrap_err().wire_text(), text, "{cmd}");
@@ -166,12 +216,26 @@ mod tests {
         assert_eq!(get("AI.TENSORGET t").unwrap(), f(true, true, false));
         assert_eq!(get("AI.TENSORGET t META").unwrap(), f(true, false, false));
         assert_eq!(get("AI.TENSORGET t values").unwrap(), f(false, false, true));
-        assert_eq!(get("AI.TENSORGET t META BLOB").unwrap(), f(true, true, false));
-        assert_eq!(get("AI.TENSORGET t VALUES META").unwrap(), f(true, false, true));
-        assert_eq!(get("AI.TENSORGET t BLOB VALUES").unwrap_err(), Error::BlobAndValues);
-        assert_eq!(get("AI.TENSORGET t JSON").unwrap_err(), Error::UnsupportedFormat);
         assert_eq!(
-            get("AI.TENSORGET t META BLOB META VALUES").unwrap_err().wire_text(),
+            get("AI.TENSORGET t META BLOB").unwrap(),
+            f(true, true, false)
+        );
+        assert_eq!(
+            get("AI.TENSORGET t VALUES META").unwrap(),
+            f(true, false, true)
+        );
+        assert_eq!(
+            get("AI.TENSORGET t BLOB VALUES").unwrap_err(),
+            Error::BlobAndValues
+        );
+        assert_eq!(
+            get("AI.TENSORGET t JSON").unwrap_err(),
+            Error::UnsupportedFormat
+        );
+        assert_eq!(
+            get("AI.TENSORGET t META BLOB META VALUES")
+                .unwrap_err()
+                .wire_text(),
             "ERR wrong number of arguments for 'AI.TENSORGET' command"
         );
     }

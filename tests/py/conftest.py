@@ -1,0 +1,87 @@
+"""Harness for the Python end-to-end tests: a real shardai process on a free port.
+
+The binary is $SHARDAI_BIN (set by scripts/test), else target/release/shardai.
+Every server is stopped by its PID when the test that started it ends.
+"""
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import redis
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def binary():
+    path = os.environ.get("SHARDAI_BIN") or str(ROOT / "target" / "release" / "shardai")
+    if not os.path.exists(path):
+        pytest.fail(f"no shardai binary at {path}: run `cargo build --release -p shardai-node`")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix="shardai-py-")
+        for _ in range(5):
+            self.port = free_port()
+            self.log = open(os.path.join(self.dir, "shardai.log"), "wb")
+            self.proc = subprocess.Popen(
+                [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, *extra],
+                stdout=subprocess.DEVNULL, stderr=self.log)
+            if self._ready():
+                return
+            self.stop()
+        raise RuntimeError("shardai did not start")
+
+    def _ready(self, limit=10.0):
+        end = time.time() + limit
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if redis.Redis(port=self.port, socket_timeout=2).ping():
+                    return True
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        return False
+
+    def client(self, protocol=2, **kw):
+        return redis.Redis(port=self.port, protocol=protocol, socket_timeout=30, **kw)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.stop()
+    shutil.rmtree(s.dir, ignore_errors=True)
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def r(request, server):
+    c = server.client(protocol=request.param)
+    c.protocol = request.param
+    yield c
+    c.close()
