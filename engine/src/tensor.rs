@@ -9,8 +9,9 @@ use bytes::Bytes;
 use shardai_protocol::{DType, Error, command::TensorData, frame::parse_i64};
 
 /// Blobs smaller than this are copied into a buffer of their own when stored, so that a
-/// small tensor does not keep a whole socket read buffer alive.
-pub const COMPACT_BELOW: usize = 4096;
+/// small tensor does not keep a whole socket read buffer alive (and the connection can
+/// reuse that buffer). Larger ones arrive in a buffer of their own and are kept as they are.
+pub const COMPACT_BELOW: usize = 64 * 1024;
 
 /// An immutable tensor.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@ use shardai_protocol::{
     table,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::TcpStream,
     sync::watch,
 };
@@ -28,10 +28,12 @@ use crate::{
     state::{ClientInfo, Shared},
 };
 
-/// Requests larger than this get a read buffer of their own, sized exactly.
-const BIG_REQUEST: usize = 64 * 1024;
+/// Requests larger than this get a read buffer of their own, sized exactly. Smaller
+/// arguments are copied out when stored (engine's `COMPACT_BELOW`), so the read buffer is
+/// reused.
+const BIG_REQUEST: usize = shardai_engine::tensor::COMPACT_BELOW;
 /// Read buffer size for ordinary traffic.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 /// Flush replies once this many bytes are waiting, even inside a long pipeline.
 const FLUSH_AT: usize = 256 * 1024;
 
@@ -76,7 +78,7 @@ async fn run(
 ) -> io::Result<String> {
     let _ = sock.set_nodelay(true);
     let mut decoder = RequestDecoder::default();
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::new();
     let mut out = WriteBuf::new();
     loop {
         let max_bulk = shared.runtime.max_bulk.load(Ordering::Relaxed);
@@ -84,10 +86,15 @@ async fn run(
             decoder.set_max_bulk(max_bulk);
         }
         // Answer every complete request in the buffer.
+        let info = &state.info;
+        info.last_ms.store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let mut handled = 0u64;
         let need = loop {
             match decoder.decode(&mut rbuf) {
                 Ok(Decoded::Request(argv)) => {
+                    handled += 1;
                     if handle(argv, shared, state, &mut out).await == Flow::Close {
+                        shared.stats.commands.fetch_add(handled, Ordering::Relaxed);
                         flush(sock, &mut out, shared).await?;
                         return Ok("client quit".into());
                     }
@@ -106,11 +113,23 @@ async fn run(
                 }
             }
         };
+        if handled > 0 {
+            shared.stats.commands.fetch_add(handled, Ordering::Relaxed);
+        }
         flush(sock, &mut out, shared).await?;
-        make_room(&mut rbuf, need);
-        let n = tokio::select! {
-            r = sock.read_buf(&mut rbuf) => r?,
+        if rbuf.is_empty() {
+            // Idle connections hold no read buffer; one is taken when data arrives.
+            rbuf = BytesMut::new();
+        }
+        tokio::select! {
+            r = sock.readable() => r?,
             _ = shutdown.changed() => return Ok("server shutting down".into()),
+        }
+        make_room(&mut rbuf, need);
+        let n = match sock.try_read_buf(&mut rbuf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         };
         if n == 0 {
             return Ok(if rbuf.is_empty() {
@@ -132,8 +151,8 @@ fn make_room(rbuf: &mut BytesMut, need: usize) {
         let mut exact = BytesMut::with_capacity(need);
         exact.extend_from_slice(rbuf);
         *rbuf = exact;
-    } else if rbuf.capacity() - rbuf.len() < 512 {
-        rbuf.reserve(READ_CHUNK);
+    } else if rbuf.capacity() - rbuf.len() < 4096 {
+        rbuf.reserve(READ_CHUNK.max(need.saturating_sub(rbuf.len())));
     }
 }
 
@@ -143,15 +162,8 @@ async fn handle(
     state: &mut ConnState,
     out: &mut WriteBuf,
 ) -> Flow {
-    shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-    let info = &state.info;
-    info.last_ms
-        .store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
-    if let Some(i) = table::COMMANDS
-        .iter()
-        .position(|c| c.name.as_bytes().eq_ignore_ascii_case(&argv[0]))
-    {
-        info.last_cmd.store(i, Ordering::Relaxed);
+    if let Some((i, _)) = table::lookup_indexed(&argv[0]) {
+        state.info.last_cmd.store(i, Ordering::Relaxed);
     }
     let (reply, flow) = match Command::parse(argv) {
         Ok(cmd) => dispatch::execute(cmd, shared, state).await,

@@ -293,3 +293,84 @@ mod tests {
         );
     }
 }
+
+/// Differential tests: replies encoded here, decoded by the `redis-protocol` crate.
+#[cfg(test)]
+mod differential {
+    use bytes::BytesMut;
+    use redis_protocol::{
+        resp2::{decode::decode_bytes_mut as decode2, types::BytesFrame as F2},
+        resp3::{decode::complete::decode_bytes_mut as decode3, types::BytesFrame as F3},
+    };
+
+    use super::*;
+
+    fn sample() -> Vec<Reply> {
+        let big = Bytes::from(vec![b'x'; 70_000]);
+        vec![
+            Reply::OK,
+            Reply::Int(-42),
+            Reply::Bulk(Bytes::from_static(b"a\r\nb\0")),
+            Reply::Bulk(big),
+            Reply::Nil,
+            Reply::NilArray,
+            Reply::Double(0.1f32 as f64),
+            Reply::Bool(true),
+            Reply::Error(Error::InvalidValue),
+            Reply::Verbatim("# Server\r\nx:1\r\n".into()),
+            Reply::Array(vec![
+                Reply::bulk("dtype"),
+                Reply::bulk("FLOAT"),
+                Reply::bulk("shape"),
+                Reply::Array(vec![Reply::Int(2), Reply::Int(2)]),
+            ]),
+            Reply::Map(vec![(Reply::bulk("k"), Reply::Set(vec![Reply::Status("write")]))]),
+        ]
+    }
+
+    fn encode(replies: &[Reply], resp: u8) -> BytesMut {
+        let mut w = WriteBuf::new();
+        for r in replies {
+            w.push(r, resp);
+        }
+        BytesMut::from(&w.take().concat()[..])
+    }
+
+    #[test]
+    fn resp2_replies_decode_with_redis_protocol() {
+        let replies = sample();
+        let mut buf = encode(&replies, 2);
+        let mut frames = Vec::new();
+        while let Some((f, _, _)) = decode2(&mut buf).expect("valid RESP2") {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), replies.len());
+        assert_eq!(frames[0], F2::SimpleString(Bytes::from_static(b"OK")));
+        assert_eq!(frames[1], F2::Integer(-42));
+        assert_eq!(frames[2], F2::BulkString(Bytes::from_static(b"a\r\nb\0")));
+        assert!(matches!(&frames[3], F2::BulkString(b) if b.len() == 70_000));
+        assert_eq!(frames[4], F2::Null);
+        assert_eq!(frames[6], F2::BulkString(Bytes::from_static(b"0.10000000149011612")));
+        assert_eq!(frames[7], F2::Integer(1));
+        assert_eq!(frames[8], F2::Error("ERR invalid value".into()));
+        assert!(matches!(&frames[10], F2::Array(v) if v.len() == 4));
+        assert!(matches!(&frames[11], F2::Array(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn resp3_replies_decode_with_redis_protocol() {
+        let replies = sample();
+        let mut buf = encode(&replies, 3);
+        let mut frames = Vec::new();
+        while let Some((f, _, _)) = decode3(&mut buf).expect("valid RESP3") {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), replies.len());
+        assert!(matches!(frames[4], F3::Null));
+        assert!(matches!(frames[5], F3::Null));
+        assert!(matches!(frames[6], F3::Double { data, .. } if data == 0.1f32 as f64));
+        assert!(matches!(frames[7], F3::Boolean { data: true, .. }));
+        assert!(matches!(&frames[9], F3::VerbatimString { data, .. } if data.starts_with(b"# Server")));
+        assert!(matches!(&frames[11], F3::Map { data, .. } if data.len() == 1));
+    }
+}

@@ -4,6 +4,8 @@
 //! `COMMAND GETKEYS` and (later) routing and replica read permission read its key positions.
 //! Commands flagged `movablekeys` find their keys with [`movable_keys`].
 
+use std::{collections::HashMap, sync::OnceLock};
+
 use bytes::Bytes;
 
 use crate::{error::Error, frame::parse_i64};
@@ -217,12 +219,21 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Looks up a command by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    if name.len() > 32 {
-        return None;
+    lookup_indexed(name).map(|(_, spec)| spec)
+}
+
+/// Looks up a command by name, case-insensitively, with its index in [`COMMANDS`].
+pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
+    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        COMMANDS.iter().enumerate().map(|(i, c)| (c.name.as_bytes(), i)).collect()
+    });
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
     }
-    COMMANDS
-        .iter()
-        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    index.get(&lower[..]).map(|&i| (i, &COMMANDS[i]))
 }
 
 /// Reads `n` keys after a count argument at `argv[i]`; returns the keys and the next index.
