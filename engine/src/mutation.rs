@@ -258,7 +258,7 @@ mod tests {
     }
 
     fn get(s: &Store, k: &str, now: u64) -> Option<Bytes> {
-        match s.get(k.as_bytes(), now)? {
+        match s.get_at(k.as_bytes(), now)? {
             Value::Str(v) => Some(v),
             Value::Tensor(_) => panic!("tensor"),
         }
@@ -454,7 +454,7 @@ mod tests {
             deadline: Deadline::None,
         };
         assert_eq!(s.apply(get, 0).unwrap_err(), Error::WrongType);
-        assert_eq!(s.get(b"t", 0).unwrap().type_name(), "AI_TENSOR");
+        assert_eq!(s.get_at(b"t", 0).unwrap().type_name(), "AI_TENSOR");
     }
 
     #[test]

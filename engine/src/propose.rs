@@ -75,6 +75,6 @@ mod tests {
                 old: None
             }
         );
-        assert!(p.store().get(b"k", now_ms()).is_some());
+        assert!(p.store().get(b"k").is_some());
     }
 }

@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, BuildHasherDefault, DefaultHasher},
+    hash::BuildHasher,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -67,16 +67,15 @@ impl Entry {
     }
 }
 
-type Stripe = HashMap<Bytes, Entry>;
-
-/// Fixed seeds: the stripe of a key must not change between runs or replicas.
-type StableHasher = BuildHasherDefault<DefaultHasher>;
+/// Keys are client-chosen, so the maps use a seeded hash (foldhash: fast, and randomly
+/// seeded per process against collision floods).
+type Stripe = HashMap<Bytes, Entry, foldhash::fast::RandomState>;
 
 /// The keyspace of one shard.
 #[derive(Debug)]
 pub struct Store {
     stripes: Box<[RwLock<Stripe>]>,
-    hasher: StableHasher,
+    hasher: foldhash::fast::RandomState,
     keys: AtomicI64,
     volatile: AtomicI64,
     used_bytes: AtomicI64,
@@ -103,8 +102,10 @@ impl Store {
     /// An empty keyspace.
     pub fn new() -> Self {
         Store {
-            stripes: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: StableHasher::default(),
+            stripes: (0..STRIPES)
+                .map(|_| RwLock::new(HashMap::with_hasher(Default::default())))
+                .collect(),
+            hasher: Default::default(),
             keys: AtomicI64::new(0),
             volatile: AtomicI64::new(0),
             used_bytes: AtomicI64::new(0),
@@ -113,12 +114,23 @@ impl Store {
     }
 
     pub(crate) fn stripe_of(&self, key: &[u8]) -> &RwLock<Stripe> {
+        // The map inside the stripe hashes the key again with its own seed, so the stripe
+        // takes the high bits.
         let h = self.hasher.hash_one(key);
-        &self.stripes[(h as usize) % STRIPES]
+        &self.stripes[(h >> 54) as usize % STRIPES]
     }
 
-    /// The live value of `key`, if any.
-    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Value> {
+    /// The live value of `key`, if any. The clock is read only for keys with a deadline.
+    pub fn get(&self, key: &[u8]) -> Option<Value> {
+        let stripe = self.stripe_of(key).read();
+        stripe
+            .get(key)
+            .filter(|e| e.expire_at.is_none_or(|t| t > crate::now_ms()))
+            .map(|e| e.value.clone())
+    }
+
+    /// The value of `key` if it is live at `now_ms`.
+    pub fn get_at(&self, key: &[u8], now_ms: u64) -> Option<Value> {
         let stripe = self.stripe_of(key).read();
         stripe
             .get(key)

@@ -162,10 +162,14 @@ async fn handle(
     state: &mut ConnState,
     out: &mut WriteBuf,
 ) -> Flow {
-    if let Some((i, _)) = table::lookup_indexed(&argv[0]) {
-        state.info.last_cmd.store(i, Ordering::Relaxed);
-    }
-    let (reply, flow) = match Command::parse(argv) {
+    let parsed = match table::lookup_indexed(&argv[0]) {
+        Some((i, spec)) => {
+            state.info.last_cmd.store(i, Ordering::Relaxed);
+            Command::parse_for(spec, argv)
+        }
+        None => Err(Error::unknown_command(&argv[0], &argv[1..])),
+    };
+    let (reply, flow) = match parsed {
         Ok(cmd) => dispatch::execute(cmd, shared, state).await,
         Err(e) => (Reply::Error(e), Flow::Continue),
     };

@@ -224,7 +224,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// Looks up a command by name, case-insensitively, with its index in [`COMMANDS`].
 pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
-    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+    static INDEX: OnceLock<HashMap<&'static [u8], usize, foldhash::fast::FixedState>> =
+        OnceLock::new();
     let index = INDEX.get_or_init(|| {
         COMMANDS.iter().enumerate().map(|(i, c)| (c.name.as_bytes(), i)).collect()
     });

@@ -25,16 +25,15 @@ pub(super) async fn del(keys: Vec<Bytes>, shared: &Shared) -> Reply {
 }
 
 pub(super) fn exists(keys: &[Bytes], shared: &Shared) -> Reply {
-    let now = now_ms();
     Reply::Int(
         keys.iter()
-            .filter(|k| shared.store().get(k, now).is_some())
+            .filter(|k| shared.store().get(k).is_some())
             .count() as i64,
     )
 }
 
 pub(super) fn type_of(key: &[u8], shared: &Shared) -> Reply {
-    match shared.store().get(key, now_ms()) {
+    match shared.store().get(key) {
         Some(v) => Reply::Status(v.type_name()),
         None => Reply::Status("none"),
     }

@@ -22,7 +22,7 @@ fn count(shared: &Shared, hit: bool) {
 }
 
 pub(super) fn get(key: &[u8], shared: &Shared) -> Reply {
-    match shared.store().get(key, now_ms()) {
+    match shared.store().get(key) {
         Some(Value::Str(v)) => {
             count(shared, true);
             Reply::Bulk(v)
@@ -36,10 +36,9 @@ pub(super) fn get(key: &[u8], shared: &Shared) -> Reply {
 }
 
 pub(super) fn mget(keys: &[Bytes], shared: &Shared) -> Reply {
-    let now = now_ms();
     Reply::Array(
         keys.iter()
-            .map(|k| match shared.store().get(k, now) {
+            .map(|k| match shared.store().get(k) {
                 Some(Value::Str(v)) => Reply::Bulk(v),
                 _ => Reply::Nil,
             })

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use shardai_engine::{Mutation, Tensor, Value, now_ms, tensor::Values};
+use shardai_engine::{Mutation, Tensor, Value, tensor::Values};
 use shardai_protocol::{
     Error, Reply,
     command::{TensorGet, TensorSet},
@@ -34,7 +34,7 @@ pub(super) async fn tensorset(t: TensorSet, shared: &Shared) -> Reply {
 /// `AI.TENSORGET key [META] [BLOB | VALUES]` → the blob, the values, or an array of
 /// `dtype`, `shape` and `blob`/`values` (META and BLOB when no format is given).
 pub(super) fn tensorget(g: TensorGet, shared: &Shared) -> Reply {
-    let tensor = match shared.store().get(&g.key, now_ms()) {
+    let tensor = match shared.store().get(&g.key) {
         Some(Value::Tensor(t)) => t,
         Some(_) => return Reply::Error(Error::WrongType),
         None => {

@@ -2,27 +2,35 @@
 
 use bytes::Bytes;
 
-use crate::{error::Error, frame::parse_i64};
+use crate::{error::Error, frame::parse_i64, table::CommandSpec};
 
 /// Walks a request's arguments; [`Cursor::finish`] refuses leftovers.
 #[derive(Debug)]
 pub struct Cursor {
     args: std::vec::IntoIter<Bytes>,
-    name: String,
+    spec: &'static CommandSpec,
+    typed: Bytes,
 }
 
 impl Cursor {
-    /// A cursor over `argv` (name included); `name` is how arity errors name the command.
-    pub fn new(argv: Vec<Bytes>, name: String) -> Self {
+    /// A cursor over `argv` (name included) for the command `spec`.
+    pub fn new(argv: Vec<Bytes>, spec: &'static CommandSpec) -> Self {
+        let typed = argv.first().cloned().unwrap_or_default();
         Cursor {
             args: argv.into_iter(),
-            name,
+            spec,
+            typed,
         }
     }
 
-    /// The arity error for this command.
+    /// The arity error for this command: RedisAI prints the command as the client typed it
+    /// (module commands go through `RedisModule_WrongArity`), Redis its own lower-case name.
     pub fn arity_error(&self) -> Error {
-        Error::WrongArity(self.name.clone())
+        if self.spec.is_module() {
+            Error::WrongArity(String::from_utf8_lossy(&self.typed).into_owned())
+        } else {
+            Error::WrongArity(self.spec.name.to_string())
+        }
     }
 
     /// Arguments left.
@@ -32,9 +40,10 @@ impl Cursor {
 
     /// The next argument, or an arity error when there is none.
     pub fn next_bytes(&mut self) -> Result<Bytes, Error> {
-        self.args
-            .next()
-            .ok_or_else(|| Error::WrongArity(self.name.clone()))
+        match self.args.next() {
+            Some(b) => Ok(b),
+            None => Err(self.arity_error()),
+        }
     }
 
     /// The next argument if any.
@@ -76,7 +85,7 @@ impl Cursor {
         if self.args.len() == 0 {
             Ok(())
         } else {
-            Err(Error::WrongArity(self.name.clone()))
+            Err(self.arity_error())
         }
     }
 }

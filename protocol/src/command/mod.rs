@@ -92,14 +92,19 @@ pub enum Command {
 impl Command {
     /// Parses a request. `argv[0]` is the command name; `argv` is never empty.
     pub fn parse(argv: Vec<Bytes>) -> Result<Command, Error> {
-        let Some(spec) = table::lookup(&argv[0]) else {
-            return Err(Error::unknown_command(&argv[0], &argv[1..]));
-        };
-        let name = arity_name(spec, &argv[0]);
-        if !spec.arity_ok(argv.len()) {
-            return Err(Error::WrongArity(name));
+        match table::lookup(&argv[0]) {
+            Some(spec) => Command::parse_for(spec, argv),
+            None => Err(Error::unknown_command(&argv[0], &argv[1..])),
         }
-        let mut c = Cursor::new(argv, name);
+    }
+
+    /// Parses a request whose name the caller already looked up in the command table.
+    pub fn parse_for(spec: &'static table::CommandSpec, argv: Vec<Bytes>) -> Result<Command, Error> {
+        let argc = argv.len();
+        let mut c = Cursor::new(argv, spec);
+        if !spec.arity_ok(argc) {
+            return Err(c.arity_error());
+        }
         let _ = c.next_bytes();
         let cmd = match spec.name {
             "ping" => Command::Ping(c.next_opt()),
@@ -133,17 +138,6 @@ impl Command {
         };
         c.finish()?;
         Ok(cmd)
-    }
-}
-
-/// The name used in the arity error: RedisAI prints the command as the client typed it
-/// (module commands go through `RedisModule_WrongArity`), Redis prints its own lower-case
-/// name.
-fn arity_name(spec: &table::CommandSpec, typed: &[u8]) -> String {
-    if spec.is_module() {
-        String::from_utf8_lossy(typed).into_owned()
-    } else {
-        spec.name.to_string()
     }
 }
 
