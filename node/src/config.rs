@@ -7,12 +7,23 @@ use std::{net::IpAddr, path::PathBuf};
 
 use clap::Parser;
 
-/// shardai: a Redis-protocol server for tensors and models (RedisAI's API), one node.
-///
-/// With no flags it serves on 127.0.0.1:6379 and keeps its data under ./data. Any Redis
-/// client works: `redis-cli AI.TENSORSET t FLOAT 2 VALUES 1 2`.
+/// The command line of `shardai`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "shardai", version, about, long_about = None, args_override_self = true)]
+#[command(
+    name = "shardai",
+    version,
+    about = "shardai: a Redis-protocol server for tensors (RedisAI's API); one node owning all \
+             16384 slots.",
+    long_about = "shardai: a Redis-protocol server for tensors (RedisAI's API); one node owning \
+                  all 16384 slots.\n\nWith no flags it serves on 127.0.0.1:6379 with its data \
+                  folder at ./data. Any Redis client works, for example:\n  \
+                  redis-cli AI.TENSORSET t FLOAT 2 VALUES 1 2\n  \
+                  redis-cli AI.TENSORGET t META VALUES\n\nEvery option can also be given as \
+                  an environment variable or as a `name value` line in the --config file (for \
+                  example `maxclients 100`); command-line flags win over the environment, which \
+                  wins over the file.",
+    args_override_self = true
+)]
 pub struct Config {
     /// TCP port for clients.
     #[arg(long, env = "SHARDAI_PORT", default_value_t = 6379)]
@@ -27,7 +38,8 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_DIR", default_value = "./data")]
     pub dir: PathBuf,
 
-    /// Read settings from a file of `name value` lines (flags and environment win).
+    /// Read settings from a file of `name value` lines, names as the long options without
+    /// dashes (`port 7000`, `proto-max-bulk-len 1gb`); flags and environment win.
     #[arg(long, env = "SHARDAI_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -49,7 +61,7 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_MODEL_CHUNK_SIZE", default_value = "535822336", value_parser = parse_size)]
     pub model_chunk_size: usize,
 
-    /// Tokio worker threads for connections (0: one per core).
+    /// Threads serving connections (0: one per core).
     #[arg(long, env = "SHARDAI_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,
 
@@ -58,7 +70,7 @@ pub struct Config {
     pub shutdown_timeout: u64,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing filter such as
-    /// `shardai=debug`.
+    /// `shardai_node=debug`. Logs go to standard error.
     #[arg(long, env = "SHARDAI_LOG", default_value = "info")]
     pub log: String,
 }

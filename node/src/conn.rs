@@ -17,7 +17,7 @@ use shardai_protocol::{
     table,
 };
 use tokio::{
-    io::AsyncWriteExt,
+    io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     sync::watch,
 };
@@ -87,7 +87,8 @@ async fn run(
         }
         // Answer every complete request in the buffer.
         let info = &state.info;
-        info.last_ms.store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+        info.last_ms
+            .store(info.since.elapsed().as_millis() as u64, Ordering::Relaxed);
         let mut handled = 0u64;
         let need = loop {
             match decoder.decode(&mut rbuf) {
@@ -117,19 +118,16 @@ async fn run(
             shared.stats.commands.fetch_add(handled, Ordering::Relaxed);
         }
         flush(sock, &mut out, shared).await?;
-        if rbuf.is_empty() {
-            // Idle connections hold no read buffer; one is taken when data arrives.
+        if rbuf.is_empty() && rbuf.capacity() > READ_CHUNK {
+            // Done with a big request: give its buffer back.
             rbuf = BytesMut::new();
         }
-        tokio::select! {
-            r = sock.readable() => r?,
-            _ = shutdown.changed() => return Ok("server shutting down".into()),
-        }
         make_room(&mut rbuf, need);
-        let n = match sock.try_read_buf(&mut rbuf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+        // read_buf, unlike readable() + try_read, knows that a short read drained the socket
+        // and saves the extra read that would return EAGAIN.
+        let n = tokio::select! {
+            r = sock.read_buf(&mut rbuf) => r?,
+            _ = shutdown.changed() => return Ok("server shutting down".into()),
         };
         if n == 0 {
             return Ok(if rbuf.is_empty() {

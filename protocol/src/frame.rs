@@ -121,7 +121,11 @@ impl RequestDecoder {
                 let mut args = std::mem::take(&mut self.spare);
                 args.clear();
                 args.reserve(count as usize);
-                Partial { left: count as usize, pos, args }
+                Partial {
+                    left: count as usize,
+                    pos,
+                    args,
+                }
             }
         };
         while p.left > 0 {
@@ -161,7 +165,11 @@ impl RequestDecoder {
         }
         // Complete: split the request off the buffer; every argument is a view into it.
         let frame = buf.split_to(p.pos).freeze();
-        let args = p.args.iter().map(|&(at, len)| frame.slice(at..at + len)).collect();
+        let args = p
+            .args
+            .iter()
+            .map(|&(at, len)| frame.slice(at..at + len))
+            .collect();
         self.spare = p.args;
         Ok(Decoded::Request(args))
     }
@@ -503,7 +511,9 @@ mod differential {
         let mut buf = BytesMut::from(wire);
         let mut out = Vec::new();
         while let Some((frame, _, _)) = decode_bytes_mut(&mut buf).expect("valid RESP") {
-            let BytesFrame::Array(items) = frame else { panic!("not an array") };
+            let BytesFrame::Array(items) = frame else {
+                panic!("not an array")
+            };
             out.push(
                 items
                     .into_iter()

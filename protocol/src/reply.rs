@@ -324,7 +324,10 @@ mod differential {
                 Reply::bulk("shape"),
                 Reply::Array(vec![Reply::Int(2), Reply::Int(2)]),
             ]),
-            Reply::Map(vec![(Reply::bulk("k"), Reply::Set(vec![Reply::Status("write")]))]),
+            Reply::Map(vec![(
+                Reply::bulk("k"),
+                Reply::Set(vec![Reply::Status("write")]),
+            )]),
         ]
     }
 
@@ -350,7 +353,10 @@ mod differential {
         assert_eq!(frames[2], F2::BulkString(Bytes::from_static(b"a\r\nb\0")));
         assert!(matches!(&frames[3], F2::BulkString(b) if b.len() == 70_000));
         assert_eq!(frames[4], F2::Null);
-        assert_eq!(frames[6], F2::BulkString(Bytes::from_static(b"0.10000000149011612")));
+        assert_eq!(
+            frames[6],
+            F2::BulkString(Bytes::from_static(b"0.10000000149011612"))
+        );
         assert_eq!(frames[7], F2::Integer(1));
         assert_eq!(frames[8], F2::Error("ERR invalid value".into()));
         assert!(matches!(&frames[10], F2::Array(v) if v.len() == 4));
@@ -370,7 +376,9 @@ mod differential {
         assert!(matches!(frames[5], F3::Null));
         assert!(matches!(frames[6], F3::Double { data, .. } if data == 0.1f32 as f64));
         assert!(matches!(frames[7], F3::Boolean { data: true, .. }));
-        assert!(matches!(&frames[9], F3::VerbatimString { data, .. } if data.starts_with(b"# Server")));
+        assert!(
+            matches!(&frames[9], F3::VerbatimString { data, .. } if data.starts_with(b"# Server"))
+        );
         assert!(matches!(&frames[11], F3::Map { data, .. } if data.len() == 1));
     }
 }

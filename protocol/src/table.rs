@@ -227,7 +227,11 @@ pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
     static INDEX: OnceLock<HashMap<&'static [u8], usize, foldhash::fast::FixedState>> =
         OnceLock::new();
     let index = INDEX.get_or_init(|| {
-        COMMANDS.iter().enumerate().map(|(i, c)| (c.name.as_bytes(), i)).collect()
+        COMMANDS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_bytes(), i))
+            .collect()
     });
     let mut lower = [0u8; 32];
     let lower = lower.get_mut(..name.len())?;

@@ -99,7 +99,10 @@ impl Command {
     }
 
     /// Parses a request whose name the caller already looked up in the command table.
-    pub fn parse_for(spec: &'static table::CommandSpec, argv: Vec<Bytes>) -> Result<Command, Error> {
+    pub fn parse_for(
+        spec: &'static table::CommandSpec,
+        argv: Vec<Bytes>,
+    ) -> Result<Command, Error> {
         let argc = argv.len();
         let mut c = Cursor::new(argv, spec);
         if !spec.arity_ok(argc) {
