@@ -238,3 +238,30 @@ pub fn exchange(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> (Vec<u
     }
     (out, false)
 }
+
+/// Sends `bytes`, then reads until the server closes the connection (or `limit` passes).
+/// Returns everything read and whether the connection was closed.
+pub fn exchange_until_close(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    let _ = stream.write_all(bytes);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (out, true),
+        }
+    }
+    (out, false)
+}

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shardai_tests::{Server, exchange};
+use shardai_tests::{Server, exchange, exchange_until_close};
 
 /// Deterministic xorshift generator, so a failure names a reproducible case.
 struct Rng(u64);
@@ -232,7 +232,7 @@ fn two_hundred_malformed_inputs() {
     ];
     for (input, want) in &proto {
         let mut c = s.raw();
-        let (out, closed) = exchange(&mut c, input, Duration::from_secs(5));
+        let (out, closed) = exchange_until_close(&mut c, input, Duration::from_secs(10));
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.starts_with(want),
@@ -251,7 +251,7 @@ fn two_hundred_malformed_inputs() {
         let mut input = prefix.to_vec();
         input.extend(std::iter::repeat_n(b'1', 70_000));
         let mut c = s.raw();
-        let (out, closed) = exchange(&mut c, &input, Duration::from_secs(5));
+        let (out, closed) = exchange_until_close(&mut c, &input, Duration::from_secs(10));
         assert!(
             out.starts_with(b"-ERR Protocol error: too big"),
             "{:?}",
@@ -269,7 +269,7 @@ fn huge_declared_length_is_refused_before_the_body() {
     let s = Server::start_with(&["--proto-max-bulk-len", "1mb"]);
     let mut c = s.raw();
     // Declare 2 MB and send nothing more: the error must come at once.
-    let (out, closed) = exchange(
+    let (out, closed) = exchange_until_close(
         &mut c,
         b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n",
         Duration::from_secs(5),
