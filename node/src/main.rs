@@ -8,10 +8,6 @@ use shardai_node::{config::Config, server::Server, state::Shared};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc: small per-command allocations are cheaper than with glibc's malloc, and freed
-/// large tensors are reused instead of being returned to the kernel at once.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = match Config::load() {

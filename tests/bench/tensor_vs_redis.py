@@ -158,7 +158,12 @@ def main():
                     print(f"  {name:24} {label:>7} P={pipeline:<3} shardai {s_rps:>11,.0f}/s  redis {r_rps:>11,.0f}/s  "
                           f"ratio {s_rps / r_rps:5.2f}  (p99 {s_p99:.2f} / {r_p99:.2f} ms)", flush=True)
 
-        # Memory: 1 GiB as 1024 values of 1 MiB.
+        # Memory: 1 GiB as 1024 values of 1 MiB, each server freshly started so that the
+        # peak is that of storing the data, not of the throughput runs above.
+        stop(s_proc)
+        stop(r_proc)
+        s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg)
+        r_port, r_proc = start_redis(tmp)
         blob = os.urandom(1 << 20)
         for name, port, proc, store in (
             ("shardai", s_port, s_proc, lambda c, k: c.execute_command("AI.TENSORSET", k, "UINT8", len(blob), "BLOB", blob)),
@@ -167,13 +172,13 @@ def main():
             if a.no_memory:
                 break
             c = redis.Redis(port=port)
-            c.flushall()
             p = c.pipeline(transaction=False)
             for i in range(1024):
                 store(p, f"mem:{i}")
                 if i % 16 == 15:
                     p.execute()
             p.execute()
+            assert c.dbsize() == 1024
             time.sleep(0.5)
             print(f"  1 GiB as 1024 x 1 MiB: {name:8} RSS {rss_mb(proc.pid):7.0f} MB, peak RSS "
                   f"{peak_rss_mb(proc.pid):7.0f} MB (target for shardai <= {1024 * 1.05 + 50:.0f} MB)")
