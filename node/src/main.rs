@@ -8,7 +8,6 @@ use shardai_node::{config::Config, server::Server, state::Shared};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-
 fn main() -> ExitCode {
     let config = match Config::load() {
         Ok(c) => c,

@@ -129,6 +129,9 @@ pub enum Error {
     /// AI.TENSORGET with both BLOB and VALUES.
     #[error("ERR both BLOB and VALUES specified")]
     BlobAndValues,
+    /// AI.MODELGET / MODELDEL / MODELEXECUTE on a missing key.
+    #[error("ERR model key is empty")]
+    ModelKeyEmpty,
     /// AI.TENSORGET on a missing key.
     #[error("ERR tensor key is empty or in a different shard")]
     TensorKeyEmpty,
@@ -159,6 +162,10 @@ pub enum Error {
     /// AI.CONFIG MODEL_CHUNK_SIZE without a valid positive size.
     #[error("ERR MODEL_CHUNK_SIZE: missing chunk size")]
     ChunkSizeMissing,
+    /// A RedisAI argument error whose full text (with or without `ERR`) is sent as it is, as
+    /// RedisAI's module errors are; the texts are listed in `docs/redisai-model-commands.md`.
+    #[error("{0}")]
+    Verbatim(String),
     /// A request that waited longer than its TIMEOUT (RedisAI answers a status, not an error).
     #[error("TIMEDOUT")]
     TimedOut,

@@ -177,7 +177,7 @@ pub static COMMANDS: &[CommandSpec] = &[
           "Returns a tensor stored as a key's value."),
     spec!("ai.modelstore", -6, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
           "Stores a model as the value of a key."),
-    spec!("ai.modelset", -6, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+    spec!("ai.modelset", -4, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
           "Stores a model as the value of a key (deprecated)."),
     spec!("ai.modelget", -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
           "Returns a model's metadata and blob."),

@@ -601,6 +601,91 @@ fn ai_config() {
         err_text(cmd("AI.CONFIG").arg("NOPE").query(&mut c)),
         "ERR unsupported subcommand"
     );
-    let e = err_text(cmd("AI.MODELGET").arg("m").query(&mut c));
+    let e = err_text(cmd("AI.SCRIPTGET").arg("s").query(&mut c));
     assert!(e.contains("not available in this build yet"), "{e}");
+}
+
+#[test]
+fn model_commands_without_backends() {
+    let s = Server::start();
+    let mut c = s.client();
+    let onnx = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/models/redisai/mnist.onnx"
+    ))
+    .unwrap_or_else(|_| b"not a model".to_vec());
+    // No backend is built in yet: RedisAI's answer for a backend it cannot load.
+    assert_eq!(
+        err_text(
+            cmd("AI.MODELSTORE")
+                .arg("m")
+                .arg("ONNX")
+                .arg("CPU")
+                .arg("BLOB")
+                .arg(&onnx)
+                .query(&mut c)
+        ),
+        "ERR Could not load backend"
+    );
+    // Argument errors come first, with RedisAI's texts.
+    assert_eq!(
+        err_text(
+            cmd("AI.MODELSTORE")
+                .arg("m")
+                .arg("TF")
+                .arg("CPU")
+                .arg("BLOB")
+                .arg(&onnx)
+                .query(&mut c)
+        ),
+        "ERR INPUTS not specified for TF"
+    );
+    assert_eq!(
+        err_text(
+            cmd("AI.MODELSTORE")
+                .arg("m")
+                .arg("ONNX")
+                .arg("TPU")
+                .arg("BLOB")
+                .arg("x")
+                .query(&mut c)
+        ),
+        "ERR Invalid DEVICE"
+    );
+    assert_eq!(
+        err_text(cmd("AI.MODELGET").arg("m").arg("META").query(&mut c)),
+        "ERR model key is empty"
+    );
+    let _: () = cmd("AI.TENSORSET")
+        .arg("t")
+        .arg("FLOAT")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        err_text(cmd("AI.MODELGET").arg("t").arg("META").query(&mut c)),
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
+    assert_eq!(
+        err_text(cmd("AI.MODELDEL").arg("m").query(&mut c)),
+        "ERR model key is empty"
+    );
+    assert_eq!(
+        err_text(
+            cmd("AI.MODELEXECUTE")
+                .arg("m")
+                .arg("INPUTS")
+                .arg(1)
+                .arg("t")
+                .arg("OUTPUTS")
+                .arg(1)
+                .arg("o")
+                .query(&mut c)
+        ),
+        "ERR model key is empty"
+    );
+    let scan: Vec<Value> = cmd("AI._MODELSCAN").query(&mut c).unwrap();
+    assert!(scan.is_empty());
+    let n: i64 = cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 1, "nothing but the tensor was stored");
 }

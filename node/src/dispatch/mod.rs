@@ -7,6 +7,7 @@ mod ai_config;
 mod command;
 mod info;
 mod keyspace;
+mod model;
 mod server;
 mod strings;
 mod tensor;
@@ -60,6 +61,11 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::TensorSet(t) => tensor::tensorset(t, shared).await,
         Command::TensorGet(t) => tensor::tensorget(t, shared),
         Command::AiConfig(c) => ai_config::ai_config(c, shared),
+        Command::ModelStore(m) => model::modelstore(m, shared),
+        Command::ModelGet(g) => model::modelget(&g.key, shared),
+        Command::ModelDel(key) => model::modeldel(&key, shared),
+        Command::ModelExecute(e) => model::modelexecute(e, shared),
+        Command::ModelScan => model::modelscan(),
         Command::NotYet(name) => Reply::Error(Error::Unavailable(format!(
             "{} is not available in this build yet: it arrives with the models, scripts and \
              execution engine",

@@ -7,6 +7,7 @@
 mod ai_config;
 mod cursor;
 mod keyspace;
+mod model;
 mod server;
 mod strings;
 mod tensor;
@@ -17,6 +18,7 @@ pub use self::{
     ai_config::{AiConfig, BACKENDS},
     cursor::Cursor,
     keyspace::Scan,
+    model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore},
     server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
     strings::{Expiry, SetArgs, SetCond},
     tensor::{TensorData, TensorFormat, TensorGet, TensorSet},
@@ -85,6 +87,16 @@ pub enum Command {
     TensorGet(TensorGet),
     /// `AI.CONFIG ...`
     AiConfig(AiConfig),
+    /// `AI.MODELSTORE ...` and the deprecated `AI.MODELSET ...`
+    ModelStore(ModelStore),
+    /// `AI.MODELGET key [META] [BLOB]`
+    ModelGet(ModelGet),
+    /// `AI.MODELDEL key`
+    ModelDel(Bytes),
+    /// `AI.MODELEXECUTE ...` and the deprecated `AI.MODELRUN ...`
+    ModelExecute(ModelExecute),
+    /// `AI._MODELSCAN`
+    ModelScan,
     /// A command in the table whose implementation arrives with a later capability.
     NotYet(&'static str),
 }
@@ -137,6 +149,13 @@ impl Command {
             "ai.tensorset" => Command::TensorSet(tensor::parse_tensorset(&mut c)?),
             "ai.tensorget" => Command::TensorGet(tensor::parse_tensorget(&mut c)?),
             "ai.config" => Command::AiConfig(ai_config::parse(&mut c)?),
+            "ai.modelstore" => Command::ModelStore(model::parse_modelstore(&mut c, false)?),
+            "ai.modelset" => Command::ModelStore(model::parse_modelstore(&mut c, true)?),
+            "ai.modelget" => Command::ModelGet(model::parse_modelget(&mut c)?),
+            "ai.modeldel" => Command::ModelDel(c.next_bytes()?),
+            "ai.modelexecute" => Command::ModelExecute(model::parse_modelexecute(&mut c)?),
+            "ai.modelrun" => Command::ModelExecute(model::parse_modelrun(&mut c)?),
+            "ai._modelscan" => Command::ModelScan,
             other => return Ok(Command::NotYet(other)),
         };
         c.finish()?;
@@ -181,8 +200,8 @@ mod tests {
         );
         assert_eq!(parse("PING").unwrap(), Command::Ping(None));
         assert_eq!(
-            parse("AI.MODELGET m").unwrap(),
-            Command::NotYet("ai.modelget")
+            parse("AI.SCRIPTGET s").unwrap(),
+            Command::NotYet("ai.scriptget")
         );
     }
 
