@@ -126,11 +126,22 @@ fn inline_commands_and_pipelining() {
 fn connection_limit() {
     let s = Server::start_with(&["--maxclients", "2"]);
     let mut a = s.raw();
-    let mut b = s.raw();
     assert_eq!(
         exchange(&mut a, b"PING\r\n", Duration::from_secs(5)).0,
         b"+PONG\r\n"
     );
+    // The harness's readiness probe may not have been reaped yet: wait until `a` is alone.
+    let mut alone = false;
+    for _ in 0..100 {
+        let (info, _) = exchange(&mut a, b"INFO clients\r\n", Duration::from_secs(5));
+        if String::from_utf8_lossy(&info).contains("connected_clients:1\r\n") {
+            alone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(alone, "the readiness probe connection was never closed");
+    let mut b = s.raw();
     assert_eq!(
         exchange(&mut b, b"PING\r\n", Duration::from_secs(5)).0,
         b"+PONG\r\n"
