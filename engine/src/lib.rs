@@ -6,13 +6,19 @@
 //! - [`mutation`]: [`Mutation`], every write as a value, and how the store applies it.
 //! - [`propose`]: the [`Proposer`] seam and the single-node [`LocalApplier`].
 //! - [`glob`]: Redis glob patterns.
+//! - [`model`]: [`model::Model`], a stored and loaded model.
+//! - [`backend`]: the `Backend` trait and its implementations (ONNX behind `onnx`).
+//! - [`queue`]: per-device run queues whose threads execute models.
 //!
-//! The engine opens no sockets and knows nothing of slots or Raft. Backends, run queues,
-//! batching and DAGs arrive with the models and execution issues.
+//! The engine opens no sockets and knows nothing of slots or Raft. Batching and DAGs arrive
+//! with the execution issue.
 
+pub mod backend;
 pub mod glob;
+pub mod model;
 pub mod mutation;
 pub mod propose;
+pub mod queue;
 pub mod store;
 pub mod tensor;
 

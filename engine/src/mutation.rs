@@ -12,6 +12,7 @@ use bytes::Bytes;
 use shardai_protocol::{Error, command::SetCond, frame::parse_i64};
 
 use crate::{
+    model::Model,
     store::{Entry, Store, Value},
     tensor::{COMPACT_BELOW, Tensor},
 };
@@ -37,6 +38,17 @@ pub enum Mutation {
         /// The tensor, already validated.
         tensor: Arc<Tensor>,
     },
+    /// Several tensors at once: the outputs of one model execution, all or none.
+    SetTensors(Vec<(Bytes, Arc<Tensor>)>),
+    /// AI.MODELSTORE: store (or replace) a model, already loaded and checked.
+    SetModel {
+        /// The key.
+        key: Bytes,
+        /// The model.
+        model: Arc<Model>,
+    },
+    /// AI.MODELDEL: delete a model (errors if the key holds none).
+    DelModel(Bytes),
     /// SET with its options.
     Set {
         /// The key.
@@ -123,6 +135,46 @@ impl Store {
                 let key = compact(key);
                 let prev = stripe.insert(key.clone(), entry.clone());
                 self.account(&key, prev.as_ref(), Some(&entry));
+                Ok(Applied::Ok)
+            }
+            Mutation::SetTensors(outputs) => {
+                for (key, _) in &outputs {
+                    let stripe = self.stripe_of(key).read();
+                    let cur = stripe.get(&key[..]).filter(|e| e.live(at_ms));
+                    if cur.is_some_and(|e| !matches!(e.value, Value::Tensor(_))) {
+                        return Err(Error::WrongType);
+                    }
+                }
+                for (key, tensor) in outputs {
+                    self.put(compact(key), Value::Tensor(tensor), None);
+                }
+                Ok(Applied::Ok)
+            }
+            Mutation::SetModel { key, model } => {
+                let mut stripe = self.stripe_of(&key).write();
+                let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
+                if current.is_some_and(|e| !matches!(e.value, Value::Model(_))) {
+                    return Err(Error::WrongType);
+                }
+                let entry = Entry {
+                    value: Value::Model(model),
+                    expire_at: None,
+                };
+                let key = compact(key);
+                let prev = stripe.insert(key.clone(), entry.clone());
+                self.account(&key, prev.as_ref(), Some(&entry));
+                Ok(Applied::Ok)
+            }
+            Mutation::DelModel(key) => {
+                let mut stripe = self.stripe_of(&key).write();
+                match stripe.get(&key[..]).filter(|e| e.live(at_ms)) {
+                    None => return Err(Error::ModelKeyEmpty),
+                    Some(e) if !matches!(e.value, Value::Model(_)) => return Err(Error::WrongType),
+                    Some(_) => {}
+                }
+                if let Some(prev) = stripe.remove(&key[..]) {
+                    self.account(&key, Some(&prev), None);
+                }
                 Ok(Applied::Ok)
             }
             Mutation::Set {
@@ -260,7 +312,7 @@ mod tests {
     fn get(s: &Store, k: &str, now: u64) -> Option<Bytes> {
         match s.get_at(k.as_bytes(), now)? {
             Value::Str(v) => Some(v),
-            Value::Tensor(_) => panic!("tensor"),
+            _ => panic!("not a string"),
         }
     }
 

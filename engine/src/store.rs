@@ -18,7 +18,11 @@ use std::{
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::{glob::glob_match, tensor::Tensor};
+use crate::{
+    glob::glob_match,
+    model::{MODEL_TYPE, Model},
+    tensor::Tensor,
+};
 
 /// Number of lock stripes; also the number of SCAN steps over the keyspace.
 pub const STRIPES: usize = 1024;
@@ -33,6 +37,8 @@ pub enum Value {
     Str(Bytes),
     /// A RedisAI tensor.
     Tensor(Arc<Tensor>),
+    /// A RedisAI model.
+    Model(Arc<Model>),
 }
 
 impl Value {
@@ -41,6 +47,7 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::Tensor(_) => TENSOR_TYPE,
+            Value::Model(_) => MODEL_TYPE,
         }
     }
 
@@ -49,6 +56,7 @@ impl Value {
         match self {
             Value::Str(b) => b.len(),
             Value::Tensor(t) => t.byte_size() + 64,
+            Value::Model(m) => m.blob.len() + 256,
         }
     }
 }

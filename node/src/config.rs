@@ -53,13 +53,19 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: usize,
 
-    /// Folder that relative AI.CONFIG LOADBACKEND paths are resolved against.
+    /// Folder holding the backend libraries: a Python `site-packages` with the onnxruntime
+    /// wheel (scripts/setup installs it into .venv, which is the default when present).
+    /// Relative AI.CONFIG LOADBACKEND paths are resolved against it.
     #[arg(long, env = "SHARDAI_BACKENDSPATH")]
     pub backends_path: Option<PathBuf>,
 
     /// Size of the chunks MODELGET splits model blobs into (AI.CONFIG MODEL_CHUNK_SIZE).
     #[arg(long, env = "SHARDAI_MODEL_CHUNK_SIZE", default_value = "535822336", value_parser = parse_size)]
     pub model_chunk_size: usize,
+
+    /// Threads per device run queue (RedisAI's THREADS_PER_QUEUE).
+    #[arg(long, env = "SHARDAI_THREADS_PER_QUEUE", default_value_t = 1)]
+    pub threads_per_queue: usize,
 
     /// Threads serving connections (0: one per core).
     #[arg(long, env = "SHARDAI_IO_THREADS", default_value_t = 0)]

@@ -4,7 +4,6 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
@@ -14,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use shardai_engine::{Proposer, Store};
+use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues};
 
 use crate::config::Config;
 
@@ -50,8 +49,6 @@ pub struct Runtime {
     pub maxclients: AtomicUsize,
     /// AI.CONFIG MODEL_CHUNK_SIZE.
     pub model_chunk_size: AtomicUsize,
-    /// AI.CONFIG BACKENDSPATH.
-    pub backends_path: Mutex<Option<PathBuf>>,
 }
 
 /// What CLIENT LIST shows about one connection.
@@ -96,6 +93,10 @@ pub struct Shared {
     pub runtime: Runtime,
     /// Counters.
     pub stats: Stats,
+    /// Model backends, loaded on first use.
+    pub backends: Arc<Backends>,
+    /// Per-device run queues.
+    pub queues: RunQueues,
     /// Live connections by id.
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
@@ -116,21 +117,27 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Shared state for a server with `config` writing through `proposer`.
     pub fn new(config: Config, proposer: Arc<dyn Proposer>) -> Self {
+        let backends_path = config
+            .backends_path
+            .clone()
+            .or_else(shardai_engine::backend::default_path);
         let runtime = Runtime {
             max_bulk: AtomicUsize::new(config.proto_max_bulk_len),
             maxclients: AtomicUsize::new(config.maxclients),
             model_chunk_size: AtomicUsize::new(config.model_chunk_size),
-            backends_path: Mutex::new(config.backends_path.clone()),
         };
         let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);
         let run_id = (0..5)
             .map(|i| format!("{:08x}", mix(seed.wrapping_add(i))))
             .collect();
+        let queues = RunQueues::new(config.threads_per_queue);
         Shared {
             proposer,
             config,
             runtime,
             stats: Stats::default(),
+            backends: Arc::new(Backends::new(backends_path)),
+            queues,
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),

@@ -3,32 +3,47 @@
 use std::{path::PathBuf, sync::atomic::Ordering};
 
 use bytes::Bytes;
-use shardai_protocol::{Error, Reply, command::AiConfig};
+use shardai_protocol::{
+    Error, Reply,
+    command::{AiConfig, Backend},
+};
 use tracing::{info, warn};
 
 use crate::state::Shared;
 
-pub(super) fn ai_config(c: AiConfig, shared: &Shared) -> Reply {
+pub(super) async fn ai_config(c: AiConfig, shared: &Shared) -> Reply {
     let rt = &shared.runtime;
     match c {
         AiConfig::BackendsPath(p) => {
             let path = PathBuf::from(String::from_utf8_lossy(&p).into_owned());
             info!(path = %path.display(), "AI.CONFIG BACKENDSPATH set");
-            *rt.backends_path.lock() = Some(path);
+            shared.backends.set_path(path);
             Reply::OK
         }
         AiConfig::LoadBackend { backend, path } => {
+            let Some(kind) = Backend::parse(backend.as_bytes()) else {
+                return Reply::Error(Error::UnsupportedBackend);
+            };
             let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
-            let full = match (&*rt.backends_path.lock(), path.is_absolute()) {
+            let full = match (shared.backends.path(), path.is_absolute()) {
                 (Some(base), false) => base.join(&path),
                 _ => path,
             };
-            warn!(backend, path = %full.display(),
-                  "AI.CONFIG LOADBACKEND refused: this build has no {backend} backend yet");
-            Reply::Error(Error::ErrorLoadingBackend(format!(
-                "{backend} is not built into this shardai yet (model backends arrive in a \
-                 later release)"
-            )))
+            // Loading a library is a blocking backend call: keep it off the async workers.
+            let backends = shared.backends.clone();
+            let lib = full.clone();
+            let r = tokio::task::spawn_blocking(move || backends.load_from(kind, &lib)).await;
+            match r {
+                Ok(Ok(())) => {
+                    info!(backend, path = %full.display(), "backend loaded");
+                    Reply::OK
+                }
+                Ok(Err(why)) => {
+                    warn!(backend, path = %full.display(), reason = %why, "AI.CONFIG LOADBACKEND failed");
+                    Reply::Error(Error::ErrorLoadingBackend(why))
+                }
+                Err(e) => Reply::Error(Error::ErrorLoadingBackend(e.to_string())),
+            }
         }
         AiConfig::ModelChunkSize(n) => {
             rt.model_chunk_size.store(n as usize, Ordering::Relaxed);
@@ -36,7 +51,7 @@ pub(super) fn ai_config(c: AiConfig, shared: &Shared) -> Reply {
             Reply::OK
         }
         AiConfig::Get(name) => match name.as_str() {
-            "backendspath" => match &*rt.backends_path.lock() {
+            "backendspath" => match shared.backends.path() {
                 Some(p) => Reply::Bulk(Bytes::from(p.display().to_string())),
                 None => Reply::Nil,
             },

@@ -218,7 +218,12 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                     .to_string(),
             ),
         ],
-        "ai_backends_info" => vec![],
+        "ai_backends_info" => shared
+            .backends
+            .versions()
+            .into_iter()
+            .map(|(name, v)| (format!("ai_{name}_version"), v))
+            .collect(),
         "ai_cpu" => {
             let (user, sys) = cpu_seconds();
             vec![

@@ -60,12 +60,12 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::IncrBy { key, delta } => strings::incr_by(key, delta, shared).await,
         Command::TensorSet(t) => tensor::tensorset(t, shared).await,
         Command::TensorGet(t) => tensor::tensorget(t, shared),
-        Command::AiConfig(c) => ai_config::ai_config(c, shared),
-        Command::ModelStore(m) => model::modelstore(m, shared),
-        Command::ModelGet(g) => model::modelget(&g.key, shared),
-        Command::ModelDel(key) => model::modeldel(&key, shared),
-        Command::ModelExecute(e) => model::modelexecute(e, shared),
-        Command::ModelScan => model::modelscan(),
+        Command::AiConfig(c) => ai_config::ai_config(c, shared).await,
+        Command::ModelStore(m) => model::modelstore(m, shared).await,
+        Command::ModelGet(g) => model::modelget(g, shared),
+        Command::ModelDel(key) => model::modeldel(key, shared).await,
+        Command::ModelExecute(e) => model::modelexecute(e, shared).await,
+        Command::ModelScan => model::modelscan(shared),
         Command::NotYet(name) => Reply::Error(Error::Unavailable(format!(
             "{} is not available in this build yet: it arrives with the models, scripts and \
              execution engine",

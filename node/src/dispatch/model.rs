@@ -1,48 +1,213 @@
 //! AI.MODELSTORE / MODELSET, MODELGET, MODELDEL, MODELEXECUTE / MODELRUN, AI._MODELSCAN.
 //!
-//! This build has no model backend yet (they arrive with the models issue), so storing a
-//! model answers what RedisAI answers when a backend's library cannot be loaded, and no key
-//! can hold a model: MODELGET, MODELDEL and MODELEXECUTE find either no key or a key of
-//! another type. Arguments are fully parsed and checked first, with RedisAI's texts.
+//! A model is loaded into its backend on a blocking thread before it is proposed, so a bad
+//! blob is an error reply and never a stored key. Execution runs on the model's device queue;
+//! its outputs are stored by one `Mutation`.
 
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use shardai_engine::{Mutation, Value, model::Model};
 use shardai_protocol::{
     Error, Reply,
-    command::{ModelExecute, ModelStore},
+    command::{ModelExecute, ModelGet, ModelStore},
 };
 use tracing::warn;
 
+use super::keyspace::applied;
 use crate::state::Shared;
 
-pub(super) fn modelstore(m: ModelStore, _shared: &Shared) -> Reply {
-    warn!(
-        backend = m.backend.name(),
-        key = %shardai_protocol::error::Lossy(&m.key),
-        "AI.MODELSTORE refused: the {} backend is not built into this shardai yet",
-        m.backend.name()
-    );
-    Reply::Error(Error::CouldNotLoadBackend)
+/// # Format
+/// `AI.MODELSTORE key backend device [TAG tag] [BATCHSIZE n [MINBATCHSIZE m
+/// [MINBATCHTIMEOUT t]]] [INPUTS n name...] [OUTPUTS m name...] BLOB chunk...` → `+OK`
+pub(super) async fn modelstore(m: ModelStore, shared: &Shared) -> Reply {
+    let blob = if m.blob.len() == 1 {
+        m.blob[0].clone()
+    } else {
+        bytes::Bytes::from(m.blob.concat())
+    };
+    let names = |v: &[bytes::Bytes]| -> Vec<String> {
+        v.iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    };
+    let (inputs, outputs) = (names(&m.inputs), names(&m.outputs));
+    let (device, load_blob, kind) = (m.device.clone(), blob.clone(), m.backend);
+    let backends = shared.backends.clone();
+    // Loading the library (first use) and the model are backend calls: not on an async
+    // worker.
+    let loaded = tokio::task::spawn_blocking(move || {
+        let backend = backends.get(kind).map_err(|why| {
+            warn!(backend = kind.name(), reason = %why, "Could not load backend");
+            Error::CouldNotLoadBackend
+        })?;
+        backend.load(&load_blob, &device, &inputs, &outputs)
+    })
+    .await;
+    let loaded = match loaded {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return Reply::Error(e),
+        Err(e) => return Reply::Error(Error::Verbatim(format!("ERR model loading failed: {e}"))),
+    };
+    let model = Model {
+        backend: m.backend,
+        device: m.device,
+        tag: m.tag,
+        batch: m.batch,
+        inputs: m.inputs,
+        outputs: m.outputs,
+        blob,
+        loaded,
+    };
+    applied(
+        shared
+            .proposer
+            .propose(Mutation::SetModel {
+                key: m.key,
+                model: Arc::new(model),
+            })
+            .await,
+    )
 }
 
-/// The error for a key that should hold a model: none exists, or it holds something else.
-fn no_model(key: &[u8], shared: &Shared) -> Reply {
+fn model_of(key: &[u8], shared: &Shared) -> Result<Arc<Model>, Error> {
     match shared.store().get(key) {
-        Some(_) => Reply::Error(Error::WrongType),
-        None => Reply::Error(Error::ModelKeyEmpty),
+        Some(Value::Model(m)) => Ok(m),
+        Some(_) => Err(Error::WrongType),
+        None => Err(Error::ModelKeyEmpty),
     }
 }
 
-pub(super) fn modelget(key: &[u8], shared: &Shared) -> Reply {
-    no_model(key, shared)
+/// # Format
+/// `AI.MODELGET key [META] [BLOB]` → the blob (or its chunks), or `backend`, `device`, `tag`,
+/// `batchsize`, `minbatchsize`, `inputs`, `outputs`, `minbatchtimeout` [, `blob`, ...].
+pub(super) fn modelget(g: ModelGet, shared: &Shared) -> Reply {
+    let m = match model_of(&g.key, shared) {
+        Ok(m) => m,
+        Err(e) => return Reply::Error(e),
+    };
+    let chunk = shared.runtime.model_chunk_size.load(Ordering::Relaxed);
+    let blob = || {
+        let chunks = m.chunks(chunk);
+        if chunks.len() == 1 {
+            Reply::Bulk(chunks[0].clone())
+        } else {
+            Reply::Array(chunks.into_iter().map(Reply::Bulk).collect())
+        }
+    };
+    if !g.meta {
+        return blob();
+    }
+    let names = |v: &[bytes::Bytes]| Reply::Array(v.iter().cloned().map(Reply::Bulk).collect());
+    let mut out = vec![
+        Reply::bulk("backend"),
+        Reply::bulk(m.backend.name()),
+        Reply::bulk("device"),
+        Reply::Bulk(bytes::Bytes::from(m.device.clone())),
+        Reply::bulk("tag"),
+        Reply::Bulk(m.tag.clone()),
+        Reply::bulk("batchsize"),
+        Reply::Int(m.batch.batchsize as i64),
+        Reply::bulk("minbatchsize"),
+        Reply::Int(m.batch.minbatchsize as i64),
+        Reply::bulk("inputs"),
+        names(&m.inputs),
+        Reply::bulk("outputs"),
+        names(&m.outputs),
+        Reply::bulk("minbatchtimeout"),
+        Reply::Int(m.batch.minbatchtimeout as i64),
+    ];
+    if g.blob {
+        out.push(Reply::bulk("blob"));
+        out.push(blob());
+    }
+    Reply::Array(out)
 }
 
-pub(super) fn modeldel(key: &[u8], shared: &Shared) -> Reply {
-    no_model(key, shared)
+pub(super) async fn modeldel(key: bytes::Bytes, shared: &Shared) -> Reply {
+    applied(shared.proposer.propose(Mutation::DelModel(key)).await)
 }
 
-pub(super) fn modelexecute(e: ModelExecute, shared: &Shared) -> Reply {
-    no_model(&e.key, shared)
+/// # Format
+/// `AI.MODELEXECUTE key INPUTS n key... OUTPUTS m key... [TIMEOUT ms]` → `+OK`, or
+/// `+TIMEDOUT` when the request waited in the queue longer than TIMEOUT.
+pub(super) async fn modelexecute(e: ModelExecute, shared: &Shared) -> Reply {
+    match execute(e, shared).await {
+        Ok(r) => r,
+        Err(e) => Reply::Error(e),
+    }
 }
 
-pub(super) fn modelscan() -> Reply {
-    Reply::Array(Vec::new())
+async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
+    let model = model_of(&e.key, shared)?;
+    let mismatch = |what: &str| {
+        Error::Verbatim(format!(
+            "Number of keys given as {what} here does not match model definition"
+        ))
+    };
+    if e.inputs.len() != model.loaded.num_inputs() {
+        return Err(mismatch("INPUTS"));
+    }
+    if e.outputs.len() != model.loaded.num_outputs() {
+        return Err(mismatch("OUTPUTS"));
+    }
+    let mut inputs = Vec::with_capacity(e.inputs.len());
+    for k in &e.inputs {
+        match shared.store().get(k) {
+            Some(Value::Tensor(t)) => inputs.push(t),
+            Some(_) => return Err(Error::WrongType),
+            None => return Err(Error::TensorKeyEmpty),
+        }
+    }
+    let timeout = e.timeout_ms.map(Duration::from_millis);
+    let outputs = match shared.queues.run(model, inputs, timeout).await {
+        Ok(o) => o,
+        Err(Error::TimedOut) => return Ok(Reply::Status("TIMEDOUT")),
+        Err(err) => return Err(err),
+    };
+    if outputs.len() != e.outputs.len() {
+        return Err(Error::Verbatim(format!(
+            "ERR model returned {} outputs, {} keys given",
+            outputs.len(),
+            e.outputs.len()
+        )));
+    }
+    let pairs = e
+        .outputs
+        .into_iter()
+        .zip(outputs.into_iter().map(Arc::new))
+        .collect();
+    Ok(applied(
+        shared.proposer.propose(Mutation::SetTensors(pairs)).await,
+    ))
+}
+
+/// `AI._MODELSCAN` → `[[key, tag], ...]`
+pub(super) fn modelscan(shared: &Shared) -> Reply {
+    let mut out = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = shared.store().scan(
+            cursor,
+            1000,
+            None,
+            Some("ai__model"),
+            shardai_engine::now_ms(),
+        );
+        for k in page.keys {
+            if let Some(Value::Model(m)) = shared.store().get(&k) {
+                out.push(Reply::Array(vec![
+                    Reply::Bulk(k),
+                    Reply::Bulk(m.tag.clone()),
+                ]));
+            }
+        }
+        if page.cursor == 0 {
+            break;
+        }
+        cursor = page.cursor;
+    }
+    Reply::Array(out)
 }

@@ -1,0 +1,242 @@
+//! ONNX Runtime through `ort` (load-dynamic): `libonnxruntime` from the onnxruntime wheel.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use ort::{
+    session::Session,
+    value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType},
+};
+use parking_lot::Mutex;
+use shardai_protocol::{DType, Error};
+
+use super::{Backend, LoadedModel};
+use crate::tensor::Tensor;
+
+/// Finds `onnxruntime/capi/libonnxruntime.so*` under the backends path.
+pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
+    let base = path.ok_or("no backends path: run scripts/setup or pass --backends-path")?;
+    let capi = base.join("onnxruntime").join("capi");
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(&capi)
+        .map_err(|e| format!("{}: {e}", capi.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+        .collect();
+    libs.sort();
+    libs.pop()
+        .ok_or_else(|| format!("no libonnxruntime.so in {}", capi.display()))
+}
+
+/// The loaded ONNX Runtime library and its environment.
+pub(super) struct Onnx {
+    env: ort::environment::Environment,
+    version: String,
+}
+
+impl Onnx {
+    pub(super) fn load(lib: &Path) -> Result<Onnx, String> {
+        let env = ort::init_from(lib)
+            .map_err(|e| format!("{}: {e}", lib.display()))?
+            .with_name("shardai")
+            .build()
+            .map_err(|e| e.to_string())?;
+        let version = lib
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("libonnxruntime.so."))
+            .map_or_else(|| ort::info().to_string(), str::to_string);
+        Ok(Onnx { env, version })
+    }
+}
+
+impl Backend for Onnx {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn load(
+        &self,
+        blob: &[u8],
+        device: &str,
+        _inputs: &[String],
+        _outputs: &[String],
+    ) -> Result<Arc<dyn LoadedModel>, Error> {
+        if !device.to_ascii_uppercase().starts_with("CPU") {
+            return Err(Error::Verbatim(format!(
+                "ERR GPU requested but ONNX Runtime was not built with CUDA (device {device})"
+            )));
+        }
+        let session = Session::builder(&self.env)
+            .and_then(|mut b| b.commit_from_memory(blob))
+            .map_err(|e| Error::Verbatim(e.to_string().replace(['\r', '\n'], " ")))?;
+        let inputs = session.inputs().len();
+        let outputs = session.outputs().len();
+        Ok(Arc::new(OnnxModel {
+            session: Mutex::new(session),
+            inputs,
+            outputs,
+        }))
+    }
+}
+
+struct OnnxModel {
+    session: Mutex<Session>,
+    inputs: usize,
+    outputs: usize,
+}
+
+fn ort_err(e: impl std::fmt::Display) -> Error {
+    Error::Verbatim(format!("ERR {e}").replace(['\r', '\n'], " "))
+}
+
+macro_rules! numeric {
+    ($t:ty, $n:expr, $shape:expr, $data:expr) => {{
+        let v: Vec<$t> = $data
+            .chunks_exact($n)
+            .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])))
+            .collect();
+        OrtTensor::from_array(($shape, v))
+            .map(|t| t.into_dyn())
+            .map_err(ort_err)
+    }};
+}
+
+/// Copies a tensor into an ONNX Runtime value (the stored bytes need not be aligned).
+fn to_ort(t: &Tensor) -> Result<DynValue, Error> {
+    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    let d = &t.blob()[..];
+    match t.dtype() {
+        DType::Float => numeric!(f32, 4, shape, d),
+        DType::Double => numeric!(f64, 8, shape, d),
+        DType::Int8 => numeric!(i8, 1, shape, d),
+        DType::Int16 => numeric!(i16, 2, shape, d),
+        DType::Int32 => numeric!(i32, 4, shape, d),
+        DType::Int64 => numeric!(i64, 8, shape, d),
+        DType::Uint8 => numeric!(u8, 1, shape, d),
+        DType::Uint16 => numeric!(u16, 2, shape, d),
+        DType::Bool => {
+            let v: Vec<bool> = d.iter().map(|&b| b != 0).collect();
+            OrtTensor::from_array((shape, v))
+                .map(|t| t.into_dyn())
+                .map_err(ort_err)
+        }
+        DType::String => {
+            let strings: Vec<String> = match t.values() {
+                crate::tensor::Values::Strings(s) => s
+                    .iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            OrtTensor::from_string_array((shape, strings.as_slice()))
+                .map(|t| t.into_dyn())
+                .map_err(ort_err)
+        }
+    }
+}
+
+macro_rules! extract {
+    ($v:expr, $t:ty, $dtype:expr) => {{
+        let (shape, data) = $v.try_extract_tensor::<$t>().map_err(ort_err)?;
+        let mut bytes = Vec::with_capacity(data.len() * std::mem::size_of::<$t>());
+        for x in data {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        (
+            shape.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>(),
+            $dtype,
+            bytes,
+        )
+    }};
+}
+
+/// Copies an ONNX Runtime output into a tensor.
+fn from_ort(v: &DynValue) -> Result<Tensor, Error> {
+    let ty = match v.dtype() {
+        ValueType::Tensor { ty, .. } => *ty,
+        other => {
+            return Err(Error::Verbatim(format!(
+                "ERR unsupported output type {other:?}"
+            )));
+        }
+    };
+    let (shape, dtype, bytes) = match ty {
+        TensorElementType::Float32 => extract!(v, f32, DType::Float),
+        TensorElementType::Float64 => extract!(v, f64, DType::Double),
+        TensorElementType::Int8 => extract!(v, i8, DType::Int8),
+        TensorElementType::Int16 => extract!(v, i16, DType::Int16),
+        TensorElementType::Int32 => extract!(v, i32, DType::Int32),
+        TensorElementType::Int64 => extract!(v, i64, DType::Int64),
+        TensorElementType::Uint8 => extract!(v, u8, DType::Uint8),
+        TensorElementType::Uint16 => extract!(v, u16, DType::Uint16),
+        TensorElementType::Bool => {
+            let (shape, data) = v.try_extract_tensor::<bool>().map_err(ort_err)?;
+            let bytes = data.iter().map(|&b| b as u8).collect();
+            (
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                DType::Bool,
+                bytes,
+            )
+        }
+        TensorElementType::String => {
+            let (shape, strings) = v.try_extract_strings().map_err(ort_err)?;
+            let mut bytes = Vec::new();
+            for s in strings {
+                bytes.extend_from_slice(s.as_bytes());
+                bytes.push(0);
+            }
+            (
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                DType::String,
+                bytes,
+            )
+        }
+        other => {
+            return Err(Error::Verbatim(format!(
+                "ERR unsupported output data type {other:?}"
+            )));
+        }
+    };
+    // A zero-sized dimension cannot be stored as a RedisAI tensor.
+    if shape.contains(&0) {
+        return Err(Error::Verbatim("ERR model produced an empty tensor".into()));
+    }
+    Tensor::from_blob(dtype, shape, Bytes::from(bytes))
+}
+
+impl LoadedModel for OnnxModel {
+    fn num_inputs(&self) -> usize {
+        self.inputs
+    }
+
+    fn num_outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+        let values = inputs
+            .iter()
+            .map(|t| to_ort(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut session = self.session.lock();
+        let names: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let feed: Vec<(String, DynValue)> = names.into_iter().zip(values).collect();
+        let outputs = session.run(feed).map_err(ort_err)?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for (_, v) in outputs.iter() {
+            out.push(from_ort(&v)?);
+        }
+        Ok(out)
+    }
+}
