@@ -1,6 +1,5 @@
 """ONNX models through the real server, checked against ONNX Runtime run in-process on the
 same inputs (the same library the server loads)."""
-import os
 import pathlib
 
 import numpy as np
@@ -8,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import redis
 
-MODELS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "models" / "redisai"
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "models" / "redisai"
 
 
 def model_bytes(name):
