@@ -9,6 +9,7 @@
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its implementations (ONNX behind `onnx`).
 //! - [`queue`]: per-device run queues whose threads execute models.
+//! - [`stats`]: AI.INFO run statistics per key.
 //!
 //! The engine opens no sockets and knows nothing of slots or Raft. Batching and DAGs arrive
 //! with the execution issue.
@@ -19,6 +20,7 @@ pub mod model;
 pub mod mutation;
 pub mod propose;
 pub mod queue;
+pub mod stats;
 pub mod store;
 pub mod tensor;
 

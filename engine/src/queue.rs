@@ -20,12 +20,21 @@ use crate::{model::Model, tensor::Tensor};
 /// The result of one execution.
 pub type RunResult = Result<Vec<Tensor>, Error>;
 
+/// A finished execution: the outputs and how long the backend ran (queueing excluded).
+#[derive(Debug)]
+pub struct Ran {
+    /// The model's outputs.
+    pub outputs: Vec<Tensor>,
+    /// Time spent in the backend.
+    pub took: Duration,
+}
+
 struct Job {
     model: Arc<Model>,
     inputs: Vec<Arc<Tensor>>,
     enqueued: Instant,
     timeout: Option<Duration>,
-    reply: oneshot::Sender<RunResult>,
+    reply: oneshot::Sender<Result<Ran, Error>>,
 }
 
 /// All run queues of the process.
@@ -58,7 +67,7 @@ impl RunQueues {
         model: Arc<Model>,
         inputs: Vec<Arc<Tensor>>,
         timeout: Option<Duration>,
-    ) -> RunResult {
+    ) -> Result<Ran, Error> {
         let (tx, rx) = oneshot::channel();
         let device = model.device.to_ascii_uppercase();
         let job = Job {
@@ -106,8 +115,10 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             let _ = job.reply.send(Err(Error::TimedOut));
             continue;
         }
+        let started = Instant::now();
         let result = job.model.loaded.run(&job.inputs);
-        let _ = job.reply.send(result);
+        let took = started.elapsed();
+        let _ = job.reply.send(result.map(|outputs| Ran { outputs, took }));
     }
 }
 
@@ -174,7 +185,7 @@ mod tests {
     async fn runs_on_queue_threads() {
         let q = RunQueues::new(1);
         let (m, d) = model(Duration::ZERO);
-        let out = q.run(m, input(), None).await.unwrap();
+        let out = q.run(m, input(), None).await.unwrap().outputs;
         assert_eq!(&out[0].blob()[..], &[2, 4]);
         assert_eq!(d.calls.load(Ordering::SeqCst), 1);
     }

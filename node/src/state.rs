@@ -13,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues};
+use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
 
 use crate::config::Config;
 
@@ -97,6 +97,8 @@ pub struct Shared {
     pub backends: Arc<Backends>,
     /// Per-device run queues.
     pub queues: RunQueues,
+    /// AI.INFO statistics.
+    pub run_stats: StatsRegistry,
     /// Live connections by id.
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
@@ -138,6 +140,7 @@ impl Shared {
             stats: Stats::default(),
             backends: Arc::new(Backends::new(backends_path)),
             queues,
+            run_stats: StatsRegistry::default(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),

@@ -132,6 +132,9 @@ pub enum Error {
     /// AI.MODELGET / MODELDEL / MODELEXECUTE on a missing key.
     #[error("ERR model key is empty")]
     ModelKeyEmpty,
+    /// AI.INFO on a key with no model or script statistics.
+    #[error("ERR cannot find run info for key")]
+    NoRunInfo,
     /// AI.TENSORGET on a missing key.
     #[error("ERR tensor key is empty or in a different shard")]
     TensorKeyEmpty,

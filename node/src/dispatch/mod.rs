@@ -66,6 +66,7 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::ModelDel(key) => model::modeldel(key, shared).await,
         Command::ModelExecute(e) => model::modelexecute(e, shared).await,
         Command::ModelScan => model::modelscan(shared),
+        Command::AiInfo { key, reset } => model::ai_info(&key, reset, shared),
         Command::NotYet(name) => Reply::Error(Error::Unavailable(format!(
             "{} is not available in this build yet: it arrives with the models, scripts and \
              execution engine",

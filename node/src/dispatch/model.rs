@@ -127,7 +127,16 @@ pub(super) fn modelget(g: ModelGet, shared: &Shared) -> Reply {
 }
 
 pub(super) async fn modeldel(key: bytes::Bytes, shared: &Shared) -> Reply {
-    applied(shared.proposer.propose(Mutation::DelModel(key)).await)
+    let reply = applied(
+        shared
+            .proposer
+            .propose(Mutation::DelModel(key.clone()))
+            .await,
+    );
+    if reply == Reply::OK {
+        shared.run_stats.remove(&key);
+    }
+    reply
 }
 
 /// # Format
@@ -162,10 +171,22 @@ async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
         }
     }
     let timeout = e.timeout_ms.map(Duration::from_millis);
+    // Samples: the batch dimension of the first input, as RedisAI counts them.
+    let samples = inputs
+        .first()
+        .and_then(|t| t.shape().first().copied())
+        .unwrap_or(1) as u64;
+    let stats = shared.run_stats.entry(&e.key);
     let outputs = match shared.queues.run(model, inputs, timeout).await {
-        Ok(o) => o,
+        Ok(ran) => {
+            stats.record(ran.took.as_micros() as u64, samples);
+            ran.outputs
+        }
         Err(Error::TimedOut) => return Ok(Reply::Status("TIMEDOUT")),
-        Err(err) => return Err(err),
+        Err(err) => {
+            stats.record_error();
+            return Err(err);
+        }
     };
     if outputs.len() != e.outputs.len() {
         return Err(Error::Verbatim(format!(
@@ -210,4 +231,38 @@ pub(super) fn modelscan(shared: &Shared) -> Reply {
         cursor = page.cursor;
     }
     Reply::Array(out)
+}
+
+/// # Format
+/// `AI.INFO key [RESETSTAT]` → `key`, `type`, `backend`, `device`, `tag`, `duration` (µs),
+/// `samples`, `calls`, `errors`; or `+OK` after RESETSTAT.
+pub(super) fn ai_info(key: &bytes::Bytes, reset: bool, shared: &Shared) -> Reply {
+    let (Some(stats), Ok(m)) = (shared.run_stats.get(key), model_of(key, shared)) else {
+        return Reply::Error(Error::NoRunInfo);
+    };
+    if reset {
+        stats.reset();
+        return Reply::OK;
+    }
+    let s = stats.snapshot();
+    Reply::Array(vec![
+        Reply::bulk("key"),
+        Reply::Bulk(key.clone()),
+        Reply::bulk("type"),
+        Reply::bulk("MODEL"),
+        Reply::bulk("backend"),
+        Reply::bulk(m.backend.name()),
+        Reply::bulk("device"),
+        Reply::Bulk(bytes::Bytes::from(m.device.clone())),
+        Reply::bulk("tag"),
+        Reply::Bulk(m.tag.clone()),
+        Reply::bulk("duration"),
+        Reply::Int(s.duration_us as i64),
+        Reply::bulk("samples"),
+        Reply::Int(s.samples as i64),
+        Reply::bulk("calls"),
+        Reply::Int(s.calls as i64),
+        Reply::bulk("errors"),
+        Reply::Int(s.errors as i64),
+    ])
 }

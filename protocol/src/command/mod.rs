@@ -97,6 +97,13 @@ pub enum Command {
     ModelExecute(ModelExecute),
     /// `AI._MODELSCAN`
     ModelScan,
+    /// `AI.INFO key [RESETSTAT]`
+    AiInfo {
+        /// The model or script key.
+        key: Bytes,
+        /// RESETSTAT: zero the counters.
+        reset: bool,
+    },
     /// A command in the table whose implementation arrives with a later capability.
     NotYet(&'static str),
 }
@@ -156,6 +163,17 @@ impl Command {
             "ai.modelexecute" => Command::ModelExecute(model::parse_modelexecute(&mut c)?),
             "ai.modelrun" => Command::ModelExecute(model::parse_modelrun(&mut c)?),
             "ai._modelscan" => Command::ModelScan,
+            "ai.info" => {
+                if c.remaining() > 2 {
+                    return Err(c.arity_error());
+                }
+                let key = c.next_bytes()?;
+                // RedisAI ignores a third argument other than RESETSTAT.
+                let reset = c
+                    .next_opt()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"RESETSTAT"));
+                Command::AiInfo { key, reset }
+            }
             other => return Ok(Command::NotYet(other)),
         };
         c.finish()?;
