@@ -139,11 +139,11 @@ mod tests {
     }
 
     impl LoadedModel for Doubler {
-        fn num_inputs(&self) -> usize {
-            1
+        fn num_inputs(&self) -> Option<usize> {
+            Some(1)
         }
-        fn num_outputs(&self) -> usize {
-            1
+        fn num_outputs(&self) -> Option<usize> {
+            Some(1)
         }
         fn run(&self, inputs: &[Arc<Tensor>]) -> RunResult {
             self.calls.fetch_add(1, Ordering::SeqCst);

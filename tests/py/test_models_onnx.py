@@ -100,5 +100,5 @@ def test_model_errors(r):
     with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
         r.execute_command("AI.MODELDEL", "str")
     with pytest.raises(redis.ResponseError, match="^Could not load backend$"):
-        r.execute_command("AI.MODELSTORE", "t", "TORCH", "CPU", "BLOB", b"x")
+        r.execute_command("AI.MODELSTORE", "t", "TFLITE", "CPU", "BLOB", b"x")
     assert "ai_onnxruntime_version" in r.info("ai_backends_info")

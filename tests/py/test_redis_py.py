@@ -157,5 +157,5 @@ def test_hello_and_ai_config(r):
     assert r.execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") == 535822336
     path = r.execute_command("AI.CONFIG", "GET", "BACKENDSPATH")
     assert path is None or path.endswith(b"site-packages")
-    with pytest.raises(redis.ResponseError, match="^error loading backend: the TORCH backend is not built"):
-        r.execute_command("AI.CONFIG", "LOADBACKEND", "TORCH", "libtorch.so")
+    with pytest.raises(redis.ResponseError, match="^error loading backend: the TF backend is not built"):
+        r.execute_command("AI.CONFIG", "LOADBACKEND", "TF", "libtensorflow.so")

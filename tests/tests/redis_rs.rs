@@ -583,12 +583,12 @@ fn ai_config() {
     let e = err_text(
         cmd("AI.CONFIG")
             .arg("LOADBACKEND")
-            .arg("TORCH")
+            .arg("TF")
             .arg("x.so")
             .query(&mut c),
     );
     assert!(
-        e.starts_with("ERR error loading backend: the TORCH backend is not built"),
+        e.starts_with("ERR error loading backend: the TF backend is not built"),
         "{e}"
     );
     let e = err_text(
@@ -626,7 +626,7 @@ fn model_command_errors() {
         err_text(
             cmd("AI.MODELSTORE")
                 .arg("m")
-                .arg("TORCH")
+                .arg("TFLITE")
                 .arg("CPU")
                 .arg("BLOB")
                 .arg("x")

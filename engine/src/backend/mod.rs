@@ -8,6 +8,8 @@
 
 #[cfg(feature = "onnx")]
 mod onnx;
+#[cfg(feature = "torch")]
+mod torch;
 
 use std::{
     path::{Path, PathBuf},
@@ -21,10 +23,10 @@ use crate::tensor::Tensor;
 
 /// A model loaded into a backend, ready to run.
 pub trait LoadedModel: Send + Sync {
-    /// Number of inputs the model takes.
-    fn num_inputs(&self) -> usize;
-    /// Number of outputs it produces.
-    fn num_outputs(&self) -> usize;
+    /// Number of inputs the model takes, when the library can tell before running it.
+    fn num_inputs(&self) -> Option<usize>;
+    /// Number of outputs it produces, when the library can tell before running it.
+    fn num_outputs(&self) -> Option<usize>;
     /// Runs the model once. Called from a run-queue thread.
     fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error>;
 }
@@ -49,6 +51,7 @@ pub struct Backends {
     path: Mutex<Option<PathBuf>>,
     /// Only a successful load is kept: a failed one (a wrong LOADBACKEND path) can be retried.
     onnx: Mutex<Option<Arc<dyn Backend>>>,
+    torch: Mutex<Option<Arc<dyn Backend>>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -65,6 +68,7 @@ impl Backends {
         Backends {
             path: Mutex::new(path),
             onnx: Mutex::new(None),
+            torch: Mutex::new(None),
         }
     }
 
@@ -92,6 +96,15 @@ impl Backends {
                 *slot = Some(b.clone());
                 Ok(b)
             }
+            Kind::Torch => {
+                let mut slot = self.torch.lock();
+                if let Some(b) = slot.as_ref() {
+                    return Ok(b.clone());
+                }
+                let b = self.load_torch()?;
+                *slot = Some(b.clone());
+                Ok(b)
+            }
             other => Err(not_built(other)),
         }
     }
@@ -107,6 +120,8 @@ impl Backends {
                 }
                 Ok(())
             }
+            // libtorch is linked into the binary: there is nothing to load from a path.
+            Kind::Torch => self.get(Kind::Torch).map(|_| ()),
             other => Err(not_built(other)),
         }
     }
@@ -116,6 +131,9 @@ impl Backends {
         let mut out = Vec::new();
         if let Some(b) = self.onnx.lock().as_ref() {
             out.push(("onnxruntime", b.version()));
+        }
+        if let Some(b) = self.torch.lock().as_ref() {
+            out.push(("Torch", b.version()));
         }
         out
     }
@@ -127,6 +145,26 @@ impl Backends {
             None => onnx::find_library(self.path().as_deref())?,
         };
         Ok(Arc::new(onnx::Onnx::load(&lib)?))
+    }
+
+    #[cfg(feature = "torch")]
+    fn load_torch(&self) -> Result<Arc<dyn Backend>, String> {
+        // The version of the wheel libtorch came from, when it is on the backends path.
+        let version = self
+            .path()
+            .and_then(|p| std::fs::read_to_string(p.join("torch").join("version.py")).ok())
+            .and_then(|v| {
+                v.lines()
+                    .find_map(|l| l.strip_prefix("__version__ = "))
+                    .map(|s| s.trim().trim_matches(['\'', '"']).to_string())
+            })
+            .unwrap_or_else(|| "linked".into());
+        Ok(Arc::new(torch::Torch { version }))
+    }
+
+    #[cfg(not(feature = "torch"))]
+    fn load_torch(&self) -> Result<Arc<dyn Backend>, String> {
+        Err(not_built(Kind::Torch))
     }
 
     #[cfg(not(feature = "onnx"))]

@@ -212,12 +212,12 @@ fn from_ort(v: &DynValue) -> Result<Tensor, Error> {
 }
 
 impl LoadedModel for OnnxModel {
-    fn num_inputs(&self) -> usize {
-        self.inputs
+    fn num_inputs(&self) -> Option<usize> {
+        Some(self.inputs)
     }
 
-    fn num_outputs(&self) -> usize {
-        self.outputs
+    fn num_outputs(&self) -> Option<usize> {
+        Some(self.outputs)
     }
 
     fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {

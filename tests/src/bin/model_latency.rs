@@ -87,7 +87,7 @@ fn main() {
             Tensor::from_blob(DType::Float, shape.clone(), Bytes::from(data.clone())).unwrap(),
         );
         // Models with several inputs get the same tensor for each.
-        let inputs = vec![input; model.num_inputs()];
+        let inputs = vec![input; model.num_inputs().unwrap_or(1)];
         let mut direct = Vec::with_capacity(iters);
         for i in 0..iters + iters / 10 {
             let t = Instant::now();
@@ -124,9 +124,9 @@ fn main() {
                 .arg(inputs.len())
                 .arg(vec!["in"; inputs.len()])
                 .arg("OUTPUTS")
-                .arg(model.num_outputs())
+                .arg(model.num_outputs().unwrap_or(1))
                 .arg(
-                    (0..model.num_outputs())
+                    (0..model.num_outputs().unwrap_or(1))
                         .map(|i| format!("out{i}"))
                         .collect::<Vec<_>>(),
                 )

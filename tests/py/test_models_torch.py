@@ -1,0 +1,72 @@
+"""TorchScript models through the real server. The models are built by libtorch itself
+(target/release/make_torch_models, tch's tracer), and the MNIST-sized CNN's expected output
+is what libtorch computed for the same input in that process."""
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+import redis
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MAKE = ROOT / "target" / "release" / "make_torch_models"
+
+
+@pytest.fixture(scope="session")
+def pt(tmp_path_factory):
+    if not MAKE.exists():
+        pytest.fail(f"{MAKE} missing: run `cargo build --release -p shardai-tests`")
+    out = tmp_path_factory.mktemp("torch")
+    subprocess.run([str(MAKE), str(out)], check=True)
+    return out
+
+
+def floats(r, key):
+    m = r.execute_command("AI.TENSORGET", key, "META", "BLOB")
+    return np.frombuffer(m[5], dtype="<f4").reshape(m[3])
+
+
+def test_mul_two_inputs(r, pt):
+    assert r.execute_command("AI.MODELSTORE", "mul", "TORCH", "CPU", "BLOB", (pt / "mul.pt").read_bytes()) in (b"OK", True)
+    a = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    b = np.full((2, 3), 2.5, dtype=np.float32)
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, 3, "BLOB", a.tobytes())
+    r.execute_command("AI.TENSORSET", "b", "FLOAT", 2, 3, "BLOB", b.tobytes())
+    r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    np.testing.assert_array_equal(floats(r, "c"), a * b)
+    meta = r.execute_command("AI.MODELGET", "mul", "META")
+    assert meta[:4] == [b"backend", b"TORCH", b"device", b"CPU"]
+    info = r.execute_command("AI.INFO", "mul")
+    assert info[3] == b"MODEL" and info[5] == b"TORCH" and info[15] == 1
+
+
+def test_mnist_cnn_matches_libtorch(r, pt):
+    r.execute_command("AI.MODELSTORE", "cnn", "TORCH", "CPU", "BLOB", (pt / "mnist_cnn.pt").read_bytes())
+    r.execute_command("AI.TENSORSET", "img", "FLOAT", 1, 1, 28, 28, "BLOB", (pt / "mnist_cnn.input").read_bytes())
+    r.execute_command("AI.MODELEXECUTE", "cnn", "INPUTS", 1, "img", "OUTPUTS", 1, "out")
+    want = np.frombuffer((pt / "mnist_cnn.expected").read_bytes(), dtype="<f4").reshape(1, 10)
+    np.testing.assert_allclose(floats(r, "out"), want, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_can_change(r, pt):
+    r.execute_command("AI.MODELSTORE", "red", "TORCH", "CPU", "BLOB", (pt / "batch_mismatch.pt").read_bytes())
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    r.execute_command("AI.TENSORSET", "x", "FLOAT", 4, 3, "BLOB", x.tobytes())
+    r.execute_command("AI.MODELEXECUTE", "red", "INPUTS", 1, "x", "OUTPUTS", 1, "y")
+    np.testing.assert_array_equal(floats(r, "y"), x.sum(axis=0, keepdims=True))
+
+
+def test_torch_errors(r, pt):
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("AI.MODELSTORE", "bad", "TORCH", "CPU", "BLOB", b"not a torchscript archive")
+    assert r.exists("bad") == 0
+    with pytest.raises(redis.ResponseError, match="^GPU requested but Torch couldn't find CUDA$"):
+        r.execute_command("AI.MODELSTORE", "g", "TORCH", "GPU:0", "BLOB", (pt / "mul.pt").read_bytes())
+    r.execute_command("AI.MODELSTORE", "mul", "TORCH", "CPU", "BLOB", (pt / "mul.pt").read_bytes())
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, 3)
+    with pytest.raises(redis.ResponseError, match="^Number of keys given as OUTPUTS here does not match model definition$"):
+        r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 2, "c", "d")
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 1, "a", "OUTPUTS", 1, "c")
+    assert r.exists("c") == 0 and r.exists("d") == 0
+    assert "ai_Torch_version" in r.info("ai_backends_info")
