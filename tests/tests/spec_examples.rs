@@ -113,3 +113,92 @@ fn errors_as_redis_cli_shows_them() {
         "(error) WRONGTYPE Operation against a key holding the wrong kind of value\n"
     );
 }
+
+/// The spec's AI.MODELSTORE / AI.MODELGET / AI.MODELEXECUTE examples, with an ONNX model in
+/// place of the spec's TF one (the TF backend is not built in yet): redis-cli -x for the
+/// blob, the META reply as a terminal shows it, `--raw ... BLOB > model.ext`, and a model
+/// with two outputs.
+#[test]
+fn model_examples_through_redis_cli() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mnist = std::fs::read(root.join("models/redisai/mnist.onnx")).unwrap();
+    let s = Server::start();
+    let out = s.cli_input(
+        &[
+            "-x",
+            "AI.MODELSTORE",
+            "mymodel",
+            "ONNX",
+            "CPU",
+            "TAG",
+            "imagenet:5.0",
+            "BLOB",
+        ],
+        Some(&mnist),
+    );
+    assert_eq!(out, "OK\n");
+    assert_eq!(
+        cli(&s, "AI.MODELGET mymodel META"),
+        concat!(
+            " 1) \"backend\"\n 2) \"ONNX\"\n 3) \"device\"\n 4) \"CPU\"\n",
+            " 5) \"tag\"\n 6) \"imagenet:5.0\"\n 7) \"batchsize\"\n 8) (integer) 0\n",
+            " 9) \"minbatchsize\"\n10) (integer) 0\n11) \"inputs\"\n12) (empty array)\n",
+            "13) \"outputs\"\n14) (empty array)\n15) \"minbatchtimeout\"\n16) (integer) 0\n",
+        )
+    );
+    // `redis-cli --raw AI.MODELGET mymodel BLOB > model.ext` saves the model (plus the
+    // newline redis-cli prints after a reply).
+    let mut saved = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &s.port.to_string(),
+            "--raw",
+            "AI.MODELGET",
+            "mymodel",
+            "BLOB",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(saved.pop(), Some(b'\n'));
+    assert!(
+        saved == mnist,
+        "the saved model differs from the stored one"
+    );
+
+    // Two outputs, as in the spec's AI.MODELEXECUTE example.
+    let dir = std::env::temp_dir().join(format!("shardai-spec-models-{}", std::process::id()));
+    let python = root.join("../.venv/bin/python");
+    let made = std::process::Command::new(&python)
+        .arg(root.join("models/make_onnx.py"))
+        .arg(&dir)
+        .status()
+        .expect("the project venv (scripts/setup) has python with onnx");
+    assert!(made.success());
+    let two = std::fs::read(dir.join("two_outputs.onnx")).unwrap();
+    let out = s.cli_input(
+        &["-x", "AI.MODELSTORE", "mymodel", "ONNX", "CPU", "BLOB"],
+        Some(&two),
+    );
+    assert_eq!(out, "OK\n");
+    assert_eq!(
+        cli(&s, "AI.TENSORSET mytensor FLOAT 1 2 VALUES 5 10"),
+        "OK\n"
+    );
+    assert_eq!(
+        cli(
+            &s,
+            "AI.MODELEXECUTE mymodel INPUTS 1 mytensor OUTPUTS 2 classes predictions"
+        ),
+        "OK\n"
+    );
+    assert_eq!(
+        cli(&s, "AI.TENSORGET classes VALUES"),
+        "1) \"6\"\n2) \"11\"\n"
+    );
+    assert_eq!(
+        cli(&s, "AI.TENSORGET predictions VALUES"),
+        "1) \"10\"\n2) \"20\"\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
