@@ -68,7 +68,7 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::ModelScan => model::modelscan(shared),
         Command::AiInfo { key, reset } => model::ai_info(&key, reset, shared),
         Command::NotYet(name) => Reply::Error(Error::Unavailable(format!(
-            "{} is not available in this build yet: it arrives with the models, scripts and \
+            "{} is not available in this build yet: it arrives with the scripts and DAG \
              execution engine",
             name.to_ascii_uppercase()
         ))),
