@@ -10,7 +10,7 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use shardai_protocol::{
     Command, Error, Reply, WriteBuf,
     frame::{Decoded, RequestDecoder},
@@ -122,7 +122,7 @@ async fn run(
             // Done with a big request: give its buffer back.
             rbuf = BytesMut::new();
         }
-        make_room(&mut rbuf, need);
+        make_room(&mut rbuf, need, decoder.pending_payload());
         // read_buf, unlike readable() + try_read, knows that a short read drained the socket
         // and saves the extra read that would return EAGAIN.
         let n = tokio::select! {
@@ -141,12 +141,23 @@ async fn run(
     }
 }
 
+/// Alignment given to a big request's last payload (a tensor's BLOB), so that backends can
+/// read its elements in place.
+const PAYLOAD_ALIGN: usize = 64;
+
 /// Ensures the read buffer can take the rest of a request of `need` bytes. A big request
 /// gets a buffer of exactly its size, so the arguments split from it (a tensor's BLOB) own an
-/// allocation no larger than themselves.
-fn make_room(rbuf: &mut BytesMut, need: usize) {
+/// allocation no larger than themselves; the payload being waited for (at `payload_at`)
+/// starts on a 64-byte boundary.
+fn make_room(rbuf: &mut BytesMut, need: usize, payload_at: Option<usize>) {
     if need > BIG_REQUEST && rbuf.capacity() < need {
-        let mut exact = BytesMut::with_capacity(need);
+        let mut exact = BytesMut::with_capacity(need + PAYLOAD_ALIGN);
+        if let Some(at) = payload_at {
+            let pad =
+                (PAYLOAD_ALIGN - (exact.as_ptr() as usize + at) % PAYLOAD_ALIGN) % PAYLOAD_ALIGN;
+            exact.resize(pad, 0);
+            exact.advance(pad);
+        }
         exact.extend_from_slice(rbuf);
         *rbuf = exact;
     } else if rbuf.capacity() - rbuf.len() < 4096 {
@@ -215,4 +226,24 @@ pub fn max_clients_reply() -> Vec<u8> {
     let mut w = WriteBuf::new();
     w.push(&Reply::Error(Error::MaxClients), 2);
     w.take().concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_payloads_land_aligned() {
+        for header in 1..70 {
+            let mut rbuf = BytesMut::from(&vec![b'h'; header][..]);
+            make_room(&mut rbuf, header + (1 << 20) + 2, Some(header));
+            assert_eq!(
+                (rbuf.as_ptr() as usize + header) % PAYLOAD_ALIGN,
+                0,
+                "header {header}"
+            );
+            assert_eq!(&rbuf[..], &vec![b'h'; header][..], "buffered bytes kept");
+            assert!(rbuf.capacity() >= header + (1 << 20) + 2);
+        }
+    }
 }

@@ -54,6 +54,8 @@ struct Partial {
     left: usize,
     /// Offset of the next bulk header.
     pos: usize,
+    /// Where the payload of the bulk being waited for begins, once its header was read.
+    payload_at: Option<usize>,
     /// (offset, length) of each complete argument.
     args: Vec<(usize, usize)>,
 }
@@ -74,6 +76,13 @@ impl RequestDecoder {
             partial: None,
             spare: Vec::new(),
         }
+    }
+
+    /// When the last call returned `Incomplete` while waiting for a bulk string's payload:
+    /// the offset in the buffer where that payload begins. Lets the caller place a large
+    /// payload (a tensor's BLOB) at an aligned address before reading it.
+    pub fn pending_payload(&self) -> Option<usize> {
+        self.partial.as_ref().and_then(|p| p.payload_at)
     }
 
     /// The configured `proto-max-bulk-len`.
@@ -124,6 +133,7 @@ impl RequestDecoder {
                 Partial {
                     left: count as usize,
                     pos,
+                    payload_at: None,
                     args,
                 }
             }
@@ -151,6 +161,7 @@ impl RequestDecoder {
             }
             if end > buf.len() {
                 // Keep the header position: the next call re-reads only this header.
+                p.payload_at = Some(next);
                 self.partial = Some(p);
                 return Ok(Decoded::Incomplete { need: end });
             }
@@ -159,6 +170,7 @@ impl RequestDecoder {
             if &buf[end - 2..end] != b"\r\n" {
                 return Err(proto("expected CRLF after bulk data"));
             }
+            p.payload_at = None;
             p.args.push((next, len));
             p.pos = end;
             p.left -= 1;
@@ -382,6 +394,20 @@ mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    #[test]
+    fn pending_payload_offset() {
+        let mut d = RequestDecoder::default();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$10\r\nabc"[..]);
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Decoded::Incomplete { need: 30 }
+        );
+        assert_eq!(d.pending_payload(), Some(18));
+        buf.extend_from_slice(b"defghij\r\n");
+        assert!(matches!(d.decode(&mut buf).unwrap(), Decoded::Request(_)));
+        assert_eq!(d.pending_payload(), None);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::{
 
 use bytes::Bytes;
 use ort::{
-    session::Session,
-    value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType},
+    session::{Session, SessionInputValue},
+    value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType},
 };
 use parking_lot::Mutex;
 use shardai_protocol::{DType, Error};
@@ -96,20 +96,29 @@ fn ort_err(e: impl std::fmt::Display) -> Error {
     Error::Verbatim(format!("ERR {e}").replace(['\r', '\n'], " "))
 }
 
+/// A numeric input: borrowed in place when the stored bytes are aligned for the element type
+/// (big BLOBs are: the connection reads them to a 64-byte boundary), else copied.
 macro_rules! numeric {
     ($t:ty, $n:expr, $shape:expr, $data:expr) => {{
-        let v: Vec<$t> = $data
-            .chunks_exact($n)
-            .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])))
-            .collect();
-        OrtTensor::from_array(($shape, v))
-            .map(|t| t.into_dyn())
-            .map_err(ort_err)
+        match bytemuck::try_cast_slice::<u8, $t>($data) {
+            Ok(elems) => TensorRef::from_array_view(($shape, elems))
+                .map(SessionInputValue::from)
+                .map_err(ort_err),
+            Err(_) => {
+                let v: Vec<$t> = $data
+                    .chunks_exact($n)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])))
+                    .collect();
+                OrtTensor::from_array(($shape, v))
+                    .map(|t| SessionInputValue::from(t.into_dyn()))
+                    .map_err(ort_err)
+            }
+        }
     }};
 }
 
-/// Copies a tensor into an ONNX Runtime value (the stored bytes need not be aligned).
-fn to_ort(t: &Tensor) -> Result<DynValue, Error> {
+/// An ONNX Runtime input for a stored tensor, valid while the tensor is borrowed.
+fn to_ort(t: &Tensor) -> Result<SessionInputValue<'_>, Error> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     let d = &t.blob()[..];
     match t.dtype() {
@@ -124,7 +133,7 @@ fn to_ort(t: &Tensor) -> Result<DynValue, Error> {
         DType::Bool => {
             let v: Vec<bool> = d.iter().map(|&b| b != 0).collect();
             OrtTensor::from_array((shape, v))
-                .map(|t| t.into_dyn())
+                .map(|t| SessionInputValue::from(t.into_dyn()))
                 .map_err(ort_err)
         }
         DType::String => {
@@ -136,7 +145,7 @@ fn to_ort(t: &Tensor) -> Result<DynValue, Error> {
                 _ => Vec::new(),
             };
             OrtTensor::from_string_array((shape, strings.as_slice()))
-                .map(|t| t.into_dyn())
+                .map(|t| SessionInputValue::from(t.into_dyn()))
                 .map_err(ort_err)
         }
     }
@@ -231,7 +240,7 @@ impl LoadedModel for OnnxModel {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
-        let feed: Vec<(String, DynValue)> = names.into_iter().zip(values).collect();
+        let feed: Vec<(String, SessionInputValue<'_>)> = names.into_iter().zip(values).collect();
         let outputs = session.run(feed).map_err(ort_err)?;
         let mut out = Vec::with_capacity(outputs.len());
         for (_, v) in outputs.iter() {
