@@ -123,19 +123,7 @@ impl Store {
         self.note_applied();
         match m {
             Mutation::SetTensor { key, tensor } => {
-                let mut stripe = self.stripe_of(&key).write();
-                let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
-                if current.is_some_and(|e| !matches!(e.value, Value::Tensor(_))) {
-                    return Err(Error::WrongType);
-                }
-                let entry = Entry {
-                    value: Value::Tensor(tensor),
-                    expire_at: None,
-                };
-                let key = compact(key);
-                let prev = stripe.insert(key.clone(), entry.clone());
-                self.account(&key, prev.as_ref(), Some(&entry));
-                Ok(Applied::Ok)
+                self.replace_same_type(key, Value::Tensor(tensor), at_ms)
             }
             Mutation::SetTensors(outputs) => {
                 for (key, _) in &outputs {
@@ -151,19 +139,7 @@ impl Store {
                 Ok(Applied::Ok)
             }
             Mutation::SetModel { key, model } => {
-                let mut stripe = self.stripe_of(&key).write();
-                let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
-                if current.is_some_and(|e| !matches!(e.value, Value::Model(_))) {
-                    return Err(Error::WrongType);
-                }
-                let entry = Entry {
-                    value: Value::Model(model),
-                    expire_at: None,
-                };
-                let key = compact(key);
-                let prev = stripe.insert(key.clone(), entry.clone());
-                self.account(&key, prev.as_ref(), Some(&entry));
-                Ok(Applied::Ok)
+                self.replace_same_type(key, Value::Model(model), at_ms)
             }
             Mutation::DelModel(key) => {
                 let mut stripe = self.stripe_of(&key).write();
@@ -291,6 +267,26 @@ impl Store {
                 Ok(Applied::Int(n))
             }
         }
+    }
+
+    /// Stores `value` unless the key holds a live value of another type (RedisAI's
+    /// WRONGTYPE for TENSORSET over a model, MODELSTORE over a string, ...).
+    fn replace_same_type(&self, key: Bytes, value: Value, at_ms: u64) -> Result<Applied, Error> {
+        let mut stripe = self.stripe_of(&key).write();
+        let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
+        if current
+            .is_some_and(|e| std::mem::discriminant(&e.value) != std::mem::discriminant(&value))
+        {
+            return Err(Error::WrongType);
+        }
+        let entry = Entry {
+            value,
+            expire_at: None,
+        };
+        let key = compact(key);
+        let prev = stripe.insert(key.clone(), entry.clone());
+        self.account(&key, prev.as_ref(), Some(&entry));
+        Ok(Applied::Ok)
     }
 
     fn put(&self, key: Bytes, value: Value, expire_at: Option<u64>) {

@@ -210,9 +210,15 @@ impl Drop for Server {
     }
 }
 
-/// Sends raw bytes and reads whatever comes back until the server closes the connection or
-/// `limit` passes. Returns the bytes read and whether the connection was closed.
-pub fn exchange(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> (Vec<u8>, bool) {
+/// Sends raw bytes and reads whatever comes back until the server closes the connection,
+/// `limit` passes, or (with `until_close` false) nothing more arrives for 100 ms after some
+/// data did. Returns the bytes read and whether the connection was closed.
+fn read_back(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    limit: Duration,
+    until_close: bool,
+) -> (Vec<u8>, bool) {
     let _ = stream.write_all(bytes);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let start = Instant::now();
@@ -228,8 +234,7 @@ pub fn exchange(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> (Vec<u
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                if !out.is_empty() {
-                    // Got a reply and nothing more is coming right now.
+                if !until_close && !out.is_empty() {
                     return (out, false);
                 }
             }
@@ -239,6 +244,12 @@ pub fn exchange(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> (Vec<u
     (out, false)
 }
 
+/// Sends raw bytes and reads the reply: until the server closes the connection, `limit`
+/// passes, or no more data arrives for 100 ms after some did.
+pub fn exchange(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> (Vec<u8>, bool) {
+    read_back(stream, bytes, limit, false)
+}
+
 /// Sends `bytes`, then reads until the server closes the connection (or `limit` passes).
 /// Returns everything read and whether the connection was closed.
 pub fn exchange_until_close(
@@ -246,22 +257,5 @@ pub fn exchange_until_close(
     bytes: &[u8],
     limit: Duration,
 ) -> (Vec<u8>, bool) {
-    let _ = stream.write_all(bytes);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let start = Instant::now();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < limit {
-        match stream.read(&mut buf) {
-            Ok(0) => return (out, true),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return (out, true),
-        }
-    }
-    (out, false)
+    read_back(stream, bytes, limit, true)
 }
