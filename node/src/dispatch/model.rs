@@ -72,6 +72,18 @@ pub(super) async fn modelstore(m: ModelStore, shared: &Shared) -> Reply {
     )
 }
 
+/// The `backend`, `device`, `tag` pairs that MODELGET META and AI.INFO both report.
+fn identity(m: &Model) -> Vec<Reply> {
+    vec![
+        Reply::bulk("backend"),
+        Reply::bulk(m.backend.name()),
+        Reply::bulk("device"),
+        Reply::Bulk(bytes::Bytes::from(m.device.clone())),
+        Reply::bulk("tag"),
+        Reply::Bulk(m.tag.clone()),
+    ]
+}
+
 fn model_of(key: &[u8], shared: &Shared) -> Result<Arc<Model>, Error> {
     match shared.store().get(key) {
         Some(Value::Model(m)) => Ok(m),
@@ -101,13 +113,8 @@ pub(super) fn modelget(g: ModelGet, shared: &Shared) -> Reply {
         return blob();
     }
     let names = |v: &[bytes::Bytes]| Reply::Array(v.iter().cloned().map(Reply::Bulk).collect());
-    let mut out = vec![
-        Reply::bulk("backend"),
-        Reply::bulk(m.backend.name()),
-        Reply::bulk("device"),
-        Reply::Bulk(bytes::Bytes::from(m.device.clone())),
-        Reply::bulk("tag"),
-        Reply::Bulk(m.tag.clone()),
+    let mut out = identity(&m);
+    out.extend([
         Reply::bulk("batchsize"),
         Reply::Int(m.batch.batchsize as i64),
         Reply::bulk("minbatchsize"),
@@ -118,7 +125,7 @@ pub(super) fn modelget(g: ModelGet, shared: &Shared) -> Reply {
         names(&m.outputs),
         Reply::bulk("minbatchtimeout"),
         Reply::Int(m.batch.minbatchtimeout as i64),
-    ];
+    ]);
     if g.blob {
         out.push(Reply::bulk("blob"));
         out.push(blob());
@@ -250,17 +257,14 @@ pub(super) fn ai_info(key: &bytes::Bytes, reset: bool, shared: &Shared) -> Reply
         return Reply::OK;
     }
     let s = stats.snapshot();
-    Reply::Array(vec![
+    let mut out = vec![
         Reply::bulk("key"),
         Reply::Bulk(key.clone()),
         Reply::bulk("type"),
         Reply::bulk("MODEL"),
-        Reply::bulk("backend"),
-        Reply::bulk(m.backend.name()),
-        Reply::bulk("device"),
-        Reply::Bulk(bytes::Bytes::from(m.device.clone())),
-        Reply::bulk("tag"),
-        Reply::Bulk(m.tag.clone()),
+    ];
+    out.extend(identity(&m));
+    out.extend([
         Reply::bulk("duration"),
         Reply::Int(s.duration_us as i64),
         Reply::bulk("samples"),
@@ -269,5 +273,6 @@ pub(super) fn ai_info(key: &bytes::Bytes, reset: bool, shared: &Shared) -> Reply
         Reply::Int(s.calls as i64),
         Reply::bulk("errors"),
         Reply::Int(s.errors as i64),
-    ])
+    ]);
+    Reply::Array(out)
 }
