@@ -3,6 +3,7 @@
 is what libtorch computed for the same input in that process."""
 import pathlib
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ def pt(tmp_path_factory):
         pytest.fail(f"{MAKE} missing: run `cargo build --release -p shardai-tests`")
     out = tmp_path_factory.mktemp("torch")
     subprocess.run([str(MAKE), str(out)], check=True)
+    subprocess.run([sys.executable, str(ROOT / "tests/models/make_torch_two_outputs.py"), str(out / "mul.pt"),
+                    str(out / "two_outputs.pt")], check=True)
     return out
 
 
@@ -38,6 +41,21 @@ def test_mul_two_inputs(r, pt):
     assert meta[:4] == [b"backend", b"TORCH", b"device", b"CPU"]
     info = r.execute_command("AI.INFO", "mul")
     assert info[3] == b"MODEL" and info[5] == b"TORCH" and info[15] == 1
+
+
+def test_two_outputs(r, pt):
+    r.execute_command("AI.MODELSTORE", "two", "TORCH", "CPU", "BLOB", (pt / "two_outputs.pt").read_bytes())
+    a = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    b = np.full((2, 3), 0.5, dtype=np.float32)
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, 3, "BLOB", a.tobytes())
+    r.execute_command("AI.TENSORSET", "b", "FLOAT", 2, 3, "BLOB", b.tobytes())
+    r.execute_command("AI.MODELEXECUTE", "two", "INPUTS", 2, "a", "b", "OUTPUTS", 2, "p", "s")
+    np.testing.assert_array_equal(floats(r, "p"), a * b)
+    np.testing.assert_array_equal(floats(r, "s"), a + b)
+    # Asking for one output of two is refused and writes nothing.
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("AI.MODELEXECUTE", "two", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "q")
+    assert r.exists("q") == 0
 
 
 def test_mnist_cnn_matches_libtorch(r, pt):

@@ -114,36 +114,44 @@ fn errors_as_redis_cli_shows_them() {
     );
 }
 
-/// The spec's AI.MODELSTORE / AI.MODELGET / AI.MODELEXECUTE examples, with an ONNX model in
-/// place of the spec's TF one (the TF backend is not built in yet): redis-cli -x for the
-/// blob, the META reply as a terminal shows it, `--raw ... BLOB > model.ext`, and a model
-/// with two outputs.
+/// The spec's AI.MODELSTORE / AI.MODELGET / AI.MODELEXECUTE examples through redis-cli: the
+/// TF store command exactly as the spec writes it (an MNIST-sized CNN with the spec's node
+/// names `images` and `output` standing in for resnet50.pb), the META reply as a terminal
+/// shows it (a TF graph with the spec's nodes a, b and c), `--raw ... BLOB > model.ext`, and
+/// a model with two outputs.
 #[test]
 fn model_examples_through_redis_cli() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mnist = std::fs::read(root.join("models/redisai/mnist.onnx")).unwrap();
+    let dir = std::env::temp_dir().join(format!("shardai-spec-models-{}", std::process::id()));
+    let python = root.join("../.venv/bin/python");
+    for script in ["make_tf.py", "make_onnx.py"] {
+        let made = std::process::Command::new(&python)
+            .arg(root.join("models").join(script))
+            .arg(&dir)
+            .status()
+            .expect("the project venv (scripts/setup) has python with numpy and onnx");
+        assert!(made.success(), "{script}");
+    }
     let s = Server::start();
-    let out = s.cli_input(
-        &[
-            "-x",
-            "AI.MODELSTORE",
-            "mymodel",
-            "ONNX",
-            "CPU",
-            "TAG",
-            "imagenet:5.0",
-            "BLOB",
-        ],
-        Some(&mnist),
-    );
-    assert_eq!(out, "OK\n");
+    let cnn = std::fs::read(dir.join("mnist_cnn.pb")).unwrap();
+    let store =
+        "AI.MODELSTORE mymodel TF CPU TAG imagenet:5.0 INPUTS 1 images OUTPUTS 1 output BLOB";
+    let mut args = vec!["-x"];
+    args.extend(store.split(' '));
+    assert_eq!(s.cli_input(&args, Some(&cnn)), "OK\n");
+
+    let mul = std::fs::read(dir.join("mul_c.pb")).unwrap();
+    let store = "AI.MODELSTORE mymodel TF CPU TAG imagenet:5.0 INPUTS 2 a b OUTPUTS 1 c BLOB";
+    let mut args = vec!["-x"];
+    args.extend(store.split(' '));
+    assert_eq!(s.cli_input(&args, Some(&mul)), "OK\n");
     assert_eq!(
         cli(&s, "AI.MODELGET mymodel META"),
         concat!(
-            " 1) \"backend\"\n 2) \"ONNX\"\n 3) \"device\"\n 4) \"CPU\"\n",
+            " 1) \"backend\"\n 2) \"TF\"\n 3) \"device\"\n 4) \"CPU\"\n",
             " 5) \"tag\"\n 6) \"imagenet:5.0\"\n 7) \"batchsize\"\n 8) (integer) 0\n",
-            " 9) \"minbatchsize\"\n10) (integer) 0\n11) \"inputs\"\n12) (empty array)\n",
-            "13) \"outputs\"\n14) (empty array)\n15) \"minbatchtimeout\"\n16) (integer) 0\n",
+            " 9) \"minbatchsize\"\n10) (integer) 0\n11) \"inputs\"\n12) 1) \"a\"\n    2) \"b\"\n",
+            "13) \"outputs\"\n14) 1) \"c\"\n15) \"minbatchtimeout\"\n16) (integer) 0\n",
         )
     );
     // `redis-cli --raw AI.MODELGET mymodel BLOB > model.ext` saves the model (plus the
@@ -161,20 +169,9 @@ fn model_examples_through_redis_cli() {
         .unwrap()
         .stdout;
     assert_eq!(saved.pop(), Some(b'\n'));
-    assert!(
-        saved == mnist,
-        "the saved model differs from the stored one"
-    );
+    assert!(saved == mul, "the saved model differs from the stored one");
 
     // Two outputs, as in the spec's AI.MODELEXECUTE example.
-    let dir = std::env::temp_dir().join(format!("shardai-spec-models-{}", std::process::id()));
-    let python = root.join("../.venv/bin/python");
-    let made = std::process::Command::new(&python)
-        .arg(root.join("models/make_onnx.py"))
-        .arg(&dir)
-        .status()
-        .expect("the project venv (scripts/setup) has python with onnx");
-    assert!(made.success());
     let two = std::fs::read(dir.join("two_outputs.onnx")).unwrap();
     let out = s.cli_input(
         &["-x", "AI.MODELSTORE", "mymodel", "ONNX", "CPU", "BLOB"],

@@ -8,6 +8,10 @@
 
 #[cfg(feature = "onnx")]
 mod onnx;
+#[cfg(feature = "tf")]
+mod tf;
+#[cfg(feature = "tflite")]
+mod tflite;
 #[cfg(feature = "torch")]
 mod torch;
 
@@ -49,9 +53,9 @@ pub trait Backend: Send + Sync {
 #[derive(Default)]
 pub struct Backends {
     path: Mutex<Option<PathBuf>>,
-    /// Only a successful load is kept: a failed one (a wrong LOADBACKEND path) can be retried.
-    onnx: Mutex<Option<Arc<dyn Backend>>>,
-    torch: Mutex<Option<Arc<dyn Backend>>>,
+    /// One slot per backend, in `Kind::ALL` order. Only a successful load is kept: a failed
+    /// one (a wrong LOADBACKEND path, a library not installed yet) can be retried.
+    slots: [Mutex<Option<Arc<dyn Backend>>>; 4],
 }
 
 impl std::fmt::Debug for Backends {
@@ -62,13 +66,16 @@ impl std::fmt::Debug for Backends {
     }
 }
 
+fn slot(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
 impl Backends {
     /// Backends found under `path` (a `site-packages` folder holding the wheels).
     pub fn new(path: Option<PathBuf>) -> Self {
         Backends {
             path: Mutex::new(path),
-            onnx: Mutex::new(None),
-            torch: Mutex::new(None),
+            slots: Default::default(),
         }
     }
 
@@ -86,98 +93,75 @@ impl Backends {
     /// The backend for `kind`, loading its library on first use. The error string says why
     /// it cannot be loaded (for the log); clients get `ERR Could not load backend`.
     pub fn get(&self, kind: Kind) -> Result<Arc<dyn Backend>, String> {
-        match kind {
-            Kind::Onnx => {
-                let mut slot = self.onnx.lock();
-                if let Some(b) = slot.as_ref() {
-                    return Ok(b.clone());
-                }
-                let b = self.load_onnx(None)?;
-                *slot = Some(b.clone());
-                Ok(b)
-            }
-            Kind::Torch => {
-                let mut slot = self.torch.lock();
-                if let Some(b) = slot.as_ref() {
-                    return Ok(b.clone());
-                }
-                let b = self.load_torch()?;
-                *slot = Some(b.clone());
-                Ok(b)
-            }
-            other => Err(not_built(other)),
+        let mut slot = self.slots[slot(kind)].lock();
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
         }
+        let b = self.open(kind, None)?;
+        *slot = Some(b.clone());
+        Ok(b)
     }
 
     /// Loads `kind` from an explicit library file (AI.CONFIG LOADBACKEND). A backend that is
     /// already loaded stays as it is (one library per process).
     pub fn load_from(&self, kind: Kind, lib: &Path) -> Result<(), String> {
-        match kind {
-            Kind::Onnx => {
-                let mut slot = self.onnx.lock();
-                if slot.is_none() {
-                    *slot = Some(self.load_onnx(Some(lib.to_path_buf()))?);
-                }
-                Ok(())
-            }
-            // libtorch is linked into the binary: there is nothing to load from a path.
-            Kind::Torch => self.get(Kind::Torch).map(|_| ()),
-            other => Err(not_built(other)),
+        let mut slot = self.slots[slot(kind)].lock();
+        if slot.is_none() {
+            *slot = Some(self.open(kind, Some(lib.to_path_buf()))?);
         }
+        Ok(())
     }
 
-    /// Versions of the backends loaded so far, for INFO.
+    /// Versions of the backends loaded so far, for INFO (RedisAI's library names).
     pub fn versions(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if let Some(b) = self.onnx.lock().as_ref() {
-            out.push(("onnxruntime", b.version()));
-        }
-        if let Some(b) = self.torch.lock().as_ref() {
-            out.push(("Torch", b.version()));
-        }
-        out
-    }
-
-    #[cfg(feature = "onnx")]
-    fn load_onnx(&self, lib: Option<PathBuf>) -> Result<Arc<dyn Backend>, String> {
-        let lib = match lib {
-            Some(l) => l,
-            None => onnx::find_library(self.path().as_deref())?,
-        };
-        Ok(Arc::new(onnx::Onnx::load(&lib)?))
-    }
-
-    #[cfg(feature = "torch")]
-    fn load_torch(&self) -> Result<Arc<dyn Backend>, String> {
-        // The version of the wheel libtorch came from, when it is on the backends path.
-        let version = self
-            .path()
-            .and_then(|p| std::fs::read_to_string(p.join("torch").join("version.py")).ok())
-            .and_then(|v| {
-                v.lines()
-                    .find_map(|l| l.strip_prefix("__version__ = "))
-                    .map(|s| s.trim().trim_matches(['\'', '"']).to_string())
+        Kind::ALL
+            .iter()
+            .filter_map(|&k| {
+                let b = self.slots[slot(k)].lock().clone()?;
+                let name = match k {
+                    Kind::Tf => "TF",
+                    Kind::TfLite => "TFLite",
+                    Kind::Torch => "Torch",
+                    Kind::Onnx => "onnxruntime",
+                };
+                Some((name, b.version()))
             })
-            .unwrap_or_else(|| "linked".into());
-        Ok(Arc::new(torch::Torch { version }))
+            .collect()
     }
 
-    #[cfg(not(feature = "torch"))]
-    fn load_torch(&self) -> Result<Arc<dyn Backend>, String> {
-        Err(not_built(Kind::Torch))
+    /// Opens `kind`'s library: `lib` when given, else the one found under the backends path.
+    fn open(&self, kind: Kind, lib: Option<PathBuf>) -> Result<Arc<dyn Backend>, String> {
+        let base = self.path();
+        let base = base.as_deref();
+        // Unused when a build leaves every path-loaded backend out.
+        let _ = (&base, &lib);
+        let found: Result<Arc<dyn Backend>, String> = match kind {
+            #[cfg(feature = "onnx")]
+            Kind::Onnx => {
+                let lib = lib.map_or_else(|| onnx::find_library(base), Ok)?;
+                Ok(Arc::new(onnx::Onnx::load(&lib)?))
+            }
+            // libtorch is linked into the binary: there is nothing to open from a path.
+            #[cfg(feature = "torch")]
+            Kind::Torch => Ok(Arc::new(torch::Torch::new(base))),
+            #[cfg(feature = "tf")]
+            Kind::Tf => {
+                let lib = lib.map_or_else(|| tf::find_library(base), Ok)?;
+                Ok(Arc::new(tf::Tf::load(&lib)?))
+            }
+            #[cfg(feature = "tflite")]
+            Kind::TfLite => {
+                let lib = lib.map_or_else(|| tflite::find_library(base), Ok)?;
+                Ok(Arc::new(tflite::TfLite::load(&lib)?))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(format!(
+                "this shardai was built without the {} backend",
+                other.name()
+            )),
+        };
+        found
     }
-
-    #[cfg(not(feature = "onnx"))]
-    fn load_onnx(&self, _lib: Option<PathBuf>) -> Result<Arc<dyn Backend>, String> {
-        Err("this shardai was built without the `onnx` feature".into())
-    }
-}
-
-fn not_built(kind: Kind) -> String {
-    format!(
-        "the {} backend is not built into this shardai yet",
-        kind.name()
-    )
 }
 
 /// The default backends path: the project venv's `site-packages` next to the binary's

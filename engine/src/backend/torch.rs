@@ -12,7 +12,22 @@ use crate::tensor::Tensor;
 
 /// The TORCH backend.
 pub(super) struct Torch {
-    pub(super) version: String,
+    version: String,
+}
+
+impl Torch {
+    /// The backend; its version is the torch wheel's when that is on the backends path.
+    pub(super) fn new(path: Option<&std::path::Path>) -> Torch {
+        let version = path
+            .and_then(|p| std::fs::read_to_string(p.join("torch").join("version.py")).ok())
+            .and_then(|v| {
+                v.lines()
+                    .find_map(|l| l.strip_prefix("__version__ = "))
+                    .map(|s| s.trim().trim_matches(['\'', '"']).to_string())
+            })
+            .unwrap_or_else(|| "linked".into());
+        Torch { version }
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> Error {

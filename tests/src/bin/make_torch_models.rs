@@ -35,8 +35,7 @@ fn main() {
         "mul.pt",
     );
     // A module with two outputs cannot come from tracing (a traced method returns one value
-    // when saved); it needs TorchScript compiled from source, which arrives with the scripts
-    // issue's C++ shim.
+    // when saved): tests/models/make_torch_two_outputs.py rewrites mul.pt's source instead.
     save(
         CModule::create_by_tracing("BatchMismatch", "forward", &[a.shallow_clone()], &mut |x| {
             vec![x[0].sum_dim_intlist(0, true, Kind::Float)]

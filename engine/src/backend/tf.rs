@@ -1,0 +1,542 @@
+//! TensorFlow through its C API, opened at run time from the tensorflow-cpu wheel
+//! (`tensorflow/libtensorflow_cc.so.2`, which finds `libtensorflow_framework.so.2` beside it
+//! through its own `$ORIGIN` run path): frozen GraphDefs, fed and fetched by the node names
+//! given to AI.MODELSTORE's INPUTS and OUTPUTS.
+//!
+//! The `tensorflow` crate's run-time linking finds the library only through the
+//! `TENSORFLOW_DIR` / `LD_LIBRARY_PATH` environment, which a multi-threaded server cannot set
+//! safely and which would make users set variables, and its `Tensor<T>` always copies. So this
+//! module declares the twenty-odd C functions it uses and opens the library from the backends
+//! path with `libloading`. Inputs are lent to TensorFlow in place (`TF_NewTensor` with a
+//! deallocator that drops a reference to the stored tensor); outputs become the stored
+//! tensors' bytes without a copy (`Bytes::from_owner` over the `TF_Tensor`).
+#![allow(unsafe_code)]
+
+use std::{
+    ffi::{CStr, CString, c_char, c_int, c_void},
+    path::{Path, PathBuf},
+    ptr,
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use libloading::Library;
+use shardai_protocol::{DType, Error};
+
+use super::{Backend, LoadedModel};
+use crate::tensor::Tensor;
+
+/// Finds `tensorflow/libtensorflow_cc.so.2` under the backends path.
+pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
+    let base = path.ok_or("no backends path: run scripts/setup or pass --backends-path")?;
+    let lib = base.join("tensorflow").join("libtensorflow_cc.so.2");
+    if lib.is_file() {
+        Ok(lib)
+    } else {
+        Err(format!("no {} (pip install tensorflow-cpu)", lib.display()))
+    }
+}
+
+// Opaque C types.
+type Status = c_void;
+type Graph = c_void;
+type Operation = c_void;
+type Session = c_void;
+type SessionOptions = c_void;
+type ImportOptions = c_void;
+type TfTensor = c_void;
+
+#[repr(C)]
+struct TfBuffer {
+    data: *const c_void,
+    length: usize,
+    data_deallocator: Option<unsafe extern "C" fn(*mut c_void, usize)>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Output {
+    oper: *mut Operation,
+    index: c_int,
+}
+
+type Dealloc = unsafe extern "C" fn(*mut c_void, usize, *mut c_void);
+
+/// The C functions this backend calls, resolved once from the library.
+struct Api {
+    version: unsafe extern "C" fn() -> *const c_char,
+    new_status: unsafe extern "C" fn() -> *mut Status,
+    delete_status: unsafe extern "C" fn(*mut Status),
+    get_code: unsafe extern "C" fn(*const Status) -> c_int,
+    message: unsafe extern "C" fn(*const Status) -> *const c_char,
+    new_graph: unsafe extern "C" fn() -> *mut Graph,
+    delete_graph: unsafe extern "C" fn(*mut Graph),
+    new_buffer_from_string: unsafe extern "C" fn(*const c_void, usize) -> *mut TfBuffer,
+    delete_buffer: unsafe extern "C" fn(*mut TfBuffer),
+    new_import_options: unsafe extern "C" fn() -> *mut ImportOptions,
+    delete_import_options: unsafe extern "C" fn(*mut ImportOptions),
+    import_graph_def:
+        unsafe extern "C" fn(*mut Graph, *const TfBuffer, *const ImportOptions, *mut Status),
+    operation_by_name: unsafe extern "C" fn(*mut Graph, *const c_char) -> *mut Operation,
+    operation_num_outputs: unsafe extern "C" fn(*mut Operation) -> c_int,
+    new_session_options: unsafe extern "C" fn() -> *mut SessionOptions,
+    delete_session_options: unsafe extern "C" fn(*mut SessionOptions),
+    set_config: unsafe extern "C" fn(*mut SessionOptions, *const c_void, usize, *mut Status),
+    new_session:
+        unsafe extern "C" fn(*mut Graph, *const SessionOptions, *mut Status) -> *mut Session,
+    close_session: unsafe extern "C" fn(*mut Session, *mut Status),
+    delete_session: unsafe extern "C" fn(*mut Session, *mut Status),
+    #[allow(clippy::type_complexity)]
+    session_run: unsafe extern "C" fn(
+        *mut Session,
+        *const TfBuffer,
+        *const Output,
+        *const *mut TfTensor,
+        c_int,
+        *const Output,
+        *mut *mut TfTensor,
+        c_int,
+        *const *const Operation,
+        c_int,
+        *mut TfBuffer,
+        *mut Status,
+    ),
+    new_tensor: unsafe extern "C" fn(
+        c_int,
+        *const i64,
+        c_int,
+        *mut c_void,
+        usize,
+        Dealloc,
+        *mut c_void,
+    ) -> *mut TfTensor,
+    delete_tensor: unsafe extern "C" fn(*mut TfTensor),
+    tensor_type: unsafe extern "C" fn(*const TfTensor) -> c_int,
+    num_dims: unsafe extern "C" fn(*const TfTensor) -> c_int,
+    dim: unsafe extern "C" fn(*const TfTensor, c_int) -> i64,
+    tensor_byte_size: unsafe extern "C" fn(*const TfTensor) -> usize,
+    tensor_data: unsafe extern "C" fn(*const TfTensor) -> *mut c_void,
+    /// Keeps the library mapped for as long as any model may call into it.
+    _lib: Library,
+}
+
+macro_rules! sym {
+    ($lib:expr, $name:literal) => {
+        // SAFETY: the declared type matches the TF C API's prototype in c_api.h /
+        // tf_tensor.h / tf_status.h of TensorFlow 2.x.
+        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
+            .map_err(|e| format!("{}: {e}", $name))?
+    };
+}
+
+impl Api {
+    fn open(path: &Path) -> Result<Api, String> {
+        // SAFETY: opening TensorFlow runs its static initialisers, which are sound to run once.
+        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Api {
+            version: sym!(lib, "TF_Version"),
+            new_status: sym!(lib, "TF_NewStatus"),
+            delete_status: sym!(lib, "TF_DeleteStatus"),
+            get_code: sym!(lib, "TF_GetCode"),
+            message: sym!(lib, "TF_Message"),
+            new_graph: sym!(lib, "TF_NewGraph"),
+            delete_graph: sym!(lib, "TF_DeleteGraph"),
+            new_buffer_from_string: sym!(lib, "TF_NewBufferFromString"),
+            delete_buffer: sym!(lib, "TF_DeleteBuffer"),
+            new_import_options: sym!(lib, "TF_NewImportGraphDefOptions"),
+            delete_import_options: sym!(lib, "TF_DeleteImportGraphDefOptions"),
+            import_graph_def: sym!(lib, "TF_GraphImportGraphDef"),
+            operation_by_name: sym!(lib, "TF_GraphOperationByName"),
+            operation_num_outputs: sym!(lib, "TF_OperationNumOutputs"),
+            new_session_options: sym!(lib, "TF_NewSessionOptions"),
+            delete_session_options: sym!(lib, "TF_DeleteSessionOptions"),
+            set_config: sym!(lib, "TF_SetConfig"),
+            new_session: sym!(lib, "TF_NewSession"),
+            close_session: sym!(lib, "TF_CloseSession"),
+            delete_session: sym!(lib, "TF_DeleteSession"),
+            session_run: sym!(lib, "TF_SessionRun"),
+            new_tensor: sym!(lib, "TF_NewTensor"),
+            delete_tensor: sym!(lib, "TF_DeleteTensor"),
+            tensor_type: sym!(lib, "TF_TensorType"),
+            num_dims: sym!(lib, "TF_NumDims"),
+            dim: sym!(lib, "TF_Dim"),
+            tensor_byte_size: sym!(lib, "TF_TensorByteSize"),
+            tensor_data: sym!(lib, "TF_TensorData"),
+            _lib: lib,
+        })
+    }
+}
+
+/// A `TF_Status`, deleted on drop.
+struct StatusBox<'a> {
+    api: &'a Api,
+    ptr: *mut Status,
+}
+
+impl<'a> StatusBox<'a> {
+    fn new(api: &'a Api) -> Self {
+        // SAFETY: TF_NewStatus has no preconditions.
+        StatusBox {
+            api,
+            ptr: unsafe { (api.new_status)() },
+        }
+    }
+
+    /// `Ok` for TF_OK, else TensorFlow's message (its first line), as RedisAI sends it.
+    fn check(&self) -> Result<(), Error> {
+        // SAFETY: `ptr` is a live status; TF_Message returns a NUL-terminated string owned by it.
+        unsafe {
+            if (self.api.get_code)(self.ptr) == 0 {
+                return Ok(());
+            }
+            let msg = CStr::from_ptr((self.api.message)(self.ptr)).to_string_lossy();
+            let first = msg.lines().next().unwrap_or("TF error").trim();
+            Err(Error::Verbatim(first.to_string()))
+        }
+    }
+}
+
+impl Drop for StatusBox<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by TF_NewStatus, deleted once.
+        unsafe { (self.api.delete_status)(self.ptr) }
+    }
+}
+
+/// The loaded TensorFlow library.
+pub(super) struct Tf {
+    api: Arc<Api>,
+    version: String,
+}
+
+impl Tf {
+    pub(super) fn load(lib: &Path) -> Result<Tf, String> {
+        let api = Api::open(lib)?;
+        // SAFETY: TF_Version returns a static NUL-terminated string.
+        let version = unsafe { CStr::from_ptr((api.version)()) }
+            .to_string_lossy()
+            .into_owned();
+        Ok(Tf {
+            api: Arc::new(api),
+            version,
+        })
+    }
+}
+
+impl Backend for Tf {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn load(
+        &self,
+        blob: &[u8],
+        device: &str,
+        inputs: &[String],
+        outputs: &[String],
+    ) -> Result<Arc<dyn LoadedModel>, Error> {
+        if !device.to_ascii_uppercase().starts_with("CPU") {
+            return Err(Error::Verbatim(format!(
+                "ERR GPU requested but TF was built without CUDA (device {device})"
+            )));
+        }
+        let api = &self.api;
+        let status = StatusBox::new(api);
+        // SAFETY: every pointer passed below is either fresh from the library or points into
+        // `blob` / a CString that outlives the call; each object is deleted exactly once (the
+        // graph and session by `TfModel::drop`, also when an error drops `model` early).
+        unsafe {
+            let graph = (api.new_graph)();
+            let model = TfModel {
+                api: self.api.clone(),
+                graph,
+                session: ptr::null_mut(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            };
+            let buf = (api.new_buffer_from_string)(blob.as_ptr().cast(), blob.len());
+            let opts = (api.new_import_options)();
+            (api.import_graph_def)(graph, buf, opts, status.ptr);
+            (api.delete_import_options)(opts);
+            (api.delete_buffer)(buf);
+            status.check()?;
+            let find = |name: &str, what: &str| -> Result<Output, Error> {
+                let missing = || {
+                    Error::Verbatim(match what {
+                        "Input" => {
+                            format!("ERR Input node named \"{name}\" not found in TF graph.")
+                        }
+                        _ => format!("ERR Output node named \"{name}\" not found in TF graph"),
+                    })
+                };
+                let c = CString::new(name).map_err(|_| missing())?;
+                let oper = (api.operation_by_name)(graph, c.as_ptr());
+                if oper.is_null() || (api.operation_num_outputs)(oper) < 1 {
+                    return Err(missing());
+                }
+                Ok(Output { oper, index: 0 })
+            };
+            let ins = inputs
+                .iter()
+                .map(|n| find(n, "Input"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let outs = outputs
+                .iter()
+                .map(|n| find(n, "Output"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let sopts = (api.new_session_options)();
+            // ConfigProto { allow_soft_placement: true } (field 7, varint 1): run on CPU
+            // whatever device the graph's nodes were pinned to when it was frozen.
+            let config = [0x38u8, 0x01];
+            (api.set_config)(sopts, config.as_ptr().cast(), config.len(), status.ptr);
+            let configured = status.check();
+            let session = if configured.is_ok() {
+                (api.new_session)(graph, sopts, status.ptr)
+            } else {
+                ptr::null_mut()
+            };
+            (api.delete_session_options)(sopts);
+            configured?;
+            let mut model = model;
+            model.session = session;
+            status.check()?;
+            model.inputs = ins;
+            model.outputs = outs;
+            Ok(Arc::new(model))
+        }
+    }
+}
+
+/// A graph and a session over it. TF sessions may be run from several threads at once.
+struct TfModel {
+    api: Arc<Api>,
+    graph: *mut Graph,
+    session: *mut Session,
+    inputs: Vec<Output>,
+    outputs: Vec<Output>,
+}
+
+// SAFETY: TF_Session and TF_Graph are thread-safe for TF_SessionRun (documented in c_api.h);
+// the raw pointers are only read after construction.
+unsafe impl Send for TfModel {}
+// SAFETY: as above.
+unsafe impl Sync for TfModel {}
+
+impl Drop for TfModel {
+    fn drop(&mut self) {
+        let status = StatusBox::new(&self.api);
+        // SAFETY: the session and graph were created by this model and are deleted once.
+        unsafe {
+            if !self.session.is_null() {
+                (self.api.close_session)(self.session, status.ptr);
+                (self.api.delete_session)(self.session, status.ptr);
+            }
+            (self.api.delete_graph)(self.graph);
+        }
+    }
+}
+
+fn tf_type(d: DType) -> Result<c_int, Error> {
+    Ok(match d {
+        DType::Float => 1,
+        DType::Double => 2,
+        DType::Int32 => 3,
+        DType::Uint8 => 4,
+        DType::Int16 => 5,
+        DType::Int8 => 6,
+        DType::Int64 => 9,
+        DType::Bool => 10,
+        DType::Uint16 => 17,
+        DType::String => {
+            return Err(Error::Verbatim(
+                "ERR STRING tensors are not supported by the TF backend".into(),
+            ));
+        }
+    })
+}
+
+fn dtype_of(t: c_int) -> Result<DType, Error> {
+    Ok(match t {
+        1 => DType::Float,
+        2 => DType::Double,
+        3 => DType::Int32,
+        4 => DType::Uint8,
+        5 => DType::Int16,
+        6 => DType::Int8,
+        9 => DType::Int64,
+        10 => DType::Bool,
+        17 => DType::Uint16,
+        other => {
+            return Err(Error::Verbatim(format!(
+                "ERR unsupported TF output data type {other}"
+            )));
+        }
+    })
+}
+
+/// Drops the stored tensor TensorFlow borrowed, once TensorFlow is done with its bytes.
+unsafe extern "C" fn release(_data: *mut c_void, _len: usize, arg: *mut c_void) {
+    // SAFETY: `arg` is the `Box<Arc<Tensor>>` leaked in `lend`, released exactly once.
+    drop(unsafe { Box::from_raw(arg.cast::<Arc<Tensor>>()) });
+}
+
+/// An output `TF_Tensor` that owns the bytes of a stored tensor.
+struct Owned {
+    api: Arc<Api>,
+    ptr: *mut TfTensor,
+    data: *const u8,
+    len: usize,
+}
+
+// SAFETY: a TF_Tensor's buffer is plain memory, immutable once the run has returned it.
+unsafe impl Send for Owned {}
+// SAFETY: as above.
+unsafe impl Sync for Owned {}
+
+impl AsRef<[u8]> for Owned {
+    fn as_ref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `data`/`len` describe the tensor's buffer, alive until drop.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: the tensor came from TF_SessionRun and is deleted once.
+        unsafe { (self.api.delete_tensor)(self.ptr) }
+    }
+}
+
+impl TfModel {
+    /// A `TF_Tensor` over a stored tensor's bytes, holding a reference to it until
+    /// TensorFlow releases it (TensorFlow copies instead when the bytes are not aligned).
+    fn lend(&self, t: &Arc<Tensor>) -> Result<*mut TfTensor, Error> {
+        let dtype = tf_type(t.dtype())?;
+        let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+        let blob = t.blob();
+        let arg = Box::into_raw(Box::new(t.clone()));
+        // SAFETY: the data pointer stays valid while `arg` (a reference to the tensor) lives;
+        // TensorFlow calls `release` exactly once, when it no longer needs the bytes. The
+        // buffer is never written: it is only an input.
+        let tensor = unsafe {
+            (self.api.new_tensor)(
+                dtype,
+                dims.as_ptr(),
+                dims.len() as c_int,
+                blob.as_ptr().cast_mut().cast(),
+                blob.len(),
+                release,
+                arg.cast(),
+            )
+        };
+        if tensor.is_null() {
+            return Err(Error::Verbatim(
+                "ERR TF could not take the input tensor".into(),
+            ));
+        }
+        Ok(tensor)
+    }
+
+    fn take(&self, ptr: *mut TfTensor) -> Result<Tensor, Error> {
+        let mut owned = Owned {
+            api: self.api.clone(),
+            ptr,
+            data: ptr::null(),
+            len: 0,
+        };
+        // SAFETY: `ptr` is a live output tensor; its accessors have no other preconditions.
+        let (dtype, shape, data, len) = unsafe {
+            let n = (self.api.num_dims)(ptr);
+            let shape: Vec<usize> = (0..n)
+                .map(|i| (self.api.dim)(ptr, i).max(0) as usize)
+                .collect();
+            (
+                (self.api.tensor_type)(ptr),
+                shape,
+                (self.api.tensor_data)(ptr).cast::<u8>().cast_const(),
+                (self.api.tensor_byte_size)(ptr),
+            )
+        };
+        let dtype = dtype_of(dtype)?;
+        if shape.contains(&0) {
+            return Err(Error::Verbatim("ERR model produced an empty tensor".into()));
+        }
+        owned.data = data;
+        owned.len = len;
+        Tensor::from_blob(dtype, shape, Bytes::from_owner(owned))
+    }
+}
+
+impl LoadedModel for TfModel {
+    fn num_inputs(&self) -> Option<usize> {
+        Some(self.inputs.len())
+    }
+
+    fn num_outputs(&self) -> Option<usize> {
+        Some(self.outputs.len())
+    }
+
+    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Verbatim(
+                "Number of keys given as INPUTS here does not match model definition".into(),
+            ));
+        }
+        let mut fed = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            match self.lend(t) {
+                Ok(p) => fed.push(p),
+                Err(e) => {
+                    // SAFETY: tensors made by `lend` and not yet given to a run.
+                    fed.iter()
+                        .for_each(|&p| unsafe { (self.api.delete_tensor)(p) });
+                    return Err(e);
+                }
+            }
+        }
+        let mut out: Vec<*mut TfTensor> = vec![ptr::null_mut(); self.outputs.len()];
+        let status = StatusBox::new(&self.api);
+        // SAFETY: arrays sized as their counts say; the session is live. TF_SessionRun does
+        // not take ownership of the input tensors, which are deleted right after.
+        unsafe {
+            (self.api.session_run)(
+                self.session,
+                ptr::null(),
+                self.inputs.as_ptr(),
+                fed.as_ptr(),
+                fed.len() as c_int,
+                self.outputs.as_ptr(),
+                out.as_mut_ptr(),
+                out.len() as c_int,
+                ptr::null(),
+                0,
+                ptr::null_mut(),
+                status.ptr,
+            );
+            for &p in &fed {
+                (self.api.delete_tensor)(p);
+            }
+        }
+        let ran = status.check();
+        let mut tensors = Vec::with_capacity(out.len());
+        let mut first_err = ran.err();
+        for p in out {
+            if p.is_null() {
+                continue;
+            }
+            match self.take(p) {
+                Ok(t) => tensors.push(t),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(tensors),
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! TensorFlow Lite through the LiteRT C API of `libLiteRt.so` from the ai-edge-litert 2.3.0
+//! wheel, opened at run time from the backends path.
+//!
+//! No wheel exports the classic TFLite C API and `tflitec` needs bazel, so the functions are
+//! declared here by hand, checked against the 2.3.0 headers and the library's own exports
+//! (the model constructors take the environment first; the layout is a bit-field word, eight
+//! dimensions and eight strides). Pin the wheel: this ABI changes between releases.
+//!
+//! A model's flatbuffer must outlive it (LiteRT does not copy), so each model keeps its own
+//! 64-byte-aligned copy. Inputs are lent in place when their bytes are 64-byte aligned (big
+//! BLOBs are) and copied into an aligned buffer otherwise; outputs are written straight into
+//! aligned buffers that become the stored tensors' bytes.
+#![allow(unsafe_code)]
+
+use std::{
+    ffi::{c_int, c_void},
+    path::{Path, PathBuf},
+    ptr,
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use libloading::Library;
+use parking_lot::Mutex;
+use shardai_protocol::{DType, Error};
+
+use super::{Backend, LoadedModel};
+use crate::tensor::Tensor;
+
+/// Finds `ai_edge_litert/libLiteRt.so` under the backends path.
+pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
+    let base = path.ok_or("no backends path: run scripts/setup or pass --backends-path")?;
+    let lib = base.join("ai_edge_litert").join("libLiteRt.so");
+    if lib.is_file() {
+        Ok(lib)
+    } else {
+        Err(format!("no {} (pip install ai-edge-litert)", lib.display()))
+    }
+}
+
+type Handle = *mut c_void;
+type Status = c_int;
+
+const MAX_RANK: usize = 8;
+const ALIGN: usize = 64;
+
+/// `LiteRtLayout`: `rank : 7` and `has_strides : 1` share one 32-bit word.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Layout {
+    bits: u32,
+    dims: [i32; MAX_RANK],
+    strides: [u32; MAX_RANK],
+}
+
+/// `LiteRtRankedTensorType` (72 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RankedType {
+    element_type: c_int,
+    layout: Layout,
+}
+
+impl RankedType {
+    fn zeroed() -> Self {
+        RankedType {
+            element_type: 0,
+            layout: Layout {
+                bits: 0,
+                dims: [0; MAX_RANK],
+                strides: [0; MAX_RANK],
+            },
+        }
+    }
+
+    fn new(element_type: c_int, shape: &[usize]) -> Self {
+        let mut t = RankedType::zeroed();
+        t.element_type = element_type;
+        t.layout.bits = shape.len() as u32 & 0x7F;
+        for (d, &n) in t.layout.dims.iter_mut().zip(shape) {
+            *d = n as i32;
+        }
+        t
+    }
+}
+
+fn layout_shape(l: &Layout) -> Vec<usize> {
+    let rank = (l.bits & 0x7F) as usize;
+    l.dims[..rank.min(MAX_RANK)]
+        .iter()
+        .map(|&d| d.max(0) as usize)
+        .collect()
+}
+
+/// `LiteRtAny` (16 bytes: a type tag, then an 8-byte union).
+#[repr(C)]
+struct Any {
+    kind: c_int,
+    value: i64,
+}
+
+/// `LiteRtEnvOption`.
+#[repr(C)]
+struct EnvOption {
+    tag: c_int,
+    value: Any,
+}
+
+const ENV_MIN_LOGGER_SEVERITY: c_int = 25;
+const ANY_INT: c_int = 2;
+const SEVERITY_ERROR: i64 = 3;
+const HW_CPU: c_int = 1;
+
+/// The C functions this backend calls, resolved once from the library.
+struct Api {
+    create_environment: unsafe extern "C" fn(c_int, *const EnvOption, *mut Handle) -> Status,
+    destroy_environment: unsafe extern "C" fn(Handle),
+    create_model_from_buffer:
+        unsafe extern "C" fn(Handle, *const c_void, usize, *mut Handle) -> Status,
+    destroy_model: unsafe extern "C" fn(Handle),
+    get_model_signature: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
+    num_signature_inputs: unsafe extern "C" fn(Handle, *mut usize) -> Status,
+    num_signature_outputs: unsafe extern "C" fn(Handle, *mut usize) -> Status,
+    signature_input: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
+    signature_output: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
+    ranked_tensor_type: unsafe extern "C" fn(Handle, *mut RankedType) -> Status,
+    create_options: unsafe extern "C" fn(*mut Handle) -> Status,
+    destroy_options: unsafe extern "C" fn(Handle),
+    set_accelerators: unsafe extern "C" fn(Handle, c_int) -> Status,
+    create_compiled_model: unsafe extern "C" fn(Handle, Handle, Handle, *mut Handle) -> Status,
+    destroy_compiled_model: unsafe extern "C" fn(Handle),
+    input_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
+    output_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
+    requirements_size: unsafe extern "C" fn(Handle, *mut usize) -> Status,
+    resize_input: unsafe extern "C" fn(Handle, usize, usize, *const c_int, usize) -> Status,
+    output_layouts: unsafe extern "C" fn(Handle, usize, usize, *mut Layout, bool) -> Status,
+    buffer_from_host_memory: unsafe extern "C" fn(
+        *const RankedType,
+        *mut c_void,
+        usize,
+        Option<unsafe extern "C" fn(*mut c_void)>,
+        *mut Handle,
+    ) -> Status,
+    destroy_buffer: unsafe extern "C" fn(Handle),
+    run: unsafe extern "C" fn(Handle, usize, usize, *const Handle, usize, *const Handle) -> Status,
+    /// Keeps the library mapped for as long as any model may call into it.
+    _lib: Library,
+}
+
+macro_rules! sym {
+    ($lib:expr, $name:literal) => {
+        // SAFETY: the declared type matches the prototype in LiteRT 2.3.0's litert/c headers
+        // (checked against the library's exports and its argument registers).
+        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
+            .map_err(|e| format!("{}: {e}", $name))?
+    };
+}
+
+impl Api {
+    fn open(path: &Path) -> Result<Api, String> {
+        // SAFETY: opening libLiteRt runs its static initialisers, which are sound to run once.
+        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Api {
+            create_environment: sym!(lib, "LiteRtCreateEnvironment"),
+            destroy_environment: sym!(lib, "LiteRtDestroyEnvironment"),
+            create_model_from_buffer: sym!(lib, "LiteRtCreateModelFromBuffer"),
+            destroy_model: sym!(lib, "LiteRtDestroyModel"),
+            get_model_signature: sym!(lib, "LiteRtGetModelSignature"),
+            num_signature_inputs: sym!(lib, "LiteRtGetNumSignatureInputs"),
+            num_signature_outputs: sym!(lib, "LiteRtGetNumSignatureOutputs"),
+            signature_input: sym!(lib, "LiteRtGetSignatureInputTensorByIndex"),
+            signature_output: sym!(lib, "LiteRtGetSignatureOutputTensorByIndex"),
+            ranked_tensor_type: sym!(lib, "LiteRtGetRankedTensorType"),
+            create_options: sym!(lib, "LiteRtCreateOptions"),
+            destroy_options: sym!(lib, "LiteRtDestroyOptions"),
+            set_accelerators: sym!(lib, "LiteRtSetOptionsHardwareAccelerators"),
+            create_compiled_model: sym!(lib, "LiteRtCreateCompiledModel"),
+            destroy_compiled_model: sym!(lib, "LiteRtDestroyCompiledModel"),
+            input_requirements: sym!(lib, "LiteRtGetCompiledModelInputBufferRequirements"),
+            output_requirements: sym!(lib, "LiteRtGetCompiledModelOutputBufferRequirements"),
+            requirements_size: sym!(lib, "LiteRtGetTensorBufferRequirementsBufferSize"),
+            resize_input: sym!(lib, "LiteRtCompiledModelResizeInputTensorNonStrict"),
+            output_layouts: sym!(lib, "LiteRtGetCompiledModelOutputTensorLayouts"),
+            buffer_from_host_memory: sym!(lib, "LiteRtCreateTensorBufferFromHostMemory"),
+            destroy_buffer: sym!(lib, "LiteRtDestroyTensorBuffer"),
+            run: sym!(lib, "LiteRtRunCompiledModel"),
+            _lib: lib,
+        })
+    }
+}
+
+/// LiteRT's status names (the library exports no status-string function).
+fn status_name(s: Status) -> &'static str {
+    match s {
+        1 => "invalid argument",
+        2 => "memory allocation failure",
+        3 => "runtime failure",
+        4 => "missing input tensor",
+        5 => "unsupported",
+        6 => "not found",
+        501 => "invalid flatbuffer",
+        504 => "compilation failed",
+        1000 => "index out of bounds",
+        _ => "error",
+    }
+}
+
+fn check(status: Status, what: &str) -> Result<(), Error> {
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(Error::Verbatim(format!(
+            "ERR {what} ({}, LiteRT status {status})",
+            status_name(status)
+        )))
+    }
+}
+
+/// A 64-byte-aligned byte buffer, as LiteRT wants host memory.
+struct Aligned {
+    blocks: Vec<Block>,
+    len: usize,
+}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Block([u8; ALIGN]);
+
+impl Aligned {
+    fn zeroed(len: usize) -> Aligned {
+        Aligned {
+            blocks: vec![Block([0; ALIGN]); len.div_ceil(ALIGN).max(1)],
+            len,
+        }
+    }
+
+    fn copy_of(data: &[u8], capacity: usize) -> Aligned {
+        let mut a = Aligned::zeroed(capacity.max(data.len()));
+        a.as_mut()[..data.len()].copy_from_slice(data);
+        a
+    }
+
+    fn ptr(&self) -> *mut c_void {
+        self.blocks.as_ptr().cast_mut().cast()
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `blocks` holds at least `len` initialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast(), self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Aligned {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `blocks` holds at least `len` initialised bytes.
+        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast(), self.len) }
+    }
+}
+
+/// The loaded LiteRT library and its environment.
+pub(super) struct TfLite {
+    api: Arc<Api>,
+    env: Arc<Env>,
+    version: String,
+}
+
+/// A LiteRT environment, shared by every model of the process.
+struct Env {
+    api: Arc<Api>,
+    ptr: Handle,
+}
+
+// SAFETY: the environment is created once and only passed to LiteRT calls, which do not
+// mutate it after creation.
+unsafe impl Send for Env {}
+// SAFETY: as above.
+unsafe impl Sync for Env {}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // SAFETY: created by LiteRtCreateEnvironment, destroyed once, after every model made
+        // in it (each model holds a reference).
+        unsafe { (self.api.destroy_environment)(self.ptr) }
+    }
+}
+
+impl TfLite {
+    pub(super) fn load(lib: &Path) -> Result<TfLite, String> {
+        let api = Arc::new(Api::open(lib)?);
+        // Only errors from LiteRT's own logger: it logs every compilation at INFO.
+        let quiet = EnvOption {
+            tag: ENV_MIN_LOGGER_SEVERITY,
+            value: Any {
+                kind: ANY_INT,
+                value: SEVERITY_ERROR,
+            },
+        };
+        let mut env = ptr::null_mut();
+        // SAFETY: one valid option and an out pointer.
+        let status = unsafe { (api.create_environment)(1, &quiet, &mut env) };
+        if status != 0 || env.is_null() {
+            return Err(format!("LiteRtCreateEnvironment failed (status {status})"));
+        }
+        // The wheel's version, from its dist-info folder beside the package.
+        let version = lib
+            .parent()
+            .and_then(Path::parent)
+            .and_then(|site| std::fs::read_dir(site).ok())
+            .and_then(|entries| {
+                entries.filter_map(|e| e.ok()).find_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("ai_edge_litert-")
+                        .and_then(|v| v.strip_suffix(".dist-info"))
+                        .map(str::to_string)
+                })
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Ok(TfLite {
+            env: Arc::new(Env {
+                api: api.clone(),
+                ptr: env,
+            }),
+            api,
+            version,
+        })
+    }
+}
+
+impl Backend for TfLite {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn load(
+        &self,
+        blob: &[u8],
+        device: &str,
+        _inputs: &[String],
+        _outputs: &[String],
+    ) -> Result<Arc<dyn LoadedModel>, Error> {
+        if !device.to_ascii_uppercase().starts_with("CPU") {
+            return Err(Error::Verbatim(format!(
+                "ERR GPU requested but the TFLITE backend runs on CPU only (device {device})"
+            )));
+        }
+        let api = &self.api;
+        let flatbuffer = Aligned::copy_of(blob, blob.len());
+        let mut model = TfLiteModel {
+            api: api.clone(),
+            _env: self.env.clone(),
+            flatbuffer,
+            model: ptr::null_mut(),
+            compiled: Mutex::new(ptr::null_mut()),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        // SAFETY: the flatbuffer lives in `model` as long as the LiteRT model; every handle is
+        // destroyed once by `TfLiteModel::drop` (also when an error drops `model` early).
+        unsafe {
+            check(
+                (api.create_model_from_buffer)(
+                    self.env.ptr,
+                    model.flatbuffer.ptr(),
+                    model.flatbuffer.len,
+                    &mut model.model,
+                ),
+                "Failed to load model from buffer",
+            )?;
+            let mut sig = ptr::null_mut();
+            check(
+                (api.get_model_signature)(model.model, 0, &mut sig),
+                "TFLITE model has no signature or subgraph",
+            )?;
+            let (mut n_in, mut n_out) = (0usize, 0usize);
+            check((api.num_signature_inputs)(sig, &mut n_in), "model inputs")?;
+            check(
+                (api.num_signature_outputs)(sig, &mut n_out),
+                "model outputs",
+            )?;
+            for (n, get, list) in [
+                (n_in, api.signature_input, &mut model.inputs),
+                (n_out, api.signature_output, &mut model.outputs),
+            ] {
+                for i in 0..n {
+                    let mut tensor = ptr::null_mut();
+                    check(get(sig, i, &mut tensor), "model tensor")?;
+                    let mut ty = RankedType::zeroed();
+                    check(
+                        (api.ranked_tensor_type)(tensor, &mut ty),
+                        "TFLITE tensors must have a known rank",
+                    )?;
+                    list.push(ty);
+                }
+            }
+            let mut options = ptr::null_mut();
+            check((api.create_options)(&mut options), "LiteRT options")?;
+            let mut compiled = ptr::null_mut();
+            let status = match (api.set_accelerators)(options, HW_CPU) {
+                0 => (api.create_compiled_model)(self.env.ptr, model.model, options, &mut compiled),
+                s => s,
+            };
+            (api.destroy_options)(options);
+            check(status, "Failed to compile the TFLITE model")?;
+            *model.compiled.get_mut() = compiled;
+        }
+        Ok(Arc::new(model))
+    }
+}
+
+/// A model, its flatbuffer and its compiled form. LiteRT's compiled model keeps per-run
+/// state (input shapes, buffers), so runs of one model are serialised by the mutex.
+struct TfLiteModel {
+    api: Arc<Api>,
+    /// The environment the model was made in, kept alive as long as the model.
+    _env: Arc<Env>,
+    flatbuffer: Aligned,
+    model: Handle,
+    compiled: Mutex<Handle>,
+    /// The signature's input and output types as compiled (shapes change on resize).
+    inputs: Vec<RankedType>,
+    outputs: Vec<RankedType>,
+}
+
+// SAFETY: the LiteRT handles are only used under `compiled`'s mutex or read-only.
+unsafe impl Send for TfLiteModel {}
+// SAFETY: as above.
+unsafe impl Sync for TfLiteModel {}
+
+impl Drop for TfLiteModel {
+    fn drop(&mut self) {
+        // SAFETY: each handle was created for this model and is destroyed once, the compiled
+        // model before the model it came from.
+        unsafe {
+            let compiled = *self.compiled.get_mut();
+            if !compiled.is_null() {
+                (self.api.destroy_compiled_model)(compiled);
+            }
+            if !self.model.is_null() {
+                (self.api.destroy_model)(self.model);
+            }
+        }
+    }
+}
+
+fn element_type(d: DType) -> Result<c_int, Error> {
+    Ok(match d {
+        DType::Float => 1,
+        DType::Int32 => 2,
+        DType::Uint8 => 3,
+        DType::Int64 => 4,
+        DType::Bool => 6,
+        DType::Int16 => 7,
+        DType::Int8 => 9,
+        DType::Double => 11,
+        DType::Uint16 => 17,
+        DType::String => {
+            return Err(Error::Verbatim(
+                "ERR STRING tensors are not supported by the TFLITE backend".into(),
+            ));
+        }
+    })
+}
+
+fn dtype_of(t: c_int) -> Result<DType, Error> {
+    Ok(match t {
+        1 => DType::Float,
+        2 => DType::Int32,
+        3 => DType::Uint8,
+        4 => DType::Int64,
+        6 => DType::Bool,
+        7 => DType::Int16,
+        9 => DType::Int8,
+        11 => DType::Double,
+        17 => DType::Uint16,
+        other => {
+            return Err(Error::Verbatim(format!(
+                "ERR unsupported TFLITE output element type {other}"
+            )));
+        }
+    })
+}
+
+/// Tensor buffers made for one run, destroyed when it ends.
+struct Buffers<'a> {
+    api: &'a Api,
+    handles: Vec<Handle>,
+}
+
+impl Drop for Buffers<'_> {
+    fn drop(&mut self) {
+        for &h in &self.handles {
+            // SAFETY: created by LiteRtCreateTensorBufferFromHostMemory, destroyed once.
+            unsafe { (self.api.destroy_buffer)(h) }
+        }
+    }
+}
+
+impl LoadedModel for TfLiteModel {
+    fn num_inputs(&self) -> Option<usize> {
+        Some(self.inputs.len())
+    }
+
+    fn num_outputs(&self) -> Option<usize> {
+        Some(self.outputs.len())
+    }
+
+    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Verbatim(
+                "Number of keys given as INPUTS here does not match model definition".into(),
+            ));
+        }
+        let api = &*self.api;
+        let compiled = self.compiled.lock();
+        let cm = *compiled;
+        let mut bufs = Buffers {
+            api,
+            handles: Vec::with_capacity(inputs.len() + self.outputs.len()),
+        };
+        // Inputs: resize the model to each input's shape (a no-op when it already has it),
+        // then lend the bytes in place or an aligned copy of them.
+        let mut copies = Vec::new();
+        for (i, t) in inputs.iter().enumerate() {
+            let et = element_type(t.dtype())?;
+            if et != self.inputs[i].element_type {
+                return Err(Error::Verbatim(format!(
+                    "ERR Input tensor {i} type doesn't match the type expected by the model"
+                )));
+            }
+            if t.shape().len() > MAX_RANK {
+                return Err(Error::Verbatim("ERR tensor rank above 8".into()));
+            }
+            let dims: Vec<c_int> = t.shape().iter().map(|&d| d as c_int).collect();
+            let mut reqs = ptr::null_mut();
+            let mut size = 0usize;
+            // SAFETY: `cm` is live under the lock; `dims` outlives the call; requirements are
+            // owned by the compiled model and read before the next resize.
+            unsafe {
+                check(
+                    (api.resize_input)(cm, 0, i, dims.as_ptr(), dims.len()),
+                    "Could not resize the TFLITE model's input to the tensor's shape",
+                )?;
+                check(
+                    (api.input_requirements)(cm, 0, i, &mut reqs),
+                    "TFLITE input buffer requirements",
+                )?;
+                check(
+                    (api.requirements_size)(reqs, &mut size),
+                    "TFLITE input buffer size",
+                )?;
+            }
+            let blob = t.blob();
+            if size < blob.len() {
+                return Err(Error::Verbatim(format!(
+                    "ERR Input tensor {i} is larger than the model expects"
+                )));
+            }
+            let ptr = if (blob.as_ptr() as usize).is_multiple_of(ALIGN) && size == blob.len() {
+                blob.as_ptr().cast_mut().cast()
+            } else {
+                copies.push(Aligned::copy_of(blob, size));
+                copies.last().map_or(ptr::null_mut(), Aligned::ptr)
+            };
+            let ty = RankedType::new(et, t.shape());
+            let mut h = ptr::null_mut();
+            // SAFETY: the memory (the stored tensor, held by `inputs`, or a copy in `copies`)
+            // outlives the buffer, which `bufs` destroys before this function returns; LiteRT
+            // only reads input buffers.
+            check(
+                unsafe { (api.buffer_from_host_memory)(&ty, ptr, size, None, &mut h) },
+                "TFLITE input buffer",
+            )?;
+            bufs.handles.push(h);
+        }
+        // Outputs: their shapes after the resizes, and aligned buffers to receive them.
+        let mut layouts = vec![RankedType::zeroed().layout; self.outputs.len()];
+        // SAFETY: `layouts` has one entry per output.
+        check(
+            unsafe { (api.output_layouts)(cm, 0, layouts.len(), layouts.as_mut_ptr(), true) },
+            "TFLITE model cannot run inputs of these shapes",
+        )?;
+        let mut outs = Vec::with_capacity(self.outputs.len());
+        for (i, layout) in layouts.iter().enumerate() {
+            let mut reqs = ptr::null_mut();
+            let mut size = 0usize;
+            // SAFETY: as for the inputs.
+            unsafe {
+                check(
+                    (api.output_requirements)(cm, 0, i, &mut reqs),
+                    "TFLITE output buffer requirements",
+                )?;
+                check(
+                    (api.requirements_size)(reqs, &mut size),
+                    "TFLITE output buffer size",
+                )?;
+            }
+            let shape = layout_shape(layout);
+            let dtype = dtype_of(self.outputs[i].element_type)?;
+            let buf = Aligned::zeroed(size);
+            let ty = RankedType::new(self.outputs[i].element_type, &shape);
+            let mut h = ptr::null_mut();
+            // SAFETY: `buf` lives in `outs` until after the run and the buffer's destruction.
+            check(
+                unsafe { (api.buffer_from_host_memory)(&ty, buf.ptr(), size, None, &mut h) },
+                "TFLITE output buffer",
+            )?;
+            bufs.handles.push(h);
+            outs.push((dtype, shape, buf));
+        }
+        let (ins, outh) = bufs.handles.split_at(inputs.len());
+        // SAFETY: the buffer arrays hold live handles, counted as passed.
+        check(
+            unsafe { (api.run)(cm, 0, ins.len(), ins.as_ptr(), outh.len(), outh.as_ptr()) },
+            "TFLITE model run failed",
+        )?;
+        drop(bufs);
+        drop(compiled);
+        outs.into_iter()
+            .map(|(dtype, shape, mut buf)| {
+                if shape.contains(&0) {
+                    return Err(Error::Verbatim("ERR model produced an empty tensor".into()));
+                }
+                let bytes = shape.iter().product::<usize>() * dtype.size().unwrap_or(1);
+                buf.len = bytes.min(buf.len);
+                Tensor::from_blob(dtype, shape, Bytes::from_owner(buf))
+            })
+            .collect()
+    }
+}

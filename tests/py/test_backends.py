@@ -1,0 +1,54 @@
+"""Backend libraries that are missing: the backend answers `Could not load backend` with the
+reason in the log, the others keep working, and BACKENDSPATH / LOADBACKEND fix it at run time."""
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+import redis
+
+from conftest import Server
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SITE = pathlib.Path(redis.__file__).resolve().parents[1]  # the venv's site-packages
+
+
+@pytest.fixture
+def onnx_only():
+    """A server whose backends path holds onnxruntime and nothing else."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="shardai-backends-"))
+    os.symlink(SITE / "onnxruntime", path / "onnxruntime")
+    s = Server("--backends-path", str(path))
+    yield s
+    s.stop()
+    shutil.rmtree(s.dir, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_missing_library_is_reported_and_others_work(onnx_only):
+    r = onnx_only.client()
+    graph = (ROOT / "tests/models/redisai/graph.pb").read_bytes()
+    for args in (["TF", "CPU", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "mul"], ["TFLITE", "CPU"]):
+        with pytest.raises(redis.ResponseError, match="^Could not load backend$"):
+            r.execute_command("AI.MODELSTORE", "m", *args, "BLOB", graph)
+    assert r.exists("m") == 0
+    log = pathlib.Path(onnx_only.dir, "shardai.log").read_text()
+    assert "libtensorflow_cc.so.2" in log and "libLiteRt.so" in log, log
+    # ONNX (on the path) and TORCH (linked in) still work.
+    r.execute_command("AI.MODELSTORE", "mnist", "ONNX", "CPU", "BLOB",
+                      (ROOT / "tests/models/redisai/mnist.onnx").read_bytes())
+    r.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 1, 28, 28)
+    assert r.execute_command("AI.MODELEXECUTE", "mnist", "INPUTS", 1, "x", "OUTPUTS", 1, "y") == b"OK"
+    # Pointing BACKENDSPATH at the venv brings TF in without a restart.
+    assert r.execute_command("AI.CONFIG", "BACKENDSPATH", str(SITE)) == b"OK"
+    assert r.execute_command("AI.MODELSTORE", "m", "TF", "CPU", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "mul",
+                             "BLOB", graph) == b"OK"
+    a = np.array([1, 2], dtype=np.float32)
+    r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, "BLOB", a.tobytes())
+    r.execute_command("AI.TENSORSET", "b", "FLOAT", 2, "BLOB", a.tobytes())
+    r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+    assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"1", b"4"]
+    info = r.info("ai_backends_info")
+    assert info["ai_TF_version"] == "2.21.0" and "ai_TFLite_version" not in info
