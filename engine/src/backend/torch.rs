@@ -1,5 +1,11 @@
 //! PyTorch through `tch`: TorchScript modules as `torch.jit.save` writes them, on libtorch
 //! from the torch wheel (linked at build time, found at run time through the rpath).
+//!
+//! CPU inputs are lent to libtorch in place (`from_blob` over the stored tensor's bytes, which
+//! the run holds until the outputs are copied out). The linker drops `libtorch_cuda.so`
+//! because nothing references it, so the first GPU model opens it from beside
+//! `libtorch_cpu.so` (RTLD_GLOBAL, which registers libtorch's CUDA hooks).
+#![allow(unsafe_code)]
 
 use std::{io::Cursor, sync::Arc};
 
@@ -42,6 +48,36 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::Verbatim(format!("ERR {first}"))
 }
 
+/// The folder of the `libtorch_cpu.so` this process mapped, from /proc/self/maps.
+fn torch_lib_dir() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
+}
+
+/// Opens `libtorch_cuda.so` once (kept open for the life of the process). The outcome is
+/// logged by the caller through the GPU error when CUDA stays unavailable.
+fn load_torch_cuda() -> &'static Result<(), String> {
+    static CUDA: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    CUDA.get_or_init(|| {
+        let dir = torch_lib_dir().ok_or("libtorch_cpu.so is not mapped")?;
+        let path = dir.join("libtorch_cuda.so");
+        // SAFETY: loading libtorch_cuda runs its static initialisers, which register CUDA
+        // with the libtorch already loaded; it is never unloaded.
+        let lib = unsafe {
+            libloading::os::unix::Library::open(
+                Some(&path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+            )
+        }
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::mem::forget(lib);
+        Ok(())
+    })
+}
+
 fn device(name: &str) -> Result<Device, Error> {
     let upper = name.to_ascii_uppercase();
     if upper.starts_with("CPU") {
@@ -51,6 +87,9 @@ fn device(name: &str) -> Result<Device, Error> {
         .strip_prefix("GPU:")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    if let Err(why) = load_torch_cuda() {
+        tracing::warn!(reason = %why, "could not open libtorch_cuda.so");
+    }
     if !tch::Cuda::is_available() || index >= tch::Cuda::device_count() as usize {
         return Err(Error::Verbatim(
             "ERR GPU requested but Torch couldn't find CUDA".into(),
@@ -123,9 +162,23 @@ fn dtype_of(k: Kind) -> Result<DType, Error> {
     })
 }
 
+/// A libtorch tensor over the stored tensor's bytes, without a copy. The caller keeps `t`
+/// alive for as long as the returned tensor (the run's inputs outlive the run, and outputs
+/// are copied out before it returns).
 fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-    let x = tch::Tensor::f_from_data_size(t.blob(), &shape, kind_of(t.dtype())?).map_err(err)?;
+    let kind = kind_of(t.dtype())?;
+    let mut strides = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    // SAFETY: the blob holds exactly `len * element size` bytes (checked when the tensor was
+    // built) laid out row-major as `strides` says, and outlives the tensor (see above).
+    // TorchScript models do not write to their inputs; one that did would change the stored
+    // tensor, as with RedisAI's own zero-copy inputs.
+    let x =
+        unsafe { tch::Tensor::f_from_blob(t.blob().as_ptr(), &shape, &strides, kind, Device::Cpu) }
+            .map_err(err)?;
     Ok(if dev == Device::Cpu {
         x
     } else {

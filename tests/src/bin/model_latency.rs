@@ -1,14 +1,19 @@
 //! Benchmark: a model served by shardai versus the same model called in-process.
 //!
-//! For each ONNX model given, one client sends AI.TENSORSET + AI.MODELEXECUTE +
-//! AI.TENSORGET as one pipeline and waits for the three replies; the same input is also run
-//! in this process through shardai's own ONNX backend (the same `ort` code and the same
-//! libonnxruntime the server loads), without queue or network. Prints p50/p99 of both and the
-//! difference.
+//! For each model given, one client sends AI.TENSORSET + AI.MODELEXECUTE + AI.TENSORGET as
+//! one pipeline and waits for the three replies; the same input is also run in this process
+//! through shardai's own backend (the same code and the same native library the server
+//! loads), without queue or network. Prints p50/p99 of both and the difference. The backend
+//! follows the file's extension (`.onnx`, `.pt`, `.pb`, `.tflite`); TF models also name their
+//! input and output nodes.
 //!
 //! ```sh
 //! cargo build --release -p shardai-node -p shardai-tests
-//! target/release/model_latency tests/models/redisai/mnist.onnx:1,1,28,28 [--iters 3000]
+//! target/release/make_torch_models /tmp/m && .venv/bin/python tests/models/make_tf.py /tmp/m
+//! .venv/bin/python tests/models/make_tflite.py /tmp/m
+//! target/release/model_latency tests/models/redisai/mnist.onnx:1,1,28,28 \
+//!     /tmp/m/mnist_cnn.pt:1,1,28,28 /tmp/m/mnist_cnn.pb:1,28,28,1:images:output \
+//!     /tmp/m/mnist_cnn.tflite:1,28,28,1 [--iters 3000] [--device GPU:0]
 //! ```
 
 use std::{
@@ -24,6 +29,48 @@ use shardai_engine::{
 use shardai_protocol::{DType, command::Backend as Kind};
 use shardai_tests::Server;
 
+/// One model to measure: `PATH:SHAPE[:INPUT,...:OUTPUT,...]`.
+struct Spec {
+    path: String,
+    kind: Kind,
+    shape: Vec<usize>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Spec {
+    fn parse(arg: &str) -> Spec {
+        let mut parts = arg.split(':');
+        let path = parts.next().expect("PATH").to_string();
+        let shape = parts
+            .next()
+            .expect("PATH:SHAPE")
+            .split(',')
+            .map(|d| d.parse().expect("dimension"))
+            .collect();
+        let names = |p: Option<&str>| -> Vec<String> {
+            p.map(|s| s.split(',').map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let inputs = names(parts.next());
+        let outputs = names(parts.next());
+        let kind = match path.rsplit('.').next() {
+            Some("onnx") => Kind::Onnx,
+            Some("pt") => Kind::Torch,
+            Some("pb") => Kind::Tf,
+            Some("tflite") => Kind::TfLite,
+            other => panic!("unknown model extension {other:?}"),
+        };
+        Spec {
+            path,
+            kind,
+            shape,
+            inputs,
+            outputs,
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -35,21 +82,27 @@ fn us(d: Duration) -> f64 {
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut iters = 3000usize;
-    if let Some(i) = args.iter().position(|a| a == "--iters") {
-        iters = args[i + 1].parse().expect("--iters N");
-        args.drain(i..i + 2);
-    }
+    let mut flag = |name: &str, default: &str| -> String {
+        match args.iter().position(|a| a == name) {
+            Some(i) => {
+                let v = args[i + 1].clone();
+                args.drain(i..i + 2);
+                v
+            }
+            None => default.to_string(),
+        }
+    };
+    let iters: usize = flag("--iters", "3000").parse().expect("--iters N");
+    let device = flag("--device", "CPU");
     if args.is_empty() {
-        eprintln!("usage: model_latency MODEL.onnx:d1,d2,... [...] [--iters N]");
+        eprintln!(
+            "usage: model_latency MODEL:d1,d2,...[:IN,...:OUT,...] [...] [--iters N] [--device D]"
+        );
         std::process::exit(2);
     }
     let server = Server::start();
     let mut con = server.client();
     let backends = Backends::new(default_path());
-    let onnx = backends
-        .get(Kind::Onnx)
-        .expect("ONNX backend (run scripts/setup)");
     // The floor: three pipelined PINGs on the same connection.
     let mut ping = Vec::with_capacity(iters);
     for _ in 0..iters {
@@ -61,28 +114,30 @@ fn main() {
     }
     ping.sort();
     println!(
-        "network floor (3 pipelined PINGs): p50 {:.0} µs, p99 {:.0} µs",
+        "network floor (3 pipelined PINGs): p50 {:.0} µs, p99 {:.0} µs; device {device}",
         us(percentile(&ping, 0.5)),
         us(percentile(&ping, 0.99))
     );
     println!(
-        "| model | served p50 µs | served p99 µs | in-process p50 µs | in-process p99 µs | p50 difference µs |"
+        "| model | backend | served p50 µs | served p99 µs | in-process p50 µs | in-process p99 µs | p50 difference µs |"
     );
-    println!("|---|---|---|---|---|---|");
-    for spec in &args {
-        let (path, shape) = spec.split_once(':').expect("MODEL:SHAPE");
-        let shape: Vec<usize> = shape
-            .split(',')
-            .map(|d| d.parse().expect("dimension"))
-            .collect();
-        let blob = std::fs::read(path).expect("model file");
+    println!("|---|---|---|---|---|---|---|");
+    for arg in &args {
+        let spec = Spec::parse(arg);
+        let shape = spec.shape.clone();
+        let blob = std::fs::read(&spec.path).expect("model file");
         let n: usize = shape.iter().product();
         let data: Vec<u8> = (0..n)
             .flat_map(|i| ((i % 255) as f32 / 255.0).to_le_bytes())
             .collect();
 
         // In-process: the backend itself, on this thread.
-        let model = onnx.load(&blob, "CPU", &[], &[]).expect("model loads");
+        let backend = backends
+            .get(spec.kind)
+            .unwrap_or_else(|e| panic!("{} backend (run scripts/setup): {e}", spec.kind.name()));
+        let model = backend
+            .load(&blob, &device, &spec.inputs, &spec.outputs)
+            .expect("model loads");
         let input = Arc::new(
             Tensor::from_blob(DType::Float, shape.clone(), Bytes::from(data.clone())).unwrap(),
         );
@@ -98,12 +153,20 @@ fn main() {
                 direct.push(took);
             }
         }
+        let n_outputs = model.num_outputs().unwrap_or(1);
+        drop(model);
 
         // Served: one pipelined round trip per iteration.
-        let _: () = redis::cmd("AI.MODELSTORE")
-            .arg("m")
-            .arg("ONNX")
-            .arg("CPU")
+        let mut store = redis::cmd("AI.MODELSTORE");
+        store.arg("m").arg(spec.kind.name()).arg(&device);
+        if spec.kind == Kind::Tf {
+            store.arg("INPUTS").arg(spec.inputs.len()).arg(&spec.inputs);
+            store
+                .arg("OUTPUTS")
+                .arg(spec.outputs.len())
+                .arg(&spec.outputs);
+        }
+        let _: () = store
             .arg("BLOB")
             .arg(&blob)
             .query(&mut con)
@@ -124,9 +187,9 @@ fn main() {
                 .arg(inputs.len())
                 .arg(vec!["in"; inputs.len()])
                 .arg("OUTPUTS")
-                .arg(model.num_outputs().unwrap_or(1))
+                .arg(n_outputs)
                 .arg(
-                    (0..model.num_outputs().unwrap_or(1))
+                    (0..n_outputs)
                         .map(|i| format!("out{i}"))
                         .collect::<Vec<_>>(),
                 )
@@ -149,7 +212,9 @@ fn main() {
             percentile(&direct, 0.99),
         );
         println!(
-            "| {path} {shape:?} | {:.0} | {:.0} | {:.0} | {:.0} | {:+.0} |",
+            "| {} {shape:?} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:+.0} |",
+            spec.path.rsplit('/').next().unwrap_or(&spec.path),
+            spec.kind.name(),
             us(s50),
             us(s99),
             us(d50),
