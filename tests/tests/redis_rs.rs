@@ -587,8 +587,9 @@ fn ai_config() {
             .arg("x.so")
             .query(&mut c),
     );
+    // A relative path is taken under BACKENDSPATH, as RedisAI does.
     assert!(
-        e.starts_with("ERR error loading backend: the TF backend is not built"),
+        e.starts_with("ERR error loading backend: /opt/backends/x.so"),
         "{e}"
     );
     let e = err_text(
@@ -621,7 +622,7 @@ fn ai_config() {
 fn model_command_errors() {
     let s = Server::start();
     let mut c = s.client();
-    // Backends not built in yet answer as RedisAI does for a backend it cannot load.
+    // A blob the backend cannot load is an error, and no key.
     assert_eq!(
         err_text(
             cmd("AI.MODELSTORE")
@@ -632,8 +633,10 @@ fn model_command_errors() {
                 .arg("x")
                 .query(&mut c)
         ),
-        "ERR Could not load backend"
+        "ERR Failed to load model from buffer (invalid flatbuffer, LiteRT status 501)"
     );
+    let n: i64 = cmd("EXISTS").arg("m").query(&mut c).unwrap();
+    assert_eq!(n, 0);
     // Argument errors come first, with RedisAI's texts.
     assert_eq!(
         err_text(
