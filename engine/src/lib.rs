@@ -8,13 +8,14 @@
 //! - [`glob`]: Redis glob patterns.
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its implementations (ONNX behind `onnx`).
-//! - [`queue`]: per-device run queues whose threads execute models.
+//! - [`batching`]: the auto-batching policy, and concatenating / splitting batches.
+//! - [`queue`]: per-device run queues whose threads execute models, batched by that policy.
 //! - [`stats`]: AI.INFO run statistics per key.
 //!
-//! The engine opens no sockets and knows nothing of slots or Raft. Batching and DAGs arrive
-//! with the execution issue.
+//! The engine opens no sockets and knows nothing of slots or Raft.
 
 pub mod backend;
+pub mod batching;
 pub mod glob;
 pub mod model;
 pub mod mutation;

@@ -1,46 +1,54 @@
 //! Run queues: one queue per device string, each served by its own worker threads.
 //!
-//! A job carries a model, its input tensors (shared handles, not copies) and a one-shot
-//! channel for the result; the async side awaits the channel, so no tokio worker ever runs a
-//! model. A job that waited in its queue longer than its TIMEOUT is answered `TIMEDOUT`
-//! without running.
+//! A job carries a model, its input tensors (shared handles, not copies), the model key's
+//! AI.INFO statistics and a one-shot channel for the result; the async side awaits the
+//! channel, so no tokio worker ever runs a model. Workers take their next step from the
+//! auto-batching policy (`crate::batching`): a job alone, several jobs for one model
+//! concatenated along dimension 0 and run as one backend call (outputs split back per job),
+//! jobs that waited past their TIMEOUT answered `TIMEDOUT` without running, or a wait.
+//! Statistics count backend calls: a batch of 8 requests is one call of 8 samples.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, mpsc},
+    collections::{HashMap, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use shardai_protocol::Error;
 use tokio::sync::oneshot;
 
-use crate::{model::Model, tensor::Tensor};
+use crate::{
+    batching::{self, Pick, Queued},
+    model::Model,
+    stats::RunStats,
+    tensor::Tensor,
+};
 
 /// The result of one execution.
 pub type RunResult = Result<Vec<Tensor>, Error>;
 
-/// A finished execution: the outputs and how long the backend ran (queueing excluded).
-#[derive(Debug)]
-pub struct Ran {
-    /// The model's outputs.
-    pub outputs: Vec<Tensor>,
-    /// Time spent in the backend.
-    pub took: Duration,
-}
-
+/// One queued execution request.
 struct Job {
     model: Arc<Model>,
     inputs: Vec<Arc<Tensor>>,
     enqueued: Instant,
-    timeout: Option<Duration>,
-    reply: oneshot::Sender<Result<Ran, Error>>,
+    deadline: Option<Instant>,
+    stats: Arc<RunStats>,
+    reply: oneshot::Sender<RunResult>,
 }
 
-/// All run queues of the process.
+/// One device's queue.
+#[derive(Default)]
+struct DeviceQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+/// The per-device queues of this node, created on first use.
 #[derive(Default)]
 pub struct RunQueues {
-    queues: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    queues: Mutex<HashMap<String, Arc<DeviceQueue>>>,
     threads_per_queue: usize,
 }
 
@@ -53,7 +61,7 @@ impl std::fmt::Debug for RunQueues {
 }
 
 impl RunQueues {
-    /// Queues with `threads_per_queue` workers each (at least one).
+    /// Queues whose devices each get `threads_per_queue` worker threads.
     pub fn new(threads_per_queue: usize) -> Self {
         RunQueues {
             queues: Mutex::new(HashMap::new()),
@@ -61,64 +69,159 @@ impl RunQueues {
         }
     }
 
-    /// Queues `model` with `inputs` on the model's device; resolves with the outputs.
+    /// Runs `model` on `inputs` on the model's device queue, possibly batched with other
+    /// requests for the same model. `TimedOut` when the job waited longer than `timeout`.
+    /// Backend calls (and their errors) are counted in `stats`.
     pub async fn run(
         &self,
         model: Arc<Model>,
         inputs: Vec<Arc<Tensor>>,
         timeout: Option<Duration>,
-    ) -> Result<Ran, Error> {
+        stats: Arc<RunStats>,
+    ) -> RunResult {
         let (tx, rx) = oneshot::channel();
         let device = model.device.to_ascii_uppercase();
+        let enqueued = Instant::now();
         let job = Job {
             model,
             inputs,
-            enqueued: Instant::now(),
-            timeout,
+            enqueued,
+            deadline: timeout.map(|t| enqueued + t),
+            stats,
             reply: tx,
         };
-        self.sender(&device)?
-            .send(job)
-            .map_err(|_| Error::Verbatim("ERR run queue stopped".into()))?;
+        let queue = self.queue(&device)?;
+        queue.jobs.lock().push_back(job);
+        queue.ready.notify_one();
         rx.await
             .map_err(|_| Error::Verbatim("ERR run queue stopped".into()))?
     }
 
-    fn sender(&self, device: &str) -> Result<mpsc::Sender<Job>, Error> {
+    fn queue(&self, device: &str) -> Result<Arc<DeviceQueue>, Error> {
         let mut queues = self.queues.lock();
-        if let Some(tx) = queues.get(device) {
-            return Ok(tx.clone());
+        if let Some(q) = queues.get(device) {
+            return Ok(q.clone());
         }
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(DeviceQueue::default());
         for i in 0..self.threads_per_queue {
-            let rx = rx.clone();
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("shardai-run-{device}-{i}"))
-                .spawn(move || worker(rx))
+                .spawn(move || worker(&queue))
                 .map_err(|_| {
                     Error::Verbatim("ERR Could not initialize queue on requested device".into())
                 })?;
         }
-        queues.insert(device.to_string(), tx.clone());
-        Ok(tx)
+        queues.insert(device.to_string(), queue.clone());
+        Ok(queue)
     }
 }
 
-fn worker(rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// Takes the jobs at `positions` (ascending) out of the queue, in order.
+fn take(jobs: &mut VecDeque<Job>, positions: &[usize]) -> Vec<Job> {
+    let mut out: Vec<Job> = positions
+        .iter()
+        .rev()
+        .filter_map(|&i| jobs.remove(i))
+        .collect();
+    out.reverse();
+    out
+}
+
+fn worker(queue: &DeviceQueue) {
     loop {
-        let job = match rx.lock().recv() {
-            Ok(job) => job,
-            Err(_) => return,
+        let group = {
+            let mut jobs = queue.jobs.lock();
+            loop {
+                let now = Instant::now();
+                let view: Vec<Queued<'_>> = jobs
+                    .iter()
+                    .map(|j| Queued {
+                        model: Arc::as_ptr(&j.model) as *const () as usize,
+                        opts: j.model.batch,
+                        inputs: j.inputs.iter().map(|t| (t.dtype(), t.shape())).collect(),
+                        enqueued: j.enqueued,
+                        deadline: j.deadline,
+                    })
+                    .collect();
+                match batching::pick(&view, now) {
+                    Pick::TimedOut(positions) => {
+                        drop(view);
+                        for job in take(&mut jobs, &positions) {
+                            let _ = job.reply.send(Err(Error::TimedOut));
+                        }
+                    }
+                    Pick::Run(positions) => {
+                        drop(view);
+                        break take(&mut jobs, &positions);
+                    }
+                    Pick::Wait(until) => {
+                        drop(view);
+                        match until {
+                            Some(t) => {
+                                queue.ready.wait_until(&mut jobs, t);
+                            }
+                            None => queue.ready.wait(&mut jobs),
+                        }
+                    }
+                }
+            }
         };
-        if job.timeout.is_some_and(|t| job.enqueued.elapsed() > t) {
-            let _ = job.reply.send(Err(Error::TimedOut));
-            continue;
+        // Another worker may now find something to run (a model not held by this batch).
+        queue.ready.notify_one();
+        execute(group);
+    }
+}
+
+/// Runs a group of jobs for one model as one backend call and answers each.
+fn execute(group: Vec<Job>) {
+    let Some(first) = group.first() else { return };
+    let (model, stats) = (first.model.clone(), first.stats.clone());
+    let sizes: Vec<usize> = group
+        .iter()
+        .map(|j| {
+            j.inputs
+                .first()
+                .and_then(|t| t.shape().first().copied())
+                .unwrap_or(1)
+        })
+        .collect();
+    let samples: usize = sizes.iter().sum();
+    let inputs = if group.len() == 1 {
+        Ok(group[0].inputs.clone())
+    } else {
+        (0..first.inputs.len())
+            .map(|i| {
+                let parts: Vec<&Tensor> = group.iter().map(|j| &*j.inputs[i]).collect();
+                batching::concat(&parts).map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let started = Instant::now();
+    let result = inputs.and_then(|inputs| model.loaded.run(&inputs));
+    let took = started.elapsed();
+    match &result {
+        Ok(_) => stats.record(took.as_micros() as u64, samples as u64),
+        Err(_) => stats.record_error(),
+    }
+    if group.len() == 1 {
+        if let Some(job) = group.into_iter().next() {
+            let _ = job.reply.send(result);
         }
-        let started = Instant::now();
-        let result = job.model.loaded.run(&job.inputs);
-        let took = started.elapsed();
-        let _ = job.reply.send(result.map(|outputs| Ran { outputs, took }));
+        return;
+    }
+    let split = result.and_then(|outputs| batching::split(outputs, &sizes));
+    match split {
+        Ok(per_job) => {
+            for (job, outputs) in group.into_iter().zip(per_job) {
+                let _ = job.reply.send(Ok(outputs));
+            }
+        }
+        Err(e) => {
+            for job in group {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
     }
 }
 
@@ -175,6 +278,49 @@ mod tests {
         (Arc::new(m), d)
     }
 
+    fn stats() -> Arc<RunStats> {
+        Arc::new(RunStats::default())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_requests_for_a_batching_model_share_one_backend_call() {
+        let q = Arc::new(RunQueues::new(1));
+        let (m, d) = model(Duration::from_millis(100));
+        let mut m2 = (*m).clone();
+        m2.batch.batchsize = 8;
+        let m2 = Arc::new(m2);
+        let s = stats();
+        // The first request occupies the worker; the next 7 queue up and run together.
+        let first = tokio::spawn({
+            let (q, m, s) = (q.clone(), m2.clone(), s.clone());
+            async move { q.run(m, input(), None, s).await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let rest: Vec<_> = (0..7)
+            .map(|i| {
+                let (q, m, s) = (q.clone(), m2.clone(), s.clone());
+                tokio::spawn(async move {
+                    let t = Tensor::from_blob(DType::Uint8, vec![1, 2], Bytes::from(vec![i, 1]))
+                        .unwrap();
+                    q.run(m, vec![Arc::new(t)], None, s).await
+                })
+            })
+            .collect();
+        first.await.unwrap().unwrap();
+        for (i, r) in rest.into_iter().enumerate() {
+            let out = r.await.unwrap().unwrap();
+            assert_eq!(out[0].shape(), &[1, 2]);
+            assert_eq!(
+                &out[0].blob()[..],
+                &[2 * i as u8, 2],
+                "each gets its own rows"
+            );
+        }
+        assert_eq!(d.calls.load(Ordering::SeqCst), 2);
+        let snap = s.snapshot();
+        assert_eq!((snap.calls, snap.samples), (2, 9));
+    }
+
     fn input() -> Vec<Arc<Tensor>> {
         vec![Arc::new(
             Tensor::from_blob(DType::Uint8, vec![2], Bytes::from_static(&[1, 2])).unwrap(),
@@ -185,7 +331,7 @@ mod tests {
     async fn runs_on_queue_threads() {
         let q = RunQueues::new(1);
         let (m, d) = model(Duration::ZERO);
-        let out = q.run(m, input(), None).await.unwrap().outputs;
+        let out = q.run(m, input(), None, stats()).await.unwrap();
         assert_eq!(&out[0].blob()[..], &[2, 4]);
         assert_eq!(d.calls.load(Ordering::SeqCst), 1);
     }
@@ -196,10 +342,12 @@ mod tests {
         let (m, d) = model(Duration::from_millis(200));
         let first = tokio::spawn({
             let (q, m) = (q.clone(), m.clone());
-            async move { q.run(m, input(), None).await }
+            async move { q.run(m, input(), None, stats()).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let second = q.run(m, input(), Some(Duration::from_millis(50))).await;
+        let second = q
+            .run(m, input(), Some(Duration::from_millis(50)), stats())
+            .await;
         assert_eq!(second.unwrap_err(), Error::TimedOut);
         assert!(first.await.unwrap().is_ok());
         assert_eq!(

@@ -67,6 +67,22 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_THREADS_PER_QUEUE", default_value_t = 1)]
     pub threads_per_queue: usize,
 
+    /// Threads one backend operator may use (RedisAI's INTRA_OP_PARALLELISM; 0: the
+    /// library's default, usually one per core). Passed to ONNX Runtime, libtorch,
+    /// TensorFlow and LiteRT (XNNPACK) when their library is loaded.
+    #[arg(long, env = "SHARDAI_INTRA_OP_PARALLELISM", default_value_t = 0)]
+    pub intra_op_parallelism: usize,
+
+    /// Operators a backend may run at once (RedisAI's INTER_OP_PARALLELISM; 0: the
+    /// library's default). Passed to ONNX Runtime, libtorch and TensorFlow.
+    #[arg(long, env = "SHARDAI_INTER_OP_PARALLELISM", default_value_t = 0)]
+    pub inter_op_parallelism: usize,
+
+    /// Longest a model may run, in ms (RedisAI's MODEL_EXECUTION_TIMEOUT, shown in INFO;
+    /// RedisAI enforces it for ONNX only, and shardai does not enforce it yet).
+    #[arg(long, env = "SHARDAI_MODEL_EXECUTION_TIMEOUT", default_value_t = 5000)]
+    pub model_execution_timeout: u64,
+
     /// Threads serving connections (0: one per core).
     #[arg(long, env = "SHARDAI_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,

@@ -133,12 +133,16 @@ impl Shared {
             .map(|i| format!("{:08x}", mix(seed.wrapping_add(i))))
             .collect();
         let queues = RunQueues::new(config.threads_per_queue);
+        let threads = shardai_engine::backend::Threads {
+            intra_op: config.intra_op_parallelism,
+            inter_op: config.inter_op_parallelism,
+        };
         Shared {
             proposer,
             config,
             runtime,
             stats: Stats::default(),
-            backends: Arc::new(Backends::new(backends_path)),
+            backends: Arc::new(Backends::with_threads(backends_path, threads)),
             queues,
             run_stats: StatsRegistry::default(),
             clients: Mutex::new(BTreeMap::new()),

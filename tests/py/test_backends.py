@@ -3,6 +3,8 @@ reason in the log, the others keep working, and BACKENDSPATH / LOADBACKEND fix i
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -52,3 +54,30 @@ def test_missing_library_is_reported_and_others_work(onnx_only):
     assert r.execute_command("AI.TENSORGET", "c", "VALUES") == [b"1", b"4"]
     info = r.info("ai_backends_info")
     assert info["ai_TF_version"] == "2.21.0" and "ai_TFLite_version" not in info
+
+
+def test_thread_settings_reach_info_and_every_backend_runs_with_them(tmp_path):
+    s = Server("--intra-op-parallelism", "1", "--inter-op-parallelism", "1", "--threads-per-queue", "2")
+    try:
+        r = s.client()
+        cfg = r.info("ai_load_time_configs")
+        assert (cfg["ai_threads_per_queue"], cfg["ai_intra_op_parallelism"], cfg["ai_inter_op_parallelism"]) == (2, 1, 1)
+        assert cfg["ai_model_execution_timeout"] == 5000
+        subprocess.run([sys.executable, str(ROOT / "tests/models/make_tflite.py"), str(tmp_path)],
+                      check=True, capture_output=True)
+        a = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+        r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, 3, "BLOB", a.tobytes())
+        r.execute_command("AI.MODELSTORE", "tfl", "TFLITE", "CPU", "BLOB", (tmp_path / "mul.tflite").read_bytes())
+        r.execute_command("AI.MODELSTORE", "tf", "TF", "CPU", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "mul", "BLOB",
+                          (ROOT / "tests/models/redisai/graph.pb").read_bytes())
+        r.execute_command("AI.MODELSTORE", "onnx", "ONNX", "CPU", "BLOB",
+                          (ROOT / "tests/models/redisai/mnist.onnx").read_bytes())
+        for key in ("tfl", "tf"):
+            assert r.execute_command("AI.MODELEXECUTE", key, "INPUTS", 2, "a", "a", "OUTPUTS", 1, key + "_out") == b"OK"
+            m = r.execute_command("AI.TENSORGET", key + "_out", "BLOB")
+            np.testing.assert_array_equal(np.frombuffer(m, dtype="<f4").reshape(2, 3), a * a)
+        r.execute_command("AI.TENSORSET", "img", "FLOAT", 1, 1, 28, 28)
+        assert r.execute_command("AI.MODELEXECUTE", "onnx", "INPUTS", 1, "img", "OUTPUTS", 1, "o") == b"OK"
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)

@@ -49,10 +49,21 @@ pub trait Backend: Send + Sync {
     ) -> Result<Arc<dyn LoadedModel>, Error>;
 }
 
+/// Thread settings every backend gets (RedisAI's INTRA_OP_PARALLELISM and
+/// INTER_OP_PARALLELISM); 0 leaves the library's own default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Threads {
+    /// Threads one operator may use.
+    pub intra_op: usize,
+    /// Operators that may run at once.
+    pub inter_op: usize,
+}
+
 /// The backends of this process, each loaded on first use.
 #[derive(Default)]
 pub struct Backends {
     path: Mutex<Option<PathBuf>>,
+    threads: Threads,
     /// One slot per backend, in `Kind::ALL` order. Only a successful load is kept: a failed
     /// one (a wrong LOADBACKEND path, a library not installed yet) can be retried.
     slots: [Mutex<Option<Arc<dyn Backend>>>; 4],
@@ -73,10 +84,21 @@ fn slot(kind: Kind) -> usize {
 impl Backends {
     /// Backends found under `path` (a `site-packages` folder holding the wheels).
     pub fn new(path: Option<PathBuf>) -> Self {
+        Self::with_threads(path, Threads::default())
+    }
+
+    /// Backends found under `path` whose models use `threads`.
+    pub fn with_threads(path: Option<PathBuf>, threads: Threads) -> Self {
         Backends {
             path: Mutex::new(path),
+            threads,
             slots: Default::default(),
         }
+    }
+
+    /// The thread settings models are loaded with.
+    pub fn threads(&self) -> Threads {
+        self.threads
     }
 
     /// Changes where libraries are looked for (AI.CONFIG BACKENDSPATH); backends already
@@ -133,26 +155,27 @@ impl Backends {
     fn open(&self, kind: Kind, lib: Option<PathBuf>) -> Result<Arc<dyn Backend>, String> {
         let base = self.path();
         let base = base.as_deref();
+        let threads = self.threads;
         // Unused when a build leaves every path-loaded backend out.
-        let _ = (&base, &lib);
+        let _ = (&base, &lib, threads);
         let found: Result<Arc<dyn Backend>, String> = match kind {
             #[cfg(feature = "onnx")]
             Kind::Onnx => {
                 let lib = lib.map_or_else(|| onnx::find_library(base), Ok)?;
-                Ok(Arc::new(onnx::Onnx::load(&lib)?))
+                Ok(Arc::new(onnx::Onnx::load(&lib, threads)?))
             }
             // libtorch is linked into the binary: there is nothing to open from a path.
             #[cfg(feature = "torch")]
-            Kind::Torch => Ok(Arc::new(torch::Torch::new(base))),
+            Kind::Torch => Ok(Arc::new(torch::Torch::new(base, threads))),
             #[cfg(feature = "tf")]
             Kind::Tf => {
                 let lib = lib.map_or_else(|| tf::find_library(base), Ok)?;
-                Ok(Arc::new(tf::Tf::load(&lib)?))
+                Ok(Arc::new(tf::Tf::load(&lib, threads)?))
             }
             #[cfg(feature = "tflite")]
             Kind::TfLite => {
                 let lib = lib.map_or_else(|| tflite::find_library(base), Ok)?;
-                Ok(Arc::new(tflite::TfLite::load(&lib)?))
+                Ok(Arc::new(tflite::TfLite::load(&lib, threads)?))
             }
             #[allow(unreachable_patterns)]
             other => Err(format!(

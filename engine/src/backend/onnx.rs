@@ -13,7 +13,7 @@ use ort::{
 use parking_lot::Mutex;
 use shardai_protocol::{DType, Error};
 
-use super::{Backend, LoadedModel};
+use super::{Backend, LoadedModel, Threads};
 use crate::tensor::Tensor;
 
 /// Finds `onnxruntime/capi/libonnxruntime.so*` under the backends path.
@@ -38,10 +38,11 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
 pub(super) struct Onnx {
     env: ort::environment::Environment,
     version: String,
+    threads: Threads,
 }
 
 impl Onnx {
-    pub(super) fn load(lib: &Path) -> Result<Onnx, String> {
+    pub(super) fn load(lib: &Path, threads: Threads) -> Result<Onnx, String> {
         let env = ort::init_from(lib)
             .map_err(|e| format!("{}: {e}", lib.display()))?
             .with_name("shardai")
@@ -52,7 +53,11 @@ impl Onnx {
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("libonnxruntime.so."))
             .map_or_else(|| ort::info().to_string(), str::to_string);
-        Ok(Onnx { env, version })
+        Ok(Onnx {
+            env,
+            version,
+            threads,
+        })
     }
 }
 
@@ -73,9 +78,20 @@ impl Backend for Onnx {
                 "ERR GPU requested but ONNX Runtime was not built with CUDA (device {device})"
             )));
         }
-        let session = Session::builder(&self.env)
-            .and_then(|mut b| b.commit_from_memory(blob))
-            .map_err(|e| Error::Verbatim(e.to_string().replace(['\r', '\n'], " ")))?;
+        let verbatim =
+            |e: &dyn std::fmt::Display| Error::Verbatim(e.to_string().replace(['\r', '\n'], " "));
+        let mut builder = Session::builder(&self.env).map_err(|e| verbatim(&e))?;
+        if self.threads.intra_op > 0 {
+            builder = builder
+                .with_intra_threads(self.threads.intra_op)
+                .map_err(|e| verbatim(&e))?;
+        }
+        if self.threads.inter_op > 0 {
+            builder = builder
+                .with_inter_threads(self.threads.inter_op)
+                .map_err(|e| verbatim(&e))?;
+        }
+        let session = builder.commit_from_memory(blob).map_err(|e| verbatim(&e))?;
         let inputs = session.inputs().len();
         let outputs = session.outputs().len();
         Ok(Arc::new(OnnxModel {

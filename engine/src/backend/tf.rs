@@ -23,7 +23,7 @@ use bytes::Bytes;
 use libloading::Library;
 use shardai_protocol::{DType, Error};
 
-use super::{Backend, LoadedModel};
+use super::{Backend, LoadedModel, Threads};
 use crate::tensor::Tensor;
 
 /// Finds `tensorflow/libtensorflow_cc.so.2` under the backends path.
@@ -207,10 +207,11 @@ impl Drop for StatusBox<'_> {
 pub(super) struct Tf {
     api: Arc<Api>,
     version: String,
+    threads: Threads,
 }
 
 impl Tf {
-    pub(super) fn load(lib: &Path) -> Result<Tf, String> {
+    pub(super) fn load(lib: &Path, threads: Threads) -> Result<Tf, String> {
         let api = Api::open(lib)?;
         // SAFETY: TF_Version returns a static NUL-terminated string.
         let version = unsafe { CStr::from_ptr((api.version)()) }
@@ -219,6 +220,7 @@ impl Tf {
         Ok(Tf {
             api: Arc::new(api),
             version,
+            threads,
         })
     }
 }
@@ -285,9 +287,7 @@ impl Backend for Tf {
                 .map(|n| find(n, "Output"))
                 .collect::<Result<Vec<_>, _>>()?;
             let sopts = (api.new_session_options)();
-            // ConfigProto { allow_soft_placement: true } (field 7, varint 1): run on CPU
-            // whatever device the graph's nodes were pinned to when it was frozen.
-            let config = [0x38u8, 0x01];
+            let config = config_proto(self.threads);
             (api.set_config)(sopts, config.as_ptr().cast(), config.len(), status.ptr);
             let configured = status.check();
             let session = if configured.is_ok() {
@@ -334,6 +334,28 @@ impl Drop for TfModel {
             (self.api.delete_graph)(self.graph);
         }
     }
+}
+
+/// A serialized `ConfigProto`: `allow_soft_placement` (field 7: run on CPU whatever device
+/// the graph's nodes were pinned to when it was frozen), and the thread counts when set
+/// (`intra_op_parallelism_threads`, field 2; `inter_op_parallelism_threads`, field 5).
+fn config_proto(threads: Threads) -> Vec<u8> {
+    fn varint(mut n: u64, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7F) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut out = Vec::new();
+    for (field, value) in [(2u64, threads.intra_op), (5, threads.inter_op)] {
+        if value > 0 {
+            varint(field << 3, &mut out);
+            varint(value as u64, &mut out);
+        }
+    }
+    out.extend_from_slice(&[0x38, 0x01]);
+    out
 }
 
 fn tf_type(d: DType) -> Result<c_int, Error> {

@@ -24,7 +24,7 @@ use libloading::Library;
 use parking_lot::Mutex;
 use shardai_protocol::{DType, Error};
 
-use super::{Backend, LoadedModel};
+use super::{Backend, LoadedModel, Threads};
 use crate::tensor::Tensor;
 
 /// Finds `ai_edge_litert/libLiteRt.so` under the backends path.
@@ -127,6 +127,14 @@ struct Api {
     create_options: unsafe extern "C" fn(*mut Handle) -> Status,
     destroy_options: unsafe extern "C" fn(Handle),
     set_accelerators: unsafe extern "C" fn(Handle, c_int) -> Status,
+    create_opaque_options: unsafe extern "C" fn(
+        *const std::ffi::c_char,
+        *mut c_void,
+        Option<unsafe extern "C" fn(*mut c_void)>,
+        *mut Handle,
+    ) -> Status,
+    add_opaque_options: unsafe extern "C" fn(Handle, Handle) -> Status,
+    destroy_opaque_options: unsafe extern "C" fn(Handle),
     create_compiled_model: unsafe extern "C" fn(Handle, Handle, Handle, *mut Handle) -> Status,
     destroy_compiled_model: unsafe extern "C" fn(Handle),
     input_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
@@ -174,6 +182,9 @@ impl Api {
             create_options: sym!(lib, "LiteRtCreateOptions"),
             destroy_options: sym!(lib, "LiteRtDestroyOptions"),
             set_accelerators: sym!(lib, "LiteRtSetOptionsHardwareAccelerators"),
+            create_opaque_options: sym!(lib, "LiteRtCreateOpaqueOptions"),
+            add_opaque_options: sym!(lib, "LiteRtAddOpaqueOptions"),
+            destroy_opaque_options: sym!(lib, "LiteRtDestroyOpaqueOptions"),
             create_compiled_model: sym!(lib, "LiteRtCreateCompiledModel"),
             destroy_compiled_model: sym!(lib, "LiteRtDestroyCompiledModel"),
             input_requirements: sym!(lib, "LiteRtGetCompiledModelInputBufferRequirements"),
@@ -262,6 +273,7 @@ pub(super) struct TfLite {
     api: Arc<Api>,
     env: Arc<Env>,
     version: String,
+    threads: Threads,
 }
 
 /// A LiteRT environment, shared by every model of the process.
@@ -285,7 +297,7 @@ impl Drop for Env {
 }
 
 impl TfLite {
-    pub(super) fn load(lib: &Path) -> Result<TfLite, String> {
+    pub(super) fn load(lib: &Path, threads: Threads) -> Result<TfLite, String> {
         let api = Arc::new(Api::open(lib)?);
         // Only errors from LiteRT's own logger: it logs every compilation at INFO.
         let quiet = EnvOption {
@@ -322,8 +334,47 @@ impl TfLite {
             }),
             api,
             version,
+            threads,
         })
     }
+
+    /// Adds XNNPACK's `num_threads` (a TOML payload under the "xnnpack" identifier, which is
+    /// how LiteRT 2.3 takes CPU options) to `options`.
+    fn set_threads(&self, options: Handle, n: usize) -> Result<(), Error> {
+        let api = &self.api;
+        let id = c"xnnpack";
+        let payload = std::ffi::CString::new(format!("num_threads = {n}\n"))
+            .map_err(|_| Error::Verbatim("ERR bad thread count".into()))?
+            .into_raw();
+        let mut opaque = ptr::null_mut();
+        // SAFETY: the payload is a NUL-terminated string LiteRT frees with `free_payload`
+        // once it owns it; on failure it is freed here. Ownership of `opaque` passes to
+        // `options` when adding succeeds.
+        unsafe {
+            let status = (api.create_opaque_options)(
+                id.as_ptr(),
+                payload.cast(),
+                Some(free_payload),
+                &mut opaque,
+            );
+            if status != 0 {
+                free_payload(payload.cast());
+                return check(status, "LiteRT CPU options");
+            }
+            let status = (api.add_opaque_options)(options, opaque);
+            if status != 0 {
+                (api.destroy_opaque_options)(opaque);
+                return check(status, "LiteRT CPU options");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Frees an options payload made by `CString::into_raw`.
+unsafe extern "C" fn free_payload(p: *mut c_void) {
+    // SAFETY: `p` came from `CString::into_raw` in `set_threads` and is freed once.
+    drop(unsafe { std::ffi::CString::from_raw(p.cast()) });
 }
 
 impl Backend for TfLite {
@@ -394,6 +445,12 @@ impl Backend for TfLite {
             }
             let mut options = ptr::null_mut();
             check((api.create_options)(&mut options), "LiteRT options")?;
+            if self.threads.intra_op > 0
+                && let Err(e) = self.set_threads(options, self.threads.intra_op)
+            {
+                (api.destroy_options)(options);
+                return Err(e);
+            }
             let mut compiled = ptr::null_mut();
             let status = match (api.set_accelerators)(options, HW_CPU) {
                 0 => (api.create_compiled_model)(self.env.ptr, model.model, options, &mut compiled),

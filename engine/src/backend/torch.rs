@@ -13,7 +13,7 @@ use bytes::Bytes;
 use shardai_protocol::{DType, Error};
 use tch::{CModule, Device, IValue, Kind};
 
-use super::{Backend, LoadedModel};
+use super::{Backend, LoadedModel, Threads};
 use crate::tensor::Tensor;
 
 /// The TORCH backend.
@@ -23,7 +23,15 @@ pub(super) struct Torch {
 
 impl Torch {
     /// The backend; its version is the torch wheel's when that is on the backends path.
-    pub(super) fn new(path: Option<&std::path::Path>) -> Torch {
+    pub(super) fn new(path: Option<&std::path::Path>, threads: Threads) -> Torch {
+        // libtorch's thread pools are process-wide; the inter-op pool can be sized only
+        // before its first use, which is now (the backend is created once).
+        if threads.intra_op > 0 {
+            tch::set_num_threads(threads.intra_op as i32);
+        }
+        if threads.inter_op > 0 {
+            tch::set_num_interop_threads(threads.inter_op as i32);
+        }
         let version = path
             .and_then(|p| std::fs::read_to_string(p.join("torch").join("version.py")).ok())
             .and_then(|v| {

@@ -204,10 +204,22 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             option_env!("SHARDAI_GIT_SHA").unwrap_or("unknown").into(),
         )],
         "ai_load_time_configs" => vec![
-            ("ai_threads_per_queue".into(), "1".into()),
-            ("ai_inter_op_parallelism".into(), "0".into()),
-            ("ai_intra_op_parallelism".into(), "0".into()),
-            ("ai_model_execution_timeout".into(), "5000".into()),
+            (
+                "ai_threads_per_queue".into(),
+                shared.config.threads_per_queue.to_string(),
+            ),
+            (
+                "ai_inter_op_parallelism".into(),
+                shared.config.inter_op_parallelism.to_string(),
+            ),
+            (
+                "ai_intra_op_parallelism".into(),
+                shared.config.intra_op_parallelism.to_string(),
+            ),
+            (
+                "ai_model_execution_timeout".into(),
+                shared.config.model_execution_timeout.to_string(),
+            ),
             ("ai_backend_memory_limit".into(), "0".into()),
             (
                 "ai_model_chunk_size".into(),

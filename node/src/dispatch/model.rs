@@ -186,22 +186,11 @@ async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
         }
     }
     let timeout = e.timeout_ms.map(Duration::from_millis);
-    // Samples: the batch dimension of the first input, as RedisAI counts them.
-    let samples = inputs
-        .first()
-        .and_then(|t| t.shape().first().copied())
-        .unwrap_or(1) as u64;
     let stats = shared.run_stats.entry(&e.key);
-    let outputs = match shared.queues.run(model, inputs, timeout).await {
-        Ok(ran) => {
-            stats.record(ran.took.as_micros() as u64, samples);
-            ran.outputs
-        }
+    let outputs = match shared.queues.run(model, inputs, timeout, stats).await {
+        Ok(outputs) => outputs,
         Err(Error::TimedOut) => return Ok(Reply::Status("TIMEDOUT")),
-        Err(err) => {
-            stats.record_error();
-            return Err(err);
-        }
+        Err(err) => return Err(err),
     };
     if outputs.len() != e.outputs.len() {
         // Only for backends that cannot tell their output count before running (TORCH).
