@@ -9,6 +9,7 @@
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its implementations (ONNX behind `onnx`).
 //! - [`batching`]: the auto-batching policy, and concatenating / splitting batches.
+//! - [`dag`]: DAG plans (a pure function of the op list) and their execution.
 //! - [`queue`]: per-device run queues whose threads execute models, batched by that policy.
 //! - [`stats`]: AI.INFO run statistics per key.
 //!
@@ -16,6 +17,7 @@
 
 pub mod backend;
 pub mod batching;
+pub mod dag;
 pub mod glob;
 pub mod model;
 pub mod mutation;

@@ -28,6 +28,18 @@ use crate::{
 /// The result of one execution.
 pub type RunResult = Result<Vec<Tensor>, Error>;
 
+/// A finished execution: the request's outputs and when the backend call that produced
+/// them ran (shared by every request of a batch).
+#[derive(Debug)]
+pub struct Ran {
+    /// The model's outputs for this request.
+    pub outputs: Vec<Tensor>,
+    /// When the backend call started.
+    pub started: Instant,
+    /// When it ended.
+    pub ended: Instant,
+}
+
 /// One queued execution request.
 struct Job {
     model: Arc<Model>,
@@ -35,7 +47,7 @@ struct Job {
     enqueued: Instant,
     deadline: Option<Instant>,
     stats: Arc<RunStats>,
-    reply: oneshot::Sender<RunResult>,
+    reply: oneshot::Sender<Result<Ran, Error>>,
 }
 
 /// One device's queue.
@@ -78,7 +90,7 @@ impl RunQueues {
         inputs: Vec<Arc<Tensor>>,
         timeout: Option<Duration>,
         stats: Arc<RunStats>,
-    ) -> RunResult {
+    ) -> Result<Ran, Error> {
         let (tx, rx) = oneshot::channel();
         let device = model.device.to_ascii_uppercase();
         let enqueued = Instant::now();
@@ -199,14 +211,20 @@ fn execute(group: Vec<Job>) {
     };
     let started = Instant::now();
     let result = inputs.and_then(|inputs| model.loaded.run(&inputs));
-    let took = started.elapsed();
+    let ended = Instant::now();
+    let took = ended - started;
+    let ran = |outputs| Ran {
+        outputs,
+        started,
+        ended,
+    };
     match &result {
         Ok(_) => stats.record(took.as_micros() as u64, samples as u64),
         Err(_) => stats.record_error(),
     }
     if group.len() == 1 {
         if let Some(job) = group.into_iter().next() {
-            let _ = job.reply.send(result);
+            let _ = job.reply.send(result.map(ran));
         }
         return;
     }
@@ -214,7 +232,7 @@ fn execute(group: Vec<Job>) {
     match split {
         Ok(per_job) => {
             for (job, outputs) in group.into_iter().zip(per_job) {
-                let _ = job.reply.send(Ok(outputs));
+                let _ = job.reply.send(Ok(ran(outputs)));
             }
         }
         Err(e) => {
@@ -308,7 +326,7 @@ mod tests {
             .collect();
         first.await.unwrap().unwrap();
         for (i, r) in rest.into_iter().enumerate() {
-            let out = r.await.unwrap().unwrap();
+            let out = r.await.unwrap().unwrap().outputs;
             assert_eq!(out[0].shape(), &[1, 2]);
             assert_eq!(
                 &out[0].blob()[..],
@@ -331,7 +349,7 @@ mod tests {
     async fn runs_on_queue_threads() {
         let q = RunQueues::new(1);
         let (m, d) = model(Duration::ZERO);
-        let out = q.run(m, input(), None, stats()).await.unwrap();
+        let out = q.run(m, input(), None, stats()).await.unwrap().outputs;
         assert_eq!(&out[0].blob()[..], &[2, 4]);
         assert_eq!(d.calls.load(Ordering::SeqCst), 1);
     }

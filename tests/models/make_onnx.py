@@ -7,6 +7,9 @@ Writes to OUT_DIR:
 - two_outputs.onnx: input x, outputs x+1 and x*2.
 - string_identity.onnx: a string tensor in, the same tensor out.
 - batch_mismatch.onnx: input [N, 4], output [1, 4] (reduces the batch away).
+- mnist_cnn.onnx: an MNIST-sized CNN with a free batch dimension (RedisAI's mnist.onnx is fixed
+  at batch 1): x [N, 1, 28, 28] -> conv 5x5 1->8, relu, max-pool 2, conv 5x5 8->16, relu,
+  max-pool 2, flatten, dense 256->10 -> y [N, 10]; fixed random weights.
 - big.onnx (only with --big-mb): x + a constant of N MB, for chunked MODELSTORE/MODELGET.
 """
 import argparse
@@ -62,6 +65,25 @@ def main():
         [helper.make_tensor_value_info("x", f, ["N", 4])], [helper.make_tensor_value_info("y", f, [1, 4])],
         initializer=[axes])
     save(helper.make_model(g, opset_imports=OPSET), out / "batch_mismatch.onnx")
+
+    rng = np.random.default_rng(7)
+
+    def init(name, *shape, scale=0.1):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    pool = dict(kernel_shape=[2, 2], strides=[2, 2])
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[5, 5]),
+         helper.make_node("Relu", ["c1"], ["r1"]), helper.make_node("MaxPool", ["r1"], ["p1"], **pool),
+         helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[5, 5]),
+         helper.make_node("Relu", ["c2"], ["r2"]), helper.make_node("MaxPool", ["r2"], ["p2"], **pool),
+         helper.make_node("Flatten", ["p2"], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "w3", "b3"], ["y"])],
+        "mnist_cnn", [helper.make_tensor_value_info("x", f, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("y", f, ["N", 10])],
+        initializer=[init("w1", 8, 1, 5, 5, scale=0.2), init("b1", 8), init("w2", 16, 8, 5, 5), init("b2", 16),
+                     init("w3", 256, 10), init("b3", 10)])
+    save(helper.make_model(g, opset_imports=OPSET), out / "mnist_cnn.onnx")
 
     if a.big_mb:
         n = a.big_mb * 1024 * 1024 // 4

@@ -5,6 +5,7 @@
 
 mod ai_config;
 mod command;
+mod dag;
 mod info;
 mod keyspace;
 mod model;
@@ -67,9 +68,9 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::ModelExecute(e) => model::modelexecute(e, shared).await,
         Command::ModelScan => model::modelscan(shared),
         Command::AiInfo { key, reset } => model::ai_info(&key, reset, shared),
+        Command::Dag(d) => dag::dagexecute(d, shared).await,
         Command::NotYet(name) => Reply::Error(Error::Unavailable(format!(
-            "{} is not available in this build yet: it arrives with the scripts and DAG \
-             execution engine",
+            "{} is not available in this build yet: it arrives with the scripts issue",
             name.to_ascii_uppercase()
         ))),
     };

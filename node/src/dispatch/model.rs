@@ -84,7 +84,7 @@ fn identity(m: &Model) -> Vec<Reply> {
     ]
 }
 
-fn model_of(key: &[u8], shared: &Shared) -> Result<Arc<Model>, Error> {
+pub(super) fn model_of(key: &[u8], shared: &Shared) -> Result<Arc<Model>, Error> {
     match shared.store().get(key) {
         Some(Value::Model(m)) => Ok(m),
         Some(_) => Err(Error::WrongType),
@@ -156,27 +156,27 @@ pub(super) async fn modelexecute(e: ModelExecute, shared: &Shared) -> Reply {
     }
 }
 
-async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
-    let model = model_of(&e.key, shared)?;
-    let mismatch = |what: &str| {
-        Error::Verbatim(format!(
-            "Number of keys given as {what} here does not match model definition"
-        ))
-    };
-    if model
-        .loaded
-        .num_inputs()
-        .is_some_and(|n| n != e.inputs.len())
-    {
+fn mismatch(what: &str) -> Error {
+    Error::Verbatim(format!(
+        "Number of keys given as {what} here does not match model definition"
+    ))
+}
+
+/// RedisAI's checks of INPUTS and OUTPUTS counts against the model, where the backend can
+/// tell its counts before running (TORCH cannot).
+pub(super) fn check_counts(model: &Model, inputs: usize, outputs: usize) -> Result<(), Error> {
+    if model.loaded.num_inputs().is_some_and(|n| n != inputs) {
         return Err(mismatch("INPUTS"));
     }
-    if model
-        .loaded
-        .num_outputs()
-        .is_some_and(|n| n != e.outputs.len())
-    {
+    if model.loaded.num_outputs().is_some_and(|n| n != outputs) {
         return Err(mismatch("OUTPUTS"));
     }
+    Ok(())
+}
+
+async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
+    let model = model_of(&e.key, shared)?;
+    check_counts(&model, e.inputs.len(), e.outputs.len())?;
     let mut inputs = Vec::with_capacity(e.inputs.len());
     for k in &e.inputs {
         match shared.store().get(k) {
@@ -188,7 +188,7 @@ async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
     let timeout = e.timeout_ms.map(Duration::from_millis);
     let stats = shared.run_stats.entry(&e.key);
     let outputs = match shared.queues.run(model, inputs, timeout, stats).await {
-        Ok(outputs) => outputs,
+        Ok(ran) => ran.outputs,
         Err(Error::TimedOut) => return Ok(Reply::Status("TIMEDOUT")),
         Err(err) => return Err(err),
     };

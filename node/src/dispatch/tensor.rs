@@ -5,7 +5,7 @@ use std::sync::{Arc, atomic::Ordering};
 use shardai_engine::{Mutation, Tensor, Value, tensor::Values};
 use shardai_protocol::{
     Error, Reply,
-    command::{TensorGet, TensorSet},
+    command::{TensorFormat, TensorGet, TensorSet},
 };
 
 use super::keyspace::applied;
@@ -43,11 +43,15 @@ pub(super) fn tensorget(g: TensorGet, shared: &Shared) -> Reply {
         }
     };
     shared.stats.hits.fetch_add(1, Ordering::Relaxed);
-    let f = g.format;
+    tensor_reply(&tensor, g.format)
+}
+
+/// A tensor as AI.TENSORGET replies it in `format` (also inside DAG replies).
+pub(super) fn tensor_reply(tensor: &Tensor, f: TensorFormat) -> Reply {
     let data = if f.blob {
         Some(("blob", Reply::Bulk(tensor.blob().clone())))
     } else if f.values {
-        Some(("values", values_reply(&tensor)))
+        Some(("values", values_reply(tensor)))
     } else {
         None
     };

@@ -6,6 +6,7 @@
 
 mod ai_config;
 mod cursor;
+mod dag;
 mod keyspace;
 mod model;
 mod server;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 pub use self::{
     ai_config::{AiConfig, BACKENDS},
     cursor::Cursor,
+    dag::{Dag, DagOp},
     keyspace::Scan,
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore},
     server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
@@ -104,6 +106,8 @@ pub enum Command {
         /// RESETSTAT: zero the counters.
         reset: bool,
     },
+    /// AI.DAGEXECUTE(_RO) and AI.DAGRUN(_RO).
+    Dag(Dag),
     /// A command in the table whose implementation arrives with a later capability.
     NotYet(&'static str),
 }
@@ -163,6 +167,9 @@ impl Command {
             "ai.modelexecute" => Command::ModelExecute(model::parse_modelexecute(&mut c)?),
             "ai.modelrun" => Command::ModelExecute(model::parse_modelrun(&mut c)?),
             "ai._modelscan" => Command::ModelScan,
+            "ai.dagexecute" | "ai.dagexecute_ro" | "ai.dagrun" | "ai.dagrun_ro" => {
+                Command::Dag(dag::parse(&mut c, spec.name)?)
+            }
             "ai.info" => {
                 if c.remaining() > 2 {
                     return Err(c.arity_error());

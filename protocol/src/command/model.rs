@@ -81,7 +81,7 @@ fn err(text: &str) -> Error {
     Error::Verbatim(text.to_string())
 }
 
-fn is(arg: &[u8], word: &str) -> bool {
+pub(super) fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 

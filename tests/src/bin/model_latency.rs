@@ -102,7 +102,11 @@ fn main() {
     }
     let server = Server::start();
     let mut con = server.client();
-    let backends = Backends::new(default_path());
+    // The server reads SHARDAI_BACKENDSPATH itself; this process follows the same setting.
+    let lib_path = std::env::var_os("SHARDAI_BACKENDSPATH")
+        .map(std::path::PathBuf::from)
+        .or_else(default_path);
+    let backends = Backends::new(lib_path);
     // The floor: three pipelined PINGs on the same connection.
     let mut ping = Vec::with_capacity(iters);
     for _ in 0..iters {

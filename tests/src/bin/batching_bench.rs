@@ -1,0 +1,210 @@
+//! Benchmark: auto-batching. C concurrent clients (threads, one connection each) send
+//! batch-1 AI.MODELEXECUTE requests to one model for a fixed time, first stored with
+//! BATCHSIZE 0 and then with BATCHSIZE B; the same model is also run in this process through
+//! shardai's own backend at batch 1 and at batch B, without queue or network. Prints
+//! requests/s of each, the served ratio (B versus 0), served-with-batching versus the
+//! library's own batch-B throughput, and the average batch the server formed (AI.INFO
+//! samples / calls).
+//!
+//! ```sh
+//! cargo build --release -p shardai-node -p shardai-tests
+//! .venv/bin/python tests/models/make_onnx.py /tmp/m
+//! target/release/batching_bench /tmp/m/mnist_cnn.onnx:1,28,28 [--clients 32] [--batch 32] [--secs 10]
+//! # a TorchScript model (.pt) on a GPU:
+//! target/release/batching_bench resnet50.pt:3,224,224 --device GPU:0
+//! ```
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use shardai_engine::{
+    Tensor,
+    backend::{Backends, Threads, default_path},
+};
+use shardai_protocol::{DType, command::Backend as Kind};
+use shardai_tests::Server;
+
+fn flag(args: &mut Vec<String>, name: &str, default: &str) -> String {
+    match args.iter().position(|a| a == name) {
+        Some(i) => {
+            let v = args[i + 1].clone();
+            args.drain(i..i + 2);
+            v
+        }
+        None => default.to_string(),
+    }
+}
+
+/// Requests per second that `clients` threads achieve against `key` for `secs`.
+fn served(
+    server: &Server,
+    key: &str,
+    clients: usize,
+    row: &[u8],
+    dims: &[usize],
+    secs: u64,
+) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let (stop, done) = (stop.clone(), done.clone());
+            let mut con = server.client();
+            let (row, key) = (row.to_vec(), key.to_string());
+            let mut shape = vec![1usize];
+            shape.extend_from_slice(dims);
+            std::thread::spawn(move || {
+                let input = format!("in{i}");
+                let output = format!("out{i}");
+                let _: () = redis::cmd("AI.TENSORSET")
+                    .arg(&input)
+                    .arg("FLOAT")
+                    .arg(&shape)
+                    .arg("BLOB")
+                    .arg(&row)
+                    .query(&mut con)
+                    .expect("TENSORSET");
+                while !stop.load(Ordering::Relaxed) {
+                    let _: () = redis::cmd("AI.MODELEXECUTE")
+                        .arg(&key)
+                        .arg("INPUTS")
+                        .arg(1)
+                        .arg(&input)
+                        .arg("OUTPUTS")
+                        .arg(1)
+                        .arg(&output)
+                        .query(&mut con)
+                        .expect("MODELEXECUTE");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Warm-up, then measure.
+    std::thread::sleep(Duration::from_secs(1));
+    let start_count = done.load(Ordering::Relaxed);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let count = done.load(Ordering::Relaxed) - start_count;
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    count as f64 / elapsed
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let clients: usize = flag(&mut args, "--clients", "32")
+        .parse()
+        .expect("--clients N");
+    let batch: usize = flag(&mut args, "--batch", "32").parse().expect("--batch N");
+    let secs: u64 = flag(&mut args, "--secs", "10").parse().expect("--secs N");
+    let device = flag(&mut args, "--device", "CPU");
+    let Some(spec) = args.first() else {
+        eprintln!(
+            "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S]"
+        );
+        std::process::exit(2);
+    };
+    let (path, dims) = spec.split_once(':').expect("MODEL:DIMS");
+    let dims: Vec<usize> = dims.split(',').map(|d| d.parse().expect("dim")).collect();
+    let blob = std::fs::read(path).expect("model file");
+    let per_row: usize = dims.iter().product();
+    let row: Vec<u8> = (0..per_row)
+        .flat_map(|i| ((i % 255) as f32 / 255.0).to_le_bytes())
+        .collect();
+
+    // In-process: the library itself, on this thread, at batch 1 and at batch B.
+    // The server reads SHARDAI_BACKENDSPATH itself; this process follows the same setting.
+    let lib_path = std::env::var_os("SHARDAI_BACKENDSPATH")
+        .map(std::path::PathBuf::from)
+        .or_else(default_path);
+    // ... and so do the thread settings.
+    let env_usize = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let threads = Threads {
+        intra_op: env_usize("SHARDAI_INTRA_OP_PARALLELISM"),
+        inter_op: env_usize("SHARDAI_INTER_OP_PARALLELISM"),
+    };
+    let backends = Backends::with_threads(lib_path, threads);
+    let kind = if path.ends_with(".pt") {
+        Kind::Torch
+    } else {
+        Kind::Onnx
+    };
+    let backend = backends
+        .get(kind)
+        .expect("backend library (run scripts/setup)");
+    let model = backend.load(&blob, &device, &[], &[]).expect("model loads");
+    let mut in_process = Vec::new();
+    for n in [1, batch] {
+        let mut shape = vec![n];
+        shape.extend_from_slice(&dims);
+        let input =
+            Arc::new(Tensor::from_blob(DType::Float, shape, Bytes::from(row.repeat(n))).unwrap());
+        let inputs = vec![input];
+        for _ in 0..20 {
+            model.run(&inputs).expect("runs");
+        }
+        let start = Instant::now();
+        let mut runs = 0u64;
+        while start.elapsed() < Duration::from_secs(3) {
+            model.run(&inputs).expect("runs");
+            runs += 1;
+        }
+        in_process.push(runs as f64 * n as f64 / start.elapsed().as_secs_f64());
+    }
+    drop(model);
+
+    let server = Server::start();
+    let mut con = server.client();
+    let mut results = Vec::new();
+    for bs in [0, batch] {
+        let key = format!("m{bs}");
+        let _: () = redis::cmd("AI.MODELSTORE")
+            .arg(&key)
+            .arg(kind.name())
+            .arg(&device)
+            .arg("BATCHSIZE")
+            .arg(bs)
+            .arg("BLOB")
+            .arg(&blob)
+            .query(&mut con)
+            .expect("MODELSTORE");
+        let rate = served(&server, &key, clients, &row, &dims, secs);
+        let info: Vec<redis::Value> = redis::cmd("AI.INFO").arg(&key).query(&mut con).unwrap();
+        let int = |i: usize| match &info[i] {
+            redis::Value::Int(n) => *n as f64,
+            _ => 0.0,
+        };
+        results.push((bs, rate, int(13) / int(15).max(1.0)));
+    }
+    println!("{clients} clients, batch-1 requests, {secs} s each, model {path} on {device}");
+    println!("| run | requests/s | average batch (AI.INFO samples/calls) |");
+    println!("|---|---|---|");
+    for (bs, rate, avg) in &results {
+        println!("| served, BATCHSIZE {bs} | {rate:.0} | {avg:.2} |");
+    }
+    println!("| in-process, batch 1 | {:.0} | 1 |", in_process[0]);
+    println!(
+        "| in-process, batch {batch} | {:.0} | {batch} |",
+        in_process[1]
+    );
+    println!(
+        "served BATCHSIZE {batch} / BATCHSIZE 0: {:.2}x; served BATCHSIZE {batch} / in-process batch {batch}: {:.2}x",
+        results[1].1 / results[0].1,
+        results[1].1 / in_process[1]
+    );
+}
