@@ -126,6 +126,7 @@ fn main() {
         "| model | backend | served p50 µs | served p99 µs | in-process p50 µs | in-process p99 µs | p50 difference µs |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut dag_rows = Vec::new();
     for arg in &args {
         let spec = Spec::parse(arg);
         let shape = spec.shape.clone();
@@ -175,7 +176,7 @@ fn main() {
             .arg(&blob)
             .query(&mut con)
             .expect("MODELSTORE");
-        let mut served = Vec::with_capacity(iters);
+        let mut served: Vec<Duration> = Vec::with_capacity(iters);
         for i in 0..iters + iters / 10 {
             let mut p = redis::pipe();
             p.cmd("AI.TENSORSET")
@@ -207,6 +208,48 @@ fn main() {
                 served.push(took);
             }
         }
+        // The same three steps as one AI.DAGEXECUTE (the input and outputs stay in the DAG).
+        let mut dag = Vec::with_capacity(iters);
+        let out_names: Vec<String> = (0..n_outputs).map(|i| format!("out{i}")).collect();
+        for i in 0..iters + iters / 10 {
+            let mut c = redis::cmd("AI.DAGEXECUTE");
+            c.arg("ROUTING").arg("in").arg("|>");
+            c.arg("AI.TENSORSET")
+                .arg("in")
+                .arg("FLOAT")
+                .arg(&shape)
+                .arg("BLOB")
+                .arg(&data)
+                .arg("|>");
+            c.arg("AI.MODELEXECUTE")
+                .arg("m")
+                .arg("INPUTS")
+                .arg(inputs.len())
+                .arg(vec!["in"; inputs.len()])
+                .arg("OUTPUTS")
+                .arg(n_outputs)
+                .arg(&out_names)
+                .arg("|>");
+            c.arg("AI.TENSORGET").arg("out0").arg("BLOB");
+            let t = Instant::now();
+            let replies: Vec<redis::Value> = c.query(&mut con).expect("DAG");
+            let took = t.elapsed();
+            assert!(matches!(replies.last(), Some(redis::Value::BulkString(_))));
+            if i >= iters / 10 {
+                dag.push(took);
+            }
+        }
+        dag.sort();
+        served.sort();
+        dag_rows.push(format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            spec.path.rsplit('/').next().unwrap_or(&spec.path),
+            spec.kind.name(),
+            us(percentile(&served, 0.5)),
+            us(percentile(&served, 0.99)),
+            us(percentile(&dag, 0.5)),
+            us(percentile(&dag, 0.99)),
+        ));
         direct.sort();
         served.sort();
         let (s50, s99, d50, d99) = (
@@ -225,5 +268,13 @@ fn main() {
             us(d99),
             us(s50) - us(d50)
         );
+    }
+    println!();
+    println!(
+        "| model | backend | 3 commands pipelined p50 µs | p99 µs | one AI.DAGEXECUTE p50 µs | p99 µs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in dag_rows {
+        println!("{row}");
     }
 }
