@@ -9,9 +9,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
+import numpy as np
 import pytest
 import redis
 
@@ -69,6 +71,21 @@ class Server:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
+
+
+def floats(r, key):
+    """A FLOAT tensor read back with AI.TENSORGET META BLOB, as a numpy array of its shape."""
+    m = r.execute_command("AI.TENSORGET", key, "META", "BLOB")
+    if isinstance(m, dict):  # RESP3 map
+        m = [x for kv in m.items() for x in kv]
+    return np.frombuffer(m[5], dtype="<f4").reshape(m[3])
+
+
+def make_models(tmp_path_factory, script, name):
+    """Runs a model generator from tests/models/ into a fresh temporary folder."""
+    out = tmp_path_factory.mktemp(name)
+    subprocess.run([sys.executable, str(ROOT / "tests/models" / script), str(out)], check=True)
+    return out
 
 
 @pytest.fixture

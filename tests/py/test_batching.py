@@ -1,9 +1,6 @@
 """Auto-batching through the real server: BATCHSIZE, MINBATCHSIZE, MINBATCHTIMEOUT, TIMEOUT,
 and the batch-size check, with concurrent redis-py clients. Batching is observed through
 AI.INFO (backend calls versus samples) and per-client outputs, not through timings."""
-import pathlib
-import subprocess
-import sys
 import threading
 import time
 
@@ -11,26 +8,17 @@ import numpy as np
 import pytest
 import redis
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from conftest import floats, make_models
 
 
 @pytest.fixture(scope="session")
 def onnx(tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx-batching")
-    subprocess.run([sys.executable, str(ROOT / "tests/models/make_onnx.py"), str(out)], check=True)
-    return out
+    return make_models(tmp_path_factory, "make_onnx.py", "onnx-batching")
 
 
 @pytest.fixture(scope="session")
 def tf(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tf-batching")
-    subprocess.run([sys.executable, str(ROOT / "tests/models/make_tf.py"), str(out)], check=True)
-    return out
-
-
-def floats(r, key):
-    m = r.execute_command("AI.TENSORGET", key, "META", "BLOB")
-    return np.frombuffer(m[5], dtype="<f4").reshape(m[3])
+    return make_models(tmp_path_factory, "make_tf.py", "tf-batching")
 
 
 def info(r, key):

@@ -1,11 +1,12 @@
 """AI.DAGEXECUTE / _RO and the deprecated AI.DAGRUN / _RO through the real server."""
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import redis
+
+from conftest import make_models
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GRAPH = (ROOT / "tests/models/redisai/graph.pb").read_bytes()
@@ -13,9 +14,7 @@ GRAPH = (ROOT / "tests/models/redisai/graph.pb").read_bytes()
 
 @pytest.fixture(scope="session")
 def onnx(tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx-dag")
-    subprocess.run([sys.executable, str(ROOT / "tests/models/make_onnx.py"), str(out)], check=True)
-    return out
+    return make_models(tmp_path_factory, "make_onnx.py", "onnx-dag")
 
 
 def cli(server, *args):

@@ -2,26 +2,19 @@
 tensorflow-cpu wheel. The graphs are written by tests/models/make_tf.py; the CNN's expected
 output is numpy's, computed independently of TensorFlow."""
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import redis
+
+from conftest import floats, make_models
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def pb(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tf")
-    subprocess.run([sys.executable, str(ROOT / "tests/models/make_tf.py"), str(out)], check=True)
-    return out
-
-
-def floats(r, key):
-    m = r.execute_command("AI.TENSORGET", key, "META", "BLOB")
-    return np.frombuffer(m[5], dtype="<f4").reshape(m[3])
+    return make_models(tmp_path_factory, "make_tf.py", "tf")
 
 
 def store(r, key, path, inputs, outputs, *extra):

@@ -2,26 +2,19 @@
 The flatbuffers are written by tests/models/make_tflite.py, which also computes the CNN's
 expected output with the wheel's own interpreter (and checks it against numpy)."""
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import redis
+
+from conftest import floats, make_models
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def tfl(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tflite")
-    subprocess.run([sys.executable, str(ROOT / "tests/models/make_tflite.py"), str(out)], check=True)
-    return out
-
-
-def floats(r, key):
-    m = r.execute_command("AI.TENSORGET", key, "META", "BLOB")
-    return np.frombuffer(m[5], dtype="<f4").reshape(m[3])
+    return make_models(tmp_path_factory, "make_tflite.py", "tflite")
 
 
 def store(r, key, path):

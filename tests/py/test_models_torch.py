@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import redis
 
+from conftest import floats
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAKE = ROOT / "target" / "release" / "make_torch_models"
 
@@ -22,11 +24,6 @@ def pt(tmp_path_factory):
     subprocess.run([sys.executable, str(ROOT / "tests/models/make_torch_two_outputs.py"), str(out / "mul.pt"),
                     str(out / "two_outputs.pt")], check=True)
     return out
-
-
-def floats(r, key):
-    m = r.execute_command("AI.TENSORGET", key, "META", "BLOB")
-    return np.frombuffer(m[5], dtype="<f4").reshape(m[3])
 
 
 def test_mul_two_inputs(r, pt):

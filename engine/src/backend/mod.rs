@@ -77,6 +77,19 @@ impl std::fmt::Debug for Backends {
     }
 }
 
+/// For the CPU-only libraries (the wheels are CPU builds): `GPU` and `GPU:n` are refused with
+/// `ERR GPU requested but <why> (device <device>)`.
+#[allow(dead_code)] // unused when a build leaves every CPU-only backend out
+fn cpu_only(device: &str, why: &str) -> Result<(), Error> {
+    if device.to_ascii_uppercase().starts_with("CPU") {
+        Ok(())
+    } else {
+        Err(Error::Verbatim(format!(
+            "ERR GPU requested but {why} (device {device})"
+        )))
+    }
+}
+
 fn slot(kind: Kind) -> usize {
     Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }

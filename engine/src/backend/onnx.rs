@@ -73,11 +73,7 @@ impl Backend for Onnx {
         _inputs: &[String],
         _outputs: &[String],
     ) -> Result<Arc<dyn LoadedModel>, Error> {
-        if !device.to_ascii_uppercase().starts_with("CPU") {
-            return Err(Error::Verbatim(format!(
-                "ERR GPU requested but ONNX Runtime was not built with CUDA (device {device})"
-            )));
-        }
+        super::cpu_only(device, "ONNX Runtime was not built with CUDA")?;
         let verbatim =
             |e: &dyn std::fmt::Display| Error::Verbatim(e.to_string().replace(['\r', '\n'], " "));
         let mut builder = Session::builder(&self.env).map_err(|e| verbatim(&e))?;

@@ -237,11 +237,7 @@ impl Backend for Tf {
         inputs: &[String],
         outputs: &[String],
     ) -> Result<Arc<dyn LoadedModel>, Error> {
-        if !device.to_ascii_uppercase().starts_with("CPU") {
-            return Err(Error::Verbatim(format!(
-                "ERR GPU requested but TF was built without CUDA (device {device})"
-            )));
-        }
+        super::cpu_only(device, "TF was built without CUDA")?;
         let api = &self.api;
         let status = StatusBox::new(api);
         // SAFETY: every pointer passed below is either fresh from the library or points into

@@ -389,11 +389,7 @@ impl Backend for TfLite {
         _inputs: &[String],
         _outputs: &[String],
     ) -> Result<Arc<dyn LoadedModel>, Error> {
-        if !device.to_ascii_uppercase().starts_with("CPU") {
-            return Err(Error::Verbatim(format!(
-                "ERR GPU requested but the TFLITE backend runs on CPU only (device {device})"
-            )));
-        }
+        super::cpu_only(device, "the TFLITE backend runs on CPU only")?;
         let api = &self.api;
         let flatbuffer = Aligned::copy_of(blob, blob.len());
         let mut model = TfLiteModel {
