@@ -78,8 +78,9 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_INTER_OP_PARALLELISM", default_value_t = 0)]
     pub inter_op_parallelism: usize,
 
-    /// Longest a model may run, in ms (RedisAI's MODEL_EXECUTION_TIMEOUT, shown in INFO;
-    /// RedisAI enforces it for ONNX only, and shardai does not enforce it yet).
+    /// Longest one ONNX model run may take, in ms, before ONNX Runtime is told to stop it
+    /// (RedisAI's MODEL_EXECUTION_TIMEOUT, which RedisAI also applies to ONNX only; 0: no
+    /// limit).
     #[arg(long, env = "SHARDAI_MODEL_EXECUTION_TIMEOUT", default_value_t = 5000)]
     pub model_execution_timeout: u64,
 

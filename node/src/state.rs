@@ -133,9 +133,10 @@ impl Shared {
             .map(|i| format!("{:08x}", mix(seed.wrapping_add(i))))
             .collect();
         let queues = RunQueues::new(config.threads_per_queue);
-        let threads = shardai_engine::backend::Threads {
+        let threads = shardai_engine::backend::Settings {
             intra_op: config.intra_op_parallelism,
             inter_op: config.inter_op_parallelism,
+            execution_timeout_ms: config.model_execution_timeout,
         };
         Shared {
             proposer,

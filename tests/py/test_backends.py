@@ -81,3 +81,23 @@ def test_thread_settings_reach_info_and_every_backend_runs_with_them(tmp_path):
     finally:
         s.stop()
         shutil.rmtree(s.dir, ignore_errors=True)
+
+
+def test_model_execution_timeout_stops_a_long_onnx_run(tmp_path):
+    s = Server("--model-execution-timeout", "10")
+    try:
+        subprocess.run([sys.executable, str(ROOT / "tests/models/make_onnx.py"), str(tmp_path)], check=True)
+        r = s.client()
+        assert r.info("ai_load_time_configs")["ai_model_execution_timeout"] == 10
+        r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", (tmp_path / "mnist_cnn.onnx").read_bytes())
+        r.execute_command("AI.TENSORSET", "one", "FLOAT", 1, 1, 28, 28)
+        r.execute_command("AI.TENSORSET", "big", "FLOAT", 10000, 1, 28, 28)  # about 75 ms of work
+        assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "one", "OUTPUTS", 1, "o1") == b"OK"
+        with pytest.raises(redis.ResponseError, match="Exiting due to terminate flag being set to true"):
+            r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "big", "OUTPUTS", 1, "o2")
+        assert r.exists("o2") == 0
+        # The session still serves runs that fit the limit.
+        assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "one", "OUTPUTS", 1, "o3") == b"OK"
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)

@@ -49,21 +49,24 @@ pub trait Backend: Send + Sync {
     ) -> Result<Arc<dyn LoadedModel>, Error>;
 }
 
-/// Thread settings every backend gets (RedisAI's INTRA_OP_PARALLELISM and
-/// INTER_OP_PARALLELISM); 0 leaves the library's own default.
+/// Settings every backend gets (RedisAI's INTRA_OP_PARALLELISM, INTER_OP_PARALLELISM and
+/// MODEL_EXECUTION_TIMEOUT); 0 leaves the library's own default, or no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Threads {
+pub struct Settings {
     /// Threads one operator may use.
     pub intra_op: usize,
     /// Operators that may run at once.
     pub inter_op: usize,
+    /// Longest one run may take, in ms, before the library is told to stop it (ONNX only,
+    /// as in RedisAI).
+    pub execution_timeout_ms: u64,
 }
 
 /// The backends of this process, each loaded on first use.
 #[derive(Default)]
 pub struct Backends {
     path: Mutex<Option<PathBuf>>,
-    threads: Threads,
+    threads: Settings,
     /// One slot per backend, in `Kind::ALL` order. Only a successful load is kept: a failed
     /// one (a wrong LOADBACKEND path, a library not installed yet) can be retried.
     slots: [Mutex<Option<Arc<dyn Backend>>>; 4],
@@ -97,11 +100,11 @@ fn slot(kind: Kind) -> usize {
 impl Backends {
     /// Backends found under `path` (a `site-packages` folder holding the wheels).
     pub fn new(path: Option<PathBuf>) -> Self {
-        Self::with_threads(path, Threads::default())
+        Self::with_threads(path, Settings::default())
     }
 
     /// Backends found under `path` whose models use `threads`.
-    pub fn with_threads(path: Option<PathBuf>, threads: Threads) -> Self {
+    pub fn with_threads(path: Option<PathBuf>, threads: Settings) -> Self {
         Backends {
             path: Mutex::new(path),
             threads,
@@ -110,7 +113,7 @@ impl Backends {
     }
 
     /// The thread settings models are loaded with.
-    pub fn threads(&self) -> Threads {
+    pub fn threads(&self) -> Settings {
         self.threads
     }
 

@@ -2,18 +2,19 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock, Weak},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use ort::{
-    session::{Session, SessionInputValue},
+    session::{RunOptions, Session, SessionInputValue},
     value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType},
 };
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use shardai_protocol::{DType, Error};
 
-use super::{Backend, LoadedModel, Threads};
+use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
 
 /// Finds `onnxruntime/capi/libonnxruntime.so*` under the backends path.
@@ -38,11 +39,11 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
 pub(super) struct Onnx {
     env: ort::environment::Environment,
     version: String,
-    threads: Threads,
+    threads: Settings,
 }
 
 impl Onnx {
-    pub(super) fn load(lib: &Path, threads: Threads) -> Result<Onnx, String> {
+    pub(super) fn load(lib: &Path, threads: Settings) -> Result<Onnx, String> {
         let env = ort::init_from(lib)
             .map_err(|e| format!("{}: {e}", lib.display()))?
             .with_name("shardai")
@@ -94,6 +95,8 @@ impl Backend for Onnx {
             session: Mutex::new(session),
             inputs,
             outputs,
+            timeout: (self.threads.execution_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.threads.execution_timeout_ms)),
         }))
     }
 }
@@ -102,6 +105,57 @@ struct OnnxModel {
     session: Mutex<Session>,
     inputs: usize,
     outputs: usize,
+    /// MODEL_EXECUTION_TIMEOUT: a run still going after this is terminated.
+    timeout: Option<Duration>,
+}
+
+/// Runs in progress with a time limit, and the thread that terminates those that overrun
+/// (ONNX Runtime stops a run whose `RunOptions` are set to terminate).
+struct Watchdog {
+    runs: Mutex<Vec<(Instant, Weak<RunOptions>)>>,
+    changed: Condvar,
+}
+
+impl Watchdog {
+    fn get() -> &'static Watchdog {
+        static DOG: OnceLock<&'static Watchdog> = OnceLock::new();
+        DOG.get_or_init(|| {
+            let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
+                runs: Mutex::new(Vec::new()),
+                changed: Condvar::new(),
+            }));
+            let _ = std::thread::Builder::new()
+                .name("shardai-onnx-watchdog".into())
+                .spawn(move || dog.watch());
+            dog
+        })
+    }
+
+    fn watch(&self) {
+        let mut runs = self.runs.lock();
+        loop {
+            let now = Instant::now();
+            runs.retain(|(deadline, opts)| match opts.upgrade() {
+                Some(o) if *deadline <= now => {
+                    let _ = o.terminate();
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+            match runs.iter().map(|(d, _)| *d).min() {
+                Some(next) => {
+                    self.changed.wait_until(&mut runs, next);
+                }
+                None => self.changed.wait(&mut runs),
+            }
+        }
+    }
+
+    fn add(&self, deadline: Instant, opts: &Arc<RunOptions>) {
+        self.runs.lock().push((deadline, Arc::downgrade(opts)));
+        self.changed.notify_one();
+    }
 }
 
 fn ort_err(e: impl std::fmt::Display) -> Error {
@@ -253,7 +307,18 @@ impl LoadedModel for OnnxModel {
             .map(|o| o.name().to_string())
             .collect();
         let feed: Vec<(String, SessionInputValue<'_>)> = names.into_iter().zip(values).collect();
-        let outputs = session.run(feed).map_err(ort_err)?;
+        let opts = match self.timeout {
+            None => None,
+            Some(limit) => {
+                let opts = Arc::new(RunOptions::new().map_err(ort_err)?);
+                Watchdog::get().add(Instant::now() + limit, &opts);
+                Some(opts)
+            }
+        };
+        let outputs = match &opts {
+            None => session.run(feed).map_err(ort_err)?,
+            Some(opts) => session.run_with_options(feed, &**opts).map_err(ort_err)?,
+        };
         let mut out = Vec::with_capacity(outputs.len());
         for (_, v) in outputs.iter() {
             out.push(from_ort(&v)?);

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use libloading::Library;
 use shardai_protocol::{DType, Error};
 
-use super::{Backend, LoadedModel, Threads};
+use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
 
 /// Finds `tensorflow/libtensorflow_cc.so.2` under the backends path.
@@ -207,11 +207,11 @@ impl Drop for StatusBox<'_> {
 pub(super) struct Tf {
     api: Arc<Api>,
     version: String,
-    threads: Threads,
+    threads: Settings,
 }
 
 impl Tf {
-    pub(super) fn load(lib: &Path, threads: Threads) -> Result<Tf, String> {
+    pub(super) fn load(lib: &Path, threads: Settings) -> Result<Tf, String> {
         let api = Api::open(lib)?;
         // SAFETY: TF_Version returns a static NUL-terminated string.
         let version = unsafe { CStr::from_ptr((api.version)()) }
@@ -335,7 +335,7 @@ impl Drop for TfModel {
 /// A serialized `ConfigProto`: `allow_soft_placement` (field 7: run on CPU whatever device
 /// the graph's nodes were pinned to when it was frozen), and the thread counts when set
 /// (`intra_op_parallelism_threads`, field 2; `inter_op_parallelism_threads`, field 5).
-fn config_proto(threads: Threads) -> Vec<u8> {
+fn config_proto(threads: Settings) -> Vec<u8> {
     fn varint(mut n: u64, out: &mut Vec<u8>) {
         while n >= 0x80 {
             out.push((n as u8 & 0x7F) | 0x80);

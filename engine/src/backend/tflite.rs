@@ -24,7 +24,7 @@ use libloading::Library;
 use parking_lot::Mutex;
 use shardai_protocol::{DType, Error};
 
-use super::{Backend, LoadedModel, Threads};
+use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
 
 /// Finds `ai_edge_litert/libLiteRt.so` under the backends path.
@@ -273,7 +273,7 @@ pub(super) struct TfLite {
     api: Arc<Api>,
     env: Arc<Env>,
     version: String,
-    threads: Threads,
+    threads: Settings,
 }
 
 /// A LiteRT environment, shared by every model of the process.
@@ -297,7 +297,7 @@ impl Drop for Env {
 }
 
 impl TfLite {
-    pub(super) fn load(lib: &Path, threads: Threads) -> Result<TfLite, String> {
+    pub(super) fn load(lib: &Path, threads: Settings) -> Result<TfLite, String> {
         let api = Arc::new(Api::open(lib)?);
         // Only errors from LiteRT's own logger: it logs every compilation at INFO.
         let quiet = EnvOption {

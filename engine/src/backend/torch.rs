@@ -13,7 +13,7 @@ use bytes::Bytes;
 use shardai_protocol::{DType, Error};
 use tch::{CModule, Device, IValue, Kind};
 
-use super::{Backend, LoadedModel, Threads};
+use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
 
 /// The TORCH backend.
@@ -23,7 +23,7 @@ pub(super) struct Torch {
 
 impl Torch {
     /// The backend; its version is the torch wheel's when that is on the backends path.
-    pub(super) fn new(path: Option<&std::path::Path>, threads: Threads) -> Torch {
+    pub(super) fn new(path: Option<&std::path::Path>, threads: Settings) -> Torch {
         // libtorch's thread pools are process-wide; the inter-op pool can be sized only
         // before its first use, which is now (the backend is created once).
         if threads.intra_op > 0 {

@@ -25,7 +25,7 @@ use std::{
 use bytes::Bytes;
 use shardai_engine::{
     Tensor,
-    backend::{Backends, Threads, default_path},
+    backend::{Backends, Settings, default_path},
 };
 use shardai_protocol::{DType, command::Backend as Kind};
 use shardai_tests::Server;
@@ -134,9 +134,10 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let threads = Threads {
+    let threads = Settings {
         intra_op: env_usize("SHARDAI_INTRA_OP_PARALLELISM"),
         inter_op: env_usize("SHARDAI_INTER_OP_PARALLELISM"),
+        execution_timeout_ms: 0,
     };
     let backends = Backends::with_threads(lib_path, threads);
     let kind = if path.ends_with(".pt") {
