@@ -42,17 +42,27 @@ impl Queued<'_> {
             .unwrap_or(1)
     }
 
-    /// Whether `other` can be concatenated with this request along dimension 0.
+    /// Whether the request can take part in a batch at all: it has inputs, none of them a
+    /// STRING or a scalar, all with the same dimension 0.
+    fn batchable(&self) -> bool {
+        let batch = self.batch();
+        !self.inputs.is_empty()
+            && self
+                .inputs
+                .iter()
+                .all(|(d, s)| *d != DType::String && s.first() == Some(&batch))
+    }
+
+    /// Whether `other` can be concatenated with this (batchable) request along dimension 0.
     fn compatible(&self, other: &Queued<'_>) -> bool {
         self.model == other.model
+            && other.batchable()
             && self.inputs.len() == other.inputs.len()
-            && self.inputs.iter().zip(&other.inputs).all(|(a, b)| {
-                a.0 == b.0
-                    && a.0 != DType::String
-                    && !a.1.is_empty()
-                    && a.1.len() == b.1.len()
-                    && a.1[1..] == b.1[1..]
-            })
+            && self
+                .inputs
+                .iter()
+                .zip(&other.inputs)
+                .all(|(a, b)| a.0 == b.0 && a.1.len() == b.1.len() && a.1[1..] == b.1[1..])
     }
 }
 
@@ -86,7 +96,9 @@ pub fn pick(queue: &[Queued<'_>], now: Instant) -> Pick {
         }
         let opts = head.opts;
         let limit = opts.batchsize as usize;
-        if limit == 0 || head.batch() >= limit {
+        // Alone: no batching, a head at least BATCHSIZE, or a request that cannot be
+        // concatenated (it would otherwise wait for a MINBATCHSIZE it can never reach).
+        if limit == 0 || head.batch() >= limit || !head.batchable() {
             return Pick::Run(vec![i]);
         }
         let mut group = vec![i];
@@ -100,7 +112,8 @@ pub fn pick(queue: &[Queued<'_>], now: Instant) -> Pick {
             group.push(j);
             taken[j] = true;
         }
-        let min = opts.minbatchsize as usize;
+        // A MINBATCHSIZE above BATCHSIZE could never be met: BATCHSIZE is the most it waits for.
+        let min = (opts.minbatchsize as usize).min(limit);
         if min == 0 || total >= min {
             return Pick::Run(group);
         }
@@ -244,6 +257,24 @@ mod tests {
         s1.inputs[0].0 = DType::String;
         let queue = [s1.clone(), s1];
         assert_eq!(pick(&queue, t), Pick::Run(vec![0]));
+    }
+
+    #[test]
+    fn requests_that_cannot_batch_never_wait_for_minbatchsize() {
+        let t = Instant::now();
+        let o = opts(8, 4, 0);
+        let mut s = q(1, o, S1, t);
+        s.inputs[0].0 = DType::String;
+        assert_eq!(pick(&[s], t), Pick::Run(vec![0]));
+        let scalar = q(1, o, &[], t);
+        assert_eq!(pick(&[scalar], t), Pick::Run(vec![0]));
+        let mut uneven = q(1, o, S1, t);
+        uneven.inputs.push((DType::Float, S2));
+        assert_eq!(pick(&[uneven], t), Pick::Run(vec![0]));
+        // MINBATCHSIZE above BATCHSIZE waits for BATCHSIZE only.
+        let o = opts(2, 4, 0);
+        let queue = [q(1, o, S1, t), q(1, o, S1, t)];
+        assert_eq!(pick(&queue, t), Pick::Run(vec![0, 1]));
     }
 
     #[test]

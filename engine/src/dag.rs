@@ -191,7 +191,8 @@ pub async fn execute(
     let mut spans = Vec::new();
     let mut running: Vec<(usize, Running<'_>)> = Vec::new();
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let pending = !running.is_empty() || (!failed && started.iter().any(|s| !s));
+        if pending && deadline.is_some_and(|d| Instant::now() >= d) {
             return DagResult::TimedOut;
         }
         // Start every op whose inputs are ready; TENSORSET / TENSORGET finish at once and

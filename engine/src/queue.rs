@@ -210,7 +210,16 @@ fn execute(group: Vec<Job>) {
             .collect::<Result<Vec<_>, _>>()
     };
     let started = Instant::now();
-    let result = inputs.and_then(|inputs| model.loaded.run(&inputs));
+    // A panicking backend (a library error tch turns into a panic) must not take the worker
+    // thread, and with it the device's queue, down.
+    let result = inputs.and_then(|inputs| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.loaded.run(&inputs)))
+            .unwrap_or_else(|_| {
+                Err(Error::Verbatim(
+                    "ERR the backend failed while running the model (see the server log)".into(),
+                ))
+            })
+    });
     let ended = Instant::now();
     let took = ended - started;
     let ran = |outputs| Ran {
@@ -218,17 +227,22 @@ fn execute(group: Vec<Job>) {
         started,
         ended,
     };
-    match &result {
-        Ok(_) => stats.record(took.as_micros() as u64, samples as u64),
-        Err(_) => stats.record_error(),
-    }
+    let record = |ok: bool| {
+        if ok {
+            stats.record(took.as_micros() as u64, samples as u64)
+        } else {
+            stats.record_error()
+        }
+    };
     if group.len() == 1 {
+        record(result.is_ok());
         if let Some(job) = group.into_iter().next() {
             let _ = job.reply.send(result.map(ran));
         }
         return;
     }
     let split = result.and_then(|outputs| batching::split(outputs, &sizes));
+    record(split.is_ok());
     match split {
         Ok(per_job) => {
             for (job, outputs) in group.into_iter().zip(per_job) {

@@ -1,6 +1,7 @@
 //! ONNX Runtime through `ort` (load-dynamic): `libonnxruntime` from the onnxruntime wheel.
 
 use std::{
+    collections::VecDeque,
     path::{Path, PathBuf},
     sync::{Arc, OnceLock, Weak},
     time::{Duration, Instant},
@@ -111,8 +112,10 @@ struct OnnxModel {
 
 /// Runs in progress with a time limit, and the thread that terminates those that overrun
 /// (ONNX Runtime stops a run whose `RunOptions` are set to terminate).
+/// Entries are in start order, which is deadline order (one timeout for every run); finished
+/// runs (dead `Weak`s) are dropped when they reach the front.
 struct Watchdog {
-    runs: Mutex<Vec<(Instant, Weak<RunOptions>)>>,
+    runs: Mutex<VecDeque<(Instant, Weak<RunOptions>)>>,
     changed: Condvar,
 }
 
@@ -121,12 +124,15 @@ impl Watchdog {
         static DOG: OnceLock<&'static Watchdog> = OnceLock::new();
         DOG.get_or_init(|| {
             let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
-                runs: Mutex::new(Vec::new()),
+                runs: Mutex::new(VecDeque::new()),
                 changed: Condvar::new(),
             }));
-            let _ = std::thread::Builder::new()
+            if let Err(e) = std::thread::Builder::new()
                 .name("shardai-onnx-watchdog".into())
-                .spawn(move || dog.watch());
+                .spawn(move || dog.watch())
+            {
+                tracing::warn!(error = %e, "no MODEL_EXECUTION_TIMEOUT watchdog thread");
+            }
             dog
         })
     }
@@ -135,15 +141,17 @@ impl Watchdog {
         let mut runs = self.runs.lock();
         loop {
             let now = Instant::now();
-            runs.retain(|(deadline, opts)| match opts.upgrade() {
-                Some(o) if *deadline <= now => {
-                    let _ = o.terminate();
-                    false
+            while let Some((deadline, opts)) = runs.front() {
+                match opts.upgrade() {
+                    None => {}
+                    Some(o) if *deadline <= now => {
+                        let _ = o.terminate();
+                    }
+                    Some(_) => break,
                 }
-                Some(_) => true,
-                None => false,
-            });
-            match runs.iter().map(|(d, _)| *d).min() {
+                runs.pop_front();
+            }
+            match runs.front().map(|(d, _)| *d) {
                 Some(next) => {
                     self.changed.wait_until(&mut runs, next);
                 }
@@ -153,8 +161,12 @@ impl Watchdog {
     }
 
     fn add(&self, deadline: Instant, opts: &Arc<RunOptions>) {
-        self.runs.lock().push((deadline, Arc::downgrade(opts)));
-        self.changed.notify_one();
+        let mut runs = self.runs.lock();
+        runs.push_back((deadline, Arc::downgrade(opts)));
+        // The watchdog only needs waking when it was sleeping with nothing to watch.
+        if runs.len() == 1 {
+            self.changed.notify_one();
+        }
     }
 }
 

@@ -251,8 +251,14 @@ impl Aligned {
         a
     }
 
+    /// For memory LiteRT only reads (inputs, the model).
     fn ptr(&self) -> *mut c_void {
         self.blocks.as_ptr().cast_mut().cast()
+    }
+
+    /// For memory LiteRT writes (outputs).
+    fn mut_ptr(&mut self) -> *mut c_void {
+        self.blocks.as_mut_ptr().cast()
     }
 
     fn as_mut(&mut self) -> &mut [u8] {
@@ -566,13 +572,16 @@ impl LoadedModel for TfLiteModel {
         let api = &*self.api;
         let compiled = self.compiled.lock();
         let cm = *compiled;
+        // Host memory the tensor buffers wrap; declared before `bufs` so that it outlives
+        // them on every path (buffers are dropped first).
+        let mut copies = Vec::new();
+        let mut outs = Vec::with_capacity(self.outputs.len());
         let mut bufs = Buffers {
             api,
             handles: Vec::with_capacity(inputs.len() + self.outputs.len()),
         };
         // Inputs: resize the model to each input's shape (a no-op when it already has it),
         // then lend the bytes in place or an aligned copy of them.
-        let mut copies = Vec::new();
         for (i, t) in inputs.iter().enumerate() {
             let et = element_type(t.dtype())?;
             if et != self.inputs[i].element_type {
@@ -632,7 +641,6 @@ impl LoadedModel for TfLiteModel {
             unsafe { (api.output_layouts)(cm, 0, layouts.len(), layouts.as_mut_ptr(), true) },
             "TFLITE model cannot run inputs of these shapes",
         )?;
-        let mut outs = Vec::with_capacity(self.outputs.len());
         for (i, layout) in layouts.iter().enumerate() {
             let mut reqs = ptr::null_mut();
             let mut size = 0usize;
@@ -649,12 +657,12 @@ impl LoadedModel for TfLiteModel {
             }
             let shape = layout_shape(layout);
             let dtype = dtype_of(self.outputs[i].element_type)?;
-            let buf = Aligned::zeroed(size);
+            let mut buf = Aligned::zeroed(size);
             let ty = RankedType::new(self.outputs[i].element_type, &shape);
             let mut h = ptr::null_mut();
             // SAFETY: `buf` lives in `outs` until after the run and the buffer's destruction.
             check(
-                unsafe { (api.buffer_from_host_memory)(&ty, buf.ptr(), size, None, &mut h) },
+                unsafe { (api.buffer_from_host_memory)(&ty, buf.mut_ptr(), size, None, &mut h) },
                 "TFLITE output buffer",
             )?;
             bufs.handles.push(h);

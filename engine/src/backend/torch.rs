@@ -187,15 +187,15 @@ fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     let x =
         unsafe { tch::Tensor::f_from_blob(t.blob().as_ptr(), &shape, &strides, kind, Device::Cpu) }
             .map_err(err)?;
-    Ok(if dev == Device::Cpu {
-        x
+    if dev == Device::Cpu {
+        Ok(x)
     } else {
-        x.to_device(dev)
-    })
+        x.f_to_device(dev).map_err(err)
+    }
 }
 
 fn from_torch(t: &tch::Tensor) -> Result<Tensor, Error> {
-    let t = t.to_device(Device::Cpu).contiguous();
+    let t = t.f_to_device(Device::Cpu).map_err(err)?.contiguous();
     let dtype = dtype_of(t.kind())?;
     let shape: Vec<usize> = t.size().iter().map(|&d| d.max(0) as usize).collect();
     if shape.contains(&0) {

@@ -130,7 +130,8 @@ pub(super) fn parse(c: &mut Cursor, name: &str) -> Result<Dag, Error> {
                 "ERR number of keys to PERSIST after DAG execution does not match the number of \
                  given arguments",
             )?;
-            if (1..dag.persist.len()).any(|i| dag.persist[..i].contains(&dag.persist[i])) {
+            let unique: std::collections::HashSet<&Bytes> = dag.persist.iter().collect();
+            if unique.len() != dag.persist.len() {
                 return Err(err("ERR PERSIST keys must be unique"));
             }
             persist = true;
