@@ -19,6 +19,8 @@ import sys
 
 import flatbuffers
 import numpy as np
+
+import numpy_cnn
 from ai_edge_litert import schema_py_generated as s
 from ai_edge_litert.interpreter import Interpreter
 
@@ -104,22 +106,6 @@ def run(model, inputs):
     return [it.get_tensor(d["index"]) for d in it.get_output_details()]
 
 
-def conv_valid(x, w, b):
-    n, h, wd, _ = x.shape
-    k = w.shape[1]
-    oh, ow = h - k + 1, wd - k + 1
-    out = np.zeros((n, oh, ow, w.shape[0]))
-    for i in range(k):
-        for j in range(k):
-            out += np.einsum("nhwc,oc->nhwo", x[:, i:i + oh, j:j + ow, :], w[:, i, j, :])
-    return out + b
-
-
-def pool2(x):
-    n, h, w, c = x.shape
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -193,9 +179,8 @@ def main():
 
     img = rng.random((1, 28, 28, 1)).astype(np.float32)
     got = run(cnn, [img])[0]
-    h = pool2(np.maximum(conv_valid(img.astype(np.float64), w1, b1), 0))
-    h = pool2(np.maximum(conv_valid(h, w2, b2), 0))
-    want = h.reshape(1, 256) @ w3.T.astype(np.float64) + b3
+    # numpy_cnn takes HWIO convolution weights and [in, out] dense weights.
+    want = numpy_cnn.forward(img, w1.transpose(1, 2, 3, 0), b1, w2.transpose(1, 2, 3, 0), b2, w3.T, b3)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     (out / "mnist_cnn.input").write_bytes(img.tobytes())
     (out / "mnist_cnn.expected").write_bytes(got.astype(np.float32).tobytes())

@@ -11,7 +11,7 @@ use std::{
 };
 
 use shardai_engine::{
-    Mutation, Tensor, Value,
+    Mutation, Tensor,
     dag::{self, DagResult, OpNames, Outcome, Step},
 };
 use shardai_protocol::{
@@ -19,7 +19,11 @@ use shardai_protocol::{
     command::{Dag, DagOp},
 };
 
-use super::{keyspace::applied, model::model_of, tensor::tensor_reply};
+use super::{
+    keyspace::applied,
+    model::model_of,
+    tensor::{tensor_reply, tensors_of},
+};
 use crate::state::Shared;
 
 /// # Format
@@ -34,14 +38,7 @@ pub(super) async fn dagexecute(d: Dag, shared: &Shared) -> Reply {
 }
 
 async fn run(d: Dag, shared: &Shared) -> Result<Reply, Error> {
-    let mut loaded = Vec::with_capacity(d.load.len());
-    for k in &d.load {
-        match shared.store().get(k) {
-            Some(Value::Tensor(t)) => loaded.push(t),
-            Some(_) => return Err(Error::WrongType),
-            None => return Err(Error::TensorKeyEmpty),
-        }
-    }
+    let loaded = tensors_of(&d.load, shared)?;
     let max = shared.runtime.max_bulk.load(Ordering::Relaxed);
     let mut steps = Vec::with_capacity(d.ops.len());
     for op in &d.ops {

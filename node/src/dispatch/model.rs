@@ -177,14 +177,7 @@ pub(super) fn check_counts(model: &Model, inputs: usize, outputs: usize) -> Resu
 async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
     let model = model_of(&e.key, shared)?;
     check_counts(&model, e.inputs.len(), e.outputs.len())?;
-    let mut inputs = Vec::with_capacity(e.inputs.len());
-    for k in &e.inputs {
-        match shared.store().get(k) {
-            Some(Value::Tensor(t)) => inputs.push(t),
-            Some(_) => return Err(Error::WrongType),
-            None => return Err(Error::TensorKeyEmpty),
-        }
-    }
+    let inputs = super::tensor::tensors_of(&e.inputs, shared)?;
     let timeout = e.timeout_ms.map(Duration::from_millis);
     let stats = shared.run_stats.entry(&e.key);
     let outputs = match shared.queues.run(model, inputs, timeout, stats).await {

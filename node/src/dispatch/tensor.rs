@@ -30,6 +30,21 @@ pub(super) async fn tensorset(t: TensorSet, shared: &Shared) -> Reply {
     )
 }
 
+/// The tensors at `keys`, as model runs and DAG LOADs read them: `WRONGTYPE` for another
+/// type, RedisAI's `ERR tensor key is empty or in a different shard` for a missing key.
+pub(super) fn tensors_of(
+    keys: &[bytes::Bytes],
+    shared: &Shared,
+) -> Result<Vec<Arc<Tensor>>, Error> {
+    keys.iter()
+        .map(|k| match shared.store().get(k) {
+            Some(Value::Tensor(t)) => Ok(t),
+            Some(_) => Err(Error::WrongType),
+            None => Err(Error::TensorKeyEmpty),
+        })
+        .collect()
+}
+
 /// # Format
 /// `AI.TENSORGET key [META] [BLOB | VALUES]` → the blob, the values, or an array of
 /// `dtype`, `shape` and `blob`/`values` (META and BLOB when no format is given).

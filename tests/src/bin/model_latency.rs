@@ -177,31 +177,36 @@ fn main() {
             .query(&mut con)
             .expect("MODELSTORE");
         let mut served: Vec<Duration> = Vec::with_capacity(iters);
+        // The three steps, each as its argument list, sent pipelined and then as one DAG.
+        let arg = |s: &str| s.as_bytes().to_vec();
+        let dims: Vec<Vec<u8>> = shape.iter().map(|d| arg(&d.to_string())).collect();
+        let mut set = vec![arg("AI.TENSORSET"), arg("in"), arg("FLOAT")];
+        set.extend(dims);
+        set.extend([arg("BLOB"), data.clone()]);
+        let mut exec = vec![arg("AI.MODELEXECUTE"), arg("m"), arg("INPUTS")];
+        exec.push(arg(&inputs.len().to_string()));
+        exec.extend((0..inputs.len()).map(|_| arg("in")));
+        exec.extend([arg("OUTPUTS"), arg(&n_outputs.to_string())]);
+        exec.extend((0..n_outputs).map(|i| arg(&format!("out{i}"))));
+        let get = vec![arg("AI.TENSORGET"), arg("out0"), arg("BLOB")];
+        let steps = [set, exec, get];
+        let mut pipeline = redis::pipe();
+        for (k, step) in steps.iter().enumerate() {
+            pipeline
+                .cmd(std::str::from_utf8(&step[0]).unwrap_or_default())
+                .arg(&step[1..]);
+            if k < steps.len() - 1 {
+                pipeline.ignore();
+            }
+        }
+        let mut dag_cmd = redis::cmd("AI.DAGEXECUTE");
+        dag_cmd.arg("ROUTING").arg("in");
+        for step in &steps {
+            dag_cmd.arg("|>").arg(step);
+        }
         for i in 0..iters + iters / 10 {
-            let mut p = redis::pipe();
-            p.cmd("AI.TENSORSET")
-                .arg("in")
-                .arg("FLOAT")
-                .arg(&shape)
-                .arg("BLOB")
-                .arg(&data)
-                .ignore();
-            p.cmd("AI.MODELEXECUTE")
-                .arg("m")
-                .arg("INPUTS")
-                .arg(inputs.len())
-                .arg(vec!["in"; inputs.len()])
-                .arg("OUTPUTS")
-                .arg(n_outputs)
-                .arg(
-                    (0..n_outputs)
-                        .map(|i| format!("out{i}"))
-                        .collect::<Vec<_>>(),
-                )
-                .ignore();
-            p.cmd("AI.TENSORGET").arg("out0").arg("BLOB");
             let t = Instant::now();
-            let (out,): (Vec<u8>,) = p.query(&mut con).expect("pipeline");
+            let (out,): (Vec<u8>,) = pipeline.query(&mut con).expect("pipeline");
             let took = t.elapsed();
             assert!(!out.is_empty());
             if i >= iters / 10 {
@@ -210,27 +215,8 @@ fn main() {
         }
         // The same three steps as one AI.DAGEXECUTE (the input and outputs stay in the DAG).
         let mut dag = Vec::with_capacity(iters);
-        let out_names: Vec<String> = (0..n_outputs).map(|i| format!("out{i}")).collect();
         for i in 0..iters + iters / 10 {
-            let mut c = redis::cmd("AI.DAGEXECUTE");
-            c.arg("ROUTING").arg("in").arg("|>");
-            c.arg("AI.TENSORSET")
-                .arg("in")
-                .arg("FLOAT")
-                .arg(&shape)
-                .arg("BLOB")
-                .arg(&data)
-                .arg("|>");
-            c.arg("AI.MODELEXECUTE")
-                .arg("m")
-                .arg("INPUTS")
-                .arg(inputs.len())
-                .arg(vec!["in"; inputs.len()])
-                .arg("OUTPUTS")
-                .arg(n_outputs)
-                .arg(&out_names)
-                .arg("|>");
-            c.arg("AI.TENSORGET").arg("out0").arg("BLOB");
+            let c = &dag_cmd;
             let t = Instant::now();
             let replies: Vec<redis::Value> = c.query(&mut con).expect("DAG");
             let took = t.elapsed();
