@@ -61,6 +61,9 @@ impl Value {
     }
 }
 
+/// One key as [`Store::dump`] lists it: key, value, deadline (Unix ms).
+pub type Dumped = (Bytes, Value, Option<u64>);
+
 /// A value and its deadline.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {

@@ -33,8 +33,8 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
 
-    /// Data folder (created if missing). Data is held in memory until Raft persistence
-    /// lands; the folder is reserved for the log and snapshots.
+    /// Data folder (created if missing). With --cluster-enabled yes it holds the node's
+    /// identity, Raft log and snapshots; without, data is kept in memory only.
     #[arg(long, env = "SHARDAI_DIR", default_value = "./data")]
     pub dir: PathBuf,
 
@@ -84,6 +84,31 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_MODEL_EXECUTION_TIMEOUT", default_value_t = 5000)]
     pub model_execution_timeout: u64,
 
+    /// Run as a cluster node (Redis's cluster-enabled): every write is replicated through
+    /// Raft to the shard's replicas and fsync'd on a majority before it is acknowledged.
+    /// Form the cluster with `shardai cluster create HOST:PORT...`; a formed node restarts
+    /// from its --dir. `no` keeps the data in memory on this node only.
+    #[arg(long, env = "SHARDAI_CLUSTER_ENABLED", default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub cluster_enabled: bool,
+
+    /// Port of the cluster bus (Raft traffic between nodes); default: client port + 10000.
+    #[arg(long, env = "SHARDAI_CLUSTER_PORT")]
+    pub cluster_port: Option<u16>,
+
+    /// Raft leader heartbeat interval, ms.
+    #[arg(long, env = "SHARDAI_RAFT_HEARTBEAT_MS", default_value_t = 100)]
+    pub raft_heartbeat_ms: u64,
+
+    /// Raft election timeout, ms: a follower that hears no leader for a random time between
+    /// this and twice this starts an election (so failover takes about 1-2x this).
+    #[arg(long, env = "SHARDAI_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 400)]
+    pub raft_election_timeout_ms: u64,
+
+    /// Take a snapshot of the shard after this many log entries; older log entries are
+    /// then dropped, and a replica that is far behind catches up from the snapshot.
+    #[arg(long, env = "SHARDAI_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
+    pub snapshot_entries: u64,
+
     /// Threads serving connections (0: one per core).
     #[arg(long, env = "SHARDAI_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,
@@ -96,6 +121,15 @@ pub struct Config {
     /// `shardai_node=debug`. Logs go to standard error.
     #[arg(long, env = "SHARDAI_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Parses yes/no (also true/false, on/off, 1/0), as redis.conf does.
+pub fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no, got '{s}'")),
+    }
 }
 
 /// Parses a size with an optional k/kb/m/mb/g/gb suffix (powers of 1024, as Redis does).
@@ -122,6 +156,19 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 impl Config {
+    /// The cluster bus port: --cluster-port, else the client port + 10000.
+    pub fn bus_port(&self) -> Result<u16, String> {
+        match self.cluster_port {
+            Some(p) => Ok(p),
+            None => self.port.checked_add(10_000).ok_or_else(|| {
+                format!(
+                    "client port {} + 10000 is not a port: give --cluster-port",
+                    self.port
+                )
+            }),
+        }
+    }
+
     /// Parses flags and environment, then fills what they left unset from `--config`.
     pub fn load() -> Result<Config, String> {
         let args: Vec<String> = std::env::args().collect();

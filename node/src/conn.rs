@@ -24,6 +24,7 @@ use tokio::{
 use tracing::debug;
 
 use crate::{
+    cluster::Route,
     dispatch::{self, Flow},
     state::{ClientInfo, Shared},
 };
@@ -174,6 +175,20 @@ async fn handle(
     let parsed = match table::lookup_indexed(&argv[0]) {
         Some((i, spec)) => {
             state.info.last_cmd.store(i, Ordering::Relaxed);
+            if let Some(cluster) = &shared.cluster {
+                let refuse = match cluster.route(spec, &argv, state.readonly) {
+                    Route::Local => None,
+                    Route::LeaderRead(slot) => match cluster.group() {
+                        Some(g) => g.read_gate(slot).await.err(),
+                        None => None,
+                    },
+                    Route::Refuse(e) => Some(e),
+                };
+                if let Some(e) = refuse {
+                    out.push(&Reply::Error(e), state.resp);
+                    return Flow::Continue;
+                }
+            }
             Command::parse_for(spec, argv)
         }
         None => Err(Error::unknown_command(&argv[0], &argv[1..])),

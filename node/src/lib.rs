@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: flags, environment and config file.
+//! - [`cluster`]: cluster mode: identity, the shard's Raft group, request routing.
+//! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
 //! - [`server`]: the listener, connection limit, background tasks and shutdown.
 //! - [`conn`]: one connection's read–dispatch–write loop.
 //! - [`dispatch`]: commands against the shard, one file per family.
@@ -10,6 +12,8 @@
 //! Business logic lives in `shardai-protocol` and `shardai-engine`; this crate wires them to
 //! sockets.
 
+pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod dispatch;

@@ -4,11 +4,15 @@
 use std::{process::ExitCode, sync::Arc};
 
 use shardai_engine::{LocalApplier, Store};
-use shardai_node::{config::Config, server::Server, state::Shared};
+use shardai_node::{cluster::Cluster, config::Config, server::Server, state::Shared};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("cluster") {
+        return ExitCode::from(shardai_node::admin::main(args[1..].to_vec()) as u8);
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -16,7 +20,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // openraft's own info lines are internal state dumps: only its warnings unless asked.
+    let spec = if config.log.contains("openraft") {
+        config.log.clone()
+    } else {
+        format!("{},openraft=warn", config.log)
+    };
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -55,15 +65,37 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let store = Arc::new(Store::new());
-    let proposer = Arc::new(LocalApplier::new(store));
-    let shared = Arc::new(Shared::new(config.clone(), proposer));
-    info!(
-        version = env!("CARGO_PKG_VERSION"),
-        pid = std::process::id(),
-        "shardai listening on {local} (data folder {}; data is kept in memory until Raft \
-         persistence lands)",
-        config.dir.display()
-    );
+    let shared = if config.cluster_enabled {
+        let cluster = Cluster::new(&config, store)?;
+        let bus_addr = std::net::SocketAddr::new(config.bind, cluster.bus_port());
+        let bus = tokio::net::TcpListener::bind(bus_addr)
+            .await
+            .map_err(|e| format!("cannot listen on the cluster bus {bus_addr}: {e}"))?;
+        let shared = Arc::new(Shared::new(
+            config.clone(),
+            cluster.clone(),
+            Some(cluster.clone()),
+        ));
+        cluster.set_backends(shared.backends.clone());
+        tokio::spawn(shardai_raft::network::serve(bus, cluster.target_slot()));
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            pid = std::process::id(),
+            "shardai listening on {local}, cluster bus on {bus_addr} (data folder {})",
+            config.dir.display()
+        );
+        cluster.resume().await?;
+        shared
+    } else {
+        let proposer = Arc::new(LocalApplier::new(store));
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            pid = std::process::id(),
+            "shardai listening on {local} (single node, data kept in memory; start with \
+             --cluster-enabled yes for replicated, durable storage)"
+        );
+        Arc::new(Shared::new(config.clone(), proposer, None))
+    };
     Server::new(listener, shared).run(shutdown_signal()).await;
     info!("shardai stopped");
     Ok(())

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
 
-use crate::config::Config;
+use crate::{cluster::Cluster, config::Config};
 
 /// Server-wide counters for INFO stats.
 #[derive(Debug, Default)]
@@ -87,6 +87,8 @@ pub struct ClientNames {
 pub struct Shared {
     /// The write path of this node's (only) shard.
     pub proposer: Arc<dyn Proposer>,
+    /// Cluster mode (`--cluster-enabled yes`): the shard's Raft group and routing.
+    pub cluster: Option<Arc<Cluster>>,
     /// The start-up configuration.
     pub config: Config,
     /// Settings changed at run time.
@@ -118,7 +120,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Shared state for a server with `config` writing through `proposer`.
-    pub fn new(config: Config, proposer: Arc<dyn Proposer>) -> Self {
+    pub fn new(config: Config, proposer: Arc<dyn Proposer>, cluster: Option<Arc<Cluster>>) -> Self {
         let backends_path = config
             .backends_path
             .clone()
@@ -140,6 +142,7 @@ impl Shared {
         };
         Shared {
             proposer,
+            cluster,
             config,
             runtime,
             stats: Stats::default(),

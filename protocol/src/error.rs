@@ -93,6 +93,21 @@ pub enum Error {
     #[error("ERR {0}")]
     Unavailable(String),
 
+    /// The key's slot is served by another node (Redis Cluster redirect).
+    #[error("MOVED {slot} {addr}")]
+    Moved {
+        /// The key's hash slot.
+        slot: u16,
+        /// host:port of the node that serves it.
+        addr: String,
+    },
+    /// The cluster cannot serve the request now (no leader, not formed).
+    #[error("CLUSTERDOWN {0}")]
+    ClusterDown(String),
+    /// Retry shortly (a leader is being elected).
+    #[error("TRYAGAIN {0}")]
+    TryAgain(String),
+
     // ---- RedisAI (texts from RedisAI 1.2) ----
     /// AI.TENSORSET with an unknown dtype name.
     #[error("ERR invalid data type")]

@@ -17,6 +17,7 @@ pub mod dtype;
 pub mod error;
 pub mod frame;
 pub mod reply;
+pub mod slot;
 pub mod table;
 
 pub use command::Command;

@@ -122,6 +122,12 @@ pub static COMMANDS: &[CommandSpec] = &[
           "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node."),
     spec!("readwrite", 1, ["loading", "stale", "fast"], 0, 0, 0, ["@fast", "@connection"],
           "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node."),
+    spec!("cluster", -2, [], 0, 0, 0, ["@slow"], "cluster",
+          "A container for Redis Cluster commands.",
+          ["cluster|myid", "cluster|info", "cluster|keyslot", "cluster|help"]),
+    spec!("role", 1, ["noscript", "loading", "stale", "fast"], 0, 0, 0,
+          ["@admin", "@fast", "@dangerous"], "server",
+          "Returns the replication role."),
     // server
     spec!("command", -1, ["loading", "stale"], 0, 0, 0, ["@slow", "@connection"], "server",
           "Returns detailed information about all commands.",

@@ -164,10 +164,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 store.applied_count().to_string(),
             ),
         ],
-        "replication" => vec![
-            ("role".into(), "master".into()),
-            ("connected_slaves".into(), "0".into()),
-        ],
+        "replication" => super::cluster::replication_info(shared),
         "cpu" => {
             let (user, sys) = cpu_seconds();
             vec![
@@ -175,7 +172,10 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 ("used_cpu_user".into(), format!("{user:.6}")),
             ]
         }
-        "cluster" => vec![("cluster_enabled".into(), "0".into())],
+        "cluster" => vec![(
+            "cluster_enabled".into(),
+            u8::from(shared.cluster.is_some()).to_string(),
+        )],
         "keyspace" => {
             if store.is_empty() {
                 vec![]

@@ -4,6 +4,7 @@
 //! `Proposer`. One file per command family.
 
 mod ai_config;
+mod cluster;
 mod command;
 mod dag;
 mod info;
@@ -38,6 +39,8 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::Command(c) => command::command(c),
         Command::Info(sections) => info::info(&sections, shared),
         Command::Config(c) => server::config(c, shared),
+        Command::Cluster(args) => cluster::cluster(args, shared).await,
+        Command::Role => cluster::role(shared),
         Command::ReadOnly => {
             conn.readonly = true;
             Reply::OK

@@ -48,6 +48,10 @@ pub enum Command {
     Info(Vec<String>),
     /// `CONFIG subcommand ...`
     Config(ConfigCmd),
+    /// `CLUSTER subcommand ...` (arguments as sent, subcommand first).
+    Cluster(Vec<Bytes>),
+    /// `ROLE`
+    Role,
     /// `READONLY`
     ReadOnly,
     /// `READWRITE`
@@ -142,6 +146,8 @@ impl Command {
             "command" => Command::Command(server::parse_command(&mut c)?),
             "info" => Command::Info(c.rest().iter().map(|s| lower(s)).collect()),
             "config" => Command::Config(server::parse_config(&mut c)?),
+            "cluster" => Command::Cluster(c.rest()),
+            "role" => Command::Role,
             "readonly" => Command::ReadOnly,
             "readwrite" => Command::ReadWrite,
             "dbsize" => Command::DbSize,

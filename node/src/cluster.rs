@@ -1,0 +1,301 @@
+//! Cluster mode on this node: its identity file, its shard's Raft group (started at boot
+//! from `--dir`, or when `shardai cluster create` / `add-node` tells it to join), the cluster
+//! bus server, and the routing decision for each request (serve here, MOVED, CLUSTERDOWN).
+//!
+//! Routing: on the leader every command is served, reads behind the lease-read gate. On a
+//! follower, commands with keys are redirected with `-MOVED <slot> <leader>`, except reads
+//! on a connection that sent READONLY, which are served from this replica's applied state:
+//! they may lag the leader by the replication lag (INFO replication shows it; normally a
+//! few ms, unbounded while the replica is cut off from the leader).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends};
+use shardai_protocol::{Error, slot::key_slot, table::CommandSpec};
+use shardai_raft::{GroupConfig, ShardGroup, ShardNode, TargetSlot};
+use tracing::{error, info};
+
+use crate::config::Config;
+
+/// This node's place in a cluster, as saved in `<dir>/cluster.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster id.
+    pub cluster: String,
+    /// This node's Raft id.
+    pub node: u64,
+    /// Address clients use to reach this node.
+    pub client_addr: String,
+    /// Address of this node's cluster bus.
+    pub raft_addr: String,
+}
+
+impl Identity {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("cluster.conf")
+    }
+
+    /// Reads the identity file, if the node has joined a cluster.
+    pub fn load(dir: &Path) -> Result<Option<Identity>, String> {
+        let text = match std::fs::read_to_string(Self::path(dir)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", Self::path(dir).display())),
+        };
+        let mut kv = BTreeMap::new();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once(' ') {
+                kv.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+        let get = |k: &str| {
+            kv.get(k)
+                .cloned()
+                .ok_or_else(|| format!("{} lacks {k}", Self::path(dir).display()))
+        };
+        Ok(Some(Identity {
+            cluster: get("cluster-id")?,
+            node: get("node-id")?
+                .parse()
+                .map_err(|_| "bad node-id".to_string())?,
+            client_addr: get("client-addr")?,
+            raft_addr: get("bus-addr")?,
+        }))
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), String> {
+        let text = format!(
+            "# shardai cluster identity: written by `shardai cluster create`/`add-node`\n\
+             cluster-id {}\nnode-id {}\nclient-addr {}\nbus-addr {}\n",
+            self.cluster, self.node, self.client_addr, self.raft_addr
+        );
+        shardai_raft::log_store::write_atomic(&Self::path(dir), text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", Self::path(dir).display()))
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Route {
+    /// Serve it here without further checks.
+    Local,
+    /// Serve it here once the leader's read gate passes for this slot.
+    LeaderRead(u16),
+    /// Answer with this error.
+    Refuse(Error),
+}
+
+/// Cluster mode state.
+pub struct Cluster {
+    dir: PathBuf,
+    bus_port: u16,
+    settings: (u64, u64, u64),
+    store: Arc<Store>,
+    backends: OnceLock<Arc<Backends>>,
+    group: RwLock<Option<Arc<ShardGroup>>>,
+    identity: RwLock<Option<Identity>>,
+    slot: TargetSlot,
+    joining: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_served() -> Error {
+    Error::ClusterDown("Hash slot not served".into())
+}
+
+impl Cluster {
+    /// Cluster state for `config`, writing to `store`.
+    pub fn new(config: &Config, store: Arc<Store>) -> Result<Arc<Cluster>, String> {
+        Ok(Arc::new(Cluster {
+            dir: config.dir.clone(),
+            bus_port: config.bus_port()?,
+            settings: (
+                config.raft_heartbeat_ms,
+                config.raft_election_timeout_ms,
+                config.snapshot_entries,
+            ),
+            store,
+            backends: OnceLock::new(),
+            group: RwLock::new(None),
+            identity: RwLock::new(None),
+            slot: TargetSlot::default(),
+            joining: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The bus server's view of the local replica.
+    pub fn target_slot(&self) -> TargetSlot {
+        self.slot.clone()
+    }
+
+    /// The cluster bus port.
+    pub fn bus_port(&self) -> u16 {
+        self.bus_port
+    }
+
+    /// Sets the backends models are loaded into (before any group starts).
+    pub fn set_backends(&self, b: Arc<Backends>) {
+        let _ = self.backends.set(b);
+    }
+
+    /// The running group, if this node has joined a cluster.
+    pub fn group(&self) -> Option<Arc<ShardGroup>> {
+        self.group.read().clone()
+    }
+
+    /// This node's identity, if joined.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity.read().clone()
+    }
+
+    /// Starts the group saved in `--dir`, if any (at boot).
+    pub async fn resume(&self) -> Result<(), String> {
+        if let Some(id) = Identity::load(&self.dir)? {
+            info!(node = id.node, cluster = %id.cluster, "rejoining the cluster saved in the data folder");
+            self.start(id).await?;
+        } else {
+            info!(
+                "cluster mode: not part of a cluster yet; form one with `shardai cluster create`"
+            );
+        }
+        Ok(())
+    }
+
+    async fn start(&self, id: Identity) -> Result<Arc<ShardGroup>, String> {
+        let backends = self.backends.get().cloned().ok_or("backends not set")?;
+        let (heartbeat_ms, election, snapshot_every) = self.settings;
+        let raft_dir = self.dir.join("raft");
+        let group = ShardGroup::start(
+            GroupConfig {
+                cluster: id.cluster.clone(),
+                me: id.node,
+                dir: raft_dir.clone(),
+                heartbeat_ms,
+                election_ms: (election, election * 2),
+                snapshot_every,
+            },
+            self.store.clone(),
+            backends,
+        )
+        .await?;
+        *self.slot.write() = Some(group.target(raft_dir.join("snapshots")));
+        *self.group.write() = Some(group.clone());
+        *self.identity.write() = Some(id);
+        Ok(group)
+    }
+
+    /// Joins cluster `cluster` as node `node` reachable by clients at `client_addr`; returns
+    /// the bus address. Idempotent for the same identity.
+    pub async fn join(&self, cluster: &str, node: u64, client_addr: &str) -> Result<String, Error> {
+        let _g = self.joining.lock().await;
+        let host = client_addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .ok_or_else(|| Error::Unavailable("address must be host:port".into()))?;
+        let raft_addr = format!("{host}:{}", self.bus_port);
+        if let Some(cur) = self.identity() {
+            if cur.cluster == cluster && cur.node == node {
+                return Ok(cur.raft_addr);
+            }
+            return Err(Error::Unavailable(format!(
+                "this node already belongs to cluster {} as node {}",
+                cur.cluster, cur.node
+            )));
+        }
+        if !self.store.is_empty() {
+            return Err(Error::Unavailable(
+                "this node holds data: only an empty node can join a cluster".into(),
+            ));
+        }
+        let id = Identity {
+            cluster: cluster.to_string(),
+            node,
+            client_addr: client_addr.to_string(),
+            raft_addr: raft_addr.clone(),
+        };
+        id.save(&self.dir).map_err(Error::Unavailable)?;
+        self.start(id).await.map_err(|e| {
+            error!(error = %e, "cannot start the Raft group");
+            Error::Unavailable(e)
+        })?;
+        info!(node, cluster, "joined the cluster");
+        Ok(raft_addr)
+    }
+
+    /// Where a request with this spec and arguments goes.
+    pub fn route(&self, spec: &CommandSpec, argv: &[Bytes], readonly_conn: bool) -> Route {
+        let keys = match spec.keys(argv) {
+            Ok(k) => k,
+            Err(_) => return Route::Local,
+        };
+        let Some(first) = keys.first() else {
+            return Route::Local;
+        };
+        let slot = key_slot(first);
+        let Some(group) = self.group() else {
+            return Route::Refuse(not_served());
+        };
+        if group.is_leader() {
+            return if spec.is_write() {
+                Route::Local
+            } else {
+                Route::LeaderRead(slot)
+            };
+        }
+        if readonly_conn && !spec.is_write() {
+            return Route::Local;
+        }
+        match group.leader_addr() {
+            Some(addr) => Route::Refuse(Error::Moved { slot, addr }),
+            // An election is under way: the write path waits for its outcome.
+            None if spec.is_write() => Route::Local,
+            None => Route::LeaderRead(slot),
+        }
+    }
+
+    /// Members as `(id, client addr, bus addr)`, for `cluster create` and `add-node`.
+    pub fn parse_members(args: &[Bytes]) -> Result<BTreeMap<u64, ShardNode>, Error> {
+        if args.is_empty() || !args.len().is_multiple_of(3) {
+            return Err(Error::Syntax);
+        }
+        let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        args.chunks(3)
+            .map(|c| {
+                let id: u64 = s(&c[0]).parse().map_err(|_| Error::NotInteger)?;
+                Ok((
+                    id,
+                    ShardNode {
+                        client_addr: s(&c[1]),
+                        raft_addr: s(&c[2]),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Proposer for Cluster {
+    fn propose(&self, m: Mutation) -> Proposal<'_> {
+        match self.group() {
+            Some(g) => Box::pin(async move { g.propose(m).await }),
+            None => Box::pin(std::future::ready(Err::<Applied, Error>(not_served()))),
+        }
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}

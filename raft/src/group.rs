@@ -1,0 +1,371 @@
+//! One shard's Raft group on this node: starting it from its folder, proposing mutations
+//! (the `Proposer` that replaces the local applier), the read gate, membership changes and
+//! the role/progress numbers that ROLE and INFO replication print.
+//!
+//! Reads on the leader use openraft's lease read: the leader serves a read locally while a
+//! quorum acknowledged it within the lease (the election timeout), so no other node can
+//! have been elected meanwhile, assuming clock rates do not drift apart by more than the
+//! margin between the lease and the election timeout. ReadIndex (a quorum round trip per
+//! read) would not need that assumption; the lease is the cheaper and usual choice.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{
+    ChangeMembers, Config, ServerState, SnapshotPolicy,
+    error::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError},
+    raft::ReadPolicy,
+};
+use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends, now_ms};
+use shardai_protocol::{Error, slot::key_slot};
+use tracing::info;
+
+use crate::{
+    log_store::LogStore,
+    network::{Network, ShardRaft, Target},
+    state_machine::{Pending, StateMachine},
+    types::{Cmd, ShardNode, TypeConfig},
+};
+
+/// Timing and snapshot settings of a group.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// The cluster id (every bus message is checked against it).
+    pub cluster: String,
+    /// This node's id in the group.
+    pub me: u64,
+    /// The folder holding the log and snapshots.
+    pub dir: PathBuf,
+    /// Leader heartbeat, ms.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, ms.
+    pub election_ms: (u64, u64),
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_every: u64,
+}
+
+/// Role and progress, as ROLE and INFO replication show them.
+#[derive(Debug, Clone)]
+pub struct RoleInfo {
+    /// This node.
+    pub me: u64,
+    /// Leader, follower, candidate or learner.
+    pub state: ServerState,
+    /// Current term.
+    pub term: u64,
+    /// The leader, if known.
+    pub leader: Option<(u64, ShardNode)>,
+    /// Last log index.
+    pub last_log: u64,
+    /// Commit index.
+    pub committed: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Last snapshot's index.
+    pub snapshot: u64,
+    /// Members: id, addresses, voter.
+    pub members: Vec<(u64, ShardNode, bool)>,
+    /// Leader only: each follower's matched index.
+    pub matched: BTreeMap<u64, u64>,
+    /// Set when Raft stopped (a storage error): the node no longer acknowledges anything.
+    pub fatal: Option<String>,
+}
+
+/// A shard replica.
+pub struct ShardGroup {
+    /// The Raft handle.
+    pub raft: ShardRaft,
+    /// This node's id.
+    pub me: u64,
+    /// The cluster id.
+    pub cluster: String,
+    store: Arc<Store>,
+    pending: Arc<Pending>,
+    seq: AtomicU64,
+    patience: Duration,
+}
+
+impl std::fmt::Debug for ShardGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardGroup")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn api<E: std::fmt::Display>(e: RaftError<TypeConfig, E>) -> Error {
+    Error::Unavailable(format!("replication: {e}"))
+}
+
+impl ShardGroup {
+    /// Opens the log and snapshots in `cfg.dir` and starts Raft (recovering the store from
+    /// the newest snapshot and the committed log).
+    pub async fn start(
+        cfg: GroupConfig,
+        store: Arc<Store>,
+        backends: Arc<Backends>,
+    ) -> Result<Arc<ShardGroup>, String> {
+        let config = Config {
+            cluster_name: cfg.cluster.clone(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_ms.0,
+            election_timeout_max: cfg.election_ms.1,
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: (cfg.snapshot_every / 4).min(1000),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("Raft settings: {e}"))?;
+        let log = LogStore::open(&cfg.dir.join("log")).map_err(|e| format!("Raft log: {e}"))?;
+        let pending = Arc::new(Pending::default());
+        let sm = StateMachine::open(
+            &cfg.dir.join("snapshots"),
+            store.clone(),
+            backends,
+            cfg.me,
+            pending.clone(),
+        )
+        .map_err(|e| format!("snapshots: {e}"))?;
+        let raft = ShardRaft::new(
+            cfg.me,
+            Arc::new(config),
+            Network::new(&cfg.cluster),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| format!("Raft: {e}"))?;
+        // Raft::new re-applied the locally committed log over the newest snapshot; catching
+        // up with the cluster's commit needs a leader, so it is only logged when it happens.
+        let r = raft.clone();
+        tokio::spawn(async move {
+            if let Ok(m) = r.wait_for_recovery(None).await {
+                info!(
+                    applied = m.last_applied.map_or(0, |l| l.index),
+                    "caught up with the cluster's commit"
+                );
+            }
+        });
+        // Sequence numbers that never repeat across restarts of this node.
+        let seq = AtomicU64::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+        );
+        info!(node = cfg.me, cluster = %cfg.cluster, "Raft group started");
+        Ok(Arc::new(ShardGroup {
+            raft,
+            me: cfg.me,
+            cluster: cfg.cluster,
+            store,
+            pending,
+            seq,
+            patience: Duration::from_millis(cfg.election_ms.1 * 3 + 1000),
+        }))
+    }
+
+    /// What the bus server needs to hand messages to this group.
+    pub fn target(&self, snap_dir: PathBuf) -> Target {
+        Target {
+            cluster: self.cluster.clone(),
+            me: self.me,
+            raft: self.raft.clone(),
+            snap_dir,
+        }
+    }
+
+    /// Forms a new group of `members` (call on one node only).
+    pub async fn initialize(&self, members: BTreeMap<u64, ShardNode>) -> Result<(), Error> {
+        self.raft.initialize(members).await.map_err(api)
+    }
+
+    /// Adds a node: first as a learner that catches up, then as a voter.
+    pub async fn add_node(&self, id: u64, node: ShardNode) -> Result<(), Error> {
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| self.write_error(e, None))?;
+        let voters: BTreeSet<u64> = [id].into();
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(voters), false)
+            .await
+            .map_err(|e| self.write_error(e, None))?;
+        Ok(())
+    }
+
+    /// Removes a node from the group (voter and node entry).
+    pub async fn del_node(&self, id: u64) -> Result<(), Error> {
+        let ids: BTreeSet<u64> = [id].into();
+        let voters = self.role().members.iter().filter(|m| m.2).count();
+        if voters <= 1 {
+            return Err(Error::Unavailable("cannot remove the last voter".into()));
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+            .await
+            .map_err(|e| self.write_error(e, None))?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(|e| self.write_error(e, None))?;
+        Ok(())
+    }
+
+    /// The current role and progress (from Raft's metrics, without waiting).
+    pub fn role(&self) -> RoleInfo {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members: Vec<(u64, ShardNode, bool)> = membership
+            .nodes()
+            .map(|(id, n)| (*id, n.clone(), voters.contains(id)))
+            .collect();
+        let leader = m.current_leader.and_then(|l| {
+            members
+                .iter()
+                .find(|(id, _, _)| *id == l)
+                .map(|(id, n, _)| (*id, n.clone()))
+        });
+        RoleInfo {
+            me: m.id,
+            state: m.state,
+            term: m.current_term,
+            leader,
+            last_log: m.last_log_index.unwrap_or(0),
+            committed: m
+                .cluster_committed
+                .or(m.local_committed)
+                .map_or(0, |l| l.index),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            snapshot: m.snapshot.map_or(0, |l| l.index),
+            members,
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
+        }
+    }
+
+    /// True when this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The leader's client address, if known and not this node.
+    pub fn leader_addr(&self) -> Option<String> {
+        let r = self.role();
+        r.leader
+            .filter(|(id, _)| *id != self.me)
+            .map(|(_, n)| n.client_addr)
+    }
+
+    /// Makes a read of `slot` on the leader linearizable (lease read; see the module
+    /// docs). Errors with MOVED when this node is not the leader.
+    pub async fn read_gate(&self, slot: u16) -> Result<(), Error> {
+        let deadline = Instant::now() + self.patience;
+        loop {
+            match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                    if let Some(e) = self.redirect(&f, Some(slot)) {
+                        return Err(e);
+                    }
+                }
+                Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {}
+                Err(e) => return Err(api(e)),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::ClusterDown("The cluster is down".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The redirect for a `ForwardToLeader`: MOVED when another node leads, None when this
+    /// node may become able to serve (no leader yet, lease not yet acquired).
+    fn redirect(&self, f: &ForwardToLeader<TypeConfig>, slot: Option<u16>) -> Option<Error> {
+        match (&f.leader_id, &f.leader_node) {
+            (Some(id), Some(n)) if *id != self.me => Some(match slot {
+                Some(slot) => Error::Moved {
+                    slot,
+                    addr: n.client_addr.clone(),
+                },
+                None => Error::TryAgain(format!("the shard's leader is {}", n.client_addr)),
+            }),
+            _ => None,
+        }
+    }
+
+    fn write_error(
+        &self,
+        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+        slot: Option<u16>,
+    ) -> Error {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self
+                .redirect(&f, slot)
+                .unwrap_or_else(|| Error::ClusterDown("The cluster is down".into())),
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::Unavailable(
+                "leadership changed before the write committed: its outcome is unknown; \
+                 read the key to find out"
+                    .into(),
+            ),
+            e => api(e),
+        }
+    }
+
+    async fn propose_inner(&self, m: Mutation) -> Result<Applied, Error> {
+        let slot = m.first_key().map(|k| key_slot(k));
+        let deadline = Instant::now() + self.patience;
+        loop {
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            let cmd = Cmd::of(&m, now_ms(), self.me, seq);
+            self.pending.put(seq, m.clone());
+            let r = self.raft.client_write(cmd).await;
+            match r {
+                Ok(resp) => {
+                    self.pending.take(seq);
+                    return resp.data.into_result();
+                }
+                Err(e) => {
+                    self.pending.take(seq);
+                    // Not accepted: safe to retry while a leader (maybe this node) settles.
+                    let retry = matches!(
+                        &e,
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f))
+                            if self.redirect(f, slot).is_none()
+                    );
+                    if !retry || Instant::now() >= deadline {
+                        return Err(self.write_error(e, slot));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Proposer for ShardGroup {
+    fn propose(&self, m: Mutation) -> Proposal<'_> {
+        Box::pin(self.propose_inner(m))
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}

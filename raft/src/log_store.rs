@@ -1,0 +1,661 @@
+//! The durable Raft log and vote: segment files in `<dir>/raft/`, fsync'd by one group-commit
+//! thread before openraft is told an append is durable.
+//!
+//! Layout: `log-<first index>.seg` files of records `[len u32][crc32 u32][bincode entry]`,
+//! rolled at [`SEGMENT_BYTES`]; `meta` (vote and last purged id, replaced atomically by
+//! write-fsync-rename); `committed` (a hint, rewritten in place without fsync: a lost update
+//! only means re-applying a few committed entries at start-up).
+//!
+//! Writes are written to the file at once (so the log reader sees them when `append`
+//! returns) and queued to the sync thread, which drains its queue, fsyncs each touched file
+//! once per batch and only then completes the batch's callbacks, in order: concurrent
+//! clients share one fsync. Vote, truncate and purge wait for the queue to drain before their
+//! own fsync, so no write becomes durable before an earlier one. After an fsync error every
+//! later request fails: the node stops acknowledging instead of acknowledging unsynced data.
+//!
+//! At open, a torn or corrupt record at the end of the last segment (a crash mid-write) is
+//! reported and cut off; a corrupt record anywhere else refuses to start.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    ops::{Bound, RangeBounds},
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+};
+
+use openraft::{
+    LogState, RaftLogReader,
+    alias::{EntryOf, LogIdOf, VoteOf},
+    storage::{IOFlushed, RaftLogStorage},
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use crate::types::TypeConfig;
+
+type C = TypeConfig;
+type Entry = EntryOf<C>;
+type LogId = LogIdOf<C>;
+type Vote = VoteOf<C>;
+
+/// A segment file is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// Recently appended entries kept decoded in memory (for replication and apply).
+const CACHE_BYTES: usize = 64 << 20;
+/// Bytes of one record header.
+const HEADER: usize = 8;
+
+/// Where one entry lies.
+#[derive(Debug, Clone)]
+struct Loc {
+    seg: u64,
+    off: u64,
+    len: u32,
+    log_id: LogId,
+}
+
+#[derive(Debug)]
+struct Seg {
+    file: Arc<File>,
+    len: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Meta {
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+}
+
+#[derive(Debug)]
+struct State {
+    segs: BTreeMap<u64, Seg>,
+    /// Entries `first..first + locs.len()`.
+    first: u64,
+    locs: VecDeque<Loc>,
+    cache: BTreeMap<u64, (Entry, usize)>,
+    cache_bytes: usize,
+    meta: Meta,
+    committed: Option<LogId>,
+}
+
+enum SyncReq {
+    Flush(Arc<File>, IOFlushed<C>),
+    Barrier {
+        files: Vec<Arc<File>>,
+        meta: Option<(PathBuf, Vec<u8>)>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    st: Mutex<State>,
+    sync: Mutex<mpsc::Sender<SyncReq>>,
+}
+
+/// The log store (and, cloned, its reader).
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+fn crc_record(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn seg_name(first: u64) -> String {
+    format!("log-{first:020}.seg")
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Fsyncs a directory, so that a created, renamed or removed name is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` durably: temp file, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads and checks a crc-framed file written by [`write_atomic`] with [`crc_record`].
+fn read_framed(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let b = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match parse_record(&b, 0) {
+        Some((payload, _)) => Ok(Some(payload.to_vec())),
+        None => Err(other(format!("{} is corrupt", path.display()))),
+    }
+}
+
+/// The record at `off`: its payload and the offset after it, or None if torn or corrupt.
+fn parse_record(b: &[u8], off: usize) -> Option<(&[u8], usize)> {
+    let h = b.get(off..off + HEADER)?;
+    let len = u32::from_le_bytes(h[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(h[4..].try_into().ok()?);
+    let payload = b.get(off + HEADER..off + HEADER + len)?;
+    (crc32fast::hash(payload) == crc).then_some((payload, off + HEADER + len))
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, checking every record.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        fs::create_dir_all(dir)?;
+        let meta: Meta = match read_framed(&dir.join("meta"))? {
+            Some(b) => bincode::deserialize(&b).map_err(other)?,
+            None => Meta::default(),
+        };
+        let committed = match read_framed(&dir.join("committed")) {
+            Ok(Some(b)) => bincode::deserialize(&b).ok().flatten(),
+            _ => None,
+        };
+        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let first = name
+                    .strip_prefix("log-")?
+                    .strip_suffix(".seg")?
+                    .parse()
+                    .ok()?;
+                Some((first, e.path()))
+            })
+            .collect();
+        names.sort();
+        let purged = meta.last_purged.as_ref().map(|l| l.index);
+        let mut st = State {
+            segs: BTreeMap::new(),
+            first: purged.map_or(0, |p| p + 1),
+            locs: VecDeque::new(),
+            cache: BTreeMap::new(),
+            cache_bytes: 0,
+            meta,
+            committed,
+        };
+        let count = names.len();
+        for (i, (first, path)) in names.into_iter().enumerate() {
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let bytes = fs::read(&path)?;
+            let mut off = 0usize;
+            while off < bytes.len() {
+                let Some((payload, next)) = parse_record(&bytes, off) else {
+                    break;
+                };
+                let entry: Entry = match bincode::deserialize(payload) {
+                    Ok(e) => e,
+                    Err(_) => break,
+                };
+                let idx = entry.log_id.index;
+                if purged.is_none_or(|p| idx > p) {
+                    let expect = st.first + st.locs.len() as u64;
+                    if idx != expect {
+                        return Err(other(format!(
+                            "log {} holds entry {idx} where {expect} was expected: the log \
+                             has a gap",
+                            path.display()
+                        )));
+                    }
+                    st.locs.push_back(Loc {
+                        seg: first,
+                        off: off as u64,
+                        len: (next - off) as u32,
+                        log_id: entry.log_id,
+                    });
+                }
+                off = next;
+            }
+            if off < bytes.len() {
+                if i + 1 < count {
+                    return Err(other(format!(
+                        "log {} is corrupt at byte {off} (not at its end): refusing to start; \
+                         restore this node from a replica (wipe its folder and add it again)",
+                        path.display()
+                    )));
+                }
+                error!(
+                    file = %path.display(),
+                    offset = off,
+                    dropped_bytes = bytes.len() - off,
+                    "corrupt or torn record at the end of the Raft log (a crash during a \
+                     write): cutting it off; those entries were never acknowledged by this node"
+                );
+                file.set_len(off as u64)?;
+                file.sync_all()?;
+            }
+            st.segs.insert(
+                first,
+                Seg {
+                    file: Arc::new(file),
+                    len: off as u64,
+                },
+            );
+        }
+        if st.segs.is_empty() {
+            let first = st.first;
+            let file = create_seg(dir, first)?;
+            st.segs.insert(first, Seg { file, len: 0 });
+        }
+        info!(
+            dir = %dir.display(),
+            entries = st.locs.len(),
+            first = st.first,
+            purged = ?st.meta.last_purged.as_ref().map(|l| l.index),
+            "Raft log opened"
+        );
+        let (tx, rx) = mpsc::channel();
+        let sync_dir_path = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("shardai-fsync".into())
+            .spawn(move || sync_loop(rx, &sync_dir_path))?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                st: Mutex::new(st),
+                sync: Mutex::new(tx),
+            }),
+        })
+    }
+
+    fn send(&self, req: SyncReq) -> io::Result<()> {
+        self.inner
+            .sync
+            .lock()
+            .send(req)
+            .map_err(|_| other("the log's sync thread has stopped"))
+    }
+
+    /// Waits until everything queued before is durable, then fsyncs `files` and writes
+    /// `meta` atomically.
+    async fn barrier(&self, files: Vec<Arc<File>>, meta: Option<Vec<u8>>) -> io::Result<()> {
+        let (done, rx) = oneshot::channel();
+        let meta = meta.map(|m| (self.inner.dir.join("meta"), crc_record(&m)));
+        self.send(SyncReq::Barrier { files, meta, done })?;
+        rx.await
+            .map_err(|_| other("the log's sync thread has stopped"))?
+    }
+
+    fn meta_bytes(st: &State) -> io::Result<Vec<u8>> {
+        bincode::serialize(&st.meta).map_err(other)
+    }
+
+    /// Number of entries held (for tests and INFO).
+    pub fn len(&self) -> usize {
+        self.inner.st.lock().locs.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn create_seg(dir: &Path, first: u64) -> io::Result<Arc<File>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join(seg_name(first)))?;
+    sync_dir(dir)?;
+    Ok(Arc::new(f))
+}
+
+/// The group-commit loop: one fsync per touched file per batch, callbacks in order.
+fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        let mut dirty: Vec<Arc<File>> = Vec::new();
+        let mut waiting: Vec<IOFlushed<C>> = Vec::new();
+        let flush = |dirty: &mut Vec<Arc<File>>,
+                     waiting: &mut Vec<IOFlushed<C>>,
+                     failed: &mut Option<String>| {
+            if failed.is_none() {
+                for f in dirty.iter() {
+                    if let Err(e) = f.sync_data() {
+                        error!(error = %e, "fsync of the Raft log failed: this node stops \
+                               acknowledging writes");
+                        *failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            dirty.clear();
+            for cb in waiting.drain(..) {
+                cb.io_completed(match failed {
+                    None => Ok(()),
+                    Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
+                });
+            }
+        };
+        for req in batch {
+            match req {
+                SyncReq::Flush(f, cb) => {
+                    if !dirty.iter().any(|d| Arc::ptr_eq(d, &f)) {
+                        dirty.push(f);
+                    }
+                    waiting.push(cb);
+                }
+                SyncReq::Barrier { files, meta, done } => {
+                    flush(&mut dirty, &mut waiting, &mut failed);
+                    let r = match &failed {
+                        Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
+                        None => (|| {
+                            for f in &files {
+                                f.sync_all()?;
+                            }
+                            if let Some((path, bytes)) = &meta {
+                                write_atomic(path, bytes)?;
+                            }
+                            sync_dir(dir)
+                        })(),
+                    };
+                    if let Err(e) = &r {
+                        error!(error = %e, "writing the Raft log failed: this node stops \
+                               acknowledging writes");
+                        failed.get_or_insert_with(|| e.to_string());
+                    }
+                    let _ = done.send(r);
+                }
+            }
+        }
+        flush(&mut dirty, &mut waiting, &mut failed);
+    }
+}
+
+impl State {
+    fn last_log_id(&self) -> Option<LogId> {
+        self.locs.back().map(|l| l.log_id).or(self.meta.last_purged)
+    }
+
+    fn next_index(&self) -> u64 {
+        self.first + self.locs.len() as u64
+    }
+
+    fn cache_put(&mut self, idx: u64, e: Entry, size: usize) {
+        self.cache_bytes += size;
+        self.cache.insert(idx, (e, size));
+        while self.cache_bytes > CACHE_BYTES {
+            let Some((_, (_, s))) = self.cache.pop_first() else {
+                break;
+            };
+            self.cache_bytes -= s;
+        }
+    }
+
+    fn cache_drop(&mut self, keep: impl Fn(u64) -> bool) {
+        let mut freed = 0;
+        self.cache.retain(|i, (_, s)| {
+            let k = keep(*i);
+            if !k {
+                freed += *s;
+            }
+            k
+        });
+        self.cache_bytes -= freed;
+    }
+}
+
+impl RaftLogReader<C> for LogStore {
+    async fn try_get_log_entries<RB>(&mut self, range: RB) -> Result<Vec<Entry>, io::Error>
+    where
+        RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send,
+    {
+        let mut out = Vec::new();
+        let mut missing: Vec<(usize, Loc, Arc<File>)> = Vec::new();
+        {
+            let st = self.inner.st.lock();
+            let start = match range.start_bound() {
+                Bound::Included(i) => *i,
+                Bound::Excluded(i) => i + 1,
+                Bound::Unbounded => st.first,
+            }
+            .max(st.first);
+            let end = match range.end_bound() {
+                Bound::Included(i) => i + 1,
+                Bound::Excluded(i) => *i,
+                Bound::Unbounded => st.next_index(),
+            }
+            .min(st.next_index());
+            for idx in start..end {
+                if let Some((e, _)) = st.cache.get(&idx) {
+                    out.push(Some(e.clone()));
+                } else {
+                    let loc = st.locs[(idx - st.first) as usize].clone();
+                    let file = st.segs[&loc.seg].file.clone();
+                    missing.push((out.len(), loc, file));
+                    out.push(None);
+                }
+            }
+        }
+        for (at, loc, file) in missing {
+            let mut buf = vec![0u8; loc.len as usize];
+            file.read_exact_at(&mut buf, loc.off)?;
+            let (payload, _) = parse_record(&buf, 0)
+                .ok_or_else(|| other(format!("log entry {} is corrupt", loc.log_id.index)))?;
+            out[at] = Some(bincode::deserialize(payload).map_err(other)?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.inner.st.lock().meta.vote)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        // At most ~32 MiB per call (never fewer than one entry), so one AppendEntries of
+        // model-sized entries stays bounded.
+        let mut stop = start;
+        {
+            let st = self.inner.st.lock();
+            let mut bytes = 0u64;
+            while stop < end && stop < st.next_index() {
+                if stop >= st.first {
+                    bytes += st.locs[(stop - st.first) as usize].len as u64;
+                }
+                stop += 1;
+                if bytes >= 32 << 20 {
+                    break;
+                }
+            }
+        }
+        self.try_get_log_entries(start..stop.max(start + 1).min(end))
+            .await
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let st = self.inner.st.lock();
+        Ok(LogState {
+            last_purged_log_id: st.meta.last_purged,
+            last_log_id: st.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let meta = {
+            let mut st = self.inner.st.lock();
+            st.meta.vote = Some(*vote);
+            Self::meta_bytes(&st)?
+        };
+        self.barrier(Vec::new(), Some(meta)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.inner.st.lock().committed = committed;
+        let bytes = crc_record(&bincode::serialize(&committed).map_err(other)?);
+        // A hint: written in place, fsync'd along with the next log batch or not at all.
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.inner.dir.join("committed"))?;
+        f.write_all_at(&bytes, 0)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.inner.st.lock().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let dir = self.inner.dir.clone();
+        let file = {
+            let mut st = self.inner.st.lock();
+            let mut buf = Vec::new();
+            let mut pending = Vec::new();
+            for e in entries {
+                let payload = bincode::serialize(&e).map_err(other)?;
+                let rec = crc_record(&payload);
+                pending.push((e, buf.len(), rec.len()));
+                buf.extend_from_slice(&rec);
+            }
+            let Some((cur_first, _)) = st.segs.last_key_value() else {
+                return Err(other("no log segment"));
+            };
+            let mut cur_first = *cur_first;
+            if st.segs[&cur_first].len >= SEGMENT_BYTES
+                && let Some((e, _, _)) = pending.first()
+            {
+                let first = e.log_id.index;
+                let file = create_seg(&dir, first)?;
+                // The closing segment must be durable before entries after it are.
+                let prev = st.segs[&cur_first].file.clone();
+                self.send(SyncReq::Flush(prev, IOFlushed::noop()))?;
+                st.segs.insert(first, Seg { file, len: 0 });
+                cur_first = first;
+            }
+            let seg = st.segs.get_mut(&cur_first).expect("current segment");
+            let base = seg.len;
+            seg.file.write_all_at(&buf, base)?;
+            seg.len += buf.len() as u64;
+            let file = seg.file.clone();
+            for (e, off, len) in pending {
+                let idx = e.log_id.index;
+                if idx != st.next_index() {
+                    return Err(other(format!(
+                        "append of entry {idx} after {}: not contiguous",
+                        st.next_index().saturating_sub(1)
+                    )));
+                }
+                st.locs.push_back(Loc {
+                    seg: cur_first,
+                    off: base + off as u64,
+                    len: len as u32,
+                    log_id: e.log_id,
+                });
+                st.cache_put(idx, e, len);
+            }
+            file
+        };
+        self.send(SyncReq::Flush(file, callback))
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        let (files, dir) = {
+            let mut st = self.inner.st.lock();
+            let from = last.map_or(st.first, |l| l.index + 1).max(st.first);
+            if from >= st.next_index() {
+                return Ok(());
+            }
+            warn!(
+                from,
+                to = st.next_index() - 1,
+                "truncating uncommitted Raft log entries"
+            );
+            let loc = st.locs[(from - st.first) as usize].clone();
+            let later: Vec<u64> = st.segs.range(loc.seg + 1..).map(|(k, _)| *k).collect();
+            for k in later {
+                st.segs.remove(&k);
+                fs::remove_file(self.inner.dir.join(seg_name(k)))?;
+            }
+            let seg = st.segs.get_mut(&loc.seg).expect("segment of a held entry");
+            seg.file.set_len(loc.off)?;
+            seg.len = loc.off;
+            let file = seg.file.clone();
+            let keep = (from - st.first) as usize;
+            st.locs.truncate(keep);
+            st.cache_drop(|i| i < from);
+            (vec![file], self.inner.dir.clone())
+        };
+        let _ = dir;
+        self.barrier(files, None).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let meta = {
+            let mut st = self.inner.st.lock();
+            st.meta.last_purged = Some(log_id);
+            let upto = log_id.index;
+            while st.first <= upto && !st.locs.is_empty() {
+                st.locs.pop_front();
+                st.first += 1;
+            }
+            if st.locs.is_empty() {
+                st.first = st.first.max(upto + 1);
+            }
+            st.cache_drop(|i| i > upto);
+            Self::meta_bytes(&st)?
+        };
+        self.barrier(Vec::new(), Some(meta)).await?;
+        // Whole segments below the first held entry can go (never the current one).
+        let st_first = self.inner.st.lock().first;
+        let removable: Vec<u64> = {
+            let st = self.inner.st.lock();
+            let keys: Vec<u64> = st.segs.keys().copied().collect();
+            keys.windows(2)
+                .filter(|w| w[1] <= st_first)
+                .map(|w| w[0])
+                .collect()
+        };
+        for k in removable {
+            self.inner.st.lock().segs.remove(&k);
+            fs::remove_file(self.inner.dir.join(seg_name(k)))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

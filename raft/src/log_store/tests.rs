@@ -1,0 +1,121 @@
+//! Log store tests on real files: durability across reopen, truncate, purge, torn tails.
+
+use openraft::{
+    storage::{IOFlushed, RaftLogStorage},
+    testing::{blank_ent, log_id},
+};
+
+use super::*;
+
+async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    let entries: Vec<Entry> = range.map(|i| blank_ent::<C>(term, 1, i)).collect();
+    ls.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+}
+
+async fn indexes(ls: &mut LogStore) -> Vec<(u64, u64)> {
+    ls.try_get_log_entries(..)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.log_id.index, e.log_id.leader_id.term))
+        .collect()
+}
+
+#[tokio::test]
+async fn appended_entries_survive_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..10, 1).await;
+    ls.save_vote(&openraft::impls::Vote::new(3, 2))
+        .await
+        .unwrap();
+    ls.save_committed(Some(log_id::<C>(1, 1, 7))).await.unwrap();
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 10);
+    assert_eq!(
+        ls.read_vote().await.unwrap(),
+        Some(openraft::impls::Vote::new(3, 2))
+    );
+    assert_eq!(ls.read_committed().await.unwrap().unwrap().index, 7);
+    let st = ls.get_log_state().await.unwrap();
+    assert_eq!(st.last_log_id.unwrap().index, 9);
+}
+
+#[tokio::test]
+async fn truncate_then_append_replaces_the_tail() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..11, 1).await;
+    ls.truncate_after(Some(log_id::<C>(1, 1, 5))).await.unwrap();
+    append(&mut ls, 6..9, 2).await;
+    let want: Vec<(u64, u64)> = (0..6)
+        .map(|i| (i, 1))
+        .chain((6..9).map(|i| (i, 2)))
+        .collect();
+    assert_eq!(indexes(&mut ls).await, want);
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await, want);
+}
+
+#[tokio::test]
+async fn purge_drops_the_head_durably() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..21, 1).await;
+    ls.purge(log_id::<C>(1, 1, 12)).await.unwrap();
+    assert_eq!(indexes(&mut ls).await.first(), Some(&(13, 1)));
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let st = ls.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id.unwrap().index, 12);
+    assert_eq!(indexes(&mut ls).await.len(), 8);
+    // Purging past the end (a snapshot was installed) leaves an empty log that continues.
+    ls.purge(log_id::<C>(1, 1, 30)).await.unwrap();
+    append(&mut ls, 31..33, 1).await;
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await, vec![(31, 1), (32, 1)]);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..6, 1).await;
+    drop(ls);
+    let seg = d.path().join(seg_name(0));
+    let len = fs::metadata(&seg).unwrap().len();
+    // A crash mid-write: the last record lost its last bytes.
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 5);
+    append(&mut ls, 5..7, 2).await;
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 7);
+}
+
+#[tokio::test]
+async fn corruption_before_the_tail_refuses_to_start() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..6, 1).await;
+    drop(ls);
+    // A second segment makes the first one "not the tail".
+    fs::write(d.path().join(seg_name(6)), b"").unwrap();
+    let seg = d.path().join(seg_name(0));
+    let mut b = fs::read(&seg).unwrap();
+    b[HEADER + 2] ^= 0xff;
+    fs::write(&seg, &b).unwrap();
+    let err = LogStore::open(d.path()).unwrap_err();
+    assert!(err.to_string().contains("corrupt"), "{err}");
+}

@@ -1,0 +1,436 @@
+//! The node-to-node transport (the cluster bus): length-prefixed bincode frames over TCP on
+//! `--cluster-port`.
+//!
+//! Every connection starts with a `Hello` naming the cluster id and the node it expects to
+//! reach; a node of another cluster, or one that is not the named node, is refused before
+//! any Raft message is read. After that a connection carries one request and its response
+//! at a time (openraft runs one replication stream per peer, each with its own client).
+//! A snapshot goes as a header, then file chunks, then an end mark: both sides hold one
+//! chunk in memory, whatever the snapshot's size.
+
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use openraft::{
+    RaftNetworkFactory,
+    alias::{SnapshotOf, VoteOf},
+    error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable},
+    network::{RPCOption, v2::RaftNetworkV2},
+    raft::{
+        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    },
+};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
+    net::{TcpListener, TcpStream},
+};
+use tracing::{debug, warn};
+
+use crate::{
+    snapshot::{Meta, SnapshotFile},
+    types::TypeConfig,
+};
+
+type C = TypeConfig;
+
+/// The Raft handle type of a shard.
+pub type ShardRaft = openraft::Raft<C, crate::state_machine::StateMachine>;
+
+/// Largest frame accepted (one AppendEntries holding a large model).
+const MAX_FRAME: usize = 1 << 31;
+/// Snapshot chunk size.
+const CHUNK: usize = 1 << 20;
+/// Least time given to one request (a follower's fsync under load can take a while).
+const MIN_TTL: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Req {
+    Hello { cluster: String, to: u64 },
+    Append(AppendEntriesRequest<C>),
+    Vote(VoteRequest<C>),
+    SnapBegin { vote: VoteOf<C>, meta: Meta },
+    SnapChunk(Bytes),
+    SnapEnd,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Resp {
+    Welcome,
+    Refused(String),
+    Append(Result<AppendEntriesResponse<C>, String>),
+    Vote(Result<VoteResponse<C>, String>),
+    Snap(Result<SnapshotResponse<C>, String>),
+}
+
+async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) -> io::Result<()> {
+    let b = bincode::serialize(v).map_err(io::Error::other)?;
+    w.write_all(&(b.len() as u32).to_le_bytes()).await?;
+    w.write_all(&b).await?;
+    w.flush().await
+}
+
+async fn read_frame<T: for<'de> Deserialize<'de>>(
+    r: &mut (impl AsyncReadExt + Unpin),
+) -> io::Result<T> {
+    let len = r.read_u32_le().await? as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::other(format!("frame of {len} bytes refused")));
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).await?;
+    bincode::deserialize(&b).map_err(io::Error::other)
+}
+
+/// What the bus server needs of the local shard replica, once it has joined a cluster.
+#[derive(Clone)]
+pub struct Target {
+    /// The cluster's id.
+    pub cluster: String,
+    /// This node's id.
+    pub me: u64,
+    /// Its Raft.
+    pub raft: ShardRaft,
+    /// Where received snapshots are written.
+    pub snap_dir: PathBuf,
+}
+
+/// The local replica as the bus server sees it (empty until the node joins a cluster).
+pub type TargetSlot = Arc<RwLock<Option<Target>>>;
+
+/// Serves the cluster bus on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, slot: TargetSlot) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "cluster bus accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_conn(sock, slot).await
+                && e.kind() != io::ErrorKind::UnexpectedEof
+            {
+                debug!(%peer, error = %e, "cluster bus connection closed");
+            }
+        });
+    }
+}
+
+async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
+    let _ = sock.set_nodelay(true);
+    let (r, w) = sock.into_split();
+    let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
+    let Req::Hello { cluster, to } = read_frame(&mut r).await? else {
+        return Err(io::Error::other("no hello"));
+    };
+    let target = slot.read().clone();
+    let refuse = match &target {
+        None => Some("this node has not joined a cluster".to_string()),
+        Some(t) if t.cluster != cluster => Some(format!(
+            "this node belongs to cluster {}, not {cluster}",
+            t.cluster
+        )),
+        Some(t) if t.me != to => Some(format!("this is node {}, not node {to}", t.me)),
+        Some(_) => None,
+    };
+    if let Some(why) = refuse {
+        warn!(reason = %why, "refused a cluster bus connection");
+        write_frame(&mut w, &Resp::Refused(why)).await?;
+        return Ok(());
+    }
+    let t = target.expect("checked above");
+    write_frame(&mut w, &Resp::Welcome).await?;
+    loop {
+        let req: Req = read_frame(&mut r).await?;
+        let resp = match req {
+            Req::Append(a) => {
+                Resp::Append(t.raft.append_entries(a).await.map_err(|e| e.to_string()))
+            }
+            Req::Vote(v) => Resp::Vote(t.raft.vote(v).await.map_err(|e| e.to_string())),
+            Req::SnapBegin { vote, meta } => {
+                Resp::Snap(receive_snapshot(&t, &mut r, vote, meta).await)
+            }
+            Req::Hello { .. } | Req::SnapChunk(_) | Req::SnapEnd => {
+                return Err(io::Error::other("unexpected message"));
+            }
+        };
+        write_frame(&mut w, &resp).await?;
+    }
+}
+
+async fn receive_snapshot(
+    t: &Target,
+    r: &mut (impl AsyncReadExt + Unpin),
+    vote: VoteOf<C>,
+    meta: Meta,
+) -> Result<SnapshotResponse<C>, String> {
+    let path = t.snap_dir.join(format!(
+        "recv-{}-{}.tmp",
+        std::process::id(),
+        shardai_engine::now_ms()
+    ));
+    let res = async {
+        let mut f = tokio::fs::File::create(&path).await?;
+        let mut bytes = 0u64;
+        loop {
+            match read_frame::<Req>(r).await? {
+                Req::SnapChunk(c) => {
+                    bytes += c.len() as u64;
+                    f.write_all(&c).await?;
+                }
+                Req::SnapEnd => break,
+                _ => return Err(io::Error::other("unexpected message in a snapshot")),
+            }
+        }
+        f.sync_all().await?;
+        debug!(bytes, "snapshot received");
+        Ok::<_, io::Error>(())
+    }
+    .await;
+    if let Err(e) = res {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e.to_string());
+    }
+    let snap = openraft::storage::Snapshot {
+        meta,
+        snapshot: SnapshotFile { path: path.clone() },
+    };
+    let out = t.raft.install_full_snapshot(vote, snap).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    out.map_err(|e| e.to_string())
+}
+
+/// Makes clients for peers.
+#[derive(Debug, Clone)]
+pub struct Network {
+    cluster: Arc<str>,
+}
+
+impl Network {
+    /// Clients that introduce themselves as members of `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        Network {
+            cluster: cluster.into(),
+        }
+    }
+}
+
+/// A connection to one peer, opened on first use and reopened after an error.
+#[derive(Debug)]
+pub struct Peer {
+    cluster: Arc<str>,
+    target: u64,
+    addr: String,
+    conn: Option<(
+        BufReader<tokio::net::tcp::OwnedReadHalf>,
+        BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    )>,
+}
+
+enum CallError {
+    Unreachable(io::Error),
+    Network(io::Error),
+}
+
+impl CallError {
+    fn rpc(self) -> RPCError<C> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+
+    fn streaming(self) -> StreamingError<C> {
+        match self {
+            CallError::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => StreamingError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl Peer {
+    async fn connect(&mut self, ttl: Duration) -> Result<(), CallError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let sock = tokio::time::timeout(ttl, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| CallError::Unreachable(io::Error::other("connect timed out")))?
+            .map_err(CallError::Unreachable)?;
+        let _ = sock.set_nodelay(true);
+        let (r, w) = sock.into_split();
+        let (mut r, mut w) = (BufReader::new(r), BufWriter::with_capacity(1 << 16, w));
+        let hello = Req::Hello {
+            cluster: self.cluster.to_string(),
+            to: self.target,
+        };
+        let resp = tokio::time::timeout(ttl, async {
+            write_frame(&mut w, &hello).await?;
+            read_frame::<Resp>(&mut r).await
+        })
+        .await
+        .map_err(|_| CallError::Unreachable(io::Error::other("handshake timed out")))?
+        .map_err(CallError::Unreachable)?;
+        match resp {
+            Resp::Welcome => {
+                self.conn = Some((r, w));
+                Ok(())
+            }
+            Resp::Refused(why) => Err(CallError::Unreachable(io::Error::other(format!(
+                "node {} at {} refused us: {why}",
+                self.target, self.addr
+            )))),
+            _ => Err(CallError::Unreachable(io::Error::other("bad handshake"))),
+        }
+    }
+
+    async fn call(&mut self, req: &Req, ttl: Duration) -> Result<Resp, CallError> {
+        self.connect(ttl).await?;
+        let (r, w) = self.conn.as_mut().expect("connected");
+        let res = tokio::time::timeout(ttl, async {
+            write_frame(w, req).await?;
+            read_frame::<Resp>(r).await
+        })
+        .await;
+        match res {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(CallError::Network(e))
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(CallError::Network(io::Error::other("request timed out")))
+            }
+        }
+    }
+
+    async fn send_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, SnapshotFile>,
+    ) -> Result<SnapshotResponse<C>, CallError> {
+        let ttl = Duration::from_secs(30);
+        self.connect(ttl).await?;
+        let mut f = tokio::fs::File::open(&snapshot.snapshot.path)
+            .await
+            .map_err(CallError::Network)?;
+        let (r, w) = self.conn.as_mut().expect("connected");
+        let sent = async {
+            write_frame(
+                w,
+                &Req::SnapBegin {
+                    vote,
+                    meta: snapshot.meta.clone(),
+                },
+            )
+            .await?;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                tokio::time::timeout(
+                    ttl,
+                    write_frame(w, &Req::SnapChunk(Bytes::copy_from_slice(&buf[..n]))),
+                )
+                .await
+                .map_err(|_| io::Error::other("snapshot chunk timed out"))??;
+            }
+            write_frame(w, &Req::SnapEnd).await?;
+            // Installing (loading models) can take a while on the receiver.
+            tokio::time::timeout(Duration::from_secs(600), read_frame::<Resp>(r))
+                .await
+                .map_err(|_| io::Error::other("snapshot install timed out"))?
+        }
+        .await;
+        match sent {
+            Ok(Resp::Snap(Ok(r))) => Ok(r),
+            Ok(Resp::Snap(Err(e))) => Err(CallError::Network(io::Error::other(e))),
+            Ok(_) => Err(CallError::Network(io::Error::other(
+                "bad snapshot response",
+            ))),
+            Err(e) => {
+                self.conn = None;
+                Err(CallError::Network(e))
+            }
+        }
+    }
+}
+
+fn ttl(option: &RPCOption) -> Duration {
+    option.soft_ttl().max(MIN_TTL)
+}
+
+impl RaftNetworkFactory<C> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &crate::ShardNode) -> Peer {
+        Peer {
+            cluster: self.cluster.clone(),
+            target,
+            addr: node.raft_addr.clone(),
+            conn: None,
+        }
+    }
+}
+
+impl RaftNetworkV2<C> for Peer {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        match self.call(&Req::Append(rpc), ttl(&option)).await {
+            Ok(Resp::Append(Ok(r))) => Ok(r),
+            Ok(Resp::Append(Err(e))) => {
+                Err(RPCError::Network(NetworkError::new(&io::Error::other(e))))
+            }
+            Ok(_) => Err(RPCError::Network(NetworkError::new(&io::Error::other(
+                "bad response",
+            )))),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        match self.call(&Req::Vote(rpc), ttl(&option)).await {
+            Ok(Resp::Vote(Ok(r))) => Ok(r),
+            Ok(Resp::Vote(Err(e))) => {
+                Err(RPCError::Network(NetworkError::new(&io::Error::other(e))))
+            }
+            Ok(_) => Err(RPCError::Network(NetworkError::new(&io::Error::other(
+                "bad response",
+            )))),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, SnapshotFile>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        tokio::select! {
+            r = self.send_snapshot(vote, snapshot) => r.map_err(CallError::streaming),
+            closed = cancel => {
+                self.conn = None;
+                Err(StreamingError::Closed(closed))
+            }
+        }
+    }
+}

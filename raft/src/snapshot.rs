@@ -1,0 +1,197 @@
+//! Snapshot files: the whole keyspace of a shard at one log position, written and read as a
+//! stream of crc-framed records so that neither side holds more than one record in memory
+//! beyond the keyspace itself.
+//!
+//! Format: the magic line, then records `[len u32][crc32 u32][bincode]`: first the
+//! `SnapshotMeta`, then one `Some(Item)` per key, then `None` as the end mark (a file
+//! without it is incomplete and refused).
+
+use std::{
+    fs::File,
+    io::{self, BufReader, BufWriter, Read, Write},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use openraft::alias::SnapshotMetaOf;
+use serde::{Deserialize, Serialize};
+use shardai_engine::{Value, backend::Backends, store::Dumped};
+
+use crate::{
+    log_store::sync_dir,
+    types::{TypeConfig, WireModel, WireTensor},
+};
+
+/// Snapshot metadata (last included log id and membership).
+pub type Meta = SnapshotMetaOf<TypeConfig>;
+
+const MAGIC: &[u8] = b"shardai-snapshot-v1\n";
+
+/// A snapshot on disk: the `SnapshotData` openraft hands around.
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ItemValue {
+    Str(Bytes),
+    Tensor(WireTensor),
+    Model(WireModel),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Item {
+    key: Bytes,
+    expire_at: Option<u64>,
+    value: ItemValue,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn put<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {
+    let payload = bincode::serialize(v).map_err(other)?;
+    w.write_all(&(payload.len() as u32).to_le_bytes())?;
+    w.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+    w.write_all(&payload)
+}
+
+fn get<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
+    let mut h = [0u8; 8];
+    r.read_exact(&mut h)?;
+    let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    if crc32fast::hash(&payload) != crc {
+        return Err(other("snapshot record checksum mismatch"));
+    }
+    bincode::deserialize(&payload).map_err(other)
+}
+
+/// Writes `entries` as the snapshot `meta` to `path` durably (temp file, fsync, rename).
+/// Blocking: call it on a blocking thread.
+pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
+    let tmp = path.with_extension("part");
+    let f = File::create(&tmp)?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    w.write_all(MAGIC)?;
+    put(&mut w, meta)?;
+    for (key, value, expire_at) in entries {
+        let value = match value {
+            Value::Str(b) => ItemValue::Str(b),
+            Value::Tensor(t) => ItemValue::Tensor(WireTensor::of(&t)),
+            Value::Model(m) => ItemValue::Model(WireModel::of(&m)),
+        };
+        put(
+            &mut w,
+            &Some(Item {
+                key,
+                expire_at,
+                value,
+            }),
+        )?;
+    }
+    put(&mut w, &None::<Item>)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads only the metadata of a snapshot file.
+pub fn read_meta(path: &Path) -> io::Result<Meta> {
+    let mut r = BufReader::new(File::open(path)?);
+    let mut magic = vec![0u8; MAGIC.len()];
+    r.read_exact(&mut magic)?;
+    if magic != MAGIC {
+        return Err(other(format!(
+            "{} is not a shardai snapshot",
+            path.display()
+        )));
+    }
+    get(&mut r)
+}
+
+/// Reads a whole snapshot, loading its models into `backends`. Blocking (file reads and
+/// backend calls): call it on a blocking thread.
+pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<Dumped>)> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut magic = vec![0u8; MAGIC.len()];
+    r.read_exact(&mut magic)?;
+    if magic != MAGIC {
+        return Err(other(format!(
+            "{} is not a shardai snapshot",
+            path.display()
+        )));
+    }
+    let meta: Meta = get(&mut r)?;
+    let mut out = Vec::new();
+    while let Some(item) = get::<Option<Item>>(&mut r)? {
+        let value = match item.value {
+            ItemValue::Str(b) => Value::Str(b),
+            ItemValue::Tensor(t) => Value::Tensor(t.tensor().map_err(other)?),
+            ItemValue::Model(m) => match m.load(backends) {
+                Ok(m) => Value::Model(Arc::new(m)),
+                Err(e) => {
+                    tracing::error!(
+                        key = %String::from_utf8_lossy(&item.key),
+                        error = %e.wire_text(),
+                        "a model in the snapshot cannot be loaded on this node; it is skipped"
+                    );
+                    continue;
+                }
+            },
+        };
+        out.push((item.key, value, item.expire_at));
+    }
+    Ok((meta, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::StoredMembership;
+    use shardai_protocol::DType;
+
+    use super::*;
+
+    #[test]
+    fn a_snapshot_round_trips_and_a_cut_one_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s.snap");
+        let meta = Meta {
+            last_log_id: Some(openraft::testing::log_id::<TypeConfig>(2, 1, 9)),
+            last_membership: StoredMembership::default(),
+        };
+        let t =
+            shardai_engine::Tensor::from_blob(DType::Uint8, vec![3], Bytes::from_static(b"abc"))
+                .unwrap();
+        let entries = vec![
+            (
+                Bytes::from_static(b"s"),
+                Value::Str(Bytes::from_static(b"v")),
+                Some(99),
+            ),
+            (Bytes::from_static(b"t"), Value::Tensor(Arc::new(t)), None),
+        ];
+        write(&path, &meta, entries).unwrap();
+        assert_eq!(read_meta(&path).unwrap(), meta);
+        let backends = Arc::new(Backends::new(None));
+        let (m, items) = read(&path, &backends).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].2, Some(99));
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        assert!(read(&path, &backends).is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! The state machine: applies committed entries to the engine's `Store`, builds snapshots of
+//! it and installs snapshots received from the leader.
+//!
+//! The store lives in memory; durability comes from the log plus snapshot files in
+//! `<dir>/raft/snapshots/` (openraft re-applies committed entries after the newest snapshot
+//! at start-up). Model entries are loaded into this node's backends on a blocking thread as
+//! they are applied, so every replica can execute every stored model. The node that proposed
+//! an entry applies its own in-memory mutation instead (no decode, no second model load).
+
+use std::{
+    collections::HashMap,
+    fs, io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use futures_util::TryStreamExt;
+use openraft::{
+    EntryPayload, RaftSnapshotBuilder, StoredMembership,
+    alias::{LogIdOf, SnapshotOf, StoredMembershipOf},
+    storage::{EntryResponder, RaftStateMachine},
+};
+use parking_lot::Mutex;
+use shardai_engine::{Mutation, Store, backend::Backends};
+use tracing::{error, info};
+
+use crate::{
+    snapshot::{self, Meta, SnapshotFile},
+    types::{Cmd, Resp, TypeConfig},
+};
+
+type C = TypeConfig;
+type LogId = LogIdOf<C>;
+
+/// Mutations proposed by this node and not yet applied, by sequence number.
+#[derive(Debug, Default)]
+pub struct Pending {
+    map: Mutex<HashMap<u64, Mutation>>,
+}
+
+impl Pending {
+    /// Remembers `m` under `seq`.
+    pub fn put(&self, seq: u64, m: Mutation) {
+        self.map.lock().insert(seq, m);
+    }
+
+    /// Takes `seq` back.
+    pub fn take(&self, seq: u64) -> Option<Mutation> {
+        self.map.lock().remove(&seq)
+    }
+}
+
+/// The newest snapshot on disk.
+#[derive(Debug, Default)]
+struct Current {
+    snap: Option<(Meta, PathBuf)>,
+}
+
+/// The state machine of one shard replica.
+#[derive(Debug)]
+pub struct StateMachine {
+    store: Arc<Store>,
+    backends: Arc<Backends>,
+    me: u64,
+    pending: Arc<Pending>,
+    dir: PathBuf,
+    last_applied: Option<LogId>,
+    membership: StoredMembershipOf<C>,
+    current: Arc<Mutex<Current>>,
+}
+
+fn snap_name(meta: &Meta) -> String {
+    let (term, index) = meta
+        .last_log_id
+        .as_ref()
+        .map_or((0, 0), |l| (l.leader_id.term, l.index));
+    format!("snap-{index:020}-{term:010}.snap")
+}
+
+impl StateMachine {
+    /// A state machine over `store`, keeping snapshots in `dir` (created if missing; the
+    /// newest complete snapshot there becomes the current one).
+    pub fn open(
+        dir: &Path,
+        store: Arc<Store>,
+        backends: Arc<Backends>,
+        me: u64,
+        pending: Arc<Pending>,
+    ) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        found.sort();
+        let mut current = Current::default();
+        for path in found.iter().rev() {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.ends_with(".snap") {
+                // Leftovers of an interrupted build or transfer.
+                let _ = fs::remove_file(path);
+                continue;
+            }
+            if current.snap.is_some() {
+                let _ = fs::remove_file(path);
+                continue;
+            }
+            match snapshot::read_meta(path) {
+                Ok(meta) => current.snap = Some((meta, path.clone())),
+                Err(e) => error!(file = %path.display(), error = %e, "unreadable snapshot ignored"),
+            }
+        }
+        Ok(StateMachine {
+            store,
+            backends,
+            me,
+            pending,
+            dir: dir.to_path_buf(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            current: Arc::new(Mutex::new(current)),
+        })
+    }
+
+    async fn apply_cmd(&self, cmd: Cmd) -> Resp {
+        let at = cmd.at_ms;
+        if cmd.origin == self.me
+            && let Some(m) = self.pending.take(cmd.seq)
+        {
+            return self.store.apply(m, at).into();
+        }
+        let m = if cmd.loads_model() {
+            let backends = self.backends.clone();
+            match tokio::task::spawn_blocking(move || cmd.mutation(|w| w.load(&backends))).await {
+                Ok(m) => m,
+                Err(e) => return Resp::Err(format!("ERR model loading failed: {e}")),
+            }
+        } else {
+            cmd.mutation(|_| Err(shardai_protocol::Error::Syntax))
+        };
+        match m {
+            Ok(m) => self.store.apply(m, at).into(),
+            Err(e) => {
+                error!(error = %e.wire_text(), "a committed entry cannot be applied on this node");
+                Resp::Err(e.wire_text())
+            }
+        }
+    }
+}
+
+/// Builds a snapshot from a copy of the keyspace's handles taken between two applies.
+#[derive(Debug)]
+pub struct Builder {
+    meta: Meta,
+    entries: Option<Vec<shardai_engine::store::Dumped>>,
+    dir: PathBuf,
+    current: Arc<Mutex<Current>>,
+}
+
+impl RaftSnapshotBuilder<C> for Builder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, SnapshotFile>, io::Error> {
+        let meta = self.meta.clone();
+        let entries = self.entries.take().unwrap_or_default();
+        let path = self.dir.join(snap_name(&meta));
+        let (p, m) = (path.clone(), meta.clone());
+        let keys = entries.len();
+        tokio::task::spawn_blocking(move || snapshot::write(&p, &m, entries))
+            .await
+            .map_err(io::Error::other)??;
+        info!(
+            index = ?meta.last_log_id.as_ref().map(|l| l.index),
+            keys,
+            file = %path.display(),
+            "snapshot built"
+        );
+        let old = self
+            .current
+            .lock()
+            .snap
+            .replace((meta.clone(), path.clone()));
+        if let Some((_, old)) = old
+            && old != path
+        {
+            // An open transfer keeps reading the unlinked file.
+            let _ = fs::remove_file(old);
+        }
+        Ok(openraft::storage::Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        })
+    }
+}
+
+impl RaftStateMachine<C> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembershipOf<C>), io::Error> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures_util::Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + Send,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let resp = match entry.payload {
+                EntryPayload::Blank => Resp::Ok,
+                EntryPayload::Normal(cmd) => self.apply_cmd(cmd).await,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Resp::Ok
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            if let Some(r) = responder {
+                r.send(resp);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        Builder {
+            meta: Meta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+            },
+            entries: Some(self.store.dump()),
+            dir: self.dir.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        let path = self.dir.join(snap_name(meta));
+        if snapshot.path != path {
+            fs::rename(&snapshot.path, &path)?;
+            crate::log_store::sync_dir(&self.dir)?;
+        }
+        let (p, backends) = (path.clone(), self.backends.clone());
+        let (_, entries) = tokio::task::spawn_blocking(move || snapshot::read(&p, &backends))
+            .await
+            .map_err(io::Error::other)??;
+        let keys = entries.len();
+        self.store.replace_all(entries);
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        info!(
+            index = ?meta.last_log_id.as_ref().map(|l| l.index),
+            keys,
+            "snapshot installed"
+        );
+        let old = self
+            .current
+            .lock()
+            .snap
+            .replace((meta.clone(), path.clone()));
+        if let Some((_, old)) = old
+            && old != path
+        {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<C, SnapshotFile>>, io::Error> {
+        Ok(self
+            .current
+            .lock()
+            .snap
+            .clone()
+            .map(|(meta, path)| openraft::storage::Snapshot {
+                meta,
+                snapshot: SnapshotFile { path },
+            }))
+    }
+}

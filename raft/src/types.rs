@@ -1,0 +1,425 @@
+//! The openraft type configuration and the log's data: [`Cmd`] (the wire form of an engine
+//! `Mutation`), [`Resp`] (the wire form of its result) and [`ShardNode`] (a replica's
+//! addresses).
+//!
+//! A `Cmd` carries everything a replica needs to apply the mutation by itself: tensors as
+//! dtype, shape and bytes, models as their blob and options (each replica loads the model
+//! into its own backends when it applies the entry), and the leader's clock (`at_ms`), so
+//! that conditions and expiry decided at apply time come out the same everywhere.
+
+use std::{fmt, sync::Arc};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use shardai_engine::{Applied, Deadline, Mutation, model::Model, tensor::Tensor};
+use shardai_protocol::{
+    DType, Error,
+    command::{Backend as Kind, BatchOpts, SetCond},
+};
+
+/// A replica's addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardNode {
+    /// host:port of its Raft transport (the cluster bus).
+    pub raft_addr: String,
+    /// host:port clients use (what MOVED names).
+    pub client_addr: String,
+}
+
+impl fmt::Display for ShardNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (bus {})", self.client_addr, self.raft_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// shardai's Raft types: `Cmd` entries, `Resp` results, `u64` node ids.
+    pub TypeConfig:
+        D = Cmd,
+        R = Resp,
+        NodeId = u64,
+        Node = ShardNode,
+);
+
+/// A tensor on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireTensor {
+    /// Index into `DType::ALL`.
+    pub dtype: u8,
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Little-endian element bytes.
+    pub blob: Bytes,
+}
+
+impl WireTensor {
+    /// The wire form of `t`.
+    pub fn of(t: &Tensor) -> Self {
+        let dtype = DType::ALL.iter().position(|d| *d == t.dtype()).unwrap_or(0) as u8;
+        WireTensor {
+            dtype,
+            shape: t.shape().to_vec(),
+            blob: t.blob().clone(),
+        }
+    }
+
+    /// Rebuilds the tensor.
+    pub fn tensor(self) -> Result<Arc<Tensor>, Error> {
+        let dtype = *DType::ALL
+            .get(self.dtype as usize)
+            .ok_or(Error::InvalidDataType)?;
+        Ok(Arc::new(Tensor::from_blob(dtype, self.shape, self.blob)?))
+    }
+}
+
+/// A model on the wire: what AI.MODELSTORE was given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireModel {
+    /// Index into `Backend::ALL`.
+    pub backend: u8,
+    /// Device as given.
+    pub device: String,
+    /// TAG.
+    pub tag: Bytes,
+    /// BATCHSIZE, MINBATCHSIZE, MINBATCHTIMEOUT.
+    pub batch: (u64, u64, u64),
+    /// INPUTS.
+    pub inputs: Vec<Bytes>,
+    /// OUTPUTS.
+    pub outputs: Vec<Bytes>,
+    /// The serialized model.
+    pub blob: Bytes,
+}
+
+impl WireModel {
+    /// The wire form of `m`.
+    pub fn of(m: &Model) -> Self {
+        WireModel {
+            backend: Kind::ALL.iter().position(|k| *k == m.backend).unwrap_or(0) as u8,
+            device: m.device.clone(),
+            tag: m.tag.clone(),
+            batch: (
+                m.batch.batchsize,
+                m.batch.minbatchsize,
+                m.batch.minbatchtimeout,
+            ),
+            inputs: m.inputs.clone(),
+            outputs: m.outputs.clone(),
+            blob: m.blob.clone(),
+        }
+    }
+
+    /// The backend.
+    pub fn kind(&self) -> Result<Kind, Error> {
+        Kind::ALL
+            .get(self.backend as usize)
+            .copied()
+            .ok_or(Error::UnsupportedBackend)
+    }
+
+    /// Loads the model into `backends` (a backend call: run it on a blocking thread).
+    pub fn load(self, backends: &shardai_engine::backend::Backends) -> Result<Model, Error> {
+        let kind = self.kind()?;
+        let names = |v: &[Bytes]| -> Vec<String> {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        };
+        let backend = backends.get(kind).map_err(|why| {
+            tracing::warn!(backend = kind.name(), reason = %why, "Could not load backend");
+            Error::CouldNotLoadBackend
+        })?;
+        let loaded = backend.load(
+            &self.blob,
+            &self.device,
+            &names(&self.inputs),
+            &names(&self.outputs),
+        )?;
+        Ok(Model {
+            backend: kind,
+            device: self.device,
+            tag: self.tag,
+            batch: BatchOpts {
+                batchsize: self.batch.0,
+                minbatchsize: self.batch.1,
+                minbatchtimeout: self.batch.2,
+            },
+            inputs: self.inputs,
+            outputs: self.outputs,
+            blob: self.blob,
+            loaded,
+        })
+    }
+}
+
+/// A mutation on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    /// `Mutation::SetTensor`.
+    SetTensor(Bytes, WireTensor),
+    /// `Mutation::SetTensors`.
+    SetTensors(Vec<(Bytes, WireTensor)>),
+    /// `Mutation::SetModel`.
+    SetModel(Bytes, WireModel),
+    /// `Mutation::DelModel`.
+    DelModel(Bytes),
+    /// `Mutation::Set`: key, value, cond (0 none, 1 NX, 2 XX), GET, deadline.
+    Set {
+        /// Key.
+        key: Bytes,
+        /// Value.
+        value: Bytes,
+        /// 0 none, 1 NX, 2 XX.
+        cond: u8,
+        /// GET.
+        get: bool,
+        /// None, Keep (`Some(None)`)... encoded as (kind, at): 0 none, 1 keep, 2 at.
+        deadline: (u8, u64),
+    },
+    /// `Mutation::MSet`.
+    MSet(Vec<(Bytes, Bytes)>),
+    /// `Mutation::IncrBy`.
+    IncrBy(Bytes, i64),
+    /// `Mutation::Del`.
+    Del(Vec<Bytes>),
+    /// `Mutation::Flush`.
+    Flush,
+    /// `Mutation::ExpireDue`.
+    ExpireDue,
+}
+
+/// One log entry's data: a mutation stamped by the leader that proposed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cmd {
+    /// The proposing leader's clock, Unix ms.
+    pub at_ms: u64,
+    /// The proposing node.
+    pub origin: u64,
+    /// The proposer's sequence number (lets the proposing node apply its own in-memory
+    /// mutation instead of decoding the entry and reloading a model it already loaded).
+    pub seq: u64,
+    /// The mutation.
+    pub op: Op,
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, key): (&str, Option<&Bytes>) = match &self.op {
+            Op::SetTensor(k, _) => ("SetTensor", Some(k)),
+            Op::SetTensors(v) => ("SetTensors", v.first().map(|(k, _)| k)),
+            Op::SetModel(k, _) => ("SetModel", Some(k)),
+            Op::DelModel(k) => ("DelModel", Some(k)),
+            Op::Set { key, .. } => ("Set", Some(key)),
+            Op::MSet(v) => ("MSet", v.first().map(|(k, _)| k)),
+            Op::IncrBy(k, _) => ("IncrBy", Some(k)),
+            Op::Del(v) => ("Del", v.first()),
+            Op::Flush => ("Flush", None),
+            Op::ExpireDue => ("ExpireDue", None),
+        };
+        match key {
+            Some(k) => write!(
+                f,
+                "{name}({})",
+                String::from_utf8_lossy(&k[..k.len().min(64)])
+            ),
+            None => write!(f, "{name}"),
+        }
+    }
+}
+
+impl Cmd {
+    /// The wire form of `m`.
+    pub fn of(m: &Mutation, at_ms: u64, origin: u64, seq: u64) -> Cmd {
+        let op = match m {
+            Mutation::SetTensor { key, tensor } => {
+                Op::SetTensor(key.clone(), WireTensor::of(tensor))
+            }
+            Mutation::SetTensors(v) => Op::SetTensors(
+                v.iter()
+                    .map(|(k, t)| (k.clone(), WireTensor::of(t)))
+                    .collect(),
+            ),
+            Mutation::SetModel { key, model } => Op::SetModel(key.clone(), WireModel::of(model)),
+            Mutation::DelModel(k) => Op::DelModel(k.clone()),
+            Mutation::Set {
+                key,
+                value,
+                cond,
+                get,
+                deadline,
+            } => Op::Set {
+                key: key.clone(),
+                value: value.clone(),
+                cond: match cond {
+                    None => 0,
+                    Some(SetCond::Nx) => 1,
+                    Some(SetCond::Xx) => 2,
+                },
+                get: *get,
+                deadline: match deadline {
+                    Deadline::None => (0, 0),
+                    Deadline::Keep => (1, 0),
+                    Deadline::At(t) => (2, *t),
+                },
+            },
+            Mutation::MSet(v) => Op::MSet(v.clone()),
+            Mutation::IncrBy { key, delta } => Op::IncrBy(key.clone(), *delta),
+            Mutation::Del(v) => Op::Del(v.clone()),
+            Mutation::Flush => Op::Flush,
+            Mutation::ExpireDue => Op::ExpireDue,
+        };
+        Cmd {
+            at_ms,
+            origin,
+            seq,
+            op,
+        }
+    }
+
+    /// Rebuilds the mutation; `load` turns a wire model into a loaded one.
+    pub fn mutation(
+        self,
+        load: impl FnOnce(WireModel) -> Result<Model, Error>,
+    ) -> Result<Mutation, Error> {
+        Ok(match self.op {
+            Op::SetTensor(key, t) => Mutation::SetTensor {
+                key,
+                tensor: t.tensor()?,
+            },
+            Op::SetTensors(v) => Mutation::SetTensors(
+                v.into_iter()
+                    .map(|(k, t)| Ok((k, t.tensor()?)))
+                    .collect::<Result<_, Error>>()?,
+            ),
+            Op::SetModel(key, m) => Mutation::SetModel {
+                key,
+                model: Arc::new(load(m)?),
+            },
+            Op::DelModel(k) => Mutation::DelModel(k),
+            Op::Set {
+                key,
+                value,
+                cond,
+                get,
+                deadline,
+            } => Mutation::Set {
+                key,
+                value,
+                cond: match cond {
+                    1 => Some(SetCond::Nx),
+                    2 => Some(SetCond::Xx),
+                    _ => None,
+                },
+                get,
+                deadline: match deadline {
+                    (1, _) => Deadline::Keep,
+                    (2, t) => Deadline::At(t),
+                    _ => Deadline::None,
+                },
+            },
+            Op::MSet(v) => Mutation::MSet(v),
+            Op::IncrBy(key, delta) => Mutation::IncrBy { key, delta },
+            Op::Del(v) => Mutation::Del(v),
+            Op::Flush => Mutation::Flush,
+            Op::ExpireDue => Mutation::ExpireDue,
+        })
+    }
+
+    /// True when applying needs a backend call (loading a model).
+    pub fn loads_model(&self) -> bool {
+        matches!(self.op, Op::SetModel(..))
+    }
+}
+
+/// The result of applying one entry: the engine's `Applied`, or the error's wire text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resp {
+    /// `Applied::Ok` (also the result of blank and membership entries).
+    Ok,
+    /// `Applied::Int`.
+    Int(i64),
+    /// `Applied::Set`.
+    Set {
+        /// Written.
+        written: bool,
+        /// Old value.
+        old: Option<Bytes>,
+    },
+    /// The apply failed; the error as it goes on the wire.
+    Err(String),
+}
+
+impl From<Result<Applied, Error>> for Resp {
+    fn from(r: Result<Applied, Error>) -> Self {
+        match r {
+            Ok(Applied::Ok) => Resp::Ok,
+            Ok(Applied::Int(n)) => Resp::Int(n),
+            Ok(Applied::Set { written, old }) => Resp::Set { written, old },
+            Err(e) => Resp::Err(e.wire_text()),
+        }
+    }
+}
+
+impl Resp {
+    /// Back to the engine's result.
+    pub fn into_result(self) -> Result<Applied, Error> {
+        match self {
+            Resp::Ok => Ok(Applied::Ok),
+            Resp::Int(n) => Ok(Applied::Int(n)),
+            Resp::Set { written, old } => Ok(Applied::Set { written, old }),
+            Resp::Err(text) => Err(Error::Verbatim(text)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_round_trip_through_the_wire_form() {
+        let t = Arc::new(
+            Tensor::from_blob(
+                DType::Float,
+                vec![2],
+                Bytes::from_static(&[0, 0, 128, 63, 0, 0, 0, 64]),
+            )
+            .unwrap(),
+        );
+        let muts = vec![
+            Mutation::SetTensor {
+                key: Bytes::from_static(b"t"),
+                tensor: t.clone(),
+            },
+            Mutation::Set {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+                cond: Some(SetCond::Xx),
+                get: true,
+                deadline: Deadline::At(77),
+            },
+            Mutation::IncrBy {
+                key: Bytes::from_static(b"n"),
+                delta: -3,
+            },
+            Mutation::Del(vec![Bytes::from_static(b"a")]),
+            Mutation::Flush,
+        ];
+        for m in muts {
+            let cmd = Cmd::of(&m, 5, 1, 2);
+            let bytes = bincode::serialize(&cmd).unwrap();
+            let back: Cmd = bincode::deserialize(&bytes).unwrap();
+            let m2 = back.mutation(|_| unreachable!()).unwrap();
+            assert_eq!(format!("{m:?}"), format!("{m2:?}"));
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_wire_text() {
+        let r: Resp = Err(Error::WrongType).into();
+        assert_eq!(
+            r.into_result().unwrap_err().wire_text(),
+            Error::WrongType.wire_text()
+        );
+    }
+}
