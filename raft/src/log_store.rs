@@ -97,6 +97,8 @@ struct Inner {
     dir: PathBuf,
     st: Mutex<State>,
     sync: Mutex<mpsc::Sender<SyncReq>>,
+    /// Test hook: makes every later fsync fail, as a full or failing disk does.
+    fail_syncs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The log store (and, cloned, its reader).
@@ -265,14 +267,17 @@ impl LogStore {
         );
         let (tx, rx) = mpsc::channel();
         let sync_dir_path = dir.to_path_buf();
+        let fail_syncs = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = fail_syncs.clone();
         std::thread::Builder::new()
             .name("shardai-fsync".into())
-            .spawn(move || sync_loop(rx, &sync_dir_path))?;
+            .spawn(move || sync_loop(rx, &sync_dir_path, &fail))?;
         Ok(LogStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 st: Mutex::new(st),
                 sync: Mutex::new(tx),
+                fail_syncs,
             }),
         })
     }
@@ -299,6 +304,14 @@ impl LogStore {
         bincode::serialize(&st.meta).map_err(other)
     }
 
+    /// Makes every later fsync fail (tests: a disk that filled up or broke).
+    #[doc(hidden)]
+    pub fn fail_syncs_for_tests(&self) {
+        self.inner
+            .fail_syncs
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Number of entries held (for tests and INFO).
     pub fn len(&self) -> usize {
         self.inner.st.lock().locs.len()
@@ -322,7 +335,13 @@ fn create_seg(dir: &Path, first: u64) -> io::Result<Arc<File>> {
 }
 
 /// The group-commit loop: one fsync per touched file per batch, callbacks in order.
-fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path) {
+fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, fail: &std::sync::atomic::AtomicBool) {
+    let sync = |f: &File| {
+        if fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        f.sync_data()
+    };
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -339,7 +358,7 @@ fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path) {
                      failed: &mut Option<String>| {
             if failed.is_none() {
                 for f in dirty.iter() {
-                    if let Err(e) = f.sync_data() {
+                    if let Err(e) = sync(f) {
                         error!(error = %e, "fsync of the Raft log failed: this node stops \
                                acknowledging writes");
                         *failed = Some(e.to_string());
@@ -369,7 +388,7 @@ fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path) {
                         Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
                         None => (|| {
                             for f in &files {
-                                f.sync_all()?;
+                                sync(f)?;
                             }
                             if let Some((path, bytes)) = &meta {
                                 write_atomic(path, bytes)?;

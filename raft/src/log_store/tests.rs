@@ -105,6 +105,32 @@ async fn a_torn_tail_is_cut_off_and_reported() {
 }
 
 #[tokio::test]
+async fn after_a_failed_fsync_nothing_more_is_acknowledged() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    ls.fail_syncs_for_tests();
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append(vec![blank_ent::<C>(1, 1, 3)], IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    let err = rx.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("No space left"), "{err}");
+    // Nothing later is acknowledged either, even a vote (fsyncgate: a failed fsync may have
+    // dropped dirty pages, so no later fsync proves anything).
+    assert!(
+        ls.save_vote(&openraft::impls::Vote::new(2, 1))
+            .await
+            .is_err()
+    );
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append(vec![blank_ent::<C>(1, 1, 4)], IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    assert!(rx.await.unwrap().is_err());
+}
+
+#[tokio::test]
 async fn corruption_before_the_tail_refuses_to_start() {
     let d = tempfile::tempdir().unwrap();
     let mut ls = LogStore::open(d.path()).unwrap();

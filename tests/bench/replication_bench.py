@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Benchmark: replicated AI.TENSORSET on a 3-replica shardai shard against Debian's
+redis-server with `appendonly yes` and `appendfsync always`, and failover time.
+
+Throughput: redis-benchmark, 50 clients, UINT8 BLOBs of 64 B and 16 KiB, random keys, sent to
+the shard's leader (every acknowledgement means: on a majority of three replicas and
+fsync'd) and to redis-server (SET of the same payload; acknowledged after its AOF fsync).
+The two alternate for --reps repetitions; medians of requests/s, p50 and p99 are printed.
+
+Failover: --kills times, a writer (following MOVED) writes continuously; the leader is
+killed with SIGKILL; the time from the kill to the first write acknowledged by another node
+is recorded; the killed node restarts and catches up before the next round.
+
+Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import redis
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "py"))
+
+from shardcluster import Client, Cluster  # noqa: E402
+from tensor_vs_redis import bench, free_port, stop, wait_ready  # noqa: E402
+
+
+def start_redis_aof(tmp):
+    port = free_port()
+    d = os.path.join(tmp, "redis")
+    os.makedirs(d, exist_ok=True)
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+                             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                             "--daemonize", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(port, proc)
+    return port, proc
+
+
+def failover_times(cluster, kills):
+    times = []
+    for k in range(kills):
+        old = cluster.leader()
+        for f in cluster.followers():
+            cluster.wait_caught_up(f)
+        acks = []
+        stop_flag = threading.Event()
+
+        def writer():
+            c = Client(cluster.nodes, patience=60)
+            i = 0
+            while not stop_flag.is_set():
+                c.execute("AI.TENSORSET", f"fo:{k}:{i}", "UINT8", 4, "BLOB", b"abcd")
+                acks.append((time.monotonic(), c.port))
+                i += 1
+            c.close()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        old.kill()
+        deadline = killed_at + 30
+        first = None
+        while time.monotonic() < deadline and first is None:
+            for at, port in list(acks):
+                if at > killed_at and port != old.port:
+                    first = at
+                    break
+            time.sleep(0.005)
+        stop_flag.set()
+        t.join(60)
+        if first is None:
+            raise RuntimeError("no write was acknowledged within 30 s of the kill")
+        times.append(first - killed_at)
+        print(f"  kill {k + 1}: first acknowledged write on the new leader after "
+              f"{times[-1] * 1000:.0f} ms", flush=True)
+        old.start()
+        cluster.wait_caught_up(old)
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shardai", help="shardai binary (default target/release/shardai)")
+    ap.add_argument("--quick", action="store_true", help="fewer requests, one repetition, 3 kills")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--kills", type=int, default=10)
+    a = ap.parse_args()
+    if a.shardai:
+        os.environ["SHARDAI_BIN"] = a.shardai
+    reps = 1 if a.quick else a.reps
+    kills = 3 if a.quick else a.kills
+    scale = 0.25 if a.quick else 1.0
+
+    tmp = tempfile.mkdtemp(prefix="shardai-repl-bench-")
+    cluster = Cluster(3, extra=["--log", "warn"])
+    r_port, r_proc = start_redis_aof(tmp)
+    version = redis.Redis(port=r_port).info("server")["redis_version"]
+    print(f"3-replica shardai shard vs redis-server {version} (appendonly yes, appendfsync always); "
+          f"50 clients; median of {reps} alternating runs; {os.cpu_count()} cores")
+    rows = []
+    try:
+        for size, label, n in ((64, "64 B", 40_000), (16 * 1024, "16 KiB", 10_000)):
+            data = os.path.join(tmp, f"blob{size}")
+            with open(data, "wb") as f:
+                f.write(bytes(b % 255 + 1 for b in os.urandom(size)))
+            n = max(1000, int(n * scale))
+            s_runs, r_runs = [], []
+            for _ in range(reps):
+                lead = cluster.leader()
+                s_runs.append(bench(lead.port, ["-r", "1000000", "AI.TENSORSET", "k:__rand_int__",
+                                                "UINT8", str(size), "BLOB"], data, n, 1))
+                r_runs.append(bench(r_port, ["-r", "1000000", "SET", "k:__rand_int__"], data, n, 1))
+            s = [statistics.median(x[i] for x in s_runs) for i in range(3)]
+            r = [statistics.median(x[i] for x in r_runs) for i in range(3)]
+            rows.append((label, s, r))
+            print(f"  {label:>7}: shardai {s[0]:>9,.0f}/s p50 {s[1]:.2f} p99 {s[2]:.2f} ms | "
+                  f"redis AOF always {r[0]:>9,.0f}/s p50 {r[1]:.2f} p99 {r[2]:.2f} ms | "
+                  f"ratio {s[0] / r[0]:.2f}", flush=True)
+        stop(r_proc)
+        times = failover_times(cluster, kills)
+    finally:
+        stop(r_proc)
+        cluster.close()
+
+    print()
+    print("| payload | shardai req/s | p50 / p99 ms | redis (AOF always) req/s | p50 / p99 ms | ratio |")
+    print("|---|---|---|---|---|---|")
+    for label, s, r in rows:
+        print(f"| {label} | {s[0]:,.0f} | {s[1]:.2f} / {s[2]:.2f} | {r[0]:,.0f} | {r[1]:.2f} / {r[2]:.2f} "
+              f"| {s[0] / r[0]:.2f} |")
+    ms = sorted(t * 1000 for t in times)
+    print(f"\nfailover (kill -9 of the leader to first acknowledged write), {len(ms)} kills: "
+          f"p50 {statistics.median(ms):.0f} ms, min {ms[0]:.0f}, max {ms[-1]:.0f}; all: "
+          + ", ".join(f"{x:.0f}" for x in ms))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

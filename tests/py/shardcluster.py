@@ -1,0 +1,191 @@
+"""Real multi-process shardai clusters on loopback, for the replication tests and benchmark.
+
+A `Node` is one `shardai --cluster-enabled yes` process with its own data folder, client
+port and bus port (kept across restarts). A `Cluster` starts nodes and forms them with
+`shardai cluster create`. `Client` is a minimal cluster-aware client: it follows MOVED,
+waits out CLUSTERDOWN/TRYAGAIN and moves to another node when its node dies.
+Every process is stopped by its PID; `Cluster.close()` removes the folders.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import redis
+
+from conftest import binary, free_port
+
+
+class Node:
+    def __init__(self, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="shardai-cluster-")
+        self.extra = list(extra)
+        self.proc = None
+        for _ in range(5):
+            self.port, self.bus = free_port(), free_port()
+            if self.start(check=False):
+                return
+        raise RuntimeError("shardai did not start")
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, check=True):
+        self.log = open(os.path.join(self.dir, "shardai.log"), "ab")
+        self.proc = subprocess.Popen(
+            [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--cluster-enabled", "yes", "--cluster-port", str(self.bus), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        end = time.time() + 20
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if self.client().ping():
+                    return True
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        self.kill()
+        if check:
+            raise RuntimeError(f"shardai on {self.addr} did not start:\n{self.log_text()[-3000:]}")
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def client(self, **kw):
+        kw.setdefault("socket_timeout", 30)
+        return redis.Redis(port=self.port, **kw)
+
+    def kill(self):
+        """kill -9."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+
+    def stop(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if not self.log.closed:
+            self.log.close()
+
+    def wipe(self):
+        """Removes everything in the data folder except the log file."""
+        for name in os.listdir(self.dir):
+            if name != "shardai.log":
+                p = os.path.join(self.dir, name)
+                shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+
+    def log_text(self):
+        with open(os.path.join(self.dir, "shardai.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def replication(self):
+        return self.client().info("replication")
+
+
+def cli(*args, timeout=60):
+    return subprocess.run([binary(), "cluster", *args], check=True, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+class Cluster:
+    def __init__(self, n=3, extra=()):
+        self.nodes = []
+        try:
+            self.nodes = [Node(extra) for _ in range(n)]
+            cli("create", *[x.addr for x in self.nodes], "--replicas", str(n - 1))
+            self.leader()
+        except BaseException:
+            self.close()
+            raise
+
+    def leader(self, timeout=20):
+        """The live node that reports itself leader of a term that others agree on."""
+        end = time.time() + timeout
+        while time.time() < end:
+            for x in self.nodes:
+                if not x.alive():
+                    continue
+                try:
+                    info = x.client(socket_timeout=2).info("replication")
+                except redis.RedisError:
+                    continue
+                if info.get("raft_state") == "leader":
+                    return x
+            time.sleep(0.05)
+        raise TimeoutError("no leader")
+
+    def followers(self):
+        lead = self.leader()
+        return [x for x in self.nodes if x is not lead and x.alive()]
+
+    def wait_caught_up(self, node, timeout=60):
+        """Waits until `node` applied everything the leader committed."""
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                target = int(self.leader().replication()["raft_commit_index"])
+                if int(node.replication()["raft_applied_index"]) >= target:
+                    return
+            except (redis.RedisError, KeyError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{node.addr} did not catch up")
+
+    def client(self):
+        return Client([x for x in self.nodes])
+
+    def close(self):
+        for x in self.nodes:
+            x.kill()
+            shutil.rmtree(x.dir, ignore_errors=True)
+
+
+class Client:
+    """Follows MOVED to the leader; on a dead node, tries the others."""
+
+    def __init__(self, nodes, patience=30):
+        self.ports = [x.port for x in nodes]
+        self.port = self.ports[0]
+        self.patience = patience
+        self.conns = {}
+
+    def _conn(self):
+        if self.port not in self.conns:
+            self.conns[self.port] = redis.Redis(port=self.port, socket_timeout=10,
+                                                socket_connect_timeout=2)
+        return self.conns[self.port]
+
+    def execute(self, *args):
+        end = time.time() + self.patience
+        while True:
+            try:
+                return self._conn().execute_command(*args)
+            except redis.exceptions.MovedError as e:
+                # redis-py parses MOVED itself: e.slot_id, e.port.
+                self.port = e.port
+                continue
+            except redis.ResponseError as e:
+                msg = str(e)
+                if not (msg.startswith("CLUSTERDOWN") or msg.startswith("TRYAGAIN")):
+                    raise
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.conns.pop(self.port, None)
+                self.port = self.ports[(self.ports.index(self.port) + 1) % len(self.ports)]
+            if time.time() > end:
+                raise TimeoutError(f"no node served {args[0]} within {self.patience}s")
+            time.sleep(0.02)
+
+    def close(self):
+        for c in self.conns.values():
+            c.close()
