@@ -210,6 +210,9 @@ impl LogStore {
                 };
                 let idx = entry.log_id.index;
                 if purged.is_none_or(|p| idx > p) {
+                    if purged.is_none() && st.locs.is_empty() {
+                        st.first = idx;
+                    }
                     let expect = st.first + st.locs.len() as u64;
                     if idx != expect {
                         return Err(other(format!(
@@ -252,6 +255,20 @@ impl LogStore {
                     len: off as u64,
                 },
             );
+        }
+        // The committed hint can be ahead of the log: a leader's commit follows its followers'
+        // acknowledgements, and a kill can tear the leader's own last write. Everything this
+        // node still holds up to the hint is committed; what it lost comes back from the leader.
+        if let (Some(c), Some(last)) = (st.committed, st.last_log_id())
+            && c.index > last.index
+        {
+            warn!(
+                committed = c.index,
+                last = last.index,
+                "the committed index is ahead of this node's log (torn tail); the missing \
+                 entries will be fetched from the leader"
+            );
+            st.committed = Some(last);
         }
         if st.segs.is_empty() {
             let first = st.first;
@@ -592,6 +609,10 @@ impl RaftLogStorage<C> for LogStore {
             let file = seg.file.clone();
             for (e, off, len) in pending {
                 let idx = e.log_id.index;
+                if st.locs.is_empty() && st.meta.last_purged.is_none() {
+                    // An empty log may start anywhere (openraft starts at 0).
+                    st.first = idx;
+                }
                 if idx != st.next_index() {
                     return Err(other(format!(
                         "append of entry {idx} after {}: not contiguous",

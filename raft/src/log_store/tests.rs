@@ -131,6 +131,26 @@ async fn after_a_failed_fsync_nothing_more_is_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_committed_hint_past_a_torn_tail_is_clamped_to_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..6, 1).await;
+    ls.save_committed(Some(log_id::<C>(1, 1, 5))).await.unwrap();
+    drop(ls);
+    let seg = d.path().join(seg_name(0));
+    let len = fs::metadata(&seg).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    // Re-applying up to 5 would "apply" an entry the log no longer has.
+    assert_eq!(ls.read_committed().await.unwrap().unwrap().index, 4);
+}
+
+#[tokio::test]
 async fn corruption_before_the_tail_refuses_to_start() {
     let d = tempfile::tempdir().unwrap();
     let mut ls = LogStore::open(d.path()).unwrap();
