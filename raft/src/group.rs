@@ -21,7 +21,7 @@ use std::{
 use openraft::async_runtime::WatchReceiver;
 use openraft::{
     ChangeMembers, Config, ServerState, SnapshotPolicy,
-    error::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError},
+    error::{ClientWriteError, Fatal, ForwardToLeader, LinearizableReadError, RaftError},
     raft::ReadPolicy,
 };
 use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends, now_ms};
@@ -91,6 +91,49 @@ pub struct ShardGroup {
     pending: Arc<Pending>,
     seq: AtomicU64,
     patience: Duration,
+    batcher: tokio::sync::mpsc::Sender<(Cmd, Reply)>,
+}
+
+type WriteOutcome = Result<crate::Resp, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+type Reply = tokio::sync::oneshot::Sender<WriteOutcome>;
+
+/// Hands concurrent proposals to Raft in batches (one message to the Raft core, one log
+/// append per batch) and routes each result back to its proposer.
+async fn batch_loop(raft: ShardRaft, mut rx: tokio::sync::mpsc::Receiver<(Cmd, Reply)>) {
+    use futures_util::StreamExt;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (cmds, replies): (Vec<Cmd>, Vec<Reply>) = batch.into_iter().unzip();
+        match raft.client_write_many(cmds).await {
+            Ok(mut results) => {
+                tokio::spawn(async move {
+                    let mut replies = replies.into_iter();
+                    while let Some(r) = results.next().await {
+                        let Some(reply) = replies.next() else { break };
+                        let _ = reply.send(match r {
+                            Ok(Ok(w)) => Ok(w.response),
+                            Ok(Err(e)) => Err(RaftError::APIError(e)),
+                            Err(f) => Err(RaftError::Fatal(f)),
+                        });
+                    }
+                    for reply in replies {
+                        let _ = reply.send(Err(RaftError::Fatal(Fatal::Stopped)));
+                    }
+                });
+            }
+            Err(f) => {
+                for reply in replies {
+                    let _ = reply.send(Err(RaftError::Fatal(f.clone())));
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ShardGroup {
@@ -161,6 +204,8 @@ impl ShardGroup {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64),
         );
+        let (batcher, rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(batch_loop(raft.clone(), rx));
         info!(node = cfg.me, cluster = %cfg.cluster, "Raft group started");
         Ok(Arc::new(ShardGroup {
             raft,
@@ -169,6 +214,7 @@ impl ShardGroup {
             store,
             pending,
             seq,
+            batcher,
             patience: Duration::from_millis(cfg.election_ms.1 * 3 + 1000),
         }))
     }
@@ -299,16 +345,27 @@ impl ShardGroup {
     /// The redirect for a `ForwardToLeader`: MOVED when another node leads, None when this
     /// node may become able to serve (no leader yet, lease not yet acquired).
     fn redirect(&self, f: &ForwardToLeader<TypeConfig>, slot: Option<u16>) -> Option<Error> {
-        match (&f.leader_id, &f.leader_node) {
-            (Some(id), Some(n)) if *id != self.me => Some(match slot {
-                Some(slot) => Error::Moved {
-                    slot,
-                    addr: n.client_addr.clone(),
-                },
-                None => Error::TryAgain(format!("the shard's leader is {}", n.client_addr)),
-            }),
-            _ => None,
+        // openraft does not always fill in the leader's node: look it up in the membership,
+        // and fall back on what the metrics say the leader is.
+        let id = f
+            .leader_id
+            .or_else(|| self.role().leader.map(|(id, _)| id))?;
+        if id == self.me {
+            return None;
         }
+        let addr = match &f.leader_node {
+            Some(n) => n.client_addr.clone(),
+            None => self
+                .role()
+                .members
+                .into_iter()
+                .find(|(m, _, _)| *m == id)
+                .map(|(_, n, _)| n.client_addr)?,
+        };
+        Some(match slot {
+            Some(slot) => Error::Moved { slot, addr },
+            None => Error::TryAgain(format!("the shard's leader is {addr}")),
+        })
     }
 
     fn write_error(
@@ -336,11 +393,17 @@ impl ShardGroup {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let cmd = Cmd::of(&m, now_ms(), self.me, seq);
             self.pending.put(seq, m.clone());
-            let r = self.raft.client_write(cmd).await;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let r = match self.batcher.send((cmd, tx)).await {
+                Ok(()) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
+                Err(_) => Err(RaftError::Fatal(Fatal::Stopped)),
+            };
             match r {
                 Ok(resp) => {
                     self.pending.take(seq);
-                    return resp.data.into_result();
+                    return resp.into_result();
                 }
                 Err(e) => {
                     self.pending.take(seq);

@@ -99,6 +99,8 @@ struct Inner {
     sync: Mutex<mpsc::Sender<SyncReq>>,
     /// Test hook: makes every later fsync fail, as a full or failing disk does.
     fail_syncs: Arc<std::sync::atomic::AtomicBool>,
+    /// The commit hint file, kept open.
+    committed_file: Mutex<Option<File>>,
 }
 
 /// The log store (and, cloned, its reader).
@@ -295,6 +297,7 @@ impl LogStore {
                 st: Mutex::new(st),
                 sync: Mutex::new(tx),
                 fail_syncs,
+                committed_file: Mutex::new(None),
             }),
         })
     }
@@ -558,13 +561,18 @@ impl RaftLogStorage<C> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         self.inner.st.lock().committed = committed;
         let bytes = crc_record(&bincode::serialize(&committed).map_err(other)?);
-        // A hint: written in place, fsync'd along with the next log batch or not at all.
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.inner.dir.join("committed"))?;
-        f.write_all_at(&bytes, 0)
+        // A hint: written in place, never fsync'd (see `open` for why that is enough).
+        let mut f = self.inner.committed_file.lock();
+        if f.is_none() {
+            *f = Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(self.inner.dir.join("committed"))?,
+            );
+        }
+        f.as_ref().expect("opened above").write_all_at(&bytes, 0)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {

@@ -11,19 +11,21 @@
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use openraft::{
     RaftNetworkFactory,
     alias::{SnapshotOf, VoteOf},
     error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable},
     network::{RPCOption, v2::RaftNetworkV2},
     raft::{
-        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+        VoteRequest, VoteResponse,
     },
 };
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
     net::{TcpListener, TcpStream},
 };
 use tracing::{debug, warn};
@@ -44,15 +46,26 @@ const MAX_FRAME: usize = 1 << 31;
 const CHUNK: usize = 1 << 20;
 /// Least time given to one request (a follower's fsync under load can take a while).
 const MIN_TTL: Duration = Duration::from_secs(3);
+/// Longest wait for the next append result while requests are in flight on a stream.
+const STREAM_IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Req {
-    Hello { cluster: String, to: u64 },
+    Hello {
+        cluster: String,
+        to: u64,
+    },
     Append(AppendEntriesRequest<C>),
     Vote(VoteRequest<C>),
-    SnapBegin { vote: VoteOf<C>, meta: Meta },
+    SnapBegin {
+        vote: VoteOf<C>,
+        meta: Meta,
+    },
     SnapChunk(Bytes),
     SnapEnd,
+    /// The rest of the connection is a pipelined stream of appends.
+    StreamBegin,
+    StreamEnd,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,6 +75,8 @@ enum Resp {
     Append(Result<AppendEntriesResponse<C>, String>),
     Vote(Result<VoteResponse<C>, String>),
     Snap(Result<SnapshotResponse<C>, String>),
+    Stream(Result<StreamAppendResult<C>, String>),
+    StreamEnd,
 }
 
 async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) -> io::Result<()> {
@@ -155,11 +170,53 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
             Req::SnapBegin { vote, meta } => {
                 Resp::Snap(receive_snapshot(&t, &mut r, vote, meta).await)
             }
-            Req::Hello { .. } | Req::SnapChunk(_) | Req::SnapEnd => {
+            Req::StreamBegin => return serve_stream(&t, r, w).await,
+            Req::Hello { .. } | Req::SnapChunk(_) | Req::SnapEnd | Req::StreamEnd => {
                 return Err(io::Error::other("unexpected message"));
             }
         };
         write_frame(&mut w, &resp).await?;
+    }
+}
+
+/// Pipelined appends: requests are read and handed to openraft as they arrive, results go
+/// back in order as openraft produces them, so several batches are in flight and the
+/// follower's fsyncs cover several of them at once.
+async fn serve_stream(
+    t: &Target,
+    mut r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    mut w: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+) -> io::Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<AppendEntriesRequest<C>>(64);
+    let reader = tokio::spawn(async move {
+        loop {
+            match read_frame::<Req>(&mut r).await {
+                Ok(Req::Append(a)) => {
+                    if tx.send(a).await.is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    let _abort = AbortOnDrop(reader);
+    let input =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+    let out = t.raft.stream_append(input);
+    let mut out = std::pin::pin!(out);
+    while let Some(item) = out.next().await {
+        write_frame(&mut w, &Resp::Stream(item.map_err(|e| e.to_string()))).await?;
+    }
+    write_frame(&mut w, &Resp::StreamEnd).await
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -205,10 +262,19 @@ async fn receive_snapshot(
     out.map_err(|e| e.to_string())
 }
 
+type Conn = (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+);
+
+/// Idle connections by peer (openraft makes a new client for every heartbeat round and vote).
+type Pool = Arc<parking_lot::Mutex<std::collections::HashMap<(u64, String), Vec<Conn>>>>;
+
 /// Makes clients for peers.
 #[derive(Debug, Clone)]
 pub struct Network {
     cluster: Arc<str>,
+    pool: Pool,
 }
 
 impl Network {
@@ -216,20 +282,32 @@ impl Network {
     pub fn new(cluster: &str) -> Self {
         Network {
             cluster: cluster.into(),
+            pool: Pool::default(),
         }
     }
 }
 
-/// A connection to one peer, opened on first use and reopened after an error.
+/// A connection to one peer, taken from the pool or opened on first use, reopened after an
+/// error, and given back to the pool when the client is dropped.
 #[derive(Debug)]
 pub struct Peer {
     cluster: Arc<str>,
     target: u64,
     addr: String,
-    conn: Option<(
-        BufReader<tokio::net::tcp::OwnedReadHalf>,
-        BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    )>,
+    conn: Option<Conn>,
+    pool: Pool,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut pool = self.pool.lock();
+            let idle = pool.entry((self.target, self.addr.clone())).or_default();
+            if idle.len() < 4 {
+                idle.push(c);
+            }
+        }
+    }
 }
 
 enum CallError {
@@ -291,22 +369,22 @@ impl Peer {
 
     async fn call(&mut self, req: &Req, ttl: Duration) -> Result<Resp, CallError> {
         self.connect(ttl).await?;
-        let (r, w) = self.conn.as_mut().expect("connected");
+        // Taken out while in use: if this future is dropped mid-request (openraft times
+        // out some calls itself), the half-used connection is closed, never reused with an
+        // answer still in flight.
+        let (mut r, mut w) = self.conn.take().expect("connected");
         let res = tokio::time::timeout(ttl, async {
-            write_frame(w, req).await?;
-            read_frame::<Resp>(r).await
+            write_frame(&mut w, req).await?;
+            read_frame::<Resp>(&mut r).await
         })
         .await;
         match res {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                self.conn = None;
-                Err(CallError::Network(e))
+            Ok(Ok(resp)) => {
+                self.conn = Some((r, w));
+                Ok(resp)
             }
-            Err(_) => {
-                self.conn = None;
-                Err(CallError::Network(io::Error::other("request timed out")))
-            }
+            Ok(Err(e)) => Err(CallError::Network(e)),
+            Err(_) => Err(CallError::Network(io::Error::other("request timed out"))),
         }
     }
 
@@ -320,7 +398,8 @@ impl Peer {
         let mut f = tokio::fs::File::open(&snapshot.snapshot.path)
             .await
             .map_err(CallError::Network)?;
-        let (r, w) = self.conn.as_mut().expect("connected");
+        let (mut r, mut w) = self.conn.take().expect("connected");
+        let (r, w) = (&mut r, &mut w);
         let sent = async {
             write_frame(
                 w,
@@ -372,17 +451,99 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &crate::ShardNode) -> Peer {
+        let key = (target, node.raft_addr.clone());
+        let conn = self.pool.lock().get_mut(&key).and_then(Vec::pop);
         Peer {
             cluster: self.cluster.clone(),
             target,
             addr: node.raft_addr.clone(),
-            conn: None,
+            conn,
+            pool: self.pool.clone(),
         }
     }
 }
 
 impl RaftNetworkV2<C> for Peer {
     type SnapshotData = SnapshotFile;
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> openraft::base::BoxFuture<
+        's,
+        Result<
+            openraft::base::BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>,
+            RPCError<C>,
+        >,
+    >
+    where
+        S: futures_util::Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+    {
+        Box::pin(async move {
+            self.connect(ttl(&option)).await.map_err(CallError::rpc)?;
+            // The stream owns the connection; the next call opens a new one.
+            let (r, mut w) = self.conn.take().expect("connected");
+            let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let sent = in_flight.clone();
+            let writer = tokio::spawn(async move {
+                let mut input = input;
+                let res = async {
+                    write_frame(&mut w, &Req::StreamBegin).await?;
+                    while let Some(req) = input.next().await {
+                        sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        write_frame(&mut w, &Req::Append(req)).await?;
+                    }
+                    write_frame(&mut w, &Req::StreamEnd).await
+                }
+                .await;
+                if let Err(e) = res {
+                    debug!(error = %e, "append stream writer stopped");
+                }
+            });
+            let state = (r, AbortOnDrop(writer), in_flight, false);
+            let results = futures_util::stream::unfold(
+                state,
+                |(mut r, writer, in_flight, done)| async move {
+                    if done {
+                        return None;
+                    }
+                    // Wait for data without consuming it (cancel-safe); only time out while a
+                    // request is waiting for its answer, since an idle stream is normal.
+                    loop {
+                        match tokio::time::timeout(STREAM_IDLE, r.fill_buf()).await {
+                            Ok(_) => break,
+                            Err(_) if in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 => {}
+                            Err(_) => {
+                                let e = io::Error::other("no append response in time");
+                                return Some((
+                                    Err(RPCError::Network(NetworkError::new(&e))),
+                                    (r, writer, in_flight, true),
+                                ));
+                            }
+                        }
+                    }
+                    let item = match read_frame::<Resp>(&mut r).await {
+                        Ok(Resp::Stream(Ok(res))) => {
+                            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            let stop = res.is_err();
+                            return Some((Ok(res), (r, writer, in_flight, stop)));
+                        }
+                        Ok(Resp::StreamEnd) => return None,
+                        Ok(Resp::Stream(Err(e))) => io::Error::other(e),
+                        Ok(_) => io::Error::other("bad stream response"),
+                        Err(e) => e,
+                    };
+                    Some((
+                        Err(RPCError::Network(NetworkError::new(&item))),
+                        (r, writer, in_flight, true),
+                    ))
+                },
+            );
+            let boxed: openraft::base::BoxStream<'s, _> = Box::pin(results);
+            Ok(boxed)
+        })
+    }
 
     async fn append_entries(
         &mut self,

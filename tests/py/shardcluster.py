@@ -14,6 +14,8 @@ import tempfile
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from conftest import binary, free_port
 
@@ -162,8 +164,11 @@ class Client:
 
     def _conn(self):
         if self.port not in self.conns:
+            # No retries inside redis-py (it backs off for seconds on a refused
+            # connection): this client moves to another node itself.
             self.conns[self.port] = redis.Redis(port=self.port, socket_timeout=10,
-                                                socket_connect_timeout=2)
+                                                socket_connect_timeout=2,
+                                                retry=Retry(NoBackoff(), 0))
         return self.conns[self.port]
 
     def execute(self, *args):
