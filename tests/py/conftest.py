@@ -4,10 +4,8 @@ The binary is $SHARDAI_BIN (set by scripts/test), else target/release/shardai.
 Every server is stopped by its PID when the test that started it ends.
 """
 import os
-import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,20 +15,7 @@ import numpy as np
 import pytest
 import redis
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def binary():
-    path = os.environ.get("SHARDAI_BIN") or str(ROOT / "target" / "release" / "shardai")
-    if not os.path.exists(path):
-        pytest.fail(f"no shardai binary at {path}: run `cargo build --release -p shardai-node`")
-    return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import ROOT, binary, free_port  # noqa: F401 - re-exported for the tests
 
 
 class Server:

@@ -17,7 +17,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from conftest import binary, free_port
+from harness import binary, free_port
 
 
 class Node:
@@ -112,17 +112,24 @@ class Cluster:
             raise
 
     def leader(self, timeout=20):
-        """The live node that reports itself leader of a term that others agree on."""
+        """The live node that leads the newest term with a majority of the live nodes
+        agreeing (a restarted leader briefly believes it still leads its old term)."""
         end = time.time() + timeout
         while time.time() < end:
+            infos = {}
             for x in self.nodes:
                 if not x.alive():
                     continue
                 try:
-                    info = x.client(socket_timeout=2).info("replication")
+                    infos[x] = x.client(socket_timeout=2).info("replication")
                 except redis.RedisError:
                     continue
-                if info.get("raft_state") == "leader":
+            leaders = [x for x, i in infos.items() if i.get("raft_state") == "leader"]
+            if leaders:
+                x = max(leaders, key=lambda n: int(infos[n]["raft_term"]))
+                me = infos[x]["raft_node_id"]
+                agree = sum(1 for i in infos.values() if i.get("raft_leader_id") == me)
+                if agree * 2 > len(self.nodes):
                     return x
             time.sleep(0.05)
         raise TimeoutError("no leader")
@@ -150,7 +157,8 @@ class Cluster:
     def close(self):
         for x in self.nodes:
             x.kill()
-            shutil.rmtree(x.dir, ignore_errors=True)
+            if not os.environ.get("SHARDAI_KEEP_DIRS"):
+                shutil.rmtree(x.dir, ignore_errors=True)
 
 
 class Client:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from conftest import ROOT
+from harness import ROOT, binary
 from shardcluster import Cluster, Node, cli
 
 MODELS = ROOT.parent / "shared" / "models" / "redisai"
@@ -33,7 +33,8 @@ def check_all(node, acked, readonly):
         got = p.execute(raise_on_error=False)[1:]
         bad = [(i, g) for i, g in zip(keys[start:start + 1000], got) if g != payload(i)]
         assert not bad, (f"{node.addr}: {len(bad)} acknowledged writes missing, first "
-                         f"{bad[:3]}; its log:\n{node.log_text()[-6000:]}")
+                         f"{[(i, str(g)) for i, g in bad[:3]]}; {node.replication()}; "
+                         f"its log:\n{node.log_text()[-6000:]}")
     r.close()
 
 
@@ -175,7 +176,7 @@ def test_unformed_and_plain_nodes_explain_themselves():
             r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
         assert r.ping()
         # A cluster needs replicas + 1 nodes in this version; the CLI says so.
-        out = os.popen(f"{__import__('conftest').binary()} cluster create {lonely.addr} "
+        out = os.popen(f"{binary()} cluster create {lonely.addr} "
                        f"--replicas 2 2>&1").read()
         assert "replicas + 1" in out
     finally:
