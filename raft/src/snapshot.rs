@@ -105,21 +105,11 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
 
 /// Reads only the metadata of a snapshot file.
 pub fn read_meta(path: &Path) -> io::Result<Meta> {
-    let mut r = BufReader::new(File::open(path)?);
-    let mut magic = vec![0u8; MAGIC.len()];
-    r.read_exact(&mut magic)?;
-    if magic != MAGIC {
-        return Err(other(format!(
-            "{} is not a shardai snapshot",
-            path.display()
-        )));
-    }
-    get(&mut r)
+    open(path)?.1
 }
 
-/// Reads a whole snapshot, loading its models into `backends`. Blocking (file reads and
-/// backend calls): call it on a blocking thread.
-pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<Dumped>)> {
+/// Opens a snapshot file, checks its magic line and reads its metadata.
+fn open(path: &Path) -> io::Result<(BufReader<File>, io::Result<Meta>)> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut magic = vec![0u8; MAGIC.len()];
     r.read_exact(&mut magic)?;
@@ -129,7 +119,15 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<Dump
             path.display()
         )));
     }
-    let meta: Meta = get(&mut r)?;
+    let meta = get(&mut r);
+    Ok((r, meta))
+}
+
+/// Reads a whole snapshot, loading its models into `backends`. Blocking (file reads and
+/// backend calls): call it on a blocking thread.
+pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<Dumped>)> {
+    let (mut r, meta) = open(path)?;
+    let meta = meta?;
     let mut out = Vec::new();
     while let Some(item) = get::<Option<Item>>(&mut r)? {
         let value = match item.value {

@@ -56,6 +56,18 @@ struct Current {
     snap: Option<(Meta, PathBuf)>,
 }
 
+impl Current {
+    /// Makes `path` the current snapshot and deletes the previous file (a transfer that
+    /// has it open keeps reading the unlinked file).
+    fn replace(&mut self, meta: Meta, path: PathBuf) {
+        if let Some((_, old)) = self.snap.replace((meta, path.clone()))
+            && old != path
+        {
+            let _ = fs::remove_file(old);
+        }
+    }
+}
+
 /// The state machine of one shard replica.
 #[derive(Debug)]
 pub struct StateMachine {
@@ -174,17 +186,7 @@ impl RaftSnapshotBuilder<C> for Builder {
             file = %path.display(),
             "snapshot built"
         );
-        let old = self
-            .current
-            .lock()
-            .snap
-            .replace((meta.clone(), path.clone()));
-        if let Some((_, old)) = old
-            && old != path
-        {
-            // An open transfer keeps reading the unlinked file.
-            let _ = fs::remove_file(old);
-        }
+        self.current.lock().replace(meta.clone(), path.clone());
         Ok(openraft::storage::Snapshot {
             meta,
             snapshot: SnapshotFile { path },
@@ -256,16 +258,7 @@ impl RaftStateMachine<C> for StateMachine {
             keys,
             "snapshot installed"
         );
-        let old = self
-            .current
-            .lock()
-            .snap
-            .replace((meta.clone(), path.clone()));
-        if let Some((_, old)) = old
-            && old != path
-        {
-            let _ = fs::remove_file(old);
-        }
+        self.current.lock().replace(meta.clone(), path);
         Ok(())
     }
 
