@@ -13,7 +13,7 @@ import redis
 from harness import ROOT, binary
 from shardcluster import Cluster, Node, cli
 
-MODELS = ROOT.parent / "shared" / "models" / "redisai"
+MODELS = ROOT / "tests" / "models" / "redisai"
 
 
 def payload(i):
