@@ -33,12 +33,20 @@ impl fmt::Display for ShardNode {
 }
 
 openraft::declare_raft_types!(
-    /// shardai's Raft types: `Cmd` entries, `Resp` results, `u64` node ids.
+    /// shardai's Raft types: `Cmd` entries, `Resp` results, `u64` node ids, and standard
+    /// Raft leader ids (at most one leader per term; openraft's default allows several).
     pub TypeConfig:
         D = Cmd,
         R = Resp,
         NodeId = u64,
         Node = ShardNode,
+        Term = u64,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+        Entry = openraft::Entry<
+            <Self::LeaderId as openraft::vote::RaftLeaderId>::Committed,
+            Self::Payload,
+        >,
+        Vote = openraft::impls::Vote<Self::LeaderId>,
 );
 
 /// A tensor on the wire.
