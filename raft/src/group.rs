@@ -347,16 +347,16 @@ impl ShardGroup {
     fn redirect(&self, f: &ForwardToLeader<TypeConfig>, slot: Option<u16>) -> Option<Error> {
         // openraft does not always fill in the leader's node: look it up in the membership,
         // and fall back on what the metrics say the leader is.
+        let role = self.role();
         let id = f
             .leader_id
-            .or_else(|| self.role().leader.map(|(id, _)| id))?;
+            .or_else(|| role.leader.as_ref().map(|(id, _)| *id))?;
         if id == self.me {
             return None;
         }
         let addr = match &f.leader_node {
             Some(n) => n.client_addr.clone(),
-            None => self
-                .role()
+            None => role
                 .members
                 .into_iter()
                 .find(|(m, _, _)| *m == id)

@@ -443,6 +443,11 @@ impl Peer {
     }
 }
 
+/// An error the peer reported, or an answer that makes no sense.
+fn remote(e: impl Into<String>) -> RPCError<C> {
+    RPCError::Network(NetworkError::new(&io::Error::other(e.into())))
+}
+
 fn ttl(option: &RPCOption) -> Duration {
     option.soft_ttl().max(MIN_TTL)
 }
@@ -552,12 +557,8 @@ impl RaftNetworkV2<C> for Peer {
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
         match self.call(&Req::Append(rpc), ttl(&option)).await {
             Ok(Resp::Append(Ok(r))) => Ok(r),
-            Ok(Resp::Append(Err(e))) => {
-                Err(RPCError::Network(NetworkError::new(&io::Error::other(e))))
-            }
-            Ok(_) => Err(RPCError::Network(NetworkError::new(&io::Error::other(
-                "bad response",
-            )))),
+            Ok(Resp::Append(Err(e))) => Err(remote(e)),
+            Ok(_) => Err(remote("bad response")),
             Err(e) => Err(e.rpc()),
         }
     }
@@ -569,12 +570,8 @@ impl RaftNetworkV2<C> for Peer {
     ) -> Result<VoteResponse<C>, RPCError<C>> {
         match self.call(&Req::Vote(rpc), ttl(&option)).await {
             Ok(Resp::Vote(Ok(r))) => Ok(r),
-            Ok(Resp::Vote(Err(e))) => {
-                Err(RPCError::Network(NetworkError::new(&io::Error::other(e))))
-            }
-            Ok(_) => Err(RPCError::Network(NetworkError::new(&io::Error::other(
-                "bad response",
-            )))),
+            Ok(Resp::Vote(Err(e))) => Err(remote(e)),
+            Ok(_) => Err(remote("bad response")),
             Err(e) => Err(e.rpc()),
         }
     }

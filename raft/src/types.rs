@@ -128,21 +128,8 @@ impl WireModel {
     /// Loads the model into `backends` (a backend call: run it on a blocking thread).
     pub fn load(self, backends: &shardai_engine::backend::Backends) -> Result<Model, Error> {
         let kind = self.kind()?;
-        let names = |v: &[Bytes]| -> Vec<String> {
-            v.iter()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect()
-        };
-        let backend = backends.get(kind).map_err(|why| {
-            tracing::warn!(backend = kind.name(), reason = %why, "Could not load backend");
-            Error::CouldNotLoadBackend
-        })?;
-        let loaded = backend.load(
-            &self.blob,
-            &self.device,
-            &names(&self.inputs),
-            &names(&self.outputs),
-        )?;
+        let loaded =
+            backends.load_model(kind, &self.blob, &self.device, &self.inputs, &self.outputs)?;
         Ok(Model {
             backend: kind,
             device: self.device,

@@ -140,6 +140,28 @@ impl Backends {
         Ok(b)
     }
 
+    /// Loads a model as AI.MODELSTORE gives it (node names as sent) into `kind`'s library,
+    /// loading the library on first use. Blocking: call it on a blocking thread.
+    pub fn load_model(
+        &self,
+        kind: Kind,
+        blob: &[u8],
+        device: &str,
+        inputs: &[bytes::Bytes],
+        outputs: &[bytes::Bytes],
+    ) -> Result<Arc<dyn LoadedModel>, Error> {
+        let names = |v: &[bytes::Bytes]| -> Vec<String> {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        };
+        let backend = self.get(kind).map_err(|why| {
+            tracing::warn!(backend = kind.name(), reason = %why, "Could not load backend");
+            Error::CouldNotLoadBackend
+        })?;
+        backend.load(blob, device, &names(inputs), &names(outputs))
+    }
+
     /// Loads `kind` from an explicit library file (AI.CONFIG LOADBACKEND). A backend that is
     /// already loaded stays as it is (one library per process).
     pub fn load_from(&self, kind: Kind, lib: &Path) -> Result<(), String> {

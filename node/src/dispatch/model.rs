@@ -14,7 +14,6 @@ use shardai_protocol::{
     Error, Reply,
     command::{ModelExecute, ModelGet, ModelStore},
 };
-use tracing::warn;
 
 use super::keyspace::applied;
 use crate::state::Shared;
@@ -28,22 +27,13 @@ pub(super) async fn modelstore(m: ModelStore, shared: &Shared) -> Reply {
     } else {
         bytes::Bytes::from(m.blob.concat())
     };
-    let names = |v: &[bytes::Bytes]| -> Vec<String> {
-        v.iter()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .collect()
-    };
-    let (inputs, outputs) = (names(&m.inputs), names(&m.outputs));
+    let (inputs, outputs) = (m.inputs.clone(), m.outputs.clone());
     let (device, load_blob, kind) = (m.device.clone(), blob.clone(), m.backend);
     let backends = shared.backends.clone();
     // Loading the library (first use) and the model are backend calls: not on an async
     // worker.
     let loaded = tokio::task::spawn_blocking(move || {
-        let backend = backends.get(kind).map_err(|why| {
-            warn!(backend = kind.name(), reason = %why, "Could not load backend");
-            Error::CouldNotLoadBackend
-        })?;
-        backend.load(&load_blob, &device, &inputs, &outputs)
+        backends.load_model(kind, &load_blob, &device, &inputs, &outputs)
     })
     .await;
     let loaded = match loaded {

@@ -14,6 +14,18 @@ async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
     rx.await.unwrap().unwrap();
 }
 
+/// A crash mid-write: the first segment's last record loses its last 3 bytes.
+fn tear_last_record(dir: &std::path::Path) {
+    let seg = dir.join(seg_name(0));
+    let len = fs::metadata(&seg).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+}
+
 async fn indexes(ls: &mut LogStore) -> Vec<(u64, u64)> {
     ls.try_get_log_entries(..)
         .await
@@ -87,15 +99,7 @@ async fn a_torn_tail_is_cut_off_and_reported() {
     let mut ls = LogStore::open(d.path()).unwrap();
     append(&mut ls, 0..6, 1).await;
     drop(ls);
-    let seg = d.path().join(seg_name(0));
-    let len = fs::metadata(&seg).unwrap().len();
-    // A crash mid-write: the last record lost its last bytes.
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - 3)
-        .unwrap();
+    tear_last_record(d.path());
     let mut ls = LogStore::open(d.path()).unwrap();
     assert_eq!(indexes(&mut ls).await.len(), 5);
     append(&mut ls, 5..7, 2).await;
@@ -137,14 +141,7 @@ async fn a_committed_hint_past_a_torn_tail_is_clamped_to_the_log() {
     append(&mut ls, 0..6, 1).await;
     ls.save_committed(Some(log_id::<C>(1, 1, 5))).await.unwrap();
     drop(ls);
-    let seg = d.path().join(seg_name(0));
-    let len = fs::metadata(&seg).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - 3)
-        .unwrap();
+    tear_last_record(d.path());
     let mut ls = LogStore::open(d.path()).unwrap();
     // Re-applying up to 5 would "apply" an entry the log no longer has.
     assert_eq!(ls.read_committed().await.unwrap().unwrap().index, 4);
