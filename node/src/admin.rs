@@ -2,13 +2,14 @@
 //! client port (like `redis-cli --cluster`).
 //!
 //! - `create HOST:PORT... --replicas N`: every node must be started with
-//!   `--cluster-enabled yes` and be empty; they get a fresh cluster id and node ids, and the
-//!   first one forms the Raft group of all of them (one shard: N + 1 nodes).
-//! - `add-node NEW EXISTING`: NEW joins EXISTING's cluster as a learner, catches up, then
-//!   becomes a voter.
-//! - `del-node EXISTING NODE-ID`: removes a node (id from `CLUSTER MYID` or INFO
-//!   replication's `raft_node_id`).
-//! - `info HOST:PORT`: the shard's members and leader as that node sees them.
+//!   `--cluster-enabled yes` and be empty; they get a fresh cluster id and node ids, are
+//!   grouped into shards of N + 1 consecutive nodes (one Raft group each), the 16384 slots are
+//!   spread evenly over the shards, and up to five nodes (spread over the shards) form the
+//!   metadata group that holds the topology, the others following it as learners.
+//! - `add-node NEW EXISTING`: NEW joins EXISTING's shard as a learner, catches up, then
+//!   becomes a voter; it follows the metadata group as a learner.
+//! - `del-node EXISTING NODE-ID`: removes a node (id from `CLUSTER MYID`/`CLUSTER NODES`).
+//! - `info HOST:PORT`: the node's shard and the whole cluster as that node sees them.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -17,6 +18,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
+use shardai_router::{NodeInfo, Topology, replies::parse_node_name, topology::layout_error};
 
 /// `shardai cluster`.
 #[derive(Debug, Parser)]
@@ -31,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Forms a cluster of the given nodes (started with --cluster-enabled yes, empty).
+    /// Forms a cluster of the given nodes (started with --cluster-enabled yes, empty):
+    /// shards of --replicas + 1 consecutive nodes, slots spread evenly over the shards.
     Create {
         /// host:port of every node.
         #[arg(required = true)]
@@ -227,31 +230,57 @@ fn state(addr: &str) -> Result<Option<State>, String> {
     )))
 }
 
-fn wait_for_leader(nodes: &[String], timeout: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
+/// The topology as `addr` knows it.
+fn topology(addr: &str) -> Result<Topology, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        for n in nodes {
-            if let Ok(Some((_, _, leader, _))) = state(n)
-                && !leader.is_empty()
-            {
-                return Ok(leader);
+        match Conn::open(addr)?.ok(&["CLUSTER", "SHARDAI-TOPOLOGY"])? {
+            Val::Str(json) => return Topology::decode(json.as_bytes()),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => return Err(format!("{addr} does not know the cluster topology yet")),
+        }
+    }
+}
+
+/// Waits until every node reports `cluster_state:ok` (topology applied, every shard led).
+fn wait_for_ok(nodes: &[String], timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    for n in nodes {
+        loop {
+            let info = Conn::open(n)?.call(&["CLUSTER", "INFO"])?.text();
+            if info.starts_with("cluster_state:ok") {
+                break;
             }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{n} does not see a complete cluster in time; check the nodes' logs"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        if Instant::now() >= deadline {
-            return Err("no leader was elected in time; check the nodes' logs".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn member_args(t: &Topology, ids: &[u64]) -> Vec<String> {
+    ids.iter()
+        .filter_map(|id| t.nodes.get(id))
+        .flat_map(|n| [n.id.to_string(), n.client_addr.clone(), n.bus_addr.clone()])
+        .collect()
+}
+
+fn call_strs(addr: &str, args: &[String], leader: bool) -> Result<Val, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if leader {
+        call_leader(addr, &args)
+    } else {
+        Conn::open(addr)?.ok(&args)
     }
 }
 
 fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), String> {
-    if nodes.len() != replicas + 1 {
-        return Err(format!(
-            "{} nodes with --replicas {replicas}: this version forms one shard, so give \
-             exactly replicas + 1 = {} nodes",
-            nodes.len(),
-            replicas + 1
-        ));
+    if let Some(e) = layout_error(nodes.len(), replicas) {
+        return Err(e);
     }
     for n in &nodes {
         if let Some((cluster, ..)) = state(n)? {
@@ -259,25 +288,59 @@ fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), Strin
         }
     }
     let cluster = format!("{:016x}", random_u64());
+    println!(
+        ">>> Performing hash slots allocation on {} nodes...",
+        nodes.len()
+    );
     let mut members: Vec<(u64, String, String)> = Vec::new();
     for n in &nodes {
         let id = random_u64();
         let bus = Conn::open(n)?
             .ok(&["CLUSTER", "SHARDAI-JOIN", &cluster, &id.to_string(), n])?
             .text();
-        println!(">>> {n}: node {id:040x} (bus {bus})");
         members.push((id, n.clone(), bus));
     }
-    let ids: Vec<String> = members.iter().map(|m| m.0.to_string()).collect();
-    let mut init = vec!["CLUSTER", "SHARDAI-INIT"];
-    for (i, (_, addr, bus)) in members.iter().enumerate() {
-        init.extend([ids[i].as_str(), addr.as_str(), bus.as_str()]);
+    let t = Topology::layout(&members, replicas)?;
+    for shard in t.shards.values() {
+        let (a, b) = shard.slots[0];
+        let first = &t.nodes[&shard.nodes[0]];
+        println!(
+            "Shard[{}] -> Slots {a} - {b}: {}",
+            shard.id,
+            shard
+                .nodes
+                .iter()
+                .map(|id| format!("{} ({id:040x})", t.nodes[id].client_addr))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut init = vec!["CLUSTER".into(), "SHARDAI-INIT".into(), "data".into()];
+        init.extend(member_args(&t, &shard.nodes));
+        call_strs(&first.client_addr, &init, false)?;
     }
-    Conn::open(&nodes[0])?.ok(&init)?;
-    let leader = wait_for_leader(&nodes, Duration::from_secs(timeout))?;
+    let voters = t.meta_voters();
+    let seed = t.nodes[&voters[0]].client_addr.clone();
+    let mut init = vec!["CLUSTER".into(), "SHARDAI-INIT".into(), "meta".into()];
+    init.extend(member_args(&t, &voters));
+    call_strs(&seed, &init, false)?;
+    for id in t.nodes.keys().filter(|id| !voters.contains(id)) {
+        let mut add: Vec<String> = ["CLUSTER", "SHARDAI-ADDNODE", "meta", "learner"]
+            .map(String::from)
+            .to_vec();
+        add.extend(member_args(&t, &[*id]));
+        call_strs(&seed, &add, true)?;
+    }
+    call_strs(
+        &seed,
+        &["CLUSTER".into(), "SHARDAI-SETTOPOLOGY".into(), t.encode()],
+        false,
+    )?;
+    wait_for_ok(&nodes, Duration::from_secs(timeout))?;
     println!(
-        ">>> cluster {cluster}: one shard of {} replicas, leader {leader}",
-        nodes.len()
+        ">>> cluster {cluster}: {} shard(s) of {} replica(s) each; metadata voters: {}",
+        t.shards.len(),
+        replicas + 1,
+        voters.len()
     );
     println!("[OK] All 16384 slots covered.");
     Ok(())
@@ -290,26 +353,99 @@ fn add_node(new: String, existing: String) -> Result<(), String> {
     if let Some((c, ..)) = state(&new)? {
         return Err(format!("{new} already belongs to cluster {c}"));
     }
+    let mut t = topology(&existing)?;
+    let shard = t
+        .nodes
+        .values()
+        .find(|n| n.client_addr == existing)
+        .map(|n| n.shard)
+        .ok_or_else(|| format!("{existing} is not in the cluster's topology"))?;
     let id = random_u64();
     let bus = Conn::open(&new)?
         .ok(&["CLUSTER", "SHARDAI-JOIN", &cluster, &id.to_string(), &new])?
         .text();
-    let via = if leader.is_empty() { existing } else { leader };
+    let via = if leader.is_empty() {
+        existing.clone()
+    } else {
+        leader
+    };
+    let id_s = id.to_string();
     call_leader(
         &via,
-        &["CLUSTER", "SHARDAI-ADDNODE", &id.to_string(), &new, &bus],
+        &[
+            "CLUSTER",
+            "SHARDAI-ADDNODE",
+            "data",
+            "voter",
+            &id_s,
+            &new,
+            &bus,
+        ],
     )?;
-    println!("[OK] {new} joined cluster {cluster} as node {id:040x}");
+    call_leader(
+        &existing,
+        &[
+            "CLUSTER",
+            "SHARDAI-ADDNODE",
+            "meta",
+            "learner",
+            &id_s,
+            &new,
+            &bus,
+        ],
+    )?;
+    t.epoch += 1;
+    t.nodes.insert(
+        id,
+        NodeInfo {
+            id,
+            client_addr: new.clone(),
+            bus_addr: bus,
+            shard,
+        },
+    );
+    if let Some(s) = t.shards.get_mut(&shard) {
+        s.nodes.push(id);
+    }
+    call_strs(
+        &existing,
+        &["CLUSTER".into(), "SHARDAI-SETTOPOLOGY".into(), t.encode()],
+        false,
+    )?;
+    println!("[OK] {new} joined cluster {cluster} (shard {shard}) as node {id:040x}");
     Ok(())
 }
 
 fn del_node(existing: String, node: String) -> Result<(), String> {
-    let id: u64 = if node.len() == 40 {
-        u64::from_str_radix(&node[24..], 16).map_err(|_| format!("bad node id {node}"))?
-    } else {
-        node.parse().map_err(|_| format!("bad node id {node}"))?
-    };
-    call_leader(&existing, &["CLUSTER", "SHARDAI-DELNODE", &id.to_string()])?;
+    let id = parse_node_name(&node).ok_or_else(|| format!("bad node id {node}"))?;
+    let mut t = topology(&existing)?;
+    let shard = t
+        .nodes
+        .get(&id)
+        .map(|n| n.shard)
+        .ok_or_else(|| format!("node {id:040x} is not in the cluster"))?;
+    let via = t.shards[&shard]
+        .nodes
+        .iter()
+        .filter(|n| **n != id)
+        .find_map(|n| t.nodes.get(n))
+        .map(|n| n.client_addr.clone())
+        .ok_or("cannot remove the last node of a shard")?;
+    let id_s = id.to_string();
+    call_leader(&via, &["CLUSTER", "SHARDAI-DELNODE", "data", &id_s])?;
+    if let Err(e) = call_leader(&existing, &["CLUSTER", "SHARDAI-DELNODE", "meta", &id_s]) {
+        eprintln!("[WARN] removing the node from the metadata group: {e}");
+    }
+    t.epoch += 1;
+    t.nodes.remove(&id);
+    if let Some(s) = t.shards.get_mut(&shard) {
+        s.nodes.retain(|n| *n != id);
+    }
+    call_strs(
+        &existing,
+        &["CLUSTER".into(), "SHARDAI-SETTOPOLOGY".into(), t.encode()],
+        false,
+    )?;
     println!("[OK] node {id:040x} removed");
     Ok(())
 }
@@ -319,13 +455,15 @@ fn info(node: String) -> Result<(), String> {
         println!("{node} is not part of a cluster");
         return Ok(());
     };
-    println!("cluster {cluster}, asked node {me:040x}, leader {leader}");
+    println!("cluster {cluster}, asked node {me:040x}; its shard's leader: {leader}");
     for (id, addr, bus, voter) in members {
         println!(
             "  {id:040x} {addr} bus {bus} {}",
             if voter { "voter" } else { "learner" }
         );
     }
+    println!("all nodes (CLUSTER NODES):");
+    print!("{}", Conn::open(&node)?.ok(&["CLUSTER", "NODES"])?.text());
     Ok(())
 }
 

@@ -101,6 +101,17 @@ pub enum Error {
         /// host:port of the node that serves it.
         addr: String,
     },
+    /// The slot is migrating and the key is on the importing node: ask it once.
+    #[error("ASK {slot} {addr}")]
+    Ask {
+        /// The key's hash slot.
+        slot: u16,
+        /// host:port of the importing node.
+        addr: String,
+    },
+    /// The command's keys hash to different slots.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
     /// The cluster cannot serve the request now (no leader, not formed).
     #[error("CLUSTERDOWN {0}")]
     ClusterDown(String),

@@ -40,6 +40,8 @@ use crate::{
 pub struct GroupConfig {
     /// The cluster id (every bus message is checked against it).
     pub cluster: String,
+    /// The group's name on the bus (a node runs several groups).
+    pub group: String,
     /// This node's id in the group.
     pub me: u64,
     /// The folder holding the log and snapshots.
@@ -87,6 +89,9 @@ pub struct ShardGroup {
     pub me: u64,
     /// The cluster id.
     pub cluster: String,
+    /// The group's name on the bus.
+    pub group: String,
+    network: Network,
     store: Arc<Store>,
     pending: Arc<Pending>,
     seq: AtomicU64,
@@ -181,7 +186,7 @@ impl ShardGroup {
         let raft = ShardRaft::new(
             cfg.me,
             Arc::new(config),
-            Network::new(&cfg.cluster),
+            Network::new(&cfg.cluster, &cfg.group),
             log,
             sm,
         )
@@ -206,11 +211,13 @@ impl ShardGroup {
         );
         let (batcher, rx) = tokio::sync::mpsc::channel(4096);
         tokio::spawn(batch_loop(raft.clone(), rx));
-        info!(node = cfg.me, cluster = %cfg.cluster, "Raft group started");
+        info!(node = cfg.me, cluster = %cfg.cluster, group = %cfg.group, "Raft group started");
         Ok(Arc::new(ShardGroup {
             raft,
             me: cfg.me,
+            network: Network::new(&cfg.cluster, &cfg.group),
             cluster: cfg.cluster,
+            group: cfg.group,
             store,
             pending,
             seq,
@@ -248,17 +255,33 @@ impl ShardGroup {
         Ok(())
     }
 
-    /// Removes a node from the group (voter and node entry).
-    pub async fn del_node(&self, id: u64) -> Result<(), Error> {
-        let ids: BTreeSet<u64> = [id].into();
-        let voters = self.role().members.iter().filter(|m| m.2).count();
-        if voters <= 1 {
-            return Err(Error::Unavailable("cannot remove the last voter".into()));
-        }
+    /// Adds a node as a learner only (it receives the log but does not vote).
+    pub async fn add_learner(&self, id: u64, node: ShardNode) -> Result<(), Error> {
         self.raft
-            .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+            .add_learner(id, node, true)
             .await
             .map_err(|e| self.write_error(e, None))?;
+        Ok(())
+    }
+
+    /// Removes a node from the group (voter, if it votes, and node entry).
+    pub async fn del_node(&self, id: u64) -> Result<(), Error> {
+        let ids: BTreeSet<u64> = [id].into();
+        let members = self.role().members;
+        let voters = members.iter().filter(|m| m.2).count();
+        let votes = members.iter().any(|m| m.0 == id && m.2);
+        if votes && voters <= 1 {
+            return Err(Error::Unavailable("cannot remove the last voter".into()));
+        }
+        if !members.iter().any(|m| m.0 == id) {
+            return Err(Error::Unavailable(format!("node {id} is not a member")));
+        }
+        if votes {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+                .map_err(|e| self.write_error(e, None))?;
+        }
         self.raft
             .change_membership(ChangeMembers::RemoveNodes(ids), false)
             .await
@@ -419,6 +442,43 @@ impl ShardGroup {
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl ShardGroup {
+    /// Proposes `m` on this node if it leads the group, else forwards it to the leader over
+    /// the bus; waits for a leader while an election runs. For small, rare, idempotent writes
+    /// (the metadata group's records: a lost answer is retried), not for the client write path.
+    pub async fn propose_anywhere(&self, m: Mutation) -> Result<Applied, Error> {
+        let deadline = Instant::now() + self.patience;
+        loop {
+            let role = self.role();
+            match role.leader {
+                Some((id, _)) if id == self.me => return self.propose_inner(m).await,
+                Some((id, node)) => {
+                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                    let cmd = Cmd::of(&m, now_ms(), self.me, seq);
+                    match self.network.propose(id, &node.raft_addr, cmd).await {
+                        Ok(resp) => return resp.into_result(),
+                        Err(e) if Instant::now() >= deadline => {
+                            return Err(Error::Unavailable(format!(
+                                "the {} group's leader did not take the write: {e}",
+                                self.group
+                            )));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                None if Instant::now() >= deadline => {
+                    return Err(Error::ClusterDown(format!(
+                        "the {} group has no leader",
+                        self.group
+                    )));
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

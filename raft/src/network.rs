@@ -1,9 +1,10 @@
 //! The node-to-node transport (the cluster bus): length-prefixed bincode frames over TCP on
 //! `--cluster-port`.
 //!
-//! Every connection starts with a `Hello` naming the cluster id and the node it expects to
-//! reach; a node of another cluster, or one that is not the named node, is refused before
-//! any Raft message is read. After that a connection carries one request and its response
+//! Every connection starts with a `Hello` naming the cluster id, the Raft group (a node
+//! runs its shard's group and the metadata group) and the node it expects to reach; a node
+//! of another cluster, one that is not the named node, or one without that group refuses it
+//! before any Raft message is read. After that a connection carries one request and its response
 //! at a time (openraft runs one replication stream per peer, each with its own client).
 //! A snapshot goes as a header, then file chunks, then an end mark: both sides hold one
 //! chunk in memory, whatever the snapshot's size.
@@ -53,8 +54,11 @@ const STREAM_IDLE: Duration = Duration::from_secs(10);
 enum Req {
     Hello {
         cluster: String,
+        group: String,
         to: u64,
     },
+    /// A write forwarded to the group's leader by another member.
+    Propose(crate::Cmd),
     Append(AppendEntriesRequest<C>),
     Vote(VoteRequest<C>),
     SnapBegin {
@@ -77,6 +81,7 @@ enum Resp {
     Snap(Result<SnapshotResponse<C>, String>),
     Stream(Result<StreamAppendResult<C>, String>),
     StreamEnd,
+    Propose(Result<crate::Resp, String>),
 }
 
 async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) -> io::Result<()> {
@@ -111,8 +116,9 @@ pub struct Target {
     pub snap_dir: PathBuf,
 }
 
-/// The local replica as the bus server sees it (empty until the node joins a cluster).
-pub type TargetSlot = Arc<RwLock<Option<Target>>>;
+/// The local replicas as the bus server sees them, by group name (empty until the node
+/// joins a cluster).
+pub type TargetSlot = Arc<RwLock<std::collections::BTreeMap<String, Target>>>;
 
 /// Serves the cluster bus on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, slot: TargetSlot) {
@@ -140,12 +146,16 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
     let _ = sock.set_nodelay(true);
     let (r, w) = sock.into_split();
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
-    let Req::Hello { cluster, to } = read_frame(&mut r).await? else {
+    let Req::Hello { cluster, group, to } = read_frame(&mut r).await? else {
         return Err(io::Error::other("no hello"));
     };
-    let target = slot.read().clone();
+    let (target, joined) = {
+        let targets = slot.read();
+        (targets.get(&group).cloned(), !targets.is_empty())
+    };
     let refuse = match &target {
-        None => Some("this node has not joined a cluster".to_string()),
+        None if !joined => Some("this node has not joined a cluster".to_string()),
+        None => Some(format!("this node runs no Raft group {group:?}")),
         Some(t) if t.cluster != cluster => Some(format!(
             "this node belongs to cluster {}, not {cluster}",
             t.cluster
@@ -171,6 +181,10 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
                 Resp::Snap(receive_snapshot(&t, &mut r, vote, meta).await)
             }
             Req::StreamBegin => return serve_stream(&t, r, w).await,
+            Req::Propose(cmd) => Resp::Propose(match t.raft.client_write(cmd).await {
+                Ok(w) => Ok(w.response().clone()),
+                Err(e) => Err(e.to_string()),
+            }),
             Req::Hello { .. } | Req::SnapChunk(_) | Req::SnapEnd | Req::StreamEnd => {
                 return Err(io::Error::other("unexpected message"));
             }
@@ -274,15 +288,46 @@ type Pool = Arc<parking_lot::Mutex<std::collections::HashMap<(u64, String), Vec<
 #[derive(Debug, Clone)]
 pub struct Network {
     cluster: Arc<str>,
+    group: Arc<str>,
     pool: Pool,
 }
 
 impl Network {
-    /// Clients that introduce themselves as members of `cluster`.
-    pub fn new(cluster: &str) -> Self {
+    /// Clients that introduce themselves as members of `group` in `cluster`.
+    pub fn new(cluster: &str, group: &str) -> Self {
         Network {
             cluster: cluster.into(),
+            group: group.into(),
             pool: Pool::default(),
+        }
+    }
+
+    /// Forwards a write to the group's leader `target` at bus address `addr` and returns
+    /// its result once the leader applied it.
+    pub async fn propose(
+        &self,
+        target: u64,
+        addr: &str,
+        cmd: crate::Cmd,
+    ) -> Result<crate::Resp, String> {
+        let mut peer = self.peer(target, addr);
+        match peer.call(&Req::Propose(cmd), Duration::from_secs(10)).await {
+            Ok(Resp::Propose(r)) => r,
+            Ok(_) => Err("bad response".into()),
+            Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(e.to_string()),
+        }
+    }
+
+    fn peer(&self, target: u64, addr: &str) -> Peer {
+        let key = (target, addr.to_string());
+        let conn = self.pool.lock().get_mut(&key).and_then(Vec::pop);
+        Peer {
+            cluster: self.cluster.clone(),
+            group: self.group.clone(),
+            target,
+            addr: addr.to_string(),
+            conn,
+            pool: self.pool.clone(),
         }
     }
 }
@@ -292,6 +337,7 @@ impl Network {
 #[derive(Debug)]
 pub struct Peer {
     cluster: Arc<str>,
+    group: Arc<str>,
     target: u64,
     addr: String,
     conn: Option<Conn>,
@@ -345,6 +391,7 @@ impl Peer {
         let (mut r, mut w) = (BufReader::new(r), BufWriter::with_capacity(1 << 16, w));
         let hello = Req::Hello {
             cluster: self.cluster.to_string(),
+            group: self.group.to_string(),
             to: self.target,
         };
         let resp = tokio::time::timeout(ttl, async {
@@ -456,15 +503,7 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &crate::ShardNode) -> Peer {
-        let key = (target, node.raft_addr.clone());
-        let conn = self.pool.lock().get_mut(&key).and_then(Vec::pop);
-        Peer {
-            cluster: self.cluster.clone(),
-            target,
-            addr: node.raft_addr.clone(),
-            conn,
-            pool: self.pool.clone(),
-        }
+        self.peer(target, &node.raft_addr)
     }
 }
 

@@ -21,6 +21,7 @@ async fn the_bus_refuses_other_clusters_and_other_node_ids() {
     let group = ShardGroup::start(
         GroupConfig {
             cluster: "alpha".into(),
+            group: "data".into(),
             me: 7,
             dir: tmp.path().to_path_buf(),
             heartbeat_ms: 50,
@@ -32,7 +33,8 @@ async fn the_bus_refuses_other_clusters_and_other_node_ids() {
     )
     .await
     .unwrap();
-    *slot.write() = Some(group.target(tmp.path().join("snapshots")));
+    slot.write()
+        .insert("data".into(), group.target(tmp.path().join("snapshots")));
     let node = ShardNode {
         raft_addr: bus.clone(),
         client_addr: "127.0.0.1:1".into(),
@@ -46,7 +48,7 @@ async fn the_bus_refuses_other_clusters_and_other_node_ids() {
     let opt = RPCOption::new(std::time::Duration::from_secs(2));
 
     // Same cluster, right node: Raft answers (it refuses the stale vote, but it answers).
-    let mut same = Network::new("alpha").new_client(7, &node).await;
+    let mut same = Network::new("alpha", "data").new_client(7, &node).await;
     let answer = same.vote(vote(), opt.clone()).await.unwrap();
     assert!(!answer.vote_granted);
 
@@ -60,8 +62,17 @@ async fn the_bus_refuses_other_clusters_and_other_node_ids() {
     assert!(err.contains("belongs to cluster alpha, not beta"), "{err}");
 
     // The right cluster but another node id (a stale address): refused too.
-    let mut wrong = Network::new("alpha").new_client(8, &node).await;
-    let err = wrong.vote(vote(), opt).await.unwrap_err().to_string();
+    let mut wrong = Network::new("alpha", "data").new_client(8, &node).await;
+    let err = wrong
+        .vote(vote(), opt.clone())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("this is node 7, not node 8"), "{err}");
+
+    // The right cluster and node, but a group this node does not run.
+    let mut meta = Network::new("alpha", "meta").new_client(7, &node).await;
+    let err = meta.vote(vote(), opt).await.unwrap_err().to_string();
+    assert!(err.contains("runs no Raft group \"meta\""), "{err}");
     group.raft.shutdown().await.unwrap();
 }

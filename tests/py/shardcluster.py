@@ -101,12 +101,15 @@ def cli(*args, timeout=60):
 
 
 class Cluster:
-    def __init__(self, n=3, extra=()):
+    def __init__(self, n=3, extra=(), replicas=None):
+        """`n` nodes in shards of `replicas` + 1 (default: one shard of all of them)."""
         self.nodes = []
+        replicas = n - 1 if replicas is None else replicas
         try:
             self.nodes = [Node(extra) for _ in range(n)]
-            cli("create", *[x.addr for x in self.nodes], "--replicas", str(n - 1))
-            self.leader()
+            cli("create", *[x.addr for x in self.nodes], "--replicas", str(replicas))
+            if replicas == n - 1:
+                self.leader()
         except BaseException:
             self.close()
             raise

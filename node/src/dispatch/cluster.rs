@@ -1,57 +1,81 @@
-//! CLUSTER (MYID, INFO, KEYSLOT and the internal SHARDAI-* subcommands that
-//! `shardai cluster create/add-node/del-node` send), ROLE, and INFO replication.
+//! CLUSTER (the Redis Cluster subcommands: SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT,
+//! COUNTKEYSINSLOT, GETKEYSINSLOT; the internal SHARDAI-* ones are in `cluster_admin`), ROLE,
+//! and INFO replication. A node started without `--cluster-enabled` answers as a one-node
+//! cluster owning every slot, so cluster clients work against it unchanged.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use shardai_protocol::{Error, Reply, slot::key_slot};
-use shardai_raft::{RoleInfo, ShardGroup};
+use shardai_raft::RoleInfo;
+use shardai_router::{SLOTS, Topology, View, replies};
 
-use crate::{cluster::Cluster, state::Shared};
-
-fn cluster_of(shared: &Shared) -> Result<&Cluster, Error> {
-    shared
-        .cluster
-        .as_deref()
-        .ok_or_else(|| Error::Verbatim("ERR This instance has cluster support disabled".into()))
-}
-
-fn group_of(shared: &Shared) -> Result<std::sync::Arc<ShardGroup>, Error> {
-    cluster_of(shared)?
-        .group()
-        .ok_or_else(|| Error::ClusterDown("this node has not joined a cluster".into()))
-}
-
-/// Redis prints node ids as 40 hex characters.
-pub(super) fn node_name(id: u64) -> String {
-    format!("{id:040x}")
-}
+use crate::{conn::ConnState, state::Shared};
 
 fn s(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Redirects an admin request to the leader.
-fn leader_only(g: &ShardGroup) -> Result<(), Error> {
-    if g.is_leader() {
-        return Ok(());
+/// The routing view CLUSTER answers from: the cluster's, or for a node running alone a
+/// one-node cluster at the address the client reached.
+fn view_of(shared: &Shared, conn: &ConnState) -> Result<Arc<View>, Error> {
+    match &shared.cluster {
+        Some(c) => c.view().ok_or_else(|| {
+            Error::ClusterDown(if c.identity().is_some() {
+                "the cluster topology is not known yet".into()
+            } else {
+                "this node has not joined a cluster".into()
+            })
+        }),
+        None => {
+            let laddr = conn.info.laddr;
+            let bus = std::net::SocketAddr::new(laddr.ip(), laddr.port().wrapping_add(10000));
+            let t = Topology::single(0, &laddr.to_string(), &bus.to_string());
+            Ok(Arc::new(View::new(t, [(0, (0, 0))].into(), 0)))
+        }
     }
-    Err(match g.leader_addr() {
-        Some(addr) => Error::Moved { slot: 0, addr },
-        None => Error::ClusterDown("no leader yet".into()),
-    })
+}
+
+fn slot_arg(b: &Bytes) -> Result<u16, Error> {
+    let n: i64 = s(b).parse().map_err(|_| Error::NotInteger)?;
+    u16::try_from(n)
+        .ok()
+        .filter(|n| *n < SLOTS)
+        .ok_or_else(|| Error::Verbatim("ERR Invalid slot".into()))
+}
+
+/// Keys of the local keyspace in `slot` (a scan of the keyspace).
+fn keys_in_slot(shared: &Shared, slot: u16) -> Vec<Bytes> {
+    let mut keys: Vec<Bytes> = shared
+        .store()
+        .keys(b"*", shardai_engine::now_ms())
+        .into_iter()
+        .filter(|k| key_slot(k) == slot)
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// # Format
-/// `CLUSTER MYID | INFO | KEYSLOT key | SHARDAI-JOIN cluster node addr | SHARDAI-INIT
-/// (id addr bus)... | SHARDAI-ADDNODE id addr bus | SHARDAI-DELNODE id | SHARDAI-STATE`
-pub(super) async fn cluster(args: Vec<Bytes>, shared: &Shared) -> Reply {
-    match cluster_cmd(args, shared).await {
+/// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID | KEYSLOT key | COUNTKEYSINSLOT slot |
+/// GETKEYSINSLOT slot count | HELP`, and the internal `SHARDAI-*` subcommands.
+pub(super) async fn cluster(args: Vec<Bytes>, shared: &Shared, conn: &ConnState) -> Reply {
+    let sub = args[0].to_ascii_lowercase();
+    if sub.starts_with(b"shardai-") {
+        return super::cluster_admin::admin(&sub, &args, shared).await;
+    }
+    match cluster_cmd(&sub, &args, shared, conn) {
         Ok(r) => r,
         Err(e) => Reply::Error(e),
     }
 }
 
-async fn cluster_cmd(args: Vec<Bytes>, shared: &Shared) -> Result<Reply, Error> {
-    let sub = args[0].to_ascii_lowercase();
+fn cluster_cmd(
+    sub: &[u8],
+    args: &[Bytes],
+    shared: &Shared,
+    conn: &ConnState,
+) -> Result<Reply, Error> {
     let rest = &args[1..];
     let arity = |n: usize| {
         if rest.len() == n {
@@ -63,103 +87,96 @@ async fn cluster_cmd(args: Vec<Bytes>, shared: &Shared) -> Result<Reply, Error> 
             )))
         }
     };
-    match &sub[..] {
+    match sub {
         b"keyslot" => {
             arity(1)?;
             Ok(Reply::Int(key_slot(&rest[0]) as i64))
         }
         b"myid" => {
             arity(0)?;
-            let c = cluster_of(shared)?;
-            Ok(Reply::bulk(
-                c.identity()
-                    .map_or_else(|| node_name(0), |i| node_name(i.node)),
-            ))
+            let id = shared
+                .cluster
+                .as_ref()
+                .and_then(|c| c.identity())
+                .map_or(0, |i| i.node);
+            Ok(Reply::bulk(replies::node_name(id)))
         }
         b"info" => {
             arity(0)?;
-            let c = cluster_of(shared)?;
-            let role = c.group().map(|g| g.role());
-            let ok = role.as_ref().is_some_and(|r| r.leader.is_some());
-            let known = role.as_ref().map_or(1, |r| r.members.len());
-            let text = format!(
-                "cluster_state:{}\r\ncluster_slots_assigned:{}\r\ncluster_slots_ok:{}\r\n\
-                 cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{known}\r\n\
-                 cluster_size:{}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\n",
-                if ok { "ok" } else { "fail" },
-                if role.is_some() { 16384 } else { 0 },
-                if ok { 16384 } else { 0 },
-                usize::from(role.is_some()),
-                role.as_ref().map_or(0, |r| r.term),
-                role.as_ref().map_or(0, |r| r.term),
-            );
-            Ok(Reply::Verbatim(text))
-        }
-        b"shardai-join" => {
-            arity(3)?;
-            let c = cluster_of(shared)?;
-            let node: u64 = s(&rest[1]).parse().map_err(|_| Error::NotInteger)?;
-            let bus = c.join(&s(&rest[0]), node, &s(&rest[2])).await?;
-            Ok(Reply::bulk(bus))
-        }
-        b"shardai-init" => {
-            let members = Cluster::parse_members(rest)?;
-            let g = group_of(shared)?;
-            g.initialize(members).await?;
-            Ok(Reply::OK)
-        }
-        b"shardai-addnode" => {
-            let members = Cluster::parse_members(rest)?;
-            let g = group_of(shared)?;
-            leader_only(&g)?;
-            for (id, node) in members {
-                g.add_node(id, node).await?;
+            match view_of(shared, conn) {
+                Ok(v) => Ok(Reply::Verbatim(replies::cluster_info(&v))),
+                Err(_) => Ok(Reply::Verbatim(
+                    "cluster_state:fail\r\ncluster_slots_assigned:0\r\ncluster_slots_ok:0\r\n\
+                     cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\n\
+                     cluster_size:0\r\ncluster_current_epoch:0\r\ncluster_my_epoch:0\r\n"
+                        .into(),
+                )),
             }
-            Ok(Reply::OK)
         }
-        b"shardai-delnode" => {
-            arity(1)?;
-            let id: u64 = s(&rest[0]).parse().map_err(|_| Error::NotInteger)?;
-            let g = group_of(shared)?;
-            leader_only(&g)?;
-            g.del_node(id).await?;
-            Ok(Reply::OK)
-        }
-        b"shardai-state" => {
+        b"slots" => {
             arity(0)?;
-            let c = cluster_of(shared)?;
-            let Some(id) = c.identity() else {
-                return Ok(Reply::Array(vec![]));
-            };
-            let role = group_of(shared)?.role();
-            let members = role
-                .members
-                .iter()
-                .map(|(id, n, voter)| {
-                    Reply::Array(vec![
-                        Reply::Int(*id as i64),
-                        Reply::bulk(n.client_addr.clone()),
-                        Reply::bulk(n.raft_addr.clone()),
-                        Reply::Int(i64::from(*voter)),
-                    ])
-                })
-                .collect();
-            Ok(Reply::Array(vec![
-                Reply::bulk(id.cluster),
-                Reply::Int(id.node as i64),
-                Reply::bulk(role.leader.map(|(_, n)| n.client_addr).unwrap_or_default()),
-                Reply::Array(members),
-            ]))
+            Ok(replies::cluster_slots(&*view_of(shared, conn)?))
+        }
+        b"shards" => {
+            arity(0)?;
+            let v = view_of(shared, conn)?;
+            let me = v.me;
+            let applied = shared
+                .cluster
+                .as_ref()
+                .and_then(|c| c.group())
+                .map_or(0, |g| g.role().applied as i64);
+            Ok(replies::cluster_shards(&v, &|id| {
+                if id == me { applied } else { 0 }
+            }))
+        }
+        b"nodes" => {
+            arity(0)?;
+            let v = view_of(shared, conn)?;
+            Ok(Reply::Verbatim(replies::cluster_nodes(
+                &v,
+                shardai_engine::now_ms(),
+            )))
+        }
+        b"countkeysinslot" => {
+            arity(1)?;
+            let slot = slot_arg(&rest[0])?;
+            Ok(Reply::Int(keys_in_slot(shared, slot).len() as i64))
+        }
+        b"getkeysinslot" => {
+            arity(2)?;
+            let bad = || Error::Verbatim("ERR Invalid slot or number of keys".into());
+            let slot = slot_arg(&rest[0]).map_err(|_| bad())?;
+            let count: usize = s(&rest[1]).parse().map_err(|_| bad())?;
+            Ok(Reply::Array(
+                keys_in_slot(shared, slot)
+                    .into_iter()
+                    .take(count)
+                    .map(Reply::Bulk)
+                    .collect(),
+            ))
         }
         b"help" => Ok(Reply::Array(
             [
                 "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "COUNTKEYSINSLOT <slot>",
+                "    Return the number of keys in <slot>.",
+                "GETKEYSINSLOT <slot> <count>",
+                "    Return key names stored by current node in a slot.",
                 "INFO",
                 "    Return information about the cluster.",
                 "KEYSLOT <key>",
                 "    Return the hash slot for <key>.",
                 "MYID",
                 "    Return the node id.",
+                "NODES",
+                "    Return cluster configuration seen by node. Output format:",
+                "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+                "SHARDS",
+                "    Return information about slot range mappings and the nodes associated with them.",
+                "SLOTS",
+                "    Return information about slots range mappings. Each range is made of:",
+                "    start, end, master and replicas IP addresses, ports and ids",
                 "HELP",
                 "    Print this help.",
             ]

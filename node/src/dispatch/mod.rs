@@ -5,6 +5,7 @@
 
 mod ai_config;
 mod cluster;
+mod cluster_admin;
 mod command;
 mod dag;
 mod info;
@@ -39,7 +40,7 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::Command(c) => command::command(c),
         Command::Info(sections) => info::info(&sections, shared),
         Command::Config(c) => server::config(c, shared),
-        Command::Cluster(args) => cluster::cluster(args, shared).await,
+        Command::Cluster(args) => cluster::cluster(args, shared, conn).await,
         Command::Role => cluster::role(shared),
         Command::ReadOnly => {
             conn.readonly = true;
@@ -49,6 +50,8 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
             conn.readonly = false;
             Reply::OK
         }
+        // No slot is migrating in this version, so ASKING changes nothing yet.
+        Command::Asking => Reply::OK,
         Command::DbSize => Reply::Int(shared.store().len() as i64),
         Command::Del(keys) => keyspace::del(keys, shared).await,
         Command::Exists(keys) => keyspace::exists(&keys, shared),

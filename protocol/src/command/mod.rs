@@ -56,6 +56,8 @@ pub enum Command {
     ReadOnly,
     /// `READWRITE`
     ReadWrite,
+    /// `ASKING`
+    Asking,
     /// `DBSIZE`
     DbSize,
     /// `DEL key [key ...]` and `UNLINK key [key ...]`
@@ -150,6 +152,7 @@ impl Command {
             "role" => Command::Role,
             "readonly" => Command::ReadOnly,
             "readwrite" => Command::ReadWrite,
+            "asking" => Command::Asking,
             "dbsize" => Command::DbSize,
             "del" | "unlink" => Command::Del(c.rest()),
             "exists" => Command::Exists(c.rest()),

@@ -1,24 +1,30 @@
-//! Cluster mode on this node: its identity file, its shard's Raft group (started at boot
-//! from `--dir`, or when `shardai cluster create` / `add-node` tells it to join), the cluster
-//! bus server, and the routing decision for each request (serve here, MOVED, CLUSTERDOWN).
+//! Cluster mode on this node: its identity file, its two Raft groups (its shard's data group
+//! and the metadata group holding the topology; started at boot from `--dir`, or when
+//! `shardai cluster create` / `add-node` tells it to join), the cluster bus server's view of
+//! them, and the routing decision for each request (serve here, MOVED, CROSSSLOT,
+//! CLUSTERDOWN). The routing view itself is kept by [`meta`].
 //!
-//! Routing: on the leader every command is served, reads behind the lease-read gate. On a
-//! follower, commands with keys are redirected with `-MOVED <slot> <leader>`, except reads
-//! on a connection that sent READONLY, which are served from this replica's applied state:
-//! they may lag the leader by the replication lag (INFO replication shows it; normally a
-//! few ms, unbounded while the replica is cut off from the leader).
+//! Routing: a key whose slot another shard owns is redirected with `-MOVED <slot> <leader of
+//! that shard>`. Within this node's shard, the leader serves every command, reads behind the
+//! lease-read gate. A follower redirects to its leader, except reads on a connection that
+//! sent READONLY, which are served from this replica's applied state: they may lag the
+//! leader by the replication lag (INFO replication shows it; normally a few ms, unbounded
+//! while the replica is cut off from the leader).
+
+pub mod meta;
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, atomic::AtomicBool},
 };
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends};
-use shardai_protocol::{Error, slot::key_slot, table::CommandSpec};
+use shardai_protocol::{Error, table::CommandSpec};
 use shardai_raft::{GroupConfig, ShardGroup, ShardNode, TargetSlot};
+use shardai_router::{Decision, View, view::not_served};
 use tracing::{error, info};
 
 use crate::config::Config;
@@ -91,17 +97,26 @@ pub enum Route {
     Refuse(Error),
 }
 
+/// The bus name of a node's shard (data) group.
+pub const DATA_GROUP: &str = "data";
+/// The bus name of the metadata group.
+pub const META_GROUP: &str = "meta";
+
 /// Cluster mode state.
 pub struct Cluster {
     dir: PathBuf,
     bus_port: u16,
     settings: (u64, u64, u64),
     store: Arc<Store>,
+    meta_store: Arc<Store>,
     backends: OnceLock<Arc<Backends>>,
     group: RwLock<Option<Arc<ShardGroup>>>,
+    meta: RwLock<Option<Arc<ShardGroup>>>,
     identity: RwLock<Option<Identity>>,
     slot: TargetSlot,
     joining: tokio::sync::Mutex<()>,
+    view: RwLock<Option<Arc<View>>>,
+    publishing: AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -110,10 +125,6 @@ impl std::fmt::Debug for Cluster {
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
-}
-
-fn not_served() -> Error {
-    Error::ClusterDown("Hash slot not served".into())
 }
 
 impl Cluster {
@@ -128,11 +139,15 @@ impl Cluster {
                 config.snapshot_entries,
             ),
             store,
+            meta_store: Arc::new(Store::new()),
             backends: OnceLock::new(),
             group: RwLock::new(None),
+            meta: RwLock::new(None),
             identity: RwLock::new(None),
             slot: TargetSlot::default(),
             joining: tokio::sync::Mutex::new(()),
+            view: RwLock::new(None),
+            publishing: AtomicBool::new(false),
         }))
     }
 
@@ -156,13 +171,27 @@ impl Cluster {
         self.group.read().clone()
     }
 
+    /// The metadata group, if this node has joined a cluster.
+    pub fn meta_group(&self) -> Option<Arc<ShardGroup>> {
+        self.meta.read().clone()
+    }
+
+    /// The group named `name` ([`DATA_GROUP`] or [`META_GROUP`]).
+    pub fn group_named(&self, name: &[u8]) -> Option<Arc<ShardGroup>> {
+        match name {
+            b"data" => self.group(),
+            b"meta" => self.meta_group(),
+            _ => None,
+        }
+    }
+
     /// This node's identity, if joined.
     pub fn identity(&self) -> Option<Identity> {
         self.identity.read().clone()
     }
 
     /// Starts the group saved in `--dir`, if any (at boot).
-    pub async fn resume(&self) -> Result<(), String> {
+    pub async fn resume(self: &Arc<Self>) -> Result<(), String> {
         if let Some(id) = Identity::load(&self.dir)? {
             info!(node = id.node, cluster = %id.cluster, "rejoining the cluster saved in the data folder");
             self.start(id).await?;
@@ -174,32 +203,58 @@ impl Cluster {
         Ok(())
     }
 
-    async fn start(&self, id: Identity) -> Result<Arc<ShardGroup>, String> {
+    async fn start_group(
+        &self,
+        id: &Identity,
+        name: &str,
+        folder: &str,
+        store: Arc<Store>,
+    ) -> Result<Arc<ShardGroup>, String> {
         let backends = self.backends.get().cloned().ok_or("backends not set")?;
         let (heartbeat_ms, election, snapshot_every) = self.settings;
-        let raft_dir = self.dir.join("raft");
+        let dir = self.dir.join(folder);
         let group = ShardGroup::start(
             GroupConfig {
                 cluster: id.cluster.clone(),
+                group: name.to_string(),
                 me: id.node,
-                dir: raft_dir.clone(),
+                dir: dir.clone(),
                 heartbeat_ms,
                 election_ms: (election, election * 2),
                 snapshot_every,
             },
-            self.store.clone(),
+            store,
             backends,
         )
         .await?;
-        *self.slot.write() = Some(group.target(raft_dir.join("snapshots")));
-        *self.group.write() = Some(group.clone());
-        *self.identity.write() = Some(id);
+        self.slot
+            .write()
+            .insert(name.to_string(), group.target(dir.join("snapshots")));
         Ok(group)
+    }
+
+    async fn start(self: &Arc<Self>, id: Identity) -> Result<(), String> {
+        let data = self
+            .start_group(&id, DATA_GROUP, "raft", self.store.clone())
+            .await?;
+        let meta = self
+            .start_group(&id, META_GROUP, "meta", self.meta_store.clone())
+            .await?;
+        *self.group.write() = Some(data);
+        *self.meta.write() = Some(meta);
+        *self.identity.write() = Some(id);
+        tokio::spawn(meta::refresh_loop(Arc::downgrade(self)));
+        Ok(())
     }
 
     /// Joins cluster `cluster` as node `node` reachable by clients at `client_addr`; returns
     /// the bus address. Idempotent for the same identity.
-    pub async fn join(&self, cluster: &str, node: u64, client_addr: &str) -> Result<String, Error> {
+    pub async fn join(
+        self: &Arc<Self>,
+        cluster: &str,
+        node: u64,
+        client_addr: &str,
+    ) -> Result<String, Error> {
         let _g = self.joining.lock().await;
         let host = client_addr
             .rsplit_once(':')
@@ -241,10 +296,17 @@ impl Cluster {
             Ok(k) => k,
             Err(_) => return Route::Local,
         };
-        let Some(first) = keys.first() else {
+        if keys.is_empty() {
             return Route::Local;
+        }
+        let Some(view) = self.view() else {
+            return Route::Refuse(not_served());
         };
-        let slot = key_slot(first);
+        let slot = match view.decide(keys.iter().map(|k| &k[..])) {
+            Decision::Anywhere => return Route::Local,
+            Decision::Refuse(e) => return Route::Refuse(e),
+            Decision::Mine(slot) => slot,
+        };
         let Some(group) = self.group() else {
             return Route::Refuse(not_served());
         };
