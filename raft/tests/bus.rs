@@ -53,7 +53,7 @@ async fn the_bus_refuses_other_clusters_and_other_node_ids() {
     assert!(!answer.vote_granted);
 
     // Another cluster: refused at the handshake.
-    let mut other = Network::new("beta").new_client(7, &node).await;
+    let mut other = Network::new("beta", "data").new_client(7, &node).await;
     let err = other
         .vote(vote(), opt.clone())
         .await
