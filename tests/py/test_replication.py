@@ -175,9 +175,9 @@ def test_unformed_and_plain_nodes_explain_themselves():
         with pytest.raises(redis.exceptions.ClusterDownError, match="Hash slot not served"):
             r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
         assert r.ping()
-        # A cluster needs replicas + 1 nodes in this version; the CLI says so.
+        # Shards of replicas + 1 nodes: one node cannot make one of three; the CLI says so.
         out = os.popen(f"{binary()} cluster create {lonely.addr} "
                        f"--replicas 2 2>&1").read()
-        assert "replicas + 1" in out
+        assert "cannot form shards of 3 (--replicas 2 + 1)" in out
     finally:
         lonely.kill()

@@ -1,0 +1,383 @@
+"""A real cluster: 3 shards x 3 replicas (9 shardai processes on loopback), driven by real
+cluster clients (redis-cli -c, redis-py RedisCluster over RESP2 and RESP3, node-redis 6
+createCluster, the redis crate's cluster-async client), each started from one seed address.
+
+Also: CLUSTER replies checked against a real Redis 7 cluster's (three Debian redis-server
+processes formed by `redis-cli --cluster create`), MOVED / CROSSSLOT, slot key listing,
+kill -9 of a shard leader under a writing RedisCluster client, and a plain single node
+answering as a one-node cluster.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+import redis
+from redis.backoff import ConstantBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+from redis.crc import key_slot
+
+from harness import ROOT, binary, free_port
+from shardcluster import Cluster
+
+MODEL = ROOT / "tests" / "models" / "redisai" / "linear_iris.onnx"
+IRIS = (5.0, 3.4, 1.6, 0.4)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(9, replicas=2)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def shard_ranges(node):
+    """[(start, end, master port, [replica ports])] from CLUSTER SLOTS."""
+    out = []
+    for e in node.client().execute_command("CLUSTER", "SLOTS"):
+        out.append((e[0], e[1], e[2][1], sorted(r[1] for r in e[3:])))
+    return sorted(out)
+
+
+def tag_for_shard(ranges, i, prefix):
+    """A hash tag whose slot lies in shard `i`'s range."""
+    a, b = ranges[i][0], ranges[i][1]
+    n = 0
+    while not a <= key_slot(f"{prefix}{n}".encode()) <= b:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def test_every_node_sees_the_same_three_shards(cluster):
+    views = [shard_ranges(n) for n in cluster.nodes]
+    assert all(v == views[0] for v in views)
+    assert [(a, b) for a, b, _, _ in views[0]] == [(0, 5460), (5461, 10922), (10923, 16383)]
+    ports = {n.port for n in cluster.nodes}
+    seen = set()
+    for _, _, master, replicas in views[0]:
+        assert len(replicas) == 2
+        seen |= {master, *replicas}
+    assert seen == ports
+    for n in cluster.nodes:
+        r = n.client()
+        info = r.execute_command("CLUSTER", "INFO").decode()
+        assert "cluster_state:ok" in info and "cluster_known_nodes:9" in info
+        assert "cluster_size:3" in info
+        lines = r.execute_command("CLUSTER", "NODES").decode().splitlines()
+        assert len(lines) == 9
+        assert sum(" master " in f" {ln.split()[2].split(',')[-1]} " for ln in lines) == 3
+        me = r.execute_command("CLUSTER", "MYID").decode()
+        assert [ln for ln in lines if "myself" in ln][0].startswith(me)
+
+
+def test_keyslot_moved_and_crossslot(cluster):
+    r = cluster.nodes[0].client()
+    assert r.execute_command("CLUSTER", "KEYSLOT", "{user1000}.following") == 3443
+    assert r.execute_command("CLUSTER", "KEYSLOT", "foo{}{bar}") == key_slot(b"foo{}{bar}")
+    assert r.execute_command("CLUSTER", "KEYSLOT", "foo{}{bar}") == 8363
+    assert r.execute_command("CLUSTER", "KEYSLOT", "foo") == 12182
+    ranges = shard_ranges(cluster.nodes[0])
+    # Every node of a shard that does not own "foo" sends it to the owner's leader.
+    owner = [x for x in ranges if x[0] <= 12182 <= x[1]][0]
+    for n in cluster.nodes:
+        if n.port == owner[2]:
+            continue
+        with pytest.raises(redis.exceptions.MovedError) as e:
+            n.client().execute_command("AI.TENSORSET", "foo", "FLOAT", 1, "VALUES", 1)
+        assert (e.value.slot_id, e.value.port) == (12182, owner[2])
+    lead = redis.Redis(port=owner[2])
+    # redis-py recognises Redis's exact CROSSSLOT text.
+    with pytest.raises(redis.exceptions.ClusterCrossSlotError,
+                       match="^Keys in request don't hash to the same slot$"):
+        lead.execute_command("MSET", "foo", "1", "bar", "2")
+    raw = subprocess.run(["redis-cli", "-p", str(owner[2]), "DEL", "foo", "bar"],
+                         capture_output=True, text=True).stdout
+    assert raw.strip() == "CROSSSLOT Keys in request don't hash to the same slot"
+
+
+def test_keys_in_slot(cluster):
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        for i in range(5):
+            rc.execute_command("AI.TENSORSET", f"{{slotted}}.{i}", "INT8", 1, "VALUES", i)
+        slot = key_slot(b"{slotted}")
+        node = rc.get_node_from_key("{slotted}")
+        r = redis.Redis(port=node.port)
+        assert r.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 5
+        got = r.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 3)
+        assert got == [b"{slotted}.0", b"{slotted}.1", b"{slotted}.2"]
+        with pytest.raises(redis.ResponseError, match="Invalid slot"):
+            r.execute_command("CLUSTER", "COUNTKEYSINSLOT", 16384)
+    finally:
+        rc.close()
+
+
+def leaders_dbsize(cluster):
+    ranges = shard_ranges(cluster.nodes[0])
+    return [redis.Redis(port=m).dbsize() for _, _, m, _ in ranges]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_cluster_client(cluster, protocol):
+    before = leaders_dbsize(cluster)
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[4].port, protocol=protocol)
+    try:
+        p = f"py{protocol}"
+        for i in range(90):
+            assert rc.execute_command("AI.TENSORSET", f"{p}:{i}", "INT32", 2,
+                                      "VALUES", i, -i) in (b"OK", "OK", True)
+        for i in range(90):
+            assert rc.execute_command("AI.TENSORGET", f"{p}:{i}", "VALUES") == [i, -i]
+        ranges = shard_ranges(cluster.nodes[0])
+        blob = MODEL.read_bytes()
+        for s in range(3):
+            tag = tag_for_shard(ranges, s, f"{p}-t")
+            m, x, y = f"m{{{tag}}}", f"in{{{tag}}}", f"out{{{tag}}}"
+            rc.execute_command("AI.MODELSTORE", m, "ONNX", "CPU", "BLOB", blob)
+            rc.execute_command("AI.TENSORSET", x, "FLOAT", 1, 4, "VALUES", *IRIS)
+            rc.execute_command("AI.MODELEXECUTE", m, "INPUTS", 1, x, "OUTPUTS", 1, y)
+            meta = rc.execute_command("AI.TENSORGET", y, "META")
+            meta = dict(zip(meta[::2], meta[1::2])) if isinstance(meta, list) else meta
+            assert meta[b"shape"] == [1, 1]
+            dag = rc.execute_command("AI.DAGEXECUTE", "LOAD", 1, x, "|>",
+                                     "AI.MODELEXECUTE", m, "INPUTS", 1, x, "OUTPUTS", 1, "o",
+                                     "|>", "AI.TENSORGET", "o", "VALUES")
+            direct = rc.execute_command("AI.TENSORGET", y, "VALUES")
+            assert dag[-1] == direct
+        after = leaders_dbsize(cluster)
+        # Keys landed on every shard.
+        assert all(a > b for a, b in zip(after, before)), (before, after)
+    finally:
+        rc.close()
+
+
+def test_redis_cli_follows_moved(cluster):
+    seed = str(cluster.nodes[8].port)
+    for i in range(12):
+        out = subprocess.run(["redis-cli", "-c", "-p", seed, "AI.TENSORSET", f"cli:{i}",
+                              "INT64", "1", "VALUES", str(i * 7)], capture_output=True, text=True,
+                             timeout=30)
+        assert out.stdout.strip() == "OK", out
+    for i in range(12):
+        out = subprocess.run(["redis-cli", "-c", "-p", seed, "AI.TENSORGET", f"cli:{i}",
+                              "VALUES"], capture_output=True, text=True, timeout=30)
+        assert out.stdout.split() == [str(i * 7)], out
+
+
+def test_node_redis_cluster_client(cluster):
+    if not (ROOT / "tests" / "node" / "node_modules" / "redis").exists():
+        pytest.fail("node-redis is not installed: run scripts/setup")
+    for resp in (2, 3):
+        out = subprocess.run(["node", str(ROOT / "tests" / "node" / "cluster-client.mjs"),
+                              str(cluster.nodes[2].port), str(resp), str(MODEL)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-3000:]
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        assert res == {"masters": 3, "keys": 60, "shards": 3, "resp": resp}
+
+
+def test_redis_rs_cluster_async_client(cluster):
+    exe = ROOT / "target" / "release" / "cluster_client"
+    if not exe.exists():
+        pytest.fail(f"{exe} missing: cargo build --release -p shardai-tests")
+    out = subprocess.run([str(exe), cluster.nodes[6].addr, str(MODEL)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "ok 60 keys, 3 models"
+
+
+def test_leader_kill_under_a_writing_cluster_client(cluster):
+    """kill -9 of one shard's leader while RedisCluster writes over all shards: writes
+    continue after MOVED, and every acknowledged write is read back."""
+    ranges = shard_ranges(cluster.nodes[0])
+    victim_port = ranges[1][2]
+    victim = [n for n in cluster.nodes if n.port == victim_port][0]
+    acked, errors, stop = {}, [], threading.Event()
+
+    def writer(wid):
+        rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port, socket_timeout=10,
+                          retry=Retry(ConstantBackoff(0.1), 20))
+        i = 0
+        try:
+            while not stop.is_set():
+                k = f"kill:{wid}:{i}"
+                try:
+                    rc.execute_command("AI.TENSORSET", k, "INT32", 1, "VALUES", i)
+                    acked[k] = i
+                except (redis.RedisError, OSError) as e:
+                    errors.append(repr(e))
+                i += 1
+        finally:
+            rc.close()
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    n_before = len(acked)
+    victim.kill()
+    time.sleep(4)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    try:
+        assert n_before > 50
+        assert len(acked) > n_before + 50, (n_before, len(acked), errors[-5:])
+        new = shard_ranges(cluster.nodes[0])
+        assert new[1][2] != victim_port
+        rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+        try:
+            for k, v in acked.items():
+                assert rc.execute_command("AI.TENSORGET", k, "VALUES") == [v], k
+        finally:
+            rc.close()
+    finally:
+        victim.start()
+
+
+def test_replies_match_a_real_redis7_cluster(cluster):
+    """CLUSTER SLOTS / SHARDS / NODES / INFO have the shapes Redis 7 gives (Debian's
+    redis-server in cluster mode, three masters formed by redis-cli --cluster create)."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server missing: run scripts/setup")
+    procs, dirs, ports = [], [], []
+    try:
+        for _ in range(3):
+            d = tempfile.mkdtemp(prefix="redis7-")
+            port = bus_capable_port()
+            dirs.append(d)
+            ports.append(port)
+            procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in ports:
+            end = time.time() + 10
+            while True:
+                try:
+                    redis.Redis(port=p).ping()
+                    break
+                except redis.ConnectionError:
+                    if time.time() > end:
+                        raise
+                    time.sleep(0.05)
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *[f"127.0.0.1:{p}" for p in ports], "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        end = time.time() + 30
+        while b"cluster_state:ok" not in redis.Redis(port=ports[0]).execute_command(
+                "CLUSTER", "INFO"):
+            assert time.time() < end
+            time.sleep(0.1)
+        for protocol in (2, 3):
+            ours = redis.Redis(port=cluster.nodes[0].port, protocol=protocol)
+            theirs = redis.Redis(port=ports[0], protocol=protocol)
+            a = ours.execute_command("CLUSTER", "SLOTS")[0]
+            b = theirs.execute_command("CLUSTER", "SLOTS")[0]
+            # [start, end, [ip, port, id, {extra}], replicas...]: theirs has no replicas.
+            assert shape(a[:3]) == shape(b[:3]), (protocol, a, b)
+            a = ours.execute_command("CLUSTER", "SHARDS")[0]
+            b = theirs.execute_command("CLUSTER", "SHARDS")[0]
+            assert shard_shape(a) == shard_shape(b), (protocol, a, b)
+        ours_info = lines_of(redis.Redis(port=cluster.nodes[0].port).execute_command(
+            "CLUSTER", "INFO"))
+        their_info = lines_of(redis.Redis(port=ports[0]).execute_command("CLUSTER", "INFO"))
+        names = [ln.split(":")[0] for ln in ours_info]
+        # The same first nine fields; Redis then lists gossip counters per message type
+        # (only types it has sent), then the totals, which shardai prints as 0 (no gossip).
+        assert names[:9] == [ln.split(":")[0] for ln in their_info][:9]
+        assert set(names) <= {ln.split(":")[0] for ln in their_info}
+        ours_nodes = lines_of(redis.Redis(port=cluster.nodes[0].port).execute_command(
+            "CLUSTER", "NODES"))
+        their_nodes = lines_of(redis.Redis(port=ports[0]).execute_command("CLUSTER", "NODES"))
+        for ln in ours_nodes + their_nodes:
+            f = ln.split()
+            assert len(f[0]) == 40 and all(c in "0123456789abcdef" for c in f[0])
+            assert f[1].count(":") == 1 and "@" in f[1]
+            assert set(f[2].split(",")) <= {"myself", "master", "slave"}
+            assert f[3] == "-" or len(f[3]) == 40
+            assert f[4].isdigit() and f[5].isdigit() and f[6].isdigit()
+            assert f[7] == "connected"
+            assert all(s.replace("-", "").isdigit() for s in f[8:])
+        for ln in ours_nodes + their_nodes:
+            f = ln.split()
+            assert (len(f) > 8) == ("master" in f[2]), ln
+    finally:
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def bus_capable_port():
+    """A free port whose Redis Cluster bus port (port + 10000) is free too."""
+    import socket
+    while True:
+        p = free_port()
+        if p + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 10000))
+                return p
+            except OSError:
+                continue
+
+
+def lines_of(reply):
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return [ln for ln in text.replace("\r\n", "\n").split("\n") if ln]
+
+
+def shape(v):
+    """The structure of a reply with the values abstracted."""
+    if isinstance(v, dict):
+        return {"map": sorted((k, shape(x)) for k, x in v.items())}
+    if isinstance(v, list):
+        return [shape(x) for x in v]
+    if isinstance(v, (bytes, str)):
+        return "str"
+    return type(v).__name__
+
+
+def as_map(v):
+    return v if isinstance(v, dict) else dict(zip(v[::2], v[1::2]))
+
+
+def shard_shape(entry):
+    """Keys and value types of a CLUSTER SHARDS entry and of its first node."""
+    d = as_map(entry)
+    node = as_map(d[b"nodes"][0])
+    return (sorted(d), {type(x).__name__ for x in d[b"slots"]},
+            sorted((k, shape(v)) for k, v in node.items()))
+
+
+def test_plain_node_is_a_one_node_cluster():
+    from conftest import Server
+    s = Server()
+    try:
+        r = s.client()
+        slots = r.execute_command("CLUSTER", "SLOTS")
+        assert len(slots) == 1 and slots[0][:2] == [0, 16383]
+        assert slots[0][2][1] == s.port
+        assert b"cluster_state:ok" in r.execute_command("CLUSTER", "INFO")
+        rc = RedisCluster(host="127.0.0.1", port=s.port)
+        try:
+            for i in range(20):
+                rc.execute_command("AI.TENSORSET", f"solo:{i}", "INT8", 1, "VALUES", i)
+            assert [rc.execute_command("AI.TENSORGET", f"solo:{i}", "VALUES")
+                    for i in range(20)] == [[i] for i in range(20)]
+        finally:
+            rc.close()
+    finally:
+        s.stop()

@@ -1,0 +1,139 @@
+//! The redis crate's cluster-async client against a live shardai cluster, started from one
+//! seed address. Run by tests/py/test_cluster.py:
+//!
+//! ```sh
+//! target/release/cluster_client 127.0.0.1:7001 tests/models/redisai/linear_iris.onnx
+//! ```
+//!
+//! Stores INT32 tensors on 60 keys (spread over every shard), reads them back, then stores
+//! the model on a `{tag}` in each shard and runs AI.MODELEXECUTE and AI.DAGEXECUTE there.
+//! The client routes unknown commands by their first argument and follows MOVED for the
+//! rest (AI.DAGEXECUTE's first argument is a keyword). Prints `ok 60 keys, 3 models`; any
+//! mismatch exits non-zero.
+
+use std::collections::BTreeSet;
+
+use redis::{AsyncCommands as _, cluster::ClusterClient, cmd};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(seed), Some(model)) = (args.next(), args.next()) else {
+        return Err("usage: cluster_client HOST:PORT MODEL.onnx".into());
+    };
+    let blob = std::fs::read(&model)?;
+    let client = ClusterClient::new(vec![format!("redis://{seed}/")])?;
+    let mut con = client.get_async_connection().await?;
+    let _: () = con.set("rs:probe", "1").await?;
+
+    for i in 0..60i64 {
+        let ok: String = cmd("AI.TENSORSET")
+            .arg(format!("rs:{i}"))
+            .arg("INT32")
+            .arg(1)
+            .arg("VALUES")
+            .arg(i)
+            .query_async(&mut con)
+            .await?;
+        assert_eq!(ok, "OK");
+    }
+    for i in 0..60i64 {
+        let v: Vec<i64> = cmd("AI.TENSORGET")
+            .arg(format!("rs:{i}"))
+            .arg("VALUES")
+            .query_async(&mut con)
+            .await?;
+        assert_eq!(v, vec![i], "rs:{i}");
+    }
+
+    // A tag in each of the cluster's slot ranges.
+    let slots: Vec<redis::Value> = cmd("CLUSTER").arg("SLOTS").query_async(&mut con).await?;
+    let mut ranges = Vec::new();
+    for s in &slots {
+        if let redis::Value::Array(e) = s
+            && let (redis::Value::Int(a), redis::Value::Int(b)) = (&e[0], &e[1])
+        {
+            ranges.push((*a, *b));
+        }
+    }
+    let mut done = BTreeSet::new();
+    for n in 0..100_000 {
+        if done.len() == ranges.len() {
+            break;
+        }
+        let tag = format!("rs{n}");
+        let slot = i64::from(shardai_protocol::slot::key_slot(tag.as_bytes()));
+        let Some(r) = ranges.iter().position(|(a, b)| (*a..=*b).contains(&slot)) else {
+            continue;
+        };
+        if !done.insert(r) {
+            continue;
+        }
+        let (m, x, y) = (
+            format!("m{{{tag}}}"),
+            format!("in{{{tag}}}"),
+            format!("out{{{tag}}}"),
+        );
+        let ok: String = cmd("AI.MODELSTORE")
+            .arg(&m)
+            .arg("ONNX")
+            .arg("CPU")
+            .arg("BLOB")
+            .arg(&blob)
+            .query_async(&mut con)
+            .await?;
+        assert_eq!(ok, "OK");
+        let _: String = cmd("AI.TENSORSET")
+            .arg(&x)
+            .arg("FLOAT")
+            .arg(1)
+            .arg(4)
+            .arg("VALUES")
+            .arg(&["5.0", "3.4", "1.6", "0.4"])
+            .query_async(&mut con)
+            .await?;
+        let _: String = cmd("AI.MODELEXECUTE")
+            .arg(&m)
+            .arg("INPUTS")
+            .arg(1)
+            .arg(&x)
+            .arg("OUTPUTS")
+            .arg(1)
+            .arg(&y)
+            .query_async(&mut con)
+            .await?;
+        let direct: Vec<String> = cmd("AI.TENSORGET")
+            .arg(&y)
+            .arg("VALUES")
+            .query_async(&mut con)
+            .await?;
+        assert_eq!(direct.len(), 1);
+        let dag: Vec<redis::Value> = cmd("AI.DAGEXECUTE")
+            .arg("LOAD")
+            .arg(1)
+            .arg(&x)
+            .arg("|>")
+            .arg("AI.MODELEXECUTE")
+            .arg(&m)
+            .arg("INPUTS")
+            .arg(1)
+            .arg(&x)
+            .arg("OUTPUTS")
+            .arg(1)
+            .arg("o")
+            .arg("|>")
+            .arg("AI.TENSORGET")
+            .arg("o")
+            .arg("VALUES")
+            .query_async(&mut con)
+            .await?;
+        let last: Vec<String> =
+            redis::from_redis_value(dag.last().cloned().ok_or("empty DAG reply")?)?;
+        assert_eq!(last, direct);
+    }
+    assert_eq!(done.len(), ranges.len());
+    println!("ok 60 keys, {} models", done.len());
+    Ok(())
+}
