@@ -45,6 +45,8 @@ pub struct ConnState {
     pub resp: u8,
     /// The connection sent READONLY.
     pub readonly: bool,
+    /// The connection sent ASKING (cleared by the next command).
+    pub asking: bool,
     /// This connection's registry entry.
     pub info: Arc<ClientInfo>,
 }
@@ -61,6 +63,7 @@ pub async fn serve(
     let mut state = ConnState {
         resp: 2,
         readonly: false,
+        asking: false,
         info,
     };
     let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
@@ -172,16 +175,33 @@ async fn handle(
     state: &mut ConnState,
     out: &mut WriteBuf,
 ) -> Flow {
+    // Held until the reply is built (see `Cluster::migration`).
+    let mut migration_guard = None;
     let parsed = match table::lookup_indexed(&argv[0]) {
         Some((i, spec)) => {
             state.info.last_cmd.store(i, Ordering::Relaxed);
+            // ASKING holds for the one command after it.
+            let asking = std::mem::take(&mut state.asking) || spec.name == "restore-asking";
             if let Some(cluster) = &shared.cluster {
-                let refuse = match cluster.route(spec, &argv, state.readonly) {
+                let refuse = match cluster.route(spec, &argv, state.readonly, asking) {
                     Route::Local => None,
                     Route::LeaderRead(slot) => match cluster.group() {
                         Some(g) => g.read_gate(slot).await.err(),
                         None => None,
                     },
+                    Route::Migrating(slot) => {
+                        let guard = cluster.migration.clone().read_owned().await;
+                        let mut refuse = cluster.check_migrating(spec, &argv, slot);
+                        if refuse.is_none()
+                            && !spec.is_write()
+                            && let Some(g) = cluster.group()
+                        {
+                            refuse = g.read_gate(slot).await.err();
+                        }
+                        migration_guard = Some(guard);
+                        refuse
+                    }
+                    Route::Importing(_) => cluster.check_importing(spec, &argv),
                     Route::Refuse(e) => Some(e),
                 };
                 if let Some(e) = refuse {
@@ -197,6 +217,7 @@ async fn handle(
         Ok(cmd) => dispatch::execute(cmd, shared, state).await,
         Err(e) => (Reply::Error(e), Flow::Continue),
     };
+    drop(migration_guard);
     out.push(&reply, state.resp);
     flow
 }

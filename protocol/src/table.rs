@@ -128,7 +128,7 @@ pub static COMMANDS: &[CommandSpec] = &[
           "A container for Redis Cluster commands.",
           ["cluster|myid", "cluster|info", "cluster|keyslot", "cluster|slots", "cluster|shards",
            "cluster|nodes", "cluster|countkeysinslot", "cluster|getkeysinslot",
-           "cluster|help"]),
+           "cluster|setslot", "cluster|help"]),
     spec!("role", 1, ["noscript", "loading", "stale", "fast"], 0, 0, 0,
           ["@admin", "@fast", "@dangerous"], "server",
           "Returns the replication role."),
@@ -164,6 +164,15 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("randomkey", 1, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow"], "generic",
           "Returns a random key name from the database."),
     // strings
+    spec!("dump", 2, ["readonly"], 1, 1, 1, ["@keyspace", "@read", "@slow"], "generic",
+          "Returns a serialized representation of the value stored at a key."),
+    spec!("restore", -4, ["write", "denyoom"], 1, 1, 1, ["@keyspace", "@write", "@slow",
+          "@dangerous"], "generic", "Creates a key from the serialized representation of a value."),
+    spec!("restore-asking", -4, ["write", "denyoom", "asking"], 1, 1, 1, ["@keyspace", "@write",
+          "@slow", "@dangerous"], "server",
+          "An internal command for migrating keys in a cluster."),
+    spec!("migrate", -6, ["write", "movablekeys"], 3, 3, 1, ["@keyspace", "@write", "@slow",
+          "@dangerous"], "generic", "Atomically transfers a key from one Redis instance to another."),
     spec!("get", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"], "string",
           "Returns the string value of a key."),
     spec!("set", -3, ["write", "denyoom"], 1, 1, 1, ["@write", "@string", "@slow"], "string",
@@ -274,6 +283,17 @@ fn eq(a: &[u8], b: &str) -> bool {
 pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
     let mut keys = Vec::new();
     match name {
+        "migrate" => {
+            // The key argument, or (when it is empty) everything after KEYS.
+            match argv.get(3) {
+                Some(k) if !k.is_empty() => keys.push(k),
+                _ => {
+                    if let Some(at) = argv.iter().skip(6).position(|a| eq(a, "KEYS")) {
+                        keys.extend(argv[6 + at + 1..].iter());
+                    }
+                }
+            }
+        }
         "ai.modelexecute" | "ai.scriptexecute" => {
             let key = argv.get(1).ok_or(Error::Syntax)?;
             keys.push(key);

@@ -1,6 +1,7 @@
 //! Raft replication of a shard (openraft): the log's types, the durable log store, the state
 //! machine over the engine's `Store`, snapshots, and the node-to-node transport.
 
+pub mod dump;
 pub mod group;
 pub mod log_store;
 pub mod network;

@@ -12,4 +12,4 @@ pub mod view;
 
 pub use shardai_protocol::slot::{SLOTS, key_slot};
 pub use topology::{NodeInfo, ShardInfo, Topology};
-pub use view::{Decision, View};
+pub use view::{Decision, Migration, View};

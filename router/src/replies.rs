@@ -54,7 +54,7 @@ pub fn cluster_slots(v: &View) -> Reply {
         .topology
         .shards
         .values()
-        .flat_map(|s| s.slots.iter().map(move |&(a, b)| (a, b, s)))
+        .flat_map(|s| v.ranges(s.id).into_iter().map(move |(a, b)| (a, b, s)))
         .collect();
     ranges.sort_by_key(|r| r.0);
     Reply::Array(
@@ -78,10 +78,10 @@ pub fn cluster_slots(v: &View) -> Reply {
 pub fn cluster_shards(v: &View, offset: &dyn Fn(u64) -> i64) -> Reply {
     let shard = |s: &ShardInfo| {
         let (master, replicas) = members(v, s);
-        let slots = s
-            .slots
-            .iter()
-            .flat_map(|&(a, b)| [Reply::Int(i64::from(a)), Reply::Int(i64::from(b))])
+        let slots = v
+            .ranges(s.id)
+            .into_iter()
+            .flat_map(|(a, b)| [Reply::Int(i64::from(a)), Reply::Int(i64::from(b))])
             .collect();
         let node = |n: &NodeInfo, role: &'static str| {
             let (host, port) = n.host_port();
@@ -137,11 +137,23 @@ pub fn cluster_nodes(v: &View, now_ms: u64) -> String {
             n.bus_port()
         ));
         if is_master {
-            for &(a, b) in &s.slots {
+            for (a, b) in v.ranges(s.id) {
                 if a == b {
                     out.push_str(&format!(" {a}"));
                 } else {
                     out.push_str(&format!(" {a}-{b}"));
+                }
+            }
+        }
+        // Open slots, as Redis shows them on its own line: `[slot->-target]` on the
+        // source, `[slot-<-source]` on the target.
+        if n.id == v.me && is_master {
+            for (slot, m) in v.migrations() {
+                let name = |shard| v.entry(shard).map_or("-".into(), |x| node_name(x.id));
+                if m.from == n.shard {
+                    out.push_str(&format!(" [{slot}->-{}]", name(m.to)));
+                } else if m.to == n.shard {
+                    out.push_str(&format!(" [{slot}-<-{}]", name(m.from)));
                 }
             }
         }
@@ -153,21 +165,21 @@ pub fn cluster_nodes(v: &View, now_ms: u64) -> String {
 /// `CLUSTER INFO`. The state is `ok` once every slot is assigned and every shard's leader
 /// is known.
 pub fn cluster_info(v: &View) -> String {
-    let assigned = v.topology.assigned();
+    let assigned = v.assigned();
     let served: usize = v
         .topology
         .shards
         .values()
         .filter(|s| v.leader(s.id).is_some())
-        .flat_map(|s| s.slots.iter())
-        .map(|&(a, b)| usize::from(b - a) + 1)
+        .flat_map(|s| v.ranges(s.id))
+        .map(|(a, b)| usize::from(b - a) + 1)
         .sum();
     let ok = assigned == usize::from(SLOTS) && served == assigned;
     let size = v
         .topology
         .shards
         .values()
-        .filter(|s| !s.slots.is_empty())
+        .filter(|s| !v.ranges(s.id).is_empty())
         .count();
     let current = v
         .topology

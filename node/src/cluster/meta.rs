@@ -2,8 +2,11 @@
 //! and the routing view every request is checked against.
 //!
 //! The metadata group's state is a small keyspace of its own (a separate `Store`): the
-//! topology as JSON under `topology`, and each shard's leader as `node term` under
-//! `leader:<shard>`. Every node applies it (voters and learners alike). A node that becomes
+//! topology as JSON under `topology`, each shard's leader as `node term` under
+//! `leader:<shard>`, each slot moved by resharding as its new shard under `slot:<n>`, and
+//! each open migration as `from to` (shards) under `mig:<n>`. Every record is one key, so
+//! concurrent writers (SETSLOT on two nodes, two leaders publishing) never overwrite each
+//! other's records by rewriting a shared document. Every node applies it (voters and learners alike). A node that becomes
 //! its shard's leader publishes itself there at once, and re-checks every refresh, so a
 //! stale record (say an old leader's write that committed late) is corrected within one
 //! refresh. The view is rebuilt from that state every [`REFRESH`]; for its own shard a node
@@ -19,7 +22,7 @@ use bytes::Bytes;
 use shardai_engine::{Deadline, Mutation, store::Value};
 use shardai_protocol::Error;
 use shardai_router::{
-    Topology, View,
+    Migration, Topology, View,
     topology::{Leader, TOPOLOGY_KEY, decode_leader, encode_leader, leader_key},
 };
 use tracing::{info, warn};
@@ -41,9 +44,28 @@ fn set(key: String, value: String) -> Mutation {
 
 /// What a view was built from, to rebuild only when it changed.
 #[derive(Debug, Default, PartialEq)]
-struct Inputs {
-    topology: Bytes,
-    leaders: BTreeMap<u32, Leader>,
+pub(crate) struct Inputs {
+    applied: u64,
+    keys: usize,
+    local: Option<(u64, u64)>,
+    at: Option<std::time::Instant>,
+}
+
+/// The metadata key of a slot moved by resharding.
+pub fn slot_key(slot: u16) -> String {
+    format!("slot:{slot}")
+}
+
+/// The metadata key of an open migration.
+pub fn migration_key(slot: u16) -> String {
+    format!("mig:{slot}")
+}
+
+fn parse_suffix(key: &[u8], prefix: &str) -> Option<u16> {
+    std::str::from_utf8(key.strip_prefix(prefix.as_bytes())?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 impl Cluster {
@@ -63,34 +85,80 @@ impl Cluster {
     }
 
     fn meta_string(&self, key: &str) -> Option<Bytes> {
-        match self.meta_store.get(key.as_bytes()) {
-            Some(Value::Str(b)) => Some(b),
-            _ => None,
-        }
+        self.meta_string_b(key.as_bytes())
     }
 
-    /// Rebuilds the view if its inputs changed and publishes this node's leadership.
+    /// Writes metadata records (`None` deletes) through the metadata group and waits until
+    /// this node applied them and rebuilt its view, so the caller's next request is routed
+    /// by them.
+    pub async fn write_meta(
+        self: &Arc<Self>,
+        records: Vec<(String, Option<String>)>,
+    ) -> Result<(), Error> {
+        let meta = self
+            .meta_group()
+            .ok_or_else(|| Error::ClusterDown("this node has not joined a cluster".into()))?;
+        for (key, value) in &records {
+            let m = match value {
+                Some(v) => set(key.clone(), v.clone()),
+                None => Mutation::Del(vec![Bytes::from(key.clone())]),
+            };
+            meta.propose_anywhere(m).await?;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let done = records
+                .iter()
+                .all(|(k, v)| self.meta_string(k).as_deref() == v.as_deref().map(str::as_bytes));
+            if done {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "this node has not applied the metadata change yet".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.refresh_now();
+        Ok(())
+    }
+
+    /// Rebuilds the view at once.
+    pub fn refresh_now(self: &Arc<Self>) {
+        let mut last = self.inputs.lock();
+        *last = Inputs::default();
+        self.refresh(&mut last);
+    }
+
+    /// Rebuilds the view if the metadata changed (or a second passed) and publishes this
+    /// node's leadership.
     fn refresh(self: &Arc<Self>, last: &mut Inputs) {
         let (Some(id), Some(group)) = (self.identity(), self.group()) else {
             return;
         };
+        let role = group.role();
+        let inputs = Inputs {
+            applied: self.meta_store.applied_count(),
+            keys: self.meta_store.len(),
+            local: role.leader.as_ref().map(|(l, _)| (*l, role.term)),
+            at: last.at,
+        };
+        let stale = last
+            .at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if inputs == *last && !stale {
+            return;
+        }
         let Some(raw) = self.meta_string(TOPOLOGY_KEY) else {
             return;
         };
-        let topology = if raw == last.topology {
-            None
-        } else {
-            match Topology::decode(&raw) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    warn!(error = %e, "the metadata group holds a topology this node cannot read");
-                    return;
-                }
+        let t = match Topology::decode(&raw) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "the metadata group holds a topology this node cannot read");
+                return;
             }
-        };
-        let current = self.view();
-        let Some(t) = topology.or_else(|| current.as_ref().map(|v| v.topology.clone())) else {
-            return;
         };
         let mut leaders: BTreeMap<u32, Leader> = t
             .shards
@@ -101,7 +169,6 @@ impl Cluster {
             })
             .collect();
         let my_shard = t.nodes.get(&id.node).map(|n| n.shard);
-        let role = group.role();
         if let Some(shard) = my_shard {
             let published = leaders.get(&shard).copied();
             if let Some((leader, _)) = &role.leader {
@@ -113,13 +180,38 @@ impl Cluster {
                 self.publish_leader(shard, (id.node, role.term));
             }
         }
-        let inputs = Inputs {
-            topology: raw,
-            leaders,
-        };
-        if current.is_some() && inputs == *last {
-            return;
-        }
+        let now = shardai_engine::now_ms();
+        let moved: BTreeMap<u16, u32> = self
+            .meta_store
+            .keys(b"slot:*", now)
+            .into_iter()
+            .filter_map(|k| {
+                let slot = parse_suffix(&k, "slot:")?;
+                let shard = std::str::from_utf8(&self.meta_string_b(&k)?)
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                Some((slot, shard))
+            })
+            .collect();
+        let migrations: BTreeMap<u16, Migration> = self
+            .meta_store
+            .keys(b"mig:*", now)
+            .into_iter()
+            .filter_map(|k| {
+                let slot = parse_suffix(&k, "mig:")?;
+                let v = self.meta_string_b(&k)?;
+                let (from, to) = std::str::from_utf8(&v).ok()?.split_once(' ')?;
+                Some((
+                    slot,
+                    Migration {
+                        from: from.parse().ok()?,
+                        to: to.parse().ok()?,
+                    },
+                ))
+            })
+            .collect();
+        let current = self.view();
         if current.as_ref().is_none_or(|v| v.topology.epoch != t.epoch) {
             info!(
                 epoch = t.epoch,
@@ -128,8 +220,19 @@ impl Cluster {
                 "cluster topology loaded"
             );
         }
-        *self.view.write() = Some(Arc::new(View::new(t, inputs.leaders.clone(), id.node)));
-        *last = inputs;
+        let view = View::new(t, leaders, id.node).with_slots(&moved, &migrations);
+        *self.view.write() = Some(Arc::new(view));
+        *last = Inputs {
+            at: Some(std::time::Instant::now()),
+            ..inputs
+        };
+    }
+
+    fn meta_string_b(&self, key: &[u8]) -> Option<Bytes> {
+        match self.meta_store.get(key) {
+            Some(Value::Str(b)) => Some(b),
+            _ => None,
+        }
     }
 
     fn publish_leader(self: &Arc<Self>, shard: u32, rec: Leader) {
@@ -162,10 +265,12 @@ impl Cluster {
 
 /// Keeps the view current until the cluster state is dropped.
 pub(crate) async fn refresh_loop(c: Weak<Cluster>) {
-    let mut last = Inputs::default();
     loop {
         let Some(c) = c.upgrade() else { return };
-        c.refresh(&mut last);
+        {
+            let mut last = c.inputs.lock();
+            c.refresh(&mut last);
+        }
         drop(c);
         tokio::time::sleep(REFRESH).await;
     }

@@ -93,6 +93,11 @@ pub enum Route {
     Local,
     /// Serve it here once the leader's read gate passes for this slot.
     LeaderRead(u16),
+    /// This leader's slot is migrating away: under the migration lock, serve the keys still
+    /// here ([`Cluster::check_migrating`]), send the others on with ASK.
+    Migrating(u16),
+    /// A slot being imported, after ASKING: serve, unless only some keys are here yet.
+    Importing(u16),
     /// Answer with this error.
     Refuse(Error),
 }
@@ -116,7 +121,11 @@ pub struct Cluster {
     slot: TargetSlot,
     joining: tokio::sync::Mutex<()>,
     view: RwLock<Option<Arc<View>>>,
+    inputs: parking_lot::Mutex<meta::Inputs>,
     publishing: AtomicBool,
+    /// Held shared by commands on a slot migrating away, exclusively by MIGRATE: a key is
+    /// either still here and served here, or gone to the target, never in between.
+    pub migration: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -147,7 +156,9 @@ impl Cluster {
             slot: TargetSlot::default(),
             joining: tokio::sync::Mutex::new(()),
             view: RwLock::new(None),
+            inputs: parking_lot::Mutex::new(meta::Inputs::default()),
             publishing: AtomicBool::new(false),
+            migration: Arc::new(tokio::sync::RwLock::new(())),
         }))
     }
 
@@ -290,8 +301,15 @@ impl Cluster {
         Ok(raft_addr)
     }
 
-    /// Where a request with this spec and arguments goes.
-    pub fn route(&self, spec: &CommandSpec, argv: &[Bytes], readonly_conn: bool) -> Route {
+    /// Where a request with this spec and arguments goes; `asking`: the connection sent
+    /// ASKING just before.
+    pub fn route(
+        &self,
+        spec: &CommandSpec,
+        argv: &[Bytes],
+        readonly_conn: bool,
+        asking: bool,
+    ) -> Route {
         let keys = match spec.keys(argv) {
             Ok(k) => k,
             Err(_) => return Route::Local,
@@ -302,15 +320,23 @@ impl Cluster {
         let Some(view) = self.view() else {
             return Route::Refuse(not_served());
         };
-        let slot = match view.decide(keys.iter().map(|k| &k[..])) {
+        let (slot, migrating) = match view.decide(keys.iter().map(|k| &k[..]), asking) {
             Decision::Anywhere => return Route::Local,
             Decision::Refuse(e) => return Route::Refuse(e),
-            Decision::Mine(slot) => slot,
+            Decision::Mine(slot) => (slot, false),
+            Decision::Migrating(slot) => (slot, true),
         };
         let Some(group) = self.group() else {
             return Route::Refuse(not_served());
         };
         if group.is_leader() {
+            // MIGRATE takes the migration lock itself, exclusively.
+            if migrating && spec.name != "migrate" {
+                return Route::Migrating(slot);
+            }
+            if view.migration(slot).is_some() && keys.len() > 1 {
+                return Route::Importing(slot);
+            }
             return if spec.is_write() {
                 Route::Local
             } else {
@@ -326,6 +352,23 @@ impl Cluster {
             None if spec.is_write() => Route::Local,
             None => Route::LeaderRead(slot),
         }
+    }
+
+    /// For [`Route::Migrating`], under the migration lock: ASK or TRYAGAIN unless every key
+    /// is still here.
+    pub fn check_migrating(&self, spec: &CommandSpec, argv: &[Bytes], slot: u16) -> Option<Error> {
+        let view = self.view()?;
+        let keys = spec.keys(argv).ok()?;
+        view.migrating_keys(slot, keys.iter().map(|k| &k[..]), |k| {
+            self.store.get(k).is_some()
+        })
+    }
+
+    /// For [`Route::Importing`]: TRYAGAIN when only some keys arrived yet.
+    pub fn check_importing(&self, spec: &CommandSpec, argv: &[Bytes]) -> Option<Error> {
+        let view = self.view()?;
+        let keys = spec.keys(argv).ok()?;
+        view.importing_keys(keys.iter().map(|k| &k[..]), |k| self.store.get(k).is_some())
     }
 
     /// Members as `(id, client addr, bus addr)`, for `cluster create` and `add-node`.

@@ -58,11 +58,16 @@ fn keys_in_slot(shared: &Shared, slot: u16) -> Vec<Bytes> {
 
 /// # Format
 /// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID | KEYSLOT key | COUNTKEYSINSLOT slot |
-/// GETKEYSINSLOT slot count | HELP`, and the internal `SHARDAI-*` subcommands.
+/// GETKEYSINSLOT slot count | SETSLOT ... | HELP`, and the internal `SHARDAI-*` subcommands.
 pub(super) async fn cluster(args: Vec<Bytes>, shared: &Shared, conn: &ConnState) -> Reply {
     let sub = args[0].to_ascii_lowercase();
     if sub.starts_with(b"shardai-") {
         return super::cluster_admin::admin(&sub, &args, shared).await;
+    }
+    if sub == b"setslot" {
+        return super::setslot::setslot(&args, shared)
+            .await
+            .unwrap_or_else(Reply::Error);
     }
     match cluster_cmd(&sub, &args, shared, conn) {
         Ok(r) => r,
@@ -169,6 +174,8 @@ fn cluster_cmd(
                 "    Return the hash slot for <key>.",
                 "MYID",
                 "    Return the node id.",
+                "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
+                "    Set slot state.",
                 "NODES",
                 "    Return cluster configuration seen by node. Output format:",
                 "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",

@@ -10,8 +10,10 @@ mod command;
 mod dag;
 mod info;
 mod keyspace;
+mod migrate;
 mod model;
 mod server;
+mod setslot;
 mod strings;
 mod tensor;
 
@@ -50,8 +52,13 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
             conn.readonly = false;
             Reply::OK
         }
-        // No slot is migrating in this version, so ASKING changes nothing yet.
-        Command::Asking => Reply::OK,
+        Command::Asking => {
+            conn.asking = true;
+            Reply::OK
+        }
+        Command::Migrate(m) => migrate::migrate(m, shared).await,
+        Command::Restore(r) => migrate::restore(r, shared).await,
+        Command::Dump(key) => migrate::dump_key(&key, shared),
         Command::DbSize => Reply::Int(shared.store().len() as i64),
         Command::Del(keys) => keyspace::del(keys, shared).await,
         Command::Exists(keys) => keyspace::exists(&keys, shared),

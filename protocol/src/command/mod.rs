@@ -8,6 +8,7 @@ mod ai_config;
 mod cursor;
 mod dag;
 mod keyspace;
+mod migrate;
 mod model;
 mod server;
 mod strings;
@@ -20,6 +21,7 @@ pub use self::{
     cursor::Cursor,
     dag::{Dag, DagOp},
     keyspace::Scan,
+    migrate::{Migrate, Restore},
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore},
     server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
     strings::{Expiry, SetArgs, SetCond},
@@ -58,6 +60,12 @@ pub enum Command {
     ReadWrite,
     /// `ASKING`
     Asking,
+    /// `MIGRATE ...`
+    Migrate(Migrate),
+    /// `RESTORE ...` / `RESTORE-ASKING ...`
+    Restore(Restore),
+    /// `DUMP key`
+    Dump(Bytes),
     /// `DBSIZE`
     DbSize,
     /// `DEL key [key ...]` and `UNLINK key [key ...]`
@@ -153,6 +161,9 @@ impl Command {
             "readonly" => Command::ReadOnly,
             "readwrite" => Command::ReadWrite,
             "asking" => Command::Asking,
+            "migrate" => migrate::parse_migrate(&mut c)?,
+            "restore" | "restore-asking" => migrate::parse_restore(&mut c)?,
+            "dump" => Command::Dump(c.next_bytes()?),
             "dbsize" => Command::DbSize,
             "del" | "unlink" => Command::Del(c.rest()),
             "exists" => Command::Exists(c.rest()),

@@ -1,0 +1,188 @@
+//! DUMP, RESTORE / RESTORE-ASKING and MIGRATE: moving keys between nodes as Redis Cluster
+//! resharding does. MIGRATE connects to the target's client port, sends one RESTORE-ASKING
+//! per key (pipelined), and deletes here the keys the target stored. In cluster mode it
+//! holds the migration lock exclusively meanwhile, so no command on a migrating slot sees a
+//! key half-moved (see `Cluster::migration`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use shardai_engine::{Mutation, Value, now_ms};
+use shardai_protocol::{
+    Error, Reply,
+    command::{Migrate, Restore},
+};
+use shardai_raft::dump;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+use tracing::debug;
+
+use super::keyspace::applied;
+use crate::state::Shared;
+
+pub(super) fn dump_key(key: &[u8], shared: &Shared) -> Reply {
+    match shared.store().get(key) {
+        Some(v) => Reply::Bulk(Bytes::from(dump::dump(&v))),
+        None => Reply::Nil,
+    }
+}
+
+pub(super) async fn restore(r: Restore, shared: &Shared) -> Reply {
+    if !r.replace && shared.store().get(&r.key).is_some() {
+        return Reply::Error(Error::Verbatim(
+            "BUSYKEY Target key name already exists.".into(),
+        ));
+    }
+    let deadline = match (r.ttl, r.absolute) {
+        (0, _) => None,
+        (t, true) => Some(t),
+        (t, false) => Some(now_ms() + t),
+    };
+    let backends = shared.backends.clone();
+    let (payload, key) = (r.payload, r.key);
+    let m = if dump::loads_model(&payload) {
+        match tokio::task::spawn_blocking(move || {
+            dump::restore(&payload, key, deadline, |w| w.load(&backends))
+        })
+        .await
+        {
+            Ok(m) => m,
+            Err(e) => Err(Error::Unavailable(format!("model loading failed: {e}"))),
+        }
+    } else {
+        dump::restore(&payload, key, deadline, |_| Err(Error::Syntax))
+    };
+    match m {
+        Ok(m) => applied(shared.proposer.propose(m).await),
+        Err(e) => Reply::Error(e),
+    }
+}
+
+fn resp_array(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads one status or error reply line (`Ok(Err(text))` for an error reply).
+async fn read_status(
+    r: &mut BufReader<TcpStream>,
+    timeout: Duration,
+) -> Result<Result<(), String>, Error> {
+    let mut line = String::new();
+    let io_err = || Error::Verbatim("IOERR error or timeout reading to target instance".into());
+    match tokio::time::timeout(timeout, r.read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return Err(io_err()),
+    }
+    let line = line.trim_end();
+    Ok(match line.as_bytes().first() {
+        Some(b'-') => Err(line[1..].to_string()),
+        Some(b'+') | Some(b':') => Ok(()),
+        _ => Err(format!("unexpected reply {line:?}")),
+    })
+}
+
+pub(super) async fn migrate(m: Migrate, shared: &Shared) -> Reply {
+    // Exclusive against commands on migrating slots, until the moved keys are gone here.
+    let _lock = match &shared.cluster {
+        Some(c) => Some(c.migration.clone().write_owned().await),
+        None => None,
+    };
+    let now = now_ms();
+    let store = shared.store();
+    let found: Vec<(Bytes, Value, u64)> = m
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let v = store.get(k)?;
+            let ttl = store.ttl_ms(k, now).flatten().unwrap_or(0);
+            Some((k.clone(), v, ttl))
+        })
+        .collect();
+    if found.is_empty() {
+        return Reply::Status("NOKEY");
+    }
+    match send(&m, &found).await {
+        Ok((moved, failure)) => {
+            if !m.copy && !moved.is_empty() {
+                let n = moved.len();
+                if let Err(e) = shared.proposer.propose(Mutation::Del(moved)).await {
+                    return Reply::Error(e);
+                }
+                debug!(keys = n, target = %format!("{}:{}", m.host, m.port), "migrated");
+            }
+            match failure {
+                Some(e) => Reply::Error(Error::Verbatim(format!(
+                    "ERR Target instance replied with error: {e}"
+                ))),
+                None => Reply::OK,
+            }
+        }
+        Err(e) => Reply::Error(e),
+    }
+}
+
+/// Sends the keys; returns those the target stored and the first error it replied.
+async fn send(
+    m: &Migrate,
+    found: &[(Bytes, Value, u64)],
+) -> Result<(Vec<Bytes>, Option<String>), Error> {
+    let timeout = Duration::from_millis(m.timeout_ms);
+    let sock =
+        match tokio::time::timeout(timeout, TcpStream::connect((m.host.as_str(), m.port))).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                return Err(Error::Verbatim(
+                    "IOERR error or timeout connecting to the client".into(),
+                ));
+            }
+        };
+    let _ = sock.set_nodelay(true);
+    let mut sock = BufReader::new(sock);
+    let mut req = Vec::new();
+    if let Some((user, pw)) = &m.auth {
+        match user {
+            Some(u) => req.extend(resp_array(&[b"AUTH", u, pw])),
+            None => req.extend(resp_array(&[b"AUTH", pw])),
+        }
+    }
+    let payloads: Vec<(Bytes, Vec<u8>, String)> = found
+        .iter()
+        .map(|(k, v, ttl)| (k.clone(), dump::dump(v), ttl.to_string()))
+        .collect();
+    for (k, p, ttl) in &payloads {
+        let mut args: Vec<&[u8]> = vec![b"RESTORE-ASKING", k, ttl.as_bytes(), p];
+        if m.replace {
+            args.push(b"REPLACE");
+        }
+        req.extend(resp_array(&args));
+    }
+    let write_err = || Error::Verbatim("IOERR error or timeout writing to target instance".into());
+    match tokio::time::timeout(timeout, sock.get_mut().write_all(&req)).await {
+        Ok(Ok(())) => {}
+        _ => return Err(write_err()),
+    }
+    if m.auth.is_some()
+        && let Err(e) = read_status(&mut sock, timeout).await?
+    {
+        return Ok((Vec::new(), Some(e)));
+    }
+    let mut moved = Vec::new();
+    let mut failure = None;
+    for (k, _, _) in &payloads {
+        match read_status(&mut sock, timeout).await? {
+            Ok(()) => moved.push(k.clone()),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    Ok((moved, failure))
+}
