@@ -183,6 +183,12 @@ async fn handle(
             // ASKING holds for the one command after it.
             let asking = std::mem::take(&mut state.asking) || spec.name == "restore-asking";
             if let Some(cluster) = &shared.cluster {
+                // Every keyed command holds the migration lock (shared) from its routing
+                // decision to its reply, so MIGRATE never moves a key while a command that
+                // was routed here is still writing it.
+                if (spec.first_key > 0 || spec.has_movable_keys()) && spec.name != "migrate" {
+                    migration_guard = Some(cluster.migration.clone().read_owned().await);
+                }
                 let refuse = match cluster.route(spec, &argv, state.readonly, asking) {
                     Route::Local => None,
                     Route::LeaderRead(slot) => match cluster.group() {
@@ -190,7 +196,6 @@ async fn handle(
                         None => None,
                     },
                     Route::Migrating(slot) => {
-                        let guard = cluster.migration.clone().read_owned().await;
                         let mut refuse = cluster.check_migrating(spec, &argv, slot);
                         if refuse.is_none()
                             && !spec.is_write()
@@ -198,7 +203,6 @@ async fn handle(
                         {
                             refuse = g.read_gate(slot).await.err();
                         }
-                        migration_guard = Some(guard);
                         refuse
                     }
                     Route::Importing(_) => cluster.check_importing(spec, &argv),

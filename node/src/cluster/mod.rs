@@ -123,8 +123,10 @@ pub struct Cluster {
     view: RwLock<Option<Arc<View>>>,
     inputs: parking_lot::Mutex<meta::Inputs>,
     publishing: AtomicBool,
-    /// Held shared by commands on a slot migrating away, exclusively by MIGRATE: a key is
-    /// either still here and served here, or gone to the target, never in between.
+    /// Held shared by every keyed command from its routing decision to its reply, and
+    /// exclusively by MIGRATE: a key is either still here and served here, or gone to the
+    /// target, never in between (a write routed before its slot started migrating cannot
+    /// land after MIGRATE moved the key).
     pub migration: Arc<tokio::sync::RwLock<()>>,
 }
 

@@ -10,12 +10,17 @@
 //!   becomes a voter; it follows the metadata group as a learner.
 //! - `del-node EXISTING NODE-ID`: removes a node (id from `CLUSTER MYID`/`CLUSTER NODES`).
 //! - `info HOST:PORT`: the node's shard and the whole cluster as that node sees them.
+//! - `add-shard`, `reshard`, `rebalance`: see [`reshard`].
+
+mod conn;
+mod reshard;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    io::Read,
     time::{Duration, Instant},
 };
+
+use conn::{Conn, Val, call_leader, call_strs};
 
 use clap::{Parser, Subcommand};
 use shardai_router::{NodeInfo, Topology, replies::parse_node_name, topology::layout_error};
@@ -60,125 +65,50 @@ enum Cmd {
         /// The node's id (decimal, or the 40-hex name CLUSTER MYID prints).
         node_id: String,
     },
+    /// Forms a new shard of NEW nodes (empty, --cluster-enabled yes), without slots yet.
+    AddShard {
+        /// host:port of any member.
+        existing: String,
+        /// host:port of each node of the new shard.
+        #[arg(required = true)]
+        new: Vec<String>,
+    },
+    /// Moves slots (with their keys) between shards while they serve.
+    Reshard {
+        /// host:port of any member.
+        existing: String,
+        /// Source shards: a node id or host:port of each (comma-separated), or `all`.
+        #[arg(long)]
+        from: String,
+        /// Target shard: a node id or host:port of any of its nodes.
+        #[arg(long)]
+        to: String,
+        /// Number of slots to move.
+        #[arg(long)]
+        slots: usize,
+        /// Keys per MIGRATE call.
+        #[arg(long, default_value_t = 10)]
+        pipeline: usize,
+        /// Slots moved at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
+    /// Spreads the slots evenly over every shard (after add-shard).
+    Rebalance {
+        /// host:port of any member.
+        existing: String,
+        /// Keys per MIGRATE call.
+        #[arg(long, default_value_t = 10)]
+        pipeline: usize,
+        /// Slots moved at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
     /// Shows the shard's members and leader as HOST:PORT sees them.
     Info {
         /// host:port of a member.
         node: String,
     },
-}
-
-/// A reply from a node.
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Str(String),
-    Err(String),
-    Int(i64),
-    Nil,
-    Arr(Vec<Val>),
-}
-
-impl Val {
-    fn text(&self) -> String {
-        match self {
-            Val::Str(s) | Val::Err(s) => s.clone(),
-            Val::Int(n) => n.to_string(),
-            Val::Nil => String::new(),
-            Val::Arr(v) => v.iter().map(Val::text).collect::<Vec<_>>().join(" "),
-        }
-    }
-}
-
-/// A blocking RESP2 connection.
-struct Conn {
-    addr: String,
-    r: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Result<Conn, String> {
-        let sock = std::net::ToSocketAddrs::to_socket_addrs(addr)
-            .map_err(|e| format!("{addr}: {e}"))?
-            .find_map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).ok())
-            .ok_or_else(|| format!("cannot connect to {addr}: is shardai running there?"))?;
-        let _ = sock.set_read_timeout(Some(Duration::from_secs(120)));
-        Ok(Conn {
-            addr: addr.to_string(),
-            r: BufReader::new(sock),
-        })
-    }
-
-    fn call(&mut self, args: &[&str]) -> Result<Val, String> {
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-        self.r
-            .get_mut()
-            .write_all(&req)
-            .map_err(|e| format!("{}: {e}", self.addr))?;
-        self.read().map_err(|e| format!("{}: {e}", self.addr))
-    }
-
-    fn read(&mut self) -> std::io::Result<Val> {
-        let mut line = String::new();
-        self.r.read_line(&mut line)?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        let bad = || std::io::Error::other(format!("bad reply line {line:?}"));
-        let (t, rest) = line.split_at_checked(1).ok_or_else(bad)?;
-        Ok(match t {
-            "+" => Val::Str(rest.to_string()),
-            "-" => Val::Err(rest.to_string()),
-            ":" => Val::Int(rest.parse().map_err(|_| bad())?),
-            "$" => {
-                let n: i64 = rest.parse().map_err(|_| bad())?;
-                if n < 0 {
-                    return Ok(Val::Nil);
-                }
-                let mut b = vec![0u8; n as usize + 2];
-                self.r.read_exact(&mut b)?;
-                b.truncate(n as usize);
-                Val::Str(String::from_utf8_lossy(&b).into_owned())
-            }
-            "*" => {
-                let n: i64 = rest.parse().map_err(|_| bad())?;
-                if n < 0 {
-                    return Ok(Val::Nil);
-                }
-                let mut v = Vec::new();
-                for _ in 0..n {
-                    v.push(self.read()?);
-                }
-                Val::Arr(v)
-            }
-            _ => return Err(bad()),
-        })
-    }
-
-    /// Calls and fails on an error reply.
-    fn ok(&mut self, args: &[&str]) -> Result<Val, String> {
-        match self.call(args)? {
-            Val::Err(e) => Err(format!("{}: {e}", self.addr)),
-            v => Ok(v),
-        }
-    }
-}
-
-/// Sends `args` to `addr`, following MOVED redirects to the leader.
-fn call_leader(addr: &str, args: &[&str]) -> Result<Val, String> {
-    let mut addr = addr.to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Conn::open(&addr)?.call(args)? {
-            Val::Err(e) if e.starts_with("MOVED ") => {
-                addr = e.split(' ').nth(2).unwrap_or_default().to_string();
-            }
-            Val::Err(e) if e.starts_with("CLUSTERDOWN") && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Val::Err(e) => return Err(format!("{addr}: {e}")),
-            v => return Ok(v),
-        }
-    }
 }
 
 fn random_u64() -> u64 {
@@ -267,15 +197,6 @@ fn member_args(t: &Topology, ids: &[u64]) -> Vec<String> {
         .filter_map(|id| t.nodes.get(id))
         .flat_map(|n| [n.id.to_string(), n.client_addr.clone(), n.bus_addr.clone()])
         .collect()
-}
-
-fn call_strs(addr: &str, args: &[String], leader: bool) -> Result<Val, String> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if leader {
-        call_leader(addr, &args)
-    } else {
-        Conn::open(addr)?.ok(&args)
-    }
 }
 
 fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), String> {
@@ -479,6 +400,20 @@ pub fn main(args: Vec<String>) -> i32 {
         Cmd::AddNode { new, existing } => add_node(new, existing),
         Cmd::DelNode { existing, node_id } => del_node(existing, node_id),
         Cmd::Info { node } => info(node),
+        Cmd::AddShard { existing, new } => reshard::add_shard(existing, new),
+        Cmd::Reshard {
+            existing,
+            from,
+            to,
+            slots,
+            pipeline,
+            parallel,
+        } => reshard::reshard(existing, from, to, slots, pipeline, parallel),
+        Cmd::Rebalance {
+            existing,
+            pipeline,
+            parallel,
+        } => reshard::rebalance(existing, pipeline, parallel),
     };
     match r {
         Ok(()) => 0,
