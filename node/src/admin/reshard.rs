@@ -297,7 +297,7 @@ pub(super) fn rebalance(existing: String, pipeline: usize, parallel: usize) -> R
         return Err("no shard has a leader".into());
     }
     let mut masters = s.masters.clone();
-    masters.sort_by(|a, b| b.slots.len().cmp(&a.slots.len()));
+    masters.sort_by_key(|m| std::cmp::Reverse(m.slots.len()));
     let base = 16384 / n;
     let extra = 16384 % n;
     let want: Vec<usize> = (0..n).map(|i| base + usize::from(i < extra)).collect();
