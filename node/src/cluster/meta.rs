@@ -99,6 +99,11 @@ impl Cluster {
             .meta_group()
             .ok_or_else(|| Error::ClusterDown("this node has not joined a cluster".into()))?;
         for (key, value) in &records {
+            // Already so here (IMPORTING then MIGRATING open the same record; SETSLOT NODE
+            // goes to several masters): nothing to write.
+            if self.meta_string(key).as_deref() == value.as_deref().map(str::as_bytes) {
+                continue;
+            }
             let m = match value {
                 Some(v) => set(key.clone(), v.clone()),
                 None => Mutation::Del(vec![Bytes::from(key.clone())]),
