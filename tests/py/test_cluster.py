@@ -128,7 +128,9 @@ def leaders_dbsize(cluster):
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_redis_py_cluster_client(cluster, protocol):
     before = leaders_dbsize(cluster)
-    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[4].port, protocol=protocol)
+    # Every MOVED would count here (reinitialize_steps: never reset the counter).
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[4].port, protocol=protocol,
+                      reinitialize_steps=10**9)
     try:
         p = f"py{protocol}"
         for i in range(90):
@@ -155,6 +157,8 @@ def test_redis_py_cluster_client(cluster, protocol):
         after = leaders_dbsize(cluster)
         # Keys landed on every shard.
         assert all(a > b for a, b in zip(after, before)), (before, after)
+        # redis-py found every key's node itself (COMMAND / COMMAND GETKEYS), never by MOVED.
+        assert rc.reinitialize_counter == 0
     finally:
         rc.close()
 
