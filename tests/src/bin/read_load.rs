@@ -51,9 +51,11 @@ fn opts() -> Res<Opts> {
         }
     }
     if o.addrs.is_empty() || o.cmd.is_empty() {
-        return Err("usage: read_load --addrs A,B --clients N --secs S [--readonly] \
+        return Err(
+            "usage: read_load --addrs A,B --clients N --secs S [--readonly] \
                     [--keys N --prefix P] -- COMMAND ARGS (with __key__)"
-            .into());
+                .into(),
+        );
     }
     Ok(o)
 }
@@ -67,7 +69,9 @@ async fn client(addr: String, o: std::sync::Arc<Opts>, seed: usize) -> Res<(Vec<
     let end = Instant::now() + Duration::from_secs_f64(o.secs);
     let (mut lat, mut errors, mut n) = (Vec::new(), 0u64, seed);
     while Instant::now() < end {
-        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let key = format!("{}{}", o.prefix, (n >> 33) as usize % o.keys.max(1));
         let mut cmd = redis::cmd(&o.cmd[0]);
         for a in &o.cmd[1..] {
