@@ -72,7 +72,7 @@ async fn client(addr: String, o: std::sync::Arc<Opts>, seed: usize) -> Res<(Vec<
         n = n
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let key = format!("{}{}", o.prefix, (n >> 33) as usize % o.keys.max(1));
+        let key = format!("{}{}", o.prefix, (n >> 33) % o.keys.max(1));
         let mut cmd = redis::cmd(&o.cmd[0]);
         for a in &o.cmd[1..] {
             if a == "__key__" {
