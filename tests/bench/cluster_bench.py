@@ -8,7 +8,9 @@
 2. Reads: AI.TENSORGET (64 B BLOB) from 50 clients on the shard's leader alone versus the
    same 50 clients spread over the shard's three replicas with READONLY
    (target/release/read_load).
-3. Resharding: --reshard-keys tensors of --reshard-size bytes, then 2,000 slots moved by
+3. Failover: kill -9 of a shard's leader (--kills times): time to the new leader, and until
+   every node's CLUSTER SLOTS names it (the routing change reaching every node).
+4. Resharding: --reshard-keys tensors of --reshard-size bytes, then 2,000 slots moved by
    `shardai cluster reshard`; and as many strings of the same size in a Redis 7 cluster
    (three redis-server masters, no replicas, no fsync) moved by `redis-cli --cluster
    reshard`: keys/s, MB/s and slots/s.
@@ -126,6 +128,62 @@ def keys_in_slots(port, lo, hi):
     return sum(r.execute_command("CLUSTER", "COUNTKEYSINSLOT", s) for s in range(lo, hi + 1))
 
 
+def propagation(cluster, kills):
+    """kill -9 of shard 1's leader, --kills times: the time to a new leader (its ROLE says
+    so), and until every live node's CLUSTER SLOTS names it."""
+    rows = []
+    for _ in range(kills):
+        first, mid, port = masters(cluster.nodes[0].port)[1]
+        victim = [n for n in cluster.nodes if n.port == port][0]
+        lines = cluster.nodes[0].client().execute_command("CLUSTER", "NODES").decode()
+        peers = [int(ln.split()[1].split("@")[0].split(":")[1]) for ln in lines.splitlines()
+                 if ln.split()[3] == mid]
+        live = [n for n in cluster.nodes if n is not victim]
+        t0 = time.monotonic()
+        victim.kill()
+        elected = agreed = None
+        while agreed is None:
+            now = time.monotonic()
+            if elected is None:
+                for p in peers:
+                    try:
+                        if redis.Redis(port=p, socket_timeout=1).execute_command(
+                                "ROLE")[0] == b"master":
+                            elected = now
+                    except redis.RedisError:
+                        pass
+            named = set()
+            for n in live:
+                try:
+                    for e in n.client(socket_timeout=1).execute_command("CLUSTER", "SLOTS"):
+                        if e[0] <= first <= e[1]:
+                            named.add(e[2][1])
+                except redis.RedisError:
+                    named.add(None)
+            if elected is not None and len(named) == 1 and port not in named and None not in named:
+                agreed = time.monotonic()
+            time.sleep(0.002)
+        rows.append(((elected - t0) * 1000, (agreed - t0) * 1000, (agreed - elected) * 1000))
+        victim.start()
+        end = time.time() + 60
+        while b"cluster_state:ok" not in victim.client().execute_command("CLUSTER", "INFO"):
+            assert time.time() < end
+            time.sleep(0.1)
+        time.sleep(1)
+    return rows
+
+
+def report(title, res, ratio_name):
+    """Medians of (req/s, p50, p99) per variant, and the second variant's req/s over the
+    first's."""
+    print(f"\n{title}, 50 clients (req/s, p50 ms, p99 ms), medians:")
+    med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in res.items()}
+    for k, (rps, p50, p99) in med.items():
+        print(f"  {k:10s} {rps:10.0f} {p50:7.2f} {p99:7.2f}")
+    base, other = list(med)
+    print(f"  {ratio_name} = {med[other][0] / med[base][0]:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,7 +191,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--reshard-keys", type=int, default=20000)
     ap.add_argument("--reshard-size", type=int, default=4096)
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: write,read,reshard")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--skip", default="",
+                    help="comma-separated parts to skip: write,read,failover,reshard")
     a = ap.parse_args()
     reps = 1 if a.quick else a.reps
     requests = 20000 if a.quick else 100000
@@ -156,11 +216,7 @@ def main():
             # The writes really happened, on every shard.
             stored = [redis.Redis(port=p).dbsize() for _, _, p in masters(three.nodes[0].port)]
             assert all(n > 0 for n in stored) and one.leader().client().dbsize() > 0, stored
-            print("\nAI.TENSORSET 64 B, 50 clients (req/s, p50 ms, p99 ms), medians:")
-            med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in res.items()}
-            for k, (rps, p50, p99) in med.items():
-                print(f"  {k:9s} {rps:10.0f} {p50:7.2f} {p99:7.2f}")
-            print(f"  3 shards / 1 shard = {med['3 shards'][0] / med['1 shard'][0]:.2f}")
+            report("AI.TENSORSET 64 B", res, "3 shards / 1 shard")
         if "read" not in skip:
             lead = one.leader()
             blob = os.urandom(64)
@@ -173,11 +229,16 @@ def main():
             for _ in range(reps):
                 res["leader"].append(read_bench([lead.addr], False, secs))
                 res["3 replicas"].append(read_bench([n.addr for n in one.nodes], True, secs))
-            print("\nAI.TENSORGET 64 B, 50 clients (req/s, p50 ms, p99 ms), medians:")
-            med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in res.items()}
-            for k, (rps, p50, p99) in med.items():
-                print(f"  {k:10s} {rps:10.0f} {p50:7.2f} {p99:7.2f}")
-            print(f"  3 replicas (READONLY) / leader = {med['3 replicas'][0] / med['leader'][0]:.2f}")
+            report("AI.TENSORGET 64 B", res, "3 replicas (READONLY) / leader")
+        if "failover" not in skip:
+            rows = propagation(three, 3 if a.quick else a.kills)
+            print("\nkill -9 of a shard leader (ms): new leader elected / every node's "
+                  "CLUSTER SLOTS names it / the difference")
+            for r in rows:
+                print(f"  {r[0]:7.0f} {r[1]:7.0f} {r[2]:7.0f}")
+            med = [statistics.median(r[i] for r in rows) for i in range(3)]
+            print(f"  median {med[0]:.0f} / {med[1]:.0f} / {med[2]:.0f} "
+                  f"(election timeout 400-800 ms)")
         if "reshard" not in skip:
             n, size = a.reshard_keys, a.reshard_size
             if a.quick:

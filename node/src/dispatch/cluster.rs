@@ -36,6 +36,18 @@ fn view_of(shared: &Shared, conn: &ConnState) -> Result<Arc<View>, Error> {
     }
 }
 
+/// `Ok` when CLUSTER `args` (subcommand first) has `n` arguments after the subcommand.
+pub(super) fn arity(args: &[Bytes], n: usize) -> Result<(), Error> {
+    if args.len() == n + 1 {
+        Ok(())
+    } else {
+        Err(Error::WrongArity(format!(
+            "cluster|{}",
+            s(&args[0]).to_lowercase()
+        )))
+    }
+}
+
 fn slot_arg(b: &Bytes) -> Result<u16, Error> {
     let n: i64 = s(b).parse().map_err(|_| Error::NotInteger)?;
     u16::try_from(n)
@@ -82,16 +94,7 @@ fn cluster_cmd(
     conn: &ConnState,
 ) -> Result<Reply, Error> {
     let rest = &args[1..];
-    let arity = |n: usize| {
-        if rest.len() == n {
-            Ok(())
-        } else {
-            Err(Error::WrongArity(format!(
-                "cluster|{}",
-                s(&args[0]).to_lowercase()
-            )))
-        }
-    };
+    let arity = |n: usize| arity(args, n);
     match sub {
         b"keyslot" => {
             arity(1)?;

@@ -58,16 +58,7 @@ pub(super) async fn admin(sub: &[u8], args: &[Bytes], shared: &Shared) -> Reply 
 
 async fn admin_cmd(sub: &[u8], args: &[Bytes], shared: &Shared) -> Result<Reply, Error> {
     let rest = &args[1..];
-    let arity = |n: usize| {
-        if rest.len() == n {
-            Ok(())
-        } else {
-            Err(Error::WrongArity(format!(
-                "cluster|{}",
-                s(&args[0]).to_lowercase()
-            )))
-        }
-    };
+    let arity = |n: usize| super::cluster::arity(args, n);
     match sub {
         b"shardai-join" => {
             arity(3)?;
