@@ -120,6 +120,57 @@ def test_keys_in_slot(cluster):
         rc.close()
 
 
+def test_ask_tryagain_and_asking_during_a_manual_migration(cluster):
+    """Slot 12182 ("foo") moved by hand from shard 2 to shard 0 with Redis Cluster's
+    commands: the source serves the keys it has, ASK for the others, TRYAGAIN for a split
+    multi-key command; the target serves the slot only after ASKING."""
+    ranges = masters_by_range(cluster.nodes[0])
+    (_, dst_id, dst_port), (_, src_id, src_port) = ranges[0], ranges[2]
+    slot = 12182
+    src, dst = redis.Redis(port=src_port), redis.Redis(port=dst_port)
+    src.execute_command("AI.TENSORSET", "{foo}a", "INT8", 1, "VALUES", 7)
+    assert dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id) == b"OK"
+    assert src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id) == b"OK"
+    mine = [ln for ln in src.execute_command("CLUSTER", "NODES").decode().splitlines()
+            if "myself" in ln][0]
+    assert f"[{slot}->-{dst_id}]" in mine
+    # The source still has {foo}a: served. {foo}b is not there: ASK to the target.
+    assert src.execute_command("AI.TENSORGET", "{foo}a", "VALUES") == [7]
+    with pytest.raises(redis.exceptions.AskError) as e:
+        src.execute_command("AI.TENSORSET", "{foo}b", "INT8", 1, "VALUES", 8)
+    assert (e.value.slot_id, e.value.port) == (slot, dst_port)
+    with pytest.raises(redis.exceptions.TryAgainError):
+        src.execute_command("DEL", "{foo}a", "{foo}b")
+    # The target: MOVED without ASKING, served after it (one command only).
+    with pytest.raises(redis.exceptions.MovedError):
+        dst.execute_command("AI.TENSORSET", "{foo}b", "INT8", 1, "VALUES", 8)
+    out = subprocess.run(["redis-cli", "-p", str(dst_port)], input=(
+        "ASKING\nAI.TENSORSET {foo}b INT8 1 VALUES 8\nAI.TENSORGET {foo}b VALUES\n"),
+        capture_output=True, text=True, timeout=30).stdout.split("\n")
+    assert out[:2] == ["OK", "OK"] and out[2].startswith("MOVED"), out
+    # The slot cannot change hands while the source still holds a key of it.
+    with pytest.raises(redis.ResponseError, match="^Can't assign hashslot 12182 to a "
+                       "different node while I still hold keys for this hash slot.$"):
+        src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    # MIGRATE moves {foo}a; then the source sends it on too.
+    assert src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000,
+                               "KEYS", "{foo}a") == b"OK"
+    with pytest.raises(redis.exceptions.AskError):
+        src.execute_command("AI.TENSORGET", "{foo}a", "VALUES")
+    assert src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000,
+                               "KEYS", "{foo}a") == b"NOKEY"
+    for r in (dst, src):
+        assert r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id) == b"OK"
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        assert rc.execute_command("AI.TENSORGET", "{foo}a", "VALUES") == [7]
+        assert rc.execute_command("AI.TENSORGET", "{foo}b", "VALUES") == [8]
+        assert rc.get_node_from_key("{foo}a").port == dst_port
+    finally:
+        rc.close()
+    assert src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+
+
 def leaders_dbsize(cluster):
     ranges = shard_ranges(cluster.nodes[0])
     return [redis.Redis(port=m).dbsize() for _, _, m, _ in ranges]
