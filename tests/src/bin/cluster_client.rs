@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Stores INT32 tensors on 60 keys (spread over every shard), reads them back, then stores
-//! the model on a `{tag}` in each shard and runs AI.MODELEXECUTE and AI.DAGEXECUTE there.
+//! the model on a `{tag}` in each shard (shards told apart by their master in CLUSTER SLOTS) and runs AI.MODELEXECUTE and AI.DAGEXECUTE there.
 //! The client routes unknown commands by their first argument and follows MOVED for the
 //! rest (AI.DAGEXECUTE's first argument is a keyword). Prints `ok 60 keys, 3 models`; any
 //! mismatch exits non-zero.
@@ -48,27 +48,30 @@ async fn main() -> Res<()> {
         assert_eq!(v, vec![i], "rs:{i}");
     }
 
-    // A tag in each of the cluster's slot ranges.
+    // A tag in each shard: the slot ranges of CLUSTER SLOTS, by their master's port.
     let slots: Vec<redis::Value> = cmd("CLUSTER").arg("SLOTS").query_async(&mut con).await?;
     let mut ranges = Vec::new();
     for s in &slots {
         if let redis::Value::Array(e) = s
             && let (redis::Value::Int(a), redis::Value::Int(b)) = (&e[0], &e[1])
+            && let redis::Value::Array(master) = &e[2]
+            && let Some(redis::Value::Int(port)) = master.get(1)
         {
-            ranges.push((*a, *b));
+            ranges.push((*a, *b, *port));
         }
     }
+    let shards: BTreeSet<i64> = ranges.iter().map(|r| r.2).collect();
     let mut done = BTreeSet::new();
     for n in 0..100_000 {
-        if done.len() == ranges.len() {
+        if done.len() == shards.len() {
             break;
         }
         let tag = format!("rs{n}");
         let slot = i64::from(shardai_protocol::slot::key_slot(tag.as_bytes()));
-        let Some(r) = ranges.iter().position(|(a, b)| (*a..=*b).contains(&slot)) else {
+        let Some(&(_, _, shard)) = ranges.iter().find(|(a, b, _)| (*a..=*b).contains(&slot)) else {
             continue;
         };
-        if !done.insert(r) {
+        if !done.insert(shard) {
             continue;
         }
         let (m, x, y) = (
@@ -133,7 +136,7 @@ async fn main() -> Res<()> {
             redis::from_redis_value(dag.last().cloned().ok_or("empty DAG reply")?)?;
         assert_eq!(last, direct);
     }
-    assert_eq!(done.len(), ranges.len());
+    assert_eq!(done.len(), shards.len());
     println!("ok 60 keys, {} models", done.len());
     Ok(())
 }
