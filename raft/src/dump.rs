@@ -42,13 +42,48 @@ pub fn dump(value: &Value) -> Vec<u8> {
     out
 }
 
-/// True when restoring `payload` loads a model (a backend call: run it on a blocking
-/// thread).
-pub fn loads_model(payload: &[u8]) -> bool {
-    matches!(decode(payload), Ok(Op::SetModel(..)))
+/// A checked payload, decoded once.
+#[derive(Debug)]
+pub struct Dumped(Op);
+
+impl Dumped {
+    /// True when restoring it loads a model (a backend call: run it on a blocking thread).
+    pub fn loads_model(&self) -> bool {
+        matches!(self.0, Op::SetModel(..))
+    }
+
+    /// The mutation that stores the value under `key`, a string expiring at `deadline`
+    /// (Unix ms) if given; `load` loads a model into the backends.
+    pub fn restore(
+        self,
+        key: Bytes,
+        deadline: Option<u64>,
+        load: impl FnOnce(WireModel) -> Result<Model, Error>,
+    ) -> Result<Mutation, Error> {
+        let op = match self.0 {
+            Op::Set { value, .. } => Op::Set {
+                key,
+                value,
+                cond: 0,
+                get: false,
+                deadline: deadline.map_or((0, 0), |t| (2, t)),
+            },
+            Op::SetTensor(_, t) => Op::SetTensor(key, t),
+            Op::SetModel(_, m) => Op::SetModel(key, m),
+            _ => return Err(bad_payload()),
+        };
+        Cmd {
+            at_ms: 0,
+            origin: 0,
+            seq: 0,
+            op,
+        }
+        .mutation(load)
+    }
 }
 
-fn decode(payload: &[u8]) -> Result<Op, Error> {
+/// Checks the magic and CRC of `payload` and decodes it.
+pub fn decode(payload: &[u8]) -> Result<Dumped, Error> {
     if payload.len() < 12 || &payload[..8] != MAGIC {
         return Err(bad_payload());
     }
@@ -56,36 +91,19 @@ fn decode(payload: &[u8]) -> Result<Op, Error> {
     if crc32fast::hash(&payload[12..]) != crc {
         return Err(bad_payload());
     }
-    bincode::deserialize(&payload[12..]).map_err(|_| bad_payload())
+    bincode::deserialize(&payload[12..])
+        .map(Dumped)
+        .map_err(|_| bad_payload())
 }
 
-/// The mutation that stores `payload` under `key`, a string expiring at `deadline` (Unix
-/// ms) if given; `load` loads a model into the backends.
+/// `decode` then `Dumped::restore`.
 pub fn restore(
     payload: &[u8],
     key: Bytes,
     deadline: Option<u64>,
     load: impl FnOnce(WireModel) -> Result<Model, Error>,
 ) -> Result<Mutation, Error> {
-    let op = match decode(payload)? {
-        Op::Set { value, .. } => Op::Set {
-            key,
-            value,
-            cond: 0,
-            get: false,
-            deadline: deadline.map_or((0, 0), |t| (2, t)),
-        },
-        Op::SetTensor(_, t) => Op::SetTensor(key, t),
-        Op::SetModel(_, m) => Op::SetModel(key, m),
-        _ => return Err(bad_payload()),
-    };
-    Cmd {
-        at_ms: 0,
-        origin: 0,
-        seq: 0,
-        op,
-    }
-    .mutation(load)
+    decode(payload)?.restore(key, deadline, load)
 }
 
 #[cfg(test)]
@@ -101,7 +119,7 @@ mod tests {
             Mutation::Set { ref key, ref value, deadline: Deadline::At(99), .. }
                 if key == "k2" && value == "hello"
         ));
-        assert!(!loads_model(&p));
+        assert!(!decode(&p).unwrap().loads_model());
         let t = shardai_engine::Tensor::from_values(
             shardai_protocol::dtype::DType::Int32,
             vec![2],

@@ -22,6 +22,9 @@ use tracing::debug;
 use super::keyspace::applied;
 use crate::state::Shared;
 
+/// Payloads from this size on are checked and decoded on a blocking thread.
+const BLOCKING_PAYLOAD: usize = 64 * 1024;
+
 pub(super) fn dump_key(key: &[u8], shared: &Shared) -> Reply {
     match shared.store().get(key) {
         Some(v) => Reply::Bulk(Bytes::from(dump::dump(&v))),
@@ -42,17 +45,24 @@ pub(super) async fn restore(r: Restore, shared: &Shared) -> Reply {
     };
     let backends = shared.backends.clone();
     let (payload, key) = (r.payload, r.key);
-    let m = if dump::loads_model(&payload) {
-        match tokio::task::spawn_blocking(move || {
-            dump::restore(&payload, key, deadline, |w| w.load(&backends))
-        })
-        .await
-        {
-            Ok(m) => m,
-            Err(e) => Err(Error::Unavailable(format!("model loading failed: {e}"))),
-        }
+    let load = move |w: shardai_raft::types::WireModel| w.load(&backends);
+    // Checking and decoding a large payload (a model) is CPU work: not on a tokio worker.
+    let m = if payload.len() >= BLOCKING_PAYLOAD {
+        tokio::task::spawn_blocking(move || dump::restore(&payload, key, deadline, load))
+            .await
+            .unwrap_or_else(|e| Err(Error::Unavailable(format!("restore failed: {e}"))))
     } else {
-        dump::restore(&payload, key, deadline, |_| Err(Error::Syntax))
+        match dump::decode(&payload) {
+            Ok(d) if d.loads_model() => {
+                tokio::task::spawn_blocking(move || d.restore(key, deadline, load))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(Error::Unavailable(format!("model loading failed: {e}")))
+                    })
+            }
+            Ok(d) => d.restore(key, deadline, |_| Err(Error::Syntax)),
+            Err(e) => Err(e),
+        }
     };
     match m {
         Ok(m) => applied(shared.proposer.propose(m).await),
