@@ -13,6 +13,11 @@
 //! own fsync, so no write becomes durable before an earlier one. After an fsync error every
 //! later request fails: the node stops acknowledging instead of acknowledging unsynced data.
 //!
+//! Segments are allocated ahead of the writes ([`PREALLOC_BYTES`] at a time, `fallocate`), so
+//! an fsync of an append rarely has to commit a new file size or new blocks: on ext4 that
+//! halves the cost of the fsync a write waits for. The allocated tail reads as zeros, and a
+//! zero record header marks the end of a segment's records.
+//!
 //! At open, a torn or corrupt record at the end of the last segment (a crash mid-write) is
 //! reported and cut off; a corrupt record anywhere else refuses to start.
 
@@ -49,6 +54,8 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 const CACHE_BYTES: usize = 64 << 20;
 /// Bytes of one record header.
 const HEADER: usize = 8;
+/// A segment's file is allocated this far ahead of its records.
+const PREALLOC_BYTES: u64 = 8 << 20;
 
 /// Where one entry lies.
 #[derive(Debug, Clone)]
@@ -62,7 +69,53 @@ struct Loc {
 #[derive(Debug)]
 struct Seg {
     file: Arc<File>,
+    /// End of the records.
     len: u64,
+    /// Bytes allocated for the file (its size); past `len` they read as zeros.
+    allocated: u64,
+}
+
+impl Seg {
+    /// Makes room for `more` bytes after the records: allocates the next stretch of the file
+    /// when they would not fit in what is allocated.
+    fn reserve(&mut self, more: u64) -> io::Result<()> {
+        let need = self.len + more;
+        if need <= self.allocated {
+            return Ok(());
+        }
+        let to = need.max(self.allocated + PREALLOC_BYTES);
+        if allocate(&self.file, self.allocated, to)? {
+            self.allocated = to;
+        } else {
+            // No fallocate here (the file system lacks it): writes extend the file.
+            self.allocated = u64::MAX;
+        }
+        Ok(())
+    }
+}
+
+/// Allocates `from..to` of `file` (extending its size to `to`); false where the file system
+/// cannot.
+#[allow(unsafe_code)]
+fn allocate(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate on an open descriptor with in-range offsets; no memory is passed.
+    let r = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            0,
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -153,10 +206,14 @@ fn read_framed(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// The record at `off`: its payload and the offset after it, or None if torn or corrupt.
+/// The record at `off`: its payload and the offset after it, or None if torn, corrupt or
+/// absent (no record is empty: a zero length is allocated space).
 fn parse_record(b: &[u8], off: usize) -> Option<(&[u8], usize)> {
     let h = b.get(off..off + HEADER)?;
     let len = u32::from_le_bytes(h[..4].try_into().ok()?) as usize;
+    if len == 0 {
+        return None;
+    }
     let crc = u32::from_le_bytes(h[4..].try_into().ok()?);
     let payload = b.get(off + HEADER..off + HEADER + len)?;
     (crc32fast::hash(payload) == crc).then_some((payload, off + HEADER + len))
@@ -197,11 +254,13 @@ impl LogStore {
             meta,
             committed,
         };
-        let count = names.len();
-        for (i, (first, path)) in names.into_iter().enumerate() {
+        // Each segment's records, and where they end: clean (the rest reads as zeros) or not.
+        let mut scanned = Vec::with_capacity(names.len());
+        for (first, path) in names {
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
             let bytes = fs::read(&path)?;
             let mut off = 0usize;
+            let mut locs = Vec::new();
             while off < bytes.len() {
                 let Some((payload, next)) = parse_record(&bytes, off) else {
                     break;
@@ -210,30 +269,38 @@ impl LogStore {
                     Ok(e) => e,
                     Err(_) => break,
                 };
-                let idx = entry.log_id.index;
-                if purged.is_none_or(|p| idx > p) {
-                    if purged.is_none() && st.locs.is_empty() {
-                        st.first = idx;
-                    }
-                    let expect = st.first + st.locs.len() as u64;
-                    if idx != expect {
-                        return Err(other(format!(
-                            "log {} holds entry {idx} where {expect} was expected: the log \
-                             has a gap",
-                            path.display()
-                        )));
-                    }
-                    st.locs.push_back(Loc {
-                        seg: first,
-                        off: off as u64,
-                        len: (next - off) as u32,
-                        log_id: entry.log_id,
-                    });
-                }
+                locs.push(Loc {
+                    seg: first,
+                    off: off as u64,
+                    len: (next - off) as u32,
+                    log_id: entry.log_id,
+                });
                 off = next;
             }
-            if off < bytes.len() {
-                if i + 1 < count {
+            let clean = bytes[off..].iter().all(|b| *b == 0);
+            scanned.push((
+                first,
+                path,
+                file,
+                off as u64,
+                bytes.len() as u64,
+                clean,
+                locs,
+            ));
+        }
+        // A crash can tear the tail of the segment being written, and a segment rolled just
+        // before the crash can be empty after it: those are cut or removed. Anything else
+        // that does not read back is corruption.
+        let torn_ok_from = scanned.iter().rposition(|s| !s.6.is_empty()).unwrap_or(0);
+        for (i, (first, path, file, off, size, clean, locs)) in scanned.into_iter().enumerate() {
+            if i > torn_ok_from {
+                info!(file = %path.display(), "removing an empty Raft log segment after a crash");
+                fs::remove_file(&path)?;
+                sync_dir(dir)?;
+                continue;
+            }
+            if !clean {
+                if i < torn_ok_from {
                     return Err(other(format!(
                         "log {} is corrupt at byte {off} (not at its end): refusing to start; \
                          restore this node from a replica (wipe its folder and add it again)",
@@ -243,18 +310,37 @@ impl LogStore {
                 error!(
                     file = %path.display(),
                     offset = off,
-                    dropped_bytes = bytes.len() - off,
                     "corrupt or torn record at the end of the Raft log (a crash during a \
                      write): cutting it off; those entries were never acknowledged by this node"
                 );
-                file.set_len(off as u64)?;
+                // Cut, then allocate again: the tail must read as zeros.
+                file.set_len(off)?;
                 file.sync_all()?;
+            }
+            for loc in locs {
+                let idx = loc.log_id.index;
+                if purged.is_some_and(|p| idx <= p) {
+                    continue;
+                }
+                if purged.is_none() && st.locs.is_empty() {
+                    st.first = idx;
+                }
+                let expect = st.first + st.locs.len() as u64;
+                if idx != expect {
+                    return Err(other(format!(
+                        "log {} holds entry {idx} where {expect} was expected: the log \
+                         has a gap",
+                        path.display()
+                    )));
+                }
+                st.locs.push_back(loc);
             }
             st.segs.insert(
                 first,
                 Seg {
                     file: Arc::new(file),
-                    len: off as u64,
+                    len: off,
+                    allocated: if clean { size } else { off },
                 },
             );
         }
@@ -275,7 +361,14 @@ impl LogStore {
         if st.segs.is_empty() {
             let first = st.first;
             let file = create_seg(dir, first)?;
-            st.segs.insert(first, Seg { file, len: 0 });
+            st.segs.insert(
+                first,
+                Seg {
+                    file,
+                    len: 0,
+                    allocated: 0,
+                },
+            );
         }
         info!(
             dir = %dir.display(),
@@ -607,10 +700,18 @@ impl RaftLogStorage<C> for LogStore {
                 // The closing segment must be durable before entries after it are.
                 let prev = st.segs[&cur_first].file.clone();
                 self.send(SyncReq::Flush(prev, IOFlushed::noop()))?;
-                st.segs.insert(first, Seg { file, len: 0 });
+                st.segs.insert(
+                    first,
+                    Seg {
+                        file,
+                        len: 0,
+                        allocated: 0,
+                    },
+                );
                 cur_first = first;
             }
             let seg = st.segs.get_mut(&cur_first).expect("current segment");
+            seg.reserve(buf.len() as u64)?;
             let base = seg.len;
             seg.file.write_all_at(&buf, base)?;
             seg.len += buf.len() as u64;
@@ -659,8 +760,10 @@ impl RaftLogStorage<C> for LogStore {
                 fs::remove_file(self.inner.dir.join(seg_name(k)))?;
             }
             let seg = st.segs.get_mut(&loc.seg).expect("segment of a held entry");
+            // Cut (the tail must read as zeros again); the next append allocates anew.
             seg.file.set_len(loc.off)?;
             seg.len = loc.off;
+            seg.allocated = loc.off;
             let file = seg.file.clone();
             let keep = (from - st.first) as usize;
             st.locs.truncate(keep);

@@ -14,15 +14,27 @@ async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
     rx.await.unwrap().unwrap();
 }
 
-/// A crash mid-write: the first segment's last record loses its last 3 bytes.
+/// End of the records in a segment file (the rest is allocated, zero space).
+fn records_end(bytes: &[u8]) -> usize {
+    let mut off = 0;
+    while let Some((_, next)) = parse_record(bytes, off) {
+        off = next;
+    }
+    off
+}
+
+/// A crash mid-write: the first segment's last record loses its last 3 bytes (they hold
+/// whatever the disk had).
 fn tear_last_record(dir: &std::path::Path) {
     let seg = dir.join(seg_name(0));
-    let len = fs::metadata(&seg).unwrap().len();
+    let b = fs::read(&seg).unwrap();
+    let end = records_end(&b);
+    let torn: Vec<u8> = b[end - 3..end].iter().map(|x| x ^ 0xff).collect();
     OpenOptions::new()
         .write(true)
         .open(&seg)
         .unwrap()
-        .set_len(len - 3)
+        .write_all_at(&torn, end as u64 - 3)
         .unwrap();
 }
 
@@ -44,16 +56,28 @@ async fn appended_entries_survive_reopen() {
         .await
         .unwrap();
     ls.save_committed(Some(log_id::<C>(1, 1, 7))).await.unwrap();
+    // The file is allocated ahead of its records; they end where the zeros begin.
+    let seg = fs::read(d.path().join(seg_name(0))).unwrap();
+    assert!(seg.len() as u64 >= PREALLOC_BYTES);
+    let end = records_end(&seg);
+    assert!(end > 0 && seg[end..].iter().all(|b| *b == 0));
     drop(ls);
     let mut ls = LogStore::open(d.path()).unwrap();
     assert_eq!(indexes(&mut ls).await.len(), 10);
+    assert_eq!(
+        ls.get_log_state().await.unwrap().last_log_id.unwrap().index,
+        9
+    );
+    // Appends continue at the end of the records, not at the end of the file.
+    append(&mut ls, 10..12, 1).await;
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 12);
     assert_eq!(
         ls.read_vote().await.unwrap(),
         Some(openraft::impls::Vote::new(3, 2))
     );
     assert_eq!(ls.read_committed().await.unwrap().unwrap().index, 7);
-    let st = ls.get_log_state().await.unwrap();
-    assert_eq!(st.last_log_id.unwrap().index, 9);
 }
 
 #[tokio::test]
@@ -153,12 +177,46 @@ async fn corruption_before_the_tail_refuses_to_start() {
     let mut ls = LogStore::open(d.path()).unwrap();
     append(&mut ls, 0..6, 1).await;
     drop(ls);
-    // A second segment makes the first one "not the tail".
-    fs::write(d.path().join(seg_name(6)), b"").unwrap();
+    // A second segment holding the next entry makes the first one "not the tail".
+    let next = bincode::serialize(&blank_ent::<C>(1, 1, 6)).unwrap();
+    fs::write(d.path().join(seg_name(6)), crc_record(&next)).unwrap();
     let seg = d.path().join(seg_name(0));
     let mut b = fs::read(&seg).unwrap();
     b[HEADER + 2] ^= 0xff;
     fs::write(&seg, &b).unwrap();
     let err = LogStore::open(d.path()).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
+}
+
+#[tokio::test]
+async fn an_empty_segment_after_a_torn_tail_is_removed() {
+    // A crash just after a roll: the new segment is empty and the old one's tail is torn.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..6, 1).await;
+    drop(ls);
+    tear_last_record(d.path());
+    fs::write(d.path().join(seg_name(6)), b"").unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 5);
+    assert!(!d.path().join(seg_name(6)).exists());
+    append(&mut ls, 5..8, 2).await;
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 8);
+}
+
+#[tokio::test]
+async fn a_truncated_tail_stays_gone_in_allocated_space() {
+    // Entries cut by truncate_after must not come back at the next open, even where a shorter
+    // new entry leaves an old record's bytes behind it.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..10, 1).await;
+    ls.truncate_after(Some(log_id::<C>(1, 1, 4))).await.unwrap();
+    append(&mut ls, 5..6, 2).await;
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let want: Vec<(u64, u64)> = (0..5).map(|i| (i, 1)).chain([(5, 2)]).collect();
+    assert_eq!(indexes(&mut ls).await, want);
 }
