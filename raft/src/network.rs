@@ -180,7 +180,13 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
             Req::SnapBegin { vote, meta } => {
                 Resp::Snap(receive_snapshot(&t, &mut r, vote, meta).await)
             }
-            Req::StreamBegin => return serve_stream(&t, r, w).await,
+            Req::StreamBegin => match serve_stream(&t, r, w).await? {
+                Some(conn) => {
+                    (r, w) = conn;
+                    continue;
+                }
+                None => return Ok(()),
+            },
             Req::Propose(cmd) => Resp::Propose(match t.raft.client_write(cmd).await {
                 Ok(w) => Ok(w.response().clone()),
                 Err(e) => Err(e.to_string()),
@@ -195,26 +201,29 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
 
 /// Pipelined appends: requests are read and handed to openraft as they arrive, results go
 /// back in order as openraft produces them, so several batches are in flight and the
-/// follower's fsyncs cover several of them at once.
+/// follower's fsyncs cover several of them at once. A stream that ends cleanly gives the
+/// connection back for the next request (openraft starts a new stream whenever the leader
+/// has new replication work, many times a second).
 async fn serve_stream(
     t: &Target,
     mut r: BufReader<tokio::net::tcp::OwnedReadHalf>,
     mut w: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-) -> io::Result<()> {
+) -> io::Result<Option<Conn>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<AppendEntriesRequest<C>>(64);
     let reader = tokio::spawn(async move {
         loop {
             match read_frame::<Req>(&mut r).await {
                 Ok(Req::Append(a)) => {
                     if tx.send(a).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
-                _ => return,
+                Ok(Req::StreamEnd) => return Some(r),
+                _ => return None,
             }
         }
     });
-    let _abort = AbortOnDrop(reader);
+    let reader = AbortOnDrop(Some(reader));
     let input =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
     let out = t.raft.stream_append(input);
@@ -222,15 +231,25 @@ async fn serve_stream(
     while let Some(item) = out.next().await {
         write_frame(&mut w, &Resp::Stream(item.map_err(|e| e.to_string()))).await?;
     }
-    write_frame(&mut w, &Resp::StreamEnd).await
+    write_frame(&mut w, &Resp::StreamEnd).await?;
+    Ok(reader.join().await.flatten().map(|r| (r, w)))
 }
 
 /// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
 
-impl Drop for AbortOnDrop {
+impl<T> AbortOnDrop<T> {
+    /// The task's result, if it finished rather than failed.
+    async fn join(mut self) -> Option<T> {
+        self.0.take()?.await.ok()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
     }
 }
 
@@ -379,6 +398,10 @@ impl CallError {
 
 impl Peer {
     async fn connect(&mut self, ttl: Duration) -> Result<(), CallError> {
+        if self.conn.is_none() {
+            let key = (self.target, self.addr.clone());
+            self.conn = self.pool.lock().get_mut(&key).and_then(Vec::pop);
+        }
         if self.conn.is_some() {
             return Ok(());
         }
@@ -526,8 +549,10 @@ impl RaftNetworkV2<C> for Peer {
     {
         Box::pin(async move {
             self.connect(ttl(&option)).await.map_err(CallError::rpc)?;
-            // The stream owns the connection; the next call opens a new one.
+            // The stream owns the connection; a stream that ends cleanly puts it back in the
+            // pool for the next one.
             let (r, mut w) = self.conn.take().expect("connected");
+            let give_back = (self.pool.clone(), (self.target, self.addr.clone()));
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let sent = in_flight.clone();
             let writer = tokio::spawn(async move {
@@ -541,49 +566,66 @@ impl RaftNetworkV2<C> for Peer {
                     write_frame(&mut w, &Req::StreamEnd).await
                 }
                 .await;
-                if let Err(e) = res {
-                    debug!(error = %e, "append stream writer stopped");
+                match res {
+                    Ok(()) => Some(w),
+                    Err(e) => {
+                        debug!(error = %e, "append stream writer stopped");
+                        None
+                    }
                 }
             });
-            let state = (r, AbortOnDrop(writer), in_flight, false);
-            let results = futures_util::stream::unfold(
-                state,
-                |(mut r, writer, in_flight, done)| async move {
-                    if done {
-                        return None;
-                    }
-                    // Wait for data without consuming it (cancel-safe); only time out while a
-                    // request is waiting for its answer, since an idle stream is normal.
-                    loop {
-                        match tokio::time::timeout(STREAM_IDLE, r.fill_buf()).await {
-                            Ok(_) => break,
-                            Err(_) if in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 => {}
-                            Err(_) => {
-                                let e = io::Error::other("no append response in time");
-                                return Some((
-                                    Err(RPCError::Network(NetworkError::new(&e))),
-                                    (r, writer, in_flight, true),
-                                ));
+            let state = (r, AbortOnDrop(Some(writer)), in_flight, false);
+            let results =
+                futures_util::stream::unfold(state, move |(mut r, writer, in_flight, done)| {
+                    let give_back = give_back.clone();
+                    async move {
+                        if done {
+                            return None;
+                        }
+                        // Wait for data without consuming it (cancel-safe); only time out while
+                        // a request is waiting for its answer, since an idle stream is normal.
+                        loop {
+                            match tokio::time::timeout(STREAM_IDLE, r.fill_buf()).await {
+                                Ok(_) => break,
+                                Err(_)
+                                    if in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 => {
+                                }
+                                Err(_) => {
+                                    let e = io::Error::other("no append response in time");
+                                    return Some((
+                                        Err(RPCError::Network(NetworkError::new(&e))),
+                                        (r, writer, in_flight, true),
+                                    ));
+                                }
                             }
                         }
+                        let item = match read_frame::<Resp>(&mut r).await {
+                            Ok(Resp::Stream(Ok(res))) => {
+                                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                                let stop = res.is_err();
+                                return Some((Ok(res), (r, writer, in_flight, stop)));
+                            }
+                            Ok(Resp::StreamEnd) => {
+                                if let Some(w) = writer.join().await.flatten() {
+                                    let (pool, key) = give_back;
+                                    let mut pool = pool.lock();
+                                    let idle = pool.entry(key).or_default();
+                                    if idle.len() < 4 {
+                                        idle.push((r, w));
+                                    }
+                                }
+                                return None;
+                            }
+                            Ok(Resp::Stream(Err(e))) => io::Error::other(e),
+                            Ok(_) => io::Error::other("bad stream response"),
+                            Err(e) => e,
+                        };
+                        Some((
+                            Err(RPCError::Network(NetworkError::new(&item))),
+                            (r, writer, in_flight, true),
+                        ))
                     }
-                    let item = match read_frame::<Resp>(&mut r).await {
-                        Ok(Resp::Stream(Ok(res))) => {
-                            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                            let stop = res.is_err();
-                            return Some((Ok(res), (r, writer, in_flight, stop)));
-                        }
-                        Ok(Resp::StreamEnd) => return None,
-                        Ok(Resp::Stream(Err(e))) => io::Error::other(e),
-                        Ok(_) => io::Error::other("bad stream response"),
-                        Err(e) => e,
-                    };
-                    Some((
-                        Err(RPCError::Network(NetworkError::new(&item))),
-                        (r, writer, in_flight, true),
-                    ))
-                },
-            );
+                });
             let boxed: openraft::base::BoxStream<'s, _> = Box::pin(results);
             Ok(boxed)
         })
