@@ -104,8 +104,10 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 400)]
     pub raft_election_timeout_ms: u64,
 
-    /// Take a snapshot of the shard after this many log entries; older log entries are
-    /// then dropped, and a replica that is far behind catches up from the snapshot.
+    /// Take a snapshot of the shard after at least this many log entries, once the log since
+    /// the last snapshot is at least as large as it (as Redis rewrites its AOF when it has
+    /// doubled); older log entries are then dropped, and a replica that is far behind catches
+    /// up from the snapshot.
     #[arg(long, env = "SHARDAI_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
     pub snapshot_entries: u64,
 

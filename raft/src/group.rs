@@ -50,7 +50,8 @@ pub struct GroupConfig {
     pub heartbeat_ms: u64,
     /// Election timeout range, ms.
     pub election_ms: (u64, u64),
-    /// A snapshot is taken after this many entries since the last one.
+    /// A snapshot is taken after at least this many entries since the last one, once the
+    /// log since it is at least as large as it (see [`snapshot_policy`]).
     pub snapshot_every: u64,
 }
 
@@ -141,6 +142,45 @@ async fn batch_loop(raft: ShardRaft, mut rx: tokio::sync::mpsc::Receiver<(Cmd, R
     }
 }
 
+/// Takes a snapshot once at least `every` entries were applied since the last one and the log
+/// since it is at least as large as it, as Redis rewrites its AOF once it has doubled: the
+/// disk writes of snapshots then stay within those of the log, however large the keyspace
+/// (a fixed entry count rewrote a keyspace of large tensors every few seconds under load).
+async fn snapshot_policy(
+    raft: ShardRaft,
+    log: LogStore,
+    current: crate::state_machine::CurrentSnapshot,
+    every: u64,
+) {
+    let mut asked: Option<(u64, Instant)> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let m = raft.metrics().borrow_watched().clone();
+        if m.running_state.is_err() {
+            return;
+        }
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let last = current.last();
+        let (snap_index, snap_bytes) = last.map_or((None, 0), |(i, b)| (Some(i), b));
+        if applied.saturating_sub(snap_index.unwrap_or(0)) < every
+            || log.bytes_after(snap_index) < snap_bytes
+        {
+            continue;
+        }
+        // One build at a time: wait for the asked-for one (or a minute, if it failed).
+        if let Some((at, when)) = asked
+            && snap_index.is_none_or(|i| i < at)
+            && when.elapsed() < Duration::from_secs(60)
+        {
+            continue;
+        }
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        asked = Some((applied, Instant::now()));
+    }
+}
+
 impl std::fmt::Debug for ShardGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardGroup")
@@ -167,7 +207,7 @@ impl ShardGroup {
             election_timeout_min: cfg.election_ms.0,
             election_timeout_max: cfg.election_ms.1,
             install_snapshot_timeout: 30_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: (cfg.snapshot_every / 4).min(1000),
             ..Default::default()
         }
@@ -183,6 +223,7 @@ impl ShardGroup {
             pending.clone(),
         )
         .map_err(|e| format!("snapshots: {e}"))?;
+        let (log_handle, current) = (log.clone(), sm.current_snapshot());
         let raft = ShardRaft::new(
             cfg.me,
             Arc::new(config),
@@ -192,6 +233,12 @@ impl ShardGroup {
         )
         .await
         .map_err(|e| format!("Raft: {e}"))?;
+        tokio::spawn(snapshot_policy(
+            raft.clone(),
+            log_handle,
+            current,
+            cfg.snapshot_every,
+        ));
         // Raft::new re-applied the locally committed log over the newest snapshot; catching
         // up with the cluster's commit needs a leader, so it is only logged when it happens.
         let r = raft.clone();

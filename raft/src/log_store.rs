@@ -430,6 +430,17 @@ impl LogStore {
         self.inner.st.lock().locs.len()
     }
 
+    /// Bytes of the records of the entries after `index` (all held entries if None).
+    pub fn bytes_after(&self, index: Option<u64>) -> u64 {
+        let st = self.inner.st.lock();
+        st.locs
+            .iter()
+            .rev()
+            .take_while(|l| index.is_none_or(|i| l.log_id.index > i))
+            .map(|l| l.len as u64)
+            .sum()
+    }
+
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

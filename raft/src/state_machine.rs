@@ -68,6 +68,20 @@ impl Current {
     }
 }
 
+/// A handle on the newest snapshot, for the snapshot policy.
+#[derive(Debug, Clone)]
+pub struct CurrentSnapshot(Arc<Mutex<Current>>);
+
+impl CurrentSnapshot {
+    /// The newest snapshot's last index and its file's size, if there is one.
+    pub fn last(&self) -> Option<(u64, u64)> {
+        let (meta, path) = self.0.lock().snap.clone()?;
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let bytes = fs::metadata(&path).map_or(0, |m| m.len());
+        Some((index, bytes))
+    }
+}
+
 /// The state machine of one shard replica.
 #[derive(Debug)]
 pub struct StateMachine {
@@ -90,6 +104,11 @@ fn snap_name(meta: &Meta) -> String {
 }
 
 impl StateMachine {
+    /// A handle on the newest snapshot.
+    pub fn current_snapshot(&self) -> CurrentSnapshot {
+        CurrentSnapshot(self.current.clone())
+    }
+
     /// A state machine over `store`, keeping snapshots in `dir` (created if missing; the
     /// newest complete snapshot there becomes the current one).
     pub fn open(

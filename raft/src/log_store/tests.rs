@@ -220,3 +220,15 @@ async fn a_truncated_tail_stays_gone_in_allocated_space() {
     let want: Vec<(u64, u64)> = (0..5).map(|i| (i, 1)).chain([(5, 2)]).collect();
     assert_eq!(indexes(&mut ls).await, want);
 }
+
+#[tokio::test]
+async fn bytes_after_counts_the_records_after_an_index() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..10, 1).await;
+    let all = ls.bytes_after(None);
+    let end = records_end(&fs::read(d.path().join(seg_name(0))).unwrap());
+    assert_eq!(all, end as u64);
+    assert_eq!(ls.bytes_after(Some(9)), 0);
+    assert!(ls.bytes_after(Some(4)) > 0 && ls.bytes_after(Some(4)) < all);
+}
