@@ -5,6 +5,11 @@
 //! Format: the magic line, then records `[len u32][crc32 u32][bincode]`: first the
 //! `SnapshotMeta`, then one `Some(Item)` per key, then `None` as the end mark (a file
 //! without it is incomplete and refused).
+//!
+//! A snapshot of a large keyspace is written paced: each 8 MiB is handed to the disk as it is
+//! written and the writer waits for the one before, so the file never piles up as hundreds of
+//! MB of dirty pages whose final flush would stall the Raft log's fsyncs behind it (they did:
+//! 100-180 ms p99 write latency during snapshots of 16 KiB tensors).
 
 use std::{
     fs::File,
@@ -73,11 +78,85 @@ fn get<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
     bincode::deserialize(&payload).map_err(other)
 }
 
+/// Bytes written between two steps of pacing.
+const PACE: u64 = 8 << 20;
+
+/// A file written in paced steps: every [`PACE`] bytes, writeback of the new step starts and
+/// the writer waits until the step before is on disk.
+struct Paced {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Paced {
+    fn step(&mut self) -> io::Result<()> {
+        if self.written - self.started >= PACE {
+            let prev = self.started.saturating_sub(PACE);
+            if self.started > 0 {
+                sync_range(&self.file, prev, self.started - prev, true)?;
+            }
+            sync_range(&self.file, self.started, self.written - self.started, false)?;
+            self.started = self.written;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Paced {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        self.step()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Starts writeback of `off..off + len` of `file` (and with `wait`, waits for it): Linux's
+/// `sync_file_range`, a hint that does not make anything durable by itself.
+#[allow(unsafe_code)]
+fn sync_range(file: &File, off: u64, len: u64, wait: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    let r = unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            off as libc::off64_t,
+            len as libc::off64_t,
+            flags,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // A file system without it: the final fsync does all the work.
+        Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => Ok(()),
+        _ => Err(e),
+    }
+}
+
 /// Writes `entries` as the snapshot `meta` to `path` durably (temp file, fsync, rename).
 /// Blocking: call it on a blocking thread.
 pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
     let tmp = path.with_extension("part");
-    let f = File::create(&tmp)?;
+    let f = Paced {
+        file: File::create(&tmp)?,
+        written: 0,
+        started: 0,
+    };
     let mut w = BufWriter::with_capacity(1 << 20, f);
     w.write_all(MAGIC)?;
     put(&mut w, meta)?;
@@ -97,7 +176,7 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
         )?;
     }
     put(&mut w, &None::<Item>)?;
-    let f = w.into_inner().map_err(|e| e.into_error())?;
+    let f = w.into_inner().map_err(|e| e.into_error())?.file;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
@@ -191,5 +270,32 @@ mod tests {
             .set_len(len - 1)
             .unwrap();
         assert!(read(&path, &backends).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_several_pacing_steps_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("big.snap");
+        let meta = Meta::default();
+        let value = Bytes::from(vec![7u8; 1 << 20]);
+        let entries: Vec<Dumped> = (0..3 * (PACE >> 20) + 3)
+            .map(|i| {
+                (
+                    Bytes::from(format!("k{i}")),
+                    Value::Str(value.clone()),
+                    None,
+                )
+            })
+            .collect();
+        let n = entries.len();
+        write(&path, &meta, entries).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 3 * PACE);
+        let (_, items) = read(&path, &Arc::new(Backends::new(None))).unwrap();
+        assert_eq!(items.len(), n);
+        assert!(
+            items
+                .iter()
+                .all(|(_, v, _)| matches!(v, Value::Str(b) if *b == value))
+        );
     }
 }
