@@ -181,6 +181,21 @@ async fn snapshot_policy(
     }
 }
 
+/// Wakes on this replica's Raft state changes (an entry applied, a leader elected, a
+/// heartbeat answered), for callers waiting until something they wrote is applied here.
+pub struct Changes(openraft::alias::WatchReceiverOf<TypeConfig, openraft::RaftMetrics<TypeConfig>>);
+
+impl Changes {
+    /// Waits for the next change, at most `timeout`.
+    pub async fn next(&mut self, timeout: Duration) {
+        match tokio::time::timeout(timeout, self.0.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            // Raft stopped: nothing will change; do not spin.
+            Ok(Err(_)) => tokio::time::sleep(timeout.min(Duration::from_millis(5))).await,
+        }
+    }
+}
+
 impl std::fmt::Debug for ShardGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardGroup")
@@ -334,6 +349,12 @@ impl ShardGroup {
             .await
             .map_err(|e| self.write_error(e, None))?;
         Ok(())
+    }
+
+    /// A waiter for this replica's next state changes; take it before checking the state
+    /// it waits for.
+    pub fn changes(&self) -> Changes {
+        Changes(self.raft.metrics())
     }
 
     /// The current role and progress (from Raft's metrics, without waiting).

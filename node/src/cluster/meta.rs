@@ -98,6 +98,8 @@ impl Cluster {
         let meta = self
             .meta_group()
             .ok_or_else(|| Error::ClusterDown("this node has not joined a cluster".into()))?;
+        // Taken before the writes, so that no apply between the writes and the wait is missed.
+        let mut changes = meta.changes();
         for (key, value) in &records {
             // Already so here (IMPORTING then MIGRATING open the same record; SETSLOT NODE
             // goes to several masters): nothing to write.
@@ -118,12 +120,13 @@ impl Cluster {
             if done {
                 break;
             }
-            if std::time::Instant::now() >= deadline {
+            let now = std::time::Instant::now();
+            if now >= deadline {
                 return Err(Error::Unavailable(
                     "this node has not applied the metadata change yet".into(),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            changes.next(deadline - now).await;
         }
         self.refresh_now();
         Ok(())
