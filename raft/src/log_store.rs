@@ -130,6 +130,8 @@ struct State {
     /// Entries `first..first + locs.len()`.
     first: u64,
     locs: VecDeque<Loc>,
+    /// Bytes of the records in `locs`.
+    bytes: u64,
     cache: BTreeMap<u64, (Entry, usize)>,
     cache_bytes: usize,
     meta: Meta,
@@ -249,6 +251,7 @@ impl LogStore {
             segs: BTreeMap::new(),
             first: purged.map_or(0, |p| p + 1),
             locs: VecDeque::new(),
+            bytes: 0,
             cache: BTreeMap::new(),
             cache_bytes: 0,
             meta,
@@ -265,10 +268,16 @@ impl LogStore {
                 let Some((payload, next)) = parse_record(&bytes, off) else {
                     break;
                 };
-                let entry: Entry = match bincode::deserialize(payload) {
-                    Ok(e) => e,
-                    Err(_) => break,
-                };
+                // A record whose checksum holds was written whole: if it does not decode, it
+                // is not a torn write (another version's format, or a bug) and nothing here
+                // may be cut or removed because of it.
+                let entry: Entry = bincode::deserialize(payload).map_err(|e| {
+                    other(format!(
+                        "log {} holds an intact record at byte {off} that does not decode \
+                         ({e}): was it written by another version of shardai? Refusing to start",
+                        path.display()
+                    ))
+                })?;
                 locs.push(Loc {
                     seg: first,
                     off: off as u64,
@@ -294,7 +303,11 @@ impl LogStore {
         let torn_ok_from = scanned.iter().rposition(|s| !s.6.is_empty()).unwrap_or(0);
         for (i, (first, path, file, off, size, clean, locs)) in scanned.into_iter().enumerate() {
             if i > torn_ok_from {
-                info!(file = %path.display(), "removing an empty Raft log segment after a crash");
+                info!(
+                    file = %path.display(),
+                    "removing a Raft log segment that holds no intact record (a crash just \
+                     after it was started)"
+                );
                 fs::remove_file(&path)?;
                 sync_dir(dir)?;
                 continue;
@@ -333,6 +346,7 @@ impl LogStore {
                         path.display()
                     )));
                 }
+                st.bytes += loc.len as u64;
                 st.locs.push_back(loc);
             }
             st.segs.insert(
@@ -430,15 +444,20 @@ impl LogStore {
         self.inner.st.lock().locs.len()
     }
 
-    /// Bytes of the records of the entries after `index` (all held entries if None).
+    /// Bytes of the records of the entries after `index` (all held entries if None). Walks
+    /// only the entries up to `index` (after a snapshot, those not purged yet).
     pub fn bytes_after(&self, index: Option<u64>) -> u64 {
         let st = self.inner.st.lock();
-        st.locs
+        let Some(index) = index else {
+            return st.bytes;
+        };
+        let upto: u64 = st
+            .locs
             .iter()
-            .rev()
-            .take_while(|l| index.is_none_or(|i| l.log_id.index > i))
+            .take_while(|l| l.log_id.index <= index)
             .map(|l| l.len as u64)
-            .sum()
+            .sum();
+        st.bytes - upto
     }
 
     /// True when no entry is held.
@@ -739,6 +758,7 @@ impl RaftLogStorage<C> for LogStore {
                         st.next_index().saturating_sub(1)
                     )));
                 }
+                st.bytes += len as u64;
                 st.locs.push_back(Loc {
                     seg: cur_first,
                     off: base + off as u64,
@@ -778,6 +798,7 @@ impl RaftLogStorage<C> for LogStore {
             let file = seg.file.clone();
             let keep = (from - st.first) as usize;
             st.locs.truncate(keep);
+            st.bytes = st.locs.iter().map(|l| l.len as u64).sum();
             st.cache_drop(|i| i < from);
             (vec![file], self.inner.dir.clone())
         };
@@ -791,7 +812,9 @@ impl RaftLogStorage<C> for LogStore {
             st.meta.last_purged = Some(log_id);
             let upto = log_id.index;
             while st.first <= upto && !st.locs.is_empty() {
-                st.locs.pop_front();
+                if let Some(l) = st.locs.pop_front() {
+                    st.bytes -= l.len as u64;
+                }
                 st.first += 1;
             }
             if st.locs.is_empty() {

@@ -232,16 +232,20 @@ async fn serve_stream(
         write_frame(&mut w, &Resp::Stream(item.map_err(|e| e.to_string()))).await?;
     }
     write_frame(&mut w, &Resp::StreamEnd).await?;
-    Ok(reader.join().await.flatten().map(|r| (r, w)))
+    Ok(reader.join(STREAM_IDLE).await.flatten().map(|r| (r, w)))
 }
 
 /// Aborts a task when dropped.
 struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
 
 impl<T> AbortOnDrop<T> {
-    /// The task's result, if it finished rather than failed.
-    async fn join(mut self) -> Option<T> {
-        self.0.take()?.await.ok()
+    /// The task's result, if it finished within `limit` (else, or if this future is dropped,
+    /// the task is aborted).
+    async fn join(mut self, limit: Duration) -> Option<T> {
+        let handle = self.0.as_mut()?;
+        let out = tokio::time::timeout(limit, handle).await.ok()?.ok()?;
+        self.0 = None;
+        Some(out)
     }
 }
 
@@ -606,7 +610,7 @@ impl RaftNetworkV2<C> for Peer {
                                 return Some((Ok(res), (r, writer, in_flight, stop)));
                             }
                             Ok(Resp::StreamEnd) => {
-                                if let Some(w) = writer.join().await.flatten() {
+                                if let Some(w) = writer.join(STREAM_IDLE).await.flatten() {
                                     let (pool, key) = give_back;
                                     let mut pool = pool.lock();
                                     let idle = pool.entry(key).or_default();

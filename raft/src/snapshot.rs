@@ -86,17 +86,20 @@ const PACE: u64 = 8 << 20;
 struct Paced {
     file: File,
     written: u64,
+    /// Start of the step being written.
     started: u64,
+    /// Start of the step before it (handed to the disk, maybe not written yet).
+    prev: u64,
 }
 
 impl Paced {
     fn step(&mut self) -> io::Result<()> {
         if self.written - self.started >= PACE {
-            let prev = self.started.saturating_sub(PACE);
-            if self.started > 0 {
-                sync_range(&self.file, prev, self.started - prev, true)?;
+            if self.started > self.prev {
+                sync_range(&self.file, self.prev, self.started - self.prev, true)?;
             }
             sync_range(&self.file, self.started, self.written - self.started, false)?;
+            self.prev = self.started;
             self.started = self.written;
         }
         Ok(())
@@ -105,7 +108,8 @@ impl Paced {
 
 impl Write for Paced {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        // At most one step at a time, even for one large value.
+        let n = self.file.write(&buf[..buf.len().min(PACE as usize)])?;
         self.written += n as u64;
         self.step()?;
         Ok(n)
@@ -156,6 +160,7 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
         file: File::create(&tmp)?,
         written: 0,
         started: 0,
+        prev: 0,
     };
     let mut w = BufWriter::with_capacity(1 << 20, f);
     w.write_all(MAGIC)?;

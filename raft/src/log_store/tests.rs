@@ -232,3 +232,16 @@ async fn bytes_after_counts_the_records_after_an_index() {
     assert_eq!(ls.bytes_after(Some(9)), 0);
     assert!(ls.bytes_after(Some(4)) > 0 && ls.bytes_after(Some(4)) < all);
 }
+
+#[tokio::test]
+async fn an_intact_record_that_does_not_decode_refuses_to_start() {
+    // Not a torn write (its checksum holds): nothing may be cut or removed because of it.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    drop(ls);
+    fs::write(d.path().join(seg_name(3)), crc_record(b"not an entry")).unwrap();
+    let err = LogStore::open(d.path()).unwrap_err();
+    assert!(err.to_string().contains("does not decode"), "{err}");
+    assert!(d.path().join(seg_name(3)).exists());
+}
