@@ -374,15 +374,7 @@ impl LogStore {
         }
         if st.segs.is_empty() {
             let first = st.first;
-            let file = create_seg(dir, first)?;
-            st.segs.insert(
-                first,
-                Seg {
-                    file,
-                    len: 0,
-                    allocated: 0,
-                },
-            );
+            st.segs.insert(first, create_seg(dir, first)?);
         }
         info!(
             dir = %dir.display(),
@@ -466,7 +458,9 @@ impl LogStore {
     }
 }
 
-fn create_seg(dir: &Path, first: u64) -> io::Result<Arc<File>> {
+/// Creates the empty segment whose first entry is `first` (its space is allocated by the
+/// first append).
+fn create_seg(dir: &Path, first: u64) -> io::Result<Seg> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -474,7 +468,11 @@ fn create_seg(dir: &Path, first: u64) -> io::Result<Arc<File>> {
         .truncate(true)
         .open(dir.join(seg_name(first)))?;
     sync_dir(dir)?;
-    Ok(Arc::new(f))
+    Ok(Seg {
+        file: Arc::new(f),
+        len: 0,
+        allocated: 0,
+    })
 }
 
 /// The group-commit loop: one fsync per touched file per batch, callbacks in order.
@@ -726,18 +724,11 @@ impl RaftLogStorage<C> for LogStore {
                 && let Some((e, _, _)) = pending.first()
             {
                 let first = e.log_id.index;
-                let file = create_seg(&dir, first)?;
+                let seg = create_seg(&dir, first)?;
                 // The closing segment must be durable before entries after it are.
                 let prev = st.segs[&cur_first].file.clone();
                 self.send(SyncReq::Flush(prev, IOFlushed::noop()))?;
-                st.segs.insert(
-                    first,
-                    Seg {
-                        file,
-                        len: 0,
-                        allocated: 0,
-                    },
-                );
+                st.segs.insert(first, seg);
                 cur_first = first;
             }
             let seg = st.segs.get_mut(&cur_first).expect("current segment");
