@@ -304,8 +304,45 @@ type Conn = (
     BufWriter<tokio::net::tcp::OwnedWriteHalf>,
 );
 
-/// Idle connections by peer (openraft makes a new client for every heartbeat round and vote).
-type Pool = Arc<parking_lot::Mutex<std::collections::HashMap<(u64, String), Vec<Conn>>>>;
+/// Idle connections by peer (openraft makes a new client for every heartbeat round and vote,
+/// and a new append stream for every round of replication work).
+#[derive(Debug, Clone, Default)]
+struct Pool(Arc<parking_lot::Mutex<Idle>>);
+
+/// Idle connections by (node id, bus address).
+type Idle = std::collections::HashMap<(u64, String), Vec<Conn>>;
+
+/// Idle connections kept per peer.
+const IDLE_PER_PEER: usize = 4;
+
+impl Pool {
+    fn take(&self, target: u64, addr: &str) -> Option<Conn> {
+        self.0
+            .lock()
+            .get_mut(&(target, addr.to_string()))
+            .and_then(Vec::pop)
+    }
+
+    fn put(&self, target: u64, addr: String, conn: Conn) {
+        let mut pool = self.0.lock();
+        let idle = pool.entry((target, addr)).or_default();
+        if idle.len() < IDLE_PER_PEER {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The reading side of an append stream, and where its connection goes back when the stream
+/// ends cleanly.
+struct StreamRx {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: AbortOnDrop<Option<BufWriter<tokio::net::tcp::OwnedWriteHalf>>>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    done: bool,
+    pool: Pool,
+    target: u64,
+    addr: String,
+}
 
 /// Makes clients for peers.
 #[derive(Debug, Clone)]
@@ -342,14 +379,12 @@ impl Network {
     }
 
     fn peer(&self, target: u64, addr: &str) -> Peer {
-        let key = (target, addr.to_string());
-        let conn = self.pool.lock().get_mut(&key).and_then(Vec::pop);
         Peer {
             cluster: self.cluster.clone(),
             group: self.group.clone(),
             target,
             addr: addr.to_string(),
-            conn,
+            conn: None,
             pool: self.pool.clone(),
         }
     }
@@ -370,11 +405,8 @@ pub struct Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            let mut pool = self.pool.lock();
-            let idle = pool.entry((self.target, self.addr.clone())).or_default();
-            if idle.len() < 4 {
-                idle.push(c);
-            }
+            self.pool
+                .put(self.target, std::mem::take(&mut self.addr), c);
         }
     }
 }
@@ -403,8 +435,7 @@ impl CallError {
 impl Peer {
     async fn connect(&mut self, ttl: Duration) -> Result<(), CallError> {
         if self.conn.is_none() {
-            let key = (self.target, self.addr.clone());
-            self.conn = self.pool.lock().get_mut(&key).and_then(Vec::pop);
+            self.conn = self.pool.take(self.target, &self.addr);
         }
         if self.conn.is_some() {
             return Ok(());
@@ -556,7 +587,6 @@ impl RaftNetworkV2<C> for Peer {
             // The stream owns the connection; a stream that ends cleanly puts it back in the
             // pool for the next one.
             let (r, mut w) = self.conn.take().expect("connected");
-            let give_back = (self.pool.clone(), (self.target, self.addr.clone()));
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let sent = in_flight.clone();
             let writer = tokio::spawn(async move {
@@ -578,58 +608,52 @@ impl RaftNetworkV2<C> for Peer {
                     }
                 }
             });
-            let state = (r, AbortOnDrop(Some(writer)), in_flight, false);
-            let results =
-                futures_util::stream::unfold(state, move |(mut r, writer, in_flight, done)| {
-                    let give_back = give_back.clone();
-                    async move {
-                        if done {
-                            return None;
+            let state = StreamRx {
+                r,
+                writer: AbortOnDrop(Some(writer)),
+                in_flight,
+                done: false,
+                pool: self.pool.clone(),
+                target: self.target,
+                addr: self.addr.clone(),
+            };
+            let results = futures_util::stream::unfold(state, |mut s| async move {
+                if s.done {
+                    return None;
+                }
+                // Wait for data without consuming it (cancel-safe); only time out while a
+                // request is waiting for its answer, since an idle stream is normal.
+                loop {
+                    match tokio::time::timeout(STREAM_IDLE, s.r.fill_buf()).await {
+                        Ok(_) => break,
+                        Err(_) if s.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 => {}
+                        Err(_) => {
+                            let e = io::Error::other("no append response in time");
+                            s.done = true;
+                            return Some((Err(RPCError::Network(NetworkError::new(&e))), s));
                         }
-                        // Wait for data without consuming it (cancel-safe); only time out while
-                        // a request is waiting for its answer, since an idle stream is normal.
-                        loop {
-                            match tokio::time::timeout(STREAM_IDLE, r.fill_buf()).await {
-                                Ok(_) => break,
-                                Err(_)
-                                    if in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 => {
-                                }
-                                Err(_) => {
-                                    let e = io::Error::other("no append response in time");
-                                    return Some((
-                                        Err(RPCError::Network(NetworkError::new(&e))),
-                                        (r, writer, in_flight, true),
-                                    ));
-                                }
-                            }
-                        }
-                        let item = match read_frame::<Resp>(&mut r).await {
-                            Ok(Resp::Stream(Ok(res))) => {
-                                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                                let stop = res.is_err();
-                                return Some((Ok(res), (r, writer, in_flight, stop)));
-                            }
-                            Ok(Resp::StreamEnd) => {
-                                if let Some(w) = writer.join(STREAM_IDLE).await.flatten() {
-                                    let (pool, key) = give_back;
-                                    let mut pool = pool.lock();
-                                    let idle = pool.entry(key).or_default();
-                                    if idle.len() < 4 {
-                                        idle.push((r, w));
-                                    }
-                                }
-                                return None;
-                            }
-                            Ok(Resp::Stream(Err(e))) => io::Error::other(e),
-                            Ok(_) => io::Error::other("bad stream response"),
-                            Err(e) => e,
-                        };
-                        Some((
-                            Err(RPCError::Network(NetworkError::new(&item))),
-                            (r, writer, in_flight, true),
-                        ))
                     }
-                });
+                }
+                let e = match read_frame::<Resp>(&mut s.r).await {
+                    Ok(Resp::Stream(Ok(res))) => {
+                        s.in_flight
+                            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        s.done = res.is_err();
+                        return Some((Ok(res), s));
+                    }
+                    Ok(Resp::StreamEnd) => {
+                        if let Some(w) = s.writer.join(STREAM_IDLE).await.flatten() {
+                            s.pool.put(s.target, s.addr, (s.r, w));
+                        }
+                        return None;
+                    }
+                    Ok(Resp::Stream(Err(e))) => io::Error::other(e),
+                    Ok(_) => io::Error::other("bad stream response"),
+                    Err(e) => e,
+                };
+                s.done = true;
+                Some((Err(RPCError::Network(NetworkError::new(&e))), s))
+            });
             let boxed: openraft::base::BoxStream<'s, _> = Box::pin(results);
             Ok(boxed)
         })
