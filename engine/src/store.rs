@@ -1,14 +1,16 @@
 //! `Store`: the keyspace of one shard.
 //!
 //! A fixed array of lock-striped hash maps (the same idea as `dashmap`, kept here so that
-//! SCAN can walk the keyspace one stripe at a time with a plain integer cursor). Values are
+//! SCAN can walk the keyspace one stripe at a time with a plain integer cursor). A key's
+//! stripe is given by its Redis Cluster hash slot, so the keys of one slot (CLUSTER
+//! GETKEYSINSLOT / COUNTKEYSINSLOT, asked once per slot when resharding) are found in one
+//! stripe instead of a walk of the whole keyspace. Values are
 //! cheap to clone handles (`Bytes`, `Arc<Tensor>`), so readers take a handle under a read
 //! lock and encode the reply after releasing it. Writes arrive only through
 //! [`Store::apply`], called by whichever `Proposer` owns the write path.
 
 use std::{
     collections::HashMap,
-    hash::BuildHasher,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -17,6 +19,7 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use shardai_protocol::slot::{SLOTS, key_slot};
 
 use crate::{
     glob::glob_match,
@@ -26,6 +29,9 @@ use crate::{
 
 /// Number of lock stripes; also the number of SCAN steps over the keyspace.
 pub const STRIPES: usize = 1024;
+
+/// Hash slots per stripe.
+const SLOTS_PER_STRIPE: usize = SLOTS as usize / STRIPES;
 
 /// Type name TYPE reports for tensors (RedisAI's module type name).
 pub const TENSOR_TYPE: &str = "AI_TENSOR";
@@ -86,7 +92,6 @@ type Stripe = HashMap<Bytes, Entry, foldhash::fast::RandomState>;
 #[derive(Debug)]
 pub struct Store {
     stripes: Box<[RwLock<Stripe>]>,
-    hasher: foldhash::fast::RandomState,
     keys: AtomicI64,
     volatile: AtomicI64,
     used_bytes: AtomicI64,
@@ -116,7 +121,6 @@ impl Store {
             stripes: (0..STRIPES)
                 .map(|_| RwLock::new(HashMap::with_hasher(Default::default())))
                 .collect(),
-            hasher: Default::default(),
             keys: AtomicI64::new(0),
             volatile: AtomicI64::new(0),
             used_bytes: AtomicI64::new(0),
@@ -125,10 +129,34 @@ impl Store {
     }
 
     pub(crate) fn stripe_of(&self, key: &[u8]) -> &RwLock<Stripe> {
-        // The map inside the stripe hashes the key again with its own seed, so the stripe
-        // takes the high bits.
-        let h = self.hasher.hash_one(key);
-        &self.stripes[(h >> 54) as usize % STRIPES]
+        &self.stripes[key_slot(key) as usize / SLOTS_PER_STRIPE]
+    }
+
+    /// The live keys in hash `slot`, sorted (one stripe is read).
+    pub fn keys_in_slot(&self, slot: u16, now_ms: u64) -> Vec<Bytes> {
+        let Some(stripe) = self.stripes.get(slot as usize / SLOTS_PER_STRIPE) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<Bytes> = stripe
+            .read()
+            .iter()
+            .filter(|(k, e)| e.live(now_ms) && key_slot(k) == slot)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// How many live keys hash `slot` holds (one stripe is read).
+    pub fn count_in_slot(&self, slot: u16, now_ms: u64) -> usize {
+        self.stripes
+            .get(slot as usize / SLOTS_PER_STRIPE)
+            .map_or(0, |s| {
+                s.read()
+                    .iter()
+                    .filter(|(k, e)| e.live(now_ms) && key_slot(k) == slot)
+                    .count()
+            })
     }
 
     /// The live value of `key`, if any. The clock is read only for keys with a deadline.
@@ -319,6 +347,31 @@ mod tests {
                 .keys
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn keys_of_a_slot_are_found_in_its_stripe() {
+        let s = Store::new();
+        for i in 0..20_000 {
+            set(&s, &format!("k:{i}"), "v");
+        }
+        set(&s, "{user1}.a", "v");
+        set(&s, "{user1}.b", "v");
+        let mut all = s.keys(b"*", 0);
+        all.sort();
+        let mut by_slot = vec![Vec::new(); SLOTS as usize];
+        for k in &all {
+            by_slot[key_slot(k) as usize].push(k.clone());
+        }
+        for (slot, want) in by_slot.iter().enumerate() {
+            assert_eq!(&s.keys_in_slot(slot as u16, 0), want, "slot {slot}");
+            assert_eq!(s.count_in_slot(slot as u16, 0), want.len());
+        }
+        let tagged = s.keys_in_slot(key_slot(b"user1"), 0);
+        assert!(tagged.contains(&Bytes::from_static(b"{user1}.a")));
+        assert!(tagged.contains(&Bytes::from_static(b"{user1}.b")));
+        assert!(s.keys_in_slot(SLOTS, 0).is_empty());
+        assert_eq!(s.count_in_slot(SLOTS, 0), 0);
     }
 
     #[test]

@@ -3,20 +3,33 @@
 /// Number of hash slots.
 pub const SLOTS: u16 = 16384;
 
-/// CRC16-CCITT (XMODEM), as Redis Cluster computes it.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
+/// CRC16-CCITT (XMODEM) of each byte value, for a byte at a time.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
             crc = if crc & 0x8000 != 0 {
                 (crc << 1) ^ 0x1021
             } else {
                 crc << 1
             };
+            bit += 1;
         }
+        table[i] = crc;
+        i += 1;
     }
-    crc
+    table
+};
+
+/// CRC16-CCITT (XMODEM), as Redis Cluster computes it (table-driven, as Redis does: the
+/// keyspace computes it on every access).
+fn crc16(data: &[u8]) -> u16 {
+    data.iter().fold(0u16, |crc, &b| {
+        (crc << 8) ^ CRC16_TABLE[((crc >> 8) as u8 ^ b) as usize]
+    })
 }
 
 /// The hash slot of `key`: only the part between the first `{` and the next `}` counts when

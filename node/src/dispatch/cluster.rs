@@ -56,18 +56,6 @@ fn slot_arg(b: &Bytes) -> Result<u16, Error> {
         .ok_or_else(|| Error::Verbatim("ERR Invalid slot".into()))
 }
 
-/// Keys of the local keyspace in `slot` (a scan of the keyspace).
-fn keys_in_slot(shared: &Shared, slot: u16) -> Vec<Bytes> {
-    let mut keys: Vec<Bytes> = shared
-        .store()
-        .keys(b"*", shardai_engine::now_ms())
-        .into_iter()
-        .filter(|k| key_slot(k) == slot)
-        .collect();
-    keys.sort();
-    keys
-}
-
 /// # Format
 /// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID | KEYSLOT key | COUNTKEYSINSLOT slot |
 /// GETKEYSINSLOT slot count | SETSLOT ... | HELP`, and the internal `SHARDAI-*` subcommands.
@@ -149,7 +137,11 @@ fn cluster_cmd(
         b"countkeysinslot" => {
             arity(1)?;
             let slot = slot_arg(&rest[0])?;
-            Ok(Reply::Int(keys_in_slot(shared, slot).len() as i64))
+            Ok(Reply::Int(
+                shared
+                    .store()
+                    .count_in_slot(slot, shardai_engine::now_ms()) as i64,
+            ))
         }
         b"getkeysinslot" => {
             arity(2)?;
@@ -157,7 +149,9 @@ fn cluster_cmd(
             let slot = slot_arg(&rest[0]).map_err(|_| bad())?;
             let count: usize = s(&rest[1]).parse().map_err(|_| bad())?;
             Ok(Reply::Array(
-                keys_in_slot(shared, slot)
+                shared
+                    .store()
+                    .keys_in_slot(slot, shardai_engine::now_ms())
                     .into_iter()
                     .take(count)
                     .map(Reply::Bulk)

@@ -5,7 +5,7 @@
 //! moves the slot for every node. Each call returns once this node routes by the change.
 
 use bytes::Bytes;
-use shardai_protocol::{Error, Reply, slot::key_slot};
+use shardai_protocol::{Error, Reply};
 use shardai_router::{SLOTS, replies::parse_node_name};
 
 use crate::{
@@ -75,11 +75,7 @@ pub(super) async fn setslot(args: &[Bytes], shared: &Shared) -> Result<Reply, Er
             let to = node_shard(3)?;
             if owner == Some(mine) && to != mine {
                 let now = shardai_engine::now_ms();
-                let held = shared
-                    .store()
-                    .keys(b"*", now)
-                    .iter()
-                    .any(|k| key_slot(k) == slot);
+                let held = shared.store().count_in_slot(slot, now) > 0;
                 if held {
                     return Err(err(format!(
                         "Can't assign hashslot {slot} to a different node while I still hold \
