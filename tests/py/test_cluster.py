@@ -129,6 +129,11 @@ def test_ask_tryagain_and_asking_during_a_manual_migration(cluster):
     slot = 12182
     src, dst = redis.Redis(port=src_port), redis.Redis(port=dst_port)
     src.execute_command("AI.TENSORSET", "{foo}a", "INT8", 1, "VALUES", 7)
+    # Large enough to be serialized off the event loop by MIGRATE.
+    big = bytes(range(256)) * 1024
+    src.execute_command("AI.TENSORSET", "{foo}big", "UINT8", len(big), "BLOB", big)
+    assert src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 2
+    assert src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10) == [b"{foo}a", b"{foo}big"]
     assert dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id) == b"OK"
     assert src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id) == b"OK"
     mine = [ln for ln in src.execute_command("CLUSTER", "NODES").decode().splitlines()
@@ -152,9 +157,9 @@ def test_ask_tryagain_and_asking_during_a_manual_migration(cluster):
     with pytest.raises(redis.ResponseError, match="^Can't assign hashslot 12182 to a "
                        "different node while I still hold keys for this hash slot.$"):
         src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-    # MIGRATE moves {foo}a; then the source sends it on too.
+    # MIGRATE moves {foo}a and {foo}big; then the source sends them on too.
     assert src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000,
-                               "KEYS", "{foo}a") == b"OK"
+                               "KEYS", "{foo}a", "{foo}big") == b"OK"
     with pytest.raises(redis.exceptions.AskError):
         src.execute_command("AI.TENSORGET", "{foo}a", "VALUES")
     assert src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000,
@@ -165,6 +170,7 @@ def test_ask_tryagain_and_asking_during_a_manual_migration(cluster):
     try:
         assert rc.execute_command("AI.TENSORGET", "{foo}a", "VALUES") == [7]
         assert rc.execute_command("AI.TENSORGET", "{foo}b", "VALUES") == [8]
+        assert rc.execute_command("AI.TENSORGET", "{foo}big", "BLOB") == big
         assert rc.get_node_from_key("{foo}a").port == dst_port
     finally:
         rc.close()

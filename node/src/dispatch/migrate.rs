@@ -139,6 +139,27 @@ pub(super) async fn migrate(m: Migrate, shared: &Shared) -> Reply {
     }
 }
 
+/// The bytes MIGRATE sends (AUTH if asked, one RESTORE-ASKING per key), and the keys in the
+/// order of their replies.
+fn request(m: &Migrate, found: &[(Bytes, Value, u64)]) -> (Vec<u8>, Vec<Bytes>) {
+    let mut req = Vec::new();
+    if let Some((user, pw)) = &m.auth {
+        match user {
+            Some(u) => req.extend(resp_array(&[b"AUTH", u, pw])),
+            None => req.extend(resp_array(&[b"AUTH", pw])),
+        }
+    }
+    for (k, v, ttl) in found {
+        let (p, ttl) = (dump::dump(v), ttl.to_string());
+        let mut args: Vec<&[u8]> = vec![b"RESTORE-ASKING", k, ttl.as_bytes(), &p];
+        if m.replace {
+            args.push(b"REPLACE");
+        }
+        req.extend(resp_array(&args));
+    }
+    (req, found.iter().map(|(k, _, _)| k.clone()).collect())
+}
+
 /// Sends the keys; returns those the target stored and the first error it replied.
 async fn send(
     m: &Migrate,
@@ -156,24 +177,16 @@ async fn send(
         };
     let _ = sock.set_nodelay(true);
     let mut sock = BufReader::new(sock);
-    let mut req = Vec::new();
-    if let Some((user, pw)) = &m.auth {
-        match user {
-            Some(u) => req.extend(resp_array(&[b"AUTH", u, pw])),
-            None => req.extend(resp_array(&[b"AUTH", pw])),
-        }
-    }
-    let payloads: Vec<(Bytes, Vec<u8>, String)> = found
-        .iter()
-        .map(|(k, v, ttl)| (k.clone(), dump::dump(v), ttl.to_string()))
-        .collect();
-    for (k, p, ttl) in &payloads {
-        let mut args: Vec<&[u8]> = vec![b"RESTORE-ASKING", k, ttl.as_bytes(), p];
-        if m.replace {
-            args.push(b"REPLACE");
-        }
-        req.extend(resp_array(&args));
-    }
+    // Serializing large values (models, big tensors) is CPU work: not on a tokio worker.
+    let bytes: usize = found.iter().map(|(_, v, _)| v.size()).sum();
+    let (req, keys) = if bytes >= BLOCKING_PAYLOAD {
+        let (m, found) = (m.clone(), found.to_vec());
+        tokio::task::spawn_blocking(move || request(&m, &found))
+            .await
+            .map_err(|e| Error::Unavailable(format!("migrate failed: {e}")))?
+    } else {
+        request(m, found)
+    };
     let write_err = || Error::Verbatim("IOERR error or timeout writing to target instance".into());
     match tokio::time::timeout(timeout, sock.get_mut().write_all(&req)).await {
         Ok(Ok(())) => {}
@@ -186,9 +199,9 @@ async fn send(
     }
     let mut moved = Vec::new();
     let mut failure = None;
-    for (k, _, _) in &payloads {
+    for k in keys {
         match read_status(&mut sock, timeout).await? {
-            Ok(()) => moved.push(k.clone()),
+            Ok(()) => moved.push(k),
             Err(e) => {
                 failure.get_or_insert(e);
             }
