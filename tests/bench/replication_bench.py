@@ -11,9 +11,14 @@ Failover: --kills times, a writer (following MOVED) writes continuously; the lea
 killed with SIGKILL; the time from the kill to the first write acknowledged by another node
 is recorded; the killed node restarts and catches up before the next round.
 
-Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH]
+--sweep 1,4,16,50 adds 64 B writes at those client counts (one run each, alternating): with
+one client it shows the latency of one replicated, fsync'd write against one AOF fsync.
+
+Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH] [--sweep N,..]
 """
 import argparse
+import csv
+import io
 import os
 import statistics
 import subprocess
@@ -68,6 +73,32 @@ def measured(run, pids, n):
     return out, us, busy
 
 
+def bench_clients(port, args, data_file, requests, clients):
+    """redis-benchmark with `clients` connections: (req/s, p50 ms, p99 ms)."""
+    cmd = ["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(requests), "--csv",
+           "-x"] + args
+    with open(data_file, "rb") as stdin:
+        out = subprocess.run(cmd, stdin=stdin, capture_output=True, check=True, text=True).stdout
+    row = list(csv.DictReader(io.StringIO(out)))[-1]
+    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
+
+
+def sweep(cluster, r_port, tmp, counts):
+    data = os.path.join(tmp, "blob64")
+    with open(data, "wb") as f:
+        f.write(b"a" * 64)
+    lines = []
+    for c in counts:
+        n = 2000 * min(c, 10)
+        s = bench_clients(cluster.leader().port, ["-r", "1000000", "AI.TENSORSET", "k:__rand_int__",
+                                                  "UINT8", "64", "BLOB"], data, n, c)
+        r = bench_clients(r_port, ["-r", "1000000", "SET", "k:__rand_int__"], data, n, c)
+        lines.append(f"  {c:>3} clients: shardai {s[0]:>8,.0f}/s p50 {s[1]:.3f} ms | redis AOF always "
+                     f"{r[0]:>8,.0f}/s p50 {r[1]:.3f} ms | ratio {s[0] / r[0]:.2f}")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def failover_times(cluster, kills):
     times = []
     for k in range(kills):
@@ -117,6 +148,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer requests, one repetition, 3 kills")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--sweep", help="client counts for 64 B writes, e.g. 1,4,16,50")
     a = ap.parse_args()
     if a.shardai:
         os.environ["SHARDAI_BIN"] = a.shardai
@@ -166,6 +198,7 @@ def main():
                 + f" = {lead_us + sum(fol_us):.0f} µs (machine {med(x[1] for x in cpu_rows):.0f}% busy)"
                 f" | redis-server {med(x[2] for x in cpu_rows):.0f} µs (machine "
                 f"{med(x[3] for x in cpu_rows):.0f}% busy, the rest is redis-benchmark)")
+        sweep_lines = sweep(cluster, r_port, tmp, [int(c) for c in a.sweep.split(",")]) if a.sweep else []
         stop(r_proc)
         times = failover_times(cluster, kills)
     finally:
@@ -180,6 +213,9 @@ def main():
               f"| {s[0] / r[0]:.2f} |")
     print(f"\nCPU ({os.cpu_count()} cores; medians):")
     print("\n".join(cpu_lines))
+    if sweep_lines:
+        print("\n64 B writes by number of clients:")
+        print("\n".join(sweep_lines))
     ms = sorted(t * 1000 for t in times)
     print(f"\nfailover (kill -9 of the leader to first acknowledged write), {len(ms)} kills: "
           f"p50 {statistics.median(ms):.0f} ms, min {ms[0]:.0f}, max {ms[-1]:.0f}; all: "
