@@ -8,6 +8,11 @@
 //! at a time (openraft runs one replication stream per peer, each with its own client).
 //! A snapshot goes as a header, then file chunks, then an end mark: both sides hold one
 //! chunk in memory, whatever the snapshot's size.
+//!
+//! Connections are kept per peer and reused (openraft opens a client per heartbeat round and
+//! an append stream per round of replication work); one is reused only when its last exchange
+//! ended cleanly, and is checked for having been closed by the peer before that. TCP keepalive
+//! finds a vanished peer's connections, so no task waits on them for ever.
 
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
@@ -43,6 +48,16 @@ pub type ShardRaft = openraft::Raft<C, crate::state_machine::StateMachine>;
 
 /// Largest frame accepted (one AppendEntries holding a large model).
 const MAX_FRAME: usize = 1 << 31;
+/// Largest first frame (`Hello`), and the longest wait for it: an unknown peer gets no
+/// large buffer and no lasting task.
+const MAX_HELLO: usize = 64 * 1024;
+const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// TCP keepalive on bus connections: a peer whose host vanished (a half-open connection,
+/// idle in a pool or waiting for the next request) is found dead within about a minute,
+/// so no task waits on it forever.
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(30))
+    .with_interval(Duration::from_secs(5));
 /// Snapshot chunk size.
 const CHUNK: usize = 1 << 20;
 /// Least time given to one request (a follower's fsync under load can take a while).
@@ -94,8 +109,15 @@ async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) 
 async fn read_frame<T: for<'de> Deserialize<'de>>(
     r: &mut (impl AsyncReadExt + Unpin),
 ) -> io::Result<T> {
+    read_frame_max(r, MAX_FRAME).await
+}
+
+async fn read_frame_max<T: for<'de> Deserialize<'de>>(
+    r: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+) -> io::Result<T> {
     let len = r.read_u32_le().await? as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::other(format!("frame of {len} bytes refused")));
     }
     let mut b = vec![0u8; len];
@@ -142,11 +164,20 @@ pub async fn serve(listener: TcpListener, slot: TargetSlot) {
     }
 }
 
-async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
+/// Bus socket options: no Nagle delay, keepalive probes.
+fn tune(sock: &TcpStream) {
     let _ = sock.set_nodelay(true);
+    let _ = socket2::SockRef::from(sock).set_tcp_keepalive(&KEEPALIVE);
+}
+
+async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
+    tune(&sock);
     let (r, w) = sock.into_split();
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
-    let Req::Hello { cluster, group, to } = read_frame(&mut r).await? else {
+    let hello = tokio::time::timeout(HELLO_WAIT, read_frame_max(&mut r, MAX_HELLO))
+        .await
+        .map_err(|_| io::Error::other("no hello in time"))??;
+    let Req::Hello { cluster, group, to } = hello else {
         return Err(io::Error::other("no hello"));
     };
     let (target, joined) = {
@@ -316,11 +347,17 @@ type Idle = std::collections::HashMap<(u64, String), Vec<Conn>>;
 const IDLE_PER_PEER: usize = 4;
 
 impl Pool {
+    /// An idle connection to the peer that is still open (one the peer closed, because it
+    /// restarted or gave up on it, is dropped here rather than failing a request).
     fn take(&self, target: u64, addr: &str) -> Option<Conn> {
-        self.0
-            .lock()
-            .get_mut(&(target, addr.to_string()))
-            .and_then(Vec::pop)
+        let mut pool = self.0.lock();
+        let idle = pool.get_mut(&(target, addr.to_string()))?;
+        while let Some(mut c) = idle.pop() {
+            if open_and_quiet(&mut c) {
+                return Some(c);
+            }
+        }
+        None
     }
 
     fn put(&self, target: u64, addr: String, conn: Conn) {
@@ -330,6 +367,18 @@ impl Pool {
             idle.push(conn);
         }
     }
+}
+
+/// True when nothing is waiting to be read on an idle connection and the peer has not closed
+/// it (a peek that would block); anything else means it cannot carry a new request.
+fn open_and_quiet(c: &mut Conn) -> bool {
+    if !c.0.buffer().is_empty() {
+        return false;
+    }
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut byte = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    c.0.get_mut().poll_peek(&mut cx, &mut buf).is_pending()
 }
 
 /// The reading side of an append stream, and where its connection goes back when the stream
@@ -373,7 +422,10 @@ impl Network {
         let mut peer = self.peer(target, addr);
         match peer.call(&Req::Propose(cmd), Duration::from_secs(10)).await {
             Ok(Resp::Propose(r)) => r,
-            Ok(_) => Err("bad response".into()),
+            Ok(_) => {
+                peer.conn = None;
+                Err("bad response".into())
+            }
             Err(CallError::Unreachable(e) | CallError::Network(e)) => Err(e.to_string()),
         }
     }
@@ -444,7 +496,7 @@ impl Peer {
             .await
             .map_err(|_| CallError::Unreachable(io::Error::other("connect timed out")))?
             .map_err(CallError::Unreachable)?;
-        let _ = sock.set_nodelay(true);
+        tune(&sock);
         let (r, w) = sock.into_split();
         let (mut r, mut w) = (BufReader::new(r), BufWriter::with_capacity(1 << 16, w));
         let hello = Req::Hello {
@@ -536,10 +588,17 @@ impl Peer {
         .await;
         match sent {
             Ok(Resp::Snap(Ok(r))) => Ok(r),
-            Ok(Resp::Snap(Err(e))) => Err(CallError::Network(io::Error::other(e))),
-            Ok(_) => Err(CallError::Network(io::Error::other(
-                "bad snapshot response",
-            ))),
+            Ok(Resp::Snap(Err(e))) => {
+                // The receiver may have stopped reading mid-snapshot: not reused.
+                self.conn = None;
+                Err(CallError::Network(io::Error::other(e)))
+            }
+            Ok(_) => {
+                self.conn = None;
+                Err(CallError::Network(io::Error::other(
+                    "bad snapshot response",
+                )))
+            }
             Err(e) => {
                 self.conn = None;
                 Err(CallError::Network(e))
@@ -624,9 +683,11 @@ impl RaftNetworkV2<C> for Peer {
                 // Wait for data without consuming it (cancel-safe); only time out while a
                 // request is waiting for its answer, since an idle stream is normal.
                 loop {
+                    // A request sent during a wait gets a whole wait of its own.
+                    let waiting = s.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
                     match tokio::time::timeout(STREAM_IDLE, s.r.fill_buf()).await {
                         Ok(_) => break,
-                        Err(_) if s.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 => {}
+                        Err(_) if !waiting => {}
                         Err(_) => {
                             let e = io::Error::other("no append response in time");
                             s.done = true;
@@ -667,7 +728,10 @@ impl RaftNetworkV2<C> for Peer {
         match self.call(&Req::Append(rpc), ttl(&option)).await {
             Ok(Resp::Append(Ok(r))) => Ok(r),
             Ok(Resp::Append(Err(e))) => Err(remote(e)),
-            Ok(_) => Err(remote("bad response")),
+            Ok(_) => {
+                self.conn = None;
+                Err(remote("bad response"))
+            }
             Err(e) => Err(e.rpc()),
         }
     }
@@ -680,7 +744,10 @@ impl RaftNetworkV2<C> for Peer {
         match self.call(&Req::Vote(rpc), ttl(&option)).await {
             Ok(Resp::Vote(Ok(r))) => Ok(r),
             Ok(Resp::Vote(Err(e))) => Err(remote(e)),
-            Ok(_) => Err(remote("bad response")),
+            Ok(_) => {
+                self.conn = None;
+                Err(remote("bad response"))
+            }
             Err(e) => Err(e.rpc()),
         }
     }
@@ -699,5 +766,38 @@ impl RaftNetworkV2<C> for Peer {
                 Err(StreamingError::Closed(closed))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (r, w) = client.unwrap().into_split();
+        ((BufReader::new(r), BufWriter::new(w)), server.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_the_peer_closed_or_wrote_to_are_not_reused() {
+        let pool = Pool::default();
+        let (open, _keep) = pair().await;
+        let (closed, server) = pair().await;
+        drop(server);
+        let (written, mut server) = pair().await;
+        server.write_all(b"x").await.unwrap();
+        // Let the FIN and the byte arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for c in [open, closed, written] {
+            pool.put(7, "peer".into(), c);
+        }
+        // Taken last in, first out: the written and the closed one are dropped.
+        let mut got = pool.take(7, "peer").expect("the open connection");
+        assert!(open_and_quiet(&mut got));
+        assert!(pool.take(7, "peer").is_none());
+        assert!(pool.take(8, "peer").is_none());
     }
 }
