@@ -49,7 +49,11 @@ type LogId = LogIdOf<C>;
 type Vote = VoteOf<C>;
 
 /// A segment file is closed and a new one started past this size.
+#[cfg(not(test))]
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// 64 KiB in unit tests, so that they roll segments.
+#[cfg(test)]
+pub const SEGMENT_BYTES: u64 = 64 << 10;
 /// Recently appended entries kept decoded in memory (for replication and apply).
 const CACHE_BYTES: usize = 64 << 20;
 /// Bytes of one record header.
@@ -224,7 +228,19 @@ fn parse_record(b: &[u8], off: usize) -> Option<(&[u8], usize)> {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, checking every record.
     pub fn open(dir: &Path) -> io::Result<LogStore> {
+        // New folders' names must be durable before anything in them is (a vote saved in a
+        // folder that a crash then loses would allow a second vote in its term).
+        let new: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .collect();
         fs::create_dir_all(dir)?;
+        for d in new {
+            match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+                _ => sync_dir(Path::new("."))?,
+            }
+        }
         let meta: Meta = match read_framed(&dir.join("meta"))? {
             Some(b) => bincode::deserialize(&b).map_err(other)?,
             None => Meta::default(),
@@ -458,6 +474,22 @@ impl LogStore {
     }
 }
 
+/// The entry recorded at `loc`, checked to be the one `loc` names.
+fn read_entry(file: &File, loc: &Loc) -> io::Result<Entry> {
+    let mut buf = vec![0u8; loc.len as usize];
+    file.read_exact_at(&mut buf, loc.off)?;
+    let index = loc.log_id.index;
+    let (payload, _) =
+        parse_record(&buf, 0).ok_or_else(|| other(format!("log entry {index} is corrupt")))?;
+    let e: Entry = bincode::deserialize(payload).map_err(other)?;
+    if e.log_id != loc.log_id {
+        return Err(other(format!(
+            "log entry {index} is not where the index says"
+        )));
+    }
+    Ok(e)
+}
+
 /// Creates the empty segment whose first entry is `first` (its space is allocated by the
 /// first append).
 fn create_seg(dir: &Path, first: u64) -> io::Result<Seg> {
@@ -616,11 +648,26 @@ impl RaftLogReader<C> for LogStore {
             }
         }
         for (at, loc, file) in missing {
-            let mut buf = vec![0u8; loc.len as usize];
-            file.read_exact_at(&mut buf, loc.off)?;
-            let (payload, _) = parse_record(&buf, 0)
-                .ok_or_else(|| other(format!("log entry {} is corrupt", loc.log_id.index)))?;
-            out[at] = Some(bincode::deserialize(payload).map_err(other)?);
+            match read_entry(&file, &loc) {
+                Ok(e) => out[at] = Some(e),
+                // Read outside the lock: a truncation since (a leader that stepped down
+                // while replicating) may have cut this entry and everything after it. The
+                // read then answers as of after the cut; an entry still held is corrupt.
+                Err(e) => {
+                    let st = self.inner.st.lock();
+                    let held = loc
+                        .log_id
+                        .index
+                        .checked_sub(st.first)
+                        .and_then(|i| st.locs.get(i as usize))
+                        .is_some_and(|l| l.log_id == loc.log_id && l.off == loc.off);
+                    if held {
+                        return Err(e);
+                    }
+                    out.truncate(at);
+                    break;
+                }
+            }
         }
         Ok(out.into_iter().flatten().collect())
     }
@@ -706,31 +753,36 @@ impl RaftLogStorage<C> for LogStore {
         I::IntoIter: Send,
     {
         let dir = self.inner.dir.clone();
+        let mut buf = Vec::new();
+        let mut pending = Vec::new();
+        for e in entries {
+            let payload = bincode::serialize(&e).map_err(other)?;
+            let rec = crc_record(&payload);
+            pending.push((e, buf.len(), rec.len()));
+            buf.extend_from_slice(&rec);
+        }
+        let full = {
+            let st = self.inner.st.lock();
+            st.segs
+                .last_key_value()
+                .filter(|(_, seg)| seg.len >= SEGMENT_BYTES)
+                .map(|(_, seg)| seg.file.clone())
+        };
+        if let (Some(prev), Some((e, _, _))) = (full, pending.first()) {
+            // The closing segment is durable before a byte of the next one is written: a
+            // crash in between would otherwise leave a torn segment before an intact one,
+            // which start-up refuses as corruption.
+            self.barrier(vec![prev], None).await?;
+            let first = e.log_id.index;
+            let seg = create_seg(&dir, first)?;
+            self.inner.st.lock().segs.insert(first, seg);
+        }
         let file = {
             let mut st = self.inner.st.lock();
-            let mut buf = Vec::new();
-            let mut pending = Vec::new();
-            for e in entries {
-                let payload = bincode::serialize(&e).map_err(other)?;
-                let rec = crc_record(&payload);
-                pending.push((e, buf.len(), rec.len()));
-                buf.extend_from_slice(&rec);
-            }
             let Some((cur_first, _)) = st.segs.last_key_value() else {
                 return Err(other("no log segment"));
             };
-            let mut cur_first = *cur_first;
-            if st.segs[&cur_first].len >= SEGMENT_BYTES
-                && let Some((e, _, _)) = pending.first()
-            {
-                let first = e.log_id.index;
-                let seg = create_seg(&dir, first)?;
-                // The closing segment must be durable before entries after it are.
-                let prev = st.segs[&cur_first].file.clone();
-                self.send(SyncReq::Flush(prev, IOFlushed::noop()))?;
-                st.segs.insert(first, seg);
-                cur_first = first;
-            }
+            let cur_first = *cur_first;
             let seg = st.segs.get_mut(&cur_first).expect("current segment");
             seg.reserve(buf.len() as u64)?;
             let base = seg.len;
@@ -764,7 +816,7 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
-        let (files, dir) = {
+        let (file, cut) = {
             let mut st = self.inner.st.lock();
             let from = last.map_or(st.first, |l| l.index + 1).max(st.first);
             if from >= st.next_index() {
@@ -782,8 +834,6 @@ impl RaftLogStorage<C> for LogStore {
                 fs::remove_file(self.inner.dir.join(seg_name(k)))?;
             }
             let seg = st.segs.get_mut(&loc.seg).expect("segment of a held entry");
-            // Cut (the tail must read as zeros again); the next append allocates anew.
-            seg.file.set_len(loc.off)?;
             seg.len = loc.off;
             seg.allocated = loc.off;
             let file = seg.file.clone();
@@ -791,10 +841,14 @@ impl RaftLogStorage<C> for LogStore {
             st.locs.truncate(keep);
             st.bytes = st.locs.iter().map(|l| l.len as u64).sum();
             st.cache_drop(|i| i < from);
-            (vec![file], self.inner.dir.clone())
+            (file, loc.off)
         };
-        let _ = dir;
-        self.barrier(files, None).await
+        // The later segments' removal is durable (the barrier syncs the folder) before the
+        // cut: on a crash in between, the log is still one run of entries.
+        self.barrier(Vec::new(), None).await?;
+        // Cut (the tail must read as zeros again); the next append allocates anew.
+        file.set_len(cut)?;
+        self.barrier(vec![file], None).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {

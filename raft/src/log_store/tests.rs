@@ -245,3 +245,94 @@ async fn an_intact_record_that_does_not_decode_refuses_to_start() {
     assert!(err.to_string().contains("does not decode"), "{err}");
     assert!(d.path().join(seg_name(3)).exists());
 }
+
+#[tokio::test]
+async fn a_read_racing_a_truncation_answers_as_of_after_the_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..10, 1).await;
+    drop(ls);
+    // Reopened: nothing cached, reads go to the file.
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let (old6, file) = {
+        let st = ls.inner.st.lock();
+        (st.locs[6].clone(), st.segs[&0].file.clone())
+    };
+    assert_eq!(read_entry(&file, &old6).unwrap().log_id, old6.log_id);
+    // A new leader's entries replace 6.. at the same offsets: the old location now holds
+    // another entry, which the read must not return as the old one.
+    ls.truncate_after(Some(log_id::<C>(1, 1, 5))).await.unwrap();
+    append(&mut ls, 6..10, 2).await;
+    let e = read_entry(&file, &old6).unwrap_err();
+    assert!(e.to_string().contains("not where the index says"), "{e}");
+    let now6 = ls.inner.st.lock().locs[6].clone();
+    assert_eq!(
+        read_entry(&file, &now6).unwrap().log_id,
+        log_id::<C>(2, 1, 6)
+    );
+    assert_eq!(
+        indexes(&mut ls).await,
+        [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 1),
+            (5, 1),
+            (6, 2),
+            (7, 2),
+            (8, 2),
+            (9, 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_new_data_folder_is_created() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("a").join("raft");
+    let mut ls = LogStore::open(&dir).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    drop(ls);
+    let mut ls = LogStore::open(&dir).unwrap();
+    assert_eq!(indexes(&mut ls).await, [(0, 1), (1, 1), (2, 1)]);
+}
+
+#[tokio::test]
+async fn segments_roll_and_survive_reopen_truncate_and_purge() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    for b in 0..30 {
+        append(&mut ls, b * 100..(b + 1) * 100, 1).await;
+    }
+    let segs = |d: &std::path::Path| {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        v.sort();
+        v
+    };
+    let rolled = segs(d.path());
+    assert!(rolled.len() >= 2, "{rolled:?}");
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let all = indexes(&mut ls).await;
+    assert_eq!(all.len(), 3000);
+    assert!(all.iter().enumerate().all(|(i, e)| *e == (i as u64, 1)));
+    // Back into the first segment: the later ones go, new entries follow the cut.
+    ls.truncate_after(Some(log_id::<C>(1, 1, 99)))
+        .await
+        .unwrap();
+    assert_eq!(segs(d.path()).len(), 1);
+    append(&mut ls, 100..3000, 2).await;
+    ls.purge(log_id::<C>(2, 1, 2500)).await.unwrap();
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let left = indexes(&mut ls).await;
+    assert_eq!(left.first(), Some(&(2501, 2)));
+    assert_eq!(left.last(), Some(&(2999, 2)));
+    assert_eq!(left.len(), 499);
+    assert!(segs(d.path()).len() < rolled.len());
+}
