@@ -134,29 +134,31 @@ impl Store {
 
     /// The live keys in hash `slot`, sorted (one stripe is read).
     pub fn keys_in_slot(&self, slot: u16, now_ms: u64) -> Vec<Bytes> {
-        let Some(stripe) = self.stripes.get(slot as usize / SLOTS_PER_STRIPE) else {
-            return Vec::new();
-        };
-        let mut keys: Vec<Bytes> = stripe
-            .read()
-            .iter()
-            .filter(|(k, e)| e.live(now_ms) && key_slot(k) == slot)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut keys = self.in_slot(slot, now_ms, |keys| keys.cloned().collect::<Vec<_>>());
         keys.sort();
         keys
     }
 
     /// How many live keys hash `slot` holds (one stripe is read).
     pub fn count_in_slot(&self, slot: u16, now_ms: u64) -> usize {
-        self.stripes
-            .get(slot as usize / SLOTS_PER_STRIPE)
-            .map_or(0, |s| {
-                s.read()
-                    .iter()
-                    .filter(|(k, e)| e.live(now_ms) && key_slot(k) == slot)
-                    .count()
-            })
+        self.in_slot(slot, now_ms, |keys| keys.count())
+    }
+
+    /// `f` over the live keys of hash `slot`, under its stripe's read lock.
+    fn in_slot<R>(
+        &self,
+        slot: u16,
+        now_ms: u64,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Bytes>) -> R,
+    ) -> R {
+        let Some(stripe) = self.stripes.get(slot as usize / SLOTS_PER_STRIPE) else {
+            return f(&mut std::iter::empty());
+        };
+        let stripe = stripe.read();
+        f(&mut stripe
+            .iter()
+            .filter(|(k, e)| e.live(now_ms) && key_slot(k) == slot)
+            .map(|(k, _)| k))
     }
 
     /// The live value of `key`, if any. The clock is read only for keys with a deadline.

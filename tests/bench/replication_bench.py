@@ -17,11 +17,8 @@ one client it shows the latency of one replicated, fsync'd write against one AOF
 Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH] [--sweep N,..]
 """
 import argparse
-import csv
-import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,19 +30,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "py"))
 
 from shardcluster import Client, Cluster  # noqa: E402
-from tensor_vs_redis import bench, free_port, stop, wait_ready  # noqa: E402
+from tensor_vs_redis import bench, start_redis, stop  # noqa: E402
 
 
 def start_redis_aof(tmp):
-    port = free_port()
-    d = os.path.join(tmp, "redis")
-    os.makedirs(d, exist_ok=True)
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
-                             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-                             "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(port, proc)
-    return port, proc
+    return start_redis(tmp, "--appendonly", "yes", "--appendfsync", "always")
 
 
 def cpu_seconds(pid):
@@ -73,16 +62,6 @@ def measured(run, pids, n):
     return out, us, busy
 
 
-def bench_clients(port, args, data_file, requests, clients):
-    """redis-benchmark with `clients` connections: (req/s, p50 ms, p99 ms)."""
-    cmd = ["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(requests), "--csv",
-           "-x"] + args
-    with open(data_file, "rb") as stdin:
-        out = subprocess.run(cmd, stdin=stdin, capture_output=True, check=True, text=True).stdout
-    row = list(csv.DictReader(io.StringIO(out)))[-1]
-    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])
-
-
 def sweep(cluster, r_port, tmp, counts):
     data = os.path.join(tmp, "blob64")
     with open(data, "wb") as f:
@@ -90,9 +69,9 @@ def sweep(cluster, r_port, tmp, counts):
     lines = []
     for c in counts:
         n = 2000 * min(c, 10)
-        s = bench_clients(cluster.leader().port, ["-r", "1000000", "AI.TENSORSET", "k:__rand_int__",
-                                                  "UINT8", "64", "BLOB"], data, n, c)
-        r = bench_clients(r_port, ["-r", "1000000", "SET", "k:__rand_int__"], data, n, c)
+        s = bench(cluster.leader().port, ["-r", "1000000", "AI.TENSORSET", "k:__rand_int__", "UINT8",
+                                          "64", "BLOB"], data, n, 1, clients=c)
+        r = bench(r_port, ["-r", "1000000", "SET", "k:__rand_int__"], data, n, 1, clients=c)
         lines.append(f"  {c:>3} clients: shardai {s[0]:>8,.0f}/s p50 {s[1]:.3f} ms | redis AOF always "
                      f"{r[0]:>8,.0f}/s p50 {r[1]:.3f} ms | ratio {s[0] / r[0]:.2f}")
         print(lines[-1], flush=True)

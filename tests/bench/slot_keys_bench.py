@@ -11,7 +11,6 @@ Usage: .venv/bin/python tests/bench/slot_keys_bench.py [--keys N] [--slots N]
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,18 +21,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "py"))
 
 from shardcluster import Cluster  # noqa: E402
-from tensor_vs_redis import free_port, stop, wait_ready  # noqa: E402
+from tensor_vs_redis import start_redis, stop  # noqa: E402
 
 
 def start_redis_cluster(tmp):
-    port = free_port()
-    d = os.path.join(tmp, "redis")
-    os.makedirs(d, exist_ok=True)
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
-                             "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
-                             "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(port, proc)
+    port, proc = start_redis(tmp, "--appendonly", "no", "--cluster-enabled", "yes")
     r = redis.Redis(port=port)
     r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
     deadline = time.time() + 20

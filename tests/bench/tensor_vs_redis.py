@@ -54,12 +54,15 @@ def start_shardai(binary, tmp, extra):
     return port, proc
 
 
-def start_redis(tmp):
+def start_redis(tmp, *options):
+    """Debian's redis-server on a free port with its files under `tmp`; `options` (e.g.
+    "--appendonly", "yes") replace the default of no persistence."""
     port = free_port()
     d = os.path.join(tmp, "redis")
     os.makedirs(d, exist_ok=True)
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
-                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                             "--save", "", *(options or ("--appendonly", "no")),
+                             "--daemonize", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, proc)
     return port, proc
@@ -75,8 +78,8 @@ def stop(proc):
             proc.wait()
 
 
-def bench(port, args, data_file, requests, pipeline):
-    cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests), "-P", str(pipeline),
+def bench(port, args, data_file, requests, pipeline, clients=50):
+    cmd = ["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(requests), "-P", str(pipeline),
            "--csv"]
     if data_file:
         cmd += ["-x"]
