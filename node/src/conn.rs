@@ -1,4 +1,6 @@
-//! One client connection: read requests, dispatch them in order, write replies.
+//! One client connection: read requests, route them (in cluster mode), dispatch them in
+//! order, write replies. The connection's own state is a [`ConnState`]; the loop knows the
+//! handlers only through [`dispatch::execute`].
 //!
 //! Requests are decoded as they complete, so pipelined requests are answered in one write.
 //! A large request gets a read buffer of exactly its size, so its BLOB becomes a stored
@@ -24,9 +26,10 @@ use tokio::{
 use tracing::debug;
 
 use crate::{
-    cluster::Route,
+    cluster::route,
     dispatch::{self, Flow},
-    state::{ClientInfo, Shared},
+    session::{ClientInfo, ConnState},
+    state::Shared,
 };
 
 /// Requests larger than this get a read buffer of their own, sized exactly. Smaller
@@ -38,19 +41,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Flush replies once this many bytes are waiting, even inside a long pipeline.
 const FLUSH_AT: usize = 256 * 1024;
 
-/// Per-connection state that commands read and change.
-#[derive(Debug)]
-pub struct ConnState {
-    /// RESP version, 2 or 3.
-    pub resp: u8,
-    /// The connection sent READONLY.
-    pub readonly: bool,
-    /// The connection sent ASKING (cleared by the next command).
-    pub asking: bool,
-    /// This connection's registry entry.
-    pub info: Arc<ClientInfo>,
-}
-
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
 pub async fn serve(
     mut sock: TcpStream,
@@ -60,12 +50,7 @@ pub async fn serve(
 ) {
     let id = info.id;
     let peer = info.addr;
-    let mut state = ConnState {
-        resp: 2,
-        readonly: false,
-        asking: false,
-        info,
-    };
+    let mut state = ConnState::new(info);
     let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
         Ok(why) => why,
         Err(e) => format!("i/o error: {e}"),
@@ -175,42 +160,20 @@ async fn handle(
     state: &mut ConnState,
     out: &mut WriteBuf,
 ) -> Flow {
-    // Held until the reply is built (see `Cluster::migration`).
+    // Held until the reply is built (see `Cluster::admit`).
     let mut migration_guard = None;
     let parsed = match table::lookup_indexed(&argv[0]) {
         Some((i, spec)) => {
             state.info.last_cmd.store(i, Ordering::Relaxed);
             // ASKING holds for the one command after it.
-            let asking = std::mem::take(&mut state.asking) || spec.name == "restore-asking";
+            let asking = route::is_asking(spec, std::mem::take(&mut state.asking));
             if let Some(cluster) = &shared.cluster {
-                // Every keyed command holds the migration lock (shared) from its routing
-                // decision to its reply, so MIGRATE never moves a key while a command that
-                // was routed here is still writing it.
-                if (spec.first_key > 0 || spec.has_movable_keys()) && spec.name != "migrate" {
-                    migration_guard = Some(cluster.migration.clone().read_owned().await);
-                }
-                let refuse = match cluster.route(spec, &argv, state.readonly, asking) {
-                    Route::Local => None,
-                    Route::LeaderRead(slot) => match cluster.group() {
-                        Some(g) => g.read_gate(slot).await.err(),
-                        None => None,
-                    },
-                    Route::Migrating(slot) => {
-                        let mut refuse = cluster.check_migrating(spec, &argv, slot);
-                        if refuse.is_none()
-                            && !spec.is_write()
-                            && let Some(g) = cluster.group()
-                        {
-                            refuse = g.read_gate(slot).await.err();
-                        }
-                        refuse
+                match cluster.admit(spec, &argv, state.readonly, asking).await {
+                    Ok(guard) => migration_guard = guard,
+                    Err(e) => {
+                        out.push(&Reply::Error(e), state.resp);
+                        return Flow::Continue;
                     }
-                    Route::Importing(_) => cluster.check_importing(spec, &argv),
-                    Route::Refuse(e) => Some(e),
-                };
-                if let Some(e) = refuse {
-                    out.push(&Reply::Error(e), state.resp);
-                    return Flow::Continue;
                 }
             }
             Command::parse_for(spec, argv)

@@ -5,9 +5,12 @@
 //! - [`cluster`]: cluster mode: identity, the shard's Raft group, request routing.
 //! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
 //! - [`server`]: the listener, connection limit, background tasks and shutdown.
-//! - [`conn`]: one connection's read–dispatch–write loop.
-//! - [`dispatch`]: commands against the shard, one file per family.
-//! - [`state`]: what connections share (proposer, settings, statistics, clients).
+//! - [`conn`]: one connection's read–route–dispatch–write loop.
+//! - [`session`]: one connection's state (RESP version, READONLY, ASKING, client info), which
+//!   the loop and the handlers share without importing each other.
+//! - [`dispatch`]: the handler registry and the handlers, one file per command family.
+//! - [`resp`]: the one RESP reply reader, for the node's own outbound calls (admin, MIGRATE).
+//! - [`state`]: what connections share (proposer, engine, settings, statistics, clients).
 //!
 //! Business logic lives in `shardai-protocol` and `shardai-engine`; this crate wires them to
 //! sockets.
@@ -17,5 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
+pub mod resp;
 pub mod server;
+pub mod session;
 pub mod state;

@@ -76,7 +76,7 @@ async fn run(config: Config) -> Result<(), String> {
             cluster.clone(),
             Some(cluster.clone()),
         ));
-        cluster.set_backends(shared.backends.clone());
+        cluster.set_backends(shared.engine.backends.clone());
         tokio::spawn(shardai_raft::network::serve(bus, cluster.target_slot()));
         info!(
             version = env!("CARGO_PKG_VERSION"),

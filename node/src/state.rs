@@ -1,5 +1,6 @@
-//! State shared by every connection: the shard's proposer and store, run-time settings,
-//! statistics and the client registry (for CLIENT LIST and INFO clients).
+//! State shared by every connection: the shard's proposer and store, the AI engine
+//! ([`Engine`]), run-time settings, statistics and the client registry (for CLIENT LIST and
+//! INFO clients). Per-connection state is in [`crate::session`].
 
 use std::{
     collections::BTreeMap,
@@ -11,11 +12,14 @@ use std::{
     time::Instant,
 };
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
 
-use crate::{cluster::Cluster, config::Config};
+use crate::{
+    cluster::Cluster,
+    config::Config,
+    session::{ClientInfo, ClientNames},
+};
 
 /// Server-wide counters for INFO stats.
 #[derive(Debug, Default)]
@@ -51,36 +55,38 @@ pub struct Runtime {
     pub model_chunk_size: AtomicUsize,
 }
 
-/// What CLIENT LIST shows about one connection.
-#[derive(Debug)]
-pub struct ClientInfo {
-    /// CLIENT ID.
-    pub id: u64,
-    /// Peer address.
-    pub addr: SocketAddr,
-    /// Local address.
-    pub laddr: SocketAddr,
-    /// When the connection was accepted.
-    pub since: Instant,
-    /// Milliseconds since `since` of the last command.
-    pub last_ms: AtomicU64,
-    /// Protocol version (2 or 3).
-    pub resp: AtomicU8,
-    /// Name, library name and version (CLIENT SETNAME / SETINFO).
-    pub names: Mutex<ClientNames>,
-    /// Index in the command table of the last command.
-    pub last_cmd: AtomicUsize,
+/// What AI commands run with: the backends models load into, the per-device run queues
+/// and the AI.INFO statistics.
+pub struct Engine {
+    /// Model backends, loaded on first use.
+    pub backends: Arc<Backends>,
+    /// Per-device run queues.
+    pub queues: RunQueues,
+    /// AI.INFO statistics.
+    pub run_stats: StatsRegistry,
 }
 
-/// Client-chosen names.
-#[derive(Debug, Default, Clone)]
-pub struct ClientNames {
-    /// CLIENT SETNAME.
-    pub name: Bytes,
-    /// CLIENT SETINFO LIB-NAME.
-    pub lib_name: Bytes,
-    /// CLIENT SETINFO LIB-VER.
-    pub lib_ver: Bytes,
+impl Engine {
+    /// An engine whose backends look for their libraries in `backends_path` (the wheels'
+    /// folders when `None`), with `threads_per_queue` workers per device queue.
+    pub fn new(
+        backends_path: Option<std::path::PathBuf>,
+        settings: shardai_engine::backend::Settings,
+        threads_per_queue: usize,
+    ) -> Self {
+        let path = backends_path.or_else(shardai_engine::backend::default_path);
+        Engine {
+            backends: Arc::new(Backends::with_threads(path, settings)),
+            queues: RunQueues::new(threads_per_queue),
+            run_stats: StatsRegistry::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
 }
 
 /// Everything a connection needs from the server.
@@ -95,12 +101,8 @@ pub struct Shared {
     pub runtime: Runtime,
     /// Counters.
     pub stats: Stats,
-    /// Model backends, loaded on first use.
-    pub backends: Arc<Backends>,
-    /// Per-device run queues.
-    pub queues: RunQueues,
-    /// AI.INFO statistics.
-    pub run_stats: StatsRegistry,
+    /// Backends, run queues and AI.INFO statistics.
+    pub engine: Engine,
     /// Live connections by id.
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
@@ -121,10 +123,6 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Shared state for a server with `config` writing through `proposer`.
     pub fn new(config: Config, proposer: Arc<dyn Proposer>, cluster: Option<Arc<Cluster>>) -> Self {
-        let backends_path = config
-            .backends_path
-            .clone()
-            .or_else(shardai_engine::backend::default_path);
         let runtime = Runtime {
             max_bulk: AtomicUsize::new(config.proto_max_bulk_len),
             maxclients: AtomicUsize::new(config.maxclients),
@@ -134,21 +132,23 @@ impl Shared {
         let run_id = (0..5)
             .map(|i| format!("{:08x}", mix(seed.wrapping_add(i))))
             .collect();
-        let queues = RunQueues::new(config.threads_per_queue);
         let threads = shardai_engine::backend::Settings {
             intra_op: config.intra_op_parallelism,
             inter_op: config.inter_op_parallelism,
             execution_timeout_ms: config.model_execution_timeout,
         };
+        let engine = Engine::new(
+            config.backends_path.clone(),
+            threads,
+            config.threads_per_queue,
+        );
         Shared {
             proposer,
             cluster,
             config,
             runtime,
             stats: Stats::default(),
-            backends: Arc::new(Backends::with_threads(backends_path, threads)),
-            queues,
-            run_stats: StatsRegistry::default(),
+            engine,
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),

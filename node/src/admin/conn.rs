@@ -1,42 +1,20 @@
 //! A blocking RESP2 client for the admin commands: calls, and calls that follow MOVED to
-//! a group's leader.
+//! a group's leader. Replies are read by the crate's one reader, [`crate::resp`].
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::Write,
     net::TcpStream,
     time::{Duration, Instant},
 };
 
-/// A reply from a node.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Val {
-    /// A status or bulk string.
-    Str(String),
-    /// An error reply.
-    Err(String),
-    /// An integer.
-    Int(i64),
-    /// A null.
-    Nil,
-    /// An array.
-    Arr(Vec<Val>),
-}
-
-impl Val {
-    pub(super) fn text(&self) -> String {
-        match self {
-            Val::Str(s) | Val::Err(s) => s.clone(),
-            Val::Int(n) => n.to_string(),
-            Val::Nil => String::new(),
-            Val::Arr(v) => v.iter().map(Val::text).collect::<Vec<_>>().join(" "),
-        }
-    }
-}
+pub(super) use crate::resp::Val;
+use crate::resp::{RespReader, request};
 
 /// A blocking RESP2 connection.
 pub(super) struct Conn {
     addr: String,
-    r: BufReader<TcpStream>,
+    sock: TcpStream,
+    reader: RespReader,
 }
 
 impl Conn {
@@ -48,55 +26,20 @@ impl Conn {
         let _ = sock.set_read_timeout(Some(Duration::from_secs(120)));
         Ok(Conn {
             addr: addr.to_string(),
-            r: BufReader::new(sock),
+            sock,
+            reader: RespReader::default(),
         })
     }
 
     pub(super) fn call(&mut self, args: &[&str]) -> Result<Val, String> {
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-        self.r
-            .get_mut()
-            .write_all(&req)
+        self.sock
+            .write_all(&request(args))
             .map_err(|e| format!("{}: {e}", self.addr))?;
         self.read().map_err(|e| format!("{}: {e}", self.addr))
     }
 
     fn read(&mut self) -> std::io::Result<Val> {
-        let mut line = String::new();
-        self.r.read_line(&mut line)?;
-        let line = line.trim_end_matches(['\r', '\n']);
-        let bad = || std::io::Error::other(format!("bad reply line {line:?}"));
-        let (t, rest) = line.split_at_checked(1).ok_or_else(bad)?;
-        Ok(match t {
-            "+" => Val::Str(rest.to_string()),
-            "-" => Val::Err(rest.to_string()),
-            ":" => Val::Int(rest.parse().map_err(|_| bad())?),
-            "$" => {
-                let n: i64 = rest.parse().map_err(|_| bad())?;
-                if n < 0 {
-                    return Ok(Val::Nil);
-                }
-                let mut b = vec![0u8; n as usize + 2];
-                self.r.read_exact(&mut b)?;
-                b.truncate(n as usize);
-                Val::Str(String::from_utf8_lossy(&b).into_owned())
-            }
-            "*" => {
-                let n: i64 = rest.parse().map_err(|_| bad())?;
-                if n < 0 {
-                    return Ok(Val::Nil);
-                }
-                let mut v = Vec::new();
-                for _ in 0..n {
-                    v.push(self.read()?);
-                }
-                Val::Arr(v)
-            }
-            _ => return Err(bad()),
-        })
+        self.reader.read(&mut self.sock)
     }
 
     /// Calls and fails on an error reply.

@@ -13,6 +13,7 @@
 //! - `add-shard`, `reshard`, `rebalance`: see [`reshard`].
 
 mod conn;
+mod plan;
 mod reshard;
 
 use std::{

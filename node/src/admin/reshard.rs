@@ -1,7 +1,8 @@
 //! `shardai cluster add-shard / reshard / rebalance`: growing the cluster by a shard and
 //! moving slots between shards while they serve, with the same CLUSTER SETSLOT /
 //! GETKEYSINSLOT / MIGRATE sequence `redis-cli --cluster reshard` sends, and progress lines
-//! while it runs.
+//! while it runs. Which slots move where is decided by the pure functions in
+//! [`super::plan`].
 
 use std::{
     collections::HashMap,
@@ -9,81 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shardai_router::{NodeInfo, ShardInfo, replies::parse_node_name};
+use shardai_router::{NodeInfo, ShardInfo};
 
-use super::{Conn, Val, call_strs, member_args, random_u64, state, topology, wait_for_ok};
-
-/// A shard's master as CLUSTER NODES shows it.
-#[derive(Debug, Clone)]
-struct Master {
-    id: String,
-    addr: String,
-    slots: Vec<u16>,
-}
-
-/// Masters, and which master each node follows.
-#[derive(Debug, Default, Clone)]
-struct Shape {
-    masters: Vec<Master>,
-    master_of: HashMap<String, String>,
-    addr_of: HashMap<String, String>,
-}
+use super::{
+    Conn, Val, call_strs, member_args,
+    plan::{self, Master, Shape},
+    random_u64, state, topology, wait_for_ok,
+};
 
 fn shape(addr: &str) -> Result<Shape, String> {
-    let text = Conn::open(addr)?.ok(&["CLUSTER", "NODES"])?.text();
-    let mut s = Shape::default();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
-        }
-        let node_addr = f[1].split('@').next().unwrap_or_default().to_string();
-        s.addr_of.insert(f[0].to_string(), node_addr.clone());
-        if f[2].split(',').any(|x| x == "master") {
-            let mut slots = Vec::new();
-            for r in &f[8..] {
-                if r.starts_with('[') {
-                    continue;
-                }
-                let (a, b) = r.split_once('-').unwrap_or((r, r));
-                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
-                    slots.extend(a..=b);
-                }
-            }
-            s.master_of.insert(f[0].to_string(), f[0].to_string());
-            s.masters.push(Master {
-                id: f[0].to_string(),
-                addr: node_addr,
-                slots,
-            });
-        } else {
-            s.master_of.insert(f[0].to_string(), f[3].to_string());
-        }
-    }
-    Ok(s)
-}
-
-impl Shape {
-    /// The master of the shard that `who` (a node id, or a node's host:port) belongs to.
-    fn master(&self, who: &str) -> Result<&Master, String> {
-        let id = match parse_node_name(who) {
-            Some(n) => format!("{n:040x}"),
-            None => self
-                .addr_of
-                .iter()
-                .find(|(_, a)| a.as_str() == who)
-                .map(|(id, _)| id.clone())
-                .ok_or_else(|| format!("no node {who} in the cluster"))?,
-        };
-        let m = self
-            .master_of
-            .get(&id)
-            .ok_or_else(|| format!("no node {who} in the cluster"))?;
-        self.masters
-            .iter()
-            .find(|x| &x.id == m)
-            .ok_or_else(|| format!("the shard of {who} has no leader right now"))
-    }
+    Ok(Shape::parse(
+        &Conn::open(addr)?.ok(&["CLUSTER", "NODES"])?.text(),
+    ))
 }
 
 /// Connections kept open for the whole run.
@@ -247,44 +185,13 @@ pub(super) fn reshard(
 ) -> Result<(), String> {
     let s = shape(&existing)?;
     let dst = s.master(&to)?.clone();
-    let sources: Vec<Master> = if from == "all" {
-        s.masters
-            .iter()
-            .filter(|m| m.id != dst.id && !m.slots.is_empty())
-            .cloned()
-            .collect()
-    } else {
-        from.split(',')
-            .map(|f| s.master(f.trim()).cloned())
-            .collect::<Result<_, _>>()?
-    };
-    if sources.iter().any(|m| m.id == dst.id) {
-        return Err("the target shard cannot be a source too".into());
-    }
-    let available: usize = sources.iter().map(|m| m.slots.len()).sum();
-    if slots == 0 || slots > available {
-        return Err(format!(
-            "--slots must be between 1 and {available} (the sources' slots)"
-        ));
-    }
-    // From each source in proportion to what it holds, as redis-cli does.
-    let mut plan = Vec::new();
-    for (i, m) in sources.iter().enumerate() {
-        let share = if i + 1 == sources.len() {
-            slots - plan.len()
-        } else {
-            (slots as f64 * m.slots.len() as f64 / available as f64).round() as usize
-        };
-        for slot in m.slots.iter().take(share.min(slots - plan.len())) {
-            plan.push((*slot, m.id.clone(), dst.id.clone()));
-        }
-    }
+    let (plan, sources) = plan::reshard(&s, &from, &dst, slots)?;
     println!(
         ">>> moving {} slots to {} ({}) from {} shard(s)",
         plan.len(),
         dst.addr,
         dst.id,
-        sources.len()
+        sources
     );
     run_plan(&existing, plan, pipeline, parallel)
 }
@@ -296,36 +203,11 @@ pub(super) fn rebalance(existing: String, pipeline: usize, parallel: usize) -> R
     if n == 0 {
         return Err("no shard has a leader".into());
     }
-    let mut masters = s.masters.clone();
-    masters.sort_by_key(|m| std::cmp::Reverse(m.slots.len()));
-    let base = 16384 / n;
-    let extra = 16384 % n;
-    let want: Vec<usize> = (0..n).map(|i| base + usize::from(i < extra)).collect();
-    let mut surplus: Vec<(String, Vec<u16>)> = Vec::new();
-    let mut deficit: Vec<(String, usize)> = Vec::new();
-    for (m, w) in masters.iter().zip(&want) {
-        if m.slots.len() > *w {
-            surplus.push((m.id.clone(), m.slots[*w..].to_vec()));
-        } else if m.slots.len() < *w {
-            deficit.push((m.id.clone(), w - m.slots.len()));
-        }
-    }
-    let mut plan = Vec::new();
-    for (dst, mut need) in deficit {
-        for (src, slots) in surplus.iter_mut() {
-            while need > 0
-                && let Some(slot) = slots.pop()
-            {
-                plan.push((slot, src.clone(), dst.clone()));
-                need -= 1;
-            }
-        }
-    }
+    let plan = plan::rebalance(&s.masters);
     if plan.is_empty() {
         println!("[OK] the slots are already spread evenly over {n} shards");
         return Ok(());
     }
-    plan.sort_by_key(|p| p.0);
     println!(
         ">>> rebalancing: moving {} slots over {n} shards",
         plan.len()

@@ -1,17 +1,15 @@
 //! Cluster mode on this node: its identity file, its two Raft groups (its shard's data group
 //! and the metadata group holding the topology; started at boot from `--dir`, or when
-//! `shardai cluster create` / `add-node` tells it to join), the cluster bus server's view of
-//! them, and the routing decision for each request (serve here, MOVED, CROSSSLOT,
-//! CLUSTERDOWN). The routing view itself is kept by [`meta`].
+//! `shardai cluster create` / `add-node` tells it to join), and the cluster bus server's view
+//! of them. The routing decision for each request (serve here, MOVED, ASK, TRYAGAIN,
+//! CROSSSLOT, CLUSTERDOWN) is in [`route`]; the routing view itself is kept by [`meta`].
 //!
-//! Routing: a key whose slot another shard owns is redirected with `-MOVED <slot> <leader of
-//! that shard>`. Within this node's shard, the leader serves every command, reads behind the
-//! lease-read gate. A follower redirects to its leader, except reads on a connection that
-//! sent READONLY, which are served from this replica's applied state: they may lag the
-//! leader by the replication lag (INFO replication shows it; normally a few ms, unbounded
+//! Reads a follower serves on a READONLY connection come from its applied state: they may lag
+//! the leader by the replication lag (INFO replication shows it; normally a few ms, unbounded
 //! while the replica is cut off from the leader).
 
 pub mod meta;
+pub mod route;
 
 use std::{
     collections::BTreeMap,
@@ -19,14 +17,14 @@ use std::{
     sync::{Arc, OnceLock, atomic::AtomicBool},
 };
 
-use bytes::Bytes;
 use parking_lot::RwLock;
 use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends};
-use shardai_protocol::{Error, table::CommandSpec};
+use shardai_protocol::{Error, command::Member};
 use shardai_raft::{GroupConfig, ShardGroup, ShardNode, TargetSlot};
-use shardai_router::{Decision, View, view::not_served};
+use shardai_router::{View, view::not_served};
 use tracing::{error, info};
 
+pub use self::route::{Role, Route};
 use crate::config::Config;
 
 /// This node's place in a cluster, as saved in `<dir>/cluster.conf`.
@@ -84,22 +82,6 @@ impl Identity {
         shardai_raft::log_store::write_atomic(&Self::path(dir), text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", Self::path(dir).display()))
     }
-}
-
-/// Where a request goes.
-#[derive(Debug)]
-pub enum Route {
-    /// Serve it here without further checks.
-    Local,
-    /// Serve it here once the leader's read gate passes for this slot.
-    LeaderRead(u16),
-    /// This leader's slot is migrating away: under the migration lock, serve the keys still
-    /// here ([`Cluster::check_migrating`]), send the others on with ASK.
-    Migrating(u16),
-    /// A slot being imported, after ASKING: serve, unless only some keys are here yet.
-    Importing(u16),
-    /// Answer with this error.
-    Refuse(Error),
 }
 
 /// The bus name of a node's shard (data) group.
@@ -303,92 +285,17 @@ impl Cluster {
         Ok(raft_addr)
     }
 
-    /// Where a request with this spec and arguments goes; `asking`: the connection sent
-    /// ASKING just before.
-    pub fn route(
-        &self,
-        spec: &CommandSpec,
-        argv: &[Bytes],
-        readonly_conn: bool,
-        asking: bool,
-    ) -> Route {
-        let keys = match spec.keys(argv) {
-            Ok(k) => k,
-            Err(_) => return Route::Local,
-        };
-        if keys.is_empty() {
-            return Route::Local;
-        }
-        let Some(view) = self.view() else {
-            return Route::Refuse(not_served());
-        };
-        let (slot, migrating) = match view.decide(keys.iter().map(|k| &k[..]), asking) {
-            Decision::Anywhere => return Route::Local,
-            Decision::Refuse(e) => return Route::Refuse(e),
-            Decision::Mine(slot) => (slot, false),
-            Decision::Migrating(slot) => (slot, true),
-        };
-        let Some(group) = self.group() else {
-            return Route::Refuse(not_served());
-        };
-        if group.is_leader() {
-            // MIGRATE takes the migration lock itself, exclusively.
-            if migrating && spec.name != "migrate" {
-                return Route::Migrating(slot);
-            }
-            if view.migration(slot).is_some() && keys.len() > 1 {
-                return Route::Importing(slot);
-            }
-            return if spec.is_write() {
-                Route::Local
-            } else {
-                Route::LeaderRead(slot)
-            };
-        }
-        if readonly_conn && !spec.is_write() {
-            return Route::Local;
-        }
-        match group.leader_addr() {
-            Some(addr) => Route::Refuse(Error::Moved { slot, addr }),
-            // An election is under way: the write path waits for its outcome.
-            None if spec.is_write() => Route::Local,
-            None => Route::LeaderRead(slot),
-        }
-    }
-
-    /// For [`Route::Migrating`], under the migration lock: ASK or TRYAGAIN unless every key
-    /// is still here.
-    pub fn check_migrating(&self, spec: &CommandSpec, argv: &[Bytes], slot: u16) -> Option<Error> {
-        let view = self.view()?;
-        let keys = spec.keys(argv).ok()?;
-        view.migrating_keys(slot, keys.iter().map(|k| &k[..]), |k| {
-            self.store.get(k).is_some()
-        })
-    }
-
-    /// For [`Route::Importing`]: TRYAGAIN when only some keys arrived yet.
-    pub fn check_importing(&self, spec: &CommandSpec, argv: &[Bytes]) -> Option<Error> {
-        let view = self.view()?;
-        let keys = spec.keys(argv).ok()?;
-        view.importing_keys(keys.iter().map(|k| &k[..]), |k| self.store.get(k).is_some())
-    }
-
-    /// Members as `(id, client addr, bus addr)`, for `cluster create` and `add-node`.
-    pub fn parse_members(args: &[Bytes]) -> Result<BTreeMap<u64, ShardNode>, Error> {
-        if args.is_empty() || !args.len().is_multiple_of(3) {
-            return Err(Error::Syntax);
-        }
-        let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
-        args.chunks(3)
-            .map(|c| {
-                let id: u64 = s(&c[0]).parse().map_err(|_| Error::NotInteger)?;
-                Ok((
-                    id,
+    /// The members named by `SHARDAI-INIT` / `SHARDAI-ADDNODE`, by id.
+    pub fn members(list: &[Member]) -> BTreeMap<u64, ShardNode> {
+        list.iter()
+            .map(|m| {
+                (
+                    m.id,
                     ShardNode {
-                        client_addr: s(&c[1]),
-                        raft_addr: s(&c[2]),
+                        client_addr: m.client_addr.clone(),
+                        raft_addr: m.bus_addr.clone(),
                     },
-                ))
+                )
             })
             .collect()
     }

@@ -1,23 +1,26 @@
 //! AI.CONFIG: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE and GET.
 
-use std::{path::PathBuf, sync::atomic::Ordering};
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+};
 
 use bytes::Bytes;
+use shardai_engine::backend::Backends;
 use shardai_protocol::{
     Error, Reply,
     command::{AiConfig, Backend},
 };
 use tracing::{info, warn};
 
-use crate::state::Shared;
+use crate::state::Runtime;
 
-pub(super) async fn ai_config(c: AiConfig, shared: &Shared) -> Reply {
-    let rt = &shared.runtime;
+pub(super) async fn ai_config(c: AiConfig, rt: &Runtime, backends: &Arc<Backends>) -> Reply {
     match c {
         AiConfig::BackendsPath(p) => {
             let path = PathBuf::from(String::from_utf8_lossy(&p).into_owned());
             info!(path = %path.display(), "AI.CONFIG BACKENDSPATH set");
-            shared.backends.set_path(path);
+            backends.set_path(path);
             Reply::OK
         }
         AiConfig::LoadBackend { backend, path } => {
@@ -25,12 +28,12 @@ pub(super) async fn ai_config(c: AiConfig, shared: &Shared) -> Reply {
                 return Reply::Error(Error::UnsupportedBackend);
             };
             let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
-            let full = match (shared.backends.path(), path.is_absolute()) {
+            let full = match (backends.path(), path.is_absolute()) {
                 (Some(base), false) => base.join(&path),
                 _ => path,
             };
             // Loading a library is a blocking backend call: keep it off the async workers.
-            let backends = shared.backends.clone();
+            let backends = backends.clone();
             let lib = full.clone();
             let r = tokio::task::spawn_blocking(move || backends.load_from(kind, &lib)).await;
             match r {
@@ -51,7 +54,7 @@ pub(super) async fn ai_config(c: AiConfig, shared: &Shared) -> Reply {
             Reply::OK
         }
         AiConfig::Get(name) => match name.as_str() {
-            "backendspath" => match shared.backends.path() {
+            "backendspath" => match backends.path() {
                 Some(p) => Reply::Bulk(Bytes::from(p.display().to_string())),
                 None => Reply::Nil,
             },

@@ -3,23 +3,19 @@
 //! and INFO replication. A node started without `--cluster-enabled` answers as a one-node
 //! cluster owning every slot, so cluster clients work against it unchanged.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
-use bytes::Bytes;
-use shardai_protocol::{Error, Reply, slot::key_slot};
+use shardai_engine::Store;
+use shardai_protocol::{Error, Reply, command::ClusterCmd, slot::key_slot};
 use shardai_raft::RoleInfo;
-use shardai_router::{SLOTS, Topology, View, replies};
+use shardai_router::{Topology, View, replies};
 
-use crate::{conn::ConnState, state::Shared};
-
-fn s(b: &Bytes) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::{cluster::Cluster, session::ConnState, state::Shared};
 
 /// The routing view CLUSTER answers from: the cluster's, or for a node running alone a
 /// one-node cluster at the address the client reached.
-fn view_of(shared: &Shared, conn: &ConnState) -> Result<Arc<View>, Error> {
-    match &shared.cluster {
+fn view_of(cluster: Option<&Arc<Cluster>>, laddr: SocketAddr) -> Result<Arc<View>, Error> {
+    match cluster {
         Some(c) => c.view().ok_or_else(|| {
             Error::ClusterDown(if c.identity().is_some() {
                 "the cluster topology is not known yet".into()
@@ -28,172 +24,105 @@ fn view_of(shared: &Shared, conn: &ConnState) -> Result<Arc<View>, Error> {
             })
         }),
         None => {
-            let laddr = conn.info.laddr;
-            let bus = std::net::SocketAddr::new(laddr.ip(), laddr.port().wrapping_add(10000));
+            let bus = SocketAddr::new(laddr.ip(), laddr.port().wrapping_add(10000));
             let t = Topology::single(0, &laddr.to_string(), &bus.to_string());
             Ok(Arc::new(View::new(t, [(0, (0, 0))].into(), 0)))
         }
     }
 }
 
-/// `Ok` when CLUSTER `args` (subcommand first) has `n` arguments after the subcommand.
-pub(super) fn arity(args: &[Bytes], n: usize) -> Result<(), Error> {
-    if args.len() == n + 1 {
-        Ok(())
-    } else {
-        Err(Error::WrongArity(format!(
-            "cluster|{}",
-            s(&args[0]).to_lowercase()
-        )))
-    }
-}
-
-fn slot_arg(b: &Bytes) -> Result<u16, Error> {
-    let n: i64 = s(b).parse().map_err(|_| Error::NotInteger)?;
-    u16::try_from(n)
-        .ok()
-        .filter(|n| *n < SLOTS)
-        .ok_or_else(|| Error::Verbatim("ERR Invalid slot".into()))
-}
-
 /// # Format
 /// `CLUSTER SLOTS | SHARDS | NODES | INFO | MYID | KEYSLOT key | COUNTKEYSINSLOT slot |
 /// GETKEYSINSLOT slot count | SETSLOT ... | HELP`, and the internal `SHARDAI-*` subcommands.
-pub(super) async fn cluster(args: Vec<Bytes>, shared: &Shared, conn: &ConnState) -> Reply {
-    let sub = args[0].to_ascii_lowercase();
-    if sub.starts_with(b"shardai-") {
-        return super::cluster_admin::admin(&sub, &args, shared).await;
-    }
-    if sub == b"setslot" {
-        return super::setslot::setslot(&args, shared)
-            .await
-            .unwrap_or_else(Reply::Error);
-    }
-    match cluster_cmd(&sub, &args, shared, conn) {
-        Ok(r) => r,
-        Err(e) => Reply::Error(e),
-    }
+pub(super) async fn cluster(cmd: ClusterCmd, shared: &Shared, conn: &ConnState) -> Reply {
+    let (cluster, store) = (shared.cluster.as_ref(), &**shared.store());
+    run(cmd, cluster, store, conn.info.laddr)
+        .await
+        .unwrap_or_else(Reply::Error)
 }
 
-fn cluster_cmd(
-    sub: &[u8],
-    args: &[Bytes],
-    shared: &Shared,
-    conn: &ConnState,
+async fn run(
+    cmd: ClusterCmd,
+    cluster: Option<&Arc<Cluster>>,
+    store: &Store,
+    laddr: SocketAddr,
 ) -> Result<Reply, Error> {
-    let rest = &args[1..];
-    let arity = |n: usize| arity(args, n);
-    match sub {
-        b"keyslot" => {
-            arity(1)?;
-            Ok(Reply::Int(key_slot(&rest[0]) as i64))
+    Ok(match cmd {
+        ClusterCmd::Admin(a) => super::cluster_admin::admin(a, cluster).await?,
+        ClusterCmd::SetSlot { slot, action } => {
+            super::setslot::setslot(slot, action, cluster, store).await?
         }
-        b"myid" => {
-            arity(0)?;
-            let id = shared
-                .cluster
-                .as_ref()
-                .and_then(|c| c.identity())
-                .map_or(0, |i| i.node);
-            Ok(Reply::bulk(replies::node_name(id)))
+        ClusterCmd::KeySlot(key) => Reply::Int(key_slot(&key) as i64),
+        ClusterCmd::MyId => {
+            let id = cluster.and_then(|c| c.identity()).map_or(0, |i| i.node);
+            Reply::bulk(replies::node_name(id))
         }
-        b"info" => {
-            arity(0)?;
-            match view_of(shared, conn) {
-                Ok(v) => Ok(Reply::Verbatim(replies::cluster_info(&v))),
-                Err(_) => Ok(Reply::Verbatim(
-                    "cluster_state:fail\r\ncluster_slots_assigned:0\r\ncluster_slots_ok:0\r\n\
-                     cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\n\
-                     cluster_size:0\r\ncluster_current_epoch:0\r\ncluster_my_epoch:0\r\n"
-                        .into(),
-                )),
-            }
-        }
-        b"slots" => {
-            arity(0)?;
-            Ok(replies::cluster_slots(&*view_of(shared, conn)?))
-        }
-        b"shards" => {
-            arity(0)?;
-            let v = view_of(shared, conn)?;
+        ClusterCmd::Info => match view_of(cluster, laddr) {
+            Ok(v) => Reply::Verbatim(replies::cluster_info(&v)),
+            Err(_) => Reply::Verbatim(
+                "cluster_state:fail\r\ncluster_slots_assigned:0\r\ncluster_slots_ok:0\r\n\
+                 cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\n\
+                 cluster_size:0\r\ncluster_current_epoch:0\r\ncluster_my_epoch:0\r\n"
+                    .into(),
+            ),
+        },
+        ClusterCmd::Slots => replies::cluster_slots(&*view_of(cluster, laddr)?),
+        ClusterCmd::Shards => {
+            let v = view_of(cluster, laddr)?;
             let me = v.me;
-            let applied = shared
-                .cluster
-                .as_ref()
+            let applied = cluster
                 .and_then(|c| c.group())
                 .map_or(0, |g| g.role().applied as i64);
-            Ok(replies::cluster_shards(&v, &|id| {
-                if id == me { applied } else { 0 }
-            }))
+            replies::cluster_shards(&v, &|id| if id == me { applied } else { 0 })
         }
-        b"nodes" => {
-            arity(0)?;
-            let v = view_of(shared, conn)?;
-            Ok(Reply::Verbatim(replies::cluster_nodes(
-                &v,
-                shardai_engine::now_ms(),
-            )))
+        ClusterCmd::Nodes => {
+            let v = view_of(cluster, laddr)?;
+            Reply::Verbatim(replies::cluster_nodes(&v, shardai_engine::now_ms()))
         }
-        b"countkeysinslot" => {
-            arity(1)?;
-            let slot = slot_arg(&rest[0])?;
-            Ok(Reply::Int(
-                shared
-                    .store()
-                    .count_in_slot(slot, shardai_engine::now_ms()) as i64,
-            ))
+        ClusterCmd::CountKeysInSlot(slot) => {
+            Reply::Int(store.count_in_slot(slot, shardai_engine::now_ms()) as i64)
         }
-        b"getkeysinslot" => {
-            arity(2)?;
-            let bad = || Error::Verbatim("ERR Invalid slot or number of keys".into());
-            let slot = slot_arg(&rest[0]).map_err(|_| bad())?;
-            let count: usize = s(&rest[1]).parse().map_err(|_| bad())?;
-            Ok(Reply::Array(
-                shared
-                    .store()
-                    .keys_in_slot(slot, shardai_engine::now_ms())
-                    .into_iter()
-                    .take(count)
-                    .map(Reply::Bulk)
-                    .collect(),
-            ))
-        }
-        b"help" => Ok(Reply::Array(
-            [
-                "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "COUNTKEYSINSLOT <slot>",
-                "    Return the number of keys in <slot>.",
-                "GETKEYSINSLOT <slot> <count>",
-                "    Return key names stored by current node in a slot.",
-                "INFO",
-                "    Return information about the cluster.",
-                "KEYSLOT <key>",
-                "    Return the hash slot for <key>.",
-                "MYID",
-                "    Return the node id.",
-                "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
-                "    Set slot state.",
-                "NODES",
-                "    Return cluster configuration seen by node. Output format:",
-                "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
-                "SHARDS",
-                "    Return information about slot range mappings and the nodes associated with them.",
-                "SLOTS",
-                "    Return information about slots range mappings. Each range is made of:",
-                "    start, end, master and replicas IP addresses, ports and ids",
-                "HELP",
-                "    Print this help.",
-            ]
-            .into_iter()
-            .map(|l| Reply::StatusOwned(l.into()))
-            .collect(),
-        )),
-        _ => Err(Error::UnknownSubcommand {
-            cmd: "CLUSTER",
-            sub: s(&args[0]),
-        }),
-    }
+        ClusterCmd::GetKeysInSlot { slot, count } => Reply::Array(
+            store
+                .keys_in_slot(slot, shardai_engine::now_ms())
+                .into_iter()
+                .take(count)
+                .map(Reply::Bulk)
+                .collect(),
+        ),
+        ClusterCmd::Help => Reply::Array(
+            HELP.iter()
+                .map(|l| Reply::StatusOwned((*l).into()))
+                .collect(),
+        ),
+    })
 }
+
+const HELP: &[&str] = &[
+    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "COUNTKEYSINSLOT <slot>",
+    "    Return the number of keys in <slot>.",
+    "GETKEYSINSLOT <slot> <count>",
+    "    Return key names stored by current node in a slot.",
+    "INFO",
+    "    Return information about the cluster.",
+    "KEYSLOT <key>",
+    "    Return the hash slot for <key>.",
+    "MYID",
+    "    Return the node id.",
+    "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
+    "    Set slot state.",
+    "NODES",
+    "    Return cluster configuration seen by node. Output format:",
+    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "SHARDS",
+    "    Return information about slot range mappings and the nodes associated with them.",
+    "SLOTS",
+    "    Return information about slots range mappings. Each range is made of:",
+    "    start, end, master and replicas IP addresses, ports and ids",
+    "HELP",
+    "    Print this help.",
+];
 
 fn host_port(addr: &str) -> (String, i64) {
     match addr.rsplit_once(':') {
@@ -205,8 +134,8 @@ fn host_port(addr: &str) -> (String, i64) {
 /// # Format
 /// `ROLE` → `master offset [[host port offset]...]` or `slave host port state offset`
 /// (offsets are Raft log indexes).
-pub(super) fn role(shared: &Shared) -> Reply {
-    let Some(g) = shared.cluster.as_ref().and_then(|c| c.group()) else {
+pub(super) fn role(cluster: Option<&Cluster>) -> Reply {
+    let Some(g) = cluster.and_then(|c| c.group()) else {
         return Reply::Array(vec![
             Reply::bulk("master"),
             Reply::Int(0),
@@ -252,8 +181,8 @@ pub(super) fn role(shared: &Shared) -> Reply {
 }
 
 /// INFO replication lines.
-pub(super) fn replication_info(shared: &Shared) -> Vec<(String, String)> {
-    let Some(g) = shared.cluster.as_ref().and_then(|c| c.group()) else {
+pub(super) fn replication_info(cluster: Option<&Cluster>) -> Vec<(String, String)> {
+    let Some(g) = cluster.and_then(|c| c.group()) else {
         return vec![
             ("role".into(), "master".into()),
             ("connected_slaves".into(), "0".into()),

@@ -5,13 +5,10 @@
 //! before anything runs; the engine then runs it (`shardai_engine::dag`). The PERSISTed
 //! tensors are written by one `Mutation`, and only when every op succeeded.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use shardai_engine::{
-    Mutation, Tensor,
+    Mutation, Proposer, Tensor,
     dag::{self, DagResult, OpNames, Outcome, Step},
 };
 use shardai_protocol::{
@@ -24,22 +21,27 @@ use super::{
     model::model_of,
     tensor::{tensor_reply, tensors_of},
 };
-use crate::state::Shared;
+use crate::state::Engine;
 
 /// # Format
 /// `AI.DAGEXECUTE [LOAD n key...] [PERSIST n key...] [ROUTING tag] [TIMEOUT ms] |> op ...`
 /// → one reply per op (`OK`, a tensor, an error, or `NA` for ops after a failure), or
 /// `+TIMEDOUT`.
-pub(super) async fn dagexecute(d: Dag, shared: &Shared) -> Reply {
-    match run(d, shared).await {
+pub(super) async fn dagexecute(
+    d: Dag,
+    proposer: &dyn Proposer,
+    engine: &Engine,
+    max_bulk: usize,
+) -> Reply {
+    match run(d, proposer, engine, max_bulk).await {
         Ok(r) => r,
         Err(e) => Reply::Error(e),
     }
 }
 
-async fn run(d: Dag, shared: &Shared) -> Result<Reply, Error> {
-    let loaded = tensors_of(&d.load, shared)?;
-    let max = shared.runtime.max_bulk.load(Ordering::Relaxed);
+async fn run(d: Dag, proposer: &dyn Proposer, engine: &Engine, max: usize) -> Result<Reply, Error> {
+    let store = proposer.store();
+    let loaded = tensors_of(&d.load, store)?;
     let mut steps = Vec::with_capacity(d.ops.len());
     for op in &d.ops {
         steps.push(match op {
@@ -51,11 +53,11 @@ async fn run(d: Dag, shared: &Shared) -> Result<Reply, Error> {
             )?)),
             DagOp::TensorGet(_) => Step::Get,
             DagOp::ModelExecute(e) => {
-                let model = model_of(&e.key, shared)?;
+                let model = model_of(&e.key, store)?;
                 super::model::check_counts(&model, e.inputs.len(), e.outputs.len())?;
                 Step::Run {
                     model,
-                    stats: shared.run_stats.entry(&e.key),
+                    stats: engine.run_stats.entry(&e.key),
                 }
             }
         });
@@ -70,7 +72,7 @@ async fn run(d: Dag, shared: &Shared) -> Result<Reply, Error> {
         .collect();
     let plan = dag::plan(&d.load, &d.persist, &names)?;
     let timeout = d.timeout_ms.map(Duration::from_millis);
-    let (outcomes, slots) = match dag::execute(&shared.queues, &plan, steps, loaded, timeout).await
+    let (outcomes, slots) = match dag::execute(&engine.queues, &plan, steps, loaded, timeout).await
     {
         DagResult::TimedOut => return Ok(Reply::Status("TIMEDOUT")),
         DagResult::Finished {
@@ -85,7 +87,7 @@ async fn run(d: Dag, shared: &Shared) -> Result<Reply, Error> {
             .zip(&plan.persist)
             .filter_map(|(k, &slot)| slots[slot].clone().map(|t| (k.clone(), t)))
             .collect();
-        let r = applied(shared.proposer.propose(Mutation::SetTensors(pairs)).await);
+        let r = applied(proposer.propose(Mutation::SetTensors(pairs)).await);
         if let Reply::Error(e) = r {
             return Err(e);
         }

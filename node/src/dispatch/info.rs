@@ -39,7 +39,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// Reads a `VmRSS:`-style line of /proc/self/status, in bytes.
-fn proc_status_kb(field: &str) -> u64 {
+fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -118,8 +118,8 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             ("blocked_clients".into(), "0".into()),
         ],
         "memory" => {
-            let rss = proc_status_kb("VmRSS:");
-            let peak = proc_status_kb("VmHWM:");
+            let rss = proc_status_bytes("VmRSS:");
+            let peak = proc_status_bytes("VmHWM:");
             let used = store.used_bytes() as u64;
             vec![
                 ("used_memory".into(), used.to_string()),
@@ -164,7 +164,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 store.applied_count().to_string(),
             ),
         ],
-        "replication" => super::cluster::replication_info(shared),
+        "replication" => super::cluster::replication_info(shared.cluster.as_deref()),
         "cpu" => {
             let (user, sys) = cpu_seconds();
             vec![
@@ -231,6 +231,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             ),
         ],
         "ai_backends_info" => shared
+            .engine
             .backends
             .versions()
             .into_iter()

@@ -1,10 +1,8 @@
 //! DEL/UNLINK, EXISTS, TYPE, KEYS, SCAN, RANDOMKEY, FLUSHALL/FLUSHDB.
 
 use bytes::Bytes;
-use shardai_engine::{Applied, Mutation, now_ms};
+use shardai_engine::{Applied, Mutation, Proposer, Store, now_ms};
 use shardai_protocol::{Reply, command::Scan};
-
-use crate::state::Shared;
 
 /// Turns a proposal's outcome into a reply.
 pub(super) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
@@ -20,32 +18,28 @@ pub(super) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
     }
 }
 
-pub(super) async fn del(keys: Vec<Bytes>, shared: &Shared) -> Reply {
-    applied(shared.proposer.propose(Mutation::Del(keys)).await)
+pub(super) async fn del(keys: Vec<Bytes>, proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(Mutation::Del(keys)).await)
 }
 
-pub(super) fn exists(keys: &[Bytes], shared: &Shared) -> Reply {
-    Reply::Int(
-        keys.iter()
-            .filter(|k| shared.store().get(k).is_some())
-            .count() as i64,
-    )
+pub(super) fn exists(keys: &[Bytes], store: &Store) -> Reply {
+    Reply::Int(keys.iter().filter(|k| store.get(k).is_some()).count() as i64)
 }
 
-pub(super) fn type_of(key: &[u8], shared: &Shared) -> Reply {
-    match shared.store().get(key) {
+pub(super) fn type_of(key: &[u8], store: &Store) -> Reply {
+    match store.get(key) {
         Some(v) => Reply::Status(v.type_name()),
         None => Reply::Status("none"),
     }
 }
 
-pub(super) fn keys(pattern: &[u8], shared: &Shared) -> Reply {
-    let keys = shared.store().keys(pattern, now_ms());
+pub(super) fn keys(pattern: &[u8], store: &Store) -> Reply {
+    let keys = store.keys(pattern, now_ms());
     Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
 }
 
-pub(super) fn scan(s: Scan, shared: &Shared) -> Reply {
-    let page = shared.store().scan(
+pub(super) fn scan(s: Scan, store: &Store) -> Reply {
+    let page = store.scan(
         s.cursor,
         s.count,
         s.pattern.as_deref(),
@@ -58,13 +52,13 @@ pub(super) fn scan(s: Scan, shared: &Shared) -> Reply {
     ])
 }
 
-pub(super) fn random_key(shared: &Shared) -> Reply {
-    match shared.store().random_key(shared.random(), now_ms()) {
+pub(super) fn random_key(store: &Store, seed: u64) -> Reply {
+    match store.random_key(seed, now_ms()) {
         Some(k) => Reply::Bulk(k),
         None => Reply::Nil,
     }
 }
 
-pub(super) async fn flush(shared: &Shared) -> Reply {
-    applied(shared.proposer.propose(Mutation::Flush).await)
+pub(super) async fn flush(proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(Mutation::Flush).await)
 }

@@ -4,36 +4,40 @@
 //! holds the migration lock exclusively meanwhile, so no command on a migrating slot sees a
 //! key half-moved (see `Cluster::migration`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use shardai_engine::{Mutation, Value, now_ms};
+use shardai_engine::{Mutation, Proposer, Store, Value, backend::Backends, now_ms};
 use shardai_protocol::{
     Error, Reply,
     command::{Migrate, Restore},
 };
 use shardai_raft::dump;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tracing::debug;
 
 use super::keyspace::applied;
-use crate::state::Shared;
+use crate::{
+    cluster::Cluster,
+    resp::{RespReader, Val, request},
+};
 
 /// Payloads from this size on are checked and decoded on a blocking thread.
 const BLOCKING_PAYLOAD: usize = 64 * 1024;
 
-pub(super) fn dump_key(key: &[u8], shared: &Shared) -> Reply {
-    match shared.store().get(key) {
+pub(super) fn dump_key(key: &[u8], store: &Store) -> Reply {
+    match store.get(key) {
         Some(v) => Reply::Bulk(Bytes::from(dump::dump(&v))),
         None => Reply::Nil,
     }
 }
 
-pub(super) async fn restore(r: Restore, shared: &Shared) -> Reply {
-    if !r.replace && shared.store().get(&r.key).is_some() {
+pub(super) async fn restore(
+    r: Restore,
+    proposer: &dyn Proposer,
+    backends: &Arc<Backends>,
+) -> Reply {
+    if !r.replace && proposer.store().get(&r.key).is_some() {
         return Reply::Error(Error::Verbatim(
             "BUSYKEY Target key name already exists.".into(),
         ));
@@ -43,7 +47,7 @@ pub(super) async fn restore(r: Restore, shared: &Shared) -> Reply {
         (t, true) => Some(t),
         (t, false) => Some(now_ms() + t),
     };
-    let backends = shared.backends.clone();
+    let backends = backends.clone();
     let (payload, key) = (r.payload, r.key);
     let load = move |w: shardai_raft::types::WireModel| w.load(&backends);
     // Checking and decoding a large payload (a model) is CPU work: not on a tokio worker.
@@ -65,48 +69,38 @@ pub(super) async fn restore(r: Restore, shared: &Shared) -> Reply {
         }
     };
     match m {
-        Ok(m) => applied(shared.proposer.propose(m).await),
+        Ok(m) => applied(proposer.propose(m).await),
         Err(e) => Reply::Error(e),
     }
 }
 
-fn resp_array(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Reads one status or error reply line (`Ok(Err(text))` for an error reply).
+/// Reads one reply to a RESTORE-ASKING or AUTH: `Ok(Err(text))` for an error reply.
 async fn read_status(
-    r: &mut BufReader<TcpStream>,
+    sock: &mut TcpStream,
+    reader: &mut RespReader,
     timeout: Duration,
 ) -> Result<Result<(), String>, Error> {
-    let mut line = String::new();
     let io_err = || Error::Verbatim("IOERR error or timeout reading to target instance".into());
-    match tokio::time::timeout(timeout, r.read_line(&mut line)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => return Err(io_err()),
+    match tokio::time::timeout(timeout, reader.read_async(sock)).await {
+        Ok(Ok(Val::Err(e))) => Ok(Err(e)),
+        Ok(Ok(Val::Str(_) | Val::Int(_))) => Ok(Ok(())),
+        Ok(Ok(other)) => Ok(Err(format!("unexpected reply {other:?}"))),
+        _ => Err(io_err()),
     }
-    let line = line.trim_end();
-    Ok(match line.as_bytes().first() {
-        Some(b'-') => Err(line[1..].to_string()),
-        Some(b'+') | Some(b':') => Ok(()),
-        _ => Err(format!("unexpected reply {line:?}")),
-    })
 }
 
-pub(super) async fn migrate(m: Migrate, shared: &Shared) -> Reply {
+pub(super) async fn migrate(
+    m: Migrate,
+    proposer: &dyn Proposer,
+    cluster: Option<&Cluster>,
+) -> Reply {
     // Exclusive against commands on migrating slots, until the moved keys are gone here.
-    let _lock = match &shared.cluster {
+    let _lock = match cluster {
         Some(c) => Some(c.migration.clone().write_owned().await),
         None => None,
     };
     let now = now_ms();
-    let store = shared.store();
+    let store = proposer.store();
     let found: Vec<(Bytes, Value, u64)> = m
         .keys
         .iter()
@@ -123,7 +117,7 @@ pub(super) async fn migrate(m: Migrate, shared: &Shared) -> Reply {
         Ok((moved, failure)) => {
             if !m.copy && !moved.is_empty() {
                 let n = moved.len();
-                if let Err(e) = shared.proposer.propose(Mutation::Del(moved)).await {
+                if let Err(e) = proposer.propose(Mutation::Del(moved)).await {
                     return Reply::Error(e);
                 }
                 debug!(keys = n, target = %format!("{}:{}", m.host, m.port), "migrated");
@@ -141,12 +135,12 @@ pub(super) async fn migrate(m: Migrate, shared: &Shared) -> Reply {
 
 /// The bytes MIGRATE sends (AUTH if asked, one RESTORE-ASKING per key), and the keys in the
 /// order of their replies.
-fn request(m: &Migrate, found: &[(Bytes, Value, u64)]) -> (Vec<u8>, Vec<Bytes>) {
+fn restore_requests(m: &Migrate, found: &[(Bytes, Value, u64)]) -> (Vec<u8>, Vec<Bytes>) {
     let mut req = Vec::new();
     if let Some((user, pw)) = &m.auth {
         match user {
-            Some(u) => req.extend(resp_array(&[b"AUTH", u, pw])),
-            None => req.extend(resp_array(&[b"AUTH", pw])),
+            Some(u) => req.extend(request(&[&b"AUTH"[..], &u[..], &pw[..]])),
+            None => req.extend(request(&[&b"AUTH"[..], &pw[..]])),
         }
     }
     for (k, v, ttl) in found {
@@ -155,7 +149,7 @@ fn request(m: &Migrate, found: &[(Bytes, Value, u64)]) -> (Vec<u8>, Vec<Bytes>) 
         if m.replace {
             args.push(b"REPLACE");
         }
-        req.extend(resp_array(&args));
+        req.extend(request(&args));
     }
     (req, found.iter().map(|(k, _, _)| k.clone()).collect())
 }
@@ -176,31 +170,31 @@ async fn send(
             }
         };
     let _ = sock.set_nodelay(true);
-    let mut sock = BufReader::new(sock);
+    let (mut sock, mut reader) = (sock, RespReader::default());
     // Serializing large values (models, big tensors) is CPU work: not on a tokio worker.
     let bytes: usize = found.iter().map(|(_, v, _)| v.size()).sum();
     let (req, keys) = if bytes >= BLOCKING_PAYLOAD {
         let (m, found) = (m.clone(), found.to_vec());
-        tokio::task::spawn_blocking(move || request(&m, &found))
+        tokio::task::spawn_blocking(move || restore_requests(&m, &found))
             .await
             .map_err(|e| Error::Unavailable(format!("migrate failed: {e}")))?
     } else {
-        request(m, found)
+        restore_requests(m, found)
     };
     let write_err = || Error::Verbatim("IOERR error or timeout writing to target instance".into());
-    match tokio::time::timeout(timeout, sock.get_mut().write_all(&req)).await {
+    match tokio::time::timeout(timeout, sock.write_all(&req)).await {
         Ok(Ok(())) => {}
         _ => return Err(write_err()),
     }
     if m.auth.is_some()
-        && let Err(e) = read_status(&mut sock, timeout).await?
+        && let Err(e) = read_status(&mut sock, &mut reader, timeout).await?
     {
         return Ok((Vec::new(), Some(e)));
     }
     let mut moved = Vec::new();
     let mut failure = None;
     for k in keys {
-        match read_status(&mut sock, timeout).await? {
+        match read_status(&mut sock, &mut reader, timeout).await? {
             Ok(()) => moved.push(k),
             Err(e) => {
                 failure.get_or_insert(e);

@@ -1,7 +1,9 @@
 //! Dispatch: runs a parsed [`Command`] against the shard and builds its [`Reply`].
 //!
 //! Reads go to the store; writes become `Mutation`s proposed through the shard's
-//! `Proposer`. One file per command family.
+//! `Proposer`. One file per command family; [`execute`] is the one place that maps a
+//! command to its handler. Handlers never import the connection loop ([`crate::conn`]);
+//! what they know of the connection is [`ConnState`].
 
 mod ai_config;
 mod cluster;
@@ -17,9 +19,11 @@ mod setslot;
 mod strings;
 mod tensor;
 
-use shardai_protocol::{Command, Error, Reply};
+use std::sync::atomic::Ordering;
 
-use crate::{conn::ConnState, state::Shared};
+use shardai_protocol::{Command, Reply};
+
+use crate::{session::ConnState, state::Shared};
 
 /// What the connection does after the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,20 +34,26 @@ pub enum Flow {
     Close,
 }
 
-/// Executes one command.
+/// Executes one command: the handler registry. Each command's handler is named here once
+/// and given only what it uses (the store, the proposer, the engine, settings); the match
+/// is exhaustive, so a new [`Command`] variant without a handler does not compile.
 pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Reply, Flow) {
+    let store = &**shared.store();
+    let proposer = &*shared.proposer;
+    let engine = &shared.engine;
+    let max_bulk = || shared.runtime.max_bulk.load(Ordering::Relaxed);
     let reply = match cmd {
         Command::Quit => return (Reply::OK, Flow::Close),
         Command::Ping(msg) => server::ping(msg, conn),
         Command::Echo(m) => Reply::Bulk(m),
-        Command::Hello(h) => server::hello(h, shared, conn),
+        Command::Hello(h) => server::hello(h, conn),
         Command::Select(db) => server::select(db),
         Command::Client(c) => server::client(c, shared, conn),
         Command::Command(c) => command::command(c),
         Command::Info(sections) => info::info(&sections, shared),
         Command::Config(c) => server::config(c, shared),
-        Command::Cluster(args) => cluster::cluster(args, shared, conn).await,
-        Command::Role => cluster::role(shared),
+        Command::Cluster(c) => cluster::cluster(c, shared, conn).await,
+        Command::Role => cluster::role(shared.cluster.as_deref()),
         Command::ReadOnly => {
             conn.readonly = true;
             Reply::OK
@@ -56,36 +66,39 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
             conn.asking = true;
             Reply::OK
         }
-        Command::Migrate(m) => migrate::migrate(m, shared).await,
-        Command::Restore(r) => migrate::restore(r, shared).await,
-        Command::Dump(key) => migrate::dump_key(&key, shared),
-        Command::DbSize => Reply::Int(shared.store().len() as i64),
-        Command::Del(keys) => keyspace::del(keys, shared).await,
-        Command::Exists(keys) => keyspace::exists(&keys, shared),
-        Command::Type(key) => keyspace::type_of(&key, shared),
-        Command::Keys(pattern) => keyspace::keys(&pattern, shared),
-        Command::Scan(s) => keyspace::scan(s, shared),
-        Command::RandomKey => keyspace::random_key(shared),
-        Command::Flush => keyspace::flush(shared).await,
-        Command::Get(key) => strings::get(&key, shared),
-        Command::Set(args) => strings::set(args, shared).await,
-        Command::MGet(keys) => strings::mget(&keys, shared),
-        Command::MSet(pairs) => strings::mset(pairs, shared).await,
-        Command::IncrBy { key, delta } => strings::incr_by(key, delta, shared).await,
-        Command::TensorSet(t) => tensor::tensorset(t, shared).await,
-        Command::TensorGet(t) => tensor::tensorget(t, shared),
-        Command::AiConfig(c) => ai_config::ai_config(c, shared).await,
-        Command::ModelStore(m) => model::modelstore(m, shared).await,
-        Command::ModelGet(g) => model::modelget(g, shared),
-        Command::ModelDel(key) => model::modeldel(key, shared).await,
-        Command::ModelExecute(e) => model::modelexecute(e, shared).await,
-        Command::ModelScan => model::modelscan(shared),
-        Command::AiInfo { key, reset } => model::ai_info(&key, reset, shared),
-        Command::Dag(d) => dag::dagexecute(d, shared).await,
-        Command::NotYet(name) => Reply::Error(Error::Unavailable(format!(
-            "{} is not available in this build yet: it arrives with the scripts issue",
-            name.to_ascii_uppercase()
-        ))),
+        Command::Migrate(m) => migrate::migrate(m, proposer, shared.cluster.as_deref()).await,
+        Command::Restore(r) => migrate::restore(r, proposer, &engine.backends).await,
+        Command::Dump(key) => migrate::dump_key(&key, store),
+        Command::DbSize => Reply::Int(store.len() as i64),
+        Command::Del(keys) => keyspace::del(keys, proposer).await,
+        Command::Exists(keys) => keyspace::exists(&keys, store),
+        Command::Type(key) => keyspace::type_of(&key, store),
+        Command::Keys(pattern) => keyspace::keys(&pattern, store),
+        Command::Scan(s) => keyspace::scan(s, store),
+        Command::RandomKey => keyspace::random_key(store, shared.random()),
+        Command::Flush => keyspace::flush(proposer).await,
+        Command::Get(key) => strings::get(&key, store, &shared.stats),
+        Command::Set(args) => strings::set(args, proposer).await,
+        Command::MGet(keys) => strings::mget(&keys, store),
+        Command::MSet(pairs) => strings::mset(pairs, proposer).await,
+        Command::IncrBy { key, delta } => strings::incr_by(key, delta, proposer).await,
+        Command::TensorSet(t) => tensor::tensorset(t, proposer, max_bulk()).await,
+        Command::TensorGet(t) => tensor::tensorget(t, store, &shared.stats),
+        Command::AiConfig(c) => ai_config::ai_config(c, &shared.runtime, &engine.backends).await,
+        Command::ModelStore(m) => model::modelstore(m, proposer, &engine.backends).await,
+        Command::ModelGet(g) => model::modelget(
+            g,
+            store,
+            shared.runtime.model_chunk_size.load(Ordering::Relaxed),
+        ),
+        Command::ModelDel(key) => model::modeldel(key, proposer, &engine.run_stats).await,
+        Command::ModelExecute(e) => model::modelexecute(e, proposer, engine).await,
+        Command::ModelScan => model::modelscan(store),
+        Command::AiInfo { key, reset } => model::ai_info(&key, reset, store, &engine.run_stats),
+        Command::Dag(d) => dag::dagexecute(d, proposer, engine, max_bulk()).await,
     };
     (reply, Flow::Continue)
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,24 +4,27 @@
 //! blob is an error reply and never a stored key. Execution runs on the model's device queue;
 //! its outputs are stored by one `Mutation`.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use shardai_engine::{Mutation, Value, model::Model};
+use shardai_engine::{
+    Mutation, Proposer, Store, Value, backend::Backends, model::Model, stats::StatsRegistry,
+};
 use shardai_protocol::{
     Error, Reply,
     command::{ModelExecute, ModelGet, ModelStore},
 };
 
 use super::keyspace::applied;
-use crate::state::Shared;
+use crate::state::Engine;
 
 /// # Format
 /// `AI.MODELSTORE key backend device [TAG tag] [BATCHSIZE n [MINBATCHSIZE m
 /// [MINBATCHTIMEOUT t]]] [INPUTS n name...] [OUTPUTS m name...] BLOB chunk...` → `+OK`
-pub(super) async fn modelstore(m: ModelStore, shared: &Shared) -> Reply {
+pub(super) async fn modelstore(
+    m: ModelStore,
+    proposer: &dyn Proposer,
+    backends: &Arc<Backends>,
+) -> Reply {
     let blob = if m.blob.len() == 1 {
         m.blob[0].clone()
     } else {
@@ -29,7 +32,7 @@ pub(super) async fn modelstore(m: ModelStore, shared: &Shared) -> Reply {
     };
     let (inputs, outputs) = (m.inputs.clone(), m.outputs.clone());
     let (device, load_blob, kind) = (m.device.clone(), blob.clone(), m.backend);
-    let backends = shared.backends.clone();
+    let backends = backends.clone();
     // Loading the library (first use) and the model are backend calls: not on an async
     // worker.
     let loaded = tokio::task::spawn_blocking(move || {
@@ -52,8 +55,7 @@ pub(super) async fn modelstore(m: ModelStore, shared: &Shared) -> Reply {
         loaded,
     };
     applied(
-        shared
-            .proposer
+        proposer
             .propose(Mutation::SetModel {
                 key: m.key,
                 model: Arc::new(model),
@@ -74,8 +76,8 @@ fn identity(m: &Model) -> Vec<Reply> {
     ]
 }
 
-pub(super) fn model_of(key: &[u8], shared: &Shared) -> Result<Arc<Model>, Error> {
-    match shared.store().get(key) {
+pub(super) fn model_of(key: &[u8], store: &Store) -> Result<Arc<Model>, Error> {
+    match store.get(key) {
         Some(Value::Model(m)) => Ok(m),
         Some(_) => Err(Error::WrongType),
         None => Err(Error::ModelKeyEmpty),
@@ -85,12 +87,11 @@ pub(super) fn model_of(key: &[u8], shared: &Shared) -> Result<Arc<Model>, Error>
 /// # Format
 /// `AI.MODELGET key [META] [BLOB]` → the blob (or its chunks), or `backend`, `device`, `tag`,
 /// `batchsize`, `minbatchsize`, `inputs`, `outputs`, `minbatchtimeout` [, `blob`, ...].
-pub(super) fn modelget(g: ModelGet, shared: &Shared) -> Reply {
-    let m = match model_of(&g.key, shared) {
+pub(super) fn modelget(g: ModelGet, store: &Store, chunk: usize) -> Reply {
+    let m = match model_of(&g.key, store) {
         Ok(m) => m,
         Err(e) => return Reply::Error(e),
     };
-    let chunk = shared.runtime.model_chunk_size.load(Ordering::Relaxed);
     let blob = || {
         let chunks = m.chunks(chunk);
         if chunks.len() == 1 {
@@ -123,15 +124,14 @@ pub(super) fn modelget(g: ModelGet, shared: &Shared) -> Reply {
     Reply::Array(out)
 }
 
-pub(super) async fn modeldel(key: bytes::Bytes, shared: &Shared) -> Reply {
-    let reply = applied(
-        shared
-            .proposer
-            .propose(Mutation::DelModel(key.clone()))
-            .await,
-    );
+pub(super) async fn modeldel(
+    key: bytes::Bytes,
+    proposer: &dyn Proposer,
+    run_stats: &StatsRegistry,
+) -> Reply {
+    let reply = applied(proposer.propose(Mutation::DelModel(key.clone())).await);
     if reply == Reply::OK {
-        shared.run_stats.remove(&key);
+        run_stats.remove(&key);
     }
     reply
 }
@@ -139,8 +139,12 @@ pub(super) async fn modeldel(key: bytes::Bytes, shared: &Shared) -> Reply {
 /// # Format
 /// `AI.MODELEXECUTE key INPUTS n key... OUTPUTS m key... [TIMEOUT ms]` → `+OK`, or
 /// `+TIMEDOUT` when the request waited in the queue longer than TIMEOUT.
-pub(super) async fn modelexecute(e: ModelExecute, shared: &Shared) -> Reply {
-    match execute(e, shared).await {
+pub(super) async fn modelexecute(
+    e: ModelExecute,
+    proposer: &dyn Proposer,
+    engine: &Engine,
+) -> Reply {
+    match execute(e, proposer, engine).await {
         Ok(r) => r,
         Err(e) => Reply::Error(e),
     }
@@ -164,13 +168,18 @@ pub(super) fn check_counts(model: &Model, inputs: usize, outputs: usize) -> Resu
     Ok(())
 }
 
-async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
-    let model = model_of(&e.key, shared)?;
+async fn execute(
+    e: ModelExecute,
+    proposer: &dyn Proposer,
+    engine: &Engine,
+) -> Result<Reply, Error> {
+    let store = proposer.store();
+    let model = model_of(&e.key, store)?;
     check_counts(&model, e.inputs.len(), e.outputs.len())?;
-    let inputs = super::tensor::tensors_of(&e.inputs, shared)?;
+    let inputs = super::tensor::tensors_of(&e.inputs, store)?;
     let timeout = e.timeout_ms.map(Duration::from_millis);
-    let stats = shared.run_stats.entry(&e.key);
-    let outputs = match shared.queues.run(model, inputs, timeout, stats).await {
+    let stats = engine.run_stats.entry(&e.key);
+    let outputs = match engine.queues.run(model, inputs, timeout, stats).await {
         Ok(ran) => ran.outputs,
         Err(Error::TimedOut) => return Ok(Reply::Status("TIMEDOUT")),
         Err(err) => return Err(err),
@@ -184,17 +193,15 @@ async fn execute(e: ModelExecute, shared: &Shared) -> Result<Reply, Error> {
         .into_iter()
         .zip(outputs.into_iter().map(Arc::new))
         .collect();
-    Ok(applied(
-        shared.proposer.propose(Mutation::SetTensors(pairs)).await,
-    ))
+    Ok(applied(proposer.propose(Mutation::SetTensors(pairs)).await))
 }
 
 /// `AI._MODELSCAN` → `[[key, tag], ...]`
-pub(super) fn modelscan(shared: &Shared) -> Reply {
+pub(super) fn modelscan(store: &Store) -> Reply {
     let mut out = Vec::new();
     let mut cursor = 0;
     loop {
-        let page = shared.store().scan(
+        let page = store.scan(
             cursor,
             1000,
             None,
@@ -202,7 +209,7 @@ pub(super) fn modelscan(shared: &Shared) -> Reply {
             shardai_engine::now_ms(),
         );
         for k in page.keys {
-            if let Some(Value::Model(m)) = shared.store().get(&k) {
+            if let Some(Value::Model(m)) = store.get(&k) {
                 out.push(Reply::Array(vec![
                     Reply::Bulk(k),
                     Reply::Bulk(m.tag.clone()),
@@ -220,8 +227,13 @@ pub(super) fn modelscan(shared: &Shared) -> Reply {
 /// # Format
 /// `AI.INFO key [RESETSTAT]` → `key`, `type`, `backend`, `device`, `tag`, `duration` (µs),
 /// `samples`, `calls`, `errors`; or `+OK` after RESETSTAT.
-pub(super) fn ai_info(key: &bytes::Bytes, reset: bool, shared: &Shared) -> Reply {
-    let (Some(stats), Ok(m)) = (shared.run_stats.get(key), model_of(key, shared)) else {
+pub(super) fn ai_info(
+    key: &bytes::Bytes,
+    reset: bool,
+    store: &Store,
+    run_stats: &StatsRegistry,
+) -> Reply {
+    let (Some(stats), Ok(m)) = (run_stats.get(key), model_of(key, store)) else {
         return Reply::Error(Error::NoRunInfo);
     };
     if reset {

@@ -9,8 +9,8 @@ use shardai_protocol::{
 };
 
 use crate::{
-    conn::ConnState,
-    state::{ClientInfo, Shared},
+    session::{ClientInfo, ConnState},
+    state::Shared,
 };
 
 /// The Redis version shardai answers as, for clients that check it.
@@ -23,7 +23,7 @@ pub(super) fn ping(msg: Option<Bytes>, _conn: &ConnState) -> Reply {
     }
 }
 
-pub(super) fn hello(h: Hello, shared: &Shared, conn: &mut ConnState) -> Reply {
+pub(super) fn hello(h: Hello, conn: &mut ConnState) -> Reply {
     if let Some(v) = h.proto {
         if v != 2 && v != 3 {
             return Reply::Error(Error::NoProto);
@@ -37,7 +37,6 @@ pub(super) fn hello(h: Hello, shared: &Shared, conn: &mut ConnState) -> Reply {
         }
         conn.info.names.lock().name = name;
     }
-    let _ = shared;
     Reply::Map(vec![
         (Reply::bulk("server"), Reply::bulk("redis")),
         (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),

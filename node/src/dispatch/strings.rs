@@ -3,42 +3,38 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use shardai_engine::{Deadline, Mutation, Value, now_ms};
+use shardai_engine::{Deadline, Mutation, Proposer, Store, Value, now_ms};
 use shardai_protocol::{
     Error, Reply,
     command::{Expiry, SetArgs},
 };
 
 use super::keyspace::applied;
-use crate::state::Shared;
+use crate::state::Stats;
 
-fn count(shared: &Shared, hit: bool) {
-    let c = if hit {
-        &shared.stats.hits
-    } else {
-        &shared.stats.misses
-    };
+fn count(stats: &Stats, hit: bool) {
+    let c = if hit { &stats.hits } else { &stats.misses };
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-pub(super) fn get(key: &[u8], shared: &Shared) -> Reply {
-    match shared.store().get(key) {
+pub(super) fn get(key: &[u8], store: &Store, stats: &Stats) -> Reply {
+    match store.get(key) {
         Some(Value::Str(v)) => {
-            count(shared, true);
+            count(stats, true);
             Reply::Bulk(v)
         }
         Some(_) => Reply::Error(Error::WrongType),
         None => {
-            count(shared, false);
+            count(stats, false);
             Reply::Nil
         }
     }
 }
 
-pub(super) fn mget(keys: &[Bytes], shared: &Shared) -> Reply {
+pub(super) fn mget(keys: &[Bytes], store: &Store) -> Reply {
     Reply::Array(
         keys.iter()
-            .map(|k| match shared.store().get(k) {
+            .map(|k| match store.get(k) {
                 Some(Value::Str(v)) => Reply::Bulk(v),
                 _ => Reply::Nil,
             })
@@ -46,7 +42,7 @@ pub(super) fn mget(keys: &[Bytes], shared: &Shared) -> Reply {
     )
 }
 
-pub(super) async fn set(a: SetArgs, shared: &Shared) -> Reply {
+pub(super) async fn set(a: SetArgs, proposer: &dyn Proposer) -> Reply {
     // Relative deadlines become absolute here, on the node that accepted the write, so that
     // every replica expires the key at the same moment.
     let deadline = match a.expiry {
@@ -65,18 +61,13 @@ pub(super) async fn set(a: SetArgs, shared: &Shared) -> Reply {
         get: a.get,
         deadline,
     };
-    applied(shared.proposer.propose(m).await)
+    applied(proposer.propose(m).await)
 }
 
-pub(super) async fn mset(pairs: Vec<(Bytes, Bytes)>, shared: &Shared) -> Reply {
-    applied(shared.proposer.propose(Mutation::MSet(pairs)).await)
+pub(super) async fn mset(pairs: Vec<(Bytes, Bytes)>, proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(Mutation::MSet(pairs)).await)
 }
 
-pub(super) async fn incr_by(key: Bytes, delta: i64, shared: &Shared) -> Reply {
-    applied(
-        shared
-            .proposer
-            .propose(Mutation::IncrBy { key, delta })
-            .await,
-    )
+pub(super) async fn incr_by(key: Bytes, delta: i64, proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(Mutation::IncrBy { key, delta }).await)
 }

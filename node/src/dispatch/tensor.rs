@@ -1,27 +1,25 @@
 //! AI.TENSORSET and AI.TENSORGET.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::Arc;
 
-use shardai_engine::{Mutation, Tensor, Value, tensor::Values};
+use shardai_engine::{Mutation, Proposer, Store, Tensor, Value, tensor::Values};
 use shardai_protocol::{
     Error, Reply,
     command::{TensorFormat, TensorGet, TensorSet},
 };
 
 use super::keyspace::applied;
-use crate::state::Shared;
+use crate::state::Stats;
 
 /// # Format
 /// `AI.TENSORSET key type [shape ...] [BLOB data | VALUES value ...]` → `+OK`
-pub(super) async fn tensorset(t: TensorSet, shared: &Shared) -> Reply {
-    let max = shared.runtime.max_bulk.load(Ordering::Relaxed);
-    let tensor = match Tensor::build(t.dtype, t.shape, t.data, max) {
+pub(super) async fn tensorset(t: TensorSet, proposer: &dyn Proposer, max_bulk: usize) -> Reply {
+    let tensor = match Tensor::build(t.dtype, t.shape, t.data, max_bulk) {
         Ok(t) => t,
         Err(e) => return Reply::Error(e),
     };
     applied(
-        shared
-            .proposer
+        proposer
             .propose(Mutation::SetTensor {
                 key: t.key,
                 tensor: Arc::new(tensor),
@@ -32,12 +30,9 @@ pub(super) async fn tensorset(t: TensorSet, shared: &Shared) -> Reply {
 
 /// The tensors at `keys`, as model runs and DAG LOADs read them: `WRONGTYPE` for another
 /// type, RedisAI's `ERR tensor key is empty or in a different shard` for a missing key.
-pub(super) fn tensors_of(
-    keys: &[bytes::Bytes],
-    shared: &Shared,
-) -> Result<Vec<Arc<Tensor>>, Error> {
+pub(super) fn tensors_of(keys: &[bytes::Bytes], store: &Store) -> Result<Vec<Arc<Tensor>>, Error> {
     keys.iter()
-        .map(|k| match shared.store().get(k) {
+        .map(|k| match store.get(k) {
             Some(Value::Tensor(t)) => Ok(t),
             Some(_) => Err(Error::WrongType),
             None => Err(Error::TensorKeyEmpty),
@@ -48,16 +43,20 @@ pub(super) fn tensors_of(
 /// # Format
 /// `AI.TENSORGET key [META] [BLOB | VALUES]` → the blob, the values, or an array of
 /// `dtype`, `shape` and `blob`/`values` (META and BLOB when no format is given).
-pub(super) fn tensorget(g: TensorGet, shared: &Shared) -> Reply {
-    let tensor = match shared.store().get(&g.key) {
+pub(super) fn tensorget(g: TensorGet, store: &Store, stats: &Stats) -> Reply {
+    let tensor = match store.get(&g.key) {
         Some(Value::Tensor(t)) => t,
         Some(_) => return Reply::Error(Error::WrongType),
         None => {
-            shared.stats.misses.fetch_add(1, Ordering::Relaxed);
+            stats
+                .misses
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Reply::Error(Error::TensorKeyEmpty);
         }
     };
-    shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+    stats
+        .hits
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tensor_reply(&tensor, g.format)
 }
 

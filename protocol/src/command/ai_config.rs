@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Cursor, lower};
+use super::{Command, Cursor, lower};
 use crate::{error::Error, frame::parse_i64};
 
 /// The four backends RedisAI names.
@@ -54,6 +54,11 @@ pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
         "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
         _ => return Err(Error::UnsupportedSubcommand),
     })
+}
+
+/// `AI.CONFIG ...` (registry parser, see `crate::table`).
+pub(crate) fn ai_config(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::AiConfig(parse(c)?))
 }
 
 #[cfg(test)]

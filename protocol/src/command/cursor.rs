@@ -33,6 +33,11 @@ impl Cursor {
         }
     }
 
+    /// The command's registered (lower-case) name.
+    pub fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
     /// Arguments left.
     pub fn remaining(&self) -> usize {
         self.args.len()

@@ -206,12 +206,6 @@ fn parse_op(argv: Vec<Bytes>, ro: bool, deprecated: bool) -> Result<DagOp, Error
                 "ERR {name} command cannot be specified in a read-only DAG"
             )));
         }
-        "AI.SCRIPTEXECUTE" | "AI.SCRIPTRUN" => {
-            return Err(err(&format!(
-                "ERR {name} is not available in this build yet (scripts arrive with the \
-                 scripts issue)"
-            )));
-        }
         "AI.TENSORSET" | "AI.TENSORGET" | "AI.MODELEXECUTE" | "AI.MODELRUN" => {}
         _ => return Err(err("Unsupported command within DAG")),
     }
@@ -222,6 +216,12 @@ fn parse_op(argv: Vec<Bytes>, ro: bool, deprecated: bool) -> Result<DagOp, Error
         Command::ModelExecute(m) => Ok(DagOp::ModelExecute(m)),
         _ => Err(err("Unsupported command within DAG")),
     }
+}
+
+/// `AI.DAGEXECUTE`, `AI.DAGEXECUTE_RO`, `AI.DAGRUN`, `AI.DAGRUN_RO` (registry parser, see
+/// `crate::table`).
+pub(crate) fn dag(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Dag(parse(c, c.name())?))
 }
 
 #[cfg(test)]

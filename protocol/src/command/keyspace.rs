@@ -58,6 +58,48 @@ pub(super) fn parse_flush(c: &mut Cursor) -> Result<Command, Error> {
     }
 }
 
+// Registry parsers (see `crate::table`).
+
+/// `DBSIZE`
+pub(crate) fn dbsize(_: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::DbSize)
+}
+
+/// `FLUSHALL` / `FLUSHDB [ASYNC|SYNC]`
+pub(crate) fn flush(c: &mut Cursor) -> Result<Command, Error> {
+    parse_flush(c)
+}
+
+/// `DEL` / `UNLINK key [key ...]`
+pub(crate) fn del(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Del(c.rest()))
+}
+
+/// `EXISTS key [key ...]`
+pub(crate) fn exists(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Exists(c.rest()))
+}
+
+/// `TYPE key`
+pub(crate) fn type_of(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Type(c.next_bytes()?))
+}
+
+/// `KEYS pattern`
+pub(crate) fn keys(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Keys(c.next_bytes()?))
+}
+
+/// `SCAN cursor ...`
+pub(crate) fn scan(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Scan(parse_scan(c)?))
+}
+
+/// `RANDOMKEY`
+pub(crate) fn randomkey(_: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::RandomKey)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::parse;

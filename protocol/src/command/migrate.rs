@@ -118,6 +118,23 @@ pub(super) fn parse_restore(c: &mut Cursor) -> Result<Command, Error> {
     Ok(Command::Restore(r))
 }
 
+// Registry parsers (see `crate::table`).
+
+/// `MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH ...] [KEYS ...]`
+pub(crate) fn migrate(c: &mut Cursor) -> Result<Command, Error> {
+    parse_migrate(c)
+}
+
+/// `RESTORE` / `RESTORE-ASKING key ttl payload [REPLACE] [ABSTTL] ...`
+pub(crate) fn restore(c: &mut Cursor) -> Result<Command, Error> {
+    parse_restore(c)
+}
+
+/// `DUMP key`
+pub(crate) fn dump(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Dump(c.next_bytes()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,25 @@
 //! Typed commands, parsed once from a request's arguments.
 //!
-//! [`Command::parse`] checks the name and arity against the command table, then hands the
-//! arguments to the family's parser (one file per family). Nothing downstream looks at raw
-//! arguments again.
+//! [`Command::parse`] looks the name up in the command registry ([`crate::table`]), checks
+//! the arity, then runs the entry's parser, which lives in its family's file (one file per
+//! family). Nothing downstream looks at raw arguments again.
 
-mod ai_config;
+pub(crate) mod ai_config;
+pub(crate) mod cluster;
 mod cursor;
-mod dag;
-mod keyspace;
-mod migrate;
-mod model;
-mod server;
-mod strings;
-mod tensor;
+pub(crate) mod dag;
+pub(crate) mod keyspace;
+pub(crate) mod migrate;
+pub(crate) mod model;
+pub(crate) mod server;
+pub(crate) mod strings;
+pub(crate) mod tensor;
 
 use bytes::Bytes;
 
 pub use self::{
     ai_config::{AiConfig, BACKENDS},
+    cluster::{AdminCmd, ClusterCmd, Member, SetSlotAction, parse_members},
     cursor::Cursor,
     dag::{Dag, DagOp},
     keyspace::Scan,
@@ -50,8 +52,8 @@ pub enum Command {
     Info(Vec<String>),
     /// `CONFIG subcommand ...`
     Config(ConfigCmd),
-    /// `CLUSTER subcommand ...` (arguments as sent, subcommand first).
-    Cluster(Vec<Bytes>),
+    /// `CLUSTER subcommand ...`
+    Cluster(ClusterCmd),
     /// `ROLE`
     Role,
     /// `READONLY`
@@ -122,8 +124,6 @@ pub enum Command {
     },
     /// AI.DAGEXECUTE(_RO) and AI.DAGRUN(_RO).
     Dag(Dag),
-    /// A command in the table whose implementation arrives with a later capability.
-    NotYet(&'static str),
 }
 
 impl Command {
@@ -146,63 +146,7 @@ impl Command {
             return Err(c.arity_error());
         }
         let _ = c.next_bytes();
-        let cmd = match spec.name {
-            "ping" => Command::Ping(c.next_opt()),
-            "echo" => Command::Echo(c.next_bytes()?),
-            "hello" => Command::Hello(server::parse_hello(&mut c)?),
-            "quit" => Command::Quit,
-            "select" => Command::Select(c.next_int()?),
-            "client" => Command::Client(server::parse_client(&mut c)?),
-            "command" => Command::Command(server::parse_command(&mut c)?),
-            "info" => Command::Info(c.rest().iter().map(|s| lower(s)).collect()),
-            "config" => Command::Config(server::parse_config(&mut c)?),
-            "cluster" => Command::Cluster(c.rest()),
-            "role" => Command::Role,
-            "readonly" => Command::ReadOnly,
-            "readwrite" => Command::ReadWrite,
-            "asking" => Command::Asking,
-            "migrate" => migrate::parse_migrate(&mut c)?,
-            "restore" | "restore-asking" => migrate::parse_restore(&mut c)?,
-            "dump" => Command::Dump(c.next_bytes()?),
-            "dbsize" => Command::DbSize,
-            "del" | "unlink" => Command::Del(c.rest()),
-            "exists" => Command::Exists(c.rest()),
-            "type" => Command::Type(c.next_bytes()?),
-            "keys" => Command::Keys(c.next_bytes()?),
-            "scan" => Command::Scan(keyspace::parse_scan(&mut c)?),
-            "randomkey" => Command::RandomKey,
-            "flushall" | "flushdb" => keyspace::parse_flush(&mut c)?,
-            "get" => Command::Get(c.next_bytes()?),
-            "set" => Command::Set(strings::parse_set(&mut c)?),
-            "mget" => Command::MGet(c.rest()),
-            "mset" => strings::parse_mset(&mut c, spec.name)?,
-            "incr" | "decr" | "incrby" | "decrby" => strings::parse_incr(&mut c, spec.name)?,
-            "ai.tensorset" => Command::TensorSet(tensor::parse_tensorset(&mut c)?),
-            "ai.tensorget" => Command::TensorGet(tensor::parse_tensorget(&mut c)?),
-            "ai.config" => Command::AiConfig(ai_config::parse(&mut c)?),
-            "ai.modelstore" => Command::ModelStore(model::parse_modelstore(&mut c, false)?),
-            "ai.modelset" => Command::ModelStore(model::parse_modelstore(&mut c, true)?),
-            "ai.modelget" => Command::ModelGet(model::parse_modelget(&mut c)?),
-            "ai.modeldel" => Command::ModelDel(c.next_bytes()?),
-            "ai.modelexecute" => Command::ModelExecute(model::parse_modelexecute(&mut c)?),
-            "ai.modelrun" => Command::ModelExecute(model::parse_modelrun(&mut c)?),
-            "ai._modelscan" => Command::ModelScan,
-            "ai.dagexecute" | "ai.dagexecute_ro" | "ai.dagrun" | "ai.dagrun_ro" => {
-                Command::Dag(dag::parse(&mut c, spec.name)?)
-            }
-            "ai.info" => {
-                if c.remaining() > 2 {
-                    return Err(c.arity_error());
-                }
-                let key = c.next_bytes()?;
-                // RedisAI ignores a third argument other than RESETSTAT.
-                let reset = c
-                    .next_opt()
-                    .is_some_and(|a| a.eq_ignore_ascii_case(b"RESETSTAT"));
-                Command::AiInfo { key, reset }
-            }
-            other => return Ok(Command::NotYet(other)),
-        };
+        let cmd = (spec.parse)(&mut c)?;
         c.finish()?;
         Ok(cmd)
     }
@@ -244,9 +188,10 @@ mod tests {
             Command::Get(Bytes::from_static(b"k"))
         );
         assert_eq!(parse("PING").unwrap(), Command::Ping(None));
+        // Not in the registry: Redis's unknown-command text, never a placeholder.
         assert_eq!(
-            parse("AI.SCRIPTGET s").unwrap(),
-            Command::NotYet("ai.scriptget")
+            parse("AI.SCRIPTGET s").unwrap_err().wire_text(),
+            "ERR unknown command 'AI.SCRIPTGET', with args beginning with: 's' "
         );
     }
 

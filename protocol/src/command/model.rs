@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::Cursor;
+use super::{Command, Cursor};
 use crate::{error::Error, frame::parse_i64};
 
 /// A model backend.
@@ -364,6 +364,56 @@ pub(super) fn parse_modelrun(c: &mut Cursor) -> Result<ModelExecute, Error> {
         outputs,
         timeout_ms,
     })
+}
+
+// Registry parsers (see `crate::table`).
+
+/// `AI.MODELSTORE ...`
+pub(crate) fn modelstore(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelStore(parse_modelstore(c, false)?))
+}
+
+/// `AI.MODELSET ...` (deprecated)
+pub(crate) fn modelset(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelStore(parse_modelstore(c, true)?))
+}
+
+/// `AI.MODELGET ...`
+pub(crate) fn modelget(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelGet(parse_modelget(c)?))
+}
+
+/// `AI.MODELDEL key`
+pub(crate) fn modeldel(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelDel(c.next_bytes()?))
+}
+
+/// `AI.MODELEXECUTE ...`
+pub(crate) fn modelexecute(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelExecute(parse_modelexecute(c)?))
+}
+
+/// `AI.MODELRUN ...` (deprecated)
+pub(crate) fn modelrun(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelExecute(parse_modelrun(c)?))
+}
+
+/// `AI._MODELSCAN`
+pub(crate) fn modelscan(_: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::ModelScan)
+}
+
+/// `AI.INFO key [RESETSTAT]`
+pub(crate) fn ai_info(c: &mut Cursor) -> Result<Command, Error> {
+    if c.remaining() > 2 {
+        return Err(c.arity_error());
+    }
+    let key = c.next_bytes()?;
+    // RedisAI ignores a third argument other than RESETSTAT.
+    let reset = c
+        .next_opt()
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"RESETSTAT"));
+    Ok(Command::AiInfo { key, reset })
 }
 
 #[cfg(test)]

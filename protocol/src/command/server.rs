@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Cursor, lower};
+use super::{Command, Cursor, lower};
 use crate::error::Error;
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
@@ -194,6 +194,58 @@ pub(super) fn parse_config(c: &mut Cursor) -> Result<ConfigCmd, Error> {
         "get" | "set" | "resetstat" | "help" => return Err(sub_arity("config", &sub)),
         _ => return Err(Error::UnknownSubcommand { cmd: "CONFIG", sub }),
     })
+}
+
+// Registry parsers (see `crate::table`).
+
+/// `PING [message]`
+pub(crate) fn ping(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Ping(c.next_opt()))
+}
+
+/// `ECHO message`
+pub(crate) fn echo(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Echo(c.next_bytes()?))
+}
+
+/// `HELLO ...`
+pub(crate) fn hello(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Hello(parse_hello(c)?))
+}
+
+/// `QUIT`
+pub(crate) fn quit(_: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Quit)
+}
+
+/// `SELECT index`
+pub(crate) fn select(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Select(c.next_int()?))
+}
+
+/// `CLIENT ...`
+pub(crate) fn client(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Client(parse_client(c)?))
+}
+
+/// `COMMAND ...`
+pub(crate) fn command(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Command(parse_command(c)?))
+}
+
+/// `INFO [section ...]`
+pub(crate) fn info(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Info(c.rest().iter().map(|s| lower(s)).collect()))
+}
+
+/// `CONFIG ...`
+pub(crate) fn config(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Config(parse_config(c)?))
+}
+
+/// `ROLE`
+pub(crate) fn role(_: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Role)
 }
 
 #[cfg(test)]

@@ -106,6 +106,33 @@ pub(super) fn parse_incr(c: &mut Cursor, name: &str) -> Result<Command, Error> {
     Ok(Command::IncrBy { key, delta })
 }
 
+// Registry parsers (see `crate::table`).
+
+/// `GET key`
+pub(crate) fn get(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Get(c.next_bytes()?))
+}
+
+/// `SET key value ...`
+pub(crate) fn set(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Set(parse_set(c)?))
+}
+
+/// `MGET key [key ...]`
+pub(crate) fn mget(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::MGet(c.rest()))
+}
+
+/// `MSET key value [key value ...]`
+pub(crate) fn mset(c: &mut Cursor) -> Result<Command, Error> {
+    parse_mset(c, c.name())
+}
+
+/// `INCR`, `DECR`, `INCRBY`, `DECRBY`
+pub(crate) fn incr(c: &mut Cursor) -> Result<Command, Error> {
+    parse_incr(c, c.name())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::parse;

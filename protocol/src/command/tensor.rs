@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::Cursor;
+use super::{Command, Cursor};
 use crate::{dtype::DType, error::Error, frame::parse_i64};
 
 /// Where a new tensor's elements come from.
@@ -116,6 +116,18 @@ pub(super) fn parse_tensorget(c: &mut Cursor) -> Result<TensorGet, Error> {
         return Err(Error::BlobAndValues);
     }
     Ok(TensorGet { key, format: f })
+}
+
+// Registry parsers (see `crate::table`).
+
+/// `AI.TENSORSET ...`
+pub(crate) fn tensorset(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::TensorSet(parse_tensorset(c)?))
+}
+
+/// `AI.TENSORGET ...`
+pub(crate) fn tensorget(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::TensorGet(parse_tensorget(c)?))
 }
 
 #[cfg(test)]

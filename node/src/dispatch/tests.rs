@@ -1,0 +1,180 @@
+//! Handlers run against the local applier, without a socket: every registered command
+//! reaches a handler, and the families behave as their clients expect.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
+
+use bytes::Bytes;
+use clap::Parser;
+use shardai_engine::{LocalApplier, Store};
+use shardai_protocol::{Command, Error, Reply, table};
+
+use super::{Flow, execute, keyspace, strings, tensor};
+use crate::{config::Config, session::ConnState, state::Shared};
+
+fn shared() -> Shared {
+    let config = Config::try_parse_from(["shardai"]).unwrap();
+    Shared::new(
+        config,
+        Arc::new(LocalApplier::new(Arc::new(Store::new()))),
+        None,
+    )
+}
+
+fn conn(shared: &Shared) -> ConnState {
+    let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    ConnState::new(shared.register(addr, "127.0.0.1:6379".parse().unwrap()))
+}
+
+fn args(s: &str) -> Vec<Bytes> {
+    s.split(' ')
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect()
+}
+
+async fn run(shared: &Shared, c: &mut ConnState, s: &str) -> (Reply, Flow) {
+    execute(Command::parse(args(s)).unwrap(), shared, c).await
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn every_registered_command_reaches_its_handler() {
+    rt().block_on(async {
+        let s = shared();
+        let mut c = conn(&s);
+        for ex in table::EXAMPLES {
+            let (reply, flow) = run(&s, &mut c, ex).await;
+            if let Reply::Error(e) = &reply {
+                let text = e.wire_text();
+                assert!(
+                    !text.contains("unknown command") && !text.contains("unknown subcommand"),
+                    "{ex}: {text}"
+                );
+            }
+            assert_eq!(flow == Flow::Close, *ex == "QUIT", "{ex}");
+        }
+    });
+}
+
+#[test]
+fn strings_through_the_local_applier() {
+    rt().block_on(async {
+        let s = shared();
+        let store = &**s.store();
+        let set = |line: &str| match Command::parse(args(line)).unwrap() {
+            Command::Set(a) => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(strings::set(set("SET k v"), &*s.proposer).await, Reply::OK);
+        assert_eq!(
+            strings::set(set("SET k w NX"), &*s.proposer).await,
+            Reply::Nil
+        );
+        assert_eq!(
+            strings::get(b"k", store, &s.stats),
+            Reply::Bulk(Bytes::from_static(b"v"))
+        );
+        assert_eq!(strings::get(b"nope", store, &s.stats), Reply::Nil);
+        assert_eq!(s.stats.hits.load(Ordering::Relaxed), 1);
+        assert_eq!(s.stats.misses.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            strings::incr_by(Bytes::from_static(b"n"), 5, &*s.proposer).await,
+            Reply::Int(5)
+        );
+        assert_eq!(
+            strings::incr_by(Bytes::from_static(b"k"), 1, &*s.proposer).await,
+            Reply::Error(Error::NotInteger)
+        );
+    });
+}
+
+#[test]
+fn tensors_through_the_local_applier() {
+    rt().block_on(async {
+        let s = shared();
+        let store = &**s.store();
+        let Command::TensorSet(t) =
+            Command::parse(args("AI.TENSORSET t INT8 2 VALUES 1 -2")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(tensor::tensorset(t, &*s.proposer, 1 << 20).await, Reply::OK);
+        let Command::TensorGet(g) = Command::parse(args("AI.TENSORGET t VALUES")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            tensor::tensorget(g, store, &s.stats),
+            Reply::Array(vec![Reply::Int(1), Reply::Int(-2)])
+        );
+        assert_eq!(keyspace::type_of(b"t", store), Reply::Status("AI_TENSOR"));
+        let Command::TensorGet(missing) = Command::parse(args("AI.TENSORGET none META")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            tensor::tensorget(missing, store, &s.stats),
+            Reply::Error(Error::TensorKeyEmpty)
+        );
+        // A string where a tensor is expected.
+        strings::set(
+            match Command::parse(args("SET s v")).unwrap() {
+                Command::Set(a) => a,
+                _ => panic!(),
+            },
+            &*s.proposer,
+        )
+        .await;
+        assert_eq!(
+            tensor::tensors_of(&[Bytes::from_static(b"s")], store).unwrap_err(),
+            Error::WrongType
+        );
+    });
+}
+
+#[test]
+fn keyspace_through_the_local_applier() {
+    rt().block_on(async {
+        let s = shared();
+        let mut c = conn(&s);
+        run(&s, &mut c, "MSET a 1 b 2 c 3").await;
+        let store = &**s.store();
+        assert_eq!(keyspace::exists(&args("a b zz"), store), Reply::Int(2));
+        assert_eq!(
+            keyspace::del(args("a zz"), &*s.proposer).await,
+            Reply::Int(1)
+        );
+        assert_eq!(keyspace::type_of(b"a", store), Reply::Status("none"));
+        assert_eq!(keyspace::type_of(b"b", store), Reply::Status("string"));
+        assert!(matches!(keyspace::random_key(store, 7), Reply::Bulk(_)));
+        assert_eq!(keyspace::flush(&*s.proposer).await, Reply::OK);
+        assert_eq!(keyspace::random_key(store, 7), Reply::Nil);
+    });
+}
+
+#[test]
+fn connection_state_commands() {
+    rt().block_on(async {
+        let s = shared();
+        let mut c = conn(&s);
+        run(&s, &mut c, "READONLY").await;
+        assert!(c.readonly);
+        run(&s, &mut c, "READWRITE").await;
+        assert!(!c.readonly);
+        run(&s, &mut c, "ASKING").await;
+        assert!(c.asking);
+        run(&s, &mut c, "HELLO 3").await;
+        assert_eq!(c.resp, 3);
+        assert_eq!(
+            run(&s, &mut c, "HELLO 4").await.0,
+            Reply::Error(Error::NoProto)
+        );
+    });
+}
