@@ -3,11 +3,14 @@
 
 Both servers run on loopback in the same run. For each payload (UINT8 BLOBs of 64 B, 16 KiB
 and 1 MiB), each pipeline depth (1 and 16) and each operation, redis-benchmark (50 clients)
-alternates between the two servers for three repetitions; the table shows the median
+alternates between the servers for three repetitions; the table shows the median
 requests/s of each and the shardai/redis ratio. Then both servers store 1 GiB as 1024 values of
 1 MiB and the peak RSS of each is printed.
 
-Usage: .venv/bin/python tests/bench/tensor_vs_redis.py [--quick] [--shardai PATH]
+With `--baseline PATH`, a second shardai binary (an earlier build) runs in the same
+alternation, and each row also shows the new build's throughput relative to it.
+
+Usage: .venv/bin/python tests/bench/tensor_vs_redis.py [--quick] [--shardai PATH] [--baseline PATH]
 """
 import argparse
 import csv
@@ -45,9 +48,9 @@ def wait_ready(port, proc):
     raise RuntimeError(f"server on {port} did not start")
 
 
-def start_shardai(binary, tmp, extra):
+def start_shardai(binary, tmp, extra, name="shardai"):
     port = free_port()
-    d = os.path.join(tmp, "shardai")
+    d = os.path.join(tmp, name)
     proc = subprocess.Popen([binary, "--port", str(port), "--dir", d, "--log", "warn", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, proc)
@@ -109,6 +112,7 @@ def rss_mb(pid):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shardai", default=os.path.join(ROOT, "target", "release", "shardai"))
+    ap.add_argument("--baseline", help="an earlier shardai binary to compare with, in the same run")
     ap.add_argument("--quick", action="store_true", help="fewer requests, one repetition")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default="", help="run only rows whose 'SIZE:PIPELINE:OP' contains this, e.g. 64:16:SET")
@@ -121,6 +125,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="shardai-bench-")
     s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg)
     r_port, r_proc = start_redis(tmp)
+    b_port, b_proc = start_shardai(a.baseline, tmp, a.shardai_arg, "baseline") if a.baseline else (None, None)
     redis_version = redis.Redis(port=r_port).info("server")["redis_version"]
     print(f"shardai {a.shardai} vs redis-server {redis_version}; 50 clients; median of {reps} "
           f"alternating runs; {os.cpu_count()} cores")
@@ -138,6 +143,8 @@ def main():
                 blob = f.read()
             redis.Redis(port=s_port).execute_command("AI.TENSORSET", "bench:get", "UINT8", size, "BLOB", blob)
             redis.Redis(port=r_port).set("bench:get", blob)
+            if b_port:
+                redis.Redis(port=b_port).execute_command("AI.TENSORSET", "bench:get", "UINT8", size, "BLOB", blob)
             for pipeline in (1, 16):
                 for op in ("SET", "GET"):
                     if a.only and a.only not in f"{size}:{pipeline}:{op}":
@@ -148,23 +155,29 @@ def main():
                     else:
                         s_args, r_args, df = (["AI.TENSORGET", "bench:get", "BLOB"], ["GET", "bench:get"], None)
                     requests = n * (pipeline if size < 16384 else 2)
-                    s_runs, r_runs = [], []
+                    s_runs, r_runs, b_runs = [], [], []
                     for _ in range(reps):
                         s_runs.append(bench(s_port, s_args, df, requests, pipeline))
                         r_runs.append(bench(r_port, r_args, df, requests, pipeline))
+                        if b_port:
+                            b_runs.append(bench(b_port, s_args, df, requests, pipeline))
+                    b_rps = statistics.median(x[0] for x in b_runs) if b_runs else None
                     s_rps = statistics.median(x[0] for x in s_runs)
                     r_rps = statistics.median(x[0] for x in r_runs)
                     s_p99 = statistics.median(x[2] for x in s_runs)
                     r_p99 = statistics.median(x[2] for x in r_runs)
                     name = f"AI.TENSOR{op} vs {op}"
-                    rows.append((name, label, pipeline, s_rps, r_rps, s_p99, r_p99))
+                    rows.append((name, label, pipeline, s_rps, r_rps, s_p99, r_p99, b_rps))
+                    vs_base = f"  baseline {b_rps:>11,.0f}/s  new/baseline {s_rps / b_rps:5.2f}" if b_rps else ""
                     print(f"  {name:24} {label:>7} P={pipeline:<3} shardai {s_rps:>11,.0f}/s  redis {r_rps:>11,.0f}/s  "
-                          f"ratio {s_rps / r_rps:5.2f}  (p99 {s_p99:.2f} / {r_p99:.2f} ms)", flush=True)
+                          f"ratio {s_rps / r_rps:5.2f}  (p99 {s_p99:.2f} / {r_p99:.2f} ms){vs_base}", flush=True)
 
         # Memory: 1 GiB as 1024 values of 1 MiB, each server freshly started so that the
         # peak is that of storing the data, not of the throughput runs above.
         stop(s_proc)
         stop(r_proc)
+        if b_proc:
+            stop(b_proc)
         s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg)
         r_port, r_proc = start_redis(tmp)
         blob = os.urandom(1 << 20)
@@ -188,13 +201,18 @@ def main():
     finally:
         stop(s_proc)
         stop(r_proc)
+        if b_proc:
+            stop(b_proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    print("| command | payload | pipeline | shardai req/s | redis req/s | ratio |")
-    print("|---|---|---|---|---|---|")
-    for name, label, pipeline, s, r, _, _ in rows:
-        print(f"| {name} | {label} | {pipeline} | {s:,.0f} | {r:,.0f} | {s / r:.2f} |")
+    base = a.baseline is not None
+    print("| command | payload | pipeline | shardai req/s | redis req/s | ratio |"
+          + (" baseline req/s | new/baseline |" if base else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if base else ""))
+    for name, label, pipeline, s, r, _, _, b in rows:
+        print(f"| {name} | {label} | {pipeline} | {s:,.0f} | {r:,.0f} | {s / r:.2f} |"
+              + (f" {b:,.0f} | {s / b:.2f} |" if base else ""))
     return 0
 
 
