@@ -9,6 +9,9 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+mod golden;
+
 pub use group::{GroupConfig, RoleInfo, ShardGroup};
 pub use network::{ShardRaft, Target, TargetSlot};
 pub use types::{Cmd, Resp, ShardNode, TypeConfig};

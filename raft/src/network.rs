@@ -66,7 +66,7 @@ const MIN_TTL: Duration = Duration::from_secs(3);
 const STREAM_IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Req {
+pub(crate) enum Req {
     Hello {
         cluster: String,
         group: String,
@@ -88,7 +88,7 @@ enum Req {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Resp {
+pub(crate) enum Resp {
     Welcome,
     Refused(String),
     Append(Result<AppendEntriesResponse<C>, String>),
@@ -99,7 +99,7 @@ enum Resp {
     Propose(Result<crate::Resp, String>),
 }
 
-async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) -> io::Result<()> {
+pub(crate) async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) -> io::Result<()> {
     let b = bincode::serialize(v).map_err(io::Error::other)?;
     w.write_all(&(b.len() as u32).to_le_bytes()).await?;
     w.write_all(&b).await?;
