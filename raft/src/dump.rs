@@ -44,12 +44,12 @@ pub fn dump(value: &Value) -> Vec<u8> {
 
 /// A checked payload, decoded once.
 #[derive(Debug)]
-pub struct Dumped(Op);
+pub struct DumpPayload(Op);
 
-impl Dumped {
+impl DumpPayload {
     /// True when restoring it loads a model (a backend call: run it on a blocking thread).
     pub fn loads_model(&self) -> bool {
-        matches!(self.0, Op::SetModel(..))
+        self.0.loads_model()
     }
 
     /// The mutation that stores the value under `key`, a string expiring at `deadline`
@@ -70,7 +70,15 @@ impl Dumped {
             },
             Op::SetTensor(_, t) => Op::SetTensor(key, t),
             Op::SetModel(_, m) => Op::SetModel(key, m),
-            _ => return Err(bad_payload()),
+            // Not values: `dump` never writes them (listed, not `_`, so that a new `Op`
+            // has to be placed here or above).
+            Op::SetTensors(_)
+            | Op::DelModel(_)
+            | Op::MSet(_)
+            | Op::IncrBy(..)
+            | Op::Del(_)
+            | Op::Flush
+            | Op::ExpireDue => return Err(bad_payload()),
         };
         Cmd {
             at_ms: 0,
@@ -83,7 +91,7 @@ impl Dumped {
 }
 
 /// Checks the magic and CRC of `payload` and decodes it.
-pub fn decode(payload: &[u8]) -> Result<Dumped, Error> {
+pub fn decode(payload: &[u8]) -> Result<DumpPayload, Error> {
     if payload.len() < 12 || &payload[..8] != MAGIC {
         return Err(bad_payload());
     }
@@ -92,11 +100,11 @@ pub fn decode(payload: &[u8]) -> Result<Dumped, Error> {
         return Err(bad_payload());
     }
     bincode::deserialize(&payload[12..])
-        .map(Dumped)
+        .map(DumpPayload)
         .map_err(|_| bad_payload())
 }
 
-/// `decode` then `Dumped::restore`.
+/// `decode` then `DumpPayload::restore`.
 pub fn restore(
     payload: &[u8],
     key: Bytes,

@@ -19,7 +19,7 @@ use shardai_protocol::DType;
 
 use crate::{
     log_store::LogStore,
-    network::{Req, write_frame},
+    network::{BusRequest, write_frame},
     snapshot::{self, Meta},
     types::{Cmd, ShardNode, TypeConfig as C},
 };
@@ -167,7 +167,7 @@ async fn write_fixtures() {
     let mut hello = Vec::new();
     write_frame(
         &mut hello,
-        &Req::Hello {
+        &BusRequest::Hello {
             cluster: "alpha".into(),
             group: "data".into(),
             to: 7,
@@ -179,7 +179,7 @@ async fn write_fixtures() {
     let mut vote = Vec::new();
     write_frame(
         &mut vote,
-        &Req::Vote(VoteRequest::new(
+        &BusRequest::Vote(VoteRequest::new(
             openraft::impls::Vote::new(3, 2),
             Some(log_id::<C>(2, 1, 5)),
         )),

@@ -66,7 +66,7 @@ const MIN_TTL: Duration = Duration::from_secs(3);
 const STREAM_IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Req {
+pub(crate) enum BusRequest {
     Hello {
         cluster: String,
         group: String,
@@ -88,7 +88,7 @@ pub(crate) enum Req {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Resp {
+pub(crate) enum BusReply {
     Welcome,
     Refused(String),
     Append(Result<AppendEntriesResponse<C>, String>),
@@ -96,7 +96,7 @@ pub(crate) enum Resp {
     Snap(Result<SnapshotResponse<C>, String>),
     Stream(Result<StreamAppendResult<C>, String>),
     StreamEnd,
-    Propose(Result<crate::Resp, String>),
+    Propose(Result<crate::ApplyResult, String>),
 }
 
 pub(crate) async fn write_frame<T: Serialize>(w: &mut (impl AsyncWriteExt + Unpin), v: &T) -> io::Result<()> {
@@ -177,7 +177,7 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
     let hello = tokio::time::timeout(HELLO_WAIT, read_frame_max(&mut r, MAX_HELLO))
         .await
         .map_err(|_| io::Error::other("no hello in time"))??;
-    let Req::Hello { cluster, group, to } = hello else {
+    let BusRequest::Hello { cluster, group, to } = hello else {
         return Err(io::Error::other("no hello"));
     };
     let (target, joined) = {
@@ -196,33 +196,33 @@ async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
     };
     if let Some(why) = refuse {
         warn!(reason = %why, "refused a cluster bus connection");
-        write_frame(&mut w, &Resp::Refused(why)).await?;
+        write_frame(&mut w, &BusReply::Refused(why)).await?;
         return Ok(());
     }
     let t = target.expect("checked above");
-    write_frame(&mut w, &Resp::Welcome).await?;
+    write_frame(&mut w, &BusReply::Welcome).await?;
     loop {
-        let req: Req = read_frame(&mut r).await?;
+        let req: BusRequest = read_frame(&mut r).await?;
         let resp = match req {
-            Req::Append(a) => {
-                Resp::Append(t.raft.append_entries(a).await.map_err(|e| e.to_string()))
+            BusRequest::Append(a) => {
+                BusReply::Append(t.raft.append_entries(a).await.map_err(|e| e.to_string()))
             }
-            Req::Vote(v) => Resp::Vote(t.raft.vote(v).await.map_err(|e| e.to_string())),
-            Req::SnapBegin { vote, meta } => {
-                Resp::Snap(receive_snapshot(&t, &mut r, vote, meta).await)
+            BusRequest::Vote(v) => BusReply::Vote(t.raft.vote(v).await.map_err(|e| e.to_string())),
+            BusRequest::SnapBegin { vote, meta } => {
+                BusReply::Snap(receive_snapshot(&t, &mut r, vote, meta).await)
             }
-            Req::StreamBegin => match serve_stream(&t, r, w).await? {
+            BusRequest::StreamBegin => match serve_stream(&t, r, w).await? {
                 Some(conn) => {
                     (r, w) = conn;
                     continue;
                 }
                 None => return Ok(()),
             },
-            Req::Propose(cmd) => Resp::Propose(match t.raft.client_write(cmd).await {
+            BusRequest::Propose(cmd) => BusReply::Propose(match t.raft.client_write(cmd).await {
                 Ok(w) => Ok(w.response().clone()),
                 Err(e) => Err(e.to_string()),
             }),
-            Req::Hello { .. } | Req::SnapChunk(_) | Req::SnapEnd | Req::StreamEnd => {
+            BusRequest::Hello { .. } | BusRequest::SnapChunk(_) | BusRequest::SnapEnd | BusRequest::StreamEnd => {
                 return Err(io::Error::other("unexpected message"));
             }
         };
@@ -243,13 +243,13 @@ async fn serve_stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<AppendEntriesRequest<C>>(64);
     let reader = tokio::spawn(async move {
         loop {
-            match read_frame::<Req>(&mut r).await {
-                Ok(Req::Append(a)) => {
+            match read_frame::<BusRequest>(&mut r).await {
+                Ok(BusRequest::Append(a)) => {
                     if tx.send(a).await.is_err() {
                         return None;
                     }
                 }
-                Ok(Req::StreamEnd) => return Some(r),
+                Ok(BusRequest::StreamEnd) => return Some(r),
                 _ => return None,
             }
         }
@@ -260,9 +260,9 @@ async fn serve_stream(
     let out = t.raft.stream_append(input);
     let mut out = std::pin::pin!(out);
     while let Some(item) = out.next().await {
-        write_frame(&mut w, &Resp::Stream(item.map_err(|e| e.to_string()))).await?;
+        write_frame(&mut w, &BusReply::Stream(item.map_err(|e| e.to_string()))).await?;
     }
-    write_frame(&mut w, &Resp::StreamEnd).await?;
+    write_frame(&mut w, &BusReply::StreamEnd).await?;
     Ok(reader.join(STREAM_IDLE).await.flatten().map(|r| (r, w)))
 }
 
@@ -303,12 +303,12 @@ async fn receive_snapshot(
         let mut f = tokio::fs::File::create(&path).await?;
         let mut bytes = 0u64;
         loop {
-            match read_frame::<Req>(r).await? {
-                Req::SnapChunk(c) => {
+            match read_frame::<BusRequest>(r).await? {
+                BusRequest::SnapChunk(c) => {
                     bytes += c.len() as u64;
                     f.write_all(&c).await?;
                 }
-                Req::SnapEnd => break,
+                BusRequest::SnapEnd => break,
                 _ => return Err(io::Error::other("unexpected message in a snapshot")),
             }
         }
@@ -418,10 +418,10 @@ impl Network {
         target: u64,
         addr: &str,
         cmd: crate::Cmd,
-    ) -> Result<crate::Resp, String> {
+    ) -> Result<crate::ApplyResult, String> {
         let mut peer = self.peer(target, addr);
-        match peer.call(&Req::Propose(cmd), Duration::from_secs(10)).await {
-            Ok(Resp::Propose(r)) => r,
+        match peer.call(&BusRequest::Propose(cmd), Duration::from_secs(10)).await {
+            Ok(BusReply::Propose(r)) => r,
             Ok(_) => {
                 peer.conn = None;
                 Err("bad response".into())
@@ -499,24 +499,24 @@ impl Peer {
         tune(&sock);
         let (r, w) = sock.into_split();
         let (mut r, mut w) = (BufReader::new(r), BufWriter::with_capacity(1 << 16, w));
-        let hello = Req::Hello {
+        let hello = BusRequest::Hello {
             cluster: self.cluster.to_string(),
             group: self.group.to_string(),
             to: self.target,
         };
         let resp = tokio::time::timeout(ttl, async {
             write_frame(&mut w, &hello).await?;
-            read_frame::<Resp>(&mut r).await
+            read_frame::<BusReply>(&mut r).await
         })
         .await
         .map_err(|_| CallError::Unreachable(io::Error::other("handshake timed out")))?
         .map_err(CallError::Unreachable)?;
         match resp {
-            Resp::Welcome => {
+            BusReply::Welcome => {
                 self.conn = Some((r, w));
                 Ok(())
             }
-            Resp::Refused(why) => Err(CallError::Unreachable(io::Error::other(format!(
+            BusReply::Refused(why) => Err(CallError::Unreachable(io::Error::other(format!(
                 "node {} at {} refused us: {why}",
                 self.target, self.addr
             )))),
@@ -524,7 +524,7 @@ impl Peer {
         }
     }
 
-    async fn call(&mut self, req: &Req, ttl: Duration) -> Result<Resp, CallError> {
+    async fn call(&mut self, req: &BusRequest, ttl: Duration) -> Result<BusReply, CallError> {
         self.connect(ttl).await?;
         // Taken out while in use: if this future is dropped mid-request (openraft times
         // out some calls itself), the half-used connection is closed, never reused with an
@@ -532,7 +532,7 @@ impl Peer {
         let (mut r, mut w) = self.conn.take().expect("connected");
         let res = tokio::time::timeout(ttl, async {
             write_frame(&mut w, req).await?;
-            read_frame::<Resp>(&mut r).await
+            read_frame::<BusReply>(&mut r).await
         })
         .await;
         match res {
@@ -560,7 +560,7 @@ impl Peer {
         let sent = async {
             write_frame(
                 w,
-                &Req::SnapBegin {
+                &BusRequest::SnapBegin {
                     vote,
                     meta: snapshot.meta.clone(),
                 },
@@ -574,21 +574,21 @@ impl Peer {
                 }
                 tokio::time::timeout(
                     ttl,
-                    write_frame(w, &Req::SnapChunk(Bytes::copy_from_slice(&buf[..n]))),
+                    write_frame(w, &BusRequest::SnapChunk(Bytes::copy_from_slice(&buf[..n]))),
                 )
                 .await
                 .map_err(|_| io::Error::other("snapshot chunk timed out"))??;
             }
-            write_frame(w, &Req::SnapEnd).await?;
+            write_frame(w, &BusRequest::SnapEnd).await?;
             // Installing (loading models) can take a while on the receiver.
-            tokio::time::timeout(Duration::from_secs(600), read_frame::<Resp>(r))
+            tokio::time::timeout(Duration::from_secs(600), read_frame::<BusReply>(r))
                 .await
                 .map_err(|_| io::Error::other("snapshot install timed out"))?
         }
         .await;
         match sent {
-            Ok(Resp::Snap(Ok(r))) => Ok(r),
-            Ok(Resp::Snap(Err(e))) => {
+            Ok(BusReply::Snap(Ok(r))) => Ok(r),
+            Ok(BusReply::Snap(Err(e))) => {
                 // The receiver may have stopped reading mid-snapshot: not reused.
                 self.conn = None;
                 Err(CallError::Network(io::Error::other(e)))
@@ -651,12 +651,12 @@ impl RaftNetworkV2<C> for Peer {
             let writer = tokio::spawn(async move {
                 let mut input = input;
                 let res = async {
-                    write_frame(&mut w, &Req::StreamBegin).await?;
+                    write_frame(&mut w, &BusRequest::StreamBegin).await?;
                     while let Some(req) = input.next().await {
                         sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        write_frame(&mut w, &Req::Append(req)).await?;
+                        write_frame(&mut w, &BusRequest::Append(req)).await?;
                     }
-                    write_frame(&mut w, &Req::StreamEnd).await
+                    write_frame(&mut w, &BusRequest::StreamEnd).await
                 }
                 .await;
                 match res {
@@ -695,20 +695,20 @@ impl RaftNetworkV2<C> for Peer {
                         }
                     }
                 }
-                let e = match read_frame::<Resp>(&mut s.r).await {
-                    Ok(Resp::Stream(Ok(res))) => {
+                let e = match read_frame::<BusReply>(&mut s.r).await {
+                    Ok(BusReply::Stream(Ok(res))) => {
                         s.in_flight
                             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                         s.done = res.is_err();
                         return Some((Ok(res), s));
                     }
-                    Ok(Resp::StreamEnd) => {
+                    Ok(BusReply::StreamEnd) => {
                         if let Some(w) = s.writer.join(STREAM_IDLE).await.flatten() {
                             s.pool.put(s.target, s.addr, (s.r, w));
                         }
                         return None;
                     }
-                    Ok(Resp::Stream(Err(e))) => io::Error::other(e),
+                    Ok(BusReply::Stream(Err(e))) => io::Error::other(e),
                     Ok(_) => io::Error::other("bad stream response"),
                     Err(e) => e,
                 };
@@ -725,9 +725,9 @@ impl RaftNetworkV2<C> for Peer {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match self.call(&Req::Append(rpc), ttl(&option)).await {
-            Ok(Resp::Append(Ok(r))) => Ok(r),
-            Ok(Resp::Append(Err(e))) => Err(remote(e)),
+        match self.call(&BusRequest::Append(rpc), ttl(&option)).await {
+            Ok(BusReply::Append(Ok(r))) => Ok(r),
+            Ok(BusReply::Append(Err(e))) => Err(remote(e)),
             Ok(_) => {
                 self.conn = None;
                 Err(remote("bad response"))
@@ -741,9 +741,9 @@ impl RaftNetworkV2<C> for Peer {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self.call(&Req::Vote(rpc), ttl(&option)).await {
-            Ok(Resp::Vote(Ok(r))) => Ok(r),
-            Ok(Resp::Vote(Err(e))) => Err(remote(e)),
+        match self.call(&BusRequest::Vote(rpc), ttl(&option)).await {
+            Ok(BusReply::Vote(Ok(r))) => Ok(r),
+            Ok(BusReply::Vote(Err(e))) => Err(remote(e)),
             Ok(_) => {
                 self.conn = None;
                 Err(remote("bad response"))

@@ -21,7 +21,7 @@ use std::{
 use bytes::Bytes;
 use openraft::alias::SnapshotMetaOf;
 use serde::{Deserialize, Serialize};
-use shardai_engine::{Value, backend::Backends, store::Dumped};
+use shardai_engine::{Value, backend::Backends, store::KeyRecord};
 
 use crate::{
     log_store::sync_dir,
@@ -154,7 +154,7 @@ fn sync_range(file: &File, off: u64, len: u64, wait: bool) -> io::Result<()> {
 
 /// Writes `entries` as the snapshot `meta` to `path` durably (temp file, fsync, rename).
 /// Blocking: call it on a blocking thread.
-pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
+pub fn write(path: &Path, meta: &Meta, entries: Vec<KeyRecord>) -> io::Result<()> {
     let tmp = path.with_extension("part");
     let f = Paced {
         file: File::create(&tmp)?,
@@ -209,7 +209,7 @@ fn open(path: &Path) -> io::Result<(BufReader<File>, io::Result<Meta>)> {
 
 /// Reads a whole snapshot, loading its models into `backends`. Blocking (file reads and
 /// backend calls): call it on a blocking thread.
-pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<Dumped>)> {
+pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyRecord>)> {
     let (mut r, meta) = open(path)?;
     let meta = meta?;
     let mut out = Vec::new();
@@ -283,7 +283,7 @@ mod tests {
         let path = d.path().join("big.snap");
         let meta = Meta::default();
         let value = Bytes::from(vec![7u8; 1 << 20]);
-        let entries: Vec<Dumped> = (0..3 * (PACE >> 20) + 3)
+        let entries: Vec<KeyRecord> = (0..3 * (PACE >> 20) + 3)
             .map(|i| {
                 (
                     Bytes::from(format!("k{i}")),

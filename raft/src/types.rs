@@ -1,5 +1,5 @@
 //! The openraft type configuration and the log's data: [`Cmd`] (the wire form of an engine
-//! `Mutation`), [`Resp`] (the wire form of its result) and [`ShardNode`] (a replica's
+//! `Mutation`), [`ApplyResult`] (the wire form of its result) and [`ShardNode`] (a replica's
 //! addresses).
 //!
 //! A `Cmd` carries everything a replica needs to apply the mutation by itself: tensors as
@@ -33,11 +33,11 @@ impl fmt::Display for ShardNode {
 }
 
 openraft::declare_raft_types!(
-    /// shardai's Raft types: `Cmd` entries, `Resp` results, `u64` node ids, and standard
+    /// shardai's Raft types: `Cmd` entries, `ApplyResult` results, `u64` node ids, and standard
     /// Raft leader ids (at most one leader per term; openraft's default allows several).
     pub TypeConfig:
         D = Cmd,
-        R = Resp,
+        R = ApplyResult,
         NodeId = u64,
         Node = ShardNode,
         Term = u64,
@@ -183,6 +183,25 @@ pub enum Op {
     ExpireDue,
 }
 
+impl Op {
+    /// True when applying it needs a backend call (loading a model). Exhaustive on purpose:
+    /// a new variant must say whether it loads a model.
+    pub fn loads_model(&self) -> bool {
+        match self {
+            Op::SetModel(..) => true,
+            Op::SetTensor(..)
+            | Op::SetTensors(_)
+            | Op::DelModel(_)
+            | Op::Set { .. }
+            | Op::MSet(_)
+            | Op::IncrBy(..)
+            | Op::Del(_)
+            | Op::Flush
+            | Op::ExpireDue => false,
+        }
+    }
+}
+
 /// One log entry's data: a mutation stamped by the leader that proposed it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cmd {
@@ -322,13 +341,13 @@ impl Cmd {
 
     /// True when applying needs a backend call (loading a model).
     pub fn loads_model(&self) -> bool {
-        matches!(self.op, Op::SetModel(..))
+        self.op.loads_model()
     }
 }
 
 /// The result of applying one entry: the engine's `Applied`, or the error's wire text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Resp {
+pub enum ApplyResult {
     /// `Applied::Ok` (also the result of blank and membership entries).
     Ok,
     /// `Applied::Int`.
@@ -344,25 +363,25 @@ pub enum Resp {
     Err(String),
 }
 
-impl From<Result<Applied, Error>> for Resp {
+impl From<Result<Applied, Error>> for ApplyResult {
     fn from(r: Result<Applied, Error>) -> Self {
         match r {
-            Ok(Applied::Ok) => Resp::Ok,
-            Ok(Applied::Int(n)) => Resp::Int(n),
-            Ok(Applied::Set { written, old }) => Resp::Set { written, old },
-            Err(e) => Resp::Err(e.wire_text()),
+            Ok(Applied::Ok) => ApplyResult::Ok,
+            Ok(Applied::Int(n)) => ApplyResult::Int(n),
+            Ok(Applied::Set { written, old }) => ApplyResult::Set { written, old },
+            Err(e) => ApplyResult::Err(e.wire_text()),
         }
     }
 }
 
-impl Resp {
+impl ApplyResult {
     /// Back to the engine's result.
     pub fn into_result(self) -> Result<Applied, Error> {
         match self {
-            Resp::Ok => Ok(Applied::Ok),
-            Resp::Int(n) => Ok(Applied::Int(n)),
-            Resp::Set { written, old } => Ok(Applied::Set { written, old }),
-            Resp::Err(text) => Err(Error::Verbatim(text)),
+            ApplyResult::Ok => Ok(Applied::Ok),
+            ApplyResult::Int(n) => Ok(Applied::Int(n)),
+            ApplyResult::Set { written, old } => Ok(Applied::Set { written, old }),
+            ApplyResult::Err(text) => Err(Error::Verbatim(text)),
         }
     }
 }
@@ -411,7 +430,7 @@ mod tests {
 
     #[test]
     fn errors_keep_their_wire_text() {
-        let r: Resp = Err(Error::WrongType).into();
+        let r: ApplyResult = Err(Error::WrongType).into();
         assert_eq!(
             r.into_result().unwrap_err().wire_text(),
             Error::WrongType.wire_text()
