@@ -14,4 +14,4 @@ mod golden;
 
 pub use group::{GroupConfig, RoleInfo, ShardGroup};
 pub use network::{ShardRaft, Target, TargetSlot};
-pub use types::{Cmd, ApplyResult, ShardNode, TypeConfig};
+pub use types::{ApplyResult, Cmd, ShardNode, TypeConfig};

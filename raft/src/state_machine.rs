@@ -26,7 +26,7 @@ use tracing::{error, info};
 
 use crate::{
     snapshot::{self, Meta, SnapshotFile},
-    types::{Cmd, ApplyResult, TypeConfig},
+    types::{ApplyResult, Cmd, TypeConfig},
 };
 
 type C = TypeConfig;
