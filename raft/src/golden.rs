@@ -19,7 +19,7 @@ use shardai_protocol::DType;
 
 use crate::{
     log_store::LogStore,
-    network::{BusRequest, write_frame},
+    network::frame::{BusRequest, write_frame},
     snapshot::{self, Meta},
     types::{Cmd, ShardNode, TypeConfig as C},
 };
@@ -138,7 +138,11 @@ async fn write_fixtures() {
     let seg = std::fs::read(d.path().join("log-00000000000000000000.seg")).unwrap();
     std::fs::write(out.join(format!("log-{v}.seg")), trimmed(seg, 0)).unwrap();
     std::fs::copy(d.path().join("meta"), out.join(format!("meta-{v}"))).unwrap();
-    std::fs::copy(d.path().join("committed"), out.join(format!("committed-{v}"))).unwrap();
+    std::fs::copy(
+        d.path().join("committed"),
+        out.join(format!("committed-{v}")),
+    )
+    .unwrap();
 
     // A snapshot of a string with an expiry and a tensor.
     let items = vec![
@@ -149,7 +153,12 @@ async fn write_fixtures() {
         ),
         (Bytes::from_static(b"t"), Value::Tensor(tensor()), None),
     ];
-    snapshot::write(&out.join(format!("snapshot-{v}.snap")), &snapshot_meta(), items).unwrap();
+    snapshot::write(
+        &out.join(format!("snapshot-{v}.snap")),
+        &snapshot_meta(),
+        items,
+    )
+    .unwrap();
 
     // DUMP payloads.
     std::fs::write(

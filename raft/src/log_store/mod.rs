@@ -21,13 +21,27 @@
 //! At open, a torn or corrupt record at the end of the last segment (a crash mid-write) is
 //! reported and cut off; a corrupt record anywhere else refuses to start.
 
+//! # Layout
+//!
+//! - [`mod@self`]: the store's state and the openraft traits (`RaftLogReader`,
+//!   `RaftLogStorage`).
+//! - `open`: start-up (scan, torn-tail cut, refusals).
+//! - `segment`: segment files, record framing, allocation.
+//! - `meta`: the `meta` and `committed` files.
+//! - `sync`: the group-commit fsync thread and the durable-write helpers.
+
+mod meta;
+mod open;
+mod segment;
+mod sync;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     fs::{self, File, OpenOptions},
-    io::{self, Write},
+    io,
     ops::{Bound, RangeBounds},
     os::unix::fs::FileExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, mpsc},
 };
 
@@ -37,10 +51,15 @@ use openraft::{
     storage::{IOFlushed, RaftLogStorage},
 };
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::warn;
 
+pub use self::sync::{sync_dir, write_atomic};
+use self::{
+    meta::Meta,
+    segment::{Seg, crc_record, create_seg, read_entry, seg_name},
+    sync::SyncReq,
+};
 use crate::types::TypeConfig;
 
 type C = TypeConfig;
@@ -56,10 +75,6 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 pub const SEGMENT_BYTES: u64 = 64 << 10;
 /// Recently appended entries kept decoded in memory (for replication and apply).
 const CACHE_BYTES: usize = 64 << 20;
-/// Bytes of one record header.
-const HEADER: usize = 8;
-/// A segment's file is allocated this far ahead of its records.
-const PREALLOC_BYTES: u64 = 8 << 20;
 
 /// Where one entry lies.
 #[derive(Debug, Clone)]
@@ -68,64 +83,6 @@ struct Loc {
     off: u64,
     len: u32,
     log_id: LogId,
-}
-
-#[derive(Debug)]
-struct Seg {
-    file: Arc<File>,
-    /// End of the records.
-    len: u64,
-    /// Bytes allocated for the file (its size); past `len` they read as zeros.
-    allocated: u64,
-}
-
-impl Seg {
-    /// Makes room for `more` bytes after the records: allocates the next stretch of the file
-    /// when they would not fit in what is allocated.
-    fn reserve(&mut self, more: u64) -> io::Result<()> {
-        let need = self.len + more;
-        if need <= self.allocated {
-            return Ok(());
-        }
-        let to = need.max(self.allocated + PREALLOC_BYTES);
-        if allocate(&self.file, self.allocated, to)? {
-            self.allocated = to;
-        } else {
-            // No fallocate here (the file system lacks it): writes extend the file.
-            self.allocated = u64::MAX;
-        }
-        Ok(())
-    }
-}
-
-/// Allocates `from..to` of `file` (extending its size to `to`); false where the file system
-/// cannot.
-#[allow(unsafe_code)]
-fn allocate(file: &File, from: u64, to: u64) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fallocate on an open descriptor with in-range offsets; no memory is passed.
-    let r = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            0,
-            from as libc::off_t,
-            (to - from) as libc::off_t,
-        )
-    };
-    if r == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EOPNOTSUPP) => Ok(false),
-        _ => Err(e),
-    }
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Meta {
-    vote: Option<Vote>,
-    last_purged: Option<LogId>,
 }
 
 #[derive(Debug)]
@@ -140,15 +97,6 @@ struct State {
     cache_bytes: usize,
     meta: Meta,
     committed: Option<LogId>,
-}
-
-enum SyncReq {
-    Flush(Arc<File>, IOFlushed<C>),
-    Barrier {
-        files: Vec<Arc<File>>,
-        meta: Option<(PathBuf, Vec<u8>)>,
-        done: oneshot::Sender<io::Result<()>>,
-    },
 }
 
 #[derive(Debug)]
@@ -168,255 +116,11 @@ pub struct LogStore {
     inner: Arc<Inner>,
 }
 
-fn crc_record(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-fn seg_name(first: u64) -> String {
-    format!("log-{first:020}.seg")
-}
-
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Fsyncs a directory, so that a created, renamed or removed name is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Writes `bytes` to `path` durably: temp file, fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-/// Reads and checks a crc-framed file written by [`write_atomic`] with [`crc_record`].
-fn read_framed(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let b = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    match parse_record(&b, 0) {
-        Some((payload, _)) => Ok(Some(payload.to_vec())),
-        None => Err(other(format!("{} is corrupt", path.display()))),
-    }
-}
-
-/// The record at `off`: its payload and the offset after it, or None if torn, corrupt or
-/// absent (no record is empty: a zero length is allocated space).
-fn parse_record(b: &[u8], off: usize) -> Option<(&[u8], usize)> {
-    let h = b.get(off..off + HEADER)?;
-    let len = u32::from_le_bytes(h[..4].try_into().ok()?) as usize;
-    if len == 0 {
-        return None;
-    }
-    let crc = u32::from_le_bytes(h[4..].try_into().ok()?);
-    let payload = b.get(off + HEADER..off + HEADER + len)?;
-    (crc32fast::hash(payload) == crc).then_some((payload, off + HEADER + len))
-}
-
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, checking every record.
-    pub fn open(dir: &Path) -> io::Result<LogStore> {
-        // New folders' names must be durable before anything in them is (a vote saved in a
-        // folder that a crash then loses would allow a second vote in its term).
-        let new: Vec<&Path> = dir
-            .ancestors()
-            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-            .collect();
-        fs::create_dir_all(dir)?;
-        for d in new {
-            match d.parent() {
-                Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
-                _ => sync_dir(Path::new("."))?,
-            }
-        }
-        let meta: Meta = match read_framed(&dir.join("meta"))? {
-            Some(b) => bincode::deserialize(&b).map_err(other)?,
-            None => Meta::default(),
-        };
-        let committed = match read_framed(&dir.join("committed")) {
-            Ok(Some(b)) => bincode::deserialize(&b).ok().flatten(),
-            _ => None,
-        };
-        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let first = name
-                    .strip_prefix("log-")?
-                    .strip_suffix(".seg")?
-                    .parse()
-                    .ok()?;
-                Some((first, e.path()))
-            })
-            .collect();
-        names.sort();
-        let purged = meta.last_purged.as_ref().map(|l| l.index);
-        let mut st = State {
-            segs: BTreeMap::new(),
-            first: purged.map_or(0, |p| p + 1),
-            locs: VecDeque::new(),
-            bytes: 0,
-            cache: BTreeMap::new(),
-            cache_bytes: 0,
-            meta,
-            committed,
-        };
-        // Each segment's records, and where they end: clean (the rest reads as zeros) or not.
-        let mut scanned = Vec::with_capacity(names.len());
-        for (first, path) in names {
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let bytes = fs::read(&path)?;
-            let mut off = 0usize;
-            let mut locs = Vec::new();
-            while off < bytes.len() {
-                let Some((payload, next)) = parse_record(&bytes, off) else {
-                    break;
-                };
-                // A record whose checksum holds was written whole: if it does not decode, it
-                // is not a torn write (another version's format, or a bug) and nothing here
-                // may be cut or removed because of it.
-                let entry: Entry = bincode::deserialize(payload).map_err(|e| {
-                    other(format!(
-                        "log {} holds an intact record at byte {off} that does not decode \
-                         ({e}): was it written by another version of shardai? Refusing to start",
-                        path.display()
-                    ))
-                })?;
-                locs.push(Loc {
-                    seg: first,
-                    off: off as u64,
-                    len: (next - off) as u32,
-                    log_id: entry.log_id,
-                });
-                off = next;
-            }
-            let clean = bytes[off..].iter().all(|b| *b == 0);
-            scanned.push((
-                first,
-                path,
-                file,
-                off as u64,
-                bytes.len() as u64,
-                clean,
-                locs,
-            ));
-        }
-        // A crash can tear the tail of the segment being written, and a segment rolled just
-        // before the crash can be empty after it: those are cut or removed. Anything else
-        // that does not read back is corruption.
-        let torn_ok_from = scanned.iter().rposition(|s| !s.6.is_empty()).unwrap_or(0);
-        for (i, (first, path, file, off, size, clean, locs)) in scanned.into_iter().enumerate() {
-            if i > torn_ok_from {
-                info!(
-                    file = %path.display(),
-                    "removing a Raft log segment that holds no intact record (a crash just \
-                     after it was started)"
-                );
-                fs::remove_file(&path)?;
-                sync_dir(dir)?;
-                continue;
-            }
-            if !clean {
-                if i < torn_ok_from {
-                    return Err(other(format!(
-                        "log {} is corrupt at byte {off} (not at its end): refusing to start; \
-                         restore this node from a replica (wipe its folder and add it again)",
-                        path.display()
-                    )));
-                }
-                error!(
-                    file = %path.display(),
-                    offset = off,
-                    "corrupt or torn record at the end of the Raft log (a crash during a \
-                     write): cutting it off; those entries were never acknowledged by this node"
-                );
-                // Cut, then allocate again: the tail must read as zeros.
-                file.set_len(off)?;
-                file.sync_all()?;
-            }
-            for loc in locs {
-                let idx = loc.log_id.index;
-                if purged.is_some_and(|p| idx <= p) {
-                    continue;
-                }
-                if purged.is_none() && st.locs.is_empty() {
-                    st.first = idx;
-                }
-                let expect = st.first + st.locs.len() as u64;
-                if idx != expect {
-                    return Err(other(format!(
-                        "log {} holds entry {idx} where {expect} was expected: the log \
-                         has a gap",
-                        path.display()
-                    )));
-                }
-                st.bytes += loc.len as u64;
-                st.locs.push_back(loc);
-            }
-            st.segs.insert(
-                first,
-                Seg {
-                    file: Arc::new(file),
-                    len: off,
-                    allocated: if clean { size } else { off },
-                },
-            );
-        }
-        // The committed hint can be ahead of the log: a leader's commit follows its followers'
-        // acknowledgements, and a kill can tear the leader's own last write. Everything this
-        // node still holds up to the hint is committed; what it lost comes back from the leader.
-        if let (Some(c), Some(last)) = (st.committed, st.last_log_id())
-            && c.index > last.index
-        {
-            warn!(
-                committed = c.index,
-                last = last.index,
-                "the committed index is ahead of this node's log (torn tail); the missing \
-                 entries will be fetched from the leader"
-            );
-            st.committed = Some(last);
-        }
-        if st.segs.is_empty() {
-            let first = st.first;
-            st.segs.insert(first, create_seg(dir, first)?);
-        }
-        info!(
-            dir = %dir.display(),
-            entries = st.locs.len(),
-            first = st.first,
-            purged = ?st.meta.last_purged.as_ref().map(|l| l.index),
-            "Raft log opened"
-        );
-        let (tx, rx) = mpsc::channel();
-        let sync_dir_path = dir.to_path_buf();
-        let fail_syncs = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let fail = fail_syncs.clone();
-        std::thread::Builder::new()
-            .name("shardai-fsync".into())
-            .spawn(move || sync_loop(rx, &sync_dir_path, &fail))?;
-        Ok(LogStore {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                st: Mutex::new(st),
-                sync: Mutex::new(tx),
-                fail_syncs,
-                committed_file: Mutex::new(None),
-            }),
-        })
-    }
-
     fn send(&self, req: SyncReq) -> io::Result<()> {
         self.inner
             .sync
@@ -471,114 +175,6 @@ impl LogStore {
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// The entry recorded at `loc`, checked to be the one `loc` names.
-fn read_entry(file: &File, loc: &Loc) -> io::Result<Entry> {
-    let mut buf = vec![0u8; loc.len as usize];
-    file.read_exact_at(&mut buf, loc.off)?;
-    let index = loc.log_id.index;
-    let (payload, _) =
-        parse_record(&buf, 0).ok_or_else(|| other(format!("log entry {index} is corrupt")))?;
-    let e: Entry = bincode::deserialize(payload).map_err(other)?;
-    if e.log_id != loc.log_id {
-        return Err(other(format!(
-            "log entry {index} is not where the index says"
-        )));
-    }
-    Ok(e)
-}
-
-/// Creates the empty segment whose first entry is `first` (its space is allocated by the
-/// first append).
-fn create_seg(dir: &Path, first: u64) -> io::Result<Seg> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.join(seg_name(first)))?;
-    sync_dir(dir)?;
-    Ok(Seg {
-        file: Arc::new(f),
-        len: 0,
-        allocated: 0,
-    })
-}
-
-/// The group-commit loop: one fsync per touched file per batch, callbacks in order.
-fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, fail: &std::sync::atomic::AtomicBool) {
-    let sync = |f: &File| {
-        if fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
-        }
-        f.sync_data()
-    };
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 4096 {
-                break;
-            }
-        }
-        let mut dirty: Vec<Arc<File>> = Vec::new();
-        let mut waiting: Vec<IOFlushed<C>> = Vec::new();
-        let flush = |dirty: &mut Vec<Arc<File>>,
-                     waiting: &mut Vec<IOFlushed<C>>,
-                     failed: &mut Option<String>| {
-            if failed.is_none() {
-                for f in dirty.iter() {
-                    if let Err(e) = sync(f) {
-                        error!(error = %e, "fsync of the Raft log failed: this node stops \
-                               acknowledging writes");
-                        *failed = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            dirty.clear();
-            for cb in waiting.drain(..) {
-                cb.io_completed(match failed {
-                    None => Ok(()),
-                    Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
-                });
-            }
-        };
-        for req in batch {
-            match req {
-                SyncReq::Flush(f, cb) => {
-                    if !dirty.iter().any(|d| Arc::ptr_eq(d, &f)) {
-                        dirty.push(f);
-                    }
-                    waiting.push(cb);
-                }
-                SyncReq::Barrier { files, meta, done } => {
-                    flush(&mut dirty, &mut waiting, &mut failed);
-                    let r = match &failed {
-                        Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
-                        None => (|| {
-                            for f in &files {
-                                sync(f)?;
-                            }
-                            if let Some((path, bytes)) = &meta {
-                                write_atomic(path, bytes)?;
-                            }
-                            sync_dir(dir)
-                        })(),
-                    };
-                    if let Err(e) = &r {
-                        error!(error = %e, "writing the Raft log failed: this node stops \
-                               acknowledging writes");
-                        failed.get_or_insert_with(|| e.to_string());
-                    }
-                    let _ = done.send(r);
-                }
-            }
-        }
-        flush(&mut dirty, &mut waiting, &mut failed);
     }
 }
 
@@ -889,3 +485,5 @@ impl RaftLogStorage<C> for LogStore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+use self::segment::{HEADER, PREALLOC_BYTES, parse_record};
