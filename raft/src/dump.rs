@@ -1,14 +1,55 @@
 //! DUMP / RESTORE payloads (what MIGRATE carries from one shard to another): one value in
 //! the log's wire form (`Op`), framed with a magic, a version and a CRC32, so a payload
 //! from elsewhere (Redis's RDB format, a truncated copy) is refused rather than misread.
+//!
+//! # Format
+//!
+//! `SHARDAI` (7 bytes), the format version (one byte: 1, the only one so far), the CRC32 of
+//! the body (u32 LE), then the body: bincode of an [`Op`] (`Set` for a string, `SetTensor`,
+//! `SetModel`) with an empty key. A payload of another version is refused with Redis's
+//! text (`ERR DUMP payload version or checksum are wrong`) and its version is logged.
 
 use bytes::Bytes;
 use shardai_engine::{Deadline, Mutation, Value, model::Model};
 use shardai_protocol::Error;
 
-use crate::types::{Cmd, Op, WireModel};
+use crate::{
+    types::{Cmd, Op, WireModel},
+    version::refused,
+};
 
-const MAGIC: &[u8; 8] = b"SHARDAI\x01";
+/// What a payload starts with, before its version byte.
+const MAGIC: &[u8; 7] = b"SHARDAI";
+/// The format this build writes.
+const VERSION: u8 = 1;
+/// The formats this build reads.
+const VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
+/// Bytes before the body: magic, version, CRC32.
+const HEAD: usize = MAGIC.len() + 1 + 4;
+
+/// Why a payload is refused (all answer the same client-visible text; see [`bad_payload`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Not a shardai payload (too short, or another magic).
+    Foreign,
+    /// A shardai payload of a format version this build does not read.
+    Version(u8),
+    /// The CRC does not match (a damaged copy).
+    Checksum,
+    /// The checksum holds but the body does not decode.
+    Body,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Foreign => f.write_str("not a shardai DUMP payload"),
+            Refusal::Version(v) => f.write_str(&refused("DUMP payload", (*v).into(), &VERSIONS)),
+            Refusal::Checksum => f.write_str("DUMP payload checksum mismatch"),
+            Refusal::Body => f.write_str("DUMP payload body does not decode"),
+        }
+    }
+}
 
 fn bad_payload() -> Error {
     Error::Verbatim("ERR DUMP payload version or checksum are wrong".into())
@@ -35,14 +76,15 @@ pub fn dump(value: &Value) -> Vec<u8> {
         },
     };
     let body = bincode::serialize(&Cmd::of(&m, 0, 0, 0).op).expect("ops always encode");
-    let mut out = Vec::with_capacity(body.len() + 12);
+    let mut out = Vec::with_capacity(body.len() + HEAD);
     out.extend_from_slice(MAGIC);
+    out.push(VERSION);
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&body);
     out
 }
 
-/// A checked payload, decoded once.
+/// A checked DUMP payload, decoded once: the value it carries, in the log's wire form.
 #[derive(Debug)]
 pub struct DumpPayload(Op);
 
@@ -90,18 +132,31 @@ impl DumpPayload {
     }
 }
 
-/// Checks the magic and CRC of `payload` and decodes it.
+/// Checks the magic, version and CRC of `payload` and decodes it.
+fn check(payload: &[u8]) -> Result<Op, Refusal> {
+    if payload.len() < HEAD || &payload[..MAGIC.len()] != MAGIC {
+        return Err(Refusal::Foreign);
+    }
+    let version = payload[MAGIC.len()];
+    if !VERSIONS.contains(&version.into()) {
+        return Err(Refusal::Version(version));
+    }
+    let crc = u32::from_le_bytes(payload[MAGIC.len() + 1..HEAD].try_into().expect("4 bytes"));
+    if crc32fast::hash(&payload[HEAD..]) != crc {
+        return Err(Refusal::Checksum);
+    }
+    bincode::deserialize(&payload[HEAD..]).map_err(|_| Refusal::Body)
+}
+
+/// Checks the magic, version and CRC of `payload` and decodes it. Every refusal answers
+/// Redis's text; a payload of an unknown version (from a newer build) is also logged.
 pub fn decode(payload: &[u8]) -> Result<DumpPayload, Error> {
-    if payload.len() < 12 || &payload[..8] != MAGIC {
-        return Err(bad_payload());
-    }
-    let crc = u32::from_le_bytes(payload[8..12].try_into().expect("4 bytes"));
-    if crc32fast::hash(&payload[12..]) != crc {
-        return Err(bad_payload());
-    }
-    bincode::deserialize(&payload[12..])
-        .map(DumpPayload)
-        .map_err(|_| bad_payload())
+    check(payload).map(DumpPayload).map_err(|r| {
+        if let Refusal::Version(_) = r {
+            tracing::warn!(reason = %r, "RESTORE refused a payload");
+        }
+        bad_payload()
+    })
 }
 
 /// `decode` then `DumpPayload::restore`.

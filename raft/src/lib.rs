@@ -8,6 +8,7 @@ pub mod network;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
+mod version;
 
 #[cfg(test)]
 mod golden;

@@ -1,10 +1,13 @@
 //! The durable Raft log and vote: segment files in `<dir>/raft/`, fsync'd by one group-commit
 //! thread before openraft is told an append is durable.
 //!
-//! Layout: `log-<first index>.seg` files of records `[len u32][crc32 u32][bincode entry]`,
-//! rolled at [`SEGMENT_BYTES`]; `meta` (vote and last purged id, replaced atomically by
-//! write-fsync-rename); `committed` (a hint, rewritten in place without fsync: a lost update
-//! only means re-applying a few committed entries at start-up).
+//! Files: `log-<first index>.seg` segments, a versioned header then records
+//! `[len u32][crc32 u32][bincode entry]`, rolled at [`SEGMENT_BYTES`]; `meta` (vote and last
+//! purged id, replaced atomically by write-fsync-rename); `committed` (a hint, rewritten in
+//! place without fsync: a lost update only means re-applying a few committed entries at
+//! start-up). Each starts with its format version (see `segment` and `meta`; files written
+//! before versions existed read as version 1); one of a version this build does not know
+//! refuses the start, naming it.
 //!
 //! Writes are written to the file at once (so the log reader sees them when `append`
 //! returns) and queued to the sync thread, which drains its queue, fsyncs each touched file
@@ -133,7 +136,7 @@ impl LogStore {
     /// `meta` atomically.
     async fn barrier(&self, files: Vec<Arc<File>>, meta: Option<Vec<u8>>) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
-        let meta = meta.map(|m| (self.inner.dir.join("meta"), crc_record(&m)));
+        let meta = meta.map(|m| (self.inner.dir.join("meta"), meta::frame(&m)));
         self.send(SyncReq::Barrier { files, meta, done })?;
         rx.await
             .map_err(|_| other("the log's sync thread has stopped"))?
@@ -324,7 +327,7 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         self.inner.st.lock().committed = committed;
-        let bytes = crc_record(&bincode::serialize(&committed).map_err(other)?);
+        let bytes = meta::frame(&bincode::serialize(&committed).map_err(other)?);
         // A hint: written in place, never fsync'd (see `open` for why that is enough).
         let mut f = self.inner.committed_file.lock();
         if f.is_none() {

@@ -18,10 +18,12 @@ use parking_lot::Mutex;
 use tracing::{error, info, warn};
 
 use super::{
-    Entry, Inner, Loc, LogStore, State,
+    Inner, Loc, LogStore, State,
     meta::{Meta, read_framed},
     other,
-    segment::{Seg, create_seg, parse_record},
+    segment::{
+        SEGMENT_HEADER, Seg, create_seg, decode_entry, parse_record, segment_format, write_header,
+    },
     sync::{sync_dir, sync_loop},
 };
 
@@ -47,7 +49,11 @@ impl LogStore {
         };
         let committed = match read_framed(&dir.join("committed")) {
             Ok(Some(b)) => bincode::deserialize(&b).ok().flatten(),
-            _ => None,
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "the Raft log's commit hint is ignored");
+                None
+            }
         };
         let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
@@ -78,7 +84,9 @@ impl LogStore {
         for (first, path) in names {
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
             let bytes = fs::read(&path)?;
-            let mut off = 0usize;
+            // A version this build does not read refuses the start (nothing is cut).
+            let (_, start) = segment_format(&bytes, &path)?;
+            let mut off = start;
             let mut locs = Vec::new();
             while off < bytes.len() {
                 let Some((payload, next)) = parse_record(&bytes, off) else {
@@ -87,7 +95,7 @@ impl LogStore {
                 // A record whose checksum holds was written whole: if it does not decode, it
                 // is not a torn write (another version's format, or a bug) and nothing here
                 // may be cut or removed because of it.
-                let entry: Entry = bincode::deserialize(payload).map_err(|e| {
+                let entry = decode_entry(payload).map_err(|e| {
                     other(format!(
                         "log {} holds an intact record at byte {off} that does not decode \
                          ({e}): was it written by another version of shardai? Refusing to start",
@@ -145,6 +153,14 @@ impl LogStore {
                 // Cut, then allocate again: the tail must read as zeros.
                 file.set_len(off)?;
                 file.sync_all()?;
+            }
+            let (mut off, mut size) = (off, size);
+            if locs.is_empty() && off < SEGMENT_HEADER as u64 {
+                // No record and no whole header (a version 1 segment, or a crash while the
+                // file was being created): it starts again as this build's version.
+                file.set_len(0)?;
+                off = write_header(&file)?;
+                size = off;
             }
             for loc in locs {
                 let idx = loc.log_id.index;

@@ -1,5 +1,17 @@
-//! Segment files and their records: the record framing (`[len u32][crc32 u32][payload]`),
-//! segment names, creation and allocation ahead of the writes, and reading one entry back.
+//! Segment files and their records: the segment header and its format version, the record
+//! framing (`[len u32][crc32 u32][bincode entry]`), segment names, creation and allocation
+//! ahead of the writes, and reading one entry back.
+//!
+//! # Format
+//!
+//! Version 2 (written now): a 16-byte header, [`SEGMENT_MAGIC`] then the version as a u32
+//! LE, then records. Version 1 (written before versions existed): records from byte 0, no
+//! header; a file that does not start with the magic is read as version 1. The magic cannot
+//! be mistaken for a version 1 record header: read as one, it would announce a record of
+//! 1.9 GB (`shar`) with a checksum that happens to read `dai-`. Records are encoded alike
+//! in both versions (the entry is bincode of openraft's `Entry` of [`crate::types::Cmd`]); a
+//! version 1 segment that is still the last one keeps receiving records of that shape until
+//! it rolls. A file of another version is refused, never cut or removed.
 //!
 //! Owns the bytes of one file; knows nothing of the log's state (which entries are held,
 //! what is durable) and never fsyncs except to make a new file's name durable.
@@ -13,6 +25,60 @@ use std::{
 };
 
 use super::{Entry, Loc, other, sync::sync_dir};
+use crate::version::refused;
+
+/// What a versioned segment starts with.
+pub(super) const SEGMENT_MAGIC: &[u8; 12] = b"shardai-log\n";
+/// The segment format this build writes.
+pub(super) const SEGMENT_VERSION: u32 = 2;
+/// The segment formats this build reads (1: no header).
+pub(super) const SEGMENT_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
+/// Bytes of a versioned segment's header.
+pub(super) const SEGMENT_HEADER: usize = SEGMENT_MAGIC.len() + 4;
+
+/// The header of a segment of this build's version.
+pub(super) fn segment_header() -> [u8; SEGMENT_HEADER] {
+    let mut h = [0u8; SEGMENT_HEADER];
+    h[..SEGMENT_MAGIC.len()].copy_from_slice(SEGMENT_MAGIC);
+    h[SEGMENT_MAGIC.len()..].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h
+}
+
+/// The format version of a segment's bytes and where its records start; a version this build
+/// does not read is an error naming it (and `path`).
+pub(super) fn segment_format(bytes: &[u8], path: &Path) -> io::Result<(u32, usize)> {
+    let Some(rest) = bytes.strip_prefix(SEGMENT_MAGIC.as_slice()) else {
+        if parse_record(bytes, 0).is_none() && parse_record(bytes, SEGMENT_HEADER).is_some() {
+            // Not a torn version 1 record: intact records behind a damaged header, which
+            // must not be cut as a torn tail.
+            return Err(other(format!(
+                "log segment {} has a damaged header before intact records: refusing to \
+                 start; restore this node from a replica (wipe its folder and add it again)",
+                path.display()
+            )));
+        }
+        return Ok((1, 0));
+    };
+    let Some(v) = rest.get(..4) else {
+        // Only a crash while the file was being created leaves a part of a header: nothing
+        // was ever written after it.
+        return Ok((SEGMENT_VERSION, bytes.len()));
+    };
+    let version = u32::from_le_bytes(v.try_into().expect("4 bytes"));
+    if !SEGMENT_VERSIONS.contains(&version) {
+        return Err(other(refused(
+            format_args!("log segment {}", path.display()),
+            version.into(),
+            &SEGMENT_VERSIONS,
+        )));
+    }
+    Ok((version, SEGMENT_HEADER))
+}
+
+/// Decodes a record's payload (versions 1 and 2 encode entries alike).
+pub(super) fn decode_entry(payload: &[u8]) -> bincode::Result<Entry> {
+    bincode::deserialize(payload)
+}
 
 /// Bytes of one record header.
 pub(super) const HEADER: usize = 8;
@@ -52,7 +118,9 @@ impl Seg {
 #[allow(unsafe_code)]
 pub(super) fn allocate(file: &File, from: u64, to: u64) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
-    // SAFETY: fallocate on an open descriptor with in-range offsets; no memory is passed.
+    // SAFETY: `fallocate` takes no pointer, so no memory of ours can be touched; the
+    // descriptor belongs to `file`, borrowed (so open) for the whole call; `from <= to` are
+    // file offsets (well below `off_t::MAX`), and a bad value only makes the call fail.
     let r = unsafe {
         libc::fallocate(
             file.as_raw_fd(),
@@ -103,7 +171,7 @@ pub(super) fn read_entry(file: &File, loc: &Loc) -> io::Result<Entry> {
     let index = loc.log_id.index;
     let (payload, _) =
         parse_record(&buf, 0).ok_or_else(|| other(format!("log entry {index} is corrupt")))?;
-    let e: Entry = bincode::deserialize(payload).map_err(other)?;
+    let e = decode_entry(payload).map_err(other)?;
     if e.log_id != loc.log_id {
         return Err(other(format!(
             "log entry {index} is not where the index says"
@@ -112,8 +180,9 @@ pub(super) fn read_entry(file: &File, loc: &Loc) -> io::Result<Entry> {
     Ok(e)
 }
 
-/// Creates the empty segment whose first entry is `first` (its space is allocated by the
-/// first append).
+/// Creates the empty segment whose first entry is `first`: its header is written and durable
+/// (with the file's name) before any record, so a record never lies behind a lost header.
+/// Its space is allocated by the first append.
 pub(super) fn create_seg(dir: &Path, first: u64) -> io::Result<Seg> {
     let f = OpenOptions::new()
         .read(true)
@@ -121,10 +190,19 @@ pub(super) fn create_seg(dir: &Path, first: u64) -> io::Result<Seg> {
         .create(true)
         .truncate(true)
         .open(dir.join(seg_name(first)))?;
+    let len = write_header(&f)?;
     sync_dir(dir)?;
     Ok(Seg {
         file: Arc::new(f),
-        len: 0,
-        allocated: 0,
+        len,
+        allocated: len,
     })
+}
+
+/// Writes this build's header at the start of a segment that holds no record, durably;
+/// returns where records start.
+pub(super) fn write_header(f: &File) -> io::Result<u64> {
+    f.write_all_at(&segment_header(), 0)?;
+    f.sync_data()?;
+    Ok(SEGMENT_HEADER as u64)
 }

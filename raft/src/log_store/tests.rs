@@ -16,7 +16,7 @@ async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
 
 /// End of the records in a segment file (the rest is allocated, zero space).
 fn records_end(bytes: &[u8]) -> usize {
-    let mut off = 0;
+    let (_, mut off) = segment::segment_format(bytes, std::path::Path::new("seg")).unwrap();
     while let Some((_, next)) = parse_record(bytes, off) {
         off = next;
     }
@@ -182,7 +182,7 @@ async fn corruption_before_the_tail_refuses_to_start() {
     fs::write(d.path().join(seg_name(6)), crc_record(&next)).unwrap();
     let seg = d.path().join(seg_name(0));
     let mut b = fs::read(&seg).unwrap();
-    b[HEADER + 2] ^= 0xff;
+    b[segment::SEGMENT_HEADER + HEADER + 2] ^= 0xff;
     fs::write(&seg, &b).unwrap();
     let err = LogStore::open(d.path()).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
@@ -228,7 +228,7 @@ async fn bytes_after_counts_the_records_after_an_index() {
     append(&mut ls, 0..10, 1).await;
     let all = ls.bytes_after(None);
     let end = records_end(&fs::read(d.path().join(seg_name(0))).unwrap());
-    assert_eq!(all, end as u64);
+    assert_eq!(all, (end - segment::SEGMENT_HEADER) as u64);
     assert_eq!(ls.bytes_after(Some(9)), 0);
     assert!(ls.bytes_after(Some(4)) > 0 && ls.bytes_after(Some(4)) < all);
 }
