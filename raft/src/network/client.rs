@@ -1,4 +1,5 @@
-//! The bus client: [`Network`] makes a [`Peer`] per openraft client; a peer connects (Hello),
+//! The bus client: [`Network`] makes a [`Peer`] per openraft client; a peer connects
+//! (preamble, Hello),
 //! sends requests, snapshots and append streams, and gives its connection back to the pool
 //! after a clean exchange.
 //!
@@ -19,14 +20,17 @@ use openraft::{
     },
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, BufReader, BufWriter},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
     net::TcpStream,
 };
 use tracing::debug;
 
 use super::{
     AbortOnDrop, C, STREAM_IDLE,
-    frame::{BusReply, BusRequest, read_frame, write_frame},
+    frame::{
+        BUS_VERSION, BUS_VERSIONS, BusReply, BusRequest, preamble, read_frame, read_preamble,
+        unspoken, write_frame,
+    },
     pool::{Conn, Pool},
     tune,
 };
@@ -163,8 +167,27 @@ impl Peer {
             group: self.group.to_string(),
             to: self.target,
         };
+        let (target, addr) = (self.target, &self.addr);
         let resp = tokio::time::timeout(ttl, async {
+            w.write_all(&preamble(BUS_VERSION)).await?;
             write_frame(&mut w, &hello).await?;
+            let theirs = read_preamble(&mut r).await.map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    // What a build before bus versions does with a preamble.
+                    io::Error::other(format!(
+                        "node {target} at {addr} closed the connection at the handshake (a \
+                         build without bus protocol version {BUS_VERSION}?)"
+                    ))
+                } else {
+                    e
+                }
+            })?;
+            if !BUS_VERSIONS.contains(&theirs) {
+                return Err(io::Error::other(unspoken(
+                    format_args!("node {target} at {addr}"),
+                    theirs,
+                )));
+            }
             read_frame::<BusReply>(&mut r).await
         })
         .await
@@ -425,5 +448,49 @@ impl RaftNetworkV2<C> for Peer {
                 Err(StreamingError::Closed(closed))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::RaftNetworkFactory;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::network::frame::{PREAMBLE, preamble};
+
+    #[tokio::test]
+    async fn a_peer_of_an_unknown_bus_version_is_refused_naming_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut theirs = [0u8; PREAMBLE];
+            sock.read_exact(&mut theirs).await.unwrap();
+            assert_eq!(theirs, preamble(BUS_VERSION));
+            sock.write_all(&preamble(9)).await.unwrap();
+            // Held open: the client must give up on the version alone.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let node = crate::ShardNode {
+            raft_addr: addr.clone(),
+            client_addr: String::new(),
+        };
+        let mut peer = Network::new("alpha", "data").new_client(7, &node).await;
+        let err = peer
+            .vote(
+                VoteRequest::new(openraft::impls::Vote::new(1, 1), None),
+                RPCOption::new(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "node 7 at {addr} speaks bus protocol version 9; this build speaks versions \
+                 1 to 2"
+            )),
+            "{err}"
+        );
     }
 }

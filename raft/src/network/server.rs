@@ -1,11 +1,12 @@
-//! The bus server: accepts connections, checks each one's Hello (cluster, group, node id)
+//! The bus server: accepts connections, checks each one's preamble (bus protocol version)
+//! and Hello (cluster, group, node id)
 //! and answers its requests with the local replica's Raft (appends, votes, snapshots, append
 //! streams, forwarded writes).
 //!
 //! Owns the accepting side only; it must not open connections to peers, and it refuses a
 //! connection before reading any Raft message from it.
 
-use std::{io, path::PathBuf, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use openraft::{
@@ -21,7 +22,10 @@ use tracing::{debug, warn};
 
 use super::{
     AbortOnDrop, C, STREAM_IDLE, ShardRaft,
-    frame::{BusReply, BusRequest, MAX_HELLO, read_frame, read_frame_max, write_frame},
+    frame::{
+        BUS_VERSION, BUS_VERSIONS, BusReply, BusRequest, MAX_HELLO, Opening, preamble, read_body,
+        read_frame, read_frame_max, read_opening, unspoken, write_frame,
+    },
     pool::Conn,
     tune,
 };
@@ -59,7 +63,7 @@ pub async fn serve(listener: TcpListener, slot: TargetSlot) {
         };
         let slot = slot.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(sock, slot).await
+            if let Err(e) = serve_conn(sock, peer, slot).await
                 && e.kind() != io::ErrorKind::UnexpectedEof
             {
                 debug!(%peer, error = %e, "cluster bus connection closed");
@@ -68,13 +72,43 @@ pub async fn serve(listener: TcpListener, slot: TargetSlot) {
     }
 }
 
-async fn serve_conn(sock: TcpStream, slot: TargetSlot) -> io::Result<()> {
+async fn serve_conn(sock: TcpStream, peer: SocketAddr, slot: TargetSlot) -> io::Result<()> {
     tune(&sock);
     let (r, w) = sock.into_split();
     let (mut r, mut w) = (BufReader::new(r), BufWriter::new(w));
-    let hello = tokio::time::timeout(HELLO_WAIT, read_frame_max(&mut r, MAX_HELLO))
-        .await
-        .map_err(|_| io::Error::other("no hello in time"))??;
+    let hello = tokio::time::timeout(HELLO_WAIT, async {
+        let opening = read_opening(&mut r).await?;
+        let version = match opening {
+            Opening::Versioned(v) => {
+                // Ours first, whatever theirs is: a peer we refuse learns which version it
+                // met (and nothing else).
+                w.write_all(&preamble(BUS_VERSION)).await?;
+                v
+            }
+            Opening::Legacy(_) => 1,
+        };
+        if !BUS_VERSIONS.contains(&version) {
+            w.flush().await?;
+            return Ok(Err(version));
+        }
+        let hello: BusRequest = match opening {
+            Opening::Versioned(_) => read_frame_max(&mut r, MAX_HELLO).await?,
+            Opening::Legacy(len) => read_body(&mut r, len, MAX_HELLO).await?,
+        };
+        Ok::<_, io::Error>(Ok(hello))
+    })
+    .await
+    .map_err(|_| io::Error::other("no hello in time"))??;
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(version) => {
+            warn!(
+                "refused a cluster bus connection: {}",
+                unspoken(format_args!("the peer at {peer}"), version)
+            );
+            return Ok(());
+        }
+    };
     let BusRequest::Hello { cluster, group, to } = hello else {
         return Err(io::Error::other("no hello"));
     };
@@ -207,4 +241,35 @@ async fn receive_snapshot(
     let out = t.raft.install_full_snapshot(vote, snap).await;
     let _ = tokio::fs::remove_file(&path).await;
     out.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::network::frame::preamble;
+
+    #[tokio::test]
+    async fn a_peer_of_an_unknown_bus_version_gets_only_our_preamble() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, TargetSlot::default()));
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        sock.write_all(&preamble(7)).await.unwrap();
+        write_frame(
+            &mut sock,
+            &BusRequest::Hello {
+                cluster: "alpha".into(),
+                group: "data".into(),
+                to: 7,
+            },
+        )
+        .await
+        .unwrap();
+        // Our version, then the connection closes: no Hello is read, nothing else is said.
+        let mut got = Vec::new();
+        sock.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, preamble(BUS_VERSION));
+    }
 }
