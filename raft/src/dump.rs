@@ -208,6 +208,20 @@ mod tests {
             e.wire_text(),
             "ERR DUMP payload version or checksum are wrong"
         );
+        // A payload of a later format version: Redis's text to the client, the version in
+        // the log.
+        let mut p = dump(&Value::Str(Bytes::from("x")));
+        p[MAGIC.len()] = 7;
+        assert_eq!(check(&p).unwrap_err(), Refusal::Version(7));
+        assert_eq!(
+            Refusal::Version(7).to_string(),
+            "DUMP payload has format version 7; this build reads version 1"
+        );
+        let e = restore(&p, Bytes::new(), None, |_| Err(Error::Syntax)).unwrap_err();
+        assert_eq!(
+            e.wire_text(),
+            "ERR DUMP payload version or checksum are wrong"
+        );
         // A Redis RDB payload (string "x", RDB version 10, CRC64).
         let rdb = b"\x00\x01x\n\x00\xa5\x04\xf8\x8c\xf3\x86\x91\xb8";
         assert!(restore(rdb, Bytes::new(), None, |_| Err(Error::Syntax)).is_err());

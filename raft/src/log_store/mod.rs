@@ -16,7 +16,7 @@
 //! own fsync, so no write becomes durable before an earlier one. After an fsync error every
 //! later request fails: the node stops acknowledging instead of acknowledging unsynced data.
 //!
-//! Segments are allocated ahead of the writes ([`PREALLOC_BYTES`] at a time, `fallocate`), so
+//! Segments are allocated ahead of the writes (`PREALLOC_BYTES` at a time, `fallocate`), so
 //! an fsync of an append rarely has to commit a new file size or new blocks: on ext4 that
 //! halves the cost of the fsync a write waits for. The allocated tail reads as zeros, and a
 //! zero record header marks the end of a segment's records.

@@ -336,3 +336,32 @@ async fn segments_roll_and_survive_reopen_truncate_and_purge() {
     assert_eq!(left.len(), 499);
     assert!(segs(d.path()).len() < rolled.len());
 }
+
+#[tokio::test]
+async fn a_damaged_segment_header_before_intact_records_refuses_to_start() {
+    // Read as a version 1 segment, its records would be a torn tail and be cut.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    drop(ls);
+    let seg = d.path().join(seg_name(0));
+    let mut b = fs::read(&seg).unwrap();
+    b[1] ^= 0xff;
+    fs::write(&seg, &b).unwrap();
+    let err = LogStore::open(d.path()).unwrap_err();
+    assert!(err.to_string().contains("damaged header"), "{err}");
+    assert_eq!(fs::read(&seg).unwrap(), b);
+}
+
+#[tokio::test]
+async fn an_empty_version_1_segment_starts_again_with_a_header() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join(seg_name(0)), b"").unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    drop(ls);
+    let b = fs::read(d.path().join(seg_name(0))).unwrap();
+    assert_eq!(&b[..segment::SEGMENT_HEADER], segment::segment_header());
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await, [(0, 1), (1, 1), (2, 1)]);
+}
