@@ -2,6 +2,12 @@
 //! `Mutation`), [`ApplyResult`] (the wire form of its result) and [`ShardNode`] (a replica's
 //! addresses).
 //!
+//! All of these are formats: they are stored in the Raft log and snapshots and sent on the
+//! bus (and `Op` in DUMP payloads), as positional bincode. Enum variants are only ever
+//! appended at the end (bincode encodes a variant's index), and changing a field, its type
+//! or the order of anything means a new format version of every encoding that carries it
+//! (see `version.rs`); the golden-bytes tests fail otherwise.
+//!
 //! A `Cmd` carries everything a replica needs to apply the mutation by itself: tensors as
 //! dtype, shape and bytes, models as their blob and options (each replica loads the model
 //! into its own backends when it applies the entry), and the leader's clock (`at_ms`), so
@@ -17,7 +23,8 @@ use shardai_protocol::{
     command::{Backend as Kind, BatchOpts, SetCond},
 };
 
-/// A replica's addresses.
+/// A replica's addresses. On disk and on the wire (in memberships): a changed field is a
+/// new format version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardNode {
     /// host:port of its Raft transport (the cluster bus).
@@ -49,7 +56,7 @@ openraft::declare_raft_types!(
         Vote = openraft::impls::Vote<Self::LeaderId>,
 );
 
-/// A tensor on the wire.
+/// A tensor on the wire. On disk and on the wire: a changed field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireTensor {
     /// Index into `DType::ALL`.
@@ -80,7 +87,8 @@ impl WireTensor {
     }
 }
 
-/// A model on the wire: what AI.MODELSTORE was given.
+/// A model on the wire: what AI.MODELSTORE was given. On disk and on the wire: a changed
+/// field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireModel {
     /// Index into `Backend::ALL`.
@@ -147,7 +155,9 @@ impl WireModel {
     }
 }
 
-/// A mutation on the wire.
+/// A mutation on the wire (log entries, DUMP payloads). On disk and on the wire: variants
+/// are only ever appended at the end (bincode encodes the variant's index), and a changed
+/// field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
     /// `Mutation::SetTensor`.
@@ -202,7 +212,8 @@ impl Op {
     }
 }
 
-/// One log entry's data: a mutation stamped by the leader that proposed it.
+/// One log entry's data: a mutation stamped by the leader that proposed it. On disk and on
+/// the wire: a changed field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cmd {
     /// The proposing leader's clock, Unix ms.
@@ -345,7 +356,9 @@ impl Cmd {
     }
 }
 
-/// The result of applying one entry: the engine's `Applied`, or the error's wire text.
+/// The result of applying one entry: the engine's `Applied`, or the error's wire text. On
+/// the bus (a forwarded write's answer): variants are only ever appended at the end, and a
+/// changed field is a new bus version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyResult {
     /// `Applied::Ok` (also the result of blank and membership entries).
