@@ -309,7 +309,7 @@ impl Store {
     /// Every key with its value and deadline: cheap handles, taken stripe by stripe. Called
     /// by a replica's state machine between two applies, so the result is the state at one
     /// log position (the input of a snapshot).
-    pub fn dump(&self) -> Vec<crate::store::Dumped> {
+    pub fn dump(&self) -> Vec<crate::store::KeyRecord> {
         let mut out = Vec::with_capacity(self.len());
         for s in self.stripes() {
             let s = s.read();
@@ -322,7 +322,7 @@ impl Store {
     }
 
     /// Replaces the whole keyspace with `entries` (installing a snapshot).
-    pub fn replace_all(&self, entries: impl IntoIterator<Item = crate::store::Dumped>) {
+    pub fn replace_all(&self, entries: impl IntoIterator<Item = crate::store::KeyRecord>) {
         let _ = self.apply(Mutation::Flush, 0);
         for (k, v, at) in entries {
             self.put(k, v, at);

@@ -68,7 +68,7 @@ impl Value {
 }
 
 /// One key as [`Store::dump`] lists it: key, value, deadline (Unix ms).
-pub type Dumped = (Bytes, Value, Option<u64>);
+pub type KeyRecord = (Bytes, Value, Option<u64>);
 
 /// A value and its deadline.
 #[derive(Debug, Clone)]

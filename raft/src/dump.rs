@@ -1,14 +1,55 @@
 //! DUMP / RESTORE payloads (what MIGRATE carries from one shard to another): one value in
 //! the log's wire form (`Op`), framed with a magic, a version and a CRC32, so a payload
 //! from elsewhere (Redis's RDB format, a truncated copy) is refused rather than misread.
+//!
+//! # Format
+//!
+//! `SHARDAI` (7 bytes), the format version (one byte: 1, the only one so far), the CRC32 of
+//! the body (u32 LE), then the body: bincode of an [`Op`] (`Set` for a string, `SetTensor`,
+//! `SetModel`) with an empty key. A payload of another version is refused with Redis's
+//! text (`ERR DUMP payload version or checksum are wrong`) and its version is logged.
 
 use bytes::Bytes;
 use shardai_engine::{Deadline, Mutation, Value, model::Model};
 use shardai_protocol::Error;
 
-use crate::types::{Cmd, Op, WireModel};
+use crate::{
+    types::{Cmd, Op, WireModel},
+    version::refused,
+};
 
-const MAGIC: &[u8; 8] = b"SHARDAI\x01";
+/// What a payload starts with, before its version byte.
+const MAGIC: &[u8; 7] = b"SHARDAI";
+/// The format this build writes.
+const VERSION: u8 = 1;
+/// The formats this build reads.
+const VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
+/// Bytes before the body: magic, version, CRC32.
+const HEAD: usize = MAGIC.len() + 1 + 4;
+
+/// Why a payload is refused (all answer the same client-visible text; see [`bad_payload`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Not a shardai payload (too short, or another magic).
+    Foreign,
+    /// A shardai payload of a format version this build does not read.
+    Version(u8),
+    /// The CRC does not match (a damaged copy).
+    Checksum,
+    /// The checksum holds but the body does not decode.
+    Body,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Foreign => f.write_str("not a shardai DUMP payload"),
+            Refusal::Version(v) => f.write_str(&refused("DUMP payload", (*v).into(), &VERSIONS)),
+            Refusal::Checksum => f.write_str("DUMP payload checksum mismatch"),
+            Refusal::Body => f.write_str("DUMP payload body does not decode"),
+        }
+    }
+}
 
 fn bad_payload() -> Error {
     Error::Verbatim("ERR DUMP payload version or checksum are wrong".into())
@@ -35,21 +76,22 @@ pub fn dump(value: &Value) -> Vec<u8> {
         },
     };
     let body = bincode::serialize(&Cmd::of(&m, 0, 0, 0).op).expect("ops always encode");
-    let mut out = Vec::with_capacity(body.len() + 12);
+    let mut out = Vec::with_capacity(body.len() + HEAD);
     out.extend_from_slice(MAGIC);
+    out.push(VERSION);
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&body);
     out
 }
 
-/// A checked payload, decoded once.
+/// A checked DUMP payload, decoded once: the value it carries, in the log's wire form.
 #[derive(Debug)]
-pub struct Dumped(Op);
+pub struct DumpPayload(Op);
 
-impl Dumped {
+impl DumpPayload {
     /// True when restoring it loads a model (a backend call: run it on a blocking thread).
     pub fn loads_model(&self) -> bool {
-        matches!(self.0, Op::SetModel(..))
+        self.0.loads_model()
     }
 
     /// The mutation that stores the value under `key`, a string expiring at `deadline`
@@ -70,7 +112,15 @@ impl Dumped {
             },
             Op::SetTensor(_, t) => Op::SetTensor(key, t),
             Op::SetModel(_, m) => Op::SetModel(key, m),
-            _ => return Err(bad_payload()),
+            // Not values: `dump` never writes them (listed, not `_`, so that a new `Op`
+            // has to be placed here or above).
+            Op::SetTensors(_)
+            | Op::DelModel(_)
+            | Op::MSet(_)
+            | Op::IncrBy(..)
+            | Op::Del(_)
+            | Op::Flush
+            | Op::ExpireDue => return Err(bad_payload()),
         };
         Cmd {
             at_ms: 0,
@@ -82,21 +132,34 @@ impl Dumped {
     }
 }
 
-/// Checks the magic and CRC of `payload` and decodes it.
-pub fn decode(payload: &[u8]) -> Result<Dumped, Error> {
-    if payload.len() < 12 || &payload[..8] != MAGIC {
-        return Err(bad_payload());
+/// Checks the magic, version and CRC of `payload` and decodes it.
+fn check(payload: &[u8]) -> Result<Op, Refusal> {
+    if payload.len() < HEAD || &payload[..MAGIC.len()] != MAGIC {
+        return Err(Refusal::Foreign);
     }
-    let crc = u32::from_le_bytes(payload[8..12].try_into().expect("4 bytes"));
-    if crc32fast::hash(&payload[12..]) != crc {
-        return Err(bad_payload());
+    let version = payload[MAGIC.len()];
+    if !VERSIONS.contains(&version.into()) {
+        return Err(Refusal::Version(version));
     }
-    bincode::deserialize(&payload[12..])
-        .map(Dumped)
-        .map_err(|_| bad_payload())
+    let crc = u32::from_le_bytes(payload[MAGIC.len() + 1..HEAD].try_into().expect("4 bytes"));
+    if crc32fast::hash(&payload[HEAD..]) != crc {
+        return Err(Refusal::Checksum);
+    }
+    bincode::deserialize(&payload[HEAD..]).map_err(|_| Refusal::Body)
 }
 
-/// `decode` then `Dumped::restore`.
+/// Checks the magic, version and CRC of `payload` and decodes it. Every refusal answers
+/// Redis's text; a payload of an unknown version (from a newer build) is also logged.
+pub fn decode(payload: &[u8]) -> Result<DumpPayload, Error> {
+    check(payload).map(DumpPayload).map_err(|r| {
+        if let Refusal::Version(_) = r {
+            tracing::warn!(reason = %r, "RESTORE refused a payload");
+        }
+        bad_payload()
+    })
+}
+
+/// `decode` then `DumpPayload::restore`.
 pub fn restore(
     payload: &[u8],
     key: Bytes,
@@ -140,6 +203,20 @@ mod tests {
         let mut p = dump(&Value::Str(Bytes::from("x")));
         let last = p.len() - 1;
         p[last] ^= 1;
+        let e = restore(&p, Bytes::new(), None, |_| Err(Error::Syntax)).unwrap_err();
+        assert_eq!(
+            e.wire_text(),
+            "ERR DUMP payload version or checksum are wrong"
+        );
+        // A payload of a later format version: Redis's text to the client, the version in
+        // the log.
+        let mut p = dump(&Value::Str(Bytes::from("x")));
+        p[MAGIC.len()] = 7;
+        assert_eq!(check(&p).unwrap_err(), Refusal::Version(7));
+        assert_eq!(
+            Refusal::Version(7).to_string(),
+            "DUMP payload has format version 7; this build reads version 1"
+        );
         let e = restore(&p, Bytes::new(), None, |_| Err(Error::Syntax)).unwrap_err();
         assert_eq!(
             e.wire_text(),

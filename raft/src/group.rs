@@ -100,7 +100,7 @@ pub struct ShardGroup {
     batcher: tokio::sync::mpsc::Sender<(Cmd, Reply)>,
 }
 
-type WriteOutcome = Result<crate::Resp, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
+type WriteOutcome = Result<crate::ApplyResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
 type Reply = tokio::sync::oneshot::Sender<WriteOutcome>;
 
 /// Hands concurrent proposals to Raft in batches (one message to the Raft core, one log

@@ -1,5 +1,19 @@
 //! Raft replication of a shard (openraft): the log's types, the durable log store, the state
 //! machine over the engine's `Store`, snapshots, and the node-to-node transport.
+//!
+//! # Layout
+//!
+//! - [`types`]: the openraft type config and the log's data ([`Cmd`], [`ApplyResult`],
+//!   [`ShardNode`], the wire forms of tensors and models).
+//! - [`group`]: one replica of a Raft group ([`ShardGroup`]): start, propose, membership.
+//! - [`log_store`]: the durable log and vote (`segment`, `meta`, `open`, `sync`).
+//! - [`state_machine`]: applies entries to the `Store`; builds and installs snapshots.
+//! - [`snapshot`]: snapshot files.
+//! - [`network`]: the cluster bus (`frame`, `server`, `client`, `pool`).
+//! - [`dump`]: DUMP / RESTORE payloads.
+//! - `version`: the format versions of everything above that is stored or sent, and the
+//!   rules for changing them (variants only appended; a changed field is a new version).
+//! - `golden` (tests): golden-bytes fixtures of every version, in `raft/tests/golden/`.
 
 pub mod dump;
 pub mod group;
@@ -8,7 +22,11 @@ pub mod network;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
+mod version;
+
+#[cfg(test)]
+mod golden;
 
 pub use group::{GroupConfig, RoleInfo, ShardGroup};
 pub use network::{ShardRaft, Target, TargetSlot};
-pub use types::{Cmd, Resp, ShardNode, TypeConfig};
+pub use types::{ApplyResult, Cmd, ShardNode, TypeConfig};

@@ -2,9 +2,12 @@
 //! stream of crc-framed records so that neither side holds more than one record in memory
 //! beyond the keyspace itself.
 //!
-//! Format: the magic line, then records `[len u32][crc32 u32][bincode]`: first the
-//! `SnapshotMeta`, then one `Some(Item)` per key, then `None` as the end mark (a file
-//! without it is incomplete and refused).
+//! Format: the magic line `shardai-snapshot-v<N>\n`, which names its format version (1, the
+//! only one so far: a file of another version is refused, naming it), then records
+//! `[len u32][crc32 u32][bincode]`: first the `SnapshotMeta`, then one `Some(Item)` per key,
+//! then `None` as the end mark (a file without it is incomplete and refused). `Item` and
+//! `ItemValue` are bincode, positional: their variants are only appended, and changing a
+//! field means a new version.
 //!
 //! A snapshot of a large keyspace is written paced: each 8 MiB is handed to the disk as it is
 //! written and the writer waits for the one before, so the file never piles up as hundreds of
@@ -13,7 +16,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufReader, BufWriter, Read, Write},
+    io::{self, BufRead, BufReader, BufWriter, Read, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -21,17 +24,23 @@ use std::{
 use bytes::Bytes;
 use openraft::alias::SnapshotMetaOf;
 use serde::{Deserialize, Serialize};
-use shardai_engine::{Value, backend::Backends, store::Dumped};
+use shardai_engine::{Value, backend::Backends, store::KeyRecord};
 
 use crate::{
     log_store::sync_dir,
     types::{TypeConfig, WireModel, WireTensor},
+    version::refused,
 };
 
 /// Snapshot metadata (last included log id and membership).
 pub type Meta = SnapshotMetaOf<TypeConfig>;
 
-const MAGIC: &[u8] = b"shardai-snapshot-v1\n";
+/// The first line of a snapshot, up to its version number.
+const MAGIC: &[u8] = b"shardai-snapshot-v";
+/// The format this build writes.
+const VERSION: u32 = 1;
+/// The formats this build reads.
+const VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
 
 /// A snapshot on disk: the `SnapshotData` openraft hands around.
 #[derive(Debug, Clone)]
@@ -40,6 +49,8 @@ pub struct SnapshotFile {
     pub path: PathBuf,
 }
 
+/// A key's value in a snapshot. On disk (bincode encodes the variant's index): variants are
+/// only ever appended, and a changed field is a new format version.
 #[derive(Debug, Serialize, Deserialize)]
 enum ItemValue {
     Str(Bytes),
@@ -47,6 +58,7 @@ enum ItemValue {
     Model(WireModel),
 }
 
+/// One key of a snapshot. On disk: a changed field is a new format version.
 #[derive(Debug, Serialize, Deserialize)]
 struct Item {
     key: Bytes,
@@ -132,7 +144,9 @@ fn sync_range(file: &File, off: u64, len: u64, wait: bool) -> io::Result<()> {
     } else {
         libc::SYNC_FILE_RANGE_WRITE
     };
-    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    // SAFETY: `sync_file_range` takes no pointer, so no memory of ours can be touched; the
+    // descriptor belongs to `file`, borrowed (so open) for the whole call; a bad offset,
+    // length or flag only makes the call fail (handled below).
     let r = unsafe {
         libc::sync_file_range(
             file.as_raw_fd(),
@@ -154,7 +168,7 @@ fn sync_range(file: &File, off: u64, len: u64, wait: bool) -> io::Result<()> {
 
 /// Writes `entries` as the snapshot `meta` to `path` durably (temp file, fsync, rename).
 /// Blocking: call it on a blocking thread.
-pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
+pub fn write(path: &Path, meta: &Meta, entries: Vec<KeyRecord>) -> io::Result<()> {
     let tmp = path.with_extension("part");
     let f = Paced {
         file: File::create(&tmp)?,
@@ -164,6 +178,7 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<Dumped>) -> io::Result<()> {
     };
     let mut w = BufWriter::with_capacity(1 << 20, f);
     w.write_all(MAGIC)?;
+    w.write_all(format!("{VERSION}\n").as_bytes())?;
     put(&mut w, meta)?;
     for (key, value, expire_at) in entries {
         let value = match value {
@@ -192,15 +207,22 @@ pub fn read_meta(path: &Path) -> io::Result<Meta> {
     open(path)?.1
 }
 
-/// Opens a snapshot file, checks its magic line and reads its metadata.
+/// Opens a snapshot file, checks its magic line and version and reads its metadata.
 fn open(path: &Path) -> io::Result<(BufReader<File>, io::Result<Meta>)> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut magic = vec![0u8; MAGIC.len()];
-    r.read_exact(&mut magic)?;
-    if magic != MAGIC {
-        return Err(other(format!(
-            "{} is not a shardai snapshot",
-            path.display()
+    let mut line = Vec::new();
+    r.by_ref().take(32).read_until(b'\n', &mut line)?;
+    let version = line
+        .strip_prefix(MAGIC)
+        .and_then(|v| v.strip_suffix(b"\n"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| other(format!("{} is not a shardai snapshot", path.display())))?;
+    if !u32::try_from(version).is_ok_and(|v| VERSIONS.contains(&v)) {
+        return Err(other(refused(
+            format_args!("snapshot {}", path.display()),
+            version,
+            &VERSIONS,
         )));
     }
     let meta = get(&mut r);
@@ -209,7 +231,7 @@ fn open(path: &Path) -> io::Result<(BufReader<File>, io::Result<Meta>)> {
 
 /// Reads a whole snapshot, loading its models into `backends`. Blocking (file reads and
 /// backend calls): call it on a blocking thread.
-pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<Dumped>)> {
+pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyRecord>)> {
     let (mut r, meta) = open(path)?;
     let meta = meta?;
     let mut out = Vec::new();
@@ -283,7 +305,7 @@ mod tests {
         let path = d.path().join("big.snap");
         let meta = Meta::default();
         let value = Bytes::from(vec![7u8; 1 << 20]);
-        let entries: Vec<Dumped> = (0..3 * (PACE >> 20) + 3)
+        let entries: Vec<KeyRecord> = (0..3 * (PACE >> 20) + 3)
             .map(|i| {
                 (
                     Bytes::from(format!("k{i}")),

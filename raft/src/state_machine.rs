@@ -26,7 +26,7 @@ use tracing::{error, info};
 
 use crate::{
     snapshot::{self, Meta, SnapshotFile},
-    types::{Cmd, Resp, TypeConfig},
+    types::{ApplyResult, Cmd, TypeConfig},
 };
 
 type C = TypeConfig;
@@ -152,7 +152,7 @@ impl StateMachine {
         })
     }
 
-    async fn apply_cmd(&self, cmd: Cmd) -> Resp {
+    async fn apply_cmd(&self, cmd: Cmd) -> ApplyResult {
         let at = cmd.at_ms;
         if cmd.origin == self.me
             && let Some(m) = self.pending.take(cmd.seq)
@@ -163,7 +163,7 @@ impl StateMachine {
             let backends = self.backends.clone();
             match tokio::task::spawn_blocking(move || cmd.mutation(|w| w.load(&backends))).await {
                 Ok(m) => m,
-                Err(e) => return Resp::Err(format!("ERR model loading failed: {e}")),
+                Err(e) => return ApplyResult::Err(format!("ERR model loading failed: {e}")),
             }
         } else {
             cmd.mutation(|_| Err(shardai_protocol::Error::Syntax))
@@ -172,7 +172,7 @@ impl StateMachine {
             Ok(m) => self.store.apply(m, at).into(),
             Err(e) => {
                 error!(error = %e.wire_text(), "a committed entry cannot be applied on this node");
-                Resp::Err(e.wire_text())
+                ApplyResult::Err(e.wire_text())
             }
         }
     }
@@ -182,7 +182,7 @@ impl StateMachine {
 #[derive(Debug)]
 pub struct Builder {
     meta: Meta,
-    entries: Option<Vec<shardai_engine::store::Dumped>>,
+    entries: Option<Vec<shardai_engine::store::KeyRecord>>,
     dir: PathBuf,
     current: Arc<Mutex<Current>>,
 }
@@ -227,11 +227,11 @@ impl RaftStateMachine<C> for StateMachine {
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             let resp = match entry.payload {
-                EntryPayload::Blank => Resp::Ok,
+                EntryPayload::Blank => ApplyResult::Ok,
                 EntryPayload::Normal(cmd) => self.apply_cmd(cmd).await,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Resp::Ok
+                    ApplyResult::Ok
                 }
             };
             self.last_applied = Some(entry.log_id);

@@ -1,6 +1,12 @@
 //! The openraft type configuration and the log's data: [`Cmd`] (the wire form of an engine
-//! `Mutation`), [`Resp`] (the wire form of its result) and [`ShardNode`] (a replica's
+//! `Mutation`), [`ApplyResult`] (the wire form of its result) and [`ShardNode`] (a replica's
 //! addresses).
+//!
+//! All of these are formats: they are stored in the Raft log and snapshots and sent on the
+//! bus (and `Op` in DUMP payloads), as positional bincode. Enum variants are only ever
+//! appended at the end (bincode encodes a variant's index), and changing a field, its type
+//! or the order of anything means a new format version of every encoding that carries it
+//! (see `version.rs`); the golden-bytes tests fail otherwise.
 //!
 //! A `Cmd` carries everything a replica needs to apply the mutation by itself: tensors as
 //! dtype, shape and bytes, models as their blob and options (each replica loads the model
@@ -17,7 +23,8 @@ use shardai_protocol::{
     command::{Backend as Kind, BatchOpts, SetCond},
 };
 
-/// A replica's addresses.
+/// A replica's addresses. On disk and on the wire (in memberships): a changed field is a
+/// new format version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardNode {
     /// host:port of its Raft transport (the cluster bus).
@@ -33,11 +40,11 @@ impl fmt::Display for ShardNode {
 }
 
 openraft::declare_raft_types!(
-    /// shardai's Raft types: `Cmd` entries, `Resp` results, `u64` node ids, and standard
+    /// shardai's Raft types: `Cmd` entries, `ApplyResult` results, `u64` node ids, and standard
     /// Raft leader ids (at most one leader per term; openraft's default allows several).
     pub TypeConfig:
         D = Cmd,
-        R = Resp,
+        R = ApplyResult,
         NodeId = u64,
         Node = ShardNode,
         Term = u64,
@@ -49,7 +56,7 @@ openraft::declare_raft_types!(
         Vote = openraft::impls::Vote<Self::LeaderId>,
 );
 
-/// A tensor on the wire.
+/// A tensor on the wire. On disk and on the wire: a changed field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireTensor {
     /// Index into `DType::ALL`.
@@ -80,7 +87,8 @@ impl WireTensor {
     }
 }
 
-/// A model on the wire: what AI.MODELSTORE was given.
+/// A model on the wire: what AI.MODELSTORE was given. On disk and on the wire: a changed
+/// field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireModel {
     /// Index into `Backend::ALL`.
@@ -147,7 +155,9 @@ impl WireModel {
     }
 }
 
-/// A mutation on the wire.
+/// A mutation on the wire (log entries, DUMP payloads). On disk and on the wire: variants
+/// are only ever appended at the end (bincode encodes the variant's index), and a changed
+/// field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
     /// `Mutation::SetTensor`.
@@ -183,7 +193,27 @@ pub enum Op {
     ExpireDue,
 }
 
-/// One log entry's data: a mutation stamped by the leader that proposed it.
+impl Op {
+    /// True when applying it needs a backend call (loading a model). Exhaustive on purpose:
+    /// a new variant must say whether it loads a model.
+    pub fn loads_model(&self) -> bool {
+        match self {
+            Op::SetModel(..) => true,
+            Op::SetTensor(..)
+            | Op::SetTensors(_)
+            | Op::DelModel(_)
+            | Op::Set { .. }
+            | Op::MSet(_)
+            | Op::IncrBy(..)
+            | Op::Del(_)
+            | Op::Flush
+            | Op::ExpireDue => false,
+        }
+    }
+}
+
+/// One log entry's data: a mutation stamped by the leader that proposed it. On disk and on
+/// the wire: a changed field is a new format version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cmd {
     /// The proposing leader's clock, Unix ms.
@@ -322,13 +352,15 @@ impl Cmd {
 
     /// True when applying needs a backend call (loading a model).
     pub fn loads_model(&self) -> bool {
-        matches!(self.op, Op::SetModel(..))
+        self.op.loads_model()
     }
 }
 
-/// The result of applying one entry: the engine's `Applied`, or the error's wire text.
+/// The result of applying one entry: the engine's `Applied`, or the error's wire text. On
+/// the bus (a forwarded write's answer): variants are only ever appended at the end, and a
+/// changed field is a new bus version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Resp {
+pub enum ApplyResult {
     /// `Applied::Ok` (also the result of blank and membership entries).
     Ok,
     /// `Applied::Int`.
@@ -344,25 +376,25 @@ pub enum Resp {
     Err(String),
 }
 
-impl From<Result<Applied, Error>> for Resp {
+impl From<Result<Applied, Error>> for ApplyResult {
     fn from(r: Result<Applied, Error>) -> Self {
         match r {
-            Ok(Applied::Ok) => Resp::Ok,
-            Ok(Applied::Int(n)) => Resp::Int(n),
-            Ok(Applied::Set { written, old }) => Resp::Set { written, old },
-            Err(e) => Resp::Err(e.wire_text()),
+            Ok(Applied::Ok) => ApplyResult::Ok,
+            Ok(Applied::Int(n)) => ApplyResult::Int(n),
+            Ok(Applied::Set { written, old }) => ApplyResult::Set { written, old },
+            Err(e) => ApplyResult::Err(e.wire_text()),
         }
     }
 }
 
-impl Resp {
+impl ApplyResult {
     /// Back to the engine's result.
     pub fn into_result(self) -> Result<Applied, Error> {
         match self {
-            Resp::Ok => Ok(Applied::Ok),
-            Resp::Int(n) => Ok(Applied::Int(n)),
-            Resp::Set { written, old } => Ok(Applied::Set { written, old }),
-            Resp::Err(text) => Err(Error::Verbatim(text)),
+            ApplyResult::Ok => Ok(Applied::Ok),
+            ApplyResult::Int(n) => Ok(Applied::Int(n)),
+            ApplyResult::Set { written, old } => Ok(Applied::Set { written, old }),
+            ApplyResult::Err(text) => Err(Error::Verbatim(text)),
         }
     }
 }
@@ -411,7 +443,7 @@ mod tests {
 
     #[test]
     fn errors_keep_their_wire_text() {
-        let r: Resp = Err(Error::WrongType).into();
+        let r: ApplyResult = Err(Error::WrongType).into();
         assert_eq!(
             r.into_result().unwrap_err().wire_text(),
             Error::WrongType.wire_text()

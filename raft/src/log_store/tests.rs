@@ -16,7 +16,7 @@ async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
 
 /// End of the records in a segment file (the rest is allocated, zero space).
 fn records_end(bytes: &[u8]) -> usize {
-    let mut off = 0;
+    let (_, mut off) = segment::segment_format(bytes, std::path::Path::new("seg")).unwrap();
     while let Some((_, next)) = parse_record(bytes, off) {
         off = next;
     }
@@ -182,7 +182,7 @@ async fn corruption_before_the_tail_refuses_to_start() {
     fs::write(d.path().join(seg_name(6)), crc_record(&next)).unwrap();
     let seg = d.path().join(seg_name(0));
     let mut b = fs::read(&seg).unwrap();
-    b[HEADER + 2] ^= 0xff;
+    b[segment::SEGMENT_HEADER + HEADER + 2] ^= 0xff;
     fs::write(&seg, &b).unwrap();
     let err = LogStore::open(d.path()).unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
@@ -228,7 +228,7 @@ async fn bytes_after_counts_the_records_after_an_index() {
     append(&mut ls, 0..10, 1).await;
     let all = ls.bytes_after(None);
     let end = records_end(&fs::read(d.path().join(seg_name(0))).unwrap());
-    assert_eq!(all, end as u64);
+    assert_eq!(all, (end - segment::SEGMENT_HEADER) as u64);
     assert_eq!(ls.bytes_after(Some(9)), 0);
     assert!(ls.bytes_after(Some(4)) > 0 && ls.bytes_after(Some(4)) < all);
 }
@@ -335,4 +335,33 @@ async fn segments_roll_and_survive_reopen_truncate_and_purge() {
     assert_eq!(left.last(), Some(&(2999, 2)));
     assert_eq!(left.len(), 499);
     assert!(segs(d.path()).len() < rolled.len());
+}
+
+#[tokio::test]
+async fn a_damaged_segment_header_before_intact_records_refuses_to_start() {
+    // Read as a version 1 segment, its records would be a torn tail and be cut.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    drop(ls);
+    let seg = d.path().join(seg_name(0));
+    let mut b = fs::read(&seg).unwrap();
+    b[1] ^= 0xff;
+    fs::write(&seg, &b).unwrap();
+    let err = LogStore::open(d.path()).unwrap_err();
+    assert!(err.to_string().contains("damaged header"), "{err}");
+    assert_eq!(fs::read(&seg).unwrap(), b);
+}
+
+#[tokio::test]
+async fn an_empty_version_1_segment_starts_again_with_a_header() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join(seg_name(0)), b"").unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..3, 1).await;
+    drop(ls);
+    let b = fs::read(d.path().join(seg_name(0))).unwrap();
+    assert_eq!(&b[..segment::SEGMENT_HEADER], segment::segment_header());
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await, [(0, 1), (1, 1), (2, 1)]);
 }

@@ -1,0 +1,479 @@
+//! Golden-bytes tests: fixtures of every format version ever written, kept under
+//! `raft/tests/golden/` (`*-v1*`: written by the build before format versions), decoded
+//! here by this build; the current writers must still produce the current fixtures byte
+//! for byte; and data of an unknown version is refused, naming it.
+//!
+//! When a format changes: add a version (see `version.rs`), keep the old fixtures and their
+//! tests, and run the ignored `write_fixtures` (after bumping the names it writes) to add
+//! the new version's fixtures.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+use bytes::Bytes;
+use openraft::{
+    EntryPayload, Membership, RaftLogReader, StoredMembership,
+    alias::EntryOf,
+    entry::RaftEntry,
+    impls::Vote,
+    raft::VoteRequest,
+    storage::{IOFlushed, RaftLogStorage},
+    testing::log_id,
+};
+use shardai_engine::{Deadline, Mutation, Tensor, Value, backend::Backends};
+use shardai_protocol::DType;
+
+use crate::{
+    log_store::LogStore,
+    network::frame::{
+        BusReply, BusRequest, Opening, preamble, read_frame, read_opening, write_frame,
+    },
+    snapshot::{self, Meta},
+    types::{Cmd, Op, ShardNode, TypeConfig as C},
+};
+
+/// Where the fixtures live.
+fn dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))
+}
+
+/// Clock of every fixture entry (2023-11-14T22:13:20Z).
+const AT: u64 = 1_700_000_000_000;
+
+fn node(n: u16) -> ShardNode {
+    ShardNode {
+        raft_addr: format!("10.0.0.{n}:16379"),
+        client_addr: format!("10.0.0.{n}:6379"),
+    }
+}
+
+fn membership() -> Membership<u64, ShardNode> {
+    Membership::new(
+        vec![[1, 2].into_iter().collect()],
+        BTreeMap::from([(1, node(1)), (2, node(2))]),
+    )
+    .unwrap()
+}
+
+fn tensor() -> Arc<Tensor> {
+    Arc::new(
+        Tensor::from_blob(
+            DType::Float,
+            vec![2],
+            Bytes::from_static(&[0, 0, 128, 63, 0, 0, 0, 64]),
+        )
+        .unwrap(),
+    )
+}
+
+/// The fixture log's entries: 1 a tensor set, 2 a string SET with expiry, 3 a Del,
+/// 4 a membership change, 5 a blank.
+fn entries() -> Vec<EntryOf<C>> {
+    let cmd = |seq, m: Mutation| Cmd::of(&m, AT + seq, 1, seq);
+    vec![
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, 1),
+            cmd(
+                1,
+                Mutation::SetTensor {
+                    key: Bytes::from_static(b"t"),
+                    tensor: tensor(),
+                },
+            ),
+        ),
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, 2),
+            cmd(
+                2,
+                Mutation::Set {
+                    key: Bytes::from_static(b"s"),
+                    value: Bytes::from_static(b"v"),
+                    cond: None,
+                    get: false,
+                    deadline: Deadline::At(AT + 60_000),
+                },
+            ),
+        ),
+        EntryOf::<C>::new_normal(
+            log_id::<C>(1, 1, 3),
+            cmd(3, Mutation::Del(vec![Bytes::from_static(b"s")])),
+        ),
+        EntryOf::<C>::new_membership(log_id::<C>(2, 1, 4), membership()),
+        EntryOf::<C>::new_blank(log_id::<C>(2, 1, 5)),
+    ]
+}
+
+/// The snapshot fixture's metadata.
+fn snapshot_meta() -> Meta {
+    Meta {
+        last_log_id: Some(log_id::<C>(2, 1, 5)),
+        last_membership: StoredMembership::new(Some(log_id::<C>(2, 1, 4)), membership()),
+    }
+}
+
+/// A segment's bytes without the zeros allocated after its records (walks the record
+/// headers from `off`: a record's own bytes may end in zeros).
+fn trimmed(b: Vec<u8>, mut off: usize) -> Vec<u8> {
+    while let Some(h) = b.get(off..off + 4) {
+        let len = u32::from_le_bytes(h.try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        off += 8 + len;
+    }
+    b[..off].to_vec()
+}
+
+/// The fixtures of this build's formats, by file name, as this build writes them.
+async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+
+    // A log segment, its meta (vote, last purged) and its commit hint.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append(entries(), IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+    ls.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    ls.save_committed(Some(log_id::<C>(2, 1, 4))).await.unwrap();
+    ls.purge(log_id::<C>(1, 1, 0)).await.unwrap();
+    drop(ls);
+    let seg = std::fs::read(d.path().join("log-00000000000000000000.seg")).unwrap();
+    out.push(("log-v2.seg", trimmed(seg, 16)));
+    out.push(("meta-v2", std::fs::read(d.path().join("meta")).unwrap()));
+    let committed = std::fs::read(d.path().join("committed")).unwrap();
+    out.push(("committed-v2", committed));
+
+    // A snapshot of a string with an expiry and a tensor.
+    let items = vec![
+        (
+            Bytes::from_static(b"s"),
+            Value::Str(Bytes::from_static(b"v")),
+            Some(AT + 60_000),
+        ),
+        (Bytes::from_static(b"t"), Value::Tensor(tensor()), None),
+    ];
+    let snap = d.path().join("s.snap");
+    snapshot::write(&snap, &snapshot_meta(), items).unwrap();
+    out.push(("snapshot-v1.snap", std::fs::read(&snap).unwrap()));
+
+    // DUMP payloads.
+    let hello = Value::Str(Bytes::from_static(b"hello"));
+    out.push(("dump-str-v1.bin", crate::dump::dump(&hello)));
+    out.push((
+        "dump-tensor-v1.bin",
+        crate::dump::dump(&Value::Tensor(tensor())),
+    ));
+
+    // A bus connection's first bytes: preamble, Hello, then a Vote request.
+    let mut bus = preamble(2).to_vec();
+    write_frame(&mut bus, &hello_req()).await.unwrap();
+    write_frame(&mut bus, &vote_req()).await.unwrap();
+    out.push(("bus-v2.bin", bus));
+    out
+}
+
+fn hello_req() -> BusRequest {
+    BusRequest::Hello {
+        cluster: "alpha".into(),
+        group: "data".into(),
+        to: 7,
+    }
+}
+
+fn vote_req() -> BusRequest {
+    BusRequest::Vote(VoteRequest::new(
+        Vote::new(3, 2),
+        Some(log_id::<C>(2, 1, 5)),
+    ))
+}
+
+#[tokio::test]
+#[ignore = "writes the fixtures; run by name when a format version is added"]
+async fn write_fixtures() {
+    for (name, bytes) in current_fixtures().await {
+        std::fs::write(dir().join(name), bytes).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_writers_still_write_the_current_fixtures_byte_for_byte() {
+    for (name, bytes) in current_fixtures().await {
+        let fixture = std::fs::read(dir().join(name)).unwrap();
+        assert!(
+            fixture == bytes,
+            "{name}: this build writes other bytes than the committed fixture; a format \
+             change needs a new version (see version.rs)"
+        );
+    }
+}
+
+/// A log folder holding one segment (first index 0), `meta` and `committed`.
+fn log_dir(seg: &[u8], meta: &[u8], committed: &[u8]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("log-00000000000000000000.seg"), seg).unwrap();
+    std::fs::write(d.path().join("meta"), meta).unwrap();
+    std::fs::write(d.path().join("committed"), committed).unwrap();
+    d
+}
+
+/// Checks that `ls` starts with the fixture log: its entries, vote, purge point and commit hint.
+async fn assert_fixture_log(ls: &mut LogStore) {
+    let got = ls.try_get_log_entries(..).await.unwrap();
+    let ids: Vec<(u64, u64)> = got
+        .iter()
+        .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+        .collect();
+    // Five entries, and any appended after them.
+    assert_eq!(ids[..5], [(1, 1), (1, 2), (1, 3), (2, 4), (2, 5)]);
+    let cmd = |i: usize| match &got[i].payload {
+        EntryPayload::Normal(c) => c.clone(),
+        other => panic!("entry {i}: {other:?}"),
+    };
+    let c = cmd(0);
+    assert_eq!((c.at_ms, c.origin, c.seq), (AT + 1, 1, 1));
+    match c.mutation(|_| unreachable!()).unwrap() {
+        Mutation::SetTensor { key, tensor: t } => {
+            assert_eq!(
+                (key, t.as_ref()),
+                (Bytes::from_static(b"t"), tensor().as_ref())
+            )
+        }
+        m => panic!("{m:?}"),
+    }
+    match cmd(1).op {
+        Op::Set {
+            key,
+            value,
+            cond,
+            get,
+            deadline,
+        } => assert_eq!(
+            (key, value, cond, get, deadline),
+            (
+                Bytes::from_static(b"s"),
+                Bytes::from_static(b"v"),
+                0,
+                false,
+                (2, AT + 60_000)
+            )
+        ),
+        op => panic!("{op:?}"),
+    }
+    match cmd(2).op {
+        Op::Del(keys) => assert_eq!(keys, [Bytes::from_static(b"s")]),
+        op => panic!("{op:?}"),
+    }
+    match &got[3].payload {
+        EntryPayload::Membership(m) => assert_eq!(m, &membership()),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(got[4].payload, EntryPayload::Blank));
+    assert_eq!(
+        ls.read_vote().await.unwrap(),
+        Some(Vote::new_committed(2, 1))
+    );
+    let state = ls.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id::<C>(1, 1, 0)));
+    assert_eq!(
+        ls.read_committed().await.unwrap(),
+        Some(log_id::<C>(2, 1, 4))
+    );
+}
+
+async fn append_blank(ls: &mut LogStore, index: u64) {
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    let e = EntryOf::<C>::new_blank(log_id::<C>(2, 1, index));
+    ls.append([e], IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_v1_log_segment_meta_and_commit_hint_still_read_and_take_appends() {
+    let d = log_dir(
+        include_bytes!("../tests/golden/log-v1.seg"),
+        include_bytes!("../tests/golden/meta-v1"),
+        include_bytes!("../tests/golden/committed-v1"),
+    );
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_fixture_log(&mut ls).await;
+    // The version 1 segment is still the last one: appends continue in it.
+    append_blank(&mut ls, 6).await;
+    ls.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(ls.len(), 6);
+    assert_fixture_log(&mut ls).await;
+    // The vote was rewritten in this build's format.
+    let meta = std::fs::read(d.path().join("meta")).unwrap();
+    assert_eq!(meta, include_bytes!("../tests/golden/meta-v2"));
+}
+
+#[tokio::test]
+async fn a_v2_log_segment_meta_and_commit_hint_read() {
+    let seg = include_bytes!("../tests/golden/log-v2.seg");
+    assert_eq!(&seg[..16], b"shardai-log\n\x02\0\0\0");
+    let meta = include_bytes!("../tests/golden/meta-v2");
+    assert_eq!(&meta[..16], b"shardai-meta\x02\0\0\0");
+    let d = log_dir(seg, meta, include_bytes!("../tests/golden/committed-v2"));
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_fixture_log(&mut ls).await;
+    append_blank(&mut ls, 6).await;
+    drop(ls);
+    let ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(ls.len(), 6);
+}
+
+/// `bytes` with the u32 LE at `at` replaced by `v`.
+fn with_u32(bytes: &[u8], at: usize, v: u32) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    b
+}
+
+#[tokio::test]
+async fn log_files_of_an_unknown_version_are_refused_naming_it() {
+    let seg = include_bytes!("../tests/golden/log-v2.seg");
+    let meta = include_bytes!("../tests/golden/meta-v2");
+    let committed = include_bytes!("../tests/golden/committed-v2");
+
+    let d = log_dir(&with_u32(seg, 12, 7), meta, committed);
+    let err = LogStore::open(d.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "log-00000000000000000000.seg has format version 7; this build reads \
+             versions 1 to 2"
+        ),
+        "{err}"
+    );
+    // Nothing was cut or removed.
+    let kept = std::fs::read(d.path().join("log-00000000000000000000.seg")).unwrap();
+    assert_eq!(kept, with_u32(seg, 12, 7));
+
+    let d = log_dir(seg, &with_u32(meta, 12, 3), committed);
+    let err = LogStore::open(d.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("meta has format version 3; this build reads versions 1 to 2"),
+        "{err}"
+    );
+
+    // The commit hint is only a hint: one of an unknown version is ignored (and logged).
+    let d = log_dir(seg, meta, &with_u32(committed, 12, 9));
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(ls.read_committed().await.unwrap(), None);
+    assert_eq!(ls.len(), 5);
+}
+
+#[test]
+fn a_v1_snapshot_still_reads() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("s.snap");
+    std::fs::write(&path, include_bytes!("../tests/golden/snapshot-v1.snap")).unwrap();
+    assert_eq!(snapshot::read_meta(&path).unwrap(), snapshot_meta());
+    let (meta, items) = snapshot::read(&path, &Arc::new(Backends::new(None))).unwrap();
+    assert_eq!(meta, snapshot_meta());
+    assert_eq!(items.len(), 2);
+    let (k, v, at) = &items[0];
+    assert_eq!((k.as_ref(), at), (&b"s"[..], &Some(AT + 60_000)));
+    assert!(matches!(v, Value::Str(b) if b == "v"));
+    let (k, v, at) = &items[1];
+    assert_eq!((k.as_ref(), at), (&b"t"[..], &None));
+    assert!(matches!(v, Value::Tensor(t) if t.as_ref() == tensor().as_ref()));
+}
+
+#[test]
+fn a_snapshot_of_an_unknown_version_is_refused_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("s.snap");
+    let mut b = include_bytes!("../tests/golden/snapshot-v1.snap").to_vec();
+    assert!(b.starts_with(b"shardai-snapshot-v1\n"));
+    b.splice(..20, b"shardai-snapshot-v12\n".iter().copied());
+    std::fs::write(&path, b).unwrap();
+    let err = snapshot::read_meta(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("s.snap has format version 12; this build reads version 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn v1_dump_payloads_still_restore() {
+    let p = include_bytes!("../tests/golden/dump-str-v1.bin");
+    assert_eq!(&p[..8], b"SHARDAI\x01");
+    let m = crate::dump::restore(p, Bytes::from_static(b"k"), Some(5), |_| unreachable!());
+    match m.unwrap() {
+        Mutation::Set {
+            key,
+            value,
+            deadline: Deadline::At(5),
+            ..
+        } => assert_eq!((&key[..], &value[..]), (&b"k"[..], &b"hello"[..])),
+        m => panic!("{m:?}"),
+    }
+    let p = include_bytes!("../tests/golden/dump-tensor-v1.bin");
+    assert!(!crate::dump::decode(p).unwrap().loads_model());
+    match crate::dump::restore(p, Bytes::from_static(b"t"), None, |_| unreachable!()).unwrap() {
+        Mutation::SetTensor { key, tensor: t } => {
+            assert_eq!(
+                (key, t.as_ref()),
+                (Bytes::from_static(b"t"), tensor().as_ref())
+            )
+        }
+        m => panic!("{m:?}"),
+    }
+}
+
+#[tokio::test]
+async fn v1_bus_frames_still_decode() {
+    let mut r = &include_bytes!("../tests/golden/bus-hello-v1.bin")[..];
+    // A version 1 peer sends no preamble: its first bytes are the Hello's length.
+    let Opening::Legacy(len) = read_opening(&mut r).await.unwrap() else {
+        panic!("read as a preamble")
+    };
+    let hello: BusRequest = crate::network::frame::read_body(&mut r, len, 1 << 16)
+        .await
+        .unwrap();
+    assert!(matches!(
+        hello,
+        BusRequest::Hello { cluster, group, to: 7 } if cluster == "alpha" && group == "data"
+    ));
+    let mut r = &include_bytes!("../tests/golden/bus-vote-v1.bin")[..];
+    match read_frame::<BusRequest>(&mut r).await.unwrap() {
+        BusRequest::Vote(v) => {
+            assert_eq!(v.vote, Vote::new(3, 2));
+            assert_eq!(v.last_log_id, Some(log_id::<C>(2, 1, 5)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_v2_bus_opening_decodes() {
+    let mut r = &include_bytes!("../tests/golden/bus-v2.bin")[..];
+    assert_eq!(read_opening(&mut r).await.unwrap(), Opening::Versioned(2));
+    assert!(matches!(
+        read_frame::<BusRequest>(&mut r).await.unwrap(),
+        BusRequest::Hello { to: 7, .. }
+    ));
+    assert!(matches!(
+        read_frame::<BusRequest>(&mut r).await.unwrap(),
+        BusRequest::Vote(_)
+    ));
+    assert!(r.is_empty());
+}
+
+#[tokio::test]
+async fn a_v1_peer_without_a_preamble_is_still_served() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::network::serve(listener, Default::default()));
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    sock.write_all(include_bytes!("../tests/golden/bus-hello-v1.bin"))
+        .await
+        .unwrap();
+    // No preamble back (a version 1 peer would not expect one), then its answer.
+    match read_frame::<BusReply>(&mut sock).await.unwrap() {
+        BusReply::Refused(why) => assert_eq!(why, "this node has not joined a cluster"),
+        other => panic!("{other:?}"),
+    }
+}

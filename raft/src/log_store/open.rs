@@ -1,0 +1,235 @@
+//! Opening the log: reads `meta` and `committed`, scans every segment's records, cuts a torn
+//! tail (a crash mid-write), removes segments started just before a crash, and refuses to
+//! start on anything else that does not read back (corruption, a gap, an intact record that
+//! does not decode).
+//!
+//! Runs once, before the store is shared; must never cut or remove data that is not a torn
+//! tail.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fs::{self, OpenOptions},
+    io,
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+};
+
+use parking_lot::Mutex;
+use tracing::{error, info, warn};
+
+use super::{
+    Inner, Loc, LogStore, State,
+    meta::{Meta, read_framed},
+    other,
+    segment::{
+        SEGMENT_HEADER, Seg, create_seg, decode_entry, parse_record, segment_format, write_header,
+    },
+    sync::{sync_dir, sync_loop},
+};
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, checking every record.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        // New folders' names must be durable before anything in them is (a vote saved in a
+        // folder that a crash then loses would allow a second vote in its term).
+        let new: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .collect();
+        fs::create_dir_all(dir)?;
+        for d in new {
+            match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+                _ => sync_dir(Path::new("."))?,
+            }
+        }
+        let meta: Meta = match read_framed(&dir.join("meta"))? {
+            Some(b) => bincode::deserialize(&b).map_err(other)?,
+            None => Meta::default(),
+        };
+        let committed = match read_framed(&dir.join("committed")) {
+            Ok(Some(b)) => bincode::deserialize(&b).ok().flatten(),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "the Raft log's commit hint is ignored");
+                None
+            }
+        };
+        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let first = name
+                    .strip_prefix("log-")?
+                    .strip_suffix(".seg")?
+                    .parse()
+                    .ok()?;
+                Some((first, e.path()))
+            })
+            .collect();
+        names.sort();
+        let purged = meta.last_purged.as_ref().map(|l| l.index);
+        let mut st = State {
+            segs: BTreeMap::new(),
+            first: purged.map_or(0, |p| p + 1),
+            locs: VecDeque::new(),
+            bytes: 0,
+            cache: BTreeMap::new(),
+            cache_bytes: 0,
+            meta,
+            committed,
+        };
+        // Each segment's records, and where they end: clean (the rest reads as zeros) or not.
+        let mut scanned = Vec::with_capacity(names.len());
+        for (first, path) in names {
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let bytes = fs::read(&path)?;
+            // A version this build does not read refuses the start (nothing is cut).
+            let (_, start) = segment_format(&bytes, &path)?;
+            let mut off = start;
+            let mut locs = Vec::new();
+            while off < bytes.len() {
+                let Some((payload, next)) = parse_record(&bytes, off) else {
+                    break;
+                };
+                // A record whose checksum holds was written whole: if it does not decode, it
+                // is not a torn write (another version's format, or a bug) and nothing here
+                // may be cut or removed because of it.
+                let entry = decode_entry(payload).map_err(|e| {
+                    other(format!(
+                        "log {} holds an intact record at byte {off} that does not decode \
+                         ({e}): was it written by another version of shardai? Refusing to start",
+                        path.display()
+                    ))
+                })?;
+                locs.push(Loc {
+                    seg: first,
+                    off: off as u64,
+                    len: (next - off) as u32,
+                    log_id: entry.log_id,
+                });
+                off = next;
+            }
+            let clean = bytes[off..].iter().all(|b| *b == 0);
+            scanned.push((
+                first,
+                path,
+                file,
+                off as u64,
+                bytes.len() as u64,
+                clean,
+                locs,
+            ));
+        }
+        // A crash can tear the tail of the segment being written, and a segment rolled just
+        // before the crash can be empty after it: those are cut or removed. Anything else
+        // that does not read back is corruption.
+        let torn_ok_from = scanned.iter().rposition(|s| !s.6.is_empty()).unwrap_or(0);
+        for (i, (first, path, file, off, size, clean, locs)) in scanned.into_iter().enumerate() {
+            if i > torn_ok_from {
+                info!(
+                    file = %path.display(),
+                    "removing a Raft log segment that holds no intact record (a crash just \
+                     after it was started)"
+                );
+                fs::remove_file(&path)?;
+                sync_dir(dir)?;
+                continue;
+            }
+            if !clean {
+                if i < torn_ok_from {
+                    return Err(other(format!(
+                        "log {} is corrupt at byte {off} (not at its end): refusing to start; \
+                         restore this node from a replica (wipe its folder and add it again)",
+                        path.display()
+                    )));
+                }
+                error!(
+                    file = %path.display(),
+                    offset = off,
+                    "corrupt or torn record at the end of the Raft log (a crash during a \
+                     write): cutting it off; those entries were never acknowledged by this node"
+                );
+                // Cut, then allocate again: the tail must read as zeros.
+                file.set_len(off)?;
+                file.sync_all()?;
+            }
+            let (mut off, mut size) = (off, size);
+            if locs.is_empty() && off < SEGMENT_HEADER as u64 {
+                // No record and no whole header (a version 1 segment, or a crash while the
+                // file was being created): it starts again as this build's version.
+                file.set_len(0)?;
+                off = write_header(&file)?;
+                size = off;
+            }
+            for loc in locs {
+                let idx = loc.log_id.index;
+                if purged.is_some_and(|p| idx <= p) {
+                    continue;
+                }
+                if purged.is_none() && st.locs.is_empty() {
+                    st.first = idx;
+                }
+                let expect = st.first + st.locs.len() as u64;
+                if idx != expect {
+                    return Err(other(format!(
+                        "log {} holds entry {idx} where {expect} was expected: the log \
+                         has a gap",
+                        path.display()
+                    )));
+                }
+                st.bytes += loc.len as u64;
+                st.locs.push_back(loc);
+            }
+            st.segs.insert(
+                first,
+                Seg {
+                    file: Arc::new(file),
+                    len: off,
+                    allocated: if clean { size } else { off },
+                },
+            );
+        }
+        // The committed hint can be ahead of the log: a leader's commit follows its followers'
+        // acknowledgements, and a kill can tear the leader's own last write. Everything this
+        // node still holds up to the hint is committed; what it lost comes back from the leader.
+        if let (Some(c), Some(last)) = (st.committed, st.last_log_id())
+            && c.index > last.index
+        {
+            warn!(
+                committed = c.index,
+                last = last.index,
+                "the committed index is ahead of this node's log (torn tail); the missing \
+                 entries will be fetched from the leader"
+            );
+            st.committed = Some(last);
+        }
+        if st.segs.is_empty() {
+            let first = st.first;
+            st.segs.insert(first, create_seg(dir, first)?);
+        }
+        info!(
+            dir = %dir.display(),
+            entries = st.locs.len(),
+            first = st.first,
+            purged = ?st.meta.last_purged.as_ref().map(|l| l.index),
+            "Raft log opened"
+        );
+        let (tx, rx) = mpsc::channel();
+        let sync_dir_path = dir.to_path_buf();
+        let fail_syncs = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = fail_syncs.clone();
+        std::thread::Builder::new()
+            .name("shardai-fsync".into())
+            .spawn(move || sync_loop(rx, &sync_dir_path, &fail))?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                st: Mutex::new(st),
+                sync: Mutex::new(tx),
+                fail_syncs,
+                committed_file: Mutex::new(None),
+            }),
+        })
+    }
+}
