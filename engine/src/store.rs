@@ -95,7 +95,7 @@ pub struct Store {
     keys: AtomicI64,
     volatile: AtomicI64,
     used_bytes: AtomicI64,
-    /// Applied mutations, for INFO and for later replication bookkeeping.
+    /// Applied mutations, for INFO.
     applied: AtomicU64,
 }
 

@@ -9,7 +9,7 @@
 //! | DUMP / RESTORE payload | 1 | 1 | `SHARDAI` + one version byte |
 //! | Cluster bus connection | 2 | 1, 2 | a preamble `shardai-bus\n` + u32 version before Hello; a connection without it is version 1 |
 //!
-//! The rules (see `DESIGN.md`, Formats):
+//! The rules (also in `docs/formats.md`):
 //!
 //! - The types inside these encodings are bincode 1.3, positional: a struct's fields are its
 //!   order, an enum's variant is its index. So enum variants are only ever appended at the
