@@ -5,26 +5,33 @@
 //!
 //! The `tensorflow` crate's run-time linking finds the library only through the
 //! `TENSORFLOW_DIR` / `LD_LIBRARY_PATH` environment, which a multi-threaded server cannot set
-//! safely and which would make users set variables, and its `Tensor<T>` always copies. So this
-//! module declares the twenty-odd C functions it uses and opens the library from the backends
+//! safely and which would make users set variables, and its `Tensor<T>` always copies. So
+//! [`ffi`] declares the twenty-odd C functions used and opens the library from the backends
 //! path with `libloading`. Inputs are lent to TensorFlow in place (`TF_NewTensor` with a
 //! deallocator that drops a reference to the stored tensor); outputs become the stored
 //! tensors' bytes without a copy (`Bytes::from_owner` over the `TF_Tensor`).
+//!
+//! This module owns every TF object it creates (status, graph, session, tensors: each wrapped
+//! in a value that deletes it once) and every `unsafe` call, each with why it is sound. It
+//! must not declare C functions (that is [`ffi`]'s job) nor block an async worker: it runs
+//! on the run-queue threads and, for loading, on blocking threads.
 #![allow(unsafe_code)]
 
 use std::{
-    ffi::{CStr, CString, c_char, c_int, c_void},
+    ffi::{CStr, CString, c_int, c_void},
     path::{Path, PathBuf},
     ptr,
     sync::Arc,
 };
 
 use bytes::Bytes;
-use libloading::Library;
 use shardai_protocol::{DType, Error};
 
+use self::ffi::{Api, Graph, Output, Session, Status, TfTensor};
 use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
+
+mod ffi;
 
 /// Finds `tensorflow/libtensorflow_cc.so.2` under the backends path.
 pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
@@ -34,136 +41,6 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
         Ok(lib)
     } else {
         Err(format!("no {} (pip install tensorflow-cpu)", lib.display()))
-    }
-}
-
-// Opaque C types.
-type Status = c_void;
-type Graph = c_void;
-type Operation = c_void;
-type Session = c_void;
-type SessionOptions = c_void;
-type ImportOptions = c_void;
-type TfTensor = c_void;
-
-#[repr(C)]
-struct TfBuffer {
-    data: *const c_void,
-    length: usize,
-    data_deallocator: Option<unsafe extern "C" fn(*mut c_void, usize)>,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Output {
-    oper: *mut Operation,
-    index: c_int,
-}
-
-type Dealloc = unsafe extern "C" fn(*mut c_void, usize, *mut c_void);
-
-/// The C functions this backend calls, resolved once from the library.
-struct Api {
-    version: unsafe extern "C" fn() -> *const c_char,
-    new_status: unsafe extern "C" fn() -> *mut Status,
-    delete_status: unsafe extern "C" fn(*mut Status),
-    get_code: unsafe extern "C" fn(*const Status) -> c_int,
-    message: unsafe extern "C" fn(*const Status) -> *const c_char,
-    new_graph: unsafe extern "C" fn() -> *mut Graph,
-    delete_graph: unsafe extern "C" fn(*mut Graph),
-    new_buffer_from_string: unsafe extern "C" fn(*const c_void, usize) -> *mut TfBuffer,
-    delete_buffer: unsafe extern "C" fn(*mut TfBuffer),
-    new_import_options: unsafe extern "C" fn() -> *mut ImportOptions,
-    delete_import_options: unsafe extern "C" fn(*mut ImportOptions),
-    import_graph_def:
-        unsafe extern "C" fn(*mut Graph, *const TfBuffer, *const ImportOptions, *mut Status),
-    operation_by_name: unsafe extern "C" fn(*mut Graph, *const c_char) -> *mut Operation,
-    operation_num_outputs: unsafe extern "C" fn(*mut Operation) -> c_int,
-    new_session_options: unsafe extern "C" fn() -> *mut SessionOptions,
-    delete_session_options: unsafe extern "C" fn(*mut SessionOptions),
-    set_config: unsafe extern "C" fn(*mut SessionOptions, *const c_void, usize, *mut Status),
-    new_session:
-        unsafe extern "C" fn(*mut Graph, *const SessionOptions, *mut Status) -> *mut Session,
-    close_session: unsafe extern "C" fn(*mut Session, *mut Status),
-    delete_session: unsafe extern "C" fn(*mut Session, *mut Status),
-    #[allow(clippy::type_complexity)]
-    session_run: unsafe extern "C" fn(
-        *mut Session,
-        *const TfBuffer,
-        *const Output,
-        *const *mut TfTensor,
-        c_int,
-        *const Output,
-        *mut *mut TfTensor,
-        c_int,
-        *const *const Operation,
-        c_int,
-        *mut TfBuffer,
-        *mut Status,
-    ),
-    new_tensor: unsafe extern "C" fn(
-        c_int,
-        *const i64,
-        c_int,
-        *mut c_void,
-        usize,
-        Dealloc,
-        *mut c_void,
-    ) -> *mut TfTensor,
-    delete_tensor: unsafe extern "C" fn(*mut TfTensor),
-    tensor_type: unsafe extern "C" fn(*const TfTensor) -> c_int,
-    num_dims: unsafe extern "C" fn(*const TfTensor) -> c_int,
-    dim: unsafe extern "C" fn(*const TfTensor, c_int) -> i64,
-    tensor_byte_size: unsafe extern "C" fn(*const TfTensor) -> usize,
-    tensor_data: unsafe extern "C" fn(*const TfTensor) -> *mut c_void,
-    /// Keeps the library mapped for as long as any model may call into it.
-    _lib: Library,
-}
-
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: the declared type matches the TF C API's prototype in c_api.h /
-        // tf_tensor.h / tf_status.h of TensorFlow 2.x.
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{}: {e}", $name))?
-    };
-}
-
-impl Api {
-    fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: opening TensorFlow runs its static initialisers, which are sound to run once.
-        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Api {
-            version: sym!(lib, "TF_Version"),
-            new_status: sym!(lib, "TF_NewStatus"),
-            delete_status: sym!(lib, "TF_DeleteStatus"),
-            get_code: sym!(lib, "TF_GetCode"),
-            message: sym!(lib, "TF_Message"),
-            new_graph: sym!(lib, "TF_NewGraph"),
-            delete_graph: sym!(lib, "TF_DeleteGraph"),
-            new_buffer_from_string: sym!(lib, "TF_NewBufferFromString"),
-            delete_buffer: sym!(lib, "TF_DeleteBuffer"),
-            new_import_options: sym!(lib, "TF_NewImportGraphDefOptions"),
-            delete_import_options: sym!(lib, "TF_DeleteImportGraphDefOptions"),
-            import_graph_def: sym!(lib, "TF_GraphImportGraphDef"),
-            operation_by_name: sym!(lib, "TF_GraphOperationByName"),
-            operation_num_outputs: sym!(lib, "TF_OperationNumOutputs"),
-            new_session_options: sym!(lib, "TF_NewSessionOptions"),
-            delete_session_options: sym!(lib, "TF_DeleteSessionOptions"),
-            set_config: sym!(lib, "TF_SetConfig"),
-            new_session: sym!(lib, "TF_NewSession"),
-            close_session: sym!(lib, "TF_CloseSession"),
-            delete_session: sym!(lib, "TF_DeleteSession"),
-            session_run: sym!(lib, "TF_SessionRun"),
-            new_tensor: sym!(lib, "TF_NewTensor"),
-            delete_tensor: sym!(lib, "TF_DeleteTensor"),
-            tensor_type: sym!(lib, "TF_TensorType"),
-            num_dims: sym!(lib, "TF_NumDims"),
-            dim: sym!(lib, "TF_Dim"),
-            tensor_byte_size: sym!(lib, "TF_TensorByteSize"),
-            tensor_data: sym!(lib, "TF_TensorData"),
-            _lib: lib,
-        })
     }
 }
 

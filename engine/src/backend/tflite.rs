@@ -1,15 +1,16 @@
 //! TensorFlow Lite through the LiteRT C API of `libLiteRt.so` from the ai-edge-litert 2.3.0
-//! wheel, opened at run time from the backends path.
-//!
-//! No wheel exports the classic TFLite C API and `tflitec` needs bazel, so the functions are
-//! declared here by hand, checked against the 2.3.0 headers and the library's own exports
-//! (the model constructors take the environment first; the layout is a bit-field word, eight
-//! dimensions and eight strides). Pin the wheel: this ABI changes between releases.
+//! wheel, opened at run time from the backends path; the functions are declared by hand in
+//! [`ffi`] (no wheel exports the classic TFLite C API).
 //!
 //! A model's flatbuffer must outlive it (LiteRT does not copy), so each model keeps its own
 //! 64-byte-aligned copy. Inputs are lent in place when their bytes are 64-byte aligned (big
 //! BLOBs are) and copied into an aligned buffer otherwise; outputs are written straight into
 //! aligned buffers that become the stored tensors' bytes.
+//!
+//! This module owns every LiteRT object it creates (environment, models, options, tensor
+//! buffers: each destroyed once by the value holding it) and every `unsafe` call, each with
+//! why it is sound. It must not declare C functions (that is [`ffi`]'s job) nor block an
+//! async worker: it runs on the run-queue threads and, for loading, on blocking threads.
 #![allow(unsafe_code)]
 
 use std::{
@@ -20,12 +21,17 @@ use std::{
 };
 
 use bytes::Bytes;
-use libloading::Library;
 use parking_lot::Mutex;
 use shardai_protocol::{DType, Error};
 
+use self::ffi::{
+    ANY_INT, Any, Api, ENV_MIN_LOGGER_SEVERITY, EnvOption, HW_CPU, Handle, MAX_RANK, RankedType,
+    SEVERITY_ERROR, Status, layout_shape, status_name,
+};
 use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
+
+mod ffi;
 
 /// Finds `ai_edge_litert/libLiteRt.so` under the backends path.
 pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
@@ -38,184 +44,10 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-type Handle = *mut c_void;
-type Status = c_int;
-
-const MAX_RANK: usize = 8;
+/// The alignment LiteRT wants of host memory it wraps in a tensor buffer.
 const ALIGN: usize = 64;
 
-/// `LiteRtLayout`: `rank : 7` and `has_strides : 1` share one 32-bit word.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Layout {
-    bits: u32,
-    dims: [i32; MAX_RANK],
-    strides: [u32; MAX_RANK],
-}
-
-/// `LiteRtRankedTensorType` (72 bytes).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RankedType {
-    element_type: c_int,
-    layout: Layout,
-}
-
-impl RankedType {
-    fn zeroed() -> Self {
-        RankedType {
-            element_type: 0,
-            layout: Layout {
-                bits: 0,
-                dims: [0; MAX_RANK],
-                strides: [0; MAX_RANK],
-            },
-        }
-    }
-
-    fn new(element_type: c_int, shape: &[usize]) -> Self {
-        let mut t = RankedType::zeroed();
-        t.element_type = element_type;
-        t.layout.bits = shape.len() as u32 & 0x7F;
-        for (d, &n) in t.layout.dims.iter_mut().zip(shape) {
-            *d = n as i32;
-        }
-        t
-    }
-}
-
-fn layout_shape(l: &Layout) -> Vec<usize> {
-    let rank = (l.bits & 0x7F) as usize;
-    l.dims[..rank.min(MAX_RANK)]
-        .iter()
-        .map(|&d| d.max(0) as usize)
-        .collect()
-}
-
-/// `LiteRtAny` (16 bytes: a type tag, then an 8-byte union).
-#[repr(C)]
-struct Any {
-    kind: c_int,
-    value: i64,
-}
-
-/// `LiteRtEnvOption`.
-#[repr(C)]
-struct EnvOption {
-    tag: c_int,
-    value: Any,
-}
-
-const ENV_MIN_LOGGER_SEVERITY: c_int = 25;
-const ANY_INT: c_int = 2;
-const SEVERITY_ERROR: i64 = 3;
-const HW_CPU: c_int = 1;
-
-/// The C functions this backend calls, resolved once from the library.
-struct Api {
-    create_environment: unsafe extern "C" fn(c_int, *const EnvOption, *mut Handle) -> Status,
-    destroy_environment: unsafe extern "C" fn(Handle),
-    create_model_from_buffer:
-        unsafe extern "C" fn(Handle, *const c_void, usize, *mut Handle) -> Status,
-    destroy_model: unsafe extern "C" fn(Handle),
-    get_model_signature: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
-    num_signature_inputs: unsafe extern "C" fn(Handle, *mut usize) -> Status,
-    num_signature_outputs: unsafe extern "C" fn(Handle, *mut usize) -> Status,
-    signature_input: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
-    signature_output: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
-    ranked_tensor_type: unsafe extern "C" fn(Handle, *mut RankedType) -> Status,
-    create_options: unsafe extern "C" fn(*mut Handle) -> Status,
-    destroy_options: unsafe extern "C" fn(Handle),
-    set_accelerators: unsafe extern "C" fn(Handle, c_int) -> Status,
-    create_opaque_options: unsafe extern "C" fn(
-        *const std::ffi::c_char,
-        *mut c_void,
-        Option<unsafe extern "C" fn(*mut c_void)>,
-        *mut Handle,
-    ) -> Status,
-    add_opaque_options: unsafe extern "C" fn(Handle, Handle) -> Status,
-    destroy_opaque_options: unsafe extern "C" fn(Handle),
-    create_compiled_model: unsafe extern "C" fn(Handle, Handle, Handle, *mut Handle) -> Status,
-    destroy_compiled_model: unsafe extern "C" fn(Handle),
-    input_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
-    output_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
-    requirements_size: unsafe extern "C" fn(Handle, *mut usize) -> Status,
-    resize_input: unsafe extern "C" fn(Handle, usize, usize, *const c_int, usize) -> Status,
-    output_layouts: unsafe extern "C" fn(Handle, usize, usize, *mut Layout, bool) -> Status,
-    buffer_from_host_memory: unsafe extern "C" fn(
-        *const RankedType,
-        *mut c_void,
-        usize,
-        Option<unsafe extern "C" fn(*mut c_void)>,
-        *mut Handle,
-    ) -> Status,
-    destroy_buffer: unsafe extern "C" fn(Handle),
-    run: unsafe extern "C" fn(Handle, usize, usize, *const Handle, usize, *const Handle) -> Status,
-    /// Keeps the library mapped for as long as any model may call into it.
-    _lib: Library,
-}
-
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: the declared type matches the prototype in LiteRT 2.3.0's litert/c headers
-        // (checked against the library's exports and its argument registers).
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{}: {e}", $name))?
-    };
-}
-
-impl Api {
-    fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: opening libLiteRt runs its static initialisers, which are sound to run once.
-        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Api {
-            create_environment: sym!(lib, "LiteRtCreateEnvironment"),
-            destroy_environment: sym!(lib, "LiteRtDestroyEnvironment"),
-            create_model_from_buffer: sym!(lib, "LiteRtCreateModelFromBuffer"),
-            destroy_model: sym!(lib, "LiteRtDestroyModel"),
-            get_model_signature: sym!(lib, "LiteRtGetModelSignature"),
-            num_signature_inputs: sym!(lib, "LiteRtGetNumSignatureInputs"),
-            num_signature_outputs: sym!(lib, "LiteRtGetNumSignatureOutputs"),
-            signature_input: sym!(lib, "LiteRtGetSignatureInputTensorByIndex"),
-            signature_output: sym!(lib, "LiteRtGetSignatureOutputTensorByIndex"),
-            ranked_tensor_type: sym!(lib, "LiteRtGetRankedTensorType"),
-            create_options: sym!(lib, "LiteRtCreateOptions"),
-            destroy_options: sym!(lib, "LiteRtDestroyOptions"),
-            set_accelerators: sym!(lib, "LiteRtSetOptionsHardwareAccelerators"),
-            create_opaque_options: sym!(lib, "LiteRtCreateOpaqueOptions"),
-            add_opaque_options: sym!(lib, "LiteRtAddOpaqueOptions"),
-            destroy_opaque_options: sym!(lib, "LiteRtDestroyOpaqueOptions"),
-            create_compiled_model: sym!(lib, "LiteRtCreateCompiledModel"),
-            destroy_compiled_model: sym!(lib, "LiteRtDestroyCompiledModel"),
-            input_requirements: sym!(lib, "LiteRtGetCompiledModelInputBufferRequirements"),
-            output_requirements: sym!(lib, "LiteRtGetCompiledModelOutputBufferRequirements"),
-            requirements_size: sym!(lib, "LiteRtGetTensorBufferRequirementsBufferSize"),
-            resize_input: sym!(lib, "LiteRtCompiledModelResizeInputTensorNonStrict"),
-            output_layouts: sym!(lib, "LiteRtGetCompiledModelOutputTensorLayouts"),
-            buffer_from_host_memory: sym!(lib, "LiteRtCreateTensorBufferFromHostMemory"),
-            destroy_buffer: sym!(lib, "LiteRtDestroyTensorBuffer"),
-            run: sym!(lib, "LiteRtRunCompiledModel"),
-            _lib: lib,
-        })
-    }
-}
-
-/// LiteRT's status names (the library exports no status-string function).
-fn status_name(s: Status) -> &'static str {
-    match s {
-        1 => "invalid argument",
-        2 => "memory allocation failure",
-        3 => "runtime failure",
-        4 => "missing input tensor",
-        5 => "unsupported",
-        6 => "not found",
-        501 => "invalid flatbuffer",
-        504 => "compilation failed",
-        1000 => "index out of bounds",
-        _ => "error",
-    }
-}
-
+/// `Ok` for a zero status, else `ERR <what> (<status name>, LiteRT status <n>)`.
 fn check(status: Status, what: &str) -> Result<(), Error> {
     if status == 0 {
         Ok(())
