@@ -52,16 +52,17 @@ struct StatusBox<'a> {
 
 impl<'a> StatusBox<'a> {
     fn new(api: &'a Api) -> Self {
-        // SAFETY: TF_NewStatus has no preconditions.
-        StatusBox {
-            api,
-            ptr: unsafe { (api.new_status)() },
-        }
+        // SAFETY: TF_NewStatus takes no arguments and returns a new status owned by the
+        // caller, which `drop` deletes.
+        let ptr = unsafe { (api.new_status)() };
+        StatusBox { api, ptr }
     }
 
     /// `Ok` for TF_OK, else TensorFlow's message (its first line), as RedisAI sends it.
     fn check(&self) -> Result<(), Error> {
-        // SAFETY: `ptr` is a live status; TF_Message returns a NUL-terminated string owned by it.
+        // SAFETY: `ptr` is the live status this box owns (deleted only on drop). TF_Message
+        // returns a NUL-terminated string owned by the status, valid until the status is next
+        // written or deleted; it is copied into an owned `String` before this borrow ends.
         unsafe {
             if (self.api.get_code)(self.ptr) == 0 {
                 return Ok(());
@@ -75,7 +76,8 @@ impl<'a> StatusBox<'a> {
 
 impl Drop for StatusBox<'_> {
     fn drop(&mut self) {
-        // SAFETY: created by TF_NewStatus, deleted once.
+        // SAFETY: `ptr` came from TF_NewStatus in `new` and is deleted only here, once; no
+        // borrow of its message outlives `check`.
         unsafe { (self.api.delete_status)(self.ptr) }
     }
 }
@@ -90,7 +92,9 @@ pub(super) struct Tf {
 impl Tf {
     pub(super) fn load(lib: &Path, threads: Settings) -> Result<Tf, String> {
         let api = Api::open(lib)?;
-        // SAFETY: TF_Version returns a static NUL-terminated string.
+        // SAFETY: TF_Version takes no arguments and returns a pointer to a NUL-terminated
+        // string in the library's static data, valid while the library is mapped; it is
+        // copied before `api` can be dropped.
         let version = unsafe { CStr::from_ptr((api.version)()) }
             .to_string_lossy()
             .into_owned();
@@ -117,9 +121,14 @@ impl Backend for Tf {
         super::cpu_only(device, "TF was built without CUDA")?;
         let api = &self.api;
         let status = StatusBox::new(api);
-        // SAFETY: every pointer passed below is either fresh from the library or points into
-        // `blob` / a CString that outlives the call; each object is deleted exactly once (the
-        // graph and session by `TfModel::drop`, also when an error drops `model` early).
+        // SAFETY: every handle passed below is either fresh from the library and not yet
+        // deleted, or the live `status`; every data pointer points into `blob`, `config` or a
+        // CString, each alive for the call it is passed to (TF_NewBufferFromString and
+        // TF_SetConfig copy their bytes). Operations found by name are owned by `graph`, which
+        // outlives them in `model`. Each object is deleted exactly once: the import options
+        // and buffer right after the import, the session options after TF_NewSession, the
+        // graph and session by `TfModel::drop`, also when an error drops `model` early (a null
+        // session, when TF_NewSession failed or was not called, is skipped there).
         unsafe {
             let graph = (api.new_graph)();
             let model = TfModel {
@@ -189,16 +198,22 @@ struct TfModel {
     outputs: Vec<Output>,
 }
 
-// SAFETY: TF_Session and TF_Graph are thread-safe for TF_SessionRun (documented in c_api.h);
-// the raw pointers are only read after construction.
+// SAFETY: the graph, session and operations are heap objects of the library, not tied to the
+// thread that made them, so the model may be used and dropped on any thread; the `Arc<Api>`
+// is itself `Send + Sync`.
 unsafe impl Send for TfModel {}
-// SAFETY: as above.
+// SAFETY: through `&TfModel` the pointers are only read, and the only call made with them is
+// TF_SessionRun, which TensorFlow allows on one session from several threads at once (the
+// C++ `Session::Run` behind it is documented as thread-safe).
+// Deletion needs `&mut` (drop).
 unsafe impl Sync for TfModel {}
 
 impl Drop for TfModel {
     fn drop(&mut self) {
         let status = StatusBox::new(&self.api);
-        // SAFETY: the session and graph were created by this model and are deleted once.
+        // SAFETY: the session (when not null) and the graph were created for this model and
+        // are deleted only here, the session first; no run can be in progress, since a run
+        // borrows the model.
         unsafe {
             if !self.session.is_null() {
                 (self.api.close_session)(self.session, status.ptr);
@@ -271,7 +286,9 @@ fn dtype_of(t: c_int) -> Result<DType, Error> {
 
 /// Drops the stored tensor TensorFlow borrowed, once TensorFlow is done with its bytes.
 unsafe extern "C" fn release(_data: *mut c_void, _len: usize, arg: *mut c_void) {
-    // SAFETY: `arg` is the `Box<Arc<Tensor>>` leaked in `lend`, released exactly once.
+    // SAFETY: TensorFlow calls this once per tensor made in `lend`, with the `arg` given
+    // there: a pointer from `Box::into_raw(Box<Arc<Tensor>>)`, so it is rebuilt and dropped
+    // exactly once.
     drop(unsafe { Box::from_raw(arg.cast::<Arc<Tensor>>()) });
 }
 
@@ -283,9 +300,13 @@ struct Owned {
     len: usize,
 }
 
-// SAFETY: a TF_Tensor's buffer is plain memory, immutable once the run has returned it.
+// SAFETY: the TF_Tensor handle is owned by this value alone (TF_SessionRun hands outputs over
+// to the caller) and is not tied to a thread; the buffer behind it, which TensorFlow may
+// share by reference count with its own tensors, is only ever read, so it may be read and
+// deleted on any thread.
 unsafe impl Send for Owned {}
-// SAFETY: as above.
+// SAFETY: through `&Owned` its buffer is only read (`as_ref`), and nothing writes it once the
+// run has returned it.
 unsafe impl Sync for Owned {}
 
 impl AsRef<[u8]> for Owned {
@@ -293,14 +314,19 @@ impl AsRef<[u8]> for Owned {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: `data`/`len` describe the tensor's buffer, alive until drop.
+        // SAFETY: `data` and `len` are TF_TensorData and TF_TensorByteSize of `ptr`, which
+        // this value owns and deletes only on drop, so the `len` bytes stay allocated and
+        // unchanged while `&self` is borrowed; `len > 0` here, so `data` is not null, and `u8`
+        // needs no alignment.
         unsafe { std::slice::from_raw_parts(self.data, self.len) }
     }
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        // SAFETY: the tensor came from TF_SessionRun and is deleted once.
+        // SAFETY: `ptr` is an output of TF_SessionRun whose ownership passed to this value in
+        // `take`; it is deleted only here, after the last borrow of its bytes (`Bytes` drops
+        // its owner when the last reference goes).
         unsafe { (self.api.delete_tensor)(self.ptr) }
     }
 }
@@ -313,9 +339,13 @@ impl TfModel {
         let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
         let blob = t.blob();
         let arg = Box::into_raw(Box::new(t.clone()));
-        // SAFETY: the data pointer stays valid while `arg` (a reference to the tensor) lives;
-        // TensorFlow calls `release` exactly once, when it no longer needs the bytes. The
-        // buffer is never written: it is only an input.
+        // SAFETY: `dims` holds `dims.len()` values and lives through the call (TensorFlow copies
+        // the shape). The data pointer and length are the stored tensor's bytes, which stay
+        // valid while `arg` (a leaked `Arc` to that tensor) lives; TensorFlow calls `release`
+        // once, when it no longer needs them (at once, if it copied unaligned bytes); it
+        // returns null without calling it only for bytes shorter than the shape, which
+        // `Tensor` rules out (and that would leak the reference, not free it twice).
+        // Casting to `*mut` is sound because the buffer is only ever an input, never written.
         let tensor = unsafe {
             (self.api.new_tensor)(
                 dtype,
@@ -342,7 +372,9 @@ impl TfModel {
             data: ptr::null(),
             len: 0,
         };
-        // SAFETY: `ptr` is a live output tensor; its accessors have no other preconditions.
+        // SAFETY: `ptr` is a non-null output of TF_SessionRun, owned by `owned` and so not yet
+        // deleted; TF_Dim is called only with `0 <= i < TF_NumDims`. The accessors only read
+        // it.
         let (dtype, shape, data, len) = unsafe {
             let n = (self.api.num_dims)(ptr);
             let shape: Vec<usize> = (0..n)
@@ -385,17 +417,24 @@ impl LoadedModel for TfModel {
             match self.lend(t) {
                 Ok(p) => fed.push(p),
                 Err(e) => {
-                    // SAFETY: tensors made by `lend` and not yet given to a run.
-                    fed.iter()
-                        .for_each(|&p| unsafe { (self.api.delete_tensor)(p) });
+                    for &p in &fed {
+                        // SAFETY: `p` was made by `lend` and is deleted only here: the run
+                        // that would have used it is not reached. Deleting it calls `release`,
+                        // which drops its reference to the stored tensor.
+                        unsafe { (self.api.delete_tensor)(p) }
+                    }
                     return Err(e);
                 }
             }
         }
         let mut out: Vec<*mut TfTensor> = vec![ptr::null_mut(); self.outputs.len()];
         let status = StatusBox::new(&self.api);
-        // SAFETY: arrays sized as their counts say; the session is live. TF_SessionRun does
-        // not take ownership of the input tensors, which are deleted right after.
+        // SAFETY: the session is live (not null once `load` succeeded; deleted only on drop,
+        // which cannot run while `&self` is borrowed). `self.inputs`/`fed` and
+        // `self.outputs`/`out` are pairs of equal length (checked above, and `out` is sized
+        // from `self.outputs`), passed with that count. TF_SessionRun does not take
+        // ownership of the inputs, which are deleted right after, once each; it writes an
+        // owned tensor or null into each slot of `out`, each taken once below.
         unsafe {
             (self.api.session_run)(
                 self.session,

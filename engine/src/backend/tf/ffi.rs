@@ -109,8 +109,11 @@ pub(super) struct Api {
 /// Looks `$name` up in `$lib` as the type of the field it is assigned to.
 macro_rules! sym {
     ($lib:expr, $name:literal) => {
-        // SAFETY: the declared type matches the TF C API's prototype in c_api.h /
-        // tf_tensor.h / tf_status.h of TensorFlow 2.x.
+        // SAFETY: `Library::get` is unsafe because the symbol's real type must be the one
+        // asked for: the field types of `Api` are TensorFlow 2.x's prototypes from c_api.h /
+        // tf_tensor.h / tf_status.h, with pointers and `int`/`size_t`/`int64_t` mapped to
+        // their Rust equivalents. The pointer is copied out of the `Symbol` borrow; that is
+        // sound because `Api` owns the `Library` and so outlives every use of the pointer.
         *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
             .map_err(|e| format!("{}: {e}", $name))?
     };
@@ -119,7 +122,10 @@ macro_rules! sym {
 impl Api {
     /// Opens the library at `path` and resolves every function, or says which is missing.
     pub(super) fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: opening TensorFlow runs its static initialisers, which are sound to run once.
+        // SAFETY: `Library::new` runs the library's initialisers. TensorFlow's (and those of
+        // libtensorflow_framework, which it loads) register ops and kernels in TensorFlow's
+        // own registries; they touch no state of this process, and opening a library already
+        // mapped only takes another reference to it.
         let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Api {
             version: sym!(lib, "TF_Version"),

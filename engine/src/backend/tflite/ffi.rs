@@ -172,8 +172,11 @@ pub(super) struct Api {
 /// Looks `$name` up in `$lib` as the type of the field it is assigned to.
 macro_rules! sym {
     ($lib:expr, $name:literal) => {
-        // SAFETY: the declared type matches the prototype in LiteRT 2.3.0's litert/c headers
-        // (checked against the library's exports and its argument registers).
+        // SAFETY: `Library::get` is unsafe because the symbol's real type must be the one
+        // asked for: the field types of `Api` are the prototypes of LiteRT 2.3.0's litert/c
+        // headers (checked against the library's exports and its argument registers). The
+        // pointer is copied out of the `Symbol` borrow; that is sound because `Api` owns the
+        // `Library` and so outlives every use of the pointer.
         *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
             .map_err(|e| format!("{}: {e}", $name))?
     };
@@ -182,7 +185,9 @@ macro_rules! sym {
 impl Api {
     /// Opens the library at `path` and resolves every function, or says which is missing.
     pub(super) fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: opening libLiteRt runs its static initialisers, which are sound to run once.
+        // SAFETY: `Library::new` runs the library's initialisers, which set up LiteRT's own
+        // registries and touch no state of this process; opening a library already mapped
+        // only takes another reference to it.
         let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Api {
             create_environment: sym!(lib, "LiteRtCreateEnvironment"),
