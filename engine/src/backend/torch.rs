@@ -190,10 +190,12 @@ fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     // SAFETY: the blob holds exactly `product(shape) * element size` bytes (checked when the
     // tensor was built), laid out row-major as `strides` says, so every element libtorch
     // indexes is inside it; it outlives the tensor (see above). libtorch never frees memory
-    // given to `from_blob`. Alignment is not guaranteed: a large BLOB lent in place from the
-    // request buffer may start at any byte, and unlike the ONNX and TFLITE backends nothing
-    // copies a misaligned input here, so reading it relies on the x86-64 and aarch64
-    // hardware allowing unaligned loads (libtorch's vector kernels load unaligned anyway).
+    // given to `from_blob`. Alignment is usual but not guaranteed: the connection reader
+    // puts a big request's BLOB on a 64-byte boundary, but other BLOBs kept in place (or
+    // decoded from a Raft entry) may start at any byte, and unlike the ONNX and TFLITE
+    // backends nothing copies a misaligned input here, so reading one relies on the x86-64
+    // and aarch64 hardware allowing unaligned loads (libtorch's vector kernels load
+    // unaligned anyway).
     // TorchScript models do not write to their inputs; one that did would change the stored
     // tensor, as with RedisAI's own zero-copy inputs.
     let x =
