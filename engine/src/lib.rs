@@ -7,13 +7,15 @@
 //! - [`propose`]: the [`Proposer`] seam and the single-node [`LocalApplier`].
 //! - [`glob`]: Redis glob patterns.
 //! - [`model`]: [`model::Model`], a stored and loaded model.
-//! - [`backend`]: the `Backend` trait and its implementations (ONNX behind `onnx`).
+//! - [`backend`]: the `Backend` trait and its four implementations, each behind its cargo
+//!   feature: ONNX (`onnx`), TORCH (`torch`), TF (`tf`) and TFLITE (`tflite`).
 //! - [`batching`]: the auto-batching policy, and concatenating / splitting batches.
 //! - [`dag`]: DAG plans (a pure function of the op list) and their execution.
 //! - [`queue`]: per-device run queues whose threads execute models, batched by that policy.
 //! - [`stats`]: AI.INFO run statistics per key.
 //!
-//! The engine opens no sockets and knows nothing of slots or Raft.
+//! The engine opens no sockets and knows nothing of Raft or of which node serves a slot: hash
+//! slots appear only as the [`Store`]'s stripes and its per-slot key scans.
 
 pub mod backend;
 pub mod batching;

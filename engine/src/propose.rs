@@ -1,9 +1,10 @@
 //! The write-path seam: `Proposer::propose(Mutation)` resolves once the mutation is applied.
 //!
-//! Command code holds an `Arc<dyn Proposer>` and never touches the `Store` for writes. Today
-//! [`LocalApplier`] applies each mutation at once on a single node; the replication issue
-//! replaces it with a Raft group whose future resolves after the entry is committed on a
-//! majority and applied, without changing any command code.
+//! Command code holds an `Arc<dyn Proposer>` and never touches the `Store` for writes, and it
+//! is the same in both modes: standalone, the node's proposer is [`LocalApplier`], which
+//! applies each mutation at once; in cluster mode it proposes through the shard's Raft group
+//! (`shardai-raft`'s `ShardGroup`, also a `Proposer`), whose future resolves after the entry
+//! is committed on a majority and applied.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 

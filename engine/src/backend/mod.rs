@@ -1,9 +1,10 @@
 //! Model backends behind one trait: load a serialized model for a device, run a batch of
 //! input tensors into output tensors, report the library's version.
 //!
-//! Each backend is compiled in behind a cargo feature and loads its native library at run
-//! time from the backends path (the project venv's `site-packages` by default), so a missing
-//! library is an `ERR Could not load backend` for that backend only, with the reason logged.
+//! Each backend is compiled in behind a cargo feature. ONNX, TF and TFLITE open their native
+//! library at run time from the backends path (the project venv's `site-packages` by
+//! default), so a missing library is an `ERR Could not load backend` for that backend only,
+//! with the reason logged; TORCH's libtorch is linked at build time instead.
 //! Backend calls run on the run-queue threads (`crate::queue`), never on async workers.
 
 #[cfg(feature = "onnx")]

@@ -5,26 +5,33 @@
 //!
 //! The `tensorflow` crate's run-time linking finds the library only through the
 //! `TENSORFLOW_DIR` / `LD_LIBRARY_PATH` environment, which a multi-threaded server cannot set
-//! safely and which would make users set variables, and its `Tensor<T>` always copies. So this
-//! module declares the twenty-odd C functions it uses and opens the library from the backends
+//! safely and which would make users set variables, and its `Tensor<T>` always copies. So
+//! [`ffi`] declares the twenty-odd C functions used and opens the library from the backends
 //! path with `libloading`. Inputs are lent to TensorFlow in place (`TF_NewTensor` with a
 //! deallocator that drops a reference to the stored tensor); outputs become the stored
 //! tensors' bytes without a copy (`Bytes::from_owner` over the `TF_Tensor`).
+//!
+//! This module owns every TF object it creates (status, graph, session, tensors: each wrapped
+//! in a value that deletes it once) and every `unsafe` call, each with why it is sound. It
+//! must not declare C functions (that is [`ffi`]'s job) nor block an async worker: it runs
+//! on the run-queue threads and, for loading, on blocking threads.
 #![allow(unsafe_code)]
 
 use std::{
-    ffi::{CStr, CString, c_char, c_int, c_void},
+    ffi::{CStr, CString, c_int, c_void},
     path::{Path, PathBuf},
     ptr,
     sync::Arc,
 };
 
 use bytes::Bytes;
-use libloading::Library;
 use shardai_protocol::{DType, Error};
 
+use self::ffi::{Api, Graph, Output, Session, Status, TfTensor};
 use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
+
+mod ffi;
 
 /// Finds `tensorflow/libtensorflow_cc.so.2` under the backends path.
 pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
@@ -37,136 +44,6 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-// Opaque C types.
-type Status = c_void;
-type Graph = c_void;
-type Operation = c_void;
-type Session = c_void;
-type SessionOptions = c_void;
-type ImportOptions = c_void;
-type TfTensor = c_void;
-
-#[repr(C)]
-struct TfBuffer {
-    data: *const c_void,
-    length: usize,
-    data_deallocator: Option<unsafe extern "C" fn(*mut c_void, usize)>,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Output {
-    oper: *mut Operation,
-    index: c_int,
-}
-
-type Dealloc = unsafe extern "C" fn(*mut c_void, usize, *mut c_void);
-
-/// The C functions this backend calls, resolved once from the library.
-struct Api {
-    version: unsafe extern "C" fn() -> *const c_char,
-    new_status: unsafe extern "C" fn() -> *mut Status,
-    delete_status: unsafe extern "C" fn(*mut Status),
-    get_code: unsafe extern "C" fn(*const Status) -> c_int,
-    message: unsafe extern "C" fn(*const Status) -> *const c_char,
-    new_graph: unsafe extern "C" fn() -> *mut Graph,
-    delete_graph: unsafe extern "C" fn(*mut Graph),
-    new_buffer_from_string: unsafe extern "C" fn(*const c_void, usize) -> *mut TfBuffer,
-    delete_buffer: unsafe extern "C" fn(*mut TfBuffer),
-    new_import_options: unsafe extern "C" fn() -> *mut ImportOptions,
-    delete_import_options: unsafe extern "C" fn(*mut ImportOptions),
-    import_graph_def:
-        unsafe extern "C" fn(*mut Graph, *const TfBuffer, *const ImportOptions, *mut Status),
-    operation_by_name: unsafe extern "C" fn(*mut Graph, *const c_char) -> *mut Operation,
-    operation_num_outputs: unsafe extern "C" fn(*mut Operation) -> c_int,
-    new_session_options: unsafe extern "C" fn() -> *mut SessionOptions,
-    delete_session_options: unsafe extern "C" fn(*mut SessionOptions),
-    set_config: unsafe extern "C" fn(*mut SessionOptions, *const c_void, usize, *mut Status),
-    new_session:
-        unsafe extern "C" fn(*mut Graph, *const SessionOptions, *mut Status) -> *mut Session,
-    close_session: unsafe extern "C" fn(*mut Session, *mut Status),
-    delete_session: unsafe extern "C" fn(*mut Session, *mut Status),
-    #[allow(clippy::type_complexity)]
-    session_run: unsafe extern "C" fn(
-        *mut Session,
-        *const TfBuffer,
-        *const Output,
-        *const *mut TfTensor,
-        c_int,
-        *const Output,
-        *mut *mut TfTensor,
-        c_int,
-        *const *const Operation,
-        c_int,
-        *mut TfBuffer,
-        *mut Status,
-    ),
-    new_tensor: unsafe extern "C" fn(
-        c_int,
-        *const i64,
-        c_int,
-        *mut c_void,
-        usize,
-        Dealloc,
-        *mut c_void,
-    ) -> *mut TfTensor,
-    delete_tensor: unsafe extern "C" fn(*mut TfTensor),
-    tensor_type: unsafe extern "C" fn(*const TfTensor) -> c_int,
-    num_dims: unsafe extern "C" fn(*const TfTensor) -> c_int,
-    dim: unsafe extern "C" fn(*const TfTensor, c_int) -> i64,
-    tensor_byte_size: unsafe extern "C" fn(*const TfTensor) -> usize,
-    tensor_data: unsafe extern "C" fn(*const TfTensor) -> *mut c_void,
-    /// Keeps the library mapped for as long as any model may call into it.
-    _lib: Library,
-}
-
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: the declared type matches the TF C API's prototype in c_api.h /
-        // tf_tensor.h / tf_status.h of TensorFlow 2.x.
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{}: {e}", $name))?
-    };
-}
-
-impl Api {
-    fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: opening TensorFlow runs its static initialisers, which are sound to run once.
-        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Api {
-            version: sym!(lib, "TF_Version"),
-            new_status: sym!(lib, "TF_NewStatus"),
-            delete_status: sym!(lib, "TF_DeleteStatus"),
-            get_code: sym!(lib, "TF_GetCode"),
-            message: sym!(lib, "TF_Message"),
-            new_graph: sym!(lib, "TF_NewGraph"),
-            delete_graph: sym!(lib, "TF_DeleteGraph"),
-            new_buffer_from_string: sym!(lib, "TF_NewBufferFromString"),
-            delete_buffer: sym!(lib, "TF_DeleteBuffer"),
-            new_import_options: sym!(lib, "TF_NewImportGraphDefOptions"),
-            delete_import_options: sym!(lib, "TF_DeleteImportGraphDefOptions"),
-            import_graph_def: sym!(lib, "TF_GraphImportGraphDef"),
-            operation_by_name: sym!(lib, "TF_GraphOperationByName"),
-            operation_num_outputs: sym!(lib, "TF_OperationNumOutputs"),
-            new_session_options: sym!(lib, "TF_NewSessionOptions"),
-            delete_session_options: sym!(lib, "TF_DeleteSessionOptions"),
-            set_config: sym!(lib, "TF_SetConfig"),
-            new_session: sym!(lib, "TF_NewSession"),
-            close_session: sym!(lib, "TF_CloseSession"),
-            delete_session: sym!(lib, "TF_DeleteSession"),
-            session_run: sym!(lib, "TF_SessionRun"),
-            new_tensor: sym!(lib, "TF_NewTensor"),
-            delete_tensor: sym!(lib, "TF_DeleteTensor"),
-            tensor_type: sym!(lib, "TF_TensorType"),
-            num_dims: sym!(lib, "TF_NumDims"),
-            dim: sym!(lib, "TF_Dim"),
-            tensor_byte_size: sym!(lib, "TF_TensorByteSize"),
-            tensor_data: sym!(lib, "TF_TensorData"),
-            _lib: lib,
-        })
-    }
-}
-
 /// A `TF_Status`, deleted on drop.
 struct StatusBox<'a> {
     api: &'a Api,
@@ -175,16 +52,17 @@ struct StatusBox<'a> {
 
 impl<'a> StatusBox<'a> {
     fn new(api: &'a Api) -> Self {
-        // SAFETY: TF_NewStatus has no preconditions.
-        StatusBox {
-            api,
-            ptr: unsafe { (api.new_status)() },
-        }
+        // SAFETY: TF_NewStatus takes no arguments and returns a new status owned by the
+        // caller, which `drop` deletes.
+        let ptr = unsafe { (api.new_status)() };
+        StatusBox { api, ptr }
     }
 
     /// `Ok` for TF_OK, else TensorFlow's message (its first line), as RedisAI sends it.
     fn check(&self) -> Result<(), Error> {
-        // SAFETY: `ptr` is a live status; TF_Message returns a NUL-terminated string owned by it.
+        // SAFETY: `ptr` is the live status this box owns (deleted only on drop). TF_Message
+        // returns a NUL-terminated string owned by the status, valid until the status is next
+        // written or deleted; it is copied into an owned `String` before this borrow ends.
         unsafe {
             if (self.api.get_code)(self.ptr) == 0 {
                 return Ok(());
@@ -198,7 +76,8 @@ impl<'a> StatusBox<'a> {
 
 impl Drop for StatusBox<'_> {
     fn drop(&mut self) {
-        // SAFETY: created by TF_NewStatus, deleted once.
+        // SAFETY: `ptr` came from TF_NewStatus in `new` and is deleted only here, once; no
+        // borrow of its message outlives `check`.
         unsafe { (self.api.delete_status)(self.ptr) }
     }
 }
@@ -213,7 +92,9 @@ pub(super) struct Tf {
 impl Tf {
     pub(super) fn load(lib: &Path, threads: Settings) -> Result<Tf, String> {
         let api = Api::open(lib)?;
-        // SAFETY: TF_Version returns a static NUL-terminated string.
+        // SAFETY: TF_Version takes no arguments and returns a pointer to a NUL-terminated
+        // string in the library's static data, valid while the library is mapped; it is
+        // copied before `api` can be dropped.
         let version = unsafe { CStr::from_ptr((api.version)()) }
             .to_string_lossy()
             .into_owned();
@@ -240,9 +121,14 @@ impl Backend for Tf {
         super::cpu_only(device, "TF was built without CUDA")?;
         let api = &self.api;
         let status = StatusBox::new(api);
-        // SAFETY: every pointer passed below is either fresh from the library or points into
-        // `blob` / a CString that outlives the call; each object is deleted exactly once (the
-        // graph and session by `TfModel::drop`, also when an error drops `model` early).
+        // SAFETY: every handle passed below is either fresh from the library and not yet
+        // deleted, or the live `status`; every data pointer points into `blob`, `config` or a
+        // CString, each alive for the call it is passed to (TF_NewBufferFromString and
+        // TF_SetConfig copy their bytes). Operations found by name are owned by `graph`, which
+        // outlives them in `model`. Each object is deleted exactly once: the import options
+        // and buffer right after the import, the session options after TF_NewSession, the
+        // graph and session by `TfModel::drop`, also when an error drops `model` early (a null
+        // session, when TF_NewSession failed or was not called, is skipped there).
         unsafe {
             let graph = (api.new_graph)();
             let model = TfModel {
@@ -312,16 +198,22 @@ struct TfModel {
     outputs: Vec<Output>,
 }
 
-// SAFETY: TF_Session and TF_Graph are thread-safe for TF_SessionRun (documented in c_api.h);
-// the raw pointers are only read after construction.
+// SAFETY: the graph, session and operations are heap objects of the library, not tied to the
+// thread that made them, so the model may be used and dropped on any thread; the `Arc<Api>`
+// is itself `Send + Sync`.
 unsafe impl Send for TfModel {}
-// SAFETY: as above.
+// SAFETY: through `&TfModel` the pointers are only read, and the only call made with them is
+// TF_SessionRun, which TensorFlow allows on one session from several threads at once (the
+// C++ `Session::Run` behind it is documented as thread-safe).
+// Deletion needs `&mut` (drop).
 unsafe impl Sync for TfModel {}
 
 impl Drop for TfModel {
     fn drop(&mut self) {
         let status = StatusBox::new(&self.api);
-        // SAFETY: the session and graph were created by this model and are deleted once.
+        // SAFETY: the session (when not null) and the graph were created for this model and
+        // are deleted only here, the session first; no run can be in progress, since a run
+        // borrows the model.
         unsafe {
             if !self.session.is_null() {
                 (self.api.close_session)(self.session, status.ptr);
@@ -394,7 +286,9 @@ fn dtype_of(t: c_int) -> Result<DType, Error> {
 
 /// Drops the stored tensor TensorFlow borrowed, once TensorFlow is done with its bytes.
 unsafe extern "C" fn release(_data: *mut c_void, _len: usize, arg: *mut c_void) {
-    // SAFETY: `arg` is the `Box<Arc<Tensor>>` leaked in `lend`, released exactly once.
+    // SAFETY: TensorFlow calls this once per tensor made in `lend`, with the `arg` given
+    // there: a pointer from `Box::into_raw(Box<Arc<Tensor>>)`, so it is rebuilt and dropped
+    // exactly once.
     drop(unsafe { Box::from_raw(arg.cast::<Arc<Tensor>>()) });
 }
 
@@ -406,9 +300,13 @@ struct Owned {
     len: usize,
 }
 
-// SAFETY: a TF_Tensor's buffer is plain memory, immutable once the run has returned it.
+// SAFETY: the TF_Tensor handle is owned by this value alone (TF_SessionRun hands outputs over
+// to the caller) and is not tied to a thread; the buffer behind it, which TensorFlow may
+// share by reference count with its own tensors, is only ever read, so it may be read and
+// deleted on any thread.
 unsafe impl Send for Owned {}
-// SAFETY: as above.
+// SAFETY: through `&Owned` its buffer is only read (`as_ref`), and nothing writes it once the
+// run has returned it.
 unsafe impl Sync for Owned {}
 
 impl AsRef<[u8]> for Owned {
@@ -416,14 +314,19 @@ impl AsRef<[u8]> for Owned {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: `data`/`len` describe the tensor's buffer, alive until drop.
+        // SAFETY: `data` and `len` are TF_TensorData and TF_TensorByteSize of `ptr`, which
+        // this value owns and deletes only on drop, so the `len` bytes stay allocated and
+        // unchanged while `&self` is borrowed; `len > 0` here, so `data` is not null, and `u8`
+        // needs no alignment.
         unsafe { std::slice::from_raw_parts(self.data, self.len) }
     }
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        // SAFETY: the tensor came from TF_SessionRun and is deleted once.
+        // SAFETY: `ptr` is an output of TF_SessionRun whose ownership passed to this value in
+        // `take`; it is deleted only here, after the last borrow of its bytes (`Bytes` drops
+        // its owner when the last reference goes).
         unsafe { (self.api.delete_tensor)(self.ptr) }
     }
 }
@@ -436,9 +339,13 @@ impl TfModel {
         let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
         let blob = t.blob();
         let arg = Box::into_raw(Box::new(t.clone()));
-        // SAFETY: the data pointer stays valid while `arg` (a reference to the tensor) lives;
-        // TensorFlow calls `release` exactly once, when it no longer needs the bytes. The
-        // buffer is never written: it is only an input.
+        // SAFETY: `dims` holds `dims.len()` values and lives through the call (TensorFlow copies
+        // the shape). The data pointer and length are the stored tensor's bytes, which stay
+        // valid while `arg` (a leaked `Arc` to that tensor) lives; TensorFlow calls `release`
+        // once, when it no longer needs them (at once, if it copied unaligned bytes); it
+        // returns null without calling it only for bytes shorter than the shape, which
+        // `Tensor` rules out (and that would leak the reference, not free it twice).
+        // Casting to `*mut` is sound because the buffer is only ever an input, never written.
         let tensor = unsafe {
             (self.api.new_tensor)(
                 dtype,
@@ -465,7 +372,9 @@ impl TfModel {
             data: ptr::null(),
             len: 0,
         };
-        // SAFETY: `ptr` is a live output tensor; its accessors have no other preconditions.
+        // SAFETY: `ptr` is a non-null output of TF_SessionRun, owned by `owned` and so not yet
+        // deleted; TF_Dim is called only with `0 <= i < TF_NumDims`. The accessors only read
+        // it.
         let (dtype, shape, data, len) = unsafe {
             let n = (self.api.num_dims)(ptr);
             let shape: Vec<usize> = (0..n)
@@ -508,17 +417,24 @@ impl LoadedModel for TfModel {
             match self.lend(t) {
                 Ok(p) => fed.push(p),
                 Err(e) => {
-                    // SAFETY: tensors made by `lend` and not yet given to a run.
-                    fed.iter()
-                        .for_each(|&p| unsafe { (self.api.delete_tensor)(p) });
+                    for &p in &fed {
+                        // SAFETY: `p` was made by `lend` and is deleted only here: the run
+                        // that would have used it is not reached. Deleting it calls `release`,
+                        // which drops its reference to the stored tensor.
+                        unsafe { (self.api.delete_tensor)(p) }
+                    }
                     return Err(e);
                 }
             }
         }
         let mut out: Vec<*mut TfTensor> = vec![ptr::null_mut(); self.outputs.len()];
         let status = StatusBox::new(&self.api);
-        // SAFETY: arrays sized as their counts say; the session is live. TF_SessionRun does
-        // not take ownership of the input tensors, which are deleted right after.
+        // SAFETY: the session is live (not null once `load` succeeded; deleted only on drop,
+        // which cannot run while `&self` is borrowed). `self.inputs`/`fed` and
+        // `self.outputs`/`out` are pairs of equal length (checked above, and `out` is sized
+        // from `self.outputs`), passed with that count. TF_SessionRun does not take
+        // ownership of the inputs, which are deleted right after, once each; it writes an
+        // owned tensor or null into each slot of `out`, each taken once below.
         unsafe {
             (self.api.session_run)(
                 self.session,

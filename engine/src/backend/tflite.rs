@@ -1,15 +1,16 @@
 //! TensorFlow Lite through the LiteRT C API of `libLiteRt.so` from the ai-edge-litert 2.3.0
-//! wheel, opened at run time from the backends path.
-//!
-//! No wheel exports the classic TFLite C API and `tflitec` needs bazel, so the functions are
-//! declared here by hand, checked against the 2.3.0 headers and the library's own exports
-//! (the model constructors take the environment first; the layout is a bit-field word, eight
-//! dimensions and eight strides). Pin the wheel: this ABI changes between releases.
+//! wheel, opened at run time from the backends path; the functions are declared by hand in
+//! [`ffi`] (no wheel exports the classic TFLite C API).
 //!
 //! A model's flatbuffer must outlive it (LiteRT does not copy), so each model keeps its own
 //! 64-byte-aligned copy. Inputs are lent in place when their bytes are 64-byte aligned (big
 //! BLOBs are) and copied into an aligned buffer otherwise; outputs are written straight into
 //! aligned buffers that become the stored tensors' bytes.
+//!
+//! This module owns every LiteRT object it creates (environment, models, options, tensor
+//! buffers: each destroyed once by the value holding it) and every `unsafe` call, each with
+//! why it is sound. It must not declare C functions (that is [`ffi`]'s job) nor block an
+//! async worker: it runs on the run-queue threads and, for loading, on blocking threads.
 #![allow(unsafe_code)]
 
 use std::{
@@ -20,12 +21,17 @@ use std::{
 };
 
 use bytes::Bytes;
-use libloading::Library;
 use parking_lot::Mutex;
 use shardai_protocol::{DType, Error};
 
+use self::ffi::{
+    ANY_INT, Any, Api, ENV_MIN_LOGGER_SEVERITY, EnvOption, HW_CPU, Handle, MAX_RANK, RankedType,
+    SEVERITY_ERROR, Status, layout_shape, status_name,
+};
 use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
+
+mod ffi;
 
 /// Finds `ai_edge_litert/libLiteRt.so` under the backends path.
 pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
@@ -38,184 +44,10 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-type Handle = *mut c_void;
-type Status = c_int;
-
-const MAX_RANK: usize = 8;
+/// The alignment LiteRT wants of host memory it wraps in a tensor buffer.
 const ALIGN: usize = 64;
 
-/// `LiteRtLayout`: `rank : 7` and `has_strides : 1` share one 32-bit word.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Layout {
-    bits: u32,
-    dims: [i32; MAX_RANK],
-    strides: [u32; MAX_RANK],
-}
-
-/// `LiteRtRankedTensorType` (72 bytes).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RankedType {
-    element_type: c_int,
-    layout: Layout,
-}
-
-impl RankedType {
-    fn zeroed() -> Self {
-        RankedType {
-            element_type: 0,
-            layout: Layout {
-                bits: 0,
-                dims: [0; MAX_RANK],
-                strides: [0; MAX_RANK],
-            },
-        }
-    }
-
-    fn new(element_type: c_int, shape: &[usize]) -> Self {
-        let mut t = RankedType::zeroed();
-        t.element_type = element_type;
-        t.layout.bits = shape.len() as u32 & 0x7F;
-        for (d, &n) in t.layout.dims.iter_mut().zip(shape) {
-            *d = n as i32;
-        }
-        t
-    }
-}
-
-fn layout_shape(l: &Layout) -> Vec<usize> {
-    let rank = (l.bits & 0x7F) as usize;
-    l.dims[..rank.min(MAX_RANK)]
-        .iter()
-        .map(|&d| d.max(0) as usize)
-        .collect()
-}
-
-/// `LiteRtAny` (16 bytes: a type tag, then an 8-byte union).
-#[repr(C)]
-struct Any {
-    kind: c_int,
-    value: i64,
-}
-
-/// `LiteRtEnvOption`.
-#[repr(C)]
-struct EnvOption {
-    tag: c_int,
-    value: Any,
-}
-
-const ENV_MIN_LOGGER_SEVERITY: c_int = 25;
-const ANY_INT: c_int = 2;
-const SEVERITY_ERROR: i64 = 3;
-const HW_CPU: c_int = 1;
-
-/// The C functions this backend calls, resolved once from the library.
-struct Api {
-    create_environment: unsafe extern "C" fn(c_int, *const EnvOption, *mut Handle) -> Status,
-    destroy_environment: unsafe extern "C" fn(Handle),
-    create_model_from_buffer:
-        unsafe extern "C" fn(Handle, *const c_void, usize, *mut Handle) -> Status,
-    destroy_model: unsafe extern "C" fn(Handle),
-    get_model_signature: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
-    num_signature_inputs: unsafe extern "C" fn(Handle, *mut usize) -> Status,
-    num_signature_outputs: unsafe extern "C" fn(Handle, *mut usize) -> Status,
-    signature_input: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
-    signature_output: unsafe extern "C" fn(Handle, usize, *mut Handle) -> Status,
-    ranked_tensor_type: unsafe extern "C" fn(Handle, *mut RankedType) -> Status,
-    create_options: unsafe extern "C" fn(*mut Handle) -> Status,
-    destroy_options: unsafe extern "C" fn(Handle),
-    set_accelerators: unsafe extern "C" fn(Handle, c_int) -> Status,
-    create_opaque_options: unsafe extern "C" fn(
-        *const std::ffi::c_char,
-        *mut c_void,
-        Option<unsafe extern "C" fn(*mut c_void)>,
-        *mut Handle,
-    ) -> Status,
-    add_opaque_options: unsafe extern "C" fn(Handle, Handle) -> Status,
-    destroy_opaque_options: unsafe extern "C" fn(Handle),
-    create_compiled_model: unsafe extern "C" fn(Handle, Handle, Handle, *mut Handle) -> Status,
-    destroy_compiled_model: unsafe extern "C" fn(Handle),
-    input_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
-    output_requirements: unsafe extern "C" fn(Handle, usize, usize, *mut Handle) -> Status,
-    requirements_size: unsafe extern "C" fn(Handle, *mut usize) -> Status,
-    resize_input: unsafe extern "C" fn(Handle, usize, usize, *const c_int, usize) -> Status,
-    output_layouts: unsafe extern "C" fn(Handle, usize, usize, *mut Layout, bool) -> Status,
-    buffer_from_host_memory: unsafe extern "C" fn(
-        *const RankedType,
-        *mut c_void,
-        usize,
-        Option<unsafe extern "C" fn(*mut c_void)>,
-        *mut Handle,
-    ) -> Status,
-    destroy_buffer: unsafe extern "C" fn(Handle),
-    run: unsafe extern "C" fn(Handle, usize, usize, *const Handle, usize, *const Handle) -> Status,
-    /// Keeps the library mapped for as long as any model may call into it.
-    _lib: Library,
-}
-
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: the declared type matches the prototype in LiteRT 2.3.0's litert/c headers
-        // (checked against the library's exports and its argument registers).
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{}: {e}", $name))?
-    };
-}
-
-impl Api {
-    fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: opening libLiteRt runs its static initialisers, which are sound to run once.
-        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Api {
-            create_environment: sym!(lib, "LiteRtCreateEnvironment"),
-            destroy_environment: sym!(lib, "LiteRtDestroyEnvironment"),
-            create_model_from_buffer: sym!(lib, "LiteRtCreateModelFromBuffer"),
-            destroy_model: sym!(lib, "LiteRtDestroyModel"),
-            get_model_signature: sym!(lib, "LiteRtGetModelSignature"),
-            num_signature_inputs: sym!(lib, "LiteRtGetNumSignatureInputs"),
-            num_signature_outputs: sym!(lib, "LiteRtGetNumSignatureOutputs"),
-            signature_input: sym!(lib, "LiteRtGetSignatureInputTensorByIndex"),
-            signature_output: sym!(lib, "LiteRtGetSignatureOutputTensorByIndex"),
-            ranked_tensor_type: sym!(lib, "LiteRtGetRankedTensorType"),
-            create_options: sym!(lib, "LiteRtCreateOptions"),
-            destroy_options: sym!(lib, "LiteRtDestroyOptions"),
-            set_accelerators: sym!(lib, "LiteRtSetOptionsHardwareAccelerators"),
-            create_opaque_options: sym!(lib, "LiteRtCreateOpaqueOptions"),
-            add_opaque_options: sym!(lib, "LiteRtAddOpaqueOptions"),
-            destroy_opaque_options: sym!(lib, "LiteRtDestroyOpaqueOptions"),
-            create_compiled_model: sym!(lib, "LiteRtCreateCompiledModel"),
-            destroy_compiled_model: sym!(lib, "LiteRtDestroyCompiledModel"),
-            input_requirements: sym!(lib, "LiteRtGetCompiledModelInputBufferRequirements"),
-            output_requirements: sym!(lib, "LiteRtGetCompiledModelOutputBufferRequirements"),
-            requirements_size: sym!(lib, "LiteRtGetTensorBufferRequirementsBufferSize"),
-            resize_input: sym!(lib, "LiteRtCompiledModelResizeInputTensorNonStrict"),
-            output_layouts: sym!(lib, "LiteRtGetCompiledModelOutputTensorLayouts"),
-            buffer_from_host_memory: sym!(lib, "LiteRtCreateTensorBufferFromHostMemory"),
-            destroy_buffer: sym!(lib, "LiteRtDestroyTensorBuffer"),
-            run: sym!(lib, "LiteRtRunCompiledModel"),
-            _lib: lib,
-        })
-    }
-}
-
-/// LiteRT's status names (the library exports no status-string function).
-fn status_name(s: Status) -> &'static str {
-    match s {
-        1 => "invalid argument",
-        2 => "memory allocation failure",
-        3 => "runtime failure",
-        4 => "missing input tensor",
-        5 => "unsupported",
-        6 => "not found",
-        501 => "invalid flatbuffer",
-        504 => "compilation failed",
-        1000 => "index out of bounds",
-        _ => "error",
-    }
-}
-
+/// `Ok` for a zero status, else `ERR <what> (<status name>, LiteRT status <n>)`.
 fn check(status: Status, what: &str) -> Result<(), Error> {
     if status == 0 {
         Ok(())
@@ -262,14 +94,19 @@ impl Aligned {
     }
 
     fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `blocks` holds at least `len` initialised bytes.
+        // SAFETY: `blocks` is `len.div_ceil(ALIGN).max(1)` blocks of `ALIGN` initialised
+        // bytes with no padding (`Block` is a `[u8; ALIGN]`), so at least `len` bytes from
+        // its start are one allocation; `&mut self` makes the borrow exclusive, and `len` only
+        // ever shrinks after construction.
         unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast(), self.len) }
     }
 }
 
 impl AsRef<[u8]> for Aligned {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: `blocks` holds at least `len` initialised bytes.
+        // SAFETY: as in `as_mut`, at least `len` initialised bytes from the start of `blocks`;
+        // nothing writes them while `&self` is borrowed (LiteRT writes outputs only during a
+        // run, before the buffer is handed out as `Bytes`).
         unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast(), self.len) }
     }
 }
@@ -288,16 +125,20 @@ struct Env {
     ptr: Handle,
 }
 
-// SAFETY: the environment is created once and only passed to LiteRT calls, which do not
-// mutate it after creation.
+// SAFETY: the environment is a heap object of the library, not tied to the thread that made
+// it, and it is destroyed (on drop) only once no model made in it remains.
 unsafe impl Send for Env {}
-// SAFETY: as above.
+// SAFETY: through `&Env` the handle is only passed to LiteRtCreateModelFromBuffer and
+// LiteRtCreateCompiledModel, which may run on several blocking threads at once when models are
+// stored concurrently. LiteRT means one environment to be shared by every model of a process;
+// that these two calls may share it concurrently is assumed here, not documented by the 2.3.0
+// headers (were it wrong, loads would need a mutex around them, not a change of this type).
 unsafe impl Sync for Env {}
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // SAFETY: created by LiteRtCreateEnvironment, destroyed once, after every model made
-        // in it (each model holds a reference).
+        // SAFETY: created by LiteRtCreateEnvironment in `TfLite::load` and destroyed only
+        // here, once; every model made in it holds an `Arc<Env>`, so none is left.
         unsafe { (self.api.destroy_environment)(self.ptr) }
     }
 }
@@ -314,7 +155,10 @@ impl TfLite {
             },
         };
         let mut env = ptr::null_mut();
-        // SAFETY: one valid option and an out pointer.
+        // SAFETY: the option array is `quiet`, one `#[repr(C)]` LiteRtEnvOption that lives
+        // through the call, counted as 1 (LiteRT stores option values in the environment by
+        // value, and an int value holds no pointer); `env` is a valid out pointer. The
+        // environment made is owned by `Env` below.
         let status = unsafe { (api.create_environment)(1, &quiet, &mut env) };
         if status != 0 || env.is_null() {
             return Err(format!("LiteRtCreateEnvironment failed (status {status})"));
@@ -353,9 +197,12 @@ impl TfLite {
             .map_err(|_| Error::Verbatim("ERR bad thread count".into()))?
             .into_raw();
         let mut opaque = ptr::null_mut();
-        // SAFETY: the payload is a NUL-terminated string LiteRT frees with `free_payload`
-        // once it owns it; on failure it is freed here. Ownership of `opaque` passes to
-        // `options` when adding succeeds.
+        // SAFETY: `id` is a static C string; the payload is a NUL-terminated string from
+        // `CString::into_raw`. When LiteRtCreateOpaqueOptions succeeds, the new options item
+        // owns the payload and frees it once with `free_payload` when destroyed; when it
+        // fails, it has taken nothing and the payload is freed here, once. `options` is the
+        // live handle of the caller. When adding succeeds `options` owns `opaque` (destroyed
+        // with it); when it fails `opaque` is destroyed here, freeing the payload.
         unsafe {
             let status = (api.create_opaque_options)(
                 id.as_ptr(),
@@ -379,7 +226,9 @@ impl TfLite {
 
 /// Frees an options payload made by `CString::into_raw`.
 unsafe extern "C" fn free_payload(p: *mut c_void) {
-    // SAFETY: `p` came from `CString::into_raw` in `set_threads` and is freed once.
+    // SAFETY: LiteRT calls this once, with the payload given in `set_threads` (or that
+    // function does, when LiteRT did not take it): a pointer from `CString::into_raw`,
+    // so it is rebuilt and freed exactly once.
     drop(unsafe { std::ffi::CString::from_raw(p.cast()) });
 }
 
@@ -407,8 +256,13 @@ impl Backend for TfLite {
             inputs: Vec::new(),
             outputs: Vec::new(),
         };
-        // SAFETY: the flatbuffer lives in `model` as long as the LiteRT model; every handle is
-        // destroyed once by `TfLiteModel::drop` (also when an error drops `model` early).
+        // SAFETY: the flatbuffer's heap blocks live in `model` as long as the LiteRT model that
+        // reads them (moving `model` into the `Arc` moves the `Vec`, not its blocks), and LiteRT
+        // only reads them. `self.env.ptr` is live while `self` is. Every out pointer is a
+        // local or a field of `model`. The signature and its tensors belong to `model.model`
+        // and are only read here. `options` is destroyed once on every path after it is
+        // made; the model and the compiled model are destroyed once by `TfLiteModel::drop`
+        // (also when an error drops `model` early: null handles are skipped there).
         unsafe {
             check(
                 (api.create_model_from_buffer)(
@@ -480,15 +334,20 @@ struct TfLiteModel {
     outputs: Vec<RankedType>,
 }
 
-// SAFETY: the LiteRT handles are only used under `compiled`'s mutex or read-only.
+// SAFETY: the model and compiled model are heap objects of the library, not tied to the thread
+// that made them, so they may be used and destroyed on any thread; the rest is owned data
+// and `Arc`s of `Send + Sync` values.
 unsafe impl Send for TfLiteModel {}
-// SAFETY: as above.
+// SAFETY: through `&TfLiteModel` the compiled model is used only while holding `compiled`'s
+// mutex (LiteRT's compiled model keeps per-run state), and `model` is not used at all (only
+// by `load` and `drop`, which own the value).
 unsafe impl Sync for TfLiteModel {}
 
 impl Drop for TfLiteModel {
     fn drop(&mut self) {
-        // SAFETY: each handle was created for this model and is destroyed once, the compiled
-        // model before the model it came from.
+        // SAFETY: each non-null handle was created for this model and is destroyed only here,
+        // once, the compiled model before the model it came from; the environment both were
+        // made in is still alive (`_env` is dropped after this).
         unsafe {
             let compiled = *self.compiled.get_mut();
             if !compiled.is_null() {
@@ -548,7 +407,9 @@ struct Buffers<'a> {
 impl Drop for Buffers<'_> {
     fn drop(&mut self) {
         for &h in &self.handles {
-            // SAFETY: created by LiteRtCreateTensorBufferFromHostMemory, destroyed once.
+            // SAFETY: `h` was created by LiteRtCreateTensorBufferFromHostMemory for this run
+            // and is destroyed only here, once, while the host memory it wraps (owned by the
+            // caller of `run`, `copies` or `outs`, all dropped after `bufs`) is still alive.
             unsafe { (self.api.destroy_buffer)(h) }
         }
     }
@@ -595,8 +456,11 @@ impl LoadedModel for TfLiteModel {
             let dims: Vec<c_int> = t.shape().iter().map(|&d| d as c_int).collect();
             let mut reqs = ptr::null_mut();
             let mut size = 0usize;
-            // SAFETY: `cm` is live under the lock; `dims` outlives the call; requirements are
-            // owned by the compiled model and read before the next resize.
+            // SAFETY: `cm` is the compiled model, alive while `self` is and used by this thread
+            // alone while `compiled` is locked; input `i` exists (`inputs.len()` equals the
+            // signature's inputs, checked above); `dims` holds `dims.len()` values and lives
+            // through the call. `reqs` is owned by the compiled model and read (for its size)
+            // before the next resize could change it; `size` is a valid out pointer.
             unsafe {
                 check(
                     (api.resize_input)(cm, 0, i, dims.as_ptr(), dims.len()),
@@ -625,26 +489,29 @@ impl LoadedModel for TfLiteModel {
             };
             let ty = RankedType::new(et, t.shape());
             let mut h = ptr::null_mut();
-            // SAFETY: the memory (the stored tensor, held by `inputs`, or a copy in `copies`)
-            // outlives the buffer, which `bufs` destroys before this function returns; LiteRT
-            // only reads input buffers.
-            check(
-                unsafe { (api.buffer_from_host_memory)(&ty, ptr, size, None, &mut h) },
-                "TFLITE input buffer",
-            )?;
+            // SAFETY: `ptr` is 64-byte aligned and has `size` readable bytes: either the stored
+            // tensor's bytes (aligned and exactly `size` long; held by `inputs` for the whole
+            // call) or an aligned copy of at least `size` bytes in `copies` (its heap blocks
+            // do not move when `copies` grows). Both outlive the buffer, which `bufs`
+            // destroys first; no deallocator is passed, so LiteRT frees nothing. The
+            // `*mut` cast is sound because LiteRT only reads input buffers.
+            let made = unsafe { (api.buffer_from_host_memory)(&ty, ptr, size, None, &mut h) };
+            check(made, "TFLITE input buffer")?;
             bufs.handles.push(h);
         }
         // Outputs: their shapes after the resizes, and aligned buffers to receive them.
         let mut layouts = vec![RankedType::zeroed().layout; self.outputs.len()];
-        // SAFETY: `layouts` has one entry per output.
-        check(
-            unsafe { (api.output_layouts)(cm, 0, layouts.len(), layouts.as_mut_ptr(), true) },
-            "TFLITE model cannot run inputs of these shapes",
-        )?;
+        // SAFETY: `cm` is live and locked, as above; `layouts` has one entry per output of
+        // signature 0, and its length is passed as the count LiteRT writes.
+        let laid_out =
+            unsafe { (api.output_layouts)(cm, 0, layouts.len(), layouts.as_mut_ptr(), true) };
+        check(laid_out, "TFLITE model cannot run inputs of these shapes")?;
         for (i, layout) in layouts.iter().enumerate() {
             let mut reqs = ptr::null_mut();
             let mut size = 0usize;
-            // SAFETY: as for the inputs.
+            // SAFETY: `cm` is live and locked, as above; output `i` exists (`layouts` has one
+            // entry per output); `reqs` is owned by the compiled model and read at once;
+            // `reqs` and `size` are valid out pointers.
             unsafe {
                 check(
                     (api.output_requirements)(cm, 0, i, &mut reqs),
@@ -660,20 +527,23 @@ impl LoadedModel for TfLiteModel {
             let mut buf = Aligned::zeroed(size);
             let ty = RankedType::new(self.outputs[i].element_type, &shape);
             let mut h = ptr::null_mut();
-            // SAFETY: `buf` lives in `outs` until after the run and the buffer's destruction.
-            check(
-                unsafe { (api.buffer_from_host_memory)(&ty, buf.mut_ptr(), size, None, &mut h) },
-                "TFLITE output buffer",
-            )?;
+            // SAFETY: `buf` is 64-byte aligned with at least `size` writable bytes, and nothing
+            // else borrows it; its heap blocks stay put when `buf` moves into `outs`, which
+            // outlives the buffer (`bufs` is dropped first). No deallocator is passed, so
+            // LiteRT frees nothing.
+            let made =
+                unsafe { (api.buffer_from_host_memory)(&ty, buf.mut_ptr(), size, None, &mut h) };
+            check(made, "TFLITE output buffer")?;
             bufs.handles.push(h);
             outs.push((dtype, shape, buf));
         }
         let (ins, outh) = bufs.handles.split_at(inputs.len());
-        // SAFETY: the buffer arrays hold live handles, counted as passed.
-        check(
-            unsafe { (api.run)(cm, 0, ins.len(), ins.as_ptr(), outh.len(), outh.as_ptr()) },
-            "TFLITE model run failed",
-        )?;
+        // SAFETY: `cm` is live and locked, as above. `ins` and `outh` are the live buffers made
+        // above, one per input and one per output of signature 0 in order, passed with their
+        // lengths; the memory they wrap outlives the run (see above), and LiteRT writes only
+        // the output buffers' memory, which nothing else borrows until the run returns.
+        let ran = unsafe { (api.run)(cm, 0, ins.len(), ins.as_ptr(), outh.len(), outh.as_ptr()) };
+        check(ran, "TFLITE model run failed")?;
         drop(bufs);
         drop(compiled);
         outs.into_iter()

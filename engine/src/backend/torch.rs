@@ -5,6 +5,11 @@
 //! the run holds until the outputs are copied out). The linker drops `libtorch_cuda.so`
 //! because nothing references it, so the first GPU model opens it from beside
 //! `libtorch_cpu.so` (RTLD_GLOBAL, which registers libtorch's CUDA hooks).
+//!
+//! This module owns the two `unsafe` calls the backend needs (lending a stored tensor's bytes
+//! to libtorch, opening libtorch_cuda), each with why it is sound; everything else goes
+//! through `tch`'s safe API. It must not block an async worker: it runs on the run-queue
+//! threads and, for loading, on blocking threads.
 #![allow(unsafe_code)]
 
 use std::{io::Cursor, sync::Arc};
@@ -72,8 +77,10 @@ fn load_torch_cuda() -> &'static Result<(), String> {
     CUDA.get_or_init(|| {
         let dir = torch_lib_dir().ok_or("libtorch_cpu.so is not mapped")?;
         let path = dir.join("libtorch_cuda.so");
-        // SAFETY: loading libtorch_cuda runs its static initialisers, which register CUDA
-        // with the libtorch already loaded; it is never unloaded.
+        // SAFETY: opening libtorch_cuda runs its static initialisers, which register CUDA
+        // hooks with the libtorch_cpu this process already mapped (the one found above, so
+        // the two come from the same wheel). The `OnceLock` opens it at most once, and it is
+        // never unloaded (`forget` below), so the hooks never point into unmapped code.
         let lib = unsafe {
             libloading::os::unix::Library::open(
                 Some(&path),
@@ -180,8 +187,15 @@ fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     for i in (0..shape.len().saturating_sub(1)).rev() {
         strides[i] = strides[i + 1] * shape[i + 1];
     }
-    // SAFETY: the blob holds exactly `len * element size` bytes (checked when the tensor was
-    // built) laid out row-major as `strides` says, and outlives the tensor (see above).
+    // SAFETY: the blob holds exactly `product(shape) * element size` bytes (checked when the
+    // tensor was built), laid out row-major as `strides` says, so every element libtorch
+    // indexes is inside it; it outlives the tensor (see above). libtorch never frees memory
+    // given to `from_blob`. Alignment is usual but not guaranteed: the connection reader
+    // puts a big request's BLOB on a 64-byte boundary, but other BLOBs kept in place (or
+    // decoded from a Raft entry) may start at any byte, and unlike the ONNX and TFLITE
+    // backends nothing copies a misaligned input here, so reading one relies on the x86-64
+    // and aarch64 hardware allowing unaligned loads (libtorch's vector kernels load
+    // unaligned anyway).
     // TorchScript models do not write to their inputs; one that did would change the stored
     // tensor, as with RedisAI's own zero-copy inputs.
     let x =
