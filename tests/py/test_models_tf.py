@@ -96,7 +96,7 @@ def test_tf_errors(r, pb):
     err("^OUTPUTS not specified for TF$", "AI.MODELSTORE", "bad", "TF", "CPU", "INPUTS", 2, "a", "b", "BLOB", graph)
     err("^Insufficient arguments, INPUTS and OUTPUTS not specified$", "AI.MODELSET", "bad", "TF", "CPU", "BLOB",
         graph)
-    err("^GPU requested but TF was built without CUDA", "AI.MODELSTORE", "bad", "TF", "GPU:0", "INPUTS", 2, "a",
+    err("^GPU requested but TF couldn't find CUDA", "AI.MODELSTORE", "bad", "TF", "GPU:0", "INPUTS", 2, "a",
         "b", "OUTPUTS", 1, "mul", "BLOB", graph)
     assert r.exists("bad") == 0
     store(r, "m", ROOT / "tests/models/redisai/graph.pb", ["a", "b"], ["mul"])

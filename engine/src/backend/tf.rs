@@ -118,7 +118,7 @@ impl Backend for Tf {
         inputs: &[String],
         outputs: &[String],
     ) -> Result<Arc<dyn LoadedModel>, Error> {
-        super::cpu_only(device, "TF was built without CUDA")?;
+        super::cpu_only(device, "TF couldn't find CUDA")?;
         let api = &self.api;
         let status = StatusBox::new(api);
         // SAFETY: every handle passed below is either fresh from the library and not yet

@@ -178,3 +178,31 @@ fn connection_state_commands() {
         );
     });
 }
+
+#[test]
+fn handlers_never_import_the_connection_loop() {
+    let files = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("ai_config.rs", include_str!("ai_config.rs")),
+        ("cluster.rs", include_str!("cluster.rs")),
+        ("cluster_admin.rs", include_str!("cluster_admin.rs")),
+        ("command.rs", include_str!("command.rs")),
+        ("dag.rs", include_str!("dag.rs")),
+        ("info.rs", include_str!("info.rs")),
+        ("keyspace.rs", include_str!("keyspace.rs")),
+        ("migrate.rs", include_str!("migrate.rs")),
+        ("model.rs", include_str!("model.rs")),
+        ("server.rs", include_str!("server.rs")),
+        ("setslot.rs", include_str!("setslot.rs")),
+        ("strings.rs", include_str!("strings.rs")),
+        ("tensor.rs", include_str!("tensor.rs")),
+    ];
+    for (name, src) in files {
+        for line in src.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            assert!(
+                !line.contains("crate::conn") && !line.contains("conn::"),
+                "dispatch/{name} imports the connection loop: {line}"
+            );
+        }
+    }
+}
