@@ -3,6 +3,17 @@
 //! here by this build; the current writers must still produce the current fixtures byte
 //! for byte; and data of an unknown version is refused, naming it.
 //!
+//! Every variant of every enum in these formats is in a fixture, decoded with its content
+//! checked: `Op` (`log-ops-v2.seg`, one entry per variant in index order; `SetModel` also in
+//! `dump-model-v1.bin`), the snapshot's `ItemValue` (`snapshot-v1.snap`: a string and a
+//! tensor; `snapshot-model-v1.snap`: a model), `BusRequest` and `BusReply`
+//! (`bus-requests-v2.bin`, `bus-replies-v2.bin`: one frame per variant in index order, the
+//! replies then ending with a `Propose` answer of every `ApplyResult`). Those fixtures were
+//! written by the build that added them, but version 2 of the log and the bus only added a
+//! header and a preamble (checked below: `*-v1` files are the `*-v2` ones without them), so
+//! their records and frames are also version 1's. Models are fixtures' blobs and options
+//! only: never loaded.
+//!
 //! When a format changes: add a version (see `version.rs`), keep the old fixtures and their
 //! tests, and run the ignored `write_fixtures` (after bumping the names it writes) to add
 //! the new version's fixtures.
@@ -15,20 +26,30 @@ use openraft::{
     alias::EntryOf,
     entry::RaftEntry,
     impls::Vote,
-    raft::VoteRequest,
+    raft::{
+        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    },
     storage::{IOFlushed, RaftLogStorage},
     testing::log_id,
 };
-use shardai_engine::{Deadline, Mutation, Tensor, Value, backend::Backends};
-use shardai_protocol::DType;
+use serde::Serialize;
+use shardai_engine::{
+    Deadline, Mutation, Tensor, Value,
+    backend::{Backends, LoadedModel},
+    model::Model,
+};
+use shardai_protocol::{
+    DType, Error,
+    command::{Backend as Kind, BatchOpts},
+};
 
 use crate::{
     log_store::LogStore,
     network::frame::{
         BusReply, BusRequest, Opening, preamble, read_frame, read_opening, write_frame,
     },
-    snapshot::{self, Meta},
-    types::{Cmd, Op, ShardNode, TypeConfig as C},
+    snapshot::{self, ItemValue, Meta},
+    types::{ApplyResult, Cmd, Op, ShardNode, TypeConfig as C, WireModel, WireTensor},
 };
 
 /// Where the fixtures live.
@@ -63,6 +84,261 @@ fn tensor() -> Arc<Tensor> {
         )
         .unwrap(),
     )
+}
+
+/// A second tensor (another dtype, two dimensions).
+fn tensor_i8() -> Arc<Tensor> {
+    Arc::new(Tensor::from_blob(DType::Int8, vec![2, 1], Bytes::from_static(&[1, 255])).unwrap())
+}
+
+/// Checks a decoded wire tensor: dtype index (into `DType::ALL`), shape and bytes.
+fn assert_tensor(t: &WireTensor, dtype: u8, shape: &[usize], blob: &[u8]) {
+    assert_eq!((t.dtype, &t.shape[..], &t.blob[..]), (dtype, shape, blob));
+}
+
+/// Checks a decoded `tensor()`: Float (index 0), shape [2], 1.0 and 2.0.
+fn assert_tensor_f(t: &WireTensor) {
+    assert_tensor(t, 0, &[2], &[0, 0, 128, 63, 0, 0, 0, 64]);
+}
+
+/// A model that is never run: fixtures carry a model's blob and options only.
+struct NotLoaded;
+
+impl LoadedModel for NotLoaded {
+    fn num_inputs(&self) -> Option<usize> {
+        None
+    }
+
+    fn num_outputs(&self) -> Option<usize> {
+        None
+    }
+
+    fn run(&self, _: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+        unreachable!("a fixture's model is never run")
+    }
+}
+
+/// The fixtures' model: an ONNX model whose blob is not a model (never loaded).
+fn model() -> Arc<Model> {
+    Arc::new(Model {
+        backend: Kind::Onnx,
+        device: "CPU".into(),
+        tag: Bytes::from_static(b"v7"),
+        batch: BatchOpts {
+            batchsize: 4,
+            minbatchsize: 2,
+            minbatchtimeout: 10,
+        },
+        inputs: vec![Bytes::from_static(b"in")],
+        outputs: vec![Bytes::from_static(b"out0"), Bytes::from_static(b"out1")],
+        blob: Bytes::from_static(b"not a real model"),
+        loaded: Arc::new(NotLoaded),
+    })
+}
+
+/// Checks a decoded `model()`, field by field.
+fn assert_model(m: &WireModel) {
+    assert_eq!(m.backend, 3, "index into Backend::ALL");
+    assert_eq!(m.kind().unwrap(), Kind::Onnx);
+    assert_eq!(m.device, "CPU");
+    assert_eq!(m.tag, "v7");
+    assert_eq!(m.batch, (4, 2, 10));
+    assert_eq!(m.inputs, ["in"]);
+    assert_eq!(m.outputs, ["out0", "out1"]);
+    assert_eq!(m.blob, "not a real model");
+}
+
+/// One `Op` of every variant, in variant index order.
+fn every_op() -> Vec<Op> {
+    let b = Bytes::from_static;
+    vec![
+        Op::SetTensor(b(b"t"), WireTensor::of(&tensor())),
+        Op::SetTensors(vec![
+            (b(b"a"), WireTensor::of(&tensor())),
+            (b(b"b"), WireTensor::of(&tensor_i8())),
+        ]),
+        Op::SetModel(b(b"m"), WireModel::of(&model())),
+        Op::DelModel(b(b"m")),
+        Op::Set {
+            key: b(b"s"),
+            value: b(b"v"),
+            cond: 1,
+            get: true,
+            deadline: (1, 0),
+        },
+        Op::MSet(vec![(b(b"a"), b(b"1")), (b(b"b"), b(b"2"))]),
+        Op::IncrBy(b(b"n"), -3),
+        Op::Del(vec![b(b"a"), b(b"b")]),
+        Op::Flush,
+        Op::ExpireDue,
+    ]
+}
+
+/// Checks decoded ops against `every_op()`, variant by variant and field by field.
+fn assert_every_op(ops: &[&Op]) {
+    let [
+        set_tensor,
+        set_tensors,
+        set_model,
+        del_model,
+        set,
+        mset,
+        incr_by,
+        del,
+        flush,
+        expire_due,
+    ] = ops
+    else {
+        panic!("{} ops: {ops:?}", ops.len())
+    };
+    match set_tensor {
+        Op::SetTensor(k, t) => {
+            assert_eq!(k, "t");
+            assert_tensor_f(t);
+        }
+        op => panic!("0: {op:?}"),
+    }
+    match set_tensors {
+        Op::SetTensors(v) => {
+            assert_eq!(v.len(), 2);
+            assert_eq!((&v[0].0, &v[1].0), (&Bytes::from("a"), &Bytes::from("b")));
+            assert_tensor_f(&v[0].1);
+            assert_tensor(&v[1].1, 2, &[2, 1], &[1, 255]);
+        }
+        op => panic!("1: {op:?}"),
+    }
+    match set_model {
+        Op::SetModel(k, m) => {
+            assert_eq!(k, "m");
+            assert_model(m);
+        }
+        op => panic!("2: {op:?}"),
+    }
+    assert!(
+        matches!(del_model, Op::DelModel(k) if k == "m"),
+        "3: {del_model:?}"
+    );
+    match set {
+        Op::Set {
+            key,
+            value,
+            cond,
+            get,
+            deadline,
+        } => assert_eq!(
+            (&key[..], &value[..], *cond, *get, *deadline),
+            (&b"s"[..], &b"v"[..], 1, true, (1, 0))
+        ),
+        op => panic!("4: {op:?}"),
+    }
+    match mset {
+        Op::MSet(v) => assert_eq!(
+            v,
+            &[
+                (Bytes::from("a"), Bytes::from("1")),
+                (Bytes::from("b"), Bytes::from("2"))
+            ]
+        ),
+        op => panic!("5: {op:?}"),
+    }
+    assert!(
+        matches!(incr_by, Op::IncrBy(k, -3) if k == "n"),
+        "6: {incr_by:?}"
+    );
+    assert!(matches!(del, Op::Del(v) if v == &["a", "b"]), "7: {del:?}");
+    assert!(matches!(flush, Op::Flush), "8: {flush:?}");
+    assert!(matches!(expire_due, Op::ExpireDue), "9: {expire_due:?}");
+}
+
+/// The ops fixture's entries: `every_op()` as entries 1 to 10 of term 3 (leader 2).
+fn op_entries() -> Vec<EntryOf<C>> {
+    every_op()
+        .into_iter()
+        .zip(1u64..)
+        .map(|(op, i)| {
+            let cmd = Cmd {
+                at_ms: AT + i,
+                origin: 2,
+                seq: i,
+                op,
+            };
+            EntryOf::<C>::new_normal(log_id::<C>(3, 2, i), cmd)
+        })
+        .collect()
+}
+
+/// One `BusRequest` of every variant, in variant index order.
+fn every_request() -> Vec<BusRequest> {
+    vec![
+        hello_req(),
+        BusRequest::Propose(Cmd {
+            at_ms: AT,
+            origin: 2,
+            seq: 9,
+            op: Op::IncrBy(Bytes::from_static(b"n"), 5),
+        }),
+        BusRequest::Append(AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id::<C>(2, 1, 5)),
+            entries: vec![EntryOf::<C>::new_blank(log_id::<C>(2, 1, 6))],
+            leader_commit: Some(log_id::<C>(2, 1, 4)),
+        }),
+        vote_req(),
+        BusRequest::SnapBegin {
+            vote: Vote::new_committed(2, 1),
+            meta: snapshot_meta(),
+        },
+        BusRequest::SnapChunk(Bytes::from_static(b"chunk")),
+        BusRequest::SnapEnd,
+        BusRequest::StreamBegin,
+        BusRequest::StreamEnd,
+    ]
+}
+
+/// One `BusReply` of every variant, in variant index order, then a `Propose` answer of
+/// every other `ApplyResult` and an error.
+fn every_reply() -> Vec<BusReply> {
+    vec![
+        BusReply::Welcome,
+        BusReply::Refused("no".into()),
+        BusReply::Append(Ok(AppendEntriesResponse::Success)),
+        BusReply::Vote(Ok(VoteResponse::new(
+            Vote::new(3, 2),
+            Some(log_id::<C>(2, 1, 5)),
+            true,
+        ))),
+        BusReply::Snap(Ok(SnapshotResponse::new(Vote::new_committed(2, 1)))),
+        BusReply::Stream(Ok(Ok(Some(log_id::<C>(2, 1, 6))))),
+        BusReply::StreamEnd,
+        BusReply::Propose(Ok(ApplyResult::Ok)),
+        BusReply::Propose(Ok(ApplyResult::Int(-7))),
+        BusReply::Propose(Ok(ApplyResult::Set {
+            written: true,
+            old: Some(Bytes::from_static(b"old")),
+        })),
+        BusReply::Propose(Ok(ApplyResult::Err("ERR no".into()))),
+        BusReply::Propose(Err("not the leader".into())),
+    ]
+}
+
+/// `msgs` as consecutive bus frames.
+async fn frames<T: Serialize>(msgs: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in msgs {
+        write_frame(&mut out, m).await.unwrap();
+    }
+    out
+}
+
+/// The variant index of each frame of `bytes` (the u32 LE that starts its bincode body).
+fn variant_indexes(mut bytes: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        out.push(u32::from_le_bytes(bytes[4..8].try_into().unwrap()));
+        bytes = &bytes[4 + len..];
+    }
+    out
 }
 
 /// The fixture log's entries: 1 a tensor set, 2 a string SET with expiry, 3 a Del,
@@ -123,6 +399,18 @@ fn trimmed(b: Vec<u8>, mut off: usize) -> Vec<u8> {
     b[..off].to_vec()
 }
 
+/// The first segment written by a new log store given `entries`, without its trailing zeros.
+async fn segment_of(entries: Vec<EntryOf<C>>) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+    drop(ls);
+    let seg = std::fs::read(d.path().join("log-00000000000000000000.seg")).unwrap();
+    trimmed(seg, 16)
+}
+
 /// The fixtures of this build's formats, by file name, as this build writes them.
 async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
@@ -155,6 +443,17 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let snap = d.path().join("s.snap");
     snapshot::write(&snap, &snapshot_meta(), items).unwrap();
     out.push(("snapshot-v1.snap", std::fs::read(&snap).unwrap()));
+    // A snapshot of a model with an expiry.
+    let items = vec![(
+        Bytes::from_static(b"m"),
+        Value::Model(model()),
+        Some(AT + 1),
+    )];
+    snapshot::write(&snap, &snapshot_meta(), items).unwrap();
+    out.push(("snapshot-model-v1.snap", std::fs::read(&snap).unwrap()));
+
+    // A log segment holding every `Op`.
+    out.push(("log-ops-v2.seg", segment_of(op_entries()).await));
 
     // DUMP payloads.
     let hello = Value::Str(Bytes::from_static(b"hello"));
@@ -163,12 +462,17 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
         "dump-tensor-v1.bin",
         crate::dump::dump(&Value::Tensor(tensor())),
     ));
+    let m = crate::dump::dump(&Value::Model(model()));
+    out.push(("dump-model-v1.bin", m));
 
     // A bus connection's first bytes: preamble, Hello, then a Vote request.
     let mut bus = preamble(2).to_vec();
     write_frame(&mut bus, &hello_req()).await.unwrap();
     write_frame(&mut bus, &vote_req()).await.unwrap();
     out.push(("bus-v2.bin", bus));
+    // Every request and every reply, as frames (after the handshake).
+    out.push(("bus-requests-v2.bin", frames(&every_request()).await));
+    out.push(("bus-replies-v2.bin", frames(&every_reply()).await));
     out
 }
 
@@ -476,4 +780,187 @@ async fn a_v1_peer_without_a_preamble_is_still_served() {
         BusReply::Refused(why) => assert_eq!(why, "this node has not joined a cluster"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn version_2_log_files_are_version_1_ones_behind_a_header() {
+    // So the records of a version 2 fixture (such as `log-ops-v2.seg`) are version 1's too.
+    let v1: [&[u8]; 3] = [
+        include_bytes!("../tests/golden/log-v1.seg"),
+        include_bytes!("../tests/golden/meta-v1"),
+        include_bytes!("../tests/golden/committed-v1"),
+    ];
+    let v2: [&[u8]; 3] = [
+        include_bytes!("../tests/golden/log-v2.seg"),
+        include_bytes!("../tests/golden/meta-v2"),
+        include_bytes!("../tests/golden/committed-v2"),
+    ];
+    for (v1, v2) in v1.into_iter().zip(v2) {
+        assert_eq!(&v2[16..], v1);
+    }
+}
+
+#[tokio::test]
+async fn every_op_decodes_from_a_log_segment_with_and_without_its_header() {
+    let seg = include_bytes!("../tests/golden/log-ops-v2.seg");
+    assert_eq!(&seg[..16], b"shardai-log\n\x02\0\0\0");
+    for seg in [&seg[..], &seg[16..]] {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("log-00000000000000000000.seg"), seg).unwrap();
+        let mut ls = LogStore::open(d.path()).unwrap();
+        let got = ls.try_get_log_entries(..).await.unwrap();
+        let mut ops = Vec::new();
+        for (e, i) in got.iter().zip(1u64..) {
+            assert_eq!(e.log_id, log_id::<C>(3, 2, i));
+            let EntryPayload::Normal(c) = &e.payload else {
+                panic!("entry {i}: {:?}", e.payload)
+            };
+            assert_eq!((c.at_ms, c.origin, c.seq), (AT + i, 2, i));
+            ops.push(&c.op);
+        }
+        assert_every_op(&ops);
+    }
+}
+
+#[test]
+fn a_model_in_a_v1_snapshot_decodes() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("s.snap");
+    std::fs::write(
+        &path,
+        include_bytes!("../tests/golden/snapshot-model-v1.snap"),
+    )
+    .unwrap();
+    let (meta, items) = snapshot::read_items(&path).unwrap();
+    assert_eq!(meta, snapshot_meta());
+    let [item] = &items[..] else {
+        panic!("{items:?}")
+    };
+    assert_eq!((&item.key[..], item.expire_at), (&b"m"[..], Some(AT + 1)));
+    match &item.value {
+        ItemValue::Model(m) => assert_model(m),
+        v => panic!("{v:?}"),
+    }
+    // The other snapshot's items, as stored: a string, then a tensor.
+    std::fs::write(&path, include_bytes!("../tests/golden/snapshot-v1.snap")).unwrap();
+    let (_, items) = snapshot::read_items(&path).unwrap();
+    assert!(matches!(&items[0].value, ItemValue::Str(v) if v == "v"));
+    assert!(matches!(&items[1].value, ItemValue::Tensor(t) if t.shape == [2]));
+}
+
+#[test]
+fn a_v1_dump_of_a_model_decodes() {
+    let p = include_bytes!("../tests/golden/dump-model-v1.bin");
+    assert_eq!(&p[..8], b"SHARDAI\x01");
+    let payload = crate::dump::decode(p).unwrap();
+    assert!(payload.loads_model());
+    let mut seen = None;
+    let r = payload.restore(Bytes::from_static(b"k"), None, |m| {
+        seen = Some(m);
+        Err(Error::UnsupportedBackend)
+    });
+    assert!(r.is_err());
+    assert_model(&seen.expect("restoring asks for the model to be loaded"));
+}
+
+#[tokio::test]
+async fn every_bus_request_decodes() {
+    let bytes = include_bytes!("../tests/golden/bus-requests-v2.bin");
+    assert_eq!(variant_indexes(bytes), (0..=8).collect::<Vec<_>>());
+    let mut r = &bytes[..];
+    let mut next = async || read_frame::<BusRequest>(&mut r).await.unwrap();
+    assert!(matches!(
+        next().await,
+        BusRequest::Hello { cluster, group, to: 7 } if cluster == "alpha" && group == "data"
+    ));
+    match next().await {
+        BusRequest::Propose(c) => {
+            assert_eq!((c.at_ms, c.origin, c.seq), (AT, 2, 9));
+            assert!(matches!(&c.op, Op::IncrBy(k, 5) if k == "n"), "{:?}", c.op);
+        }
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        BusRequest::Append(a) => {
+            assert_eq!(a.vote, Vote::new_committed(2, 1));
+            assert_eq!(a.prev_log_id, Some(log_id::<C>(2, 1, 5)));
+            assert_eq!(a.leader_commit, Some(log_id::<C>(2, 1, 4)));
+            let [e] = &a.entries[..] else {
+                panic!("{:?}", a.entries)
+            };
+            assert_eq!(e.log_id, log_id::<C>(2, 1, 6));
+            assert!(matches!(e.payload, EntryPayload::Blank));
+        }
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        BusRequest::Vote(v) => {
+            assert_eq!(v.vote, Vote::new(3, 2));
+            assert_eq!(v.last_log_id, Some(log_id::<C>(2, 1, 5)));
+        }
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        BusRequest::SnapBegin { vote, meta } => {
+            assert_eq!(vote, Vote::new_committed(2, 1));
+            assert_eq!(meta, snapshot_meta());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(next().await, BusRequest::SnapChunk(c) if c == "chunk"));
+    assert!(matches!(next().await, BusRequest::SnapEnd));
+    assert!(matches!(next().await, BusRequest::StreamBegin));
+    assert!(matches!(next().await, BusRequest::StreamEnd));
+    assert!(r.is_empty());
+}
+
+#[tokio::test]
+async fn every_bus_reply_and_apply_result_decodes() {
+    let bytes = include_bytes!("../tests/golden/bus-replies-v2.bin");
+    assert_eq!(variant_indexes(bytes), [0, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7]);
+    let mut r = &bytes[..];
+    let mut next = async || read_frame::<BusReply>(&mut r).await.unwrap();
+    assert!(matches!(next().await, BusReply::Welcome));
+    assert!(matches!(next().await, BusReply::Refused(why) if why == "no"));
+    match next().await {
+        BusReply::Append(a) => assert_eq!(a, Ok(AppendEntriesResponse::Success)),
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        BusReply::Vote(v) => assert_eq!(
+            v,
+            Ok(VoteResponse::new(
+                Vote::new(3, 2),
+                Some(log_id::<C>(2, 1, 5)),
+                true
+            ))
+        ),
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        BusReply::Snap(s) => assert_eq!(s, Ok(SnapshotResponse::new(Vote::new_committed(2, 1)))),
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        BusReply::Stream(s) => assert_eq!(s, Ok(Ok(Some(log_id::<C>(2, 1, 6))))),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(next().await, BusReply::StreamEnd));
+    let results = [
+        Ok(ApplyResult::Ok),
+        Ok(ApplyResult::Int(-7)),
+        Ok(ApplyResult::Set {
+            written: true,
+            old: Some(Bytes::from_static(b"old")),
+        }),
+        Ok(ApplyResult::Err("ERR no".into())),
+        Err("not the leader".to_string()),
+    ];
+    for want in results {
+        match next().await {
+            BusReply::Propose(got) => assert_eq!(got, want),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(r.is_empty());
 }

@@ -52,7 +52,7 @@ pub struct SnapshotFile {
 /// A key's value in a snapshot. On disk (bincode encodes the variant's index): variants are
 /// only ever appended, and a changed field is a new format version.
 #[derive(Debug, Serialize, Deserialize)]
-enum ItemValue {
+pub(crate) enum ItemValue {
     Str(Bytes),
     Tensor(WireTensor),
     Model(WireModel),
@@ -60,10 +60,10 @@ enum ItemValue {
 
 /// One key of a snapshot. On disk: a changed field is a new format version.
 #[derive(Debug, Serialize, Deserialize)]
-struct Item {
-    key: Bytes,
-    expire_at: Option<u64>,
-    value: ItemValue,
+pub(crate) struct Item {
+    pub(crate) key: Bytes,
+    pub(crate) expire_at: Option<u64>,
+    pub(crate) value: ItemValue,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -252,6 +252,18 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
             },
         };
         out.push((item.key, value, item.expire_at));
+    }
+    Ok((meta, out))
+}
+
+/// A snapshot's items as stored, models not loaded (for the golden-bytes tests).
+#[cfg(test)]
+pub(crate) fn read_items(path: &Path) -> io::Result<(Meta, Vec<Item>)> {
+    let (mut r, meta) = open(path)?;
+    let meta = meta?;
+    let mut out = Vec::new();
+    while let Some(item) = get::<Option<Item>>(&mut r)? {
+        out.push(item);
     }
     Ok((meta, out))
 }

@@ -6,7 +6,9 @@
 //! bus (and `Op` in DUMP payloads), as positional bincode. Enum variants are only ever
 //! appended at the end (bincode encodes a variant's index), and changing a field, its type
 //! or the order of anything means a new format version of every encoding that carries it
-//! (see `version.rs`); the golden-bytes tests fail otherwise.
+//! (see `version.rs`). The golden-bytes tests (`golden.rs`) fail otherwise: every variant of
+//! `Op` (with a `WireTensor` and a `WireModel`) and of `ApplyResult` is in a committed fixture,
+//! decoded with its content checked, and today's writers must reproduce those bytes exactly.
 //!
 //! A `Cmd` carries everything a replica needs to apply the mutation by itself: tensors as
 //! dtype, shape and bytes, models as their blob and options (each replica loads the model
