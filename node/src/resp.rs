@@ -2,22 +2,26 @@
 //! the operator's admin client (`shardai cluster ...`) and MIGRATE's replies from the target.
 //!
 //! [`parse`] is pure (bytes in, one reply out, or "need more"); [`RespReader`] feeds it
-//! from a blocking or an async socket. It also builds requests ([`request`]). It never
-//! allocates more than a reply's declared size, which [`MAX_REPLY`] bounds.
+//! from a blocking or an async socket, with a bound on the bytes one reply may take. It also
+//! builds requests ([`request`]).
 
 use std::io::{self, Read};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Largest reply accepted (a topology or key list); a larger declared length is refused.
-pub const MAX_REPLY: usize = 512 << 20;
+/// Largest reply the admin client accepts (a topology, a key list).
+pub const MAX_REPLY: usize = 256 << 20;
+/// Bytes asked of the socket at least per read.
+const READ_CHUNK: usize = 16 * 1024;
 /// Deepest nesting of arrays accepted.
 const MAX_DEPTH: usize = 8;
 
 /// A reply from a node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
-    /// A status or bulk string.
+    /// A status reply (`+OK`).
+    Status(String),
+    /// A bulk string.
     Str(String),
     /// An error reply.
     Err(String),
@@ -33,7 +37,7 @@ impl Val {
     /// The reply as text (arrays joined by spaces).
     pub fn text(&self) -> String {
         match self {
-            Val::Str(s) | Val::Err(s) => s.clone(),
+            Val::Status(s) | Val::Str(s) | Val::Err(s) => s.clone(),
             Val::Int(n) => n.to_string(),
             Val::Nil => String::new(),
             Val::Arr(v) => v.iter().map(Val::text).collect::<Vec<_>>().join(" "),
@@ -73,7 +77,7 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Val, usize)>,
     let rest = std::str::from_utf8(rest).map_err(|_| bad())?;
     let int = || rest.parse::<i64>().map_err(|_| bad());
     Ok(Some(match t {
-        b'+' => (Val::Str(rest.to_string()), next),
+        b'+' => (Val::Status(rest.to_string()), next),
         b'-' => (Val::Err(rest.to_string()), next),
         b':' => (Val::Int(int()?), next),
         b'$' => {
@@ -120,54 +124,98 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Val, usize)>,
 }
 
 /// Reads replies from a socket, keeping bytes that arrived ahead of the reply being read.
-#[derive(Debug, Default)]
+///
+/// Each read asks for at least as many bytes as are already buffered, so a large reply is
+/// parsed a logarithmic number of times, not once per small read.
+#[derive(Debug)]
 pub struct RespReader {
     buf: Vec<u8>,
+    /// Start of the unread bytes in `buf`.
+    start: usize,
+    /// Most bytes one reply may take.
+    limit: usize,
+}
+
+impl Default for RespReader {
+    fn default() -> Self {
+        RespReader::with_limit(MAX_REPLY)
+    }
 }
 
 impl RespReader {
-    fn take(&mut self) -> io::Result<Option<Val>> {
-        match parse(&self.buf).map_err(io::Error::other)? {
-            Some((v, used)) => {
-                self.buf.drain(..used);
-                Ok(Some(v))
-            }
-            None => Ok(None),
+    /// A reader that refuses a reply larger than `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        RespReader {
+            buf: Vec::new(),
+            start: 0,
+            limit,
         }
     }
 
-    fn fill(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if chunk.is_empty() {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+    fn take(&mut self) -> io::Result<Option<Val>> {
+        let parsed = parse(&self.buf[self.start..]).map_err(io::Error::other)?;
+        let too_big =
+            || io::Error::other(format!("reply larger than {} bytes refused", self.limit));
+        if let Some((v, used)) = parsed {
+            if used > self.limit {
+                return Err(too_big());
+            }
+            self.start += used;
+            if self.start == self.buf.len() {
+                self.buf.clear();
+                self.start = 0;
+            }
+            return Ok(Some(v));
         }
-        if self.buf.len() + chunk.len() > MAX_REPLY + 64 * 1024 {
-            return Err(io::Error::other("reply too large"));
+        if self.buf.len() - self.start > self.limit {
+            return Err(too_big());
         }
-        self.buf.extend_from_slice(chunk);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Makes room for the next read and returns how many bytes to ask for.
+    fn room(&mut self) -> usize {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let want = self.buf.len().clamp(READ_CHUNK, self.limit.max(READ_CHUNK));
+        self.buf.reserve(want);
+        want
     }
 
     /// The next reply from a blocking reader.
     pub fn read(&mut self, r: &mut impl Read) -> io::Result<Val> {
-        let mut chunk = [0u8; 16 * 1024];
         loop {
             if let Some(v) = self.take()? {
                 return Ok(v);
             }
-            let n = r.read(&mut chunk)?;
-            self.fill(&chunk[..n])?;
+            let want = self.room();
+            let len = self.buf.len();
+            self.buf.resize(len + want, 0);
+            let got = loop {
+                match r.read(&mut self.buf[len..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            self.buf.truncate(len + *got.as_ref().unwrap_or(&0));
+            if got? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
         }
     }
 
     /// The next reply from an async reader.
     pub async fn read_async(&mut self, r: &mut (impl AsyncRead + Unpin)) -> io::Result<Val> {
-        let mut chunk = [0u8; 16 * 1024];
         loop {
             if let Some(v) = self.take()? {
                 return Ok(v);
             }
-            let n = r.read(&mut chunk).await?;
-            self.fill(&chunk[..n])?;
+            self.room();
+            if r.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
         }
     }
 }
@@ -178,7 +226,10 @@ mod tests {
 
     #[test]
     fn every_reply_kind() {
-        assert_eq!(parse(b"+OK\r\n").unwrap(), Some((Val::Str("OK".into()), 5)));
+        assert_eq!(
+            parse(b"+OK\r\n").unwrap(),
+            Some((Val::Status("OK".into()), 5))
+        );
         assert_eq!(
             parse(b"-ERR no\r\n").unwrap(),
             Some((Val::Err("ERR no".into()), 9))
@@ -222,10 +273,48 @@ mod tests {
     fn reader_keeps_pipelined_replies() {
         let mut r = RespReader::default();
         let mut src: &[u8] = b"+OK\r\n-BUSYKEY x\r\n:1\r\n";
-        assert_eq!(r.read(&mut src).unwrap(), Val::Str("OK".into()));
+        assert_eq!(r.read(&mut src).unwrap(), Val::Status("OK".into()));
         assert_eq!(r.read(&mut src).unwrap(), Val::Err("BUSYKEY x".into()));
         assert_eq!(r.read(&mut src).unwrap(), Val::Int(1));
         assert!(r.read(&mut src).is_err(), "end of input");
+    }
+
+    #[test]
+    fn a_reply_over_the_limit_is_refused() {
+        let mut r = RespReader::with_limit(64);
+        let big = format!("${}\r\n{}\r\n", 100, "x".repeat(100));
+        let mut src = big.as_bytes();
+        assert!(r.read(&mut src).is_err());
+        let mut r = RespReader::with_limit(64);
+        let mut src: &[u8] = b"-ERR small\r\n";
+        assert_eq!(r.read(&mut src).unwrap(), Val::Err("ERR small".into()));
+    }
+
+    #[test]
+    fn large_replies_read_in_few_parses() {
+        // Every read re-parses the buffered reply from its start: reads that grow with the
+        // buffer keep that to a few parses of a 1 MB array of 100,000 elements.
+        let mut body = String::from("*100000\r\n");
+        for i in 0..100_000 {
+            body.push_str(&format!("${}\r\n{i}\r\n", i.to_string().len()));
+        }
+        let mut r = RespReader::default();
+        let mut src = body.as_bytes();
+        match r.read(&mut src).unwrap() {
+            Val::Arr(v) => assert_eq!(v.len(), 100_000),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn async_reads_keep_pipelined_replies() {
+        let mut r = RespReader::with_limit(1024);
+        let mut src: &[u8] = b"+OK\r\n:7\r\n";
+        assert_eq!(
+            r.read_async(&mut src).await.unwrap(),
+            Val::Status("OK".into())
+        );
+        assert_eq!(r.read_async(&mut src).await.unwrap(), Val::Int(7));
     }
 
     #[test]

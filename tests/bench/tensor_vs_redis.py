@@ -7,8 +7,8 @@ alternates between the servers for three repetitions; the table shows the median
 requests/s of each and the shardai/redis ratio. Then both servers store 1 GiB as 1024 values of
 1 MiB and the peak RSS of each is printed.
 
-With `--baseline PATH`, a second shardai binary (an earlier build) runs in the same
-alternation, and each row also shows the new build's throughput relative to it.
+With `--baseline PATH`, a second shardai binary (an earlier build, kept in target/release/ so
+that it finds libtorch) runs in the same alternation, and each row also shows the new build's throughput relative to it.
 
 Usage: .venv/bin/python tests/bench/tensor_vs_redis.py [--quick] [--shardai PATH] [--baseline PATH]
 """
@@ -125,13 +125,16 @@ def main():
     tmp = tempfile.mkdtemp(prefix="shardai-bench-")
     s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg)
     r_port, r_proc = start_redis(tmp)
-    b_port, b_proc = start_shardai(a.baseline, tmp, a.shardai_arg, "baseline") if a.baseline else (None, None)
-    redis_version = redis.Redis(port=r_port).info("server")["redis_version"]
-    print(f"shardai {a.shardai} vs redis-server {redis_version}; 50 clients; median of {reps} "
-          f"alternating runs; {os.cpu_count()} cores")
+    b_port, b_proc = None, None
     sizes = [(64, "64 B", 200_000), (16 * 1024, "16 KiB", 60_000), (1 << 20, "1 MiB", 2_000)]
     rows = []
     try:
+        if a.baseline:
+            b_port, b_proc = start_shardai(a.baseline, tmp, a.shardai_arg, "baseline")
+        redis_version = redis.Redis(port=r_port).info("server")["redis_version"]
+        print(f"shardai {a.shardai} vs redis-server {redis_version}"
+              + (f" and baseline {a.baseline}" if a.baseline else "")
+              + f"; 50 clients; median of {reps} alternating runs; {os.cpu_count()} cores")
         for size, label, n in sizes:
             data = os.path.join(tmp, f"blob{size}")
             with open(data, "wb") as f:

@@ -123,16 +123,17 @@ pub(super) struct TfLite {
 struct Env {
     api: Arc<Api>,
     ptr: Handle,
+    /// Held while a model is made in the environment: LiteRT's headers do not say that
+    /// models may be made in one environment from several threads at once.
+    loading: Mutex<()>,
 }
 
 // SAFETY: the environment is a heap object of the library, not tied to the thread that made
 // it, and it is destroyed (on drop) only once no model made in it remains.
 unsafe impl Send for Env {}
 // SAFETY: through `&Env` the handle is only passed to LiteRtCreateModelFromBuffer and
-// LiteRtCreateCompiledModel, which may run on several blocking threads at once when models are
-// stored concurrently. LiteRT means one environment to be shared by every model of a process;
-// that these two calls may share it concurrently is assumed here, not documented by the 2.3.0
-// headers (were it wrong, loads would need a mutex around them, not a change of this type).
+// LiteRtCreateCompiledModel, and only while `loading` is held, so no two threads use the
+// environment at once; models made in it run on their own handles.
 unsafe impl Sync for Env {}
 
 impl Drop for Env {
@@ -181,6 +182,7 @@ impl TfLite {
             env: Arc::new(Env {
                 api: api.clone(),
                 ptr: env,
+                loading: Mutex::new(()),
             }),
             api,
             version,
@@ -256,10 +258,11 @@ impl Backend for TfLite {
             inputs: Vec::new(),
             outputs: Vec::new(),
         };
+        let _loading = self.env.loading.lock();
         // SAFETY: the flatbuffer's heap blocks live in `model` as long as the LiteRT model that
         // reads them (moving `model` into the `Arc` moves the `Vec`, not its blocks), and LiteRT
-        // only reads them. `self.env.ptr` is live while `self` is. Every out pointer is a
-        // local or a field of `model`. The signature and its tensors belong to `model.model`
+        // only reads them. `self.env.ptr` is live while `self` is, and used by this thread only
+        // (`_loading`). Every out pointer is a local or a field of `model`. The signature and its tensors belong to `model.model`
         // and are only read here. `options` is destroyed once on every path after it is
         // made; the model and the compiled model are destroyed once by `TfLiteModel::drop`
         // (also when an error drops `model` early: null handles are skipped there).

@@ -177,9 +177,10 @@ fn dtype_of(k: Kind) -> Result<DType, Error> {
     })
 }
 
-/// A libtorch tensor over the stored tensor's bytes, without a copy. The caller keeps `t`
-/// alive for as long as the returned tensor (the run's inputs outlive the run, and outputs
-/// are copied out before it returns).
+/// A libtorch tensor over the stored tensor's bytes (without a copy when they are aligned for
+/// the element type, as they usually are). The caller keeps `t` alive for as long as the
+/// returned tensor (the run's inputs outlive the run, and outputs are copied out before it
+/// returns).
 fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     let kind = kind_of(t.dtype())?;
@@ -187,20 +188,21 @@ fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     for i in (0..shape.len().saturating_sub(1)).rev() {
         strides[i] = strides[i + 1] * shape[i + 1];
     }
-    // SAFETY: the blob holds exactly `product(shape) * element size` bytes (checked when the
-    // tensor was built), laid out row-major as `strides` says, so every element libtorch
-    // indexes is inside it; it outlives the tensor (see above). libtorch never frees memory
-    // given to `from_blob`. Alignment is usual but not guaranteed: the connection reader
-    // puts a big request's BLOB on a 64-byte boundary, but other BLOBs kept in place (or
-    // decoded from a Raft entry) may start at any byte, and unlike the ONNX and TFLITE
-    // backends nothing copies a misaligned input here, so reading one relies on the x86-64
-    // and aarch64 hardware allowing unaligned loads (libtorch's vector kernels load
-    // unaligned anyway).
-    // TorchScript models do not write to their inputs; one that did would change the stored
-    // tensor, as with RedisAI's own zero-copy inputs.
-    let x =
+    let align = t.dtype().size().unwrap_or(1).max(1);
+    let x = if (t.blob().as_ptr() as usize).is_multiple_of(align) {
+        // SAFETY: the blob holds exactly `product(shape) * element size` bytes (checked when
+        // the tensor was built), laid out row-major as `strides` says, so every element
+        // libtorch indexes is inside it; its start is aligned for the element type (checked
+        // just above); it outlives the tensor (see above). libtorch never frees memory given
+        // to `from_blob`. TorchScript models do not write to their inputs (RedisAI gives them
+        // its stored tensors the same way); one that did would change the stored tensor.
         unsafe { tch::Tensor::f_from_blob(t.blob().as_ptr(), &shape, &strides, kind, Device::Cpu) }
-            .map_err(err)?;
+            .map_err(err)?
+    } else {
+        // A BLOB kept in place in a request buffer, or decoded from a Raft entry, may start
+        // at any byte: libtorch gets an aligned copy.
+        tch::Tensor::f_from_data_size(t.blob(), &shape, kind).map_err(err)?
+    };
     if dev == Device::Cpu {
         Ok(x)
     } else {

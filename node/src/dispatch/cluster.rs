@@ -49,6 +49,10 @@ async fn run(
 ) -> Result<Reply, Error> {
     Ok(match cmd {
         ClusterCmd::Admin(a) => super::cluster_admin::admin(a, cluster).await?,
+        ClusterCmd::Malformed(e) => {
+            super::cluster_admin::cluster_of(cluster)?;
+            return Err(e);
+        }
         ClusterCmd::SetSlot { slot, action } => {
             super::setslot::setslot(slot, action, cluster, store).await?
         }

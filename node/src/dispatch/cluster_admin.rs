@@ -12,7 +12,7 @@ use shardai_router::Topology;
 
 use crate::cluster::Cluster;
 
-fn cluster_of(cluster: Option<&Arc<Cluster>>) -> Result<&Arc<Cluster>, Error> {
+pub(super) fn cluster_of(cluster: Option<&Arc<Cluster>>) -> Result<&Arc<Cluster>, Error> {
     cluster.ok_or_else(|| Error::Verbatim("ERR This instance has cluster support disabled".into()))
 }
 

@@ -22,6 +22,8 @@ use crate::{
     resp::{RespReader, Val, request},
 };
 
+/// Most bytes one reply from MIGRATE's target may take.
+const REPLY_LIMIT: usize = 64 * 1024;
 /// Payloads from this size on are checked and decoded on a blocking thread.
 const BLOCKING_PAYLOAD: usize = 64 * 1024;
 
@@ -83,7 +85,7 @@ async fn read_status(
     let io_err = || Error::Verbatim("IOERR error or timeout reading to target instance".into());
     match tokio::time::timeout(timeout, reader.read_async(sock)).await {
         Ok(Ok(Val::Err(e))) => Ok(Err(e)),
-        Ok(Ok(Val::Str(_) | Val::Int(_))) => Ok(Ok(())),
+        Ok(Ok(Val::Status(_) | Val::Int(_))) => Ok(Ok(())),
         Ok(Ok(other)) => Ok(Err(format!("unexpected reply {other:?}"))),
         _ => Err(io_err()),
     }
@@ -170,7 +172,8 @@ async fn send(
             }
         };
     let _ = sock.set_nodelay(true);
-    let (mut sock, mut reader) = (sock, RespReader::default());
+    // Replies to RESTORE-ASKING and AUTH are one short line each.
+    let (mut sock, mut reader) = (sock, RespReader::with_limit(REPLY_LIMIT));
     // Serializing large values (models, big tensors) is CPU work: not on a tokio worker.
     let bytes: usize = found.iter().map(|(_, v, _)| v.size()).sum();
     let (req, keys) = if bytes >= BLOCKING_PAYLOAD {

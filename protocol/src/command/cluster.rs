@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::{Command, Cursor, lower};
-use crate::{error::Error, frame::parse_i64};
+use crate::error::Error;
 
 /// Number of hash slots.
 const SLOTS: i64 = 16384;
@@ -45,6 +45,10 @@ pub enum ClusterCmd {
     Help,
     /// `CLUSTER SHARDAI-*`: the operator's tool talking to a node.
     Admin(AdminCmd),
+    /// A `SETSLOT` or `SHARDAI-*` request whose arguments are wrong. It is answered with this
+    /// error after the cluster-mode check, so a node without cluster support says that first,
+    /// as Redis does.
+    Malformed(Error),
 }
 
 /// The action of `CLUSTER SETSLOT`; node names as sent (40 hex digits).
@@ -121,7 +125,7 @@ fn text(b: &Bytes) -> String {
 
 /// A slot number: an integer, then within range.
 fn slot(b: &Bytes, out_of_range: impl FnOnce() -> Error) -> Result<u16, Error> {
-    let n = parse_i64(b).ok_or(Error::NotInteger)?;
+    let n: i64 = text(b).parse().map_err(|_| Error::NotInteger)?;
     if (0..SLOTS).contains(&n) {
         Ok(n as u16)
     } else {
@@ -184,9 +188,10 @@ pub(crate) fn parse(c: &mut Cursor) -> Result<Command, Error> {
             let count = text(&rest[1]).parse().map_err(|_| bad())?;
             ClusterCmd::GetKeysInSlot { slot, count }
         }
-        "setslot" => parse_setslot(rest)?,
+        "setslot" => parse_setslot(rest).unwrap_or_else(ClusterCmd::Malformed),
         "help" => ClusterCmd::Help,
-        s if s.starts_with("shardai-") => ClusterCmd::Admin(parse_admin(s, &args[0], rest, arity)?),
+        s if s.starts_with("shardai-") => parse_admin(s, &args[0], rest, arity)
+            .map_or_else(ClusterCmd::Malformed, ClusterCmd::Admin),
         _ => {
             return Err(Error::UnknownSubcommand {
                 cmd: "CLUSTER",
@@ -333,6 +338,10 @@ mod tests {
     #[test]
     fn errors_keep_redis_texts() {
         let e = |s: &str| parse(s).unwrap_err().wire_text();
+        let malformed = |s: &str| match cluster(s) {
+            ClusterCmd::Malformed(e) => e.wire_text(),
+            other => panic!("{other:?}"),
+        };
         assert_eq!(
             e("CLUSTER SLOTS x"),
             "ERR wrong number of arguments for 'cluster|slots' command"
@@ -347,12 +356,20 @@ mod tests {
             "ERR Invalid slot or number of keys"
         );
         assert_eq!(
-            e("CLUSTER SETSLOT 99999 STABLE"),
+            malformed("CLUSTER SETSLOT 99999 STABLE"),
             "ERR Invalid or out of range slot"
         );
         assert_eq!(
-            e("CLUSTER SETSLOT 1 STABLE x"),
+            malformed("CLUSTER SETSLOT 1 STABLE x"),
             "ERR Invalid CLUSTER SETSLOT action or number of arguments"
+        );
+        assert_eq!(
+            malformed("CLUSTER SETSLOT 1"),
+            "ERR wrong number of arguments for 'cluster|setslot' command"
+        );
+        assert_eq!(
+            cluster("CLUSTER COUNTKEYSINSLOT 007"),
+            ClusterCmd::CountKeysInSlot(7)
         );
         assert!(e("CLUSTER NOPE").starts_with("ERR unknown subcommand 'NOPE'"));
     }
@@ -384,12 +401,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            parse("CLUSTER SHARDAI-INIT data 1 a:1").unwrap_err(),
-            Error::Syntax
+            cluster("CLUSTER SHARDAI-INIT data 1 a:1"),
+            ClusterCmd::Malformed(Error::Syntax)
         );
         assert_eq!(
-            parse("CLUSTER SHARDAI-DELNODE data x").unwrap_err(),
-            Error::NotInteger
+            cluster("CLUSTER SHARDAI-DELNODE data x"),
+            ClusterCmd::Malformed(Error::NotInteger)
         );
     }
 }
