@@ -1,5 +1,5 @@
 //! The bus client: [`Network`] makes a [`Peer`] per openraft client; a peer connects
-//! (preamble, Hello),
+//! (preamble offering its highest bus protocol version, Hello, the server's answer),
 //! sends requests, snapshots and append streams, and gives its connection back to the pool
 //! after a clean exchange.
 //!
@@ -169,9 +169,11 @@ impl Peer {
         };
         let (target, addr) = (self.target, &self.addr);
         let resp = tokio::time::timeout(ttl, async {
+            // Our highest version; the server answers the one we both speak on this
+            // connection (the Hello is the same in every version, so it goes at once).
             w.write_all(&preamble(BUS_VERSION)).await?;
             write_frame(&mut w, &hello).await?;
-            let theirs = read_preamble(&mut r).await.map_err(|e| {
+            let spoken = read_preamble(&mut r).await.map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
                     // What a build before bus versions does with a preamble.
                     io::Error::other(format!(
@@ -182,12 +184,16 @@ impl Peer {
                     e
                 }
             })?;
-            if !BUS_VERSIONS.contains(&theirs) {
+            // Any version we speak is spoken (versions 1 and 2 carry the same frames); any
+            // other is a refusal: a server whose lowest version is above our highest answers
+            // its highest.
+            if !BUS_VERSIONS.contains(&spoken) {
                 return Err(io::Error::other(unspoken(
                     format_args!("node {target} at {addr}"),
-                    theirs,
+                    spoken,
                 )));
             }
+            debug!(node = target, %addr, version = spoken, "cluster bus connection opened");
             read_frame::<BusReply>(&mut r).await
         })
         .await
@@ -459,6 +465,47 @@ mod tests {
     use super::*;
     use crate::network::frame::{PREAMBLE, preamble};
 
+    #[tokio::test]
+    async fn a_server_answering_an_earlier_version_we_speak_is_spoken_to() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (mut r, mut w) = sock.into_split();
+            let mut theirs = [0u8; PREAMBLE];
+            r.read_exact(&mut theirs).await.unwrap();
+            assert_eq!(theirs, preamble(BUS_VERSION));
+            assert!(matches!(
+                read_frame::<BusRequest>(&mut r).await.unwrap(),
+                BusRequest::Hello { to: 7, .. }
+            ));
+            w.write_all(&preamble(1)).await.unwrap();
+            write_frame(&mut w, &BusReply::Welcome).await.unwrap();
+            let BusRequest::Vote(v) = read_frame::<BusRequest>(&mut r).await.unwrap() else {
+                panic!("not a vote")
+            };
+            let granted = VoteResponse::new(v.vote, None, true);
+            write_frame(&mut w, &BusReply::Vote(Ok(granted)))
+                .await
+                .unwrap();
+        });
+        let node = crate::ShardNode {
+            raft_addr: addr,
+            client_addr: String::new(),
+        };
+        let mut peer = Network::new("alpha", "data").new_client(7, &node).await;
+        let vote = openraft::impls::Vote::new(1, 1);
+        let resp = peer
+            .vote(
+                VoteRequest::new(vote, None),
+                RPCOption::new(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap();
+        assert!(resp.vote_granted);
+    }
+
+    /// A server whose lowest version is above ours answers its highest (here 9).
     #[tokio::test]
     async fn a_peer_of_an_unknown_bus_version_is_refused_naming_it() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

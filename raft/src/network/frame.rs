@@ -6,16 +6,27 @@
 //!
 //! # Format
 //!
-//! Version 2 (spoken now): the client opens with a preamble, [`BUS_MAGIC`] then its version
-//! as a u32 LE, then its Hello frame; the server answers with its own preamble, then
-//! Welcome or Refused. A server refuses a version it does not speak after sending its
-//! preamble (so the peer can say which version it met) and before reading anything else.
+//! Version 2 and later: the client opens with a preamble, [`BUS_MAGIC`] then the highest
+//! version it speaks as a u32 LE, then its Hello frame. The server answers with a preamble
+//! naming the version both speak on this connection, the lower of the client's and its own
+//! highest ([`agree`]), then Welcome or Refused, and from there on both speak that version.
+//! A client whose highest version is below the server's lowest is refused: the server
+//! answers with a preamble naming its own highest version, and nothing else (never the
+//! cluster id), and closes before reading the Hello. A client answered a version it does not
+//! speak gives up, naming that version. So a build that adds version N+1 while still
+//! speaking N talks to builds of version N in both directions, and a cluster can be upgraded
+//! one node at a time.
+//!
 //! Version 1 (builds before versions existed): no preamble, the connection starts with the
 //! Hello frame; a server tells one from the other by the first 4 bytes (`shar` read as a
-//! frame length is far above [`MAX_HELLO`]). After the handshake both versions carry the
-//! same frames. [`BusRequest`] and [`BusReply`] are bincode, positional: variants are only
-//! appended at the end, and changing a field (or one of openraft's RPC types inside) means
-//! a new bus version.
+//! frame length is far above [`MAX_HELLO`]), and answers without a preamble. Versions 1 and
+//! 2 carry the same frames.
+//!
+//! The client sends its Hello before it learns the version, so the Hello frame is the same
+//! in every version; a version that has to change it must make its clients wait for the
+//! server's preamble first. [`BusRequest`] and [`BusReply`] are bincode, positional:
+//! variants are only appended at the end, and changing a field (or one of openraft's RPC
+//! types inside) means a new bus version.
 
 use std::io;
 
@@ -41,9 +52,9 @@ pub(crate) const MAX_HELLO: usize = 64 * 1024;
 
 /// What a version 2 (and later) connection starts with, in both directions.
 pub(crate) const BUS_MAGIC: &[u8; 12] = b"shardai-bus\n";
-/// The bus protocol version this build speaks.
+/// The highest bus protocol version this build speaks: what its clients offer.
 pub(crate) const BUS_VERSION: u32 = 2;
-/// The versions this build accepts from a peer (1: no preamble).
+/// The versions this build speaks (1: no preamble).
 pub(crate) const BUS_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
 /// Bytes of a preamble.
 pub(crate) const PREAMBLE: usize = BUS_MAGIC.len() + 4;
@@ -54,6 +65,13 @@ pub(crate) fn preamble(version: u32) -> [u8; PREAMBLE] {
     p[..BUS_MAGIC.len()].copy_from_slice(BUS_MAGIC);
     p[BUS_MAGIC.len()..].copy_from_slice(&version.to_le_bytes());
     p
+}
+
+/// The version a server speaks with a client whose highest version is `theirs`: the lower
+/// of `theirs` and [`BUS_VERSION`], or `None` (refused) when that is below the lowest of
+/// [`BUS_VERSIONS`].
+pub(crate) fn agree(theirs: u32) -> Option<u32> {
+    Some(theirs.min(BUS_VERSION)).filter(|v| BUS_VERSIONS.contains(v))
 }
 
 /// "`who` speaks bus protocol version `v`; this build speaks versions 1 to 2".
@@ -176,4 +194,21 @@ pub(crate) async fn read_body<T: for<'de> Deserialize<'de>>(
     let mut b = vec![0u8; len];
     r.read_exact(&mut b).await?;
     bincode::deserialize(&b).map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_spoken_is_the_lower_highest_of_both_sides() {
+        assert_eq!(agree(2), Some(2));
+        // A later client still speaking ours.
+        assert_eq!(agree(3), Some(2));
+        assert_eq!(agree(9), Some(2));
+        assert_eq!(agree(u32::MAX), Some(2));
+        assert_eq!(agree(1), Some(1));
+        // Below our lowest.
+        assert_eq!(agree(0), None);
+    }
 }

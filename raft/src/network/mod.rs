@@ -1,8 +1,9 @@
 //! The node-to-node transport (the cluster bus): length-prefixed bincode frames over TCP on
 //! `--cluster-port`.
 //!
-//! Every connection starts with a `Hello` naming the cluster id, the Raft group (a node
-//! runs its shard's group and the metadata group) and the node it expects to reach; a node
+//! Every connection starts with a preamble agreeing on the bus protocol version (see
+//! `frame`) and a `Hello` naming the cluster id, the Raft group (a node runs its shard's
+//! group and the metadata group) and the node it expects to reach; a node
 //! of another cluster, one that is not the named node, or one without that group refuses it
 //! before any Raft message is read. After that a connection carries one request and its response
 //! at a time (openraft runs one replication stream per peer, each with its own client).

@@ -1,5 +1,5 @@
-//! The bus server: accepts connections, checks each one's preamble (bus protocol version)
-//! and Hello (cluster, group, node id)
+//! The bus server: accepts connections, agrees on each one's bus protocol version (its
+//! preamble) and checks its Hello (cluster, group, node id)
 //! and answers its requests with the local replica's Raft (appends, votes, snapshots, append
 //! streams, forwarded writes).
 //!
@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use super::{
     AbortOnDrop, C, STREAM_IDLE, ShardRaft,
     frame::{
-        BUS_VERSION, BUS_VERSIONS, BusReply, BusRequest, MAX_HELLO, Opening, preamble, read_body,
+        BUS_VERSION, BusReply, BusRequest, MAX_HELLO, Opening, agree, preamble, read_body,
         read_frame, read_frame_max, read_opening, unspoken, write_frame,
     },
     pool::Conn,
@@ -79,36 +79,42 @@ async fn serve_conn(sock: TcpStream, peer: SocketAddr, slot: TargetSlot) -> io::
     let hello = tokio::time::timeout(HELLO_WAIT, async {
         let opening = read_opening(&mut r).await?;
         let version = match opening {
-            Opening::Versioned(v) => {
-                // Ours first, whatever theirs is: a peer we refuse learns which version it
-                // met (and nothing else).
-                w.write_all(&preamble(BUS_VERSION)).await?;
-                v
-            }
+            // The client offers its highest version; we answer the one both speak.
+            Opening::Versioned(theirs) => match agree(theirs) {
+                Some(v) => {
+                    w.write_all(&preamble(v)).await?;
+                    v
+                }
+                None => {
+                    // Our highest, so that the peer can say which version it met, and
+                    // nothing else.
+                    w.write_all(&preamble(BUS_VERSION)).await?;
+                    w.flush().await?;
+                    return Ok(Err(theirs));
+                }
+            },
             Opening::Legacy(_) => 1,
         };
-        if !BUS_VERSIONS.contains(&version) {
-            w.flush().await?;
-            return Ok(Err(version));
-        }
         let hello: BusRequest = match opening {
             Opening::Versioned(_) => read_frame_max(&mut r, MAX_HELLO).await?,
             Opening::Legacy(len) => read_body(&mut r, len, MAX_HELLO).await?,
         };
-        Ok::<_, io::Error>(Ok(hello))
+        Ok::<_, io::Error>(Ok((version, hello)))
     })
     .await
     .map_err(|_| io::Error::other("no hello in time"))??;
-    let hello = match hello {
+    // Versions 1 and 2 carry the same frames: nothing below depends on `version` yet.
+    let (version, hello) = match hello {
         Ok(hello) => hello,
-        Err(version) => {
+        Err(theirs) => {
             warn!(
                 "refused a cluster bus connection: {}",
-                unspoken(format_args!("the peer at {peer}"), version)
+                unspoken(format_args!("the peer at {peer}"), theirs)
             );
             return Ok(());
         }
     };
+    debug!(%peer, version, "cluster bus connection opened");
     let BusRequest::Hello { cluster, group, to } = hello else {
         return Err(io::Error::other("no hello"));
     };
@@ -250,24 +256,60 @@ mod tests {
     use super::*;
     use crate::network::frame::preamble;
 
-    #[tokio::test]
-    async fn a_peer_of_an_unknown_bus_version_gets_only_our_preamble() {
+    fn hello() -> BusRequest {
+        BusRequest::Hello {
+            cluster: "alpha".into(),
+            group: "data".into(),
+            to: 7,
+        }
+    }
+
+    /// A connection to a bus server of no cluster.
+    async fn connect() -> TcpStream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, TargetSlot::default()));
-        let mut sock = TcpStream::connect(addr).await.unwrap();
-        sock.write_all(&preamble(7)).await.unwrap();
-        write_frame(
-            &mut sock,
-            &BusRequest::Hello {
-                cluster: "alpha".into(),
-                group: "data".into(),
-                to: 7,
-            },
-        )
-        .await
-        .unwrap();
-        // Our version, then the connection closes: no Hello is read, nothing else is said.
+        TcpStream::connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_a_later_bus_version_is_answered_ours_and_served() {
+        let mut sock = connect().await;
+        sock.write_all(&preamble(9)).await.unwrap();
+        write_frame(&mut sock, &hello()).await.unwrap();
+        let mut theirs = [0u8; crate::network::frame::PREAMBLE];
+        sock.read_exact(&mut theirs).await.unwrap();
+        assert_eq!(theirs, preamble(2));
+        // Its Hello was read and answered (this server has joined no cluster).
+        match read_frame::<BusReply>(&mut sock).await.unwrap() {
+            BusReply::Refused(why) => assert_eq!(why, "this node has not joined a cluster"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_our_own_or_an_earlier_bus_version_is_answered_its_own() {
+        for v in [2, 1] {
+            let mut sock = connect().await;
+            sock.write_all(&preamble(v)).await.unwrap();
+            write_frame(&mut sock, &hello()).await.unwrap();
+            let mut theirs = [0u8; crate::network::frame::PREAMBLE];
+            sock.read_exact(&mut theirs).await.unwrap();
+            assert_eq!(theirs, preamble(v));
+            assert!(matches!(
+                read_frame::<BusReply>(&mut sock).await.unwrap(),
+                BusReply::Refused(_)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_below_our_lowest_bus_version_gets_only_our_preamble() {
+        let mut sock = connect().await;
+        sock.write_all(&preamble(0)).await.unwrap();
+        write_frame(&mut sock, &hello()).await.unwrap();
+        // Our highest version, then the connection closes: no Hello is read, nothing else
+        // is said.
         let mut got = Vec::new();
         sock.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, preamble(BUS_VERSION));
