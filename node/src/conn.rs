@@ -26,9 +26,9 @@ use tokio::{
 use tracing::debug;
 
 use crate::{
+    client::{ClientInfo, ConnState},
     cluster::route,
     dispatch::{self, Flow},
-    session::{ClientInfo, ConnState},
     state::Shared,
 };
 

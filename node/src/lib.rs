@@ -6,7 +6,7 @@
 //! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
 //! - [`server`]: the listener, connection limit, background tasks and shutdown.
 //! - [`conn`]: one connection's read–route–dispatch–write loop.
-//! - [`session`]: one connection's state (RESP version, READONLY, ASKING, client info), which
+//! - [`client`]: one connection's state (RESP version, READONLY, ASKING, client info), which
 //!   the loop and the handlers share without importing each other.
 //! - [`dispatch`]: the handler registry and the handlers, one file per command family.
 //! - [`resp`]: the one RESP reply reader, for the node's own outbound calls (admin, MIGRATE).
@@ -16,11 +16,11 @@
 //! sockets.
 
 pub mod admin;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod resp;
 pub mod server;
-pub mod session;
 pub mod state;

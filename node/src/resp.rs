@@ -4,6 +4,10 @@
 //! [`parse`] is pure (bytes in, one reply out, or "need more"); [`RespReader`] feeds it
 //! from a blocking or an async socket, with a bound on the bytes one reply may take. It also
 //! builds requests ([`request`]).
+//!
+//! It is not `redis-protocol`'s decoder, which the protocol crate's tests use: that one
+//! recurses once per nested array with no bound, and these replies come from another host
+//! (MIGRATE's target is any address a client names), so [`parse`] bounds the nesting.
 
 use std::io::{self, Read};
 

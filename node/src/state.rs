@@ -1,6 +1,6 @@
 //! State shared by every connection: the shard's proposer and store, the AI engine
 //! ([`Engine`]), run-time settings, statistics and the client registry (for CLIENT LIST and
-//! INFO clients). Per-connection state is in [`crate::session`].
+//! INFO clients). Per-connection state is in [`crate::client`].
 
 use std::{
     collections::BTreeMap,
@@ -16,9 +16,9 @@ use parking_lot::Mutex;
 use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
 
 use crate::{
+    client::{ClientInfo, ClientNames},
     cluster::Cluster,
     config::Config,
-    session::{ClientInfo, ClientNames},
 };
 
 /// Server-wide counters for INFO stats.

@@ -7,6 +7,21 @@
 //! with the reason logged; TORCH's libtorch is linked at build time instead.
 //! Backend calls run on the run-queue threads (`crate::queue`), never on async workers.
 
+/// Looks `$name` up in `$lib` (a `libloading::Library`) as the type of the `Api` field it is
+/// assigned to, or returns the symbol's name and the loader's error from the enclosing fn.
+#[cfg(any(feature = "tf", feature = "tflite"))]
+macro_rules! sym {
+    ($lib:expr, $name:literal) => {
+        // SAFETY: `Library::get` is unsafe because the symbol's real type must be the one
+        // asked for: each backend's `Api` declares its fields with the prototypes of its
+        // library's C headers (its `ffi` module says which). The pointer is copied out of the
+        // `Symbol` borrow; that is sound because `Api` owns the `Library` and so outlives
+        // every use of the pointer.
+        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
+            .map_err(|e| format!("{}: {e}", $name))?
+    };
+}
+
 #[cfg(feature = "onnx")]
 mod onnx;
 #[cfg(feature = "tf")]

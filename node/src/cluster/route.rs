@@ -57,9 +57,9 @@ pub fn is_asking(spec: &CommandSpec, sent_asking: bool) -> bool {
 /// Where a command with table entry `spec` and keys `keys` goes. `view`: the routing view
 /// (`None` until the topology is known); `role`: this node's role in its shard (`None`
 /// before it joined one); `readonly_conn`: the connection sent READONLY.
-pub fn route(
+pub fn route<K: AsRef<[u8]>>(
     spec: &CommandSpec,
-    keys: &[&[u8]],
+    keys: &[K],
     view: Option<&View>,
     role: Option<&Role>,
     readonly_conn: bool,
@@ -71,7 +71,7 @@ pub fn route(
     let Some(view) = view else {
         return Route::Refuse(not_served());
     };
-    let (slot, migrating) = match view.decide(keys.iter().copied(), asking) {
+    let (slot, migrating) = match view.decide(keys.iter().map(AsRef::as_ref), asking) {
         Decision::Anywhere => return Route::Local,
         Decision::Refuse(e) => return Route::Refuse(e),
         Decision::Mine(slot) => (slot, false),
@@ -134,10 +134,7 @@ impl Cluster {
             None
         };
         // Keys a parser would refuse are routed here, and the parser answers.
-        let keys: Vec<&[u8]> = match spec.keys(argv) {
-            Ok(k) => k.into_iter().map(|k| &k[..]).collect(),
-            Err(_) => Vec::new(),
-        };
+        let keys = spec.keys(argv).unwrap_or_default();
         if keys.is_empty() {
             return Ok(guard);
         }
@@ -157,7 +154,7 @@ impl Cluster {
             Route::Migrating(slot) => {
                 match view
                     .as_ref()
-                    .and_then(|v| v.migrating_keys(slot, keys.iter().copied(), here))
+                    .and_then(|v| v.migrating_keys(slot, keys.iter().map(|k| &k[..]), here))
                 {
                     Some(e) => Some(e),
                     None if !spec.is_write() => self.read_gate(slot).await,
@@ -166,7 +163,7 @@ impl Cluster {
             }
             Route::Importing(_) => view
                 .as_ref()
-                .and_then(|v| v.importing_keys(keys.iter().copied(), here)),
+                .and_then(|v| v.importing_keys(keys.iter().map(|k| &k[..]), here)),
             Route::Refuse(e) => Some(e),
         };
         match refuse {
@@ -226,7 +223,10 @@ mod tests {
     #[test]
     fn keyless_commands_run_anywhere() {
         let spec = lookup(b"PING").unwrap();
-        assert_eq!(route(spec, &[], None, None, false, false), Route::Local);
+        assert_eq!(
+            route::<&[u8]>(spec, &[], None, None, false, false),
+            Route::Local
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use shardai_protocol::{Error, Reply, command::ClusterCmd, slot::key_slot};
 use shardai_raft::RoleInfo;
 use shardai_router::{Topology, View, replies};
 
-use crate::{cluster::Cluster, session::ConnState, state::Shared};
+use crate::{client::ConnState, cluster::Cluster, state::Shared};
 
 /// The routing view CLUSTER answers from: the cluster's, or for a node running alone a
 /// one-node cluster at the address the client reached.

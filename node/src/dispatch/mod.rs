@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 
 use shardai_protocol::{Command, Reply};
 
-use crate::{session::ConnState, state::Shared};
+use crate::{client::ConnState, state::Shared};
 
 /// What the connection does after the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

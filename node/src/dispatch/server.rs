@@ -9,7 +9,7 @@ use shardai_protocol::{
 };
 
 use crate::{
-    session::{ClientInfo, ConnState},
+    client::{ClientInfo, ConnState},
     state::Shared,
 };
 

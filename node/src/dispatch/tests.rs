@@ -12,7 +12,7 @@ use shardai_engine::{LocalApplier, Store};
 use shardai_protocol::{Command, Error, Reply, table};
 
 use super::{Flow, execute, keyspace, strings, tensor};
-use crate::{config::Config, session::ConnState, state::Shared};
+use crate::{client::ConnState, config::Config, state::Shared};
 
 fn shared() -> Shared {
     let config = Config::try_parse_from(["shardai"]).unwrap();

@@ -47,6 +47,10 @@ pub(super) type Dealloc = unsafe extern "C" fn(*mut c_void, usize, *mut c_void);
 
 /// The C functions the backend calls, resolved once from the library. Each pointer is valid
 /// for as long as this value lives: it owns the library and unmaps it only when dropped.
+///
+/// Its field types are TensorFlow 2.x's prototypes from c_api.h / tf_tensor.h / tf_status.h,
+/// with pointers and `int`/`size_t`/`int64_t` mapped to their Rust equivalents; `sym!` (in
+/// `backend`) resolves them.
 pub(super) struct Api {
     pub(super) version: unsafe extern "C" fn() -> *const c_char,
     pub(super) new_status: unsafe extern "C" fn() -> *mut Status,
@@ -104,19 +108,6 @@ pub(super) struct Api {
     /// Keeps the library mapped for as long as any model may call into it (the last field,
     /// so it is dropped after the pointers into it).
     _lib: Library,
-}
-
-/// Looks `$name` up in `$lib` as the type of the field it is assigned to.
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: `Library::get` is unsafe because the symbol's real type must be the one
-        // asked for: the field types of `Api` are TensorFlow 2.x's prototypes from c_api.h /
-        // tf_tensor.h / tf_status.h, with pointers and `int`/`size_t`/`int64_t` mapped to
-        // their Rust equivalents. The pointer is copied out of the `Symbol` borrow; that is
-        // sound because `Api` owns the `Library` and so outlives every use of the pointer.
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{}: {e}", $name))?
-    };
 }
 
 impl Api {

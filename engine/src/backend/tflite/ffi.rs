@@ -127,6 +127,9 @@ pub(super) type Free = Option<unsafe extern "C" fn(*mut c_void)>;
 
 /// The C functions the backend calls, resolved once from the library. Each pointer is valid
 /// for as long as this value lives: it owns the library and unmaps it only when dropped.
+///
+/// Its field types are the prototypes of LiteRT 2.3.0's litert/c headers (checked against the
+/// library's exports and its argument registers); `sym!` (in `backend`) resolves them.
 pub(super) struct Api {
     pub(super) create_environment:
         unsafe extern "C" fn(c_int, *const EnvOption, *mut Handle) -> Status,
@@ -167,19 +170,6 @@ pub(super) struct Api {
     /// Keeps the library mapped for as long as any model may call into it (the last field,
     /// so it is dropped after the pointers into it).
     _lib: Library,
-}
-
-/// Looks `$name` up in `$lib` as the type of the field it is assigned to.
-macro_rules! sym {
-    ($lib:expr, $name:literal) => {
-        // SAFETY: `Library::get` is unsafe because the symbol's real type must be the one
-        // asked for: the field types of `Api` are the prototypes of LiteRT 2.3.0's litert/c
-        // headers (checked against the library's exports and its argument registers). The
-        // pointer is copied out of the `Symbol` borrow; that is sound because `Api` owns the
-        // `Library` and so outlives every use of the pointer.
-        *unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{}: {e}", $name))?
-    };
 }
 
 impl Api {
