@@ -1,15 +1,18 @@
 //! One client connection's state, shared by the connection loop ([`crate::conn`]) and the
 //! command handlers ([`crate::dispatch`]) so that neither imports the other: the protocol
-//! version, READONLY, ASKING, and the registry entry CLIENT LIST shows.
+//! version, READONLY, ASKING, the user it authenticated as, and the registry entry CLIENT
+//! LIST shows.
 
 use std::sync::{
     Arc,
-    atomic::{AtomicU8, AtomicU64, AtomicUsize},
+    atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
 };
 use std::{net::SocketAddr, time::Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+
+use crate::acl::User;
 
 /// Per-connection state that commands read and change.
 #[derive(Debug)]
@@ -22,17 +25,45 @@ pub struct ConnState {
     pub asking: bool,
     /// This connection's registry entry.
     pub info: Arc<ClientInfo>,
+    /// The user it authenticated as (`None` until it does).
+    pub user: Option<Arc<User>>,
+    /// The ACL generation `user` was read at.
+    pub acl_generation: u64,
+    /// The connection came through the TLS port (redirects name TLS ports).
+    pub tls: bool,
 }
 
 impl ConnState {
-    /// A new connection's state: RESP2, read-write, not ASKING.
-    pub fn new(info: Arc<ClientInfo>) -> Self {
-        ConnState {
+    /// A new connection's state: RESP2, read-write, not ASKING, signed in as `user` (the
+    /// default user when it needs no password) as of ACL generation `generation`.
+    pub fn new(info: Arc<ClientInfo>, user: Option<Arc<User>>, generation: u64) -> Self {
+        let mut s = ConnState {
             resp: 2,
             readonly: false,
             asking: false,
             info,
+            user: None,
+            acl_generation: generation,
+            tls: false,
+        };
+        s.sign_in(user);
+        s
+    }
+
+    /// Makes `user` the connection's user.
+    pub fn sign_in(&mut self, user: Option<Arc<User>>) {
+        let name = user.as_ref().map_or("default", |u| u.name.as_str());
+        let mut shown = self.info.user.lock();
+        if shown.as_str() != name {
+            *shown = name.to_string();
         }
+        drop(shown);
+        self.user = user;
+    }
+
+    /// The name of the connection's user (`default` before AUTH).
+    pub fn user_name(&self) -> &str {
+        self.user.as_ref().map_or("default", |u| u.name.as_str())
     }
 }
 
@@ -55,6 +86,38 @@ pub struct ClientInfo {
     pub names: Mutex<ClientNames>,
     /// Index in the command table of the last command.
     pub last_cmd: AtomicUsize,
+    /// The user it is signed in as.
+    pub user: Mutex<String>,
+}
+
+impl ClientInfo {
+    /// The connection as one CLIENT LIST line, as Redis formats it (the fields clients and
+    /// tools read).
+    pub fn line(&self) -> String {
+        let names = self.names.lock().clone();
+        let age = self.since.elapsed();
+        let idle = age
+            .as_secs()
+            .saturating_sub(self.last_ms.load(Ordering::Relaxed) / 1000);
+        let cmd = shardai_protocol::table::COMMANDS
+            .get(self.last_cmd.load(Ordering::Relaxed))
+            .map_or("NULL", |s| s.name);
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
+             ssub=0 multi=-1 watch=0 cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            String::from_utf8_lossy(&names.name),
+            age.as_secs(),
+            idle,
+            cmd,
+            self.user.lock(),
+            self.resp.load(Ordering::Relaxed),
+            String::from_utf8_lossy(&names.lib_name),
+            String::from_utf8_lossy(&names.lib_ver),
+        )
+    }
 }
 
 /// Client-chosen names.

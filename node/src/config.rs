@@ -25,9 +25,32 @@ use clap::Parser;
     args_override_self = true
 )]
 pub struct Config {
-    /// TCP port for clients.
+    /// TCP port for clients (plain RESP); 0 serves TLS clients only (see --tls-port).
     #[arg(long, env = "SHARDAI_PORT", default_value_t = 6379)]
     pub port: u16,
+
+    /// TCP port for TLS clients (`redis-cli --tls`, redis-py `ssl=True`); needs
+    /// --tls-cert-file and --tls-key-file. Cluster nodes announce it to TLS clients in MOVED,
+    /// ASK and CLUSTER SLOTS/SHARDS/NODES.
+    #[arg(long, env = "SHARDAI_TLS_PORT")]
+    pub tls_port: Option<u16>,
+
+    /// The server's certificate chain (PEM) for --tls-port.
+    #[arg(long, env = "SHARDAI_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, env = "SHARDAI_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, env = "SHARDAI_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// Whether TLS clients must present a certificate signed by --tls-ca-cert-file: yes
+    /// (Redis's default), optional, or no.
+    #[arg(long, env = "SHARDAI_TLS_AUTH_CLIENTS", default_value = "yes", value_parser = crate::tls::parse_client_auth)]
+    pub tls_auth_clients: crate::tls::ClientAuth,
 
     /// Address to listen on.
     #[arg(long, env = "SHARDAI_BIND", default_value = "127.0.0.1")]
@@ -118,6 +141,35 @@ pub struct Config {
     /// Seconds to let connections finish their current command on SIGTERM/SIGINT.
     #[arg(long, env = "SHARDAI_SHUTDOWN_TIMEOUT", default_value_t = 5)]
     pub shutdown_timeout: u64,
+
+    /// Password of the default user (Redis's requirepass). Without it, and without an ACL
+    /// file that gives the default user a password, anyone who can reach the port may run
+    /// every command. Clients authenticate with `AUTH password` or `HELLO 3 AUTH default
+    /// password`.
+    #[arg(long, env = "SHARDAI_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// ACL file: `user <name> <rules...>` lines, as Redis's aclfile (`user alice on >pw ~app:*
+    /// +@read +@ai`). Read at start (a bad file stops the server) and by ACL LOAD; ACL SAVE
+    /// writes it.
+    #[arg(long, env = "SHARDAI_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
+
+    /// Protected mode (Redis's protected-mode): while the default user has no password, only
+    /// clients on the loopback interface are served; others get a DENIED error.
+    #[arg(long, env = "SHARDAI_PROTECTED_MODE", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub protected_mode: bool,
+
+    /// Allow AI.CONFIG LOADBACKEND and BACKENDSPATH at run time (admin users only; libraries
+    /// load only from inside the backends path). `no` refuses both, as Redis 7's
+    /// enable-module-command does for MODULE LOAD.
+    #[arg(long, env = "SHARDAI_ENABLE_BACKEND_LOADING", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub enable_backend_loading: bool,
+
+    /// Let MIGRATE connect to any host. By default a cluster node migrates only to nodes of
+    /// its own cluster, and a standalone server only to loopback addresses.
+    #[arg(long, env = "SHARDAI_MIGRATE_ANY_HOST", default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub migrate_any_host: bool,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing filter such as
     /// `shardai_node=debug`. Logs go to standard error.

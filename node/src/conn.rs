@@ -19,8 +19,7 @@ use shardai_protocol::{
     table,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::watch,
 };
 use tracing::debug;
@@ -41,16 +40,23 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Flush replies once this many bytes are waiting, even inside a long pipeline.
 const FLUSH_AT: usize = 256 * 1024;
 
-/// Serves one connection until the client leaves, a protocol error, or shutdown.
-pub async fn serve(
-    mut sock: TcpStream,
+/// A client connection's byte stream: plain TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Serves one connection (`tls`: it came through the TLS port) until the client leaves, a
+/// protocol error, or shutdown.
+pub async fn serve<S: Stream>(
+    mut sock: S,
+    tls: bool,
     shared: Arc<Shared>,
     info: Arc<ClientInfo>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let id = info.id;
     let peer = info.addr;
-    let mut state = ConnState::new(info);
+    let mut state = ConnState::new(info, shared.acl.initial_user(), shared.acl.generation());
+    state.tls = tls;
     let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
         Ok(why) => why,
         Err(e) => format!("i/o error: {e}"),
@@ -59,13 +65,12 @@ pub async fn serve(
     shared.unregister(id);
 }
 
-async fn run(
-    sock: &mut TcpStream,
+async fn run<S: Stream>(
+    sock: &mut S,
     shared: &Shared,
     state: &mut ConnState,
     shutdown: &mut watch::Receiver<bool>,
 ) -> io::Result<String> {
-    let _ = sock.set_nodelay(true);
     let mut decoder = RequestDecoder::default();
     let mut rbuf = BytesMut::new();
     let mut out = WriteBuf::new();
@@ -167,8 +172,21 @@ async fn handle(
             state.info.last_cmd.store(i, Ordering::Relaxed);
             // ASKING holds for the one command after it.
             let asking = route::is_asking(spec, std::mem::take(&mut state.asking));
+            // As Redis: arity first, then authentication and permissions, then routing.
+            if spec.arity_ok(argv.len()) {
+                match access(shared, state, i, spec, &argv) {
+                    Ok(()) => {}
+                    Err((e, flow)) => {
+                        out.push(&Reply::Error(e), state.resp);
+                        return flow;
+                    }
+                }
+            }
             if let Some(cluster) = &shared.cluster {
-                match cluster.admit(spec, &argv, state.readonly, asking).await {
+                match cluster
+                    .admit(spec, &argv, state.readonly, asking, state.tls)
+                    .await
+                {
                     Ok(guard) => migration_guard = guard,
                     Err(e) => {
                         out.push(&Reply::Error(e), state.resp);
@@ -189,7 +207,44 @@ async fn handle(
     flow
 }
 
-async fn flush(sock: &mut TcpStream, out: &mut WriteBuf, shared: &Shared) -> io::Result<()> {
+/// Checks that the connection may run the request: it has authenticated (or the command
+/// needs no authentication), and its user may run the command and touch its keys. A user
+/// changed since the last command is re-read first; a deleted user's connection is closed.
+fn access(
+    shared: &Shared,
+    state: &mut ConnState,
+    index: usize,
+    spec: &'static table::CommandSpec,
+    argv: &[Bytes],
+) -> Result<(), (Error, Flow)> {
+    let acl = &shared.acl;
+    let generation = acl.generation();
+    if generation != state.acl_generation {
+        state.acl_generation = generation;
+        if let Some(name) = state.user.as_ref().map(|u| u.name.clone()) {
+            match acl.user(&name) {
+                Some(u) => state.sign_in(Some(u)),
+                None => {
+                    debug!(id = state.info.id, user = %name, "user deleted: closing its connection");
+                    state.sign_in(None);
+                    return Err((Error::NoAuth, Flow::Close));
+                }
+            }
+        }
+    }
+    let Some(user) = &state.user else {
+        if spec.flags.contains(&"no_auth") {
+            return Ok(());
+        }
+        return Err((Error::NoAuth, Flow::Continue));
+    };
+    acl.check(user, index, spec, argv).map_err(|d| {
+        acl.log_denial(&d, &user.name, state.info.line());
+        (d.error, Flow::Continue)
+    })
+}
+
+async fn flush<S: Stream>(sock: &mut S, out: &mut WriteBuf, shared: &Shared) -> io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
@@ -201,7 +256,7 @@ async fn flush(sock: &mut TcpStream, out: &mut WriteBuf, shared: &Shared) -> io:
 }
 
 /// Writes every chunk in order with as few system calls as the kernel allows.
-async fn write_all_vectored(sock: &mut TcpStream, chunks: &[Bytes]) -> io::Result<()> {
+async fn write_all_vectored<S: Stream>(sock: &mut S, chunks: &[Bytes]) -> io::Result<()> {
     if let [one] = chunks {
         return sock.write_all(one).await;
     }
@@ -226,8 +281,17 @@ async fn write_all_vectored(sock: &mut TcpStream, chunks: &[Bytes]) -> io::Resul
 
 /// The error a connection over the limit receives before it is closed.
 pub fn max_clients_reply() -> Vec<u8> {
+    error_bytes(Error::MaxClients)
+}
+
+/// The error a client from another host receives in protected mode before it is closed.
+pub fn denied_reply() -> Vec<u8> {
+    error_bytes(Error::Denied)
+}
+
+fn error_bytes(e: Error) -> Vec<u8> {
     let mut w = WriteBuf::new();
-    w.push(&Reply::Error(Error::MaxClients), 2);
+    w.push(&Reply::Error(e), 2);
     w.take().concat()
 }
 

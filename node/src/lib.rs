@@ -1,6 +1,8 @@
 //! The shardai server: configuration, the listener, connections and command dispatch.
 //!
 //! # Layout
+//! - [`acl`]: users, passwords, command categories and key patterns; the per-request check
+//!   and the denial log.
 //! - [`config`]: flags, environment and config file.
 //! - [`cluster`]: cluster mode: identity, the shard's Raft group, request routing.
 //! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
@@ -10,11 +12,13 @@
 //!   the loop and the handlers share without importing each other.
 //! - [`dispatch`]: the handler registry and the handlers, one file per command family.
 //! - [`resp`]: the one RESP reply reader, for the node's own outbound calls (admin, MIGRATE).
+//! - [`tls`]: the client port's TLS settings (rustls).
 //! - [`state`]: what connections share (proposer, engine, settings, statistics, clients).
 //!
 //! Business logic lives in `shardai-protocol` and `shardai-engine`; this crate wires them to
 //! sockets.
 
+pub mod acl;
 pub mod admin;
 pub mod client;
 pub mod cluster;
@@ -24,3 +28,4 @@ pub mod dispatch;
 pub mod resp;
 pub mod server;
 pub mod state;
+pub mod tls;

@@ -4,8 +4,8 @@
 use std::{process::ExitCode, sync::Arc};
 
 use shardai_engine::{LocalApplier, Store};
-use shardai_node::{cluster::Cluster, config::Config, server::Server, state::Shared};
-use tracing::{error, info};
+use shardai_node::{acl::Acl, cluster::Cluster, config::Config, server::Server, state::Shared};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -59,12 +59,52 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.dir)
         .map_err(|e| format!("cannot create data folder {}: {e}", config.dir.display()))?;
-    let addr = std::net::SocketAddr::new(config.bind, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = tls_listener(&config).await?;
+    let listener = if config.port == 0 {
+        if tls.is_none() {
+            return Err("--port 0 needs --tls-port: there would be no port to serve".into());
+        }
+        None
+    } else {
+        let addr = std::net::SocketAddr::new(config.bind, config.port);
+        Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        )
+    };
+    let mut ports: Vec<String> = Vec::new();
+    if let Some(l) = &listener {
+        ports.push(l.local_addr().map_err(|e| e.to_string())?.to_string());
+    }
+    if let Some((l, _)) = &tls {
+        ports.push(format!(
+            "{} (TLS)",
+            l.local_addr().map_err(|e| e.to_string())?
+        ));
+    }
+    let local = ports.join(" and ");
     let store = Arc::new(Store::new());
+    let acl = Arc::new(Acl::new(
+        config.requirepass.clone(),
+        config.aclfile.clone(),
+    )?);
+    if acl.default_is_open() && !config.bind.is_loopback() {
+        if config.protected_mode {
+            warn!(
+                "no password is set for the default user and --bind is not a loopback address: \
+                 protected mode answers clients from other hosts with DENIED (set \
+                 --requirepass or an --aclfile, or --protected-mode no)"
+            );
+        } else {
+            warn!(
+                "no password is set for the default user, --bind {} is reachable from other \
+                 hosts and protected mode is off: anyone who can reach the port can run every \
+                 command",
+                config.bind
+            );
+        }
+    }
     let shared = if config.cluster_enabled {
         let cluster = Cluster::new(&config, store)?;
         let bus_addr = std::net::SocketAddr::new(config.bind, cluster.bus_port());
@@ -75,8 +115,10 @@ async fn run(config: Config) -> Result<(), String> {
             config.clone(),
             cluster.clone(),
             Some(cluster.clone()),
+            acl.clone(),
         ));
         cluster.set_backends(shared.engine.backends.clone());
+        cluster.set_acl(acl);
         tokio::spawn(shardai_raft::network::serve(bus, cluster.target_slot()));
         info!(
             version = env!("CARGO_PKG_VERSION"),
@@ -94,11 +136,38 @@ async fn run(config: Config) -> Result<(), String> {
             "shardai listening on {local} (single node, data kept in memory; start with \
              --cluster-enabled yes for replicated, durable storage)"
         );
-        Arc::new(Shared::new(config.clone(), proposer, None))
+        Arc::new(Shared::new(config.clone(), proposer, None, acl))
     };
-    Server::new(listener, shared).run(shutdown_signal()).await;
+    let mut server = Server::new(listener, shared);
+    if let Some((l, acceptor)) = tls {
+        server = server.with_tls(l, acceptor);
+    }
+    server.run(shutdown_signal()).await;
     info!("shardai stopped");
     Ok(())
+}
+
+/// The TLS listener and its acceptor, when --tls-port is given.
+async fn tls_listener(
+    config: &Config,
+) -> Result<Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>, String> {
+    let Some(port) = config.tls_port.filter(|p| *p != 0) else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Err("--tls-port needs --tls-cert-file and --tls-key-file".into());
+    };
+    let acceptor = shardai_node::tls::acceptor(
+        cert,
+        key,
+        config.tls_ca_cert_file.as_deref(),
+        config.tls_auth_clients,
+    )?;
+    let addr = std::net::SocketAddr::new(config.bind, port);
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (TLS): {e}"))?;
+    Ok(Some((l, acceptor)))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -1,17 +1,24 @@
-//! The listener: accepts connections under the connection limit, runs background tasks
-//! (the expiry sweeper) and shuts everything down on request.
+//! The listeners: accept plain and TLS connections under the connection limit and protected
+//! mode, run background tasks (the expiry sweeper) and shut everything down on request.
 //!
 //! Lifecycle: [`Server::run`] returns once the shutdown future resolves, every connection
 //! task has been told to stop, and they have finished (or the grace period ran out).
 
 use std::{
     future::Future,
+    net::SocketAddr,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use shardai_engine::{Applied, Mutation};
-use tokio::{io::AsyncWriteExt, net::TcpListener, sync::watch, task::JoinSet};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinSet,
+};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::{conn, state::Shared};
@@ -19,17 +26,64 @@ use crate::{conn, state::Shared};
 /// How often keys with a deadline are swept.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
-/// A bound listener and the state its connections share.
-#[derive(Debug)]
+/// The bound listeners (plain and TLS) and the state their connections share.
 pub struct Server {
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+/// Longest a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Accepts on `l`, or never when there is no listener.
+async fn accept(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Server {
-    /// A server accepting on `listener`.
-    pub fn new(listener: TcpListener, shared: Arc<Shared>) -> Self {
-        Server { listener, shared }
+    /// A server accepting plain connections on `listener` (none with `--port 0`).
+    pub fn new(listener: Option<TcpListener>, shared: Arc<Shared>) -> Self {
+        Server {
+            listener,
+            tls: None,
+            shared,
+        }
+    }
+
+    /// Also accepts TLS connections on `listener`.
+    pub fn with_tls(mut self, listener: TcpListener, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some((listener, acceptor));
+        self
+    }
+
+    /// The error a new connection from `addr` gets instead of service, if any: over the
+    /// connection limit, or from another host in protected mode.
+    fn refusal(&self, addr: SocketAddr) -> Option<Vec<u8>> {
+        let shared = &self.shared;
+        let max = shared.runtime.maxclients.load(Ordering::Relaxed);
+        if shared.clients.lock().len() >= max {
+            debug!(%addr, max, "connection refused: maxclients reached");
+            return Some(conn::max_clients_reply());
+        }
+        if shared.runtime.protected_mode.load(Ordering::Relaxed)
+            && !addr.ip().is_loopback()
+            && !shared.config.bind.is_loopback()
+            && shared.acl.default_is_open()
+        {
+            debug!(%addr, "connection refused: protected mode");
+            return Some(conn::denied_reply());
+        }
+        None
     }
 
     /// Serves until `shutdown` resolves, then drains connections.
@@ -39,37 +93,45 @@ impl Server {
         let sweeper = tokio::spawn(expire_loop(self.shared.clone(), stop_rx.clone()));
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
+            let (accepted, tls) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let (mut sock, addr) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off, keep serving.
-                            warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let shared = &self.shared;
-                    let max = shared.runtime.maxclients.load(Ordering::Relaxed);
-                    if shared.clients.lock().len() >= max {
-                        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        debug!(%addr, max, "connection refused: maxclients reached");
-                        let reply = conn::max_clients_reply();
-                        tokio::spawn(async move {
-                            let _ = sock.write_all(&reply).await;
-                        });
-                        continue;
-                    }
-                    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let laddr = sock.local_addr().unwrap_or(addr);
-                    let info = shared.register(addr, laddr);
-                    debug!(id = info.id, %addr, "connection accepted");
-                    conns.spawn(conn::serve(sock, shared.clone(), info, stop_rx.clone()));
+                a = accept(self.listener.as_ref()) => (a, None),
+                a = accept(self.tls.as_ref().map(|t| &t.0)) => {
+                    (a, self.tls.as_ref().map(|t| t.1.clone()))
                 }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            };
+            let (sock, addr) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            let shared = self.shared.clone();
+            let refusal = self.refusal(addr);
+            if refusal.is_some() {
+                shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.stats.connections.fetch_add(1, Ordering::Relaxed);
             }
+            let stop = stop_rx.clone();
+            conns.spawn(async move {
+                let laddr = sock.local_addr().unwrap_or(addr);
+                match tls {
+                    None => start(sock, addr, laddr, false, refusal, shared, stop).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(sock)).await {
+                            Ok(Ok(s)) => start(s, addr, laddr, true, refusal, shared, stop).await,
+                            Ok(Err(e)) => debug!(%addr, error = %e, "TLS handshake failed"),
+                            Err(_) => debug!(%addr, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
         }
         info!(
             connections = conns.len(),
@@ -88,6 +150,28 @@ impl Server {
         }
         let _ = sweeper.await;
     }
+}
+
+/// Serves an accepted (and, for TLS, handshaken) connection, or writes its refusal.
+async fn start<S>(
+    mut sock: S,
+    addr: SocketAddr,
+    laddr: SocketAddr,
+    tls: bool,
+    refusal: Option<Vec<u8>>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    if let Some(reply) = refusal {
+        let _ = sock.write_all(&reply).await;
+        let _ = sock.shutdown().await;
+        return;
+    }
+    let info = shared.register(addr, laddr);
+    debug!(id = info.id, %addr, tls, "connection accepted");
+    conn::serve(sock, tls, shared, info, stop).await;
 }
 
 /// Removes expired keys through the proposer, so that replicas expire them too.

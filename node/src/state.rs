@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
 
 use crate::{
+    acl::Acl,
     client::{ClientInfo, ClientNames},
     cluster::Cluster,
     config::Config,
@@ -53,6 +54,8 @@ pub struct Runtime {
     pub maxclients: AtomicUsize,
     /// AI.CONFIG MODEL_CHUNK_SIZE.
     pub model_chunk_size: AtomicUsize,
+    /// protected-mode.
+    pub protected_mode: AtomicBool,
 }
 
 /// What AI commands run with: the backends models load into, the per-device run queues
@@ -103,6 +106,8 @@ pub struct Shared {
     pub stats: Stats,
     /// Backends, run queues and AI.INFO statistics.
     pub engine: Engine,
+    /// Users and the denial log.
+    pub acl: Arc<Acl>,
     /// Live connections by id.
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
@@ -121,12 +126,19 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Shared state for a server with `config` writing through `proposer`.
-    pub fn new(config: Config, proposer: Arc<dyn Proposer>, cluster: Option<Arc<Cluster>>) -> Self {
+    /// Shared state for a server with `config` writing through `proposer`, its users in
+    /// `acl`.
+    pub fn new(
+        config: Config,
+        proposer: Arc<dyn Proposer>,
+        cluster: Option<Arc<Cluster>>,
+        acl: Arc<Acl>,
+    ) -> Self {
         let runtime = Runtime {
             max_bulk: AtomicUsize::new(config.proto_max_bulk_len),
             maxclients: AtomicUsize::new(config.maxclients),
             model_chunk_size: AtomicUsize::new(config.model_chunk_size),
+            protected_mode: AtomicBool::new(config.protected_mode),
         };
         let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);
         let run_id = (0..5)
@@ -149,6 +161,7 @@ impl Shared {
             runtime,
             stats: Stats::default(),
             engine,
+            acl,
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),
@@ -173,6 +186,7 @@ impl Shared {
             resp: AtomicU8::new(2),
             names: Mutex::new(ClientNames::default()),
             last_cmd: AtomicUsize::new(usize::MAX),
+            user: Mutex::new("default".into()),
         });
         self.clients.lock().insert(id, info.clone());
         info

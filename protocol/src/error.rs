@@ -89,6 +89,53 @@ pub enum Error {
     /// The server has reached its connection limit.
     #[error("ERR max number of clients reached")]
     MaxClients,
+    /// A command other than AUTH/HELLO/QUIT before the connection authenticated.
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    /// HELLO without AUTH on a connection that has not authenticated.
+    #[error(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO \
+         <proto> AUTH <user> <pass> option can be used to authenticate the client and select the \
+         RESP protocol version at the same time"
+    )]
+    HelloNoAuth,
+    /// AUTH or HELLO AUTH with a wrong user or password, or a disabled user.
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    /// `AUTH password` while the default user needs no password.
+    #[error(
+        "ERR AUTH <password> called without any password configured for the default user. Are \
+         you sure your configuration is correct?"
+    )]
+    AuthNotConfigured,
+    /// The user may not run this command (`cmd` is `name` or `name|subcommand`).
+    #[error("NOPERM User {user} has no permissions to run the '{cmd}' command")]
+    NoPermCommand {
+        /// The user.
+        user: String,
+        /// The command as Redis names it.
+        cmd: String,
+    },
+    /// The user may not touch one of the command's keys.
+    #[error("NOPERM No permissions to access a key")]
+    NoPermKey,
+    /// Protected mode: no password is set and the client is not on the loopback interface.
+    #[error(
+        "DENIED Redis is running in protected mode because protected mode is enabled and no \
+         password is set for the default user. In this mode connections are only accepted from \
+         the loopback interface. If you want to connect from external computers to Redis you \
+         may adopt one of the following solutions: 1) Just disable protected mode sending the \
+         command 'CONFIG SET protected-mode no' from the loopback interface by connecting to \
+         Redis from the same host the server is running, however MAKE SURE Redis is not \
+         publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change \
+         permanent. 2) Alternatively you can just disable the protected mode by editing the \
+         Redis configuration file, and setting the protected mode option to 'no', and then \
+         restarting the server. 3) If you started the server manually just for testing, restart \
+         it with the '--protected-mode no' option. 4) Set up an authentication password for the \
+         default user. NOTE: You only need to do one of the above things in order for the \
+         server to start accepting connections from the outside."
+    )]
+    Denied,
     /// A mutation could not be applied (replication unavailable, shutting down, ...).
     #[error("ERR {0}")]
     Unavailable(String),
@@ -222,7 +269,7 @@ impl Error {
 
     /// True when the reply must be followed by closing the connection.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Error::Protocol(_) | Error::MaxClients)
+        matches!(self, Error::Protocol(_) | Error::MaxClients | Error::Denied)
     }
 
     /// True for errors sent as a status line (`+TIMEDOUT`) rather than an error line.

@@ -12,7 +12,8 @@ use bytes::Bytes;
 
 use crate::{
     command::{
-        Command, Cursor, ai_config, cluster, dag, keyspace, migrate, model, server, strings, tensor,
+        Command, Cursor, acl, ai_config, cluster, dag, keyspace, migrate, model, server, strings,
+        tensor,
     },
     error::Error,
     frame::parse_i64,
@@ -127,6 +128,8 @@ pub static COMMANDS: &[CommandSpec] = &[
           ["@fast", "@connection"], "connection", "Handshakes with the server."),
     spec!("quit", server::quit, -1, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0,
           ["@fast", "@connection"], "connection", "Closes the connection."),
+    spec!("auth", acl::auth, -2, ["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0,
+          ["@fast", "@connection"], "connection", "Authenticates the connection."),
     spec!("select", server::select, 2, ["loading", "stale", "fast"], 0, 0, 0, ["@fast", "@connection"],
           "connection", "Changes the selected database."),
     spec!("client", server::client, -2, [], 0, 0, 0, ["@slow", "@connection"], "connection",
@@ -148,6 +151,10 @@ pub static COMMANDS: &[CommandSpec] = &[
           ["@admin", "@fast", "@dangerous"], "server",
           "Returns the replication role."),
     // server
+    spec!("acl", acl::acl, -2, [], 0, 0, 0, ["@slow"], "server",
+          "A container for Access List Control commands.",
+          ["acl|setuser", "acl|getuser", "acl|deluser", "acl|list", "acl|users", "acl|whoami",
+           "acl|cat", "acl|log", "acl|load", "acl|save", "acl|genpass", "acl|help"]),
     spec!("command", server::command, -1, ["loading", "stale"], 0, 0, 0, ["@slow", "@connection"], "server",
           "Returns detailed information about all commands.",
           ["command|count", "command|info", "command|docs", "command|list", "command|getkeys",
@@ -233,7 +240,7 @@ pub static COMMANDS: &[CommandSpec] = &[
           "module", "Runs a read-only directed acyclic graph of AI commands (deprecated)."),
     spec!("ai.info", model::ai_info, -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
           "Returns execution statistics of a model or a script."),
-    spec!("ai.config", ai_config::ai_config, -2, ["write", "module"], 0, 0, 0, ["@admin"], "module",
+    spec!("ai.config", ai_config::ai_config, -2, ["write", "module"], 0, 0, 0, ["@admin", "@slow", "@dangerous"], "module",
           "Sets configuration directives and loads backends at run time."),
 ];
 
@@ -245,6 +252,7 @@ pub const EXAMPLES: &[&str] = &[
     "ECHO hi",
     "HELLO 3",
     "QUIT",
+    "AUTH pw",
     "SELECT 0",
     "CLIENT ID",
     "READONLY",
@@ -252,6 +260,7 @@ pub const EXAMPLES: &[&str] = &[
     "ASKING",
     "CLUSTER KEYSLOT k",
     "ROLE",
+    "ACL WHOAMI",
     "COMMAND COUNT",
     "INFO server",
     "CONFIG GET maxclients",

@@ -19,6 +19,11 @@ pub struct NodeInfo {
     pub bus_addr: String,
     /// The shard it replicates.
     pub shard: u32,
+    /// Its TLS client port (`--tls-port`), announced to TLS clients instead of the plain
+    /// port. Absent from the stored JSON when the node has none, so topologies without TLS
+    /// read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
 }
 
 impl NodeInfo {
@@ -142,6 +147,7 @@ impl Topology {
                 t.nodes.insert(
                     *id,
                     NodeInfo {
+                        tls_port: None,
                         id: *id,
                         client_addr: client.clone(),
                         bus_addr: bus.clone(),
@@ -212,6 +218,23 @@ impl Topology {
         serde_json::to_string(self).expect("a topology always encodes")
     }
 
+    /// The topology as TLS clients are told it: each node with a TLS port at that port.
+    pub fn for_tls(&self) -> Topology {
+        let mut t = self.clone();
+        for n in t.nodes.values_mut() {
+            if let Some(p) = n.tls_port {
+                let (host, _) = n.host_port();
+                n.client_addr = format!("{host}:{p}");
+            }
+        }
+        t
+    }
+
+    /// True when some node has a TLS port.
+    pub fn has_tls(&self) -> bool {
+        self.nodes.values().any(|n| n.tls_port.is_some())
+    }
+
     /// Parses the stored JSON.
     pub fn decode(b: &[u8]) -> Result<Topology, String> {
         serde_json::from_slice(b).map_err(|e| format!("bad topology: {e}"))
@@ -221,6 +244,20 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_ports_are_optional_in_the_stored_json() {
+        let nodes = vec![(1, "10.0.0.1:7000".to_string(), "10.0.0.1:17000".to_string())];
+        let mut t = Topology::layout(&nodes, 0).unwrap();
+        let plain = t.encode();
+        assert!(!plain.contains("tls_port"), "{plain}");
+        assert_eq!(Topology::decode(plain.as_bytes()).unwrap(), t);
+        t.nodes.get_mut(&1).unwrap().tls_port = Some(7443);
+        let with_tls = Topology::decode(t.encode().as_bytes()).unwrap();
+        assert_eq!(with_tls.nodes[&1].tls_port, Some(7443));
+        assert_eq!(with_tls.for_tls().nodes[&1].client_addr, "10.0.0.1:7443");
+        assert_eq!(t.nodes[&1].client_addr, "10.0.0.1:7000");
+    }
 
     #[test]
     fn slots_spread_like_redis_cli() {

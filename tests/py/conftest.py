@@ -40,6 +40,8 @@ class Server:
             try:
                 if redis.Redis(port=self.port, socket_timeout=2).ping():
                     return True
+            except redis.AuthenticationError:
+                return True  # serving, and asking for a password
             except redis.ConnectionError:
                 time.sleep(0.02)
         return False

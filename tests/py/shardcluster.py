@@ -21,9 +21,10 @@ from harness import binary, free_port
 
 
 class Node:
-    def __init__(self, extra=()):
+    def __init__(self, extra=(), password=None):
         self.dir = tempfile.mkdtemp(prefix="shardai-cluster-")
         self.extra = list(extra)
+        self.password = password
         self.proc = None
         for _ in range(5):
             self.port, self.bus = free_port(), free_port()
@@ -60,6 +61,7 @@ class Node:
 
     def client(self, **kw):
         kw.setdefault("socket_timeout", 30)
+        kw.setdefault("password", self.password)
         return redis.Redis(port=self.port, **kw)
 
     def kill(self):
@@ -95,19 +97,27 @@ class Node:
         return self.client().info("replication")
 
 
-def cli(*args, timeout=60):
+def cli(*args, timeout=60, password=None):
+    env = dict(os.environ)
+    if password:
+        env["SHARDAI_PASSWORD"] = password
     return subprocess.run([binary(), "cluster", *args], check=True, timeout=timeout,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
 
 
 class Cluster:
-    def __init__(self, n=3, extra=(), replicas=None):
-        """`n` nodes in shards of `replicas` + 1 (default: one shard of all of them)."""
+    def __init__(self, n=3, extra=(), replicas=None, password=None):
+        """`n` nodes in shards of `replicas` + 1 (default: one shard of all of them), each
+        with `password` as its requirepass when given."""
         self.nodes = []
+        self.password = password
         replicas = n - 1 if replicas is None else replicas
+        if password:
+            extra = [*extra, "--requirepass", password]
         try:
-            self.nodes = [Node(extra) for _ in range(n)]
-            cli("create", *[x.addr for x in self.nodes], "--replicas", str(replicas))
+            self.nodes = [Node(extra, password) for _ in range(n)]
+            cli("create", *[x.addr for x in self.nodes], "--replicas", str(replicas),
+                password=password)
             if replicas == n - 1:
                 self.leader()
         except BaseException:

@@ -10,6 +10,23 @@ use std::{
 pub(super) use crate::resp::Val;
 use crate::resp::{RespReader, request};
 
+/// Credentials every connection authenticates with: (user, password).
+static CREDENTIALS: std::sync::OnceLock<(Option<String>, String)> = std::sync::OnceLock::new();
+
+/// Makes every connection authenticate (`AUTH [user] pass`) when it opens.
+pub(super) fn set_credentials(user: Option<String>, pass: String) {
+    let _ = CREDENTIALS.set((user, pass));
+}
+
+/// MIGRATE's AUTH/AUTH2 arguments for the credentials, if any.
+pub(super) fn migrate_auth() -> Vec<String> {
+    match CREDENTIALS.get() {
+        None => Vec::new(),
+        Some((None, pass)) => vec!["AUTH".into(), pass.clone()],
+        Some((Some(user), pass)) => vec!["AUTH2".into(), user.clone(), pass.clone()],
+    }
+}
+
 /// A blocking RESP2 connection.
 pub(super) struct Conn {
     addr: String,
@@ -24,11 +41,18 @@ impl Conn {
             .find_map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).ok())
             .ok_or_else(|| format!("cannot connect to {addr}: is shardai running there?"))?;
         let _ = sock.set_read_timeout(Some(Duration::from_secs(120)));
-        Ok(Conn {
+        let mut conn = Conn {
             addr: addr.to_string(),
             sock,
             reader: RespReader::default(),
-        })
+        };
+        if let Some((user, pass)) = CREDENTIALS.get() {
+            let mut args = vec!["AUTH"];
+            args.extend(user.as_deref());
+            args.push(pass);
+            conn.ok(&args)?;
+        }
+        Ok(conn)
     }
 
     pub(super) fn call(&mut self, args: &[&str]) -> Result<Val, String> {
@@ -49,6 +73,18 @@ impl Conn {
             v => Ok(v),
         }
     }
+}
+
+/// The TLS client port `addr` announces to TLS clients (`CONFIG GET tls-port`), if any.
+pub(super) fn tls_port(addr: &str) -> Result<Option<u16>, String> {
+    let v = Conn::open(addr)?.ok(&["CONFIG", "GET", "tls-port"])?;
+    let Val::Arr(pair) = v else {
+        return Ok(None);
+    };
+    Ok(pair
+        .get(1)
+        .and_then(|p| p.text().parse::<u16>().ok())
+        .filter(|p| *p != 0))
 }
 
 /// Sends `args` to `addr`, following MOVED redirects to the leader.

@@ -35,6 +35,18 @@ use shardai_router::{NodeInfo, Topology, replies::parse_node_name, topology::lay
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// ACL user to authenticate as on every node (needs the @admin category).
+    #[arg(long, global = true, env = "SHARDAI_USER")]
+    user: Option<String>,
+    /// Password to authenticate with (the node's requirepass, or --user's password).
+    #[arg(
+        long = "pass",
+        short = 'a',
+        global = true,
+        env = "SHARDAI_PASSWORD",
+        hide_env_values = true
+    )]
+    pass: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,7 +234,10 @@ fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), Strin
             .text();
         members.push((id, n.clone(), bus));
     }
-    let t = Topology::layout(&members, replicas)?;
+    let mut t = Topology::layout(&members, replicas)?;
+    for n in t.nodes.values_mut() {
+        n.tls_port = conn::tls_port(&n.client_addr)?;
+    }
     for shard in t.shards.values() {
         let (a, b) = shard.slots[0];
         let first = &t.nodes[&shard.nodes[0]];
@@ -320,6 +335,7 @@ fn add_node(new: String, existing: String) -> Result<(), String> {
     t.nodes.insert(
         id,
         NodeInfo {
+            tls_port: conn::tls_port(&new)?,
             id,
             client_addr: new.clone(),
             bus_addr: bus,
@@ -392,6 +408,9 @@ fn info(node: String) -> Result<(), String> {
 /// Runs `shardai cluster <args>`; returns the process exit code.
 pub fn main(args: Vec<String>) -> i32 {
     let cli = Cli::parse_from(args);
+    if let Some(pass) = cli.pass.clone() {
+        conn::set_credentials(cli.user.clone(), pass);
+    }
     let r = match cli.cmd {
         Cmd::Create {
             nodes,

@@ -73,7 +73,10 @@ fn move_slot(
         if keys.is_empty() {
             break;
         }
-        let mut args = vec!["MIGRATE", host, port, "", "0", "60000", "KEYS"];
+        let auth = super::conn::migrate_auth();
+        let mut args = vec!["MIGRATE", host, port, "", "0", "60000"];
+        args.extend(auth.iter().map(String::as_str));
+        args.push("KEYS");
         args.extend(keys.iter().map(String::as_str));
         conns.ok(&src.addr, &args)?;
         moved += keys.len();
@@ -237,6 +240,7 @@ pub(super) fn add_shard(existing: String, new: Vec<String>) -> Result<(), String
         t.nodes.insert(
             id,
             NodeInfo {
+                tls_port: super::conn::tls_port(n)?,
                 id,
                 client_addr: n.clone(),
                 bus_addr: bus,

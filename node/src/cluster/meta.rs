@@ -74,6 +74,15 @@ impl Cluster {
         self.view.read().clone()
     }
 
+    /// The routing view for a client: for TLS clients, one naming the nodes' TLS ports (as
+    /// Redis does with tls-cluster), when they have them.
+    pub fn view_for(&self, tls: bool) -> Option<Arc<View>> {
+        if tls && let Some(v) = self.tls_view.read().clone() {
+            return Some(v);
+        }
+        self.view()
+    }
+
     /// Stores `t` as the cluster's topology (through the metadata group's leader).
     pub async fn set_topology(&self, t: &Topology) -> Result<(), Error> {
         let meta = self
@@ -142,6 +151,7 @@ impl Cluster {
     /// Rebuilds the view if the metadata changed (or a second passed) and publishes this
     /// node's leadership.
     fn refresh(self: &Arc<Self>, last: &mut Inputs) {
+        self.sync_acl();
         let (Some(id), Some(group)) = (self.identity(), self.group()) else {
             return;
         };
@@ -228,12 +238,39 @@ impl Cluster {
                 "cluster topology loaded"
             );
         }
+        let tls_view = t.has_tls().then(|| {
+            let v = View::new(t.for_tls(), leaders.clone(), id.node);
+            Arc::new(v.with_slots(&moved, &migrations))
+        });
         let view = View::new(t, leaders, id.node).with_slots(&moved, &migrations);
         *self.view.write() = Some(Arc::new(view));
+        *self.tls_view.write() = tls_view;
         *last = Inputs {
             at: Some(std::time::Instant::now()),
             ..inputs
         };
+    }
+
+    /// Applies the cluster's user records to this node's users when the metadata changed.
+    fn sync_acl(&self) {
+        let Some(acl) = self.acl.get() else { return };
+        let applied = self.meta_store.applied_count();
+        if self.acl_applied.swap(applied, Ordering::AcqRel) == applied {
+            return;
+        }
+        let now = shardai_engine::now_ms();
+        let prefix = crate::acl::RECORD_PREFIX;
+        let records = self
+            .meta_store
+            .keys(format!("{prefix}*").as_bytes(), now)
+            .into_iter()
+            .filter_map(|k| {
+                let name = std::str::from_utf8(k.strip_prefix(prefix.as_bytes())?).ok()?;
+                let v = self.meta_string_b(&k)?;
+                Some((name.to_string(), String::from_utf8(v.to_vec()).ok()?))
+            })
+            .collect();
+        acl.apply_cluster(records);
     }
 
     fn meta_string_b(&self, key: &[u8]) -> Option<Bytes> {

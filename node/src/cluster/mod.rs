@@ -97,12 +97,15 @@ pub struct Cluster {
     store: Arc<Store>,
     meta_store: Arc<Store>,
     backends: OnceLock<Arc<Backends>>,
+    acl: OnceLock<Arc<crate::acl::Acl>>,
+    acl_applied: std::sync::atomic::AtomicU64,
     group: RwLock<Option<Arc<ShardGroup>>>,
     meta: RwLock<Option<Arc<ShardGroup>>>,
     identity: RwLock<Option<Identity>>,
     slot: TargetSlot,
     joining: tokio::sync::Mutex<()>,
     view: RwLock<Option<Arc<View>>>,
+    tls_view: RwLock<Option<Arc<View>>>,
     inputs: parking_lot::Mutex<meta::Inputs>,
     publishing: AtomicBool,
     /// Held shared by every keyed command from its routing decision to its reply, and
@@ -134,12 +137,15 @@ impl Cluster {
             store,
             meta_store: Arc::new(Store::new()),
             backends: OnceLock::new(),
+            acl: OnceLock::new(),
+            acl_applied: std::sync::atomic::AtomicU64::new(u64::MAX),
             group: RwLock::new(None),
             meta: RwLock::new(None),
             identity: RwLock::new(None),
             slot: TargetSlot::default(),
             joining: tokio::sync::Mutex::new(()),
             view: RwLock::new(None),
+            tls_view: RwLock::new(None),
             inputs: parking_lot::Mutex::new(meta::Inputs::default()),
             publishing: AtomicBool::new(false),
             migration: Arc::new(tokio::sync::RwLock::new(())),
@@ -159,6 +165,11 @@ impl Cluster {
     /// Sets the backends models are loaded into (before any group starts).
     pub fn set_backends(&self, b: Arc<Backends>) {
         let _ = self.backends.set(b);
+    }
+
+    /// Sets the users that the cluster's user records are applied to.
+    pub fn set_acl(&self, acl: Arc<crate::acl::Acl>) {
+        let _ = self.acl.set(acl);
     }
 
     /// The running group, if this node has joined a cluster.

@@ -127,6 +127,7 @@ impl Cluster {
         argv: &[Bytes],
         readonly_conn: bool,
         asking: bool,
+        tls: bool,
     ) -> Result<Option<OwnedRwLockReadGuard<()>>, Error> {
         let guard = if holds_migration_lock(spec) {
             Some(self.migration.clone().read_owned().await)
@@ -138,7 +139,7 @@ impl Cluster {
         if keys.is_empty() {
             return Ok(guard);
         }
-        let view = self.view();
+        let view = self.view_for(tls);
         let role = self.role();
         let here = |k: &[u8]| self.store.get(k).is_some();
         let refuse = match route(

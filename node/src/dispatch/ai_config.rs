@@ -1,7 +1,12 @@
 //! AI.CONFIG: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE and GET.
+//!
+//! Loading a backend runs a library's native code in the server, so LOADBACKEND opens only
+//! files inside the backends path (relative paths resolve there, as in RedisAI), and
+//! `--enable-backend-loading no` refuses LOADBACKEND and BACKENDSPATH altogether. Both are
+//! `@admin` commands for ACL users.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
 };
 
@@ -15,8 +20,45 @@ use tracing::{info, warn};
 
 use crate::state::Runtime;
 
-pub(super) async fn ai_config(c: AiConfig, rt: &Runtime, backends: &Arc<Backends>) -> Reply {
+const LOADING_DISABLED: &str = "AI.CONFIG LOADBACKEND and BACKENDSPATH are not allowed on this \
+                                server: start it with --enable-backend-loading yes to allow them";
+
+/// The library `path` names, if it is a file inside the backends path `base`: relative paths
+/// resolve against `base`; links are followed before the check, so none leads outside.
+pub(super) fn confine(base: Option<&Path>, path: &Path) -> Result<PathBuf, String> {
+    let Some(base) = base else {
+        return Err("no backends path is set (--backends-path or AI.CONFIG BACKENDSPATH)".into());
+    };
+    let base = base
+        .canonicalize()
+        .map_err(|e| format!("backends path {}: {e}", base.display()))?;
+    let full = base.join(path);
+    let real = full
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", full.display()))?;
+    if !real.starts_with(&base) {
+        return Err(format!(
+            "{} is outside the backends path {}",
+            path.display(),
+            base.display()
+        ));
+    }
+    if !real.is_file() {
+        return Err(format!("{} is not a file", real.display()));
+    }
+    Ok(real)
+}
+
+pub(super) async fn ai_config(
+    c: AiConfig,
+    rt: &Runtime,
+    backends: &Arc<Backends>,
+    allow_loading: bool,
+) -> Reply {
     match c {
+        AiConfig::BackendsPath(_) | AiConfig::LoadBackend { .. } if !allow_loading => {
+            Reply::Error(Error::Unavailable(LOADING_DISABLED.into()))
+        }
         AiConfig::BackendsPath(p) => {
             let path = PathBuf::from(String::from_utf8_lossy(&p).into_owned());
             info!(path = %path.display(), "AI.CONFIG BACKENDSPATH set");
@@ -28,9 +70,12 @@ pub(super) async fn ai_config(c: AiConfig, rt: &Runtime, backends: &Arc<Backends
                 return Reply::Error(Error::UnsupportedBackend);
             };
             let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
-            let full = match (backends.path(), path.is_absolute()) {
-                (Some(base), false) => base.join(&path),
-                _ => path,
+            let full = match confine(backends.path().as_deref(), &path) {
+                Ok(p) => p,
+                Err(why) => {
+                    warn!(backend, path = %path.display(), reason = %why, "AI.CONFIG LOADBACKEND refused");
+                    return Reply::Error(Error::ErrorLoadingBackend(why));
+                }
             };
             // Loading a library is a blocking backend call: keep it off the async workers.
             let backends = backends.clone();
@@ -61,5 +106,32 @@ pub(super) async fn ai_config(c: AiConfig, rt: &Runtime, backends: &Arc<Backends
             "model_chunk_size" => Reply::Int(rt.model_chunk_size.load(Ordering::Relaxed) as i64),
             _ => Reply::Error(Error::UnsupportedConfigName),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libraries_load_only_from_inside_the_backends_path() {
+        let dir = std::env::temp_dir().join(format!("shardai-confine-{}", std::process::id()));
+        let base = dir.join("backends");
+        std::fs::create_dir_all(base.join("onnx")).unwrap();
+        std::fs::write(base.join("onnx/lib.so"), b"x").unwrap();
+        std::fs::write(dir.join("outside.so"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.join("outside.so"), base.join("link.so")).unwrap();
+        let real = base.canonicalize().unwrap().join("onnx/lib.so");
+        assert_eq!(
+            confine(Some(&base), Path::new("onnx/lib.so")),
+            Ok(real.clone())
+        );
+        assert_eq!(confine(Some(&base), &real), Ok(real));
+        for bad in ["../outside.so", "link.so", "nope.so", "onnx"] {
+            assert!(confine(Some(&base), Path::new(bad)).is_err(), "{bad}");
+        }
+        assert!(confine(Some(&base), &dir.join("outside.so")).is_err());
+        assert!(confine(None, Path::new("onnx/lib.so")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,9 +14,13 @@ use crate::{client::ConnState, cluster::Cluster, state::Shared};
 
 /// The routing view CLUSTER answers from: the cluster's, or for a node running alone a
 /// one-node cluster at the address the client reached.
-fn view_of(cluster: Option<&Arc<Cluster>>, laddr: SocketAddr) -> Result<Arc<View>, Error> {
+fn view_of(
+    cluster: Option<&Arc<Cluster>>,
+    laddr: SocketAddr,
+    tls: bool,
+) -> Result<Arc<View>, Error> {
     match cluster {
-        Some(c) => c.view().ok_or_else(|| {
+        Some(c) => c.view_for(tls).ok_or_else(|| {
             Error::ClusterDown(if c.identity().is_some() {
                 "the cluster topology is not known yet".into()
             } else {
@@ -36,7 +40,7 @@ fn view_of(cluster: Option<&Arc<Cluster>>, laddr: SocketAddr) -> Result<Arc<View
 /// GETKEYSINSLOT slot count | SETSLOT ... | HELP`, and the internal `SHARDAI-*` subcommands.
 pub(super) async fn cluster(cmd: ClusterCmd, shared: &Shared, conn: &ConnState) -> Reply {
     let (cluster, store) = (shared.cluster.as_ref(), &**shared.store());
-    run(cmd, cluster, store, conn.info.laddr)
+    run(cmd, cluster, store, conn.info.laddr, conn.tls)
         .await
         .unwrap_or_else(Reply::Error)
 }
@@ -46,6 +50,7 @@ async fn run(
     cluster: Option<&Arc<Cluster>>,
     store: &Store,
     laddr: SocketAddr,
+    tls: bool,
 ) -> Result<Reply, Error> {
     Ok(match cmd {
         ClusterCmd::Admin(a) => super::cluster_admin::admin(a, cluster).await?,
@@ -61,7 +66,7 @@ async fn run(
             let id = cluster.and_then(|c| c.identity()).map_or(0, |i| i.node);
             Reply::bulk(replies::node_name(id))
         }
-        ClusterCmd::Info => match view_of(cluster, laddr) {
+        ClusterCmd::Info => match view_of(cluster, laddr, tls) {
             Ok(v) => Reply::Verbatim(replies::cluster_info(&v)),
             Err(_) => Reply::Verbatim(
                 "cluster_state:fail\r\ncluster_slots_assigned:0\r\ncluster_slots_ok:0\r\n\
@@ -70,9 +75,9 @@ async fn run(
                     .into(),
             ),
         },
-        ClusterCmd::Slots => replies::cluster_slots(&*view_of(cluster, laddr)?),
+        ClusterCmd::Slots => replies::cluster_slots(&*view_of(cluster, laddr, tls)?),
         ClusterCmd::Shards => {
-            let v = view_of(cluster, laddr)?;
+            let v = view_of(cluster, laddr, tls)?;
             let me = v.me;
             let applied = cluster
                 .and_then(|c| c.group())
@@ -80,7 +85,7 @@ async fn run(
             replies::cluster_shards(&v, &|id| if id == me { applied } else { 0 })
         }
         ClusterCmd::Nodes => {
-            let v = view_of(cluster, laddr)?;
+            let v = view_of(cluster, laddr, tls)?;
             Reply::Verbatim(replies::cluster_nodes(&v, shardai_engine::now_ms()))
         }
         ClusterCmd::CountKeysInSlot(slot) => {

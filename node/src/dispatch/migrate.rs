@@ -22,6 +22,8 @@ use crate::{
     resp::{RespReader, Val, request},
 };
 
+/// Longest MIGRATE waits for one step (connect, write, each reply), whatever its timeout.
+const MAX_TIMEOUT_MS: u64 = 60_000;
 /// Most bytes one reply from MIGRATE's target may take.
 const REPLY_LIMIT: usize = 64 * 1024;
 /// Payloads from this size on are checked and decoded on a blocking thread.
@@ -91,11 +93,66 @@ async fn read_status(
     }
 }
 
+/// Whether MIGRATE may connect to `host:port`: with `any_host`, anywhere; in a cluster, only
+/// to a node's client address (`nodes`); standalone, only to the loopback interface. A
+/// client that may run MIGRATE cannot make the server connect elsewhere.
+pub(super) fn target_allowed(
+    host: &str,
+    port: u16,
+    nodes: Option<&[String]>,
+    any_host: bool,
+) -> Result<(), Error> {
+    if any_host {
+        return Ok(());
+    }
+    let ip: Option<std::net::IpAddr> = host.trim_matches(['[', ']']).parse().ok();
+    let allowed = match nodes {
+        Some(nodes) => nodes.iter().any(|addr| {
+            let Some((h, p)) = addr.rsplit_once(':') else {
+                return false;
+            };
+            p.parse() == Ok(port)
+                && (h.eq_ignore_ascii_case(host)
+                    || ip.is_some() && h.trim_matches(['[', ']']).parse().ok() == ip)
+        }),
+        None => ip.is_some_and(|ip| ip.is_loopback()) || host.eq_ignore_ascii_case("localhost"),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        let scope = if nodes.is_some() {
+            "is not a node of this cluster"
+        } else {
+            "is not a loopback address"
+        };
+        Err(Error::Unavailable(format!(
+            "MIGRATE target {host}:{port} {scope} (start the server with --migrate-any-host yes \
+             to allow any host)"
+        )))
+    }
+}
+
 pub(super) async fn migrate(
-    m: Migrate,
+    mut m: Migrate,
     proposer: &dyn Proposer,
     cluster: Option<&Cluster>,
+    any_host: bool,
 ) -> Reply {
+    let nodes: Option<Vec<String>> = cluster.map(|c| {
+        c.view()
+            .map(|v| {
+                v.topology
+                    .nodes
+                    .values()
+                    .map(|n| n.client_addr.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    if let Err(e) = target_allowed(&m.host, m.port, nodes.as_deref(), any_host) {
+        return Reply::Error(e);
+    }
+    m.timeout_ms = m.timeout_ms.min(MAX_TIMEOUT_MS);
     // Exclusive against commands on migrating slots, until the moved keys are gone here.
     let _lock = match cluster {
         Some(c) => Some(c.migration.clone().write_owned().await),
@@ -205,4 +262,24 @@ async fn send(
         }
     }
     Ok((moved, failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_allowed;
+
+    #[test]
+    fn migrate_goes_only_to_cluster_nodes_or_loopback() {
+        let nodes = vec!["127.0.0.1:7001".to_string(), "10.0.0.2:7000".to_string()];
+        assert!(target_allowed("127.0.0.1", 7001, Some(&nodes), false).is_ok());
+        assert!(target_allowed("10.0.0.2", 7000, Some(&nodes), false).is_ok());
+        assert!(target_allowed("10.0.0.2", 22, Some(&nodes), false).is_err());
+        assert!(target_allowed("169.254.169.254", 80, Some(&nodes), false).is_err());
+        assert!(target_allowed("127.0.0.1", 6379, None, false).is_ok());
+        assert!(target_allowed("localhost", 6379, None, false).is_ok());
+        assert!(target_allowed("10.0.0.9", 6379, None, false).is_err());
+        assert!(target_allowed("10.0.0.9", 6379, None, true).is_ok());
+        let e = target_allowed("10.0.0.9", 1, Some(&nodes), false).unwrap_err();
+        assert!(e.wire_text().contains("not a node of this cluster"), "{e}");
+    }
 }

@@ -5,6 +5,7 @@
 //! command to its handler. Handlers never import the connection loop ([`crate::conn`]);
 //! what they know of the connection is [`ConnState`].
 
+mod acl;
 mod ai_config;
 mod cluster;
 mod cluster_admin;
@@ -46,7 +47,11 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::Quit => return (Reply::OK, Flow::Close),
         Command::Ping(msg) => server::ping(msg, conn),
         Command::Echo(m) => Reply::Bulk(m),
-        Command::Hello(h) => server::hello(h, conn),
+        Command::Hello(h) => acl::hello(h, &shared.acl, shared.cluster.as_ref(), conn).await,
+        Command::Auth { user, pass } => {
+            acl::auth(user, pass, &shared.acl, shared.cluster.as_ref(), conn).await
+        }
+        Command::Acl(c) => acl::acl_cmd(c, &shared.acl, shared.cluster.as_ref(), conn).await,
         Command::Select(db) => server::select(db),
         Command::Client(c) => server::client(c, shared, conn),
         Command::Command(c) => command::command(c),
@@ -66,7 +71,10 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
             conn.asking = true;
             Reply::OK
         }
-        Command::Migrate(m) => migrate::migrate(m, proposer, shared.cluster.as_deref()).await,
+        Command::Migrate(m) => {
+            let any_host = shared.config.migrate_any_host;
+            migrate::migrate(m, proposer, shared.cluster.as_deref(), any_host).await
+        }
         Command::Restore(r) => migrate::restore(r, proposer, &engine.backends).await,
         Command::Dump(key) => migrate::dump_key(&key, store),
         Command::DbSize => Reply::Int(store.len() as i64),
@@ -84,7 +92,10 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::IncrBy { key, delta } => strings::incr_by(key, delta, proposer).await,
         Command::TensorSet(t) => tensor::tensorset(t, proposer, max_bulk()).await,
         Command::TensorGet(t) => tensor::tensorget(t, store, &shared.stats),
-        Command::AiConfig(c) => ai_config::ai_config(c, &shared.runtime, &engine.backends).await,
+        Command::AiConfig(c) => {
+            let allow_loading = shared.config.enable_backend_loading;
+            ai_config::ai_config(c, &shared.runtime, &engine.backends, allow_loading).await
+        }
         Command::ModelStore(m) => model::modelstore(m, proposer, &engine.backends).await,
         Command::ModelGet(g) => model::modelget(
             g,

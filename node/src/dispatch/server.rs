@@ -23,11 +23,9 @@ pub(super) fn ping(msg: Option<Bytes>, _conn: &ConnState) -> Reply {
     }
 }
 
+/// HELLO once authentication is settled (see `acl::hello`): the version is 2 or 3.
 pub(super) fn hello(h: Hello, conn: &mut ConnState) -> Reply {
     if let Some(v) = h.proto {
-        if v != 2 && v != 3 {
-            return Reply::Error(Error::NoProto);
-        }
         conn.resp = v as u8;
         conn.info.resp.store(v as u8, Ordering::Relaxed);
     }
@@ -64,32 +62,6 @@ pub(super) fn select(db: i64) -> Reply {
     }
 }
 
-/// One CLIENT LIST line, as Redis formats it (the fields clients and tools read).
-fn client_line(c: &ClientInfo) -> String {
-    let names = c.names.lock().clone();
-    let age = c.since.elapsed();
-    let idle = age
-        .as_secs()
-        .saturating_sub(c.last_ms.load(Ordering::Relaxed) / 1000);
-    let cmd = shardai_protocol::table::COMMANDS
-        .get(c.last_cmd.load(Ordering::Relaxed))
-        .map_or("NULL", |s| s.name);
-    format!(
-        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
-         multi=-1 watch=0 cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
-        c.id,
-        c.addr,
-        c.laddr,
-        String::from_utf8_lossy(&names.name),
-        age.as_secs(),
-        idle,
-        cmd,
-        c.resp.load(Ordering::Relaxed),
-        String::from_utf8_lossy(&names.lib_name),
-        String::from_utf8_lossy(&names.lib_ver),
-    )
-}
-
 pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Reply {
     match c {
         ClientCmd::SetName(name) => {
@@ -114,10 +86,10 @@ pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Rep
             }
             Reply::OK
         }
-        ClientCmd::Info => Reply::Verbatim(client_line(&conn.info)),
+        ClientCmd::Info => Reply::Verbatim(ClientInfo::line(&conn.info)),
         ClientCmd::List => {
             let clients: Vec<_> = shared.clients.lock().values().cloned().collect();
-            Reply::Verbatim(clients.iter().map(|c| client_line(c)).collect())
+            Reply::Verbatim(clients.iter().map(|c| ClientInfo::line(c)).collect())
         }
         ClientCmd::Help => help(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -142,11 +114,17 @@ pub(super) fn help(lines: &[&'static str]) -> Reply {
 }
 
 /// The options CONFIG GET knows, with their current values.
+/// The largest proto-max-bulk-len CONFIG SET accepts.
+const MAX_BULK_LIMIT: usize = 4 << 30;
+/// The largest maxclients CONFIG SET accepts.
+const MAX_CLIENTS_LIMIT: usize = 1_000_000;
+
 fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
     let c = &shared.config;
     let rt = &shared.runtime;
     vec![
         ("port", c.port.to_string()),
+        ("tls-port", c.tls_port.unwrap_or(0).to_string()),
         ("bind", c.bind.to_string()),
         ("dir", c.dir.display().to_string()),
         (
@@ -156,6 +134,15 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
         (
             "proto-max-bulk-len",
             rt.max_bulk.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "protected-mode",
+            if rt.protected_mode.load(Ordering::Relaxed) {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
         ),
         ("databases", "1".into()),
         ("appendonly", "no".into()),
@@ -195,18 +182,28 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                 };
                 match name.as_str() {
                     "proto-max-bulk-len" => match crate::config::parse_size(&text) {
-                        Ok(n) if n >= 1024 => {
+                        Ok(n) if (1024..=MAX_BULK_LIMIT).contains(&n) => {
                             let rt = &shared.runtime;
                             apply.push(Box::new(move || rt.max_bulk.store(n, Ordering::Relaxed)))
                         }
-                        _ => return fail("argument must be a memory value of at least 1kb"),
+                        _ => return fail("argument must be a memory value from 1kb to 4gb"),
                     },
                     "maxclients" => match text.parse::<usize>() {
-                        Ok(n) if n >= 1 => {
+                        Ok(n) if (1..=MAX_CLIENTS_LIMIT).contains(&n) => {
                             let rt = &shared.runtime;
                             apply.push(Box::new(move || rt.maxclients.store(n, Ordering::Relaxed)))
                         }
+                        Ok(_) => return fail("argument must be between 1 and 1000000 inclusive"),
                         _ => return fail("argument couldn't be parsed into an integer"),
+                    },
+                    "protected-mode" => match crate::config::parse_yes_no(&text) {
+                        Ok(on) => {
+                            let rt = &shared.runtime;
+                            apply.push(Box::new(move || {
+                                rt.protected_mode.store(on, Ordering::Relaxed)
+                            }))
+                        }
+                        Err(_) => return fail("argument must be 'yes' or 'no'"),
                     },
                     _ => return Reply::Error(Error::UnknownConfig(name)),
                 }

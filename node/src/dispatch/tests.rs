@@ -20,12 +20,17 @@ fn shared() -> Shared {
         config,
         Arc::new(LocalApplier::new(Arc::new(Store::new()))),
         None,
+        Arc::new(crate::acl::Acl::new(None, None).unwrap()),
     )
 }
 
 fn conn(shared: &Shared) -> ConnState {
     let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-    ConnState::new(shared.register(addr, "127.0.0.1:6379".parse().unwrap()))
+    ConnState::new(
+        shared.register(addr, "127.0.0.1:6379".parse().unwrap()),
+        shared.acl.initial_user(),
+        shared.acl.generation(),
+    )
 }
 
 fn args(s: &str) -> Vec<Bytes> {

@@ -4,6 +4,7 @@
 //! the arity, then runs the entry's parser, which lives in its family's file (one file per
 //! family). Nothing downstream looks at raw arguments again.
 
+pub(crate) mod acl;
 pub(crate) mod ai_config;
 pub(crate) mod cluster;
 mod cursor;
@@ -18,6 +19,7 @@ pub(crate) mod tensor;
 use bytes::Bytes;
 
 pub use self::{
+    acl::{AclCmd, AclLog},
     ai_config::{AiConfig, BACKENDS},
     cluster::{AdminCmd, ClusterCmd, Member, SetSlotAction, parse_members},
     cursor::Cursor,
@@ -42,6 +44,15 @@ pub enum Command {
     Hello(Hello),
     /// `QUIT`
     Quit,
+    /// `AUTH [username] password`
+    Auth {
+        /// The user (`default` when absent).
+        user: Option<Bytes>,
+        /// The password.
+        pass: Bytes,
+    },
+    /// `ACL subcommand ...`
+    Acl(AclCmd),
     /// `SELECT index`
     Select(i64),
     /// `CLIENT subcommand ...`
