@@ -95,7 +95,8 @@ impl Server {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let mut buf = [0u8; 7];
                 if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() {
-                    return &buf == b"+PONG\r\n";
+                    // A server with a password answers NOAUTH: it is serving.
+                    return &buf == b"+PONG\r\n" || &buf == b"-NOAUTH";
                 }
             }
             std::thread::sleep(Duration::from_millis(20));

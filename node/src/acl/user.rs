@@ -28,6 +28,8 @@ pub struct User {
     pub rules: Vec<String>,
     /// One bit per catalog entry: may run it.
     allowed: Vec<bool>,
+    /// Every command and every key: the per-request check is skipped.
+    unrestricted: bool,
 }
 
 /// Why a rule was refused, as Redis words it (after `Error in ACL SETUSER modifier '...': `).
@@ -67,12 +69,13 @@ impl User {
             channels: Vec::new(),
             rules: vec!["-@all".into()],
             allowed: vec![false; Catalog::get().entries.len()],
+            unrestricted: false,
         }
     }
 
     /// The default user of a server without a password: may do everything.
     pub fn default_user(requirepass: Option<&str>) -> User {
-        let mut u = User::new("default");
+        let u = User::new("default");
         let pass = requirepass.map(|p| format!(">{p}"));
         let rules = [
             "on",
@@ -81,10 +84,7 @@ impl User {
             "&*",
             "+@all",
         ];
-        for r in rules {
-            u.apply(r.as_bytes()).expect("valid built-in rule");
-        }
-        u
+        u.with_rules(&rules).expect("valid built-in rules")
     }
 
     /// Applies rules in order to a copy, so that a bad rule changes nothing: the error names
@@ -96,6 +96,7 @@ impl User {
             u.apply(r)
                 .map_err(|e| (String::from_utf8_lossy(r).into_owned(), e))?;
         }
+        u.unrestricted = u.keys.iter().any(|k| k == "*") && u.allowed.iter().all(|b| *b);
         Ok(u)
     }
 
@@ -223,7 +224,7 @@ impl User {
 
     /// True when the user may run everything and touch every key (checks can be skipped).
     pub fn unrestricted(&self) -> bool {
-        self.keys.iter().any(|k| k == "*") && self.allowed.iter().all(|b| *b)
+        self.unrestricted
     }
 
     /// True when the user may touch `key`.
@@ -373,6 +374,8 @@ mod tests {
         }
         assert_eq!(User::default_user(None).describe(), "on nopass ~* &* +@all");
         assert!(User::default_user(None).unrestricted());
+        assert!(!user("on nopass ~* +@all -get").unrestricted());
+        assert!(!user("on nopass ~a* +@all").unrestricted());
     }
 
     #[test]
