@@ -87,6 +87,27 @@ def test_migrate_goes_only_to_nodes_of_the_cluster(cluster):
     assert r.get(k) == b"v"
 
 
+def test_resharding_with_credentials(cluster):
+    a, b, _ = cluster.nodes
+    r = a.client()
+    mine = sorted(owned_slots(r, a.port))[:5]
+    keys = []
+    for i in range(20000):
+        k = f"rs{i}"
+        if r.execute_command("CLUSTER", "KEYSLOT", k) in mine:
+            r.execute_command("AI.TENSORSET", k, "FLOAT", 1, "VALUES", i)
+            keys.append(k)
+        if len(keys) >= 10:
+            break
+    with pytest.raises(Exception):
+        cli("reshard", a.addr, "--from", a.addr, "--to", b.addr, "--slots", "5")
+    cli("reshard", a.addr, "--from", a.addr, "--to", b.addr, "--slots", "5", password=PW)
+    moved = owned_slots(b.client(), b.port)
+    assert set(mine) <= moved
+    for k in keys:
+        assert b.client().execute_command("AI.TENSORGET", k, "VALUES")
+
+
 def owned_slots(r, port):
     slots = set()
     for start, end, master, *_ in r.execute_command("CLUSTER", "SLOTS"):

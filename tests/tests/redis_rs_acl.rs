@@ -31,7 +31,10 @@ fn passwords_and_users_over_resp2_and_resp3() {
         format!("redis://:pw@127.0.0.1:{port}"),
         format!("redis://default:pw@127.0.0.1:{port}?protocol=resp3"),
     ] {
-        let mut c = Client::open(url.as_str()).unwrap().get_connection().unwrap();
+        let mut c = Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
         let who: String = cmd("ACL").arg("WHOAMI").query(&mut c).unwrap();
         assert_eq!(who, "default", "{url}");
         let ok: String = cmd("ACL")
@@ -44,18 +47,29 @@ fn passwords_and_users_over_resp2_and_resp3() {
         format!("redis://dave:dpw@127.0.0.1:{port}"),
         format!("redis://dave:dpw@127.0.0.1:{port}?protocol=resp3"),
     ] {
-        let mut dave = Client::open(url.as_str()).unwrap().get_connection().unwrap();
+        let mut dave = Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
         let ok: String = cmd("AI.TENSORSET")
             .arg(&["d:t", "FLOAT", "1", "VALUES", "3"])
             .query(&mut dave)
             .unwrap();
         assert_eq!(ok, "OK");
         assert_eq!(
-            code(cmd("AI.TENSORGET").arg(&["other", "VALUES"]).query(&mut dave)),
+            code(
+                cmd("AI.TENSORGET")
+                    .arg(&["other", "VALUES"])
+                    .query(&mut dave)
+            ),
             "NOPERM No permissions to access a key"
         );
         assert_eq!(
-            code(cmd("CONFIG").arg(&["SET", "maxclients", "5"]).query(&mut dave)),
+            code(
+                cmd("CONFIG")
+                    .arg(&["SET", "maxclients", "5"])
+                    .query(&mut dave)
+            ),
             "NOPERM User dave has no permissions to run the 'config|set' command"
         );
     }

@@ -209,7 +209,8 @@ impl Acl {
         spec: &'static CommandSpec,
         argv: &[Bytes],
     ) -> Result<(), Denial> {
-        if user.unrestricted() {
+        // AUTH, HELLO and QUIT are for everyone, as in Redis.
+        if user.unrestricted() || spec.flags.contains(&"no_auth") {
             return Ok(());
         }
         let catalog = Catalog::get();
@@ -392,6 +393,10 @@ mod tests {
             )
         );
         assert_eq!(check(&acl, &admin_less, "CLUSTER SLOTS"), Ok(()));
+        let nothing = User::new("n").with_rules(&["on", "nopass"]).unwrap();
+        assert_eq!(check(&acl, &nothing, "AUTH n x"), Ok(()));
+        assert_eq!(check(&acl, &nothing, "HELLO 3"), Ok(()));
+        assert!(check(&acl, &nothing, "PING").is_err());
     }
 
     #[test]
