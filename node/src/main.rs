@@ -77,11 +77,20 @@ async fn run(config: Config) -> Result<(), String> {
             Some(cluster.clone()),
         ));
         cluster.set_backends(shared.engine.backends.clone());
-        tokio::spawn(shardai_raft::network::serve(bus, cluster.target_slot()));
+        tokio::spawn(shardai_raft::network::serve(
+            bus,
+            cluster.target_slot(),
+            cluster.bus_security(),
+        ));
         info!(
             version = env!("CARGO_PKG_VERSION"),
             pid = std::process::id(),
-            "shardai listening on {local}, cluster bus on {bus_addr} (data folder {})",
+            "shardai listening on {local}, cluster bus on {bus_addr} ({}; data folder {})",
+            if cluster.bus_security().is_tls() {
+                "mutual TLS"
+            } else {
+                "authenticated, not encrypted"
+            },
             config.dir.display()
         );
         cluster.resume().await?;
