@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("cluster") {
         return ExitCode::from(shardai_node::admin::main(args[1..].to_vec()) as u8);
     }
+    if args.get(1).map(String::as_str) == Some("cert") {
+        return ExitCode::from(shardai_node::cert::main(args[1..].to_vec()) as u8);
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {

@@ -246,3 +246,29 @@ def test_the_secret_from_the_environment_and_the_config_file(certs):
         p.kill()
         p.wait()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_shardai_cert_makes_certificates_a_shard_runs_on():
+    d = tempfile.mkdtemp(prefix="shardai-cert-")
+    try:
+        out = subprocess.run([binary(), "cert", "--out", d, "--nodes", "3"], check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+        assert f"{d}/node-3.key" in out, out
+        assert oct(os.stat(f"{d}/node-1.key").st_mode & 0o777) == "0o600"
+        # Never over existing files.
+        again = subprocess.run([binary(), "cert", "--out", d], capture_output=True, text=True,
+                               timeout=30)
+        assert again.returncode != 0 and "not overwritten" in again.stderr, again
+        c = Cluster(3, bus=lambda i: ["--cluster-tls-cert-file", f"{d}/node-{i + 1}.crt",
+                                      "--cluster-tls-key-file", f"{d}/node-{i + 1}.key",
+                                      "--cluster-tls-ca-cert-file", f"{d}/ca.crt"])
+        try:
+            client = c.client()
+            client.execute("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 5)
+            client.close()
+            for f in c.followers():
+                c.wait_caught_up(f)
+        finally:
+            c.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
