@@ -6,6 +6,7 @@
 use std::{net::IpAddr, path::PathBuf};
 
 use clap::Parser;
+use shardai_raft::{BusSecurity, TlsFiles};
 
 /// The command line of `shardai`.
 #[derive(Debug, Clone, Parser)]
@@ -118,6 +119,38 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_CLUSTER_PORT")]
     pub cluster_port: Option<u16>,
 
+    /// The cluster bus secret, the same on every node: each bus connection proves both ways
+    /// that the other side knows it (HMAC-SHA256 over fresh nonces; the secret is never
+    /// sent), and a node that does not is refused without learning anything about the
+    /// cluster. A cluster node needs this (or --cluster-secret-file) or the three
+    /// --cluster-tls-* files, or both. Command lines are visible to every local user:
+    /// prefer the file or the environment.
+    #[arg(long, env = "SHARDAI_CLUSTER_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub cluster_secret: Option<Secret>,
+
+    /// A file holding the cluster bus secret (its content, without surrounding whitespace).
+    #[arg(
+        long,
+        env = "SHARDAI_CLUSTER_SECRET_FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// This node's certificate (PEM, then any intermediates) for mutual TLS on the cluster
+    /// bus. With --cluster-tls-key-file and --cluster-tls-ca-cert-file (all three or none),
+    /// every bus connection is TLS, and both sides must present a certificate chaining to
+    /// the CA (its host name or IP is not checked: nodes are addressed by IP).
+    #[arg(long, env = "SHARDAI_CLUSTER_TLS_CERT_FILE")]
+    pub cluster_tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --cluster-tls-cert-file (PEM).
+    #[arg(long, env = "SHARDAI_CLUSTER_TLS_KEY_FILE")]
+    pub cluster_tls_key_file: Option<PathBuf>,
+
+    /// The CA certificate(s) (PEM) the other nodes' bus certificates must chain to.
+    #[arg(long, env = "SHARDAI_CLUSTER_TLS_CA_CERT_FILE")]
+    pub cluster_tls_ca_cert_file: Option<PathBuf>,
+
     /// Raft leader heartbeat interval, ms.
     #[arg(long, env = "SHARDAI_RAFT_HEARTBEAT_MS", default_value_t = 100)]
     pub raft_heartbeat_ms: u64,
@@ -177,6 +210,26 @@ pub struct Config {
     pub log: String,
 }
 
+/// A secret given as an option: never shown by `{:?}`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_string()))
+}
+
+/// What a cluster node is refused without.
+const UNSECURED: &str = "a cluster node needs an authenticated cluster bus: give \
+                         --cluster-secret or --cluster-secret-file (the same secret on every \
+                         node), or --cluster-tls-cert-file, --cluster-tls-key-file and \
+                         --cluster-tls-ca-cert-file (certificates of the cluster's CA), or both";
+
 /// Parses yes/no (also true/false, on/off, 1/0), as redis.conf does.
 pub fn parse_yes_no(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -223,8 +276,78 @@ impl Config {
         }
     }
 
-    /// Parses flags and environment, then fills what they left unset from `--config`.
+    /// The --cluster-tls-* files, if given (all three or none).
+    fn bus_tls(&self) -> Result<Option<TlsFiles>, String> {
+        match (
+            &self.cluster_tls_cert_file,
+            &self.cluster_tls_key_file,
+            &self.cluster_tls_ca_cert_file,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })),
+            (None, None, None) => Ok(None),
+            _ => Err("--cluster-tls-cert-file, --cluster-tls-key-file and \
+                      --cluster-tls-ca-cert-file go together: give all three or none"
+                .into()),
+        }
+    }
+
+    /// Checks what needs no file read: a cluster node has a bus secret or TLS files, and
+    /// the TLS files come as three.
+    pub fn check(&self) -> Result<(), String> {
+        let tls = self.bus_tls()?;
+        let secret = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
+        if self.cluster_enabled && !secret && tls.is_none() {
+            return Err(UNSECURED.into());
+        }
+        Ok(())
+    }
+
+    /// How the cluster bus authenticates its peers: the secret (read from
+    /// --cluster-secret-file if given there) and the TLS certificates, loaded.
+    pub fn bus_security(&self) -> Result<BusSecurity, String> {
+        let secret = match (&self.cluster_secret, &self.cluster_secret_file) {
+            (Some(Secret(s)), _) => Some(s.clone()),
+            (None, Some(path)) => {
+                let s = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "cannot read the cluster secret file {}: {e}",
+                        path.display()
+                    )
+                })?;
+                let s = s.trim();
+                if s.is_empty() {
+                    return Err(format!(
+                        "the cluster secret file {} is empty",
+                        path.display()
+                    ));
+                }
+                Some(s.to_string())
+            }
+            (None, None) => None,
+        };
+        if secret.as_deref() == Some("") {
+            return Err("--cluster-secret is empty".into());
+        }
+        let tls = self.bus_tls()?;
+        if secret.is_none() && tls.is_none() {
+            return Err(UNSECURED.into());
+        }
+        BusSecurity::new(secret.as_deref().map(str::as_bytes), tls.as_ref())
+    }
+
+    /// Parses flags and environment, then fills what they left unset from `--config`, and
+    /// checks the result ([`Config::check`]).
     pub fn load() -> Result<Config, String> {
+        let c = Self::parse_all()?;
+        c.check()?;
+        Ok(c)
+    }
+
+    fn parse_all() -> Result<Config, String> {
         let args: Vec<String> = std::env::args().collect();
         let first = Config::parse_from(&args);
         let Some(path) = first.config.clone() else {
@@ -270,6 +393,51 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert_eq!(parse_size("64k"), Ok(64 << 10));
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn a_cluster_node_needs_a_secured_bus() {
+        let c = Config::parse_from(["shardai", "--cluster-enabled", "yes"]);
+        let err = c.check().unwrap_err();
+        assert!(err.contains("--cluster-secret") && err.contains("--cluster-tls-cert-file"));
+        let c = Config::parse_from([
+            "shardai",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-secret",
+            "s",
+        ]);
+        assert!(c.check().is_ok());
+        assert!(!format!("{c:?}").contains("\"s\""));
+        assert!(c.bus_security().unwrap().is_secured());
+        let c = Config::parse_from([
+            "shardai",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-tls-cert-file",
+            "n.crt",
+        ]);
+        assert!(c.check().unwrap_err().contains("all three or none"));
+        // Standalone nodes have no bus.
+        assert!(Config::parse_from(["shardai"]).check().is_ok());
+    }
+
+    #[test]
+    fn the_secret_file_is_read_trimmed() {
+        let d = std::env::temp_dir().join(format!("shardai-secret-{}", std::process::id()));
+        std::fs::write(&d, "  sesame\n").unwrap();
+        let args: [std::ffi::OsString; 3] = [
+            "shardai".into(),
+            "--cluster-secret-file".into(),
+            d.clone().into(),
+        ];
+        let c = Config::parse_from(args);
+        let file = c.bus_security();
+        std::fs::write(&d, "\n").unwrap();
+        let empty = c.bus_security();
+        let _ = std::fs::remove_file(&d);
+        assert!(file.unwrap().is_secured());
+        assert!(empty.unwrap_err().contains("is empty"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`config`]: flags, environment and config file.
 //! - [`cluster`]: cluster mode: identity, the shard's Raft group, request routing.
 //! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
+//! - [`cert`]: `shardai cert`, certificates for the cluster bus's mutual TLS.
 //! - [`server`]: the listener, connection limit, background tasks and shutdown.
 //! - [`conn`]: one connection's read–route–dispatch–write loop.
 //! - [`client`]: one connection's state (RESP version, READONLY, ASKING, client info), which
@@ -20,6 +21,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod cert;
 pub mod client;
 pub mod cluster;
 pub mod config;

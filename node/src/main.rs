@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("cluster") {
         return ExitCode::from(shardai_node::admin::main(args[1..].to_vec()) as u8);
     }
+    if args.get(1).map(String::as_str) == Some("cert") {
+        return ExitCode::from(shardai_node::cert::main(args[1..].to_vec()) as u8);
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -119,11 +122,20 @@ async fn run(config: Config) -> Result<(), String> {
         ));
         cluster.set_backends(shared.engine.backends.clone());
         cluster.set_acl(acl);
-        tokio::spawn(shardai_raft::network::serve(bus, cluster.target_slot()));
+        tokio::spawn(shardai_raft::network::serve(
+            bus,
+            cluster.target_slot(),
+            cluster.bus_security(),
+        ));
         info!(
             version = env!("CARGO_PKG_VERSION"),
             pid = std::process::id(),
-            "shardai listening on {local}, cluster bus on {bus_addr} (data folder {})",
+            "shardai listening on {local}, cluster bus on {bus_addr} ({}; data folder {})",
+            if cluster.bus_security().is_tls() {
+                "mutual TLS"
+            } else {
+                "authenticated, not encrypted"
+            },
             config.dir.display()
         );
         cluster.resume().await?;

@@ -8,7 +8,9 @@
 //! `dump-model-v1.bin`), the snapshot's `ItemValue` (`snapshot-v1.snap`: a string and a
 //! tensor; `snapshot-model-v1.snap`: a model), `BusRequest` and `BusReply`
 //! (`bus-requests-v2.bin`, `bus-replies-v2.bin`: one frame per variant in index order, the
-//! replies then ending with a `Propose` answer of every `ApplyResult`). Those fixtures were
+//! replies then ending with a `Propose` answer of every `ApplyResult`), `Handshake`
+//! (`bus-handshakes-v3.bin`, the proofs made with a fixed secret and nonces, so a change
+//! to what a proof covers fails too). Those fixtures were
 //! written by the build that added them, but version 2 of the log and the bus only added a
 //! header and a preamble (checked below: `*-v1` files are the `*-v2` ones without them), so
 //! their records and frames are also version 1's. Models are fixtures' blobs and options
@@ -45,8 +47,13 @@ use shardai_protocol::{
 
 use crate::{
     log_store::LogStore,
-    network::frame::{
-        BusReply, BusRequest, Opening, preamble, read_frame, read_opening, write_frame,
+    network::{
+        BusSecurity,
+        frame::{
+            BusReply, BusRequest, Handshake, Opening, preamble, read_frame, read_opening,
+            write_frame,
+        },
+        security::{NONCE, Side},
     },
     snapshot::{self, ItemValue, Meta},
     types::{ApplyResult, Cmd, Op, ShardNode, TypeConfig as C, WireModel, WireTensor},
@@ -473,7 +480,39 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     // Every request and every reply, as frames (after the handshake).
     out.push(("bus-requests-v2.bin", frames(&every_request()).await));
     out.push(("bus-replies-v2.bin", frames(&every_reply()).await));
+    // Version 3: every handshake frame, and a client's first bytes: preamble, its proof,
+    // Hello, then a Vote request.
+    out.push(("bus-handshakes-v3.bin", frames(&every_handshake()).await));
+    let mut bus = preamble(3).to_vec();
+    write_frame(&mut bus, &every_handshake()[1]).await.unwrap();
+    write_frame(&mut bus, &hello_req()).await.unwrap();
+    write_frame(&mut bus, &vote_req()).await.unwrap();
+    out.push(("bus-v3.bin", bus));
     out
+}
+
+/// The fixtures' cluster secret and nonces.
+const SECRET: &[u8] = b"golden secret";
+const SERVER_NONCE: [u8; NONCE] = [0x22; NONCE];
+const CLIENT_NONCE: [u8; NONCE] = [0x11; NONCE];
+
+fn golden_security() -> BusSecurity {
+    BusSecurity::new(Some(SECRET), None).unwrap()
+}
+
+/// One `Handshake` of every variant, in variant index order: a version 3 connection's
+/// proofs with the fixtures' secret and nonces, then a refusal.
+fn every_handshake() -> Vec<Handshake> {
+    let sec = golden_security();
+    vec![
+        Handshake::Challenge(SERVER_NONCE),
+        Handshake::ClientProof {
+            nonce: CLIENT_NONCE,
+            proof: sec.prove(Side::Client, 3, &SERVER_NONCE, &CLIENT_NONCE),
+        },
+        Handshake::ServerProof(sec.prove(Side::Server, 3, &SERVER_NONCE, &CLIENT_NONCE)),
+        Handshake::Refused,
+    ]
 }
 
 fn hello_req() -> BusRequest {
@@ -766,10 +805,60 @@ async fn a_v2_bus_opening_decodes() {
 }
 
 #[tokio::test]
-async fn a_v1_peer_without_a_preamble_is_still_served() {
+async fn every_bus_handshake_decodes_and_its_proofs_hold() {
+    let bytes = include_bytes!("../tests/golden/bus-handshakes-v3.bin");
+    assert_eq!(variant_indexes(bytes), [0, 1, 2, 3]);
+    let mut r = &bytes[..];
+    let sec = golden_security();
+    let mut next = async || read_frame::<Handshake>(&mut r).await.unwrap();
+    assert_eq!(next().await, Handshake::Challenge(SERVER_NONCE));
+    match next().await {
+        Handshake::ClientProof { nonce, proof } => {
+            assert_eq!(nonce, CLIENT_NONCE);
+            assert!(sec.holds(Side::Client, 3, &SERVER_NONCE, &nonce, &proof));
+        }
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        Handshake::ServerProof(proof) => {
+            assert!(sec.holds(Side::Server, 3, &SERVER_NONCE, &CLIENT_NONCE, &proof));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(next().await, Handshake::Refused);
+    assert!(r.is_empty());
+    // The refusal is these 8 bytes whatever was refused: no text at all.
+    assert_eq!(&bytes[bytes.len() - 8..], [4, 0, 0, 0, 3, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_v3_bus_opening_decodes() {
+    let mut r = &include_bytes!("../tests/golden/bus-v3.bin")[..];
+    assert_eq!(read_opening(&mut r).await.unwrap(), Opening::Versioned(3));
+    assert!(matches!(
+        read_frame::<Handshake>(&mut r).await.unwrap(),
+        Handshake::ClientProof { nonce, .. } if nonce == CLIENT_NONCE
+    ));
+    assert!(matches!(
+        read_frame::<BusRequest>(&mut r).await.unwrap(),
+        BusRequest::Hello { to: 7, .. }
+    ));
+    assert!(matches!(
+        read_frame::<BusRequest>(&mut r).await.unwrap(),
+        BusRequest::Vote(_)
+    ));
+    assert!(r.is_empty());
+}
+
+#[tokio::test]
+async fn a_v1_peer_without_a_preamble_is_still_served_by_an_open_bus() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(crate::network::serve(listener, Default::default()));
+    tokio::spawn(crate::network::serve(
+        listener,
+        Default::default(),
+        BusSecurity::open(),
+    ));
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::AsyncWriteExt;
     sock.write_all(include_bytes!("../tests/golden/bus-hello-v1.bin"))

@@ -53,6 +53,8 @@ pub struct GroupConfig {
     /// A snapshot is taken after at least this many entries since the last one, once the
     /// log since it is at least as large as it (see [`snapshot_policy`]).
     pub snapshot_every: u64,
+    /// How this node's bus connections to the group's other members authenticate.
+    pub bus: crate::network::BusSecurity,
 }
 
 /// Role and progress, as ROLE and INFO replication show them.
@@ -242,7 +244,7 @@ impl ShardGroup {
         let raft = ShardRaft::new(
             cfg.me,
             Arc::new(config),
-            Network::new(&cfg.cluster, &cfg.group),
+            Network::new(&cfg.cluster, &cfg.group, cfg.bus.clone()),
             log,
             sm,
         )
@@ -277,7 +279,7 @@ impl ShardGroup {
         Ok(Arc::new(ShardGroup {
             raft,
             me: cfg.me,
-            network: Network::new(&cfg.cluster, &cfg.group),
+            network: Network::new(&cfg.cluster, &cfg.group, cfg.bus.clone()),
             cluster: cfg.cluster,
             group: cfg.group,
             store,

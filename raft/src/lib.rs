@@ -9,7 +9,8 @@
 //! - [`log_store`]: the durable log and vote (`segment`, `meta`, `open`, `sync`).
 //! - [`state_machine`]: applies entries to the `Store`; builds and installs snapshots.
 //! - [`snapshot`]: snapshot files.
-//! - [`network`]: the cluster bus (`frame`, `server`, `client`, `pool`).
+//! - [`network`]: the cluster bus (`frame`, `server`, `client`, `pool`, `security`, `tls`,
+//!   `stream`).
 //! - [`dump`]: DUMP / RESTORE payloads.
 //! - `version`: the format versions of everything above that is stored or sent, and the
 //!   rules for changing them (variants only appended; a changed field is a new version).
@@ -28,5 +29,5 @@ mod version;
 mod golden;
 
 pub use group::{GroupConfig, RoleInfo, ShardGroup};
-pub use network::{ShardRaft, Target, TargetSlot};
+pub use network::{BusSecurity, ShardRaft, Target, TargetSlot, TlsFiles};
 pub use types::{ApplyResult, Cmd, ShardNode, TypeConfig};

@@ -7,7 +7,7 @@
 //! | `meta`, `committed` files | 2 | 1, 2 | `shardai-meta` + u32 version; a file without it is version 1 |
 //! | Snapshot file | 1 | 1 | its first line, `shardai-snapshot-v<N>\n` |
 //! | DUMP / RESTORE payload | 1 | 1 | `SHARDAI` + one version byte |
-//! | Cluster bus connection | 2 | 1, 2 | the client's preamble `shardai-bus\n` + its highest u32 version before Hello, answered by the server's naming the version both speak; a connection without it is version 1 |
+//! | Cluster bus connection | 3 | 3 (1, 2 on an unsecured bus only) | the client's preamble `shardai-bus\n` + its highest u32 version, answered by the server's naming the version both speak; a connection without it is version 1. Version 3 adds the proofs of the cluster secret before the Hello (`network::security`) |
 //!
 //! The rules (also in `docs/formats.md`):
 //!

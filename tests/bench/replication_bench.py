@@ -14,10 +14,17 @@ is recorded; the killed node restarts and catches up before the next round.
 --sweep 1,4,16,50 adds 64 B writes at those client counts (one run each, alternating): with
 one client it shows the latency of one replicated, fsync'd write against one AOF fsync.
 
+--baseline PATH compares cluster bus security instead, in one run: the same writes on four
+3-replica shards at once, alternating, the baseline binary's (an earlier build, its bus as it
+was) and this build's with the bus secret, with mutual TLS, and with both; medians and each
+one's ratio to the baseline (no redis-server, no failover).
+
 Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH] [--sweep N,..]
+       .venv/bin/python tests/bench/replication_bench.py --baseline target/release/shardai-base
 """
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -29,7 +36,7 @@ import redis
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "py"))
 
-from shardcluster import Client, Cluster  # noqa: E402
+from shardcluster import BUS_SECRET, Client, Cluster, make_ca, make_cert, tls_args  # noqa: E402
 from tensor_vs_redis import bench, start_redis, stop  # noqa: E402
 
 
@@ -121,6 +128,55 @@ def failover_times(cluster, kills):
     return times
 
 
+def compare_bus(baseline, tmp, reps, scale):
+    """Throughput of the baseline's shard against this build's with each bus security."""
+    certs = os.path.join(tmp, "certs")
+    os.makedirs(certs)
+    make_ca(certs, "ca")
+    for i in range(3):
+        make_cert(certs, f"node-{i}", "ca")
+    variants = [
+        ("baseline", baseline, lambda i: []),
+        ("secret", None, lambda i: list(BUS_SECRET)),
+        ("mTLS", None, lambda i: tls_args(certs, f"node-{i}")),
+        ("mTLS + secret", None, lambda i: tls_args(certs, f"node-{i}") + list(BUS_SECRET)),
+    ]
+    clusters = []
+    try:
+        for label, b, bus in variants:
+            clusters.append((label, Cluster(3, extra=["--log", "warn"], bus=bus, bin=b)))
+        print(f"cluster bus security: 3-replica shards, 50 clients, median of {reps} alternating "
+              f"runs; {os.cpu_count()} cores; baseline {baseline}")
+        rows = []
+        for size, label, n in ((64, "64 B", 40_000), (16 * 1024, "16 KiB", 10_000)):
+            data = os.path.join(tmp, f"blob{size}")
+            with open(data, "wb") as f:
+                f.write(bytes(b % 255 + 1 for b in os.urandom(size)))
+            n = max(1000, int(n * scale))
+            runs = {v: [] for v, _ in clusters}
+            for _ in range(reps):
+                for v, c in clusters:
+                    runs[v].append(bench(c.leader().port, ["-r", "1000000", "AI.TENSORSET",
+                                                           "k:__rand_int__", "UINT8", str(size),
+                                                           "BLOB"], data, n, 1))
+            base = statistics.median(x[0] for x in runs["baseline"])
+            for v, _ in clusters:
+                m = [statistics.median(x[i] for x in runs[v]) for i in range(3)]
+                rows.append((label, v, m, m[0] / base))
+                print(f"  {label:>7} {v:>14}: {m[0]:>9,.0f}/s p50 {m[1]:.2f} p99 {m[2]:.2f} ms "
+                      f"| vs baseline {m[0] / base:.2f} | runs "
+                      + ", ".join(f"{x[0]:,.0f}" for x in runs[v]), flush=True)
+    finally:
+        for _, c in clusters:
+            c.close()
+    print()
+    print("| payload | bus | req/s | p50 / p99 ms | vs baseline |")
+    print("|---|---|---|---|---|")
+    for label, v, m, ratio in rows:
+        print(f"| {label} | {v} | {m[0]:,.0f} | {m[1]:.2f} / {m[2]:.2f} | {ratio:.2f} |")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shardai", help="shardai binary (default target/release/shardai)")
@@ -128,6 +184,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--sweep", help="client counts for 64 B writes, e.g. 1,4,16,50")
+    ap.add_argument("--baseline", help="an earlier shardai binary: compare bus security instead")
     a = ap.parse_args()
     if a.shardai:
         os.environ["SHARDAI_BIN"] = a.shardai
@@ -136,6 +193,11 @@ def main():
     scale = 0.25 if a.quick else 1.0
 
     tmp = tempfile.mkdtemp(prefix="shardai-repl-bench-")
+    if a.baseline:
+        try:
+            return compare_bus(a.baseline, tmp, reps, scale)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     cluster = Cluster(3, extra=["--log", "warn"])
     r_port, r_proc = start_redis_aof(tmp)
     version = redis.Redis(port=r_port).info("server")["redis_version"]

@@ -1,12 +1,14 @@
 """Real multi-process shardai clusters on loopback, for the replication tests and benchmark.
 
 A `Node` is one `shardai --cluster-enabled yes` process with its own data folder, client
-port and bus port (kept across restarts). A `Cluster` starts nodes and forms them with
+port and bus port (kept across restarts), proving the run's cluster secret on the bus
+(`SECRET`; a cluster node refuses to start without a secret or bus TLS certificates). A `Cluster` starts nodes and forms them with
 `shardai cluster create`. `Client` is a minimal cluster-aware client: it follows MOVED,
 waits out CLUSTERDOWN/TRYAGAIN and moves to another node when its node dies.
 Every process is stopped by its PID; `Cluster.close()` removes the folders.
 """
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,11 +21,49 @@ from redis.retry import Retry
 
 from harness import binary, free_port
 
+# The cluster bus secret of every node of this run (unless a test gives its own bus options).
+SECRET = "shardai-test-" + secrets.token_hex(16)
+BUS_SECRET = ("--cluster-secret", SECRET)
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    """`d`/`name`.crt and .key: a CA (EC P-256, valid 2 days)."""
+    openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.crt", "-days", "2",
+            "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+
+def make_cert(d, name, ca):
+    """`d`/`name`.crt and .key: a node certificate (IP 127.0.0.1) signed by `ca`."""
+    with open(f"{d}/{name}.ext", "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj", f"/CN={name}")
+    openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/{ca}.crt", "-CAkey",
+            f"{d}/{ca}.key", "-CAcreateserial", "-CAserial", f"{d}/{ca}.srl", "-out",
+            f"{d}/{name}.crt", "-days", "2", "-extfile", f"{d}/{name}.ext")
+
+
+def tls_args(d, name):
+    """The bus TLS options of the node whose certificate is `d`/`name`.crt (CA `d`/ca.crt)."""
+    return ["--cluster-tls-cert-file", f"{d}/{name}.crt", "--cluster-tls-key-file",
+            f"{d}/{name}.key", "--cluster-tls-ca-cert-file", f"{d}/ca.crt"]
+
 
 class Node:
-    def __init__(self, extra=(), password=None):
+    def __init__(self, extra=(), bus=BUS_SECRET, bin=None, password=None):
+        """`bus`: the cluster bus options (secret, TLS files); `bin`: another shardai binary;
+        `password`: what its clients authenticate with."""
         self.dir = tempfile.mkdtemp(prefix="shardai-cluster-")
         self.extra = list(extra)
+        self.bus_args = list(bus)
+        self.bin = bin or binary()
         self.password = password
         self.proc = None
         for _ in range(5):
@@ -39,8 +79,9 @@ class Node:
     def start(self, check=True):
         self.log = open(os.path.join(self.dir, "shardai.log"), "ab")
         self.proc = subprocess.Popen(
-            [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--cluster-enabled", "yes", "--cluster-port", str(self.bus), *self.extra],
+            [self.bin, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--cluster-enabled", "yes", "--cluster-port", str(self.bus), *self.bus_args,
+             *self.extra],
             stdout=subprocess.DEVNULL, stderr=self.log)
         end = time.time() + 20
         while time.time() < end:
@@ -97,26 +138,28 @@ class Node:
         return self.client().info("replication")
 
 
-def cli(*args, timeout=60, password=None):
+def cli(*args, timeout=60, bin=None, password=None):
     env = dict(os.environ)
     if password:
         env["SHARDAI_PASSWORD"] = password
-    return subprocess.run([binary(), "cluster", *args], check=True, timeout=timeout,
+    return subprocess.run([bin or binary(), "cluster", *args], check=True, timeout=timeout,
                           capture_output=True, text=True, env=env)
 
 
 class Cluster:
-    def __init__(self, n=3, extra=(), replicas=None, password=None):
-        """`n` nodes in shards of `replicas` + 1 (default: one shard of all of them), each
-        with `password` as its requirepass when given."""
+    def __init__(self, n=3, extra=(), replicas=None, bus=None, bin=None, password=None):
+        """`n` nodes in shards of `replicas` + 1 (default: one shard of all of them).
+        `bus`: the cluster bus options of node i, `bus(i)` (default: the run's secret);
+        `password`: every node's requirepass, when given."""
         self.nodes = []
         self.password = password
         replicas = n - 1 if replicas is None else replicas
         if password:
             extra = [*extra, "--requirepass", password]
         try:
-            self.nodes = [Node(extra, password) for _ in range(n)]
-            cli("create", *[x.addr for x in self.nodes], "--replicas", str(replicas),
+            self.nodes = [Node(extra, BUS_SECRET if bus is None else bus(i), bin, password)
+                          for i in range(n)]
+            cli("create", *[x.addr for x in self.nodes], "--replicas", str(replicas), bin=bin,
                 password=password)
             if replicas == n - 1:
                 self.leader()

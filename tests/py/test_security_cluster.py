@@ -129,7 +129,7 @@ def test_tls_clients_are_told_tls_ports():
             port = free_port()
             n = Node(["--tls-port", str(port), "--tls-cert-file", f"{pki}/server.crt",
                       "--tls-key-file", f"{pki}/server.key", "--tls-ca-cert-file",
-                      f"{pki}/ca.crt", "--requirepass", PW], PW)
+                      f"{pki}/ca.crt", "--requirepass", PW], password=PW)
             nodes.append(n)
             tls_ports[n.port] = port
         cli("create", *[n.addr for n in nodes], "--replicas", "0", password=PW)

@@ -20,7 +20,7 @@ use std::{
 use parking_lot::RwLock;
 use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends};
 use shardai_protocol::{Error, command::Member};
-use shardai_raft::{GroupConfig, ShardGroup, ShardNode, TargetSlot};
+use shardai_raft::{BusSecurity, GroupConfig, ShardGroup, ShardNode, TargetSlot};
 use shardai_router::{View, view::not_served};
 use tracing::{error, info};
 
@@ -103,6 +103,7 @@ pub struct Cluster {
     meta: RwLock<Option<Arc<ShardGroup>>>,
     identity: RwLock<Option<Identity>>,
     slot: TargetSlot,
+    bus: BusSecurity,
     joining: tokio::sync::Mutex<()>,
     view: RwLock<Option<Arc<View>>>,
     tls_view: RwLock<Option<Arc<View>>>,
@@ -143,6 +144,7 @@ impl Cluster {
             meta: RwLock::new(None),
             identity: RwLock::new(None),
             slot: TargetSlot::default(),
+            bus: config.bus_security()?,
             joining: tokio::sync::Mutex::new(()),
             view: RwLock::new(None),
             tls_view: RwLock::new(None),
@@ -160,6 +162,11 @@ impl Cluster {
     /// The cluster bus port.
     pub fn bus_port(&self) -> u16 {
         self.bus_port
+    }
+
+    /// How the cluster bus authenticates peers (both the server and this node's clients).
+    pub fn bus_security(&self) -> BusSecurity {
+        self.bus.clone()
     }
 
     /// Sets the backends models are loaded into (before any group starts).
@@ -228,6 +235,7 @@ impl Cluster {
                 heartbeat_ms,
                 election_ms: (election, election * 2),
                 snapshot_every,
+                bus: self.bus.clone(),
             },
             store,
             backends,

@@ -1,5 +1,6 @@
 //! The bus client: [`Network`] makes a [`Peer`] per openraft client; a peer connects
-//! (preamble offering its highest bus protocol version, Hello, the server's answer),
+//! (TLS when configured, a preamble offering its highest bus protocol version, the proofs
+//! of version 3, Hello, the server's answer),
 //! sends requests, snapshots and append streams, and gives its connection back to the pool
 //! after a clean exchange.
 //!
@@ -28,10 +29,12 @@ use tracing::debug;
 use super::{
     AbortOnDrop, C, STREAM_IDLE,
     frame::{
-        BUS_VERSION, BUS_VERSIONS, BusReply, BusRequest, preamble, read_frame, read_preamble,
-        unspoken, write_frame,
+        BUS_VERSION, BusReply, BusRequest, Handshake, MAX_HELLO, PROOF_VERSION, preamble,
+        read_frame, read_frame_max, read_preamble, speaks, unspoken, write_frame,
     },
     pool::{Conn, Pool},
+    security::{BusSecurity, Side, nonce},
+    stream::{self, BusRead, BusWrite},
     tune,
 };
 use crate::snapshot::SnapshotFile;
@@ -44,8 +47,8 @@ const MIN_TTL: Duration = Duration::from_secs(3);
 /// The reading side of an append stream, and where its connection goes back when the stream
 /// ends cleanly.
 struct StreamRx {
-    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: AbortOnDrop<Option<BufWriter<tokio::net::tcp::OwnedWriteHalf>>>,
+    r: BufReader<BusRead>,
+    writer: AbortOnDrop<Option<BufWriter<BusWrite>>>,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     done: bool,
     pool: Pool,
@@ -58,15 +61,18 @@ struct StreamRx {
 pub struct Network {
     cluster: Arc<str>,
     group: Arc<str>,
+    security: BusSecurity,
     pool: Pool,
 }
 
 impl Network {
-    /// Clients that introduce themselves as members of `group` in `cluster`.
-    pub fn new(cluster: &str, group: &str) -> Self {
+    /// Clients that introduce themselves as members of `group` in `cluster`, authenticating
+    /// as `security` says.
+    pub fn new(cluster: &str, group: &str, security: BusSecurity) -> Self {
         Network {
             cluster: cluster.into(),
             group: group.into(),
+            security,
             pool: Pool::default(),
         }
     }
@@ -97,6 +103,7 @@ impl Network {
         Peer {
             cluster: self.cluster.clone(),
             group: self.group.clone(),
+            security: self.security.clone(),
             target,
             addr: addr.to_string(),
             conn: None,
@@ -111,6 +118,7 @@ impl Network {
 pub struct Peer {
     cluster: Arc<str>,
     group: Arc<str>,
+    security: BusSecurity,
     target: u64,
     addr: String,
     conn: Option<Conn>,
@@ -160,45 +168,64 @@ impl Peer {
             .map_err(|_| CallError::Unreachable(io::Error::other("connect timed out")))?
             .map_err(CallError::Unreachable)?;
         tune(&sock);
-        let (r, w) = sock.into_split();
-        let (mut r, mut w) = (BufReader::new(r), BufWriter::with_capacity(1 << 16, w));
+        let (target, addr) = (self.target, self.addr.as_str());
+        let sec = &self.security;
         let hello = BusRequest::Hello {
             cluster: self.cluster.to_string(),
             group: self.group.to_string(),
-            to: self.target,
+            to: target,
         };
-        let (target, addr) = (self.target, &self.addr);
-        let resp = tokio::time::timeout(ttl, async {
-            // Our highest version; the server answers the one we both speak on this
-            // connection (the Hello is the same in every version, so it goes at once).
+        let opened = tokio::time::timeout(ttl, async {
+            let (r, w) = match sec.tls() {
+                Some(tls) => stream::tls(tls.connect(addr, sock).await.map_err(|e| {
+                    io::Error::other(format!("TLS handshake with node {target} at {addr}: {e}"))
+                })?),
+                None => stream::plain(sock),
+            };
+            let (mut r, mut w) = (BufReader::new(r), BufWriter::with_capacity(1 << 16, w));
+            let lowest = sec.lowest_version();
+            // Our highest version, alone: the server answers the one we both speak on
+            // this connection, and from version 3 on the Hello waits for its proof.
             w.write_all(&preamble(BUS_VERSION)).await?;
-            write_frame(&mut w, &hello).await?;
+            w.flush().await?;
             let spoken = read_preamble(&mut r).await.map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
                     // What a build before bus versions does with a preamble.
                     io::Error::other(format!(
                         "node {target} at {addr} closed the connection at the handshake (a \
-                         build without bus protocol version {BUS_VERSION}?)"
+                         build without bus protocol version {BUS_VERSION}, or a bus that \
+                         wants TLS?)"
                     ))
                 } else {
                     e
                 }
             })?;
-            // Any version we speak is spoken (versions 1 and 2 carry the same frames); any
-            // other is a refusal: a server whose lowest version is above our highest answers
-            // its highest.
-            if !BUS_VERSIONS.contains(&spoken) {
+            // Any version we speak is spoken; any other is a refusal: a server whose lowest
+            // version is above our highest answers its highest.
+            if !speaks(spoken, lowest) {
                 return Err(io::Error::other(unspoken(
                     format_args!("node {target} at {addr}"),
                     spoken,
+                    lowest,
                 )));
             }
+            if spoken >= PROOF_VERSION {
+                prove(&mut r, &mut w, sec, spoken, target, addr).await?;
+            }
             debug!(node = target, %addr, version = spoken, "cluster bus connection opened");
-            read_frame::<BusReply>(&mut r).await
+            write_frame(&mut w, &hello).await?;
+            let resp = read_frame::<BusReply>(&mut r).await?;
+            Ok::<_, io::Error>((r, w, resp))
         })
         .await
-        .map_err(|_| CallError::Unreachable(io::Error::other("handshake timed out")))?
+        .map_err(|_| {
+            CallError::Unreachable(io::Error::other(format!(
+                "handshake with node {target} at {addr} timed out (a node of bus protocol \
+                 version 2 does not answer version {BUS_VERSION})"
+            )))
+        })?
         .map_err(CallError::Unreachable)?;
+        let (r, w, resp) = opened;
         match resp {
             BusReply::Welcome => {
                 self.conn = Some((r, w));
@@ -292,6 +319,37 @@ impl Peer {
                 Err(CallError::Network(e))
             }
         }
+    }
+}
+
+/// Version 3's proofs, client side: the server's challenge, our nonce and proof, then its
+/// proof, which must hold before anything about the cluster is sent.
+async fn prove(
+    r: &mut BufReader<BusRead>,
+    w: &mut BufWriter<BusWrite>,
+    sec: &BusSecurity,
+    version: u32,
+    target: u64,
+    addr: &str,
+) -> io::Result<()> {
+    let Handshake::Challenge(server) = read_frame_max::<Handshake>(r, MAX_HELLO).await? else {
+        return Err(io::Error::other("bad handshake: no challenge"));
+    };
+    let ours = nonce()?;
+    let proof = sec.prove(Side::Client, version, &server, &ours);
+    write_frame(w, &Handshake::ClientProof { nonce: ours, proof }).await?;
+    match read_frame_max::<Handshake>(r, MAX_HELLO).await {
+        Ok(Handshake::ServerProof(p)) if sec.holds(Side::Server, version, &server, &ours, &p) => {
+            Ok(())
+        }
+        Ok(Handshake::ServerProof(_)) => Err(io::Error::other(format!(
+            "node {target} at {addr} did not prove it knows the cluster secret"
+        ))),
+        Ok(Handshake::Refused) => Err(io::Error::other(format!(
+            "node {target} at {addr} refused us: refused (it holds another cluster secret)"
+        ))),
+        Ok(_) => Err(io::Error::other("bad handshake")),
+        Err(e) => Err(e),
     }
 }
 
@@ -465,21 +523,43 @@ mod tests {
     use super::*;
     use crate::network::frame::{PREAMBLE, preamble};
 
-    #[tokio::test]
-    async fn a_server_answering_an_earlier_version_we_speak_is_spoken_to() {
+    /// A vote sent by a client of `sec` to the bus address of a fake server.
+    async fn vote(addr: &str, sec: BusSecurity) -> Result<VoteResponse<C>, String> {
+        let node = crate::ShardNode {
+            raft_addr: addr.to_string(),
+            client_addr: String::new(),
+        };
+        let mut peer = Network::new("alpha", "data", sec)
+            .new_client(7, &node)
+            .await;
+        peer.vote(
+            VoteRequest::new(openraft::impls::Vote::new(1, 1), None),
+            RPCOption::new(Duration::from_secs(2)),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn listen() -> (tokio::net::TcpListener, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        (listener, addr)
+    }
+
+    #[tokio::test]
+    async fn an_open_client_speaks_an_earlier_version_it_is_answered() {
+        let (listener, addr) = listen().await;
         tokio::spawn(async move {
             let (sock, _) = listener.accept().await.unwrap();
             let (mut r, mut w) = sock.into_split();
             let mut theirs = [0u8; PREAMBLE];
             r.read_exact(&mut theirs).await.unwrap();
             assert_eq!(theirs, preamble(BUS_VERSION));
+            w.write_all(&preamble(2)).await.unwrap();
             assert!(matches!(
                 read_frame::<BusRequest>(&mut r).await.unwrap(),
                 BusRequest::Hello { to: 7, .. }
             ));
-            w.write_all(&preamble(1)).await.unwrap();
             write_frame(&mut w, &BusReply::Welcome).await.unwrap();
             let BusRequest::Vote(v) = read_frame::<BusRequest>(&mut r).await.unwrap() else {
                 panic!("not a vote")
@@ -489,55 +569,70 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let node = crate::ShardNode {
-            raft_addr: addr,
-            client_addr: String::new(),
-        };
-        let mut peer = Network::new("alpha", "data").new_client(7, &node).await;
-        let vote = openraft::impls::Vote::new(1, 1);
-        let resp = peer
-            .vote(
-                VoteRequest::new(vote, None),
-                RPCOption::new(Duration::from_secs(2)),
-            )
-            .await
-            .unwrap();
-        assert!(resp.vote_granted);
+        assert!(vote(&addr, BusSecurity::open()).await.unwrap().vote_granted);
     }
 
-    /// A server whose lowest version is above ours answers its highest (here 9).
+    /// A server whose lowest version is above ours answers its highest (here 9); a secured
+    /// client does not speak 2 either.
     #[tokio::test]
-    async fn a_peer_of_an_unknown_bus_version_is_refused_naming_it() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
+    async fn a_server_of_a_version_we_do_not_speak_is_refused_naming_it() {
+        let secured = BusSecurity::new(Some(b"sesame"), None).unwrap();
+        for (sec, answer, want) in [
+            (
+                BusSecurity::open(),
+                9,
+                "speaks bus protocol version 9; this build speaks versions 1 to 3",
+            ),
+            (
+                secured,
+                2,
+                "speaks bus protocol version 2; this build speaks version 3 only on an \
+                 authenticated bus",
+            ),
+        ] {
+            let (listener, addr) = listen().await;
+            tokio::spawn(async move {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut theirs = [0u8; PREAMBLE];
+                sock.read_exact(&mut theirs).await.unwrap();
+                assert_eq!(theirs, preamble(BUS_VERSION));
+                sock.write_all(&preamble(answer)).await.unwrap();
+                // Held open: the client must give up on the version alone.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+            let err = vote(&addr, sec).await.unwrap_err();
+            assert!(err.contains(&format!("node 7 at {addr} {want}")), "{err}");
+        }
+    }
+
+    /// A server that cannot prove the secret learns nothing: the client's Hello (cluster,
+    /// group, node id) is never sent to it.
+    #[tokio::test]
+    async fn a_server_without_the_secret_is_not_told_the_hello() {
+        let (listener, addr) = listen().await;
+        let server = tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
             let mut theirs = [0u8; PREAMBLE];
             sock.read_exact(&mut theirs).await.unwrap();
-            assert_eq!(theirs, preamble(BUS_VERSION));
-            sock.write_all(&preamble(9)).await.unwrap();
-            // Held open: the client must give up on the version alone.
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            sock.write_all(&preamble(3)).await.unwrap();
+            write_frame(&mut sock, &Handshake::Challenge([5; 32]))
+                .await
+                .unwrap();
+            let proof: Handshake = read_frame(&mut sock).await.unwrap();
+            assert!(matches!(proof, Handshake::ClientProof { .. }));
+            write_frame(&mut sock, &Handshake::ServerProof([0; 32]))
+                .await
+                .unwrap();
+            let mut rest = Vec::new();
+            sock.read_to_end(&mut rest).await.unwrap();
+            rest
         });
-        let node = crate::ShardNode {
-            raft_addr: addr.clone(),
-            client_addr: String::new(),
-        };
-        let mut peer = Network::new("alpha", "data").new_client(7, &node).await;
-        let err = peer
-            .vote(
-                VoteRequest::new(openraft::impls::Vote::new(1, 1), None),
-                RPCOption::new(Duration::from_secs(2)),
-            )
-            .await
-            .unwrap_err()
-            .to_string();
+        let sec = BusSecurity::new(Some(b"sesame"), None).unwrap();
+        let err = vote(&addr, sec).await.unwrap_err();
         assert!(
-            err.contains(&format!(
-                "node 7 at {addr} speaks bus protocol version 9; this build speaks versions \
-                 1 to 2"
-            )),
+            err.contains("did not prove it knows the cluster secret"),
             "{err}"
         );
+        assert!(server.await.unwrap().is_empty());
     }
 }

@@ -7,26 +7,37 @@
 //! # Format
 //!
 //! Version 2 and later: the client opens with a preamble, [`BUS_MAGIC`] then the highest
-//! version it speaks as a u32 LE, then its Hello frame. The server answers with a preamble
-//! naming the version both speak on this connection, the lower of the client's and its own
-//! highest ([`agree`]), then Welcome or Refused, and from there on both speak that version.
-//! A client whose highest version is below the server's lowest is refused: the server
-//! answers with a preamble naming its own highest version, and nothing else (never the
-//! cluster id), and closes before reading the Hello. A client answered a version it does not
-//! speak gives up, naming that version. So a build that adds version N+1 while still
-//! speaking N talks to builds of version N in both directions, and a cluster can be upgraded
-//! one node at a time.
+//! version it speaks as a u32 LE. The server answers with a preamble naming the version
+//! both speak on this connection, the lower of the client's and its own highest
+//! ([`agree`]), and from there on both speak that version. A client whose highest version
+//! is below the server's lowest is refused: the server answers with a preamble naming its
+//! own highest version, and nothing else (never the cluster id), and closes. A client
+//! answered a version it does not speak gives up, naming that version. So a build that adds
+//! version N+1 while still speaking N talks to builds of version N, and a cluster can be
+//! upgraded one node at a time.
+//!
+//! Version 3 (the first that authenticates; see `security`): the client sends its preamble
+//! alone and waits. The server answers its preamble and a [`Handshake::Challenge`] (its
+//! nonce); the client answers [`Handshake::ClientProof`] (its nonce and its proof); the
+//! server answers [`Handshake::ServerProof`] or, when the proof does not hold,
+//! [`Handshake::Refused`] (nothing else: the peer learns no cluster id, node id or group)
+//! and closes; then the client sends its Hello, answered Welcome or Refused as before. A
+//! bus given a secret or TLS certificates speaks version 3 only: it refuses version 1 and 2
+//! peers, which cannot prove anything, and a version 2 server never answers a lone
+//! preamble, so a version 3 client does not reach it.
+//!
+//! Version 2: the client sends its Hello right after its preamble (before the answer);
+//! the server answers preamble, then Welcome or Refused.
 //!
 //! Version 1 (builds before versions existed): no preamble, the connection starts with the
 //! Hello frame; a server tells one from the other by the first 4 bytes (`shar` read as a
 //! frame length is far above [`MAX_HELLO`]), and answers without a preamble. Versions 1 and
-//! 2 carry the same frames.
+//! 2 carry the same frames, and version 3 the same frames after its proofs.
 //!
-//! The client sends its Hello before it learns the version, so the Hello frame is the same
-//! in every version; a version that has to change it must make its clients wait for the
-//! server's preamble first. [`BusRequest`] and [`BusReply`] are bincode, positional:
-//! variants are only appended at the end, and changing a field (or one of openraft's RPC
-//! types inside) means a new bus version.
+//! A version 2 client sends its Hello before it learns the version, so the Hello frame is
+//! the same in every version. [`BusRequest`], [`BusReply`] and [`Handshake`] are bincode,
+//! positional: variants are only appended at the end, and changing a field (or one of
+//! openraft's RPC types inside) means a new bus version.
 
 use std::io;
 
@@ -41,7 +52,10 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::C;
+use super::{
+    C,
+    security::{MAC, NONCE},
+};
 use crate::snapshot::Meta;
 
 /// Largest frame accepted (one AppendEntries holding a large model).
@@ -53,9 +67,9 @@ pub(crate) const MAX_HELLO: usize = 64 * 1024;
 /// What a version 2 (and later) connection starts with, in both directions.
 pub(crate) const BUS_MAGIC: &[u8; 12] = b"shardai-bus\n";
 /// The highest bus protocol version this build speaks: what its clients offer.
-pub(crate) const BUS_VERSION: u32 = 2;
-/// The versions this build speaks (1: no preamble).
-pub(crate) const BUS_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
+pub(crate) const BUS_VERSION: u32 = 3;
+/// The first version whose connections prove the cluster secret.
+pub(crate) const PROOF_VERSION: u32 = 3;
 /// Bytes of a preamble.
 pub(crate) const PREAMBLE: usize = BUS_MAGIC.len() + 4;
 
@@ -67,20 +81,33 @@ pub(crate) fn preamble(version: u32) -> [u8; PREAMBLE] {
     p
 }
 
-/// The version a server speaks with a client whose highest version is `theirs`: the lower
-/// of `theirs` and [`BUS_VERSION`], or `None` (refused) when that is below the lowest of
-/// [`BUS_VERSIONS`].
-pub(crate) fn agree(theirs: u32) -> Option<u32> {
-    Some(theirs.min(BUS_VERSION)).filter(|v| BUS_VERSIONS.contains(v))
+/// The version a server whose lowest version is `lowest` speaks with a client whose
+/// highest version is `theirs`: the lower of `theirs` and [`BUS_VERSION`], or `None`
+/// (refused) when that is below `lowest`.
+pub(crate) fn agree(theirs: u32, lowest: u32) -> Option<u32> {
+    Some(theirs.min(BUS_VERSION)).filter(|v| (lowest..=BUS_VERSION).contains(v))
 }
 
-/// "`who` speaks bus protocol version `v`; this build speaks versions 1 to 2".
-pub(crate) fn unspoken(who: impl std::fmt::Display, v: u32) -> String {
-    format!(
-        "{who} speaks bus protocol version {v}; this build speaks versions {} to {}",
-        BUS_VERSIONS.start(),
-        BUS_VERSIONS.end()
-    )
+/// Whether a client whose lowest version is `lowest` speaks the version `v` a server
+/// answered.
+pub(crate) fn speaks(v: u32, lowest: u32) -> bool {
+    (lowest..=BUS_VERSION).contains(&v)
+}
+
+/// "`who` speaks bus protocol version `v`; this build speaks versions 1 to 3" (or "version
+/// 3 only" where the bus is secured).
+pub(crate) fn unspoken(who: impl std::fmt::Display, v: u32, lowest: u32) -> String {
+    if lowest >= BUS_VERSION {
+        format!(
+            "{who} speaks bus protocol version {v}; this build speaks version {BUS_VERSION} \
+             only on an authenticated bus (earlier versions cannot authenticate)"
+        )
+    } else {
+        format!(
+            "{who} speaks bus protocol version {v}; this build speaks versions {lowest} to \
+             {BUS_VERSION}"
+        )
+    }
 }
 
 /// How a connection opened.
@@ -114,6 +141,24 @@ pub(crate) async fn read_preamble(r: &mut (impl AsyncReadExt + Unpin)) -> io::Re
         Opening::Versioned(v) => Ok(v),
         Opening::Legacy(_) => Err(io::Error::other("no cluster bus preamble")),
     }
+}
+
+/// The frames of a version 3 connection's proofs, between the preambles and the Hello
+/// (see `security` for what a proof is). On the wire (bincode encodes the variant's index):
+/// variants are only ever appended, and a changed field is a new bus version.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Handshake {
+    /// The server's nonce, right after its preamble.
+    Challenge([u8; NONCE]),
+    /// The client's nonce and its proof.
+    ClientProof {
+        nonce: [u8; NONCE],
+        proof: [u8; MAC],
+    },
+    /// The server's proof, once the client's held.
+    ServerProof([u8; MAC]),
+    /// The client's proof did not hold: nothing more is said, and the server closes.
+    Refused,
 }
 
 /// A message to a node's bus server. On the wire (bincode encodes the variant's index):
@@ -202,13 +247,16 @@ mod tests {
 
     #[test]
     fn the_version_spoken_is_the_lower_highest_of_both_sides() {
-        assert_eq!(agree(2), Some(2));
+        assert_eq!(agree(3, 1), Some(3));
         // A later client still speaking ours.
-        assert_eq!(agree(3), Some(2));
-        assert_eq!(agree(9), Some(2));
-        assert_eq!(agree(u32::MAX), Some(2));
-        assert_eq!(agree(1), Some(1));
+        assert_eq!(agree(4, 1), Some(3));
+        assert_eq!(agree(9, 1), Some(3));
+        assert_eq!(agree(u32::MAX, 3), Some(3));
+        assert_eq!(agree(2, 1), Some(2));
+        assert_eq!(agree(1, 1), Some(1));
         // Below our lowest.
-        assert_eq!(agree(0), None);
+        assert_eq!(agree(0, 1), None);
+        assert_eq!(agree(2, 3), None);
+        assert!(speaks(3, 3) && speaks(2, 1) && !speaks(2, 3) && !speaks(4, 1));
     }
 }

@@ -1,8 +1,9 @@
 //! The node-to-node transport (the cluster bus): length-prefixed bincode frames over TCP on
-//! `--cluster-port`.
+//! `--cluster-port`, inside mutual TLS when certificates are given.
 //!
 //! Every connection starts with a preamble agreeing on the bus protocol version (see
-//! `frame`) and a `Hello` naming the cluster id, the Raft group (a node runs its shard's
+//! `frame`), both sides' proofs of knowing the cluster secret (see `security`; a peer that
+//! fails is told only that it was refused), and a `Hello` naming the cluster id, the Raft group (a node runs its shard's
 //! group and the metadata group) and the node it expects to reach; a node
 //! of another cluster, one that is not the named node, or one without that group refuses it
 //! before any Raft message is read. After that a connection carries one request and its response
@@ -21,11 +22,17 @@
 //! - `server`: [`serve`], the accepting side.
 //! - `client`: [`Network`] and [`Peer`], the connecting side.
 //! - `pool`: idle connections per peer.
+//! - `security`: [`BusSecurity`], the cluster secret and its proofs.
+//! - `tls`: mutual TLS ([`TlsFiles`]).
+//! - `stream`: a connection's halves, plain or TLS.
 
 mod client;
 pub(crate) mod frame;
 mod pool;
+pub(crate) mod security;
 mod server;
+mod stream;
+mod tls;
 
 use std::time::Duration;
 
@@ -33,7 +40,9 @@ use tokio::net::TcpStream;
 
 pub use self::{
     client::{Network, Peer},
+    security::BusSecurity,
     server::{Target, TargetSlot, serve},
+    tls::TlsFiles,
 };
 use crate::types::TypeConfig;
 

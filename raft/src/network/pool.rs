@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use tokio::io::{BufReader, BufWriter};
 
-pub(super) type Conn = (
-    BufReader<tokio::net::tcp::OwnedReadHalf>,
-    BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-);
+use super::stream::{BusRead, BusWrite};
+
+/// A bus connection past its handshake (plain TCP or TLS).
+pub(super) type Conn = (BufReader<BusRead>, BufWriter<BusWrite>);
 
 /// Idle connections by peer (openraft makes a new client for every heartbeat round and vote,
 /// and a new append stream for every round of replication work).
@@ -50,13 +50,7 @@ impl Pool {
 /// True when nothing is waiting to be read on an idle connection and the peer has not closed
 /// it (a peek that would block); anything else means it cannot carry a new request.
 pub(super) fn open_and_quiet(c: &mut Conn) -> bool {
-    if !c.0.buffer().is_empty() {
-        return false;
-    }
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut byte = [0u8; 1];
-    let mut buf = tokio::io::ReadBuf::new(&mut byte);
-    c.0.get_mut().poll_peek(&mut cx, &mut buf).is_pending()
+    c.0.buffer().is_empty() && c.0.get_mut().is_quiet()
 }
 
 #[cfg(test)]
@@ -74,7 +68,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (r, w) = client.unwrap().into_split();
+        let (r, w) = crate::network::stream::plain(client.unwrap());
         ((BufReader::new(r), BufWriter::new(w)), server.unwrap().0)
     }
 
