@@ -21,8 +21,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const CLUSTER: &str = "alpha-cluster-5f3a";
 const ME: u64 = 4_242_424_242;
 
+/// The test certificates, made once per run by `tests/tls/make.sh` (openssl) in cargo's
+/// temporary folder for integration tests (under `target/`), so no key is committed.
+fn cert_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bus-tls");
+        let _ = std::fs::remove_dir_all(&d);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/make.sh");
+        let ok = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&d)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{script} failed");
+        d
+    })
+}
+
 fn tls(name: &str) -> TlsFiles {
-    let d = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls"));
+    let d = cert_dir();
     let ca = if name == "rogue" { "other-ca" } else { "ca" };
     TlsFiles {
         cert: d.join(format!("{name}.crt")),
