@@ -3,7 +3,7 @@
 //!
 //! Owns writing those files (EC P-256 keys, made with rcgen on ring); it must not start a
 //! server or overwrite a file. The CA's key is written too, to sign more node
-//! certificates later with any tool; keep it off the nodes.
+//! certificates with any tool; keep it off the nodes.
 
 use std::{io::Write, net::IpAddr, os::unix::fs::OpenOptionsExt, path::PathBuf};
 
@@ -106,7 +106,7 @@ fn write_all(a: &Args) -> Result<Vec<PathBuf>, String> {
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
     written.push(write(a, "ca.crt", &ca_cert.pem(), 0o644)?);
     written.push(write(a, "ca.key", &ca_key.serialize_pem(), 0o600)?);
-    let issuer = Issuer::new(ca, ca_key);
+    let signer = Issuer::new(ca, ca_key);
 
     for i in 1..=a.nodes {
         let key = KeyPair::generate().map_err(err)?;
@@ -122,7 +122,7 @@ fn write_all(a: &Args) -> Result<Vec<PathBuf>, String> {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         valid(&mut p);
-        let cert = p.signed_by(&key, &issuer).map_err(err)?;
+        let cert = p.signed_by(&key, &signer).map_err(err)?;
         written.push(write(a, &format!("node-{i}.crt"), &cert.pem(), 0o644)?);
         written.push(write(
             a,

@@ -16,8 +16,10 @@ one client it shows the latency of one replicated, fsync'd write against one AOF
 
 --baseline PATH compares cluster bus security instead, in one run: the same writes on four
 3-replica shards at once, alternating, the baseline binary's (an earlier build, its bus as it
-was) and this build's with the bus secret, with mutual TLS, and with both; medians and each
-one's ratio to the baseline (no redis-server, no failover).
+was) and this build's with the bus secret, with mutual TLS, and with both; medians of
+requests/s and of the CPU the three replicas spent per write, each with its ratio to the
+baseline's (no redis-server, no failover). On a small shared machine the CPU per write is
+the steadier of the two.
 
 Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH] [--sweep N,..]
        .venv/bin/python tests/bench/replication_bench.py --baseline target/release/shardai-base
@@ -154,26 +156,35 @@ def compare_bus(baseline, tmp, reps, scale):
                 f.write(bytes(b % 255 + 1 for b in os.urandom(size)))
             n = max(1000, int(n * scale))
             runs = {v: [] for v, _ in clusters}
+            cpu = {v: [] for v, _ in clusters}
             for _ in range(reps):
                 for v, c in clusters:
-                    runs[v].append(bench(c.leader().port, ["-r", "1000000", "AI.TENSORSET",
-                                                           "k:__rand_int__", "UINT8", str(size),
-                                                           "BLOB"], data, n, 1))
+                    lead = c.leader()
+                    pids = [x.proc.pid for x in c.nodes]
+                    out, us, _ = measured(lambda: bench(
+                        lead.port, ["-r", "1000000", "AI.TENSORSET", "k:__rand_int__", "UINT8",
+                                    str(size), "BLOB"], data, n, 1), pids, n)
+                    runs[v].append(out)
+                    cpu[v].append(sum(us.values()))
             base = statistics.median(x[0] for x in runs["baseline"])
+            base_cpu = statistics.median(cpu["baseline"])
             for v, _ in clusters:
                 m = [statistics.median(x[i] for x in runs[v]) for i in range(3)]
-                rows.append((label, v, m, m[0] / base))
+                u = statistics.median(cpu[v])
+                rows.append((label, v, m, m[0] / base, u, u / base_cpu))
                 print(f"  {label:>7} {v:>14}: {m[0]:>9,.0f}/s p50 {m[1]:.2f} p99 {m[2]:.2f} ms "
-                      f"| vs baseline {m[0] / base:.2f} | runs "
+                      f"| vs baseline {m[0] / base:.2f} | CPU per write (3 replicas) {u:.0f} µs, "
+                      f"vs baseline {u / base_cpu:.2f} | runs "
                       + ", ".join(f"{x[0]:,.0f}" for x in runs[v]), flush=True)
     finally:
         for _, c in clusters:
             c.close()
     print()
-    print("| payload | bus | req/s | p50 / p99 ms | vs baseline |")
-    print("|---|---|---|---|---|")
-    for label, v, m, ratio in rows:
-        print(f"| {label} | {v} | {m[0]:,.0f} | {m[1]:.2f} / {m[2]:.2f} | {ratio:.2f} |")
+    print("| payload | bus | req/s | p50 / p99 ms | vs baseline | CPU µs per write | vs baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for label, v, m, ratio, u, u_ratio in rows:
+        print(f"| {label} | {v} | {m[0]:,.0f} | {m[1]:.2f} / {m[2]:.2f} | {ratio:.2f} | {u:.0f} "
+              f"| {u_ratio:.2f} |")
     return 0
 
 

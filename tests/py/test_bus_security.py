@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from harness import binary, free_port
-from shardcluster import SECRET, Cluster, make_ca, make_cert, tls_args
+from shardcluster import SECRET, Cluster, cli, make_ca, make_cert, tls_args
 
 PREAMBLE_V3 = b"shardai-bus\n" + struct.pack("<I", 3)
 
@@ -42,7 +42,8 @@ def certs():
 
 @pytest.fixture(scope="module")
 def tls_cluster(certs):
-    c = Cluster(3, bus=lambda i: tls_args(certs, f"node-{i}")
+    c = Cluster(3, extra=["--snapshot-entries", "100"],
+                bus=lambda i: tls_args(certs, f"node-{i}")
                 + ["--cluster-secret-file", f"{certs}/secret"])
     try:
         yield c
@@ -81,6 +82,9 @@ def test_a_shard_over_mutual_tls_replicates(tls_cluster):
     client = c.client()
     for i in range(200):
         client.execute("AI.TENSORSET", f"k{i}", "FLOAT", 1, "VALUES", i)
+    # 3.2 MB of tensors: a snapshot of several 1 MiB chunks.
+    for i in range(200):
+        client.execute("AI.TENSORSET", f"b{i}", "UINT8", 16384, "BLOB", bytes([i]) * 16384)
     client.close()
     for f in c.followers():
         c.wait_caught_up(f)
@@ -88,6 +92,19 @@ def test_a_shard_over_mutual_tls_replicates(tls_cluster):
         r.execute_command("READONLY")
         assert [float(x) for x in r.execute_command("AI.TENSORGET", "k199", "VALUES")] == [199]
         r.close()
+    # A wiped replica rejoins through a snapshot streamed over TLS.
+    victim = c.followers()[0]
+    cli("del-node", c.leader().addr, str(victim.replication()["raft_node_id"]))
+    victim.kill()
+    victim.wipe()
+    victim.start()
+    cli("add-node", victim.addr, c.leader().addr)
+    c.wait_caught_up(victim)
+    assert "snapshot installed" in victim.log_text()
+    r = victim.client(single_connection_client=True)
+    r.execute_command("READONLY")
+    assert r.execute_command("AI.TENSORGET", "b199", "BLOB") == bytes([199]) * 16384
+    r.close()
 
 
 def test_the_bus_refuses_a_certificate_of_another_ca(tls_cluster, certs):

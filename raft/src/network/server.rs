@@ -366,10 +366,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_peer_of_a_later_bus_version_is_answered_ours_proved_and_served() {
+    async fn a_peer_of_a_newer_bus_version_is_answered_ours_proved_and_served() {
         for sec in [BusSecurity::open(), secret(b"sesame")] {
             let mut sock = connect(sec.clone()).await;
-            // A version 3 client (or later) sends its preamble alone.
+            // A version 3 client (or newer) sends its preamble alone.
             sock.write_all(&preamble(9)).await.unwrap();
             prove(&mut sock, &sec, 3).await;
             write_frame(&mut sock, &hello()).await.unwrap();
