@@ -179,8 +179,8 @@ pub struct Config {
     /// file that gives the default user a password, anyone who can reach the port may run
     /// every command. Clients authenticate with `AUTH password` or `HELLO 3 AUTH default
     /// password`.
-    #[arg(long, env = "SHARDAI_REQUIREPASS", hide_env_values = true)]
-    pub requirepass: Option<String>,
+    #[arg(long, env = "SHARDAI_REQUIREPASS", hide_env_values = true, value_parser = parse_secret)]
+    pub requirepass: Option<Secret>,
 
     /// ACL file: `user <name> <rules...>` lines, as Redis's aclfile (`user alice on >pw ~app:*
     /// +@read +@ai`). Read at start (a bad file stops the server) and by ACL LOAD; ACL SAVE
@@ -217,6 +217,13 @@ pub struct Secret(String);
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 

@@ -89,7 +89,7 @@ async fn run(config: Config) -> Result<(), String> {
     let local = ports.join(" and ");
     let store = Arc::new(Store::new());
     let acl = Arc::new(Acl::new(
-        config.requirepass.clone(),
+        config.requirepass.as_ref().map(|p| p.expose().to_string()),
         config.aclfile.clone(),
     )?);
     if acl.default_is_open() && !config.bind.is_loopback() {

@@ -36,7 +36,6 @@ use self::{catalog::Catalog, log::Reason};
 pub const RECORD_PREFIX: &str = "acl:user:";
 
 /// The users and the denial log.
-#[derive(Debug)]
 pub struct Acl {
     users: RwLock<BTreeMap<String, Arc<User>>>,
     /// Users from the configuration and ACL SETUSER in standalone mode.
@@ -47,6 +46,15 @@ pub struct Acl {
     log: Mutex<log::Book>,
     file: Option<PathBuf>,
     requirepass: Option<String>,
+}
+
+impl std::fmt::Debug for Acl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("Acl")
+            .field("users", &self.users.read().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A refused request: what the client is told and what the log keeps.
