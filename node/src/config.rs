@@ -193,10 +193,11 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_PROTECTED_MODE", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub protected_mode: bool,
 
-    /// Allow AI.CONFIG LOADBACKEND and BACKENDSPATH at run time (admin users only; libraries
-    /// load only from inside the backends path). `no` refuses both, as Redis 7's
-    /// enable-module-command does for MODULE LOAD.
-    #[arg(long, env = "SHARDAI_ENABLE_BACKEND_LOADING", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    /// Allow AI.CONFIG LOADBACKEND and BACKENDSPATH at run time (admin users only;
+    /// LOADBACKEND opens only files inside the backends path, which BACKENDSPATH moves). Off
+    /// by default, as Redis 7's enable-module-command: backends load from --backends-path
+    /// (or the .venv) without either command.
+    #[arg(long, env = "SHARDAI_ENABLE_BACKEND_LOADING", default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub enable_backend_loading: bool,
 
     /// Let MIGRATE connect to any host. By default a cluster node migrates only to nodes of
@@ -208,6 +209,14 @@ pub struct Config {
     /// `shardai_node=debug`. Logs go to standard error.
     #[arg(long, env = "SHARDAI_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// True when both paths name the same file (or the same text, when one cannot be read).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// A secret given as an option: never shown by `{:?}`.
@@ -309,6 +318,18 @@ impl Config {
         let secret = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
         if self.cluster_enabled && !secret && tls.is_none() {
             return Err(UNSECURED.into());
+        }
+        // With the client CA, every client certificate would open the cluster bus too.
+        if let (Some(bus), Some(clients)) = (&tls, &self.tls_ca_cert_file)
+            && self.tls_auth_clients != crate::tls::ClientAuth::No
+            && same_file(&bus.ca, clients)
+        {
+            return Err(
+                "--cluster-tls-ca-cert-file must not be the clients' CA (--tls-ca-cert-file): \
+                 every client certificate would open the cluster bus; give the bus a CA that \
+                 signs cluster nodes only (shardai cert makes one)"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -55,7 +55,8 @@ pub async fn serve<S: Stream>(
 ) {
     let id = info.id;
     let peer = info.addr;
-    let mut state = ConnState::new(info, shared.acl.initial_user(), shared.acl.generation());
+    let (user, generation) = shared.acl.initial_user();
+    let mut state = ConnState::new(info, user, generation);
     state.tls = tls;
     let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
         Ok(why) => why,
@@ -172,25 +173,23 @@ async fn handle(
             state.info.last_cmd.store(i, Ordering::Relaxed);
             // ASKING holds for the one command after it.
             let asking = route::is_asking(spec, std::mem::take(&mut state.asking));
-            // As Redis: arity first, then authentication and permissions, then routing.
+            // As Redis: arity first (a wrong count is answered by the parser, before any
+            // routing), then authentication and permissions, then routing.
             if spec.arity_ok(argv.len()) {
-                match access(shared, state, i, spec, &argv) {
-                    Ok(()) => {}
-                    Err((e, flow)) => {
-                        out.push(&Reply::Error(e), state.resp);
-                        return flow;
-                    }
+                if let Err((e, flow)) = access(shared, state, i, spec, &argv) {
+                    out.push(&Reply::Error(e), state.resp);
+                    return flow;
                 }
-            }
-            if let Some(cluster) = &shared.cluster {
-                match cluster
-                    .admit(spec, &argv, state.readonly, asking, state.tls)
-                    .await
-                {
-                    Ok(guard) => migration_guard = guard,
-                    Err(e) => {
-                        out.push(&Reply::Error(e), state.resp);
-                        return Flow::Continue;
+                if let Some(cluster) = &shared.cluster {
+                    match cluster
+                        .admit(spec, &argv, state.readonly, asking, state.tls)
+                        .await
+                    {
+                        Ok(guard) => migration_guard = guard,
+                        Err(e) => {
+                            out.push(&Reply::Error(e), state.resp);
+                            return Flow::Continue;
+                        }
                     }
                 }
             }

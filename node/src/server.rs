@@ -76,7 +76,7 @@ impl Server {
             return Some(conn::max_clients_reply());
         }
         if shared.runtime.protected_mode.load(Ordering::Relaxed)
-            && !addr.ip().is_loopback()
+            && !addr.ip().to_canonical().is_loopback()
             && !shared.config.bind.is_loopback()
             && shared.acl.default_is_open()
         {

@@ -381,9 +381,29 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
                 }
             }
         }
-        "ai.modelrun" | "ai.scriptrun" => {
+        "ai.modelrun" => {
+            // As `parse_modelrun` reads it: key [TIMEOUT t] INPUTS in... [OUTPUTS out...],
+            // every argument after INPUTS but the first OUTPUTS being a key.
             keys.push(argv.get(1).ok_or(Error::Syntax)?);
-            let start = if name == "ai.modelrun" { 2 } else { 3 };
+            let mut i = 2;
+            if argv.get(i).is_some_and(|a| eq(a, "TIMEOUT")) {
+                i += 2;
+            }
+            if !argv.get(i).is_some_and(|a| eq(a, "INPUTS")) {
+                return Err(Error::Syntax);
+            }
+            let mut outputs_seen = false;
+            for a in argv.iter().skip(i + 1) {
+                if !outputs_seen && eq(a, "OUTPUTS") {
+                    outputs_seen = true;
+                } else {
+                    keys.push(a);
+                }
+            }
+        }
+        "ai.scriptrun" => {
+            keys.push(argv.get(1).ok_or(Error::Syntax)?);
+            let start = 3;
             let mut in_list = false;
             for a in argv.iter().skip(start) {
                 if eq(a, "INPUTS") || eq(a, "OUTPUTS") {
@@ -538,6 +558,15 @@ mod tests {
         assert_eq!(
             keys("AI.MODELRUN m INPUTS a b OUTPUTS c"),
             ["m", "a", "b", "c"]
+        );
+        // Every argument the parser takes as an input or output is a key, whatever it says.
+        assert_eq!(
+            keys("AI.MODELRUN m INPUTS a TIMEOUT s OUTPUTS o"),
+            ["m", "a", "TIMEOUT", "s", "o"]
+        );
+        assert_eq!(
+            keys("AI.MODELRUN m TIMEOUT 5 INPUTS a OUTPUTS ARGS v $"),
+            ["m", "a", "ARGS", "v", "$"]
         );
         assert_eq!(
             keys("AI.DAGEXECUTE LOAD 1 a PERSIST 1 b |> AI.MODELEXECUTE m INPUTS 1 a OUTPUTS 1 b"),

@@ -22,7 +22,7 @@ def onnx_only():
     """A server whose backends path holds onnxruntime and nothing else."""
     path = pathlib.Path(tempfile.mkdtemp(prefix="shardai-backends-"))
     os.symlink(SITE / "onnxruntime", path / "onnxruntime")
-    s = Server("--backends-path", str(path))
+    s = Server("--backends-path", str(path), "--enable-backend-loading", "yes")
     yield s
     s.stop()
     shutil.rmtree(s.dir, ignore_errors=True)

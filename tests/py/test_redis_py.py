@@ -1,8 +1,12 @@
 """redis-py 8 against shardai over RESP2 and RESP3: RedisAI's tensor API, the Redis commands
 clients send, and exact error texts. Tensors are checked against numpy's own layout."""
+import shutil
+
 import numpy as np
 import pytest
 import redis
+
+from conftest import Server
 
 DTYPES = {
     "FLOAT": np.float32, "DOUBLE": np.float64, "INT8": np.int8, "INT16": np.int16,
@@ -157,8 +161,17 @@ def test_hello_and_ai_config(r):
     assert r.execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") == 535822336
     path = r.execute_command("AI.CONFIG", "GET", "BACKENDSPATH")
     assert path is None or path.endswith(b"site-packages")
-    with pytest.raises(redis.ResponseError, match="^error loading backend: .*libtensorflow.so"):
-        r.execute_command("AI.CONFIG", "LOADBACKEND", "TF", "libtensorflow.so")
-    # A path relative to BACKENDSPATH, as RedisAI resolves it.
-    assert r.execute_command("AI.CONFIG", "LOADBACKEND", "TF", "tensorflow/libtensorflow_cc.so.2") in (b"OK", True)
-    assert r.info("ai_backends_info")["ai_TF_version"] == "2.21.0"
+    with pytest.raises(redis.ResponseError, match="--enable-backend-loading yes"):
+        r.execute_command("AI.CONFIG", "LOADBACKEND", "TF", "tensorflow/libtensorflow_cc.so.2")
+    s = Server("--enable-backend-loading", "yes")
+    try:
+        c = s.client(protocol=r.protocol)
+        with pytest.raises(redis.ResponseError, match="^error loading backend: .*libtensorflow.so"):
+            c.execute_command("AI.CONFIG", "LOADBACKEND", "TF", "libtensorflow.so")
+        # A path relative to BACKENDSPATH, as RedisAI resolves it.
+        assert c.execute_command("AI.CONFIG", "LOADBACKEND", "TF",
+                                 "tensorflow/libtensorflow_cc.so.2") in (b"OK", True)
+        assert c.info("ai_backends_info")["ai_TF_version"] == "2.21.0"
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)

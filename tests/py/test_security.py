@@ -204,24 +204,24 @@ def test_acl_file_save_load_and_restart():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_backend_loading_is_confined_and_can_be_disabled(server):
-    r = server.client()
-    with pytest.raises(redis.ResponseError, match="error loading backend"):
-        r.execute_command("AI.CONFIG", "LOADBACKEND", "TORCH", "/no/such/file.so")
-    with pytest.raises(redis.ResponseError, match="outside the backends path"):
-        r.execute_command("AI.CONFIG", "LOADBACKEND", "ONNX", "/bin/true")
-    with pytest.raises(redis.ResponseError, match="outside the backends path"):
-        r.execute_command("AI.CONFIG", "LOADBACKEND", "ONNX", "../../../../../../bin/true")
-    off = Server("--enable-backend-loading", "no")
+def test_backend_loading_is_off_by_default_and_confined(server):
+    c = server.client()
+    for args in (["LOADBACKEND", "ONNX", "x.so"], ["BACKENDSPATH", "/tmp"]):
+        with pytest.raises(redis.ResponseError, match="--enable-backend-loading yes"):
+            c.execute_command("AI.CONFIG", *args)
+    assert c.execute_command("AI.CONFIG", "GET", "BACKENDSPATH") is not None
+    on = Server("--enable-backend-loading", "yes")
     try:
-        c = off.client()
-        for args in (["LOADBACKEND", "ONNX", "x.so"], ["BACKENDSPATH", "/tmp"]):
-            with pytest.raises(redis.ResponseError, match="--enable-backend-loading"):
-                c.execute_command("AI.CONFIG", *args)
-        assert c.execute_command("AI.CONFIG", "GET", "BACKENDSPATH") is not None
+        r = on.client()
+        with pytest.raises(redis.ResponseError, match="error loading backend"):
+            r.execute_command("AI.CONFIG", "LOADBACKEND", "TORCH", "/no/such/file.so")
+        with pytest.raises(redis.ResponseError, match="outside the backends path"):
+            r.execute_command("AI.CONFIG", "LOADBACKEND", "ONNX", "/bin/true")
+        with pytest.raises(redis.ResponseError, match="outside the backends path"):
+            r.execute_command("AI.CONFIG", "LOADBACKEND", "ONNX", "../../../../../../bin/true")
     finally:
-        off.stop()
-        shutil.rmtree(off.dir, ignore_errors=True)
+        on.stop()
+        shutil.rmtree(on.dir, ignore_errors=True)
 
 
 def test_migrate_only_to_allowed_hosts(server):

@@ -540,7 +540,17 @@ fn command_table_replies() {
 
 #[test]
 fn ai_config() {
-    let s = Server::start();
+    // Backend loading is off unless the operator turns it on.
+    let off = Server::start();
+    let e = err_text(
+        cmd("AI.CONFIG")
+            .arg("BACKENDSPATH")
+            .arg("/tmp")
+            .query(&mut off.client()),
+    );
+    assert!(e.contains("--enable-backend-loading yes"), "{e}");
+    drop(off);
+    let s = Server::start_with(&["--enable-backend-loading", "yes"]);
     let mut c = s.client();
     let v: Option<String> = cmd("AI.CONFIG")
         .arg("GET")
@@ -569,9 +579,12 @@ fn ai_config() {
         .query(&mut c)
         .unwrap();
     assert_eq!(n, 1048576);
+    let dir = std::env::temp_dir().join(format!("shardai-backends-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.canonicalize().unwrap().display().to_string();
     let _: () = cmd("AI.CONFIG")
         .arg("BACKENDSPATH")
-        .arg("/opt/backends")
+        .arg(&base)
         .query(&mut c)
         .unwrap();
     let v: String = cmd("AI.CONFIG")
@@ -579,7 +592,7 @@ fn ai_config() {
         .arg("BACKENDSPATH")
         .query(&mut c)
         .unwrap();
-    assert_eq!(v, "/opt/backends");
+    assert_eq!(v, base);
     let e = err_text(
         cmd("AI.CONFIG")
             .arg("LOADBACKEND")
@@ -589,9 +602,19 @@ fn ai_config() {
     );
     // A relative path is taken under BACKENDSPATH, as RedisAI does.
     assert!(
-        e.starts_with("ERR error loading backend: /opt/backends/x.so"),
+        e.starts_with(&format!("ERR error loading backend: {base}/x.so")),
         "{e}"
     );
+    // Nothing outside the backends path is opened.
+    let e = err_text(
+        cmd("AI.CONFIG")
+            .arg("LOADBACKEND")
+            .arg("TF")
+            .arg("/bin/sh")
+            .query(&mut c),
+    );
+    assert!(e.contains("outside the backends path"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
     let e = err_text(
         cmd("AI.CONFIG")
             .arg("LOADBACKEND")

@@ -38,10 +38,9 @@ pub const RECORD_PREFIX: &str = "acl:user:";
 /// The users and the denial log.
 pub struct Acl {
     users: RwLock<BTreeMap<String, Arc<User>>>,
-    /// Users from the configuration and ACL SETUSER in standalone mode.
-    base: Mutex<BTreeMap<String, Arc<User>>>,
-    /// Cluster-wide records last applied: name to description, empty for deleted.
-    cluster: Mutex<BTreeMap<String, String>>,
+    /// What `users` is built from, changed and rebuilt under this one lock so that no
+    /// rebuild from older sources lands after a newer one.
+    sources: Mutex<Sources>,
     generation: AtomicU64,
     log: Mutex<log::Book>,
     file: Option<PathBuf>,
@@ -55,6 +54,15 @@ impl std::fmt::Debug for Acl {
             .field("users", &self.users.read().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// What the users are built from.
+#[derive(Debug, Default)]
+struct Sources {
+    /// Users from the configuration and ACL SETUSER in standalone mode.
+    base: BTreeMap<String, Arc<User>>,
+    /// Cluster-wide records last applied: name to description, empty for deleted.
+    cluster: BTreeMap<String, String>,
 }
 
 /// A refused request: what the client is told and what the log keeps.
@@ -72,16 +80,18 @@ impl Acl {
     pub fn new(requirepass: Option<String>, file: Option<PathBuf>) -> Result<Acl, String> {
         let acl = Acl {
             users: RwLock::new(BTreeMap::new()),
-            base: Mutex::new(BTreeMap::new()),
-            cluster: Mutex::new(BTreeMap::new()),
+            sources: Mutex::new(Sources::default()),
             generation: AtomicU64::new(0),
             log: Mutex::new(log::Book::default()),
             file,
             requirepass,
         };
         let base = acl.configured_users()?;
-        *acl.base.lock() = base;
-        acl.rebuild();
+        {
+            let mut src = acl.sources.lock();
+            src.base = base;
+            acl.rebuild(&src);
+        }
         Ok(acl)
     }
 
@@ -100,9 +110,10 @@ impl Acl {
         Ok(users)
     }
 
-    fn rebuild(&self) {
-        let mut users = self.base.lock().clone();
-        for (name, described) in self.cluster.lock().iter() {
+    /// Rebuilds `users` from `src` (whose lock the caller holds).
+    fn rebuild(&self, src: &Sources) {
+        let mut users = src.base.clone();
+        for (name, described) in src.cluster.iter() {
             if described.is_empty() {
                 if name != "default" {
                     users.remove(name);
@@ -139,9 +150,12 @@ impl Acl {
     }
 
     /// The user a new connection starts as: the default user when it needs no password
-    /// (and is enabled), else none (the connection must AUTH).
-    pub fn initial_user(&self) -> Option<Arc<User>> {
-        self.user("default").filter(|u| u.enabled && u.nopass)
+    /// (and is enabled), else none (the connection must AUTH); with the generation it was
+    /// read at (read first, so that a later change is never missed).
+    pub fn initial_user(&self) -> (Option<Arc<User>>, u64) {
+        let generation = self.generation();
+        let u = self.user("default").filter(|u| u.enabled && u.nopass);
+        (u, generation)
     }
 
     /// True when the default user needs no password (protected mode's condition).
@@ -149,41 +163,41 @@ impl Acl {
         self.user("default").is_some_and(|u| u.nopass)
     }
 
-    /// AUTH: the user that `pass` authenticates. `user` is `default` for `AUTH password`.
-    pub fn authenticate(&self, user: &str, pass: &[u8]) -> Option<Arc<User>> {
-        self.user(user).filter(|u| u.password_ok(pass))
+    /// AUTH: the user that `pass` authenticates (`default` for `AUTH password`), with the
+    /// generation it was read at (read first, so that a later change is never missed).
+    pub fn authenticate(&self, user: &str, pass: &[u8]) -> Option<(Arc<User>, u64)> {
+        let generation = self.generation();
+        let u = self.user(user).filter(|u| u.password_ok(pass))?;
+        Some((u, generation))
     }
 
     /// Replaces (or creates) a user in this node's own users (standalone mode).
     pub fn put_local(&self, user: User) {
-        self.base.lock().insert(user.name.clone(), Arc::new(user));
-        self.rebuild();
+        let mut src = self.sources.lock();
+        src.base.insert(user.name.clone(), Arc::new(user));
+        self.rebuild(&src);
     }
 
     /// Deletes users from this node's own users; returns how many existed.
     pub fn delete_local(&self, names: &[String]) -> usize {
-        let mut n = 0;
-        {
-            let mut base = self.base.lock();
-            for name in names {
-                n += usize::from(base.remove(name).is_some());
-            }
-        }
-        self.rebuild();
+        let mut src = self.sources.lock();
+        let n = names
+            .iter()
+            .filter(|name| src.base.remove(*name).is_some())
+            .count();
+        self.rebuild(&src);
         n
     }
 
     /// Applies the cluster's records (name to description, empty for deleted) over the
     /// configured users, if they changed.
     pub fn apply_cluster(&self, records: BTreeMap<String, String>) {
-        {
-            let mut current = self.cluster.lock();
-            if *current == records {
-                return;
-            }
-            *current = records;
+        let mut src = self.sources.lock();
+        if src.cluster == records {
+            return;
         }
-        self.rebuild();
+        src.cluster = records;
+        self.rebuild(&src);
     }
 
     /// The ACL file, if one is configured.
@@ -195,8 +209,9 @@ impl Acl {
     pub fn load(&self) -> Result<Vec<Arc<User>>, String> {
         let users = self.configured_users()?;
         let list = users.values().cloned().collect();
-        *self.base.lock() = users;
-        self.rebuild();
+        let mut src = self.sources.lock();
+        src.base = users;
+        self.rebuild(&src);
         Ok(list)
     }
 
@@ -339,9 +354,9 @@ mod tests {
     #[test]
     fn requirepass_closes_the_default_user() {
         let open = Acl::new(None, None).unwrap();
-        assert!(open.initial_user().is_some() && open.default_is_open());
+        assert!(open.initial_user().0.is_some() && open.default_is_open());
         let closed = Acl::new(Some("pw".into()), None).unwrap();
-        assert!(closed.initial_user().is_none() && !closed.default_is_open());
+        assert!(closed.initial_user().0.is_none() && !closed.default_is_open());
         assert!(closed.authenticate("default", b"pw").is_some());
         assert!(closed.authenticate("default", b"no").is_none());
         assert!(closed.authenticate("nobody", b"pw").is_none());

@@ -36,6 +36,7 @@ pub struct User {
 pub type RuleError = &'static str;
 
 const SYNTAX: RuleError = "Syntax error";
+const SPACES: RuleError = "Rules can't contain spaces or control characters";
 const UNKNOWN: RuleError = "Unknown command or category name in ACL";
 const NO_SUCH_PASSWORD: RuleError =
     "The password you are trying to remove from the user does not exist";
@@ -132,18 +133,29 @@ impl User {
                 }
             }
             _ => {
-                let (first, rest) = text.split_at(1);
+                let Some(first) = text.chars().next() else {
+                    return Err(SYNTAX);
+                };
+                let rest = &text[first.len_utf8()..];
+                // A rule other than a password is one word: a pattern with spaces or control
+                // characters would read back as several rules from ACL LIST, the ACL file or
+                // the cluster's record (passwords are kept as hashes, so any bytes do).
+                if !matches!(first, '>' | '<')
+                    && rest.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(SPACES);
+                }
                 match first {
-                    ">" => {
+                    '>' => {
                         self.passwords.insert(hash_password(rest.as_bytes()));
                         self.nopass = false;
                     }
-                    "<" => {
+                    '<' => {
                         if !self.passwords.remove(&hash_password(rest.as_bytes())) {
                             return Err(NO_SUCH_PASSWORD);
                         }
                     }
-                    "#" => {
+                    '#' => {
                         let valid = rest.len() == 64
                             && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                         if !valid {
@@ -152,12 +164,12 @@ impl User {
                         self.passwords.insert(rest.to_string());
                         self.nopass = false;
                     }
-                    "!" => {
+                    '!' => {
                         if !self.passwords.remove(rest) {
                             return Err(NO_SUCH_PASSWORD);
                         }
                     }
-                    "~" => {
+                    '~' => {
                         if self.keys.iter().any(|k| k == "*") {
                             return Err(KEY_AFTER_ALL);
                         }
@@ -167,7 +179,7 @@ impl User {
                             self.keys.push(rest.to_string());
                         }
                     }
-                    "&" => {
+                    '&' => {
                         if self.channels.iter().any(|k| k == "*") {
                             return Err(CHANNEL_AFTER_ALL);
                         }
@@ -177,8 +189,8 @@ impl User {
                             self.channels.push(rest.to_string());
                         }
                     }
-                    "+" => self.command_rule(true, &rest.to_ascii_lowercase())?,
-                    "-" => self.command_rule(false, &rest.to_ascii_lowercase())?,
+                    '+' => self.command_rule(true, &rest.to_ascii_lowercase())?,
+                    '-' => self.command_rule(false, &rest.to_ascii_lowercase())?,
                     _ => return Err(SYNTAX),
                 }
             }
@@ -345,6 +357,18 @@ mod tests {
             UNKNOWN
         );
         assert_eq!(User::new("u").with_rules(&["bogus"]).unwrap_err().1, SYNTAX);
+        assert_eq!(User::new("u").with_rules(&[""]).unwrap_err().1, SYNTAX);
+        assert_eq!(User::new("u").with_rules(&["é"]).unwrap_err().1, SYNTAX);
+        assert_eq!(
+            User::new("u").with_rules(&["~a +@all"]).unwrap_err().1,
+            SPACES
+        );
+        assert_eq!(
+            User::new("u").with_rules(&["~a\nuser x"]).unwrap_err().1,
+            SPACES
+        );
+        let spaced = User::new("u").with_rules(&["on", ">two words"]).unwrap();
+        assert!(spaced.password_ok(b"two words"));
     }
 
     #[test]

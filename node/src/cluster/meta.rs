@@ -251,6 +251,12 @@ impl Cluster {
         };
     }
 
+    /// Applies the cluster's user records to this node's users now.
+    pub fn sync_acl_now(&self) {
+        self.acl_applied.store(u64::MAX, Ordering::Release);
+        self.sync_acl();
+    }
+
     /// Applies the cluster's user records to this node's users when the metadata changed.
     fn sync_acl(&self) {
         let Some(acl) = self.acl.get() else { return };

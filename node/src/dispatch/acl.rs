@@ -41,12 +41,12 @@ async fn sign_in(
     {
         // A user made on another node a moment ago may not have been applied here yet.
         meta.changes().next(CLUSTER_USER_WAIT).await;
-        c.refresh_now();
+        c.sync_acl_now();
         found = acl.authenticate(user, pass);
     }
     match found {
-        Some(u) => {
-            conn.acl_generation = acl.generation();
+        Some((u, generation)) => {
+            conn.acl_generation = generation;
             conn.sign_in(Some(u));
             Ok(())
         }
@@ -272,15 +272,22 @@ pub(super) async fn acl_cmd(
             if acl.file().is_none() {
                 return err(NO_ACL_FILE);
             }
+            let before: Vec<String> = acl.users().iter().map(|u| u.name.clone()).collect();
             let users = match acl.load() {
                 Ok(u) => u,
                 Err(e) => return err(e),
             };
             if cluster.is_some() {
-                let all = users
+                // The file's users, and the end of every other user, cluster-wide.
+                let mut all: Vec<(String, Option<User>)> = users
                     .iter()
                     .map(|u| (u.name.clone(), Some((**u).clone())))
                     .collect();
+                for name in before {
+                    if name != "default" && !users.iter().any(|u| u.name == name) {
+                        all.push((name, None));
+                    }
+                }
                 if let Err(e) = store_users(all, acl, cluster).await {
                     return Reply::Error(e);
                 }
@@ -354,8 +361,15 @@ pub(super) async fn acl_cmd(
 /// either the old one or the whole new one.
 fn write_synced(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    // Password hashes: readable by the server's user only.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;

@@ -70,24 +70,22 @@ pub(super) async fn ai_config(
                 return Reply::Error(Error::UnsupportedBackend);
             };
             let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
-            let full = match confine(backends.path().as_deref(), &path) {
-                Ok(p) => p,
-                Err(why) => {
-                    warn!(backend, path = %path.display(), reason = %why, "AI.CONFIG LOADBACKEND refused");
-                    return Reply::Error(Error::ErrorLoadingBackend(why));
-                }
-            };
-            // Loading a library is a blocking backend call: keep it off the async workers.
+            // Checking the path and loading the library touch the disk and run the library's
+            // initialisers: keep them off the async workers.
             let backends = backends.clone();
-            let lib = full.clone();
-            let r = tokio::task::spawn_blocking(move || backends.load_from(kind, &lib)).await;
+            let asked = path.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let full = confine(backends.path().as_deref(), &asked)?;
+                backends.load_from(kind, &full).map(|()| full)
+            })
+            .await;
             match r {
-                Ok(Ok(())) => {
+                Ok(Ok(full)) => {
                     info!(backend, path = %full.display(), "backend loaded");
                     Reply::OK
                 }
                 Ok(Err(why)) => {
-                    warn!(backend, path = %full.display(), reason = %why, "AI.CONFIG LOADBACKEND failed");
+                    warn!(backend, path = %path.display(), reason = %why, "AI.CONFIG LOADBACKEND refused");
                     Reply::Error(Error::ErrorLoadingBackend(why))
                 }
                 Err(e) => Reply::Error(Error::ErrorLoadingBackend(e.to_string())),

@@ -113,12 +113,12 @@ pub(super) fn help(lines: &[&'static str]) -> Reply {
     Reply::Array(lines.iter().map(|l| Reply::Status(l)).collect())
 }
 
-/// The options CONFIG GET knows, with their current values.
 /// The largest proto-max-bulk-len CONFIG SET accepts.
 const MAX_BULK_LIMIT: usize = 4 << 30;
 /// The largest maxclients CONFIG SET accepts.
 const MAX_CLIENTS_LIMIT: usize = 1_000_000;
 
+/// The options CONFIG GET knows, with their current values.
 fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
     let c = &shared.config;
     let rt = &shared.runtime;
