@@ -57,14 +57,15 @@ def tls_args(d, name):
 
 
 class Node:
-    def __init__(self, extra=(), bus=BUS_SECRET, bin=None, password=None):
+    def __init__(self, extra=(), bus=BUS_SECRET, bin=None, password=None, username=None):
         """`bus`: the cluster bus options (secret, TLS files); `bin`: another shardai binary;
-        `password`: what its clients authenticate with."""
+        `password` (and `username`): what its clients authenticate with."""
         self.dir = tempfile.mkdtemp(prefix="shardai-cluster-")
         self.extra = list(extra)
         self.bus_args = list(bus)
         self.bin = bin or binary()
         self.password = password
+        self.username = username
         self.proc = None
         for _ in range(5):
             self.port, self.bus = free_port(), free_port()
@@ -103,6 +104,7 @@ class Node:
     def client(self, **kw):
         kw.setdefault("socket_timeout", 30)
         kw.setdefault("password", self.password)
+        kw.setdefault("username", self.username)
         return redis.Redis(port=self.port, **kw)
 
     def kill(self):
@@ -138,10 +140,12 @@ class Node:
         return self.client().info("replication")
 
 
-def cli(*args, timeout=60, bin=None, password=None):
+def cli(*args, timeout=60, bin=None, password=None, user=None):
     env = dict(os.environ)
     if password:
         env["SHARDAI_PASSWORD"] = password
+    if user:
+        env["SHARDAI_USER"] = user
     return subprocess.run([bin or binary(), "cluster", *args], check=True, timeout=timeout,
                           capture_output=True, text=True, env=env)
 
