@@ -269,6 +269,7 @@ impl Store {
             Mutation::ExpireDue => {
                 let mut n = 0;
                 if self.volatile_len() > 0 {
+                    self.reset_earliest_expiry();
                     for s in self.stripes() {
                         let mut s = s.write();
                         s.retain(|k, e| {
@@ -276,6 +277,8 @@ impl Store {
                             if !keep {
                                 self.account(k, Some(e), None);
                                 n += 1;
+                            } else if let Some(t) = e.expire_at {
+                                self.note_deadline(t);
                             }
                             keep
                         });
@@ -445,6 +448,36 @@ mod tests {
         assert_eq!(s.apply(Mutation::ExpireDue, 10).unwrap(), Applied::Int(1));
         assert_eq!(s.len(), 1);
         assert_eq!(s.volatile_len(), 0);
+    }
+
+    #[test]
+    fn expiry_is_due_only_once_a_deadline_passed() {
+        let s = Store::new();
+        let set = |k: &str, deadline| Mutation::Set {
+            key: b(k),
+            value: b("v"),
+            cond: None,
+            get: false,
+            deadline,
+        };
+        assert!(!s.expiry_due(u64::MAX - 1));
+        s.apply(set("later", Deadline::At(1000)), 0).unwrap();
+        s.apply(set("sooner", Deadline::At(100)), 0).unwrap();
+        assert!(!s.expiry_due(99));
+        assert!(s.expiry_due(100));
+        assert_eq!(s.apply(Mutation::ExpireDue, 100).unwrap(), Applied::Int(1));
+        // The scan found the next deadline.
+        assert!(!s.expiry_due(999));
+        assert!(s.expiry_due(1000));
+        // A removed deadline leaves an early guess; the next scan corrects it.
+        s.apply(set("x", Deadline::At(200)), 0).unwrap();
+        s.apply(Mutation::Del(vec![b("x")]), 0).unwrap();
+        assert!(s.expiry_due(300));
+        assert_eq!(s.apply(Mutation::ExpireDue, 300).unwrap(), Applied::Int(0));
+        assert!(!s.expiry_due(300));
+        // No deadline left: never due.
+        s.apply(set("later", Deadline::None), 0).unwrap();
+        assert!(!s.expiry_due(u64::MAX - 1));
     }
 
     #[test]

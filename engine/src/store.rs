@@ -94,6 +94,9 @@ pub struct Store {
     stripes: Box<[RwLock<Stripe>]>,
     keys: AtomicI64,
     volatile: AtomicI64,
+    /// No key expires before this (ms; `u64::MAX`: none known). May be earlier than the
+    /// truth after a deadline is removed, never later: ExpireDue recomputes it.
+    earliest_expiry: AtomicU64,
     used_bytes: AtomicI64,
     /// Applied mutations, for INFO.
     applied: AtomicU64,
@@ -123,6 +126,7 @@ impl Store {
                 .collect(),
             keys: AtomicI64::new(0),
             volatile: AtomicI64::new(0),
+            earliest_expiry: AtomicU64::new(u64::MAX),
             used_bytes: AtomicI64::new(0),
             applied: AtomicU64::new(0),
         }
@@ -202,6 +206,23 @@ impl Store {
         self.volatile.load(Ordering::Relaxed).max(0) as usize
     }
 
+    /// Whether a key may be due to expire at `now_ms`: false while no deadline has passed,
+    /// so that no expiry entry is proposed for keys that are not due.
+    pub fn expiry_due(&self, now_ms: u64) -> bool {
+        self.volatile_len() > 0 && self.earliest_expiry.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Forgets the earliest deadline before a scan that notes each remaining one again
+    /// ([`Store::note_deadline`]); a deadline set meanwhile is noted by its writer.
+    pub(crate) fn reset_earliest_expiry(&self) {
+        self.earliest_expiry.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Notes a key's deadline.
+    pub(crate) fn note_deadline(&self, at_ms: u64) {
+        self.earliest_expiry.fetch_min(at_ms, Ordering::Relaxed);
+    }
+
     /// Approximate bytes held by keys and values.
     pub fn used_bytes(&self) -> usize {
         self.used_bytes.load(Ordering::Relaxed).max(0) as usize
@@ -226,6 +247,9 @@ impl Store {
     pub(crate) fn account(&self, key: &[u8], old: Option<&Entry>, new: Option<&Entry>) {
         let size = |e: Option<&Entry>| e.map_or(0, |e| (key.len() + e.value.size()) as i64);
         let vol = |e: Option<&Entry>| e.is_some_and(|e| e.expire_at.is_some()) as i64;
+        if let Some(t) = new.and_then(|e| e.expire_at) {
+            self.note_deadline(t);
+        }
         self.keys.fetch_add(
             new.is_some() as i64 - old.is_some() as i64,
             Ordering::Relaxed,
