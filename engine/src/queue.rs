@@ -57,11 +57,21 @@ struct DeviceQueue {
     ready: Condvar,
 }
 
+/// The most device queues a node keeps: each has worker threads of its own, so device
+/// names (`CPU:7`, `GPU:3`) cannot make threads without bound.
+pub const MAX_DEVICE_QUEUES: usize = 64;
+
+/// The most requests one device queue holds; a request beyond it is answered at once
+/// with an error instead of growing the queue (backpressure).
+pub const MAX_QUEUED: usize = 10_000;
+
 /// The per-device queues of this node, created on first use.
 #[derive(Default)]
 pub struct RunQueues {
     queues: Mutex<HashMap<String, Arc<DeviceQueue>>>,
     threads_per_queue: usize,
+    max_devices: usize,
+    max_queued: usize,
 }
 
 impl std::fmt::Debug for RunQueues {
@@ -75,9 +85,16 @@ impl std::fmt::Debug for RunQueues {
 impl RunQueues {
     /// Queues whose devices each get `threads_per_queue` worker threads.
     pub fn new(threads_per_queue: usize) -> Self {
+        RunQueues::with_limits(threads_per_queue, MAX_DEVICE_QUEUES, MAX_QUEUED)
+    }
+
+    /// As [`RunQueues::new`], with other bounds on devices and queued requests.
+    pub fn with_limits(threads_per_queue: usize, max_devices: usize, max_queued: usize) -> Self {
         RunQueues {
             queues: Mutex::new(HashMap::new()),
             threads_per_queue: threads_per_queue.max(1),
+            max_devices,
+            max_queued,
         }
     }
 
@@ -103,7 +120,17 @@ impl RunQueues {
             reply: tx,
         };
         let queue = self.queue(&device)?;
-        queue.jobs.lock().push_back(job);
+        {
+            let mut jobs = queue.jobs.lock();
+            if jobs.len() >= self.max_queued {
+                return Err(Error::Verbatim(format!(
+                    "ERR the run queue of device {device} is full ({} requests waiting): \
+                     try again later",
+                    self.max_queued
+                )));
+            }
+            jobs.push_back(job);
+        }
         queue.ready.notify_one();
         rx.await
             .map_err(|_| Error::Verbatim("ERR run queue stopped".into()))?
@@ -113,6 +140,13 @@ impl RunQueues {
         let mut queues = self.queues.lock();
         if let Some(q) = queues.get(device) {
             return Ok(q.clone());
+        }
+        if queues.len() >= self.max_devices {
+            return Err(Error::Verbatim(format!(
+                "ERR Could not initialize queue on requested device: this node already runs \
+                 {} device queues",
+                self.max_devices
+            )));
         }
         let queue = Arc::new(DeviceQueue::default());
         for i in 0..self.threads_per_queue {
@@ -387,6 +421,46 @@ mod tests {
             1,
             "the timed-out job never ran"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn devices_and_waiting_requests_are_bounded() {
+        let q = Arc::new(RunQueues::with_limits(1, 2, 2));
+        let (m, _) = model(Duration::from_millis(200));
+        let on = |device: &str| {
+            let mut m = (*m).clone();
+            m.device = device.into();
+            Arc::new(m)
+        };
+        // One running and two waiting: the fourth is refused at once.
+        let busy: Vec<_> = (0..3)
+            .map(|_| {
+                let (q, m) = (q.clone(), on("cpu"));
+                let h = tokio::spawn(async move { q.run(m, input(), None, stats()).await });
+                std::thread::sleep(Duration::from_millis(20));
+                h
+            })
+            .collect();
+        let e = q.run(on("CPU"), input(), None, stats()).await.unwrap_err();
+        assert!(
+            e.to_string().contains("run queue of device CPU is full"),
+            "{e}"
+        );
+        for h in busy {
+            assert!(h.await.unwrap().is_ok());
+        }
+        // A second device gets a queue; a third does not.
+        assert!(q.run(on("GPU:1"), input(), None, stats()).await.is_ok());
+        let e = q
+            .run(on("CPU:99999"), input(), None, stats())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ERR Could not initialize queue on requested device"),
+            "{e}"
+        );
+        assert!(q.run(on("cpu"), input(), None, stats()).await.is_ok());
     }
 
     #[test]
