@@ -23,6 +23,13 @@ use shardai_raft::{BusSecurity, TlsFiles};
                   an environment variable or as a `name value` line in the --config file (for \
                   example `maxclients 100`); command-line flags win over the environment, which \
                   wins over the file.",
+    after_long_help = "Fixed limits per request: a tensor has at most 32 dimensions and at \
+                       most proto-max-bulk-len bytes; AI.TENSORGET VALUES replies at most \
+                       4194304 elements (use BLOB beyond); a DAG has at most 1000 operations \
+                       and 10000 LOAD/PERSIST keys; MODEL_CHUNK_SIZE is at least 1kb. A node \
+                       keeps at most 64 device run queues, each holding at most 10000 waiting \
+                       requests (more answer an error at once). MIGRATE waits at most 60 s per \
+                       step.",
     args_override_self = true
 )]
 pub struct Config {
@@ -77,6 +84,13 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: usize,
 
+    /// Most bytes the dataset may hold (0: no limit). Accepts suffixes: 512mb, 4gb. With the
+    /// dataset plus the writes in flight at the limit, writes answer `-OOM command not
+    /// allowed when used memory > 'maxmemory'.` while reads and deletes keep working
+    /// (policy noeviction: nothing is evicted). Also `CONFIG SET maxmemory`.
+    #[arg(long, env = "SHARDAI_MAXMEMORY", default_value = "0", value_parser = parse_size)]
+    pub maxmemory: usize,
+
     /// Folder holding the backend libraries: a Python `site-packages` with the onnxruntime
     /// wheel (scripts/setup installs it into .venv, which is the default when present).
     /// Relative AI.CONFIG LOADBACKEND paths are resolved against it.
@@ -84,7 +98,8 @@ pub struct Config {
     pub backends_path: Option<PathBuf>,
 
     /// Size of the chunks MODELGET splits model blobs into (AI.CONFIG MODEL_CHUNK_SIZE).
-    #[arg(long, env = "SHARDAI_MODEL_CHUNK_SIZE", default_value = "535822336", value_parser = parse_size)]
+    /// At least 1kb.
+    #[arg(long, env = "SHARDAI_MODEL_CHUNK_SIZE", default_value = "535822336", value_parser = parse_chunk_size)]
     pub model_chunk_size: usize,
 
     /// Threads per device run queue (RedisAI's THREADS_PER_QUEUE).
@@ -252,6 +267,15 @@ pub fn parse_yes_no(s: &str) -> Result<bool, String> {
         "yes" | "true" | "on" | "1" => Ok(true),
         "no" | "false" | "off" | "0" => Ok(false),
         _ => Err(format!("expected yes or no, got '{s}'")),
+    }
+}
+
+/// A MODEL_CHUNK_SIZE: a size of at least 1 KiB.
+fn parse_chunk_size(s: &str) -> Result<usize, String> {
+    let min = shardai_protocol::command::MIN_MODEL_CHUNK_SIZE as usize;
+    match parse_size(s)? {
+        n if n >= min => Ok(n),
+        _ => Err(format!("the chunk size must be at least {min} bytes")),
     }
 }
 

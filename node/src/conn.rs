@@ -28,6 +28,7 @@ use crate::{
     client::{ClientInfo, ConnState},
     cluster::route,
     dispatch::{self, Flow},
+    memory,
     state::Shared,
 };
 
@@ -193,12 +194,34 @@ async fn handle(
                     }
                 }
             }
-            Command::parse_for(spec, argv)
+            let request_bytes = argv.iter().map(Bytes::len).sum();
+            Command::parse_for(spec, argv).map(|cmd| (cmd, spec, request_bytes))
         }
         None => Err(Error::unknown_command(&argv[0], &argv[1..])),
     };
+    let rt = &shared.runtime;
     let (reply, flow) = match parsed {
-        Ok(cmd) => dispatch::execute(cmd, shared, state).await,
+        Ok((cmd, spec, request_bytes)) => {
+            // maxmemory: writes that grow the dataset (Redis's `denyoom`) wait their turn.
+            let admitted = if spec.flags.contains(&"denyoom") {
+                memory::admit(
+                    shared.store().used_bytes(),
+                    &rt.in_flight,
+                    memory::growth(&cmd, request_bytes),
+                    rt.maxmemory.load(Ordering::Relaxed),
+                )
+            } else {
+                Ok(None)
+            };
+            match admitted {
+                Ok(admitted) => {
+                    let done = dispatch::execute(cmd, shared, state).await;
+                    drop(admitted);
+                    done
+                }
+                Err(e) => (Reply::Error(e), Flow::Continue),
+            }
+        }
         Err(e) => (Reply::Error(e), Flow::Continue),
     };
     drop(migration_guard);

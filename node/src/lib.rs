@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
+pub mod memory;
 pub mod resp;
 pub mod server;
 pub mod state;

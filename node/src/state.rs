@@ -56,6 +56,10 @@ pub struct Runtime {
     pub model_chunk_size: AtomicUsize,
     /// protected-mode.
     pub protected_mode: AtomicBool,
+    /// maxmemory (0: no limit).
+    pub maxmemory: AtomicUsize,
+    /// Bytes admitted under maxmemory whose writes have not finished yet.
+    pub in_flight: AtomicUsize,
 }
 
 /// What AI commands run with: the backends models load into, the per-device run queues
@@ -139,6 +143,8 @@ impl Shared {
             maxclients: AtomicUsize::new(config.maxclients),
             model_chunk_size: AtomicUsize::new(config.model_chunk_size),
             protected_mode: AtomicBool::new(config.protected_mode),
+            maxmemory: AtomicUsize::new(config.maxmemory),
+            in_flight: AtomicUsize::new(0),
         };
         let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);
         let run_id = (0..5)

@@ -89,6 +89,23 @@ pub enum Error {
     /// The server has reached its connection limit.
     #[error("ERR max number of clients reached")]
     MaxClients,
+    /// AI.TENSORGET VALUES of a tensor too large to reply element by element.
+    #[error("ERR tensor has {elements} elements, more than VALUES replies ({max}): use BLOB")]
+    ValuesReplyTooLarge {
+        /// The tensor's elements.
+        elements: usize,
+        /// The most a VALUES reply holds.
+        max: usize,
+    },
+    /// AI.TENSORSET with more dimensions than a tensor may have.
+    #[error("ERR tensor has more than {0} dimensions")]
+    RankTooLarge(usize),
+    /// MODEL_CHUNK_SIZE below the smallest chunk MODELGET splits into.
+    #[error("ERR MODEL_CHUNK_SIZE: the chunk size must be at least {0} bytes")]
+    ChunkSizeTooSmall(u64),
+    /// A write that would take the dataset past `maxmemory` (policy noeviction).
+    #[error("OOM command not allowed when used memory > 'maxmemory'.")]
+    Oom,
     /// A command other than AUTH/HELLO/QUIT before the connection authenticated.
     #[error("NOAUTH Authentication required.")]
     NoAuth,

@@ -121,6 +121,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             let rss = proc_status_bytes("VmRSS:");
             let peak = proc_status_bytes("VmHWM:");
             let used = store.used_bytes() as u64;
+            let max = shared.runtime.maxmemory.load(Ordering::Relaxed) as u64;
             vec![
                 ("used_memory".into(), used.to_string()),
                 ("used_memory_human".into(), human(used)),
@@ -129,7 +130,8 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 ("used_memory_peak".into(), peak.to_string()),
                 ("used_memory_peak_human".into(), human(peak)),
                 ("used_memory_dataset".into(), used.to_string()),
-                ("maxmemory".into(), "0".into()),
+                ("maxmemory".into(), max.to_string()),
+                ("maxmemory_human".into(), human(max)),
                 ("maxmemory_policy".into(), "noeviction".into()),
             ]
         }

@@ -7,6 +7,7 @@ use shardai_protocol::{
     Error, Reply,
     command::{ClientCmd, ConfigCmd, Hello},
 };
+use tracing::info;
 
 use crate::{
     client::{ClientInfo, ConnState},
@@ -149,7 +150,11 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
         ("appendfsync", "everysec".into()),
         ("save", String::new()),
         ("cluster-enabled", "no".into()),
-        ("maxmemory", "0".into()),
+        (
+            "maxmemory",
+            rt.maxmemory.load(Ordering::Relaxed).to_string(),
+        ),
+        ("maxmemory-policy", "noeviction".into()),
         ("timeout", "0".into()),
         ("client-query-buffer-limit", (1u64 << 30).to_string()),
     ]
@@ -188,6 +193,24 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                         }
                         _ => return fail("argument must be a memory value from 1kb to 4gb"),
                     },
+                    "maxmemory" => match crate::config::parse_size(&text) {
+                        Ok(n) => {
+                            let rt = &shared.runtime;
+                            apply.push(Box::new(move || {
+                                rt.maxmemory.store(n, Ordering::Relaxed);
+                                info!(bytes = n, "CONFIG SET maxmemory");
+                            }))
+                        }
+                        Err(_) => return fail("argument must be a memory value"),
+                    },
+                    "maxmemory-policy" => {
+                        if !text.eq_ignore_ascii_case("noeviction") {
+                            return fail(
+                                "only noeviction is supported: stored models and tensors are \
+                                 never evicted",
+                            );
+                        }
+                    }
                     "maxclients" => match text.parse::<usize>() {
                         Ok(n) if (1..=MAX_CLIENTS_LIMIT).contains(&n) => {
                             let rt = &shared.runtime;

@@ -60,8 +60,18 @@ pub(super) fn tensorget(g: TensorGet, store: &Store, stats: &Stats) -> Reply {
     tensor_reply(&tensor, g.format)
 }
 
+/// The most elements a VALUES reply holds. Each element is a reply of its own (tens of
+/// bytes in memory before it is written): a larger tensor is read with BLOB.
+pub(super) const MAX_VALUES_REPLY: usize = 1 << 22;
+
 /// A tensor as AI.TENSORGET replies it in `format` (also inside DAG replies).
 pub(super) fn tensor_reply(tensor: &Tensor, f: TensorFormat) -> Reply {
+    if f.values && !f.blob && tensor.len() > MAX_VALUES_REPLY {
+        return Reply::Error(Error::ValuesReplyTooLarge {
+            elements: tensor.len(),
+            max: MAX_VALUES_REPLY,
+        });
+    }
     let data = if f.blob {
         Some(("blob", Reply::Bulk(tensor.blob().clone())))
     } else if f.values {

@@ -5,6 +5,10 @@ use bytes::Bytes;
 use super::{Command, Cursor, lower};
 use crate::{error::Error, frame::parse_i64};
 
+/// The smallest MODEL_CHUNK_SIZE: smaller chunks would make a model's MODELGET reply many
+/// times its size (each chunk is a reply of its own).
+pub const MIN_MODEL_CHUNK_SIZE: u64 = 1024;
+
 /// The four backends RedisAI names.
 pub const BACKENDS: [&str; 4] = ["TF", "TFLITE", "TORCH", "ONNX"];
 
@@ -48,8 +52,11 @@ pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
             let n = c.next_opt().ok_or(Error::ChunkSizeMissing)?;
             let n = parse_i64(&n)
                 .filter(|n| *n > 0)
-                .ok_or(Error::InvalidChunkSize)?;
-            AiConfig::ModelChunkSize(n as u64)
+                .ok_or(Error::InvalidChunkSize)? as u64;
+            if n < MIN_MODEL_CHUNK_SIZE {
+                return Err(Error::ChunkSizeTooSmall(MIN_MODEL_CHUNK_SIZE));
+            }
+            AiConfig::ModelChunkSize(n)
         }
         "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
         _ => return Err(Error::UnsupportedSubcommand),
@@ -74,6 +81,12 @@ mod tests {
                 backend: "TORCH",
                 path: Bytes::from_static(b"x.so")
             })
+        );
+        assert_eq!(
+            parse("AI.CONFIG MODEL_CHUNK_SIZE 1")
+                .unwrap_err()
+                .to_string(),
+            "ERR MODEL_CHUNK_SIZE: the chunk size must be at least 1024 bytes"
         );
         assert_eq!(
             parse("AI.CONFIG MODEL_CHUNK_SIZE 1048576").unwrap(),

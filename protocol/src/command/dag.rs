@@ -89,6 +89,12 @@ fn counted(c: &mut Cursor, what: &str, text: &str) -> Result<Vec<Bytes>, Error> 
 }
 
 /// Parses a DAG command; `name` is the command table's name (`ai.dagexecute`, ...).
+/// The most operations one DAG runs.
+pub const MAX_DAG_OPS: usize = 1000;
+
+/// The most keys one DAG LOADs and PERSISTs together.
+pub const MAX_DAG_KEYS: usize = 10_000;
+
 pub(super) fn parse(c: &mut Cursor, name: &str) -> Result<Dag, Error> {
     let ro = name.ends_with("_ro");
     let deprecated = name.starts_with("ai.dagrun");
@@ -182,6 +188,18 @@ pub(super) fn parse(c: &mut Cursor, name: &str) -> Result<Dag, Error> {
     if raw_ops.is_empty() {
         return Err(err("ERR DAG is empty"));
     }
+    if raw_ops.len() > MAX_DAG_OPS {
+        return Err(err(&format!(
+            "ERR DAG has {} operations, more than {MAX_DAG_OPS}",
+            raw_ops.len()
+        )));
+    }
+    if dag.load.len() + dag.persist.len() > MAX_DAG_KEYS {
+        return Err(err(&format!(
+            "ERR DAG LOADs and PERSISTs {} keys, more than {MAX_DAG_KEYS}",
+            dag.load.len() + dag.persist.len()
+        )));
+    }
     for argv in raw_ops {
         dag.ops.push(parse_op(argv, ro, deprecated)?);
     }
@@ -258,6 +276,30 @@ mod tests {
         let d =
             dag("AI.DAGEXECUTE ROUTING {1} TIMEOUT 50 LOAD 2 a b |> AI.TENSORGET a META").unwrap();
         assert_eq!((d.timeout_ms, d.load.len()), (Some(50), 2));
+    }
+
+    #[test]
+    fn a_dag_is_bounded() {
+        let ops = |n: usize| vec!["|> AI.TENSORGET a META"; n].join(" ");
+        assert_eq!(
+            dag(&format!("AI.DAGEXECUTE LOAD 1 a {}", ops(1000)))
+                .unwrap()
+                .ops
+                .len(),
+            1000
+        );
+        assert_eq!(
+            text(&format!("AI.DAGEXECUTE LOAD 1 a {}", ops(1001))),
+            "ERR DAG has 1001 operations, more than 1000"
+        );
+        let keys: Vec<String> = (0..10_001).map(|i| format!("k{i}")).collect();
+        assert_eq!(
+            text(&format!(
+                "AI.DAGEXECUTE LOAD 10001 {} |> AI.TENSORGET k0 META",
+                keys.join(" ")
+            )),
+            "ERR DAG LOADs and PERSISTs 10001 keys, more than 10000"
+        );
     }
 
     #[test]

@@ -20,16 +20,16 @@ use bytes::Bytes;
 
 pub use self::{
     acl::{AclCmd, AclLog},
-    ai_config::{AiConfig, BACKENDS},
+    ai_config::{AiConfig, BACKENDS, MIN_MODEL_CHUNK_SIZE},
     cluster::{AdminCmd, ClusterCmd, Member, SetSlotAction, parse_members},
     cursor::Cursor,
-    dag::{Dag, DagOp},
+    dag::{Dag, DagOp, MAX_DAG_KEYS, MAX_DAG_OPS},
     keyspace::Scan,
     migrate::{Migrate, Restore},
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore},
     server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
     strings::{Expiry, SetArgs, SetCond},
-    tensor::{TensorData, TensorFormat, TensorGet, TensorSet},
+    tensor::{MAX_TENSOR_RANK, TensorData, TensorFormat, TensorGet, TensorSet},
 };
 use crate::{error::Error, table};
 

@@ -5,6 +5,10 @@ use bytes::Bytes;
 use super::{Command, Cursor};
 use crate::{dtype::DType, error::Error, frame::parse_i64};
 
+/// The most dimensions a tensor has (NumPy's limit was 32 for years; frameworks stay
+/// far below it).
+pub const MAX_TENSOR_RANK: usize = 32;
+
 /// Where a new tensor's elements come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TensorData {
@@ -56,6 +60,9 @@ pub(super) fn parse_tensorset(c: &mut Cursor) -> Result<TensorSet, Error> {
             .filter(|d| *d > 0)
             .ok_or(Error::InvalidShape)?;
         let dim = usize::try_from(dim).map_err(|_| Error::InvalidShape)?;
+        if shape.len() == MAX_TENSOR_RANK {
+            return Err(Error::RankTooLarge(MAX_TENSOR_RANK));
+        }
         len = len.checked_mul(dim).ok_or(Error::TensorTooLarge)?;
         shape.push(dim);
     }
@@ -166,6 +173,24 @@ mod tests {
         assert!(
             t.shape.is_empty(),
             "no dimensions is a scalar, as in RedisAI"
+        );
+    }
+
+    #[test]
+    fn a_tensor_has_at_most_32_dimensions() {
+        let ones = |n: usize| vec!["1"; n].join(" ");
+        assert_eq!(
+            set(&format!("AI.TENSORSET t INT8 {}", ones(32)))
+                .unwrap()
+                .shape
+                .len(),
+            32
+        );
+        assert_eq!(
+            set(&format!("AI.TENSORSET t INT8 {}", ones(33)))
+                .unwrap_err()
+                .to_string(),
+            "ERR tensor has more than 32 dimensions"
         );
     }
 
