@@ -91,6 +91,23 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_MAXMEMORY", default_value = "0", value_parser = parse_size)]
     pub maxmemory: usize,
 
+    /// Close a client that sent nothing for this many seconds (0: never), as Redis's
+    /// `timeout`. Also `CONFIG SET timeout`.
+    #[arg(long, env = "SHARDAI_TIMEOUT", default_value_t = 0)]
+    pub timeout: u64,
+
+    /// Redis's client-output-buffer-limit for clients: `normal <hard> <soft> <seconds>`.
+    /// A client whose unread replies pass the hard limit, or stay above the soft limit for
+    /// that many seconds, is closed (0: no limit). Also `CONFIG SET`.
+    #[arg(long, env = "SHARDAI_CLIENT_OUTPUT_BUFFER_LIMIT", default_value = "normal 0 0 0",
+          value_parser = crate::output_limit::OutputLimit::parse)]
+    pub client_output_buffer_limit: crate::output_limit::OutputLimit,
+
+    /// Close a client that reads none of a reply for this many seconds (0: never), so that
+    /// a client that stops reading gives its memory and connection slot back.
+    #[arg(long, env = "SHARDAI_CLIENT_WRITE_TIMEOUT", default_value_t = 60)]
+    pub client_write_timeout: u64,
+
     /// Folder holding the backend libraries: a Python `site-packages` with the onnxruntime
     /// wheel (scripts/setup installs it into .venv, which is the default when present).
     /// Relative AI.CONFIG LOADBACKEND paths are resolved against it.

@@ -10,6 +10,7 @@
 use std::{
     io::{self, IoSlice},
     sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -22,13 +23,14 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::watch,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     client::{ClientInfo, ConnState},
     cluster::route,
     dispatch::{self, Flow},
     memory,
+    output_limit::{self, OutputLimit},
     state::Shared,
 };
 
@@ -59,12 +61,30 @@ pub async fn serve<S: Stream>(
     let (user, generation) = shared.acl.initial_user();
     let mut state = ConnState::new(info, user, generation);
     state.tls = tls;
-    let why = match run(&mut sock, &shared, &mut state, &mut shutdown).await {
-        Ok(why) => why,
-        Err(e) => format!("i/o error: {e}"),
+    // The connection slot returns however the task ends, a panic included.
+    let _slot = Slot {
+        shared: &shared,
+        id,
     };
-    debug!(id, %peer, reason = %why, "connection closed");
-    shared.unregister(id);
+    match run(&mut sock, &shared, &mut state, &mut shutdown).await {
+        Ok(why) => debug!(id, %peer, reason = %why, "connection closed"),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::Other => {
+            warn!(id, %peer, reason = %e, "client closed by the server")
+        }
+        Err(e) => debug!(id, %peer, reason = %format!("i/o error: {e}"), "connection closed"),
+    }
+}
+
+/// A registered connection; dropping it unregisters it.
+struct Slot<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.shared.unregister(self.id);
+    }
 }
 
 async fn run<S: Stream>(
@@ -121,9 +141,17 @@ async fn run<S: Stream>(
         make_room(&mut rbuf, need, decoder.pending_payload());
         // read_buf, unlike readable() + try_read, knows that a short read drained the socket
         // and saves the extra read that would return EAGAIN.
+        let idle = shared.runtime.idle_timeout.load(Ordering::Relaxed);
+        let idle = async {
+            if idle == 0 {
+                std::future::pending::<()>().await
+            }
+            tokio::time::sleep(Duration::from_secs(idle)).await
+        };
         let n = tokio::select! {
             r = sock.read_buf(&mut rbuf) => r?,
             _ = shutdown.changed() => return Ok("server shutting down".into()),
+            _ = idle => return Ok("idle longer than timeout".into()),
         };
         if n == 0 {
             return Ok(if rbuf.is_empty() {
@@ -270,24 +298,70 @@ async fn flush<S: Stream>(sock: &mut S, out: &mut WriteBuf, shared: &Shared) -> 
     if out.is_empty() {
         return Ok(());
     }
-    let total = out.len() as u64;
+    let total = out.len();
+    let limit = *shared.runtime.output_limit.lock();
+    if limit.over_hard(total) {
+        out.take();
+        return Err(io::Error::other(format!(
+            "{total} bytes of replies pass the client-output-buffer-limit hard limit ({})",
+            limit.hard
+        )));
+    }
+    let write_timeout = Duration::from_secs(shared.runtime.write_timeout.load(Ordering::Relaxed));
     let chunks = out.take();
-    write_all_vectored(sock, &chunks).await?;
-    shared.stats.net_out.fetch_add(total, Ordering::Relaxed);
+    write_all_vectored(sock, &chunks, limit, write_timeout).await?;
+    shared
+        .stats
+        .net_out
+        .fetch_add(total as u64, Ordering::Relaxed);
     Ok(())
 }
 
-/// Writes every chunk in order with as few system calls as the kernel allows.
-async fn write_all_vectored<S: Stream>(sock: &mut S, chunks: &[Bytes]) -> io::Result<()> {
-    if let [one] = chunks {
-        return sock.write_all(one).await;
-    }
+/// Writes every chunk in order with as few system calls as the kernel allows, closing the
+/// client (an error) when it reads too slowly for `limit`'s soft limit or reads nothing for
+/// `write_timeout`.
+async fn write_all_vectored<S: Stream>(
+    sock: &mut S,
+    chunks: &[Bytes],
+    limit: OutputLimit,
+    write_timeout: Duration,
+) -> io::Result<()> {
+    let started = Instant::now();
+    let mut pending: usize = chunks.iter().map(Bytes::len).sum();
     let (mut idx, mut off) = (0usize, 0usize);
     while idx < chunks.len() {
         let mut slices = Vec::with_capacity(chunks.len() - idx);
         slices.push(IoSlice::new(&chunks[idx][off..]));
         slices.extend(chunks[idx + 1..].iter().map(|c| IoSlice::new(c)));
-        let mut n = sock.write_vectored(&slices).await?;
+        let soft = limit.soft_deadline(pending, started);
+        let wait = output_limit::write_wait(Instant::now(), soft, write_timeout);
+        let write = sock.write_vectored(&slices);
+        let mut n = match wait {
+            None => write.await?,
+            Some(wait) => match tokio::time::timeout(wait, write).await {
+                Ok(r) => r?,
+                Err(_) if soft.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "{pending} bytes of replies stayed above the \
+                             client-output-buffer-limit soft limit ({}) for {} s",
+                            limit.soft, limit.soft_secs
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the client read none of {pending} bytes of replies for {} s",
+                            write_timeout.as_secs()
+                        ),
+                    ));
+                }
+            },
+        };
+        pending -= n;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

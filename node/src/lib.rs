@@ -28,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod memory;
+pub mod output_limit;
 pub mod resp;
 pub mod server;
 pub mod state;

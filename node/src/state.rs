@@ -20,6 +20,7 @@ use crate::{
     client::{ClientInfo, ClientNames},
     cluster::Cluster,
     config::Config,
+    output_limit::OutputLimit,
 };
 
 /// Server-wide counters for INFO stats.
@@ -60,6 +61,12 @@ pub struct Runtime {
     pub maxmemory: AtomicUsize,
     /// Bytes admitted under maxmemory whose writes have not finished yet.
     pub in_flight: AtomicUsize,
+    /// timeout: idle seconds before a client is closed (0: never).
+    pub idle_timeout: AtomicU64,
+    /// client-output-buffer-limit for normal clients.
+    pub output_limit: Mutex<OutputLimit>,
+    /// Seconds a reply may go unread before its client is closed (0: never).
+    pub write_timeout: AtomicU64,
 }
 
 /// What AI commands run with: the backends models load into, the per-device run queues
@@ -145,6 +152,9 @@ impl Shared {
             protected_mode: AtomicBool::new(config.protected_mode),
             maxmemory: AtomicUsize::new(config.maxmemory),
             in_flight: AtomicUsize::new(0),
+            idle_timeout: AtomicU64::new(config.timeout),
+            output_limit: Mutex::new(config.client_output_buffer_limit),
+            write_timeout: AtomicU64::new(config.client_write_timeout),
         };
         let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);
         let run_id = (0..5)

@@ -3,6 +3,7 @@ Redis's OOM text while reads and deletes keep working, in a standalone node and 
 leader; replies stay bounded (VALUES of a huge tensor, MODEL_CHUNK_SIZE); keys with a time to
 live cost no Raft entries until one is due."""
 import shutil
+import socket
 import threading
 import time
 
@@ -174,6 +175,101 @@ def test_replies_stay_bounded():
         with pytest.raises(redis.ResponseError, match="1001 operations, more than 1000"):
             r.execute_command("AI.DAGEXECUTE_RO", "LOAD", 1, "small",
                               *["|>", "AI.TENSORGET", "small", "META"] * 1001)
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
+
+
+def connected(r):
+    return r.info("clients")["connected_clients"]
+
+
+def wait_until(cond, timeout, what):
+    end = time.time() + timeout
+    while not cond():
+        assert time.time() < end, what
+        time.sleep(0.05)
+
+
+def test_an_idle_client_is_closed_after_timeout():
+    s = Server("--timeout", "1")
+    try:
+        r = s.client()
+        assert r.config_get("timeout") == {"timeout": "1"}
+        idle = socket.create_connection(("127.0.0.1", s.port))
+        idle.sendall(b"PING\r\n")
+        assert idle.recv(100) == b"+PONG\r\n"
+        idle.settimeout(5)
+        start = time.time()
+        assert idle.recv(100) == b""  # closed by the server
+        assert 0.9 < time.time() - start < 4
+        idle.close()
+        assert r.config_set("timeout", 0)
+        kept = socket.create_connection(("127.0.0.1", s.port))
+        time.sleep(1.5)
+        kept.sendall(b"PING\r\n")
+        assert kept.recv(100) == b"+PONG\r\n"
+        kept.close()
+        with pytest.raises(redis.ResponseError, match="from 0 to 31536000"):
+            r.config_set("timeout", -1)
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
+
+
+def never_reading_client(port, requests):
+    """A connection with a small receive buffer that sends `requests` and reads nothing."""
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.connect(("127.0.0.1", port))
+    c.sendall(requests)
+    return c
+
+
+@pytest.mark.parametrize("flags,reason", [
+    (("--client-output-buffer-limit", "normal 1mb 0 0"), "hard limit"),
+    (("--client-output-buffer-limit", "normal 0 256kb 1", "--client-write-timeout", "0"),
+     "soft limit (262144) for 1 s"),
+    (("--client-write-timeout", "1"), "read none of"),
+])
+def test_a_client_that_does_not_read_is_closed(flags, reason):
+    s = Server(*flags)
+    try:
+        r = s.client()
+        blob = b"\x07" * (2 << 20)
+        r.execute_command("AI.TENSORSET", "t", "UINT8", len(blob), "BLOB", blob)
+        get = b"*3\r\n$12\r\nAI.TENSORGET\r\n$1\r\nt\r\n$4\r\nBLOB\r\n"
+        c = never_reading_client(s.port, get * 20)
+        wait_until(lambda: connected(r) == 2, 5, "the client did not connect")
+        # Closed: its slot and its replies' memory are given back.
+        wait_until(lambda: connected(r) == 1, 10, "the client that does not read is still served")
+        c.close()
+        assert reason in open(f"{s.dir}/shardai.log").read()
+        # Everyone else is served.
+        assert r.execute_command("AI.TENSORGET", "t", "META")
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
+
+
+def test_output_limits_change_at_run_time():
+    s = Server()
+    try:
+        r = s.client()
+        assert r.config_get("client-output-buffer-limit") == {
+            "client-output-buffer-limit": "normal 0 0 0"}
+        assert r.config_get("client-write-timeout") == {"client-write-timeout": "60"}
+        assert r.config_set("client-output-buffer-limit", "normal 64kb 32kb 10")
+        assert r.config_get("client-output-buffer-limit") == {
+            "client-output-buffer-limit": f"normal {64 << 10} {32 << 10} 10"}
+        with pytest.raises(redis.ResponseError, match="normal class"):
+            r.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60")
+        r.execute_command("AI.TENSORSET", "t", "UINT8", 100 << 10)
+        # A reply over the hard limit closes the connection that asked for it.
+        c = s.client(single_connection_client=True)
+        with pytest.raises(redis.ConnectionError):
+            c.execute_command("AI.TENSORGET", "t", "BLOB")
+        assert r.execute_command("AI.TENSORGET", "t", "META")
     finally:
         s.stop()
         shutil.rmtree(s.dir, ignore_errors=True)

@@ -116,6 +116,9 @@ pub(super) fn help(lines: &[&'static str]) -> Reply {
 
 /// The largest proto-max-bulk-len CONFIG SET accepts.
 const MAX_BULK_LIMIT: usize = 4 << 30;
+/// The longest timeout CONFIG SET accepts (a year).
+const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
 /// The largest maxclients CONFIG SET accepts.
 const MAX_CLIENTS_LIMIT: usize = 1_000_000;
 
@@ -155,7 +158,18 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
             rt.maxmemory.load(Ordering::Relaxed).to_string(),
         ),
         ("maxmemory-policy", "noeviction".into()),
-        ("timeout", "0".into()),
+        (
+            "timeout",
+            rt.idle_timeout.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "client-output-buffer-limit",
+            rt.output_limit.lock().to_redis(),
+        ),
+        (
+            "client-write-timeout",
+            rt.write_timeout.load(Ordering::Relaxed).to_string(),
+        ),
         ("client-query-buffer-limit", (1u64 << 30).to_string()),
     ]
 }
@@ -203,6 +217,27 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                         }
                         Err(_) => return fail("argument must be a memory value"),
                     },
+                    "timeout" | "client-write-timeout" => match text.parse::<u64>() {
+                        Ok(n) if n <= MAX_TIMEOUT_SECS => {
+                            let rt = &shared.runtime;
+                            let to = if name == "timeout" {
+                                &rt.idle_timeout
+                            } else {
+                                &rt.write_timeout
+                            };
+                            apply.push(Box::new(move || to.store(n, Ordering::Relaxed)))
+                        }
+                        _ => return fail("argument must be from 0 to 31536000 seconds"),
+                    },
+                    "client-output-buffer-limit" => {
+                        match crate::output_limit::OutputLimit::parse(&text) {
+                            Ok(l) => {
+                                let rt = &shared.runtime;
+                                apply.push(Box::new(move || *rt.output_limit.lock() = l))
+                            }
+                            Err(why) => return fail(&why),
+                        }
+                    }
                     "maxmemory-policy" => {
                         if !text.eq_ignore_ascii_case("noeviction") {
                             return fail(
