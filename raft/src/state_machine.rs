@@ -260,14 +260,19 @@ impl RaftStateMachine<C> for StateMachine {
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
         let path = self.dir.join(snap_name(meta));
+        // Read (and so validate) the received file under its temporary name first: only a
+        // snapshot that reads whole gets the name a restart takes as the newest snapshot.
+        let (p, backends) = (snapshot.path.clone(), self.backends.clone());
+        let (_, entries) = tokio::task::spawn_blocking(move || snapshot::read(&p, &backends))
+            .await
+            .map_err(io::Error::other)?
+            .inspect_err(|e| {
+                error!(file = %snapshot.path.display(), error = %e, "received snapshot refused");
+            })?;
         if snapshot.path != path {
             fs::rename(&snapshot.path, &path)?;
             crate::log_store::sync_dir(&self.dir)?;
         }
-        let (p, backends) = (path.clone(), self.backends.clone());
-        let (_, entries) = tokio::task::spawn_blocking(move || snapshot::read(&p, &backends))
-            .await
-            .map_err(io::Error::other)??;
         let keys = entries.len();
         self.store.replace_all(entries);
         self.last_applied = meta.last_log_id;
@@ -293,5 +298,48 @@ impl RaftStateMachine<C> for StateMachine {
                 meta,
                 snapshot: SnapshotFile { path },
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_snapshot_that_does_not_read_is_not_installed_or_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let open = || {
+            StateMachine::open(
+                d.path(),
+                Arc::new(Store::new()),
+                Arc::new(Backends::new(None)),
+                1,
+                Arc::default(),
+            )
+            .unwrap()
+        };
+        let mut sm = open();
+        let received = d.path().join("recv-1-1.tmp");
+        fs::write(&received, b"not a snapshot").unwrap();
+        let meta = Meta {
+            last_log_id: Some(openraft::testing::log_id::<C>(2, 1, 40)),
+            last_membership: StoredMembership::default(),
+        };
+        let err = sm
+            .install_snapshot(
+                &meta,
+                SnapshotFile {
+                    path: received.clone(),
+                },
+            )
+            .await;
+        assert!(err.is_err());
+        assert_eq!(sm.last_applied, None);
+        assert!(sm.get_current_snapshot().await.unwrap().is_none());
+        // Nothing under a snapshot's name: a restart starts without it.
+        assert!(!d.path().join(snap_name(&meta)).exists());
+        drop(sm);
+        let mut again = open();
+        assert!(again.get_current_snapshot().await.unwrap().is_none());
     }
 }
