@@ -3,8 +3,9 @@
 //! ([`Cluster::admit`]): the migration lock, the leader's read gate and the key checks of a
 //! migrating or importing slot.
 //!
-//! Within this node's shard, the leader serves every command, reads behind the lease-read
-//! gate. A follower redirects to its leader, except reads on a connection that sent
+//! Within this node's shard, the leader serves every command; whatever reads stored state
+//! outside the log (reads, keyless reads, writes that read before proposing) passes the
+//! lease-read gate first. A follower redirects to its leader, except reads on a connection that sent
 //! READONLY, which are served from this replica's applied state.
 
 use bytes::Bytes;
@@ -48,6 +49,20 @@ pub fn holds_migration_lock(spec: &CommandSpec) -> bool {
     (spec.first_key > 0 || spec.has_movable_keys()) && spec.name != "migrate"
 }
 
+/// True when the command reads stored data outside the Raft log: every read, and the writes
+/// that read keys before they propose (AI.DAGEXECUTE, AI.MODELEXECUTE, MIGRATE: the
+/// movable-key writes). A leader serves these only behind its read gate, so a deposed
+/// leader never answers from its stale state.
+pub fn reads_state(spec: &CommandSpec) -> bool {
+    !spec.is_write() || spec.has_movable_keys()
+}
+
+/// True for a command that reads the keyspace without naming keys (DBSIZE, KEYS, SCAN,
+/// RANDOMKEY, AI._MODELSCAN): on a leader it passes the read gate as keyed reads do.
+pub fn is_keyless_read(spec: &CommandSpec) -> bool {
+    spec.acl.contains(&"@read") && spec.first_key == 0 && !spec.has_movable_keys()
+}
+
 /// True when the command is routed as after ASKING: the connection sent ASKING just
 /// before, or the command is RESTORE-ASKING.
 pub fn is_asking(spec: &CommandSpec, sent_asking: bool) -> bool {
@@ -87,10 +102,10 @@ pub fn route<K: AsRef<[u8]>>(
                 Route::Migrating(slot)
             } else if view.migration(slot).is_some() && keys.len() > 1 {
                 Route::Importing(slot)
-            } else if spec.is_write() {
-                Route::Local
-            } else {
+            } else if reads_state(spec) {
                 Route::LeaderRead(slot)
+            } else {
+                Route::Local
             }
         }
         Role::Follower { .. } if readonly_conn && !spec.is_write() => Route::Local,
@@ -99,9 +114,14 @@ pub fn route<K: AsRef<[u8]>>(
             addr: addr.clone(),
         }),
         // An election is under way: the write path waits for its outcome.
-        Role::Follower { leader: None } if spec.is_write() => Route::Local,
+        Role::Follower { leader: None } if !reads_state(spec) => Route::Local,
         Role::Follower { leader: None } => Route::LeaderRead(slot),
     }
+}
+
+/// A slot this node's shard owns: a keyless read's MOVED names it.
+fn first_slot_of_mine(view: &View) -> Option<u16> {
+    view.ranges(view.my_shard()?).first().map(|r| r.0)
 }
 
 impl Cluster {
@@ -136,11 +156,18 @@ impl Cluster {
         };
         // Keys a parser would refuse are routed here, and the parser answers.
         let keys = spec.keys(argv).unwrap_or_default();
-        if keys.is_empty() {
-            return Ok(guard);
-        }
         let view = self.view_for(tls);
         let role = self.role();
+        if keys.is_empty() {
+            if is_keyless_read(spec)
+                && role == Some(Role::Leader)
+                && let Some(slot) = view.as_deref().and_then(first_slot_of_mine)
+                && let Some(e) = self.read_gate(slot).await
+            {
+                return Err(e);
+            }
+            return Ok(guard);
+        }
         let here = |k: &[u8]| self.store.get(k).is_some();
         let refuse = match route(
             spec,
@@ -158,7 +185,7 @@ impl Cluster {
                     .and_then(|v| v.migrating_keys(slot, keys.iter().map(|k| &k[..]), here))
                 {
                     Some(e) => Some(e),
-                    None if !spec.is_write() => self.read_gate(slot).await,
+                    None if reads_state(spec) => self.read_gate(slot).await,
                     None => None,
                 }
             }
@@ -173,6 +200,8 @@ impl Cluster {
         }
     }
 
+    /// The read gate for a read of this shard's `slot` (its MOVED names `slot` when another
+    /// node leads now).
     async fn read_gate(&self, slot: u16) -> Option<Error> {
         self.group()?.read_gate(slot).await.err()
     }
@@ -251,6 +280,14 @@ mod tests {
             go("SET", &[MINE], &v, &Role::Leader, false, false),
             Route::Local
         );
+        // Writes that read keys before proposing are reads first.
+        for cmd in ["AI.DAGEXECUTE", "AI.MODELEXECUTE", "MIGRATE"] {
+            assert_eq!(
+                go(cmd, &[MINE], &v, &Role::Leader, false, false),
+                Route::LeaderRead(slot),
+                "{cmd}"
+            );
+        }
         assert_eq!(
             go("GET", &[MINE], &v, &Role::Leader, false, false),
             Route::LeaderRead(slot)
@@ -310,6 +347,29 @@ mod tests {
             go("GET", &[MINE], &v, &f, false, false),
             Route::LeaderRead(key_slot(MINE))
         );
+        assert_eq!(
+            go("AI.DAGEXECUTE", &[MINE], &v, &f, false, false),
+            Route::LeaderRead(key_slot(MINE))
+        );
+    }
+
+    #[test]
+    fn keyless_reads_are_known() {
+        for name in ["DBSIZE", "KEYS", "SCAN", "RANDOMKEY", "AI._MODELSCAN"] {
+            assert!(is_keyless_read(lookup(name.as_bytes()).unwrap()), "{name}");
+        }
+        for name in [
+            "PING",
+            "INFO",
+            "FLUSHALL",
+            "GET",
+            "AI.DAGEXECUTE_RO",
+            "CLUSTER",
+        ] {
+            assert!(!is_keyless_read(lookup(name.as_bytes()).unwrap()), "{name}");
+        }
+        assert_eq!(first_slot_of_mine(&view(1, &[])), Some(0));
+        assert_eq!(first_slot_of_mine(&view(5, &[])), Some(8192));
     }
 
     #[test]
@@ -324,10 +384,11 @@ mod tests {
             go("SET", &[MINE], &v, &Role::Leader, false, false),
             Route::Migrating(slot)
         );
-        // MIGRATE itself moves the keys: it is not held back by its own migration.
+        // MIGRATE itself moves the keys: it is not held back by its own migration, only
+        // by the read gate.
         assert_eq!(
             go("MIGRATE", &[MINE], &v, &Role::Leader, false, false),
-            Route::Local
+            Route::LeaderRead(slot)
         );
     }
 
