@@ -66,7 +66,6 @@ pub const MAX_DEVICE_QUEUES: usize = 64;
 pub const MAX_QUEUED: usize = 10_000;
 
 /// The per-device queues of this node, created on first use.
-#[derive(Default)]
 pub struct RunQueues {
     queues: Mutex<HashMap<String, Arc<DeviceQueue>>>,
     threads_per_queue: usize,
@@ -79,6 +78,12 @@ impl std::fmt::Debug for RunQueues {
         f.debug_struct("RunQueues")
             .field("devices", &self.queues.lock().len())
             .finish()
+    }
+}
+
+impl Default for RunQueues {
+    fn default() -> Self {
+        RunQueues::new(1)
     }
 }
 
@@ -426,21 +431,23 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn devices_and_waiting_requests_are_bounded() {
         let q = Arc::new(RunQueues::with_limits(1, 2, 2));
-        let (m, _) = model(Duration::from_millis(200));
+        let (m, _) = model(Duration::from_millis(600));
         let on = |device: &str| {
             let mut m = (*m).clone();
             m.device = device.into();
             Arc::new(m)
         };
         // One running and two waiting: the fourth is refused at once.
-        let busy: Vec<_> = (0..3)
-            .map(|_| {
-                let (q, m) = (q.clone(), on("cpu"));
-                let h = tokio::spawn(async move { q.run(m, input(), None, stats()).await });
-                std::thread::sleep(Duration::from_millis(20));
-                h
-            })
-            .collect();
+        let spawn = || {
+            let (q, m) = (q.clone(), on("cpu"));
+            tokio::spawn(async move { q.run(m, input(), None, stats()).await })
+        };
+        let mut busy = vec![spawn()];
+        // The worker takes the first job before the others queue behind it.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        busy.push(spawn());
+        busy.push(spawn());
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let e = q.run(on("CPU"), input(), None, stats()).await.unwrap_err();
         assert!(
             e.to_string().contains("run queue of device CPU is full"),

@@ -91,6 +91,11 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_MAXMEMORY", default_value = "0", value_parser = parse_size)]
     pub maxmemory: usize,
 
+    /// What happens at maxmemory: only `noeviction` (writes are refused; stored models and
+    /// tensors are never evicted). Accepted so that redis.conf lines work.
+    #[arg(long, env = "SHARDAI_MAXMEMORY_POLICY", default_value = "noeviction", value_parser = parse_policy)]
+    pub maxmemory_policy: String,
+
     /// Close a client that sent nothing for this many seconds (0: never), as Redis's
     /// `timeout`. Also `CONFIG SET timeout`.
     #[arg(long, env = "SHARDAI_TIMEOUT", default_value_t = 0)]
@@ -287,6 +292,15 @@ pub fn parse_yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A maxmemory-policy: only noeviction.
+fn parse_policy(s: &str) -> Result<String, String> {
+    if s.eq_ignore_ascii_case("noeviction") {
+        Ok("noeviction".into())
+    } else {
+        Err("only noeviction is supported: stored models and tensors are never evicted".into())
+    }
+}
+
 /// A MODEL_CHUNK_SIZE: a size of at least 1 KiB.
 fn parse_chunk_size(s: &str) -> Result<usize, String> {
     let min = shardai_protocol::command::MIN_MODEL_CHUNK_SIZE as usize;
@@ -296,16 +310,17 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses a size with an optional k/kb/m/mb/g/gb suffix (powers of 1024, as Redis does).
+/// Parses a size with an optional unit as Redis does: kb/mb/gb are powers of 1024, k/m/g
+/// powers of 1000.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, mult) = [
         ("gb", 1usize << 30),
-        ("g", 1 << 30),
+        ("g", 1_000_000_000),
         ("mb", 1 << 20),
-        ("m", 1 << 20),
+        ("m", 1_000_000),
         ("kb", 1 << 10),
-        ("k", 1 << 10),
+        ("k", 1000),
         ("b", 1),
     ]
     .iter()
@@ -460,7 +475,9 @@ mod tests {
         assert_eq!(parse_size("512mb"), Ok(512 << 20));
         assert_eq!(parse_size("1GB"), Ok(1 << 30));
         assert_eq!(parse_size("100"), Ok(100));
-        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("64kb"), Ok(64 << 10));
+        assert_eq!(parse_size("64k"), Ok(64_000));
+        assert_eq!(parse_size("4g"), Ok(4_000_000_000));
         assert!(parse_size("lots").is_err());
     }
 

@@ -141,13 +141,7 @@ async fn run<S: Stream>(
         make_room(&mut rbuf, need, decoder.pending_payload());
         // read_buf, unlike readable() + try_read, knows that a short read drained the socket
         // and saves the extra read that would return EAGAIN.
-        let idle = shared.runtime.idle_timeout.load(Ordering::Relaxed);
-        let idle = async {
-            if idle == 0 {
-                std::future::pending::<()>().await
-            }
-            tokio::time::sleep(Duration::from_secs(idle)).await
-        };
+        let idle = idle_for(&shared.runtime.idle_timeout, Instant::now());
         let n = tokio::select! {
             r = sock.read_buf(&mut rbuf) => r?,
             _ = shutdown.changed() => return Ok("server shutting down".into()),
@@ -372,7 +366,40 @@ async fn write_all_vectored<S: Stream>(
         }
         off += n;
     }
-    Ok(())
+    // TLS streams keep the end of a reply in their own buffer until flushed.
+    let flush = sock.flush();
+    match output_limit::write_wait(Instant::now(), None, write_timeout) {
+        None => flush.await,
+        Some(wait) => tokio::time::timeout(wait, flush).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client read none of a reply's end for {} s",
+                    write_timeout.as_secs()
+                ),
+            )
+        })?,
+    }
+}
+
+/// Resolves once the connection has been idle since `since` for longer than the `timeout`
+/// setting (seconds, 0: never), read again every second so that `CONFIG SET timeout`
+/// applies to connections already waiting.
+async fn idle_for(timeout: &std::sync::atomic::AtomicU64, since: Instant) {
+    loop {
+        let limit = Duration::from_secs(timeout.load(Ordering::Relaxed));
+        let idle = since.elapsed();
+        if !limit.is_zero() && idle >= limit {
+            return;
+        }
+        let step = Duration::from_secs(1);
+        let wait = if limit.is_zero() {
+            step
+        } else {
+            (limit - idle).min(step)
+        };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// The error a connection over the limit receives before it is closed.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use shardai_protocol::{
     Command, Error,
-    command::{TensorData, TensorSet},
+    command::{DagOp, TensorData, TensorSet},
 };
 
 /// What a write may add to the dataset: its request's bytes, or more where the request
@@ -17,16 +17,24 @@ use shardai_protocol::{
 pub fn growth(cmd: &Command, request_bytes: usize) -> usize {
     let made = match cmd {
         Command::TensorSet(t) => tensor_bytes(t),
+        // A DAG's own TENSORSETs may be PERSISTed (and all are held while it runs).
+        Command::Dag(d) => d
+            .ops
+            .iter()
+            .map(|op| match op {
+                DagOp::TensorSet(t) => tensor_bytes(t),
+                _ => 0,
+            })
+            .fold(0, usize::saturating_add),
         _ => 0,
     };
     request_bytes.max(made)
 }
 
-/// The bytes a TENSORSET's tensor holds (elements × element size; STRING: its request).
+/// The bytes a TENSORSET's tensor holds: elements × element size (a zero-filled STRING
+/// element takes a byte).
 fn tensor_bytes(t: &TensorSet) -> usize {
-    let Some(size) = t.dtype.size() else {
-        return 0;
-    };
+    let size = t.dtype.size().unwrap_or(1);
     match &t.data {
         TensorData::Blob(b) => b.len(),
         TensorData::Zeros | TensorData::Values(_) => t
@@ -70,16 +78,16 @@ pub fn admit<'a>(
     if max == 0 {
         return Ok(None);
     }
-    let before = in_flight.fetch_add(growth, Ordering::Relaxed);
-    let admitted = Admitted {
+    // Reserved only when it fits: a refused write never moves the counter others see.
+    in_flight
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+            fits(used, cur, growth, max).then(|| cur + growth)
+        })
+        .map_err(|_| Error::Oom)?;
+    Ok(Some(Admitted {
         in_flight,
         bytes: growth,
-    };
-    if fits(used, before, growth, max) {
-        Ok(Some(admitted))
-    } else {
-        Err(Error::Oom)
-    }
+    }))
 }
 
 #[cfg(test)]
@@ -109,8 +117,15 @@ mod tests {
         let huge = tensorset(DType::Int64, &[usize::MAX / 2, 4], TensorData::Zeros);
         assert_eq!(growth(&huge, 30), usize::MAX);
         let strings = tensorset(DType::String, &[1000], TensorData::Zeros);
-        assert_eq!(growth(&strings, 30), 30);
+        assert_eq!(growth(&strings, 30), 1000);
         assert_eq!(growth(&Command::Flush, 8), 8);
+        let argv = "AI.DAGEXECUTE PERSIST 1 x |> AI.TENSORSET x INT8 1000 |> AI.TENSORSET y \
+                    INT16 10"
+            .split_whitespace()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        let dag = Command::parse(argv).unwrap();
+        assert_eq!(growth(&dag, 80), 1020);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+/// The longest a client may stay above the soft limit (a year).
+pub const MAX_SOFT_SECS: u64 = 365 * 24 * 3600;
+
 /// Redis's `client-output-buffer-limit` for the `normal` class (0: no limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutputLimit {
@@ -19,29 +22,43 @@ pub struct OutputLimit {
 }
 
 impl OutputLimit {
-    /// Parses Redis's form, `normal <hard> <soft> <soft-seconds>` (sizes may have units,
-    /// `32mb`); the class name may be left out. Other classes (replica, pubsub) have no
-    /// clients here and are refused.
+    /// Parses Redis's form, `<class> <hard> <soft> <soft-seconds>`, one or more groups
+    /// (sizes may have units, `32mb`); one group may leave the class out. Only the `normal`
+    /// class has clients here: `replica`/`slave`/`pubsub` groups are checked and ignored,
+    /// so redis.conf lines work. Without a `normal` group the limit is none.
     pub fn parse(s: &str) -> Result<OutputLimit, String> {
         let words: Vec<&str> = s.split_whitespace().collect();
-        let values = match words.as_slice() {
-            [class, rest @ ..] if class.eq_ignore_ascii_case("normal") => rest,
-            [class, _, _, _, ..] if class.parse::<u64>().is_err() => {
-                return Err(format!(
-                    "unknown class '{class}': shardai's clients are all of the normal class"
-                ));
+        if words.len() == 3 {
+            return Self::values(&words);
+        }
+        if words.is_empty() || !words.len().is_multiple_of(4) {
+            return Err("expected '<class> <hard> <soft> <soft-seconds>' groups".into());
+        }
+        let mut normal = OutputLimit::default();
+        for group in words.chunks(4) {
+            let limit = Self::values(&group[1..])?;
+            match group[0].to_ascii_lowercase().as_str() {
+                "normal" => normal = limit,
+                "replica" | "slave" | "pubsub" => {}
+                class => return Err(format!("invalid client class '{class}'")),
             }
-            all => all,
-        };
-        let [hard, soft, secs] = values else {
-            return Err("expected 'normal <hard> <soft> <soft-seconds>'".into());
+        }
+        Ok(normal)
+    }
+
+    /// `<hard> <soft> <soft-seconds>`.
+    fn values(v: &[&str]) -> Result<OutputLimit, String> {
+        let [hard, soft, secs] = v else {
+            return Err("expected '<hard> <soft> <soft-seconds>'".into());
         };
         Ok(OutputLimit {
             hard: crate::config::parse_size(hard)?,
             soft: crate::config::parse_size(soft)?,
             soft_secs: secs
                 .parse()
-                .map_err(|_| format!("invalid seconds '{secs}'"))?,
+                .ok()
+                .filter(|s| *s <= MAX_SOFT_SECS)
+                .ok_or_else(|| format!("invalid seconds '{secs}' (0 to {MAX_SOFT_SECS})"))?,
         })
     }
 
@@ -90,11 +107,20 @@ mod tests {
             OutputLimit::parse("NORMAL 1024 0 0").unwrap().to_redis(),
             "normal 1024 0 0"
         );
-        assert!(
-            OutputLimit::parse("replica 256mb 64mb 60")
-                .unwrap_err()
-                .contains("normal class")
+        // redis.conf's other classes are accepted and have no clients here.
+        assert_eq!(
+            OutputLimit::parse("replica 256mb 64mb 60").unwrap(),
+            OutputLimit::default()
         );
+        let all = OutputLimit::parse("normal 1mb 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60");
+        assert_eq!(all.unwrap().hard, 1 << 20);
+        assert_eq!(OutputLimit::parse("32mb 8mb 60").unwrap().soft, 8 << 20);
+        assert!(
+            OutputLimit::parse("bogus 1 2 3")
+                .unwrap_err()
+                .contains("client class")
+        );
+        assert!(OutputLimit::parse("normal 0 1 18446744073709551615").is_err());
         assert!(OutputLimit::parse("normal 1 2").is_err());
         assert!(OutputLimit::parse("normal lots 0 0").is_err());
         assert!(OutputLimit::parse("normal 0 0 soon").is_err());

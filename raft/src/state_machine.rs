@@ -266,6 +266,16 @@ impl RaftStateMachine<C> for StateMachine {
         let (_, entries) = tokio::task::spawn_blocking(move || snapshot::read(&p, &backends))
             .await
             .map_err(io::Error::other)?
+            .and_then(|(m, entries)| {
+                if m.last_log_id == meta.last_log_id {
+                    Ok((m, entries))
+                } else {
+                    Err(io::Error::other(format!(
+                        "the file holds the snapshot at {:?}, not the one at {:?}",
+                        m.last_log_id, meta.last_log_id
+                    )))
+                }
+            })
             .inspect_err(|e| {
                 error!(file = %snapshot.path.display(), error = %e, "received snapshot refused");
             })?;

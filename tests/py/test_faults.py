@@ -1,8 +1,10 @@
-"""Faults against real shardai processes: a leader cut off from its majority (its followers
+"""Faults against real shardai processes: a node whose Raft log was lost while its
+cluster.conf remains refuses to start; a leader cut off from its majority (its followers
 paused with SIGSTOP) serves no read from its state, whether the read names keys, names none
 (DBSIZE, KEYS, SCAN) or is a DAG that only LOADs and reads; once the followers return, it
 serves again."""
 import os
+import shutil
 import signal
 import time
 
@@ -53,9 +55,30 @@ def test_a_leader_without_its_majority_answers_no_reads(shard):
     while True:
         try:
             assert r.dbsize() == 1
+            got = r.execute_command("AI.DAGEXECUTE", "LOAD", 1, "t", "|>",
+                                    "AI.TENSORGET", "t", "VALUES")
             break
         except redis.ResponseError:
+            # Leadership may still move: ask whoever leads now.
             assert time.time() < end
             time.sleep(0.1)
-    got = r.execute_command("AI.DAGEXECUTE", "LOAD", 1, "t", "|>", "AI.TENSORGET", "t", "VALUES")
+            r = shard.leader().client(socket_timeout=30)
     assert [float(x) for x in got[0]] == [7.0]
+
+
+def test_a_node_whose_raft_log_was_lost_refuses_to_start(shard):
+    victim = shard.followers()[0]
+    # With its log, a node restarts as ever.
+    victim.kill()
+    victim.start()
+    shard.wait_caught_up(victim)
+    victim.kill()
+    shutil.rmtree(os.path.join(victim.dir, "raft"))
+    assert not victim.start(check=False)
+    log = victim.log_text()
+    assert "raft is gone" in log and "del-node" in log, log[-2000:]
+    # Nothing was recreated behind the operator's back.
+    assert not os.path.exists(os.path.join(victim.dir, "raft"))
+    # The other two serve on.
+    r = shard.leader().client()
+    assert r.execute_command("AI.TENSORSET", "after", "FLOAT", 1, "VALUES", 1) == b"OK"

@@ -38,6 +38,44 @@ pub struct Identity {
     pub client_addr: String,
     /// Address of this node's cluster bus.
     pub raft_addr: String,
+    /// The node's Raft state (logs, votes) was created in the data folder: from then on a
+    /// start without it is a partial wipe, not a fresh node.
+    pub raft_state: bool,
+}
+
+/// The folders of this node's Raft groups under `--dir` (each keeps its log in `log/`):
+/// the data group and the metadata group.
+const GROUP_FOLDERS: [&str; 2] = ["raft", "meta"];
+
+/// Why a node that has been part of a cluster cannot start from `dir`: the Raft state of one
+/// of its groups is gone (the folder, or every log segment in it) while `cluster.conf`
+/// remains. Started anyway, it would have forgotten its votes and the entries it
+/// acknowledged: it could vote twice in a term and lose committed writes.
+pub fn partial_wipe(dir: &Path, id: &Identity) -> Option<String> {
+    if !id.raft_state {
+        return None;
+    }
+    let missing = GROUP_FOLDERS.iter().find(|f| {
+        let segments = std::fs::read_dir(dir.join(f).join("log")).map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        });
+        !segments.unwrap_or(false)
+    })?;
+    Some(format!(
+        "{}/cluster.conf says this is node {} of cluster {}, but its Raft log in {}/{missing} is \
+         gone: started like this it would forget its votes and the writes it acknowledged. \
+         Remove it from the cluster (`shardai cluster del-node <a live node> {}`), empty {} \
+         and add it again (`shardai cluster add-node {} <a live node>`)",
+        dir.display(),
+        id.node,
+        id.cluster,
+        dir.display(),
+        id.node,
+        dir.display(),
+        id.client_addr
+    ))
 }
 
 impl Identity {
@@ -70,14 +108,19 @@ impl Identity {
                 .map_err(|_| "bad node-id".to_string())?,
             client_addr: get("client-addr")?,
             raft_addr: get("bus-addr")?,
+            raft_state: kv.get("raft-state").is_some_and(|v| v == "yes"),
         }))
     }
 
     fn save(&self, dir: &Path) -> Result<(), String> {
         let text = format!(
             "# shardai cluster identity: written by `shardai cluster create`/`add-node`\n\
-             cluster-id {}\nnode-id {}\nclient-addr {}\nbus-addr {}\n",
-            self.cluster, self.node, self.client_addr, self.raft_addr
+             cluster-id {}\nnode-id {}\nclient-addr {}\nbus-addr {}\nraft-state {}\n",
+            self.cluster,
+            self.node,
+            self.client_addr,
+            self.raft_addr,
+            if self.raft_state { "yes" } else { "no" }
         );
         shardai_raft::log_store::write_atomic(&Self::path(dir), text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", Self::path(dir).display()))
@@ -205,9 +248,17 @@ impl Cluster {
 
     /// Starts the group saved in `--dir`, if any (at boot).
     pub async fn resume(self: &Arc<Self>) -> Result<(), String> {
-        if let Some(id) = Identity::load(&self.dir)? {
+        if let Some(mut id) = Identity::load(&self.dir)? {
+            if let Some(why) = partial_wipe(&self.dir, &id) {
+                return Err(why);
+            }
             info!(node = id.node, cluster = %id.cluster, "rejoining the cluster saved in the data folder");
-            self.start(id).await?;
+            self.start(id.clone()).await?;
+            if !id.raft_state {
+                // Saved by an earlier version: mark the state as made now that it is.
+                id.raft_state = true;
+                id.save(&self.dir)?;
+            }
         } else {
             info!(
                 "cluster mode: not part of a cluster yet; form one with `shardai cluster create`"
@@ -289,17 +340,21 @@ impl Cluster {
                 "this node holds data: only an empty node can join a cluster".into(),
             ));
         }
-        let id = Identity {
+        let mut id = Identity {
             cluster: cluster.to_string(),
             node,
             client_addr: client_addr.to_string(),
             raft_addr: raft_addr.clone(),
+            raft_state: false,
         };
         id.save(&self.dir).map_err(Error::Unavailable)?;
-        self.start(id).await.map_err(|e| {
+        self.start(id.clone()).await.map_err(|e| {
             error!(error = %e, "cannot start the Raft group");
             Error::Unavailable(e)
         })?;
+        // From here on the folder holds votes and entries this node may have acknowledged.
+        id.raft_state = true;
+        id.save(&self.dir).map_err(Error::Unavailable)?;
         info!(node, cluster, "joined the cluster");
         Ok(raft_addr)
     }
@@ -330,5 +385,55 @@ impl Proposer for Cluster {
 
     fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_raft_log_is_a_partial_wipe() {
+        let dir = std::env::temp_dir().join(format!("shardai-wipe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        struct Gone<'a>(&'a Path);
+        impl Drop for Gone<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(self.0);
+            }
+        }
+        let _gone = Gone(&dir);
+        let d = &dir;
+        let mut id = Identity {
+            cluster: "c".into(),
+            node: 3,
+            client_addr: "127.0.0.1:7000".into(),
+            raft_addr: "127.0.0.1:17000".into(),
+            raft_state: false,
+        };
+        // Before its state was made (or from an earlier version): nothing to check.
+        assert_eq!(partial_wipe(d.as_path(), &id), None);
+        id.raft_state = true;
+        let why = partial_wipe(d.as_path(), &id).unwrap();
+        assert!(
+            why.contains("node 3 of cluster c") && why.contains("raft is gone"),
+            "{why}"
+        );
+        for f in GROUP_FOLDERS {
+            // Where the groups keep their logs (`<dir>/<group>/log/log-<first>.seg`).
+            let log = d.as_path().join(f).join("log");
+            std::fs::create_dir_all(&log).unwrap();
+            std::fs::write(log.join("log-00000000000000000000.seg"), b"").unwrap();
+        }
+        assert_eq!(partial_wipe(d.as_path(), &id), None);
+        std::fs::remove_file(d.as_path().join("meta/log/log-00000000000000000000.seg")).unwrap();
+        assert!(
+            partial_wipe(d.as_path(), &id)
+                .unwrap()
+                .contains("/meta is gone")
+        );
+        // The flag survives a save and a load.
+        id.save(d.as_path()).unwrap();
+        assert_eq!(Identity::load(d.as_path()).unwrap(), Some(id));
     }
 }

@@ -88,13 +88,13 @@ fn counted(c: &mut Cursor, what: &str, text: &str) -> Result<Vec<Bytes>, Error> 
     Ok(keys)
 }
 
-/// Parses a DAG command; `name` is the command table's name (`ai.dagexecute`, ...).
 /// The most operations one DAG runs.
 pub const MAX_DAG_OPS: usize = 1000;
 
 /// The most keys one DAG LOADs and PERSISTs together.
 pub const MAX_DAG_KEYS: usize = 10_000;
 
+/// Parses a DAG command; `name` is the command table's name (`ai.dagexecute`, ...).
 pub(super) fn parse(c: &mut Cursor, name: &str) -> Result<Dag, Error> {
     let ro = name.ends_with("_ro");
     let deprecated = name.starts_with("ai.dagrun");
