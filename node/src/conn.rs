@@ -383,9 +383,14 @@ async fn write_all_vectored<S: Stream>(
 }
 
 /// Resolves once the connection has been idle since `since` for longer than the `timeout`
-/// setting (seconds, 0: never), read again every second so that `CONFIG SET timeout`
-/// applies to connections already waiting.
+/// setting (seconds, 0: never). The setting is read when the wait starts and again each
+/// second while it is not 0, so `CONFIG SET timeout` reaches waiting connections except those
+/// that started waiting under `timeout 0` (they take it with their next request: no timer
+/// is armed per request while no timeout is set).
 async fn idle_for(timeout: &std::sync::atomic::AtomicU64, since: Instant) {
+    if timeout.load(Ordering::Relaxed) == 0 {
+        return std::future::pending().await;
+    }
     loop {
         let limit = Duration::from_secs(timeout.load(Ordering::Relaxed));
         let idle = since.elapsed();
