@@ -216,24 +216,30 @@ async fn handle(
                     }
                 }
             }
-            let request_bytes = argv.iter().map(Bytes::len).sum();
-            Command::parse_for(spec, argv).map(|cmd| (cmd, spec, request_bytes))
+            // Only writes under a maxmemory limit need their size.
+            let limited = spec.flags.contains(&"denyoom")
+                && shared.runtime.maxmemory.load(Ordering::Relaxed) > 0;
+            let request_bytes = if limited {
+                Some(argv.iter().map(Bytes::len).sum())
+            } else {
+                None
+            };
+            Command::parse_for(spec, argv).map(|cmd| (cmd, request_bytes))
         }
         None => Err(Error::unknown_command(&argv[0], &argv[1..])),
     };
     let rt = &shared.runtime;
     let (reply, flow) = match parsed {
-        Ok((cmd, spec, request_bytes)) => {
-            // maxmemory: writes that grow the dataset (Redis's `denyoom`) wait their turn.
-            let admitted = if spec.flags.contains(&"denyoom") {
-                memory::admit(
+        Ok((cmd, request_bytes)) => {
+            // maxmemory: writes that grow the dataset (Redis's `denyoom`) must fit.
+            let admitted = match request_bytes {
+                Some(n) => memory::admit(
                     shared.store().used_bytes(),
                     &rt.in_flight,
-                    memory::growth(&cmd, request_bytes),
+                    memory::growth(&cmd, n),
                     rt.maxmemory.load(Ordering::Relaxed),
-                )
-            } else {
-                Ok(None)
+                ),
+                None => Ok(None),
             };
             match admitted {
                 Ok(admitted) => {
@@ -293,7 +299,7 @@ async fn flush<S: Stream>(sock: &mut S, out: &mut WriteBuf, shared: &Shared) -> 
         return Ok(());
     }
     let total = out.len();
-    let limit = *shared.runtime.output_limit.lock();
+    let limit = shared.runtime.output_limit.get();
     if limit.over_hard(total) {
         out.take();
         return Err(io::Error::other(format!(

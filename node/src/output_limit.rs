@@ -5,7 +5,10 @@
 //! writes them, so unread replies never pile up without bound; these limits decide when a
 //! client that does not read is closed, so that its memory and its connection slot return.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
 
 /// The longest a client may stay above the soft limit (a year).
 pub const MAX_SOFT_SECS: u64 = 365 * 24 * 3600;
@@ -79,6 +82,40 @@ impl OutputLimit {
     }
 }
 
+/// The limit as every connection reads it on each flush: plain atomics, no lock on that
+/// path (a reader may see a CONFIG SET half applied for one flush).
+#[derive(Debug, Default)]
+pub struct SharedLimit {
+    hard: AtomicUsize,
+    soft: AtomicUsize,
+    soft_secs: AtomicU64,
+}
+
+impl SharedLimit {
+    /// Holding `l`.
+    pub fn new(l: OutputLimit) -> SharedLimit {
+        let s = SharedLimit::default();
+        s.set(l);
+        s
+    }
+
+    /// The current limit.
+    pub fn get(&self) -> OutputLimit {
+        OutputLimit {
+            hard: self.hard.load(Ordering::Relaxed),
+            soft: self.soft.load(Ordering::Relaxed),
+            soft_secs: self.soft_secs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Replaces the limit.
+    pub fn set(&self, l: OutputLimit) {
+        self.hard.store(l.hard, Ordering::Relaxed);
+        self.soft.store(l.soft, Ordering::Relaxed);
+        self.soft_secs.store(l.soft_secs, Ordering::Relaxed);
+    }
+}
+
 /// How long one write may wait for the client to read: until the earlier of the soft
 /// limit's deadline and `write_timeout` from `now` (zero: no timeout), or `None` for no limit.
 pub fn write_wait(
@@ -124,6 +161,15 @@ mod tests {
         assert!(OutputLimit::parse("normal 1 2").is_err());
         assert!(OutputLimit::parse("normal lots 0 0").is_err());
         assert!(OutputLimit::parse("normal 0 0 soon").is_err());
+    }
+
+    #[test]
+    fn the_shared_limit_reads_what_was_set() {
+        let l = OutputLimit::parse("normal 100 10 5").unwrap();
+        let s = SharedLimit::new(OutputLimit::default());
+        assert_eq!(s.get(), OutputLimit::default());
+        s.set(l);
+        assert_eq!(s.get(), l);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::{
     client::{ClientInfo, ClientNames},
     cluster::Cluster,
     config::Config,
-    output_limit::OutputLimit,
+    output_limit::SharedLimit,
 };
 
 /// Server-wide counters for INFO stats.
@@ -64,7 +64,7 @@ pub struct Runtime {
     /// timeout: idle seconds before a client is closed (0: never).
     pub idle_timeout: AtomicU64,
     /// client-output-buffer-limit for normal clients.
-    pub output_limit: Mutex<OutputLimit>,
+    pub output_limit: SharedLimit,
     /// Seconds a reply may go unread before its client is closed (0: never).
     pub write_timeout: AtomicU64,
 }
@@ -153,7 +153,7 @@ impl Shared {
             maxmemory: AtomicUsize::new(config.maxmemory),
             in_flight: AtomicUsize::new(0),
             idle_timeout: AtomicU64::new(config.timeout),
-            output_limit: Mutex::new(config.client_output_buffer_limit),
+            output_limit: SharedLimit::new(config.client_output_buffer_limit),
             write_timeout: AtomicU64::new(config.client_write_timeout),
         };
         let seed = shardai_engine::now_ms() ^ ((std::process::id() as u64) << 20);

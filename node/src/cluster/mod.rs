@@ -432,6 +432,15 @@ mod tests {
                 .unwrap()
                 .contains("/meta is gone")
         );
+        // A cluster.conf written before raft-state existed still loads, without the flag.
+        std::fs::write(
+            d.as_path().join("cluster.conf"),
+            "# shardai cluster identity: written by `shardai cluster create`/`add-node`\n\
+             cluster-id c\nnode-id 3\nclient-addr 127.0.0.1:7000\nbus-addr 127.0.0.1:17000\n",
+        )
+        .unwrap();
+        let old = Identity::load(d.as_path()).unwrap().unwrap();
+        assert!(!old.raft_state && old.node == 3 && old.raft_addr == "127.0.0.1:17000");
         // The flag survives a save and a load.
         id.save(d.as_path()).unwrap();
         assert_eq!(Identity::load(d.as_path()).unwrap(), Some(id));

@@ -164,7 +164,7 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
         ),
         (
             "client-output-buffer-limit",
-            rt.output_limit.lock().to_redis(),
+            rt.output_limit.get().to_redis(),
         ),
         (
             "client-write-timeout",
@@ -233,7 +233,7 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                         match crate::output_limit::OutputLimit::parse(&text) {
                             Ok(l) => {
                                 let rt = &shared.runtime;
-                                apply.push(Box::new(move || *rt.output_limit.lock() = l))
+                                apply.push(Box::new(move || rt.output_limit.set(l)))
                             }
                             Err(why) => return fail(&why),
                         }
