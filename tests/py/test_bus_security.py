@@ -209,8 +209,10 @@ def test_a_peer_without_the_secret_is_refused_and_told_nothing(shard):
 
 def start_fails(*args, env=None):
     d = tempfile.mkdtemp(prefix="shardai-refused-")
+    # A bus port of its own, so a client port above 55535 does not decide the refusal.
+    bus = ["--cluster-port", str(free_port())] if "--cluster-enabled" in args else []
     try:
-        p = subprocess.run([binary(), "--port", str(free_port()), "--dir", d, *args],
+        p = subprocess.run([binary(), "--port", str(free_port()), "--dir", d, *bus, *args],
                            capture_output=True, text=True, timeout=20,
                            env={**os.environ, **(env or {})})
         assert p.returncode != 0, p

@@ -33,20 +33,48 @@ pub(super) fn confine(base: Option<&Path>, path: &Path) -> Result<PathBuf, Strin
         .canonicalize()
         .map_err(|e| format!("backends path {}: {e}", base.display()))?;
     let full = base.join(path);
+    let outside = || {
+        format!(
+            "{} is outside the backends path {}",
+            path.display(),
+            base.display()
+        )
+    };
+    // Refuse a path that leaves the base by its own `..` before asking the disk, so the answer
+    // does not depend on what exists out there.
+    if !lexically_under(&base, &full) {
+        return Err(outside());
+    }
     let real = full
         .canonicalize()
         .map_err(|e| format!("{}: {e}", full.display()))?;
     if !real.starts_with(&base) {
-        return Err(format!(
-            "{} is outside the backends path {}",
-            path.display(),
-            base.display()
-        ));
+        return Err(outside());
     }
     if !real.is_file() {
         return Err(format!("{} is not a file", real.display()));
     }
     Ok(real)
+}
+
+/// Whether `full`, with its `.` and `..` resolved by name only, stays inside `base`.
+fn lexically_under(base: &Path, full: &Path) -> bool {
+    use std::path::Component;
+    let mut parts: Vec<Component> = Vec::new();
+    for c in full.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(parts.last(), Some(Component::Normal(_))) {
+                    parts.pop();
+                } else {
+                    parts.push(c);
+                }
+            }
+            _ => parts.push(c),
+        }
+    }
+    parts.iter().collect::<PathBuf>().starts_with(base)
 }
 
 pub(super) async fn ai_config(
@@ -129,6 +157,12 @@ mod tests {
             assert!(confine(Some(&base), Path::new(bad)).is_err(), "{bad}");
         }
         assert!(confine(Some(&base), &dir.join("outside.so")).is_err());
+        // Escaping by `..` is refused as outside whatever lies there, existing or not.
+        let deep = "../".repeat(40) + "bin/true";
+        for bad in [deep.as_str(), "onnx/../../no/such.so"] {
+            let e = confine(Some(&base), Path::new(bad)).unwrap_err();
+            assert!(e.contains("outside the backends path"), "{e}");
+        }
         assert!(confine(None, Path::new("onnx/lib.so")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
