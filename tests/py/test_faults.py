@@ -2,7 +2,8 @@
 cluster.conf remains refuses to start; a leader cut off from its majority (its followers
 paused with SIGSTOP) serves no read from its state, whether the read names keys, names none
 (DBSIZE, KEYS, SCAN) or is a DAG that only LOADs and reads; once the followers return, it
-serves again."""
+serves again; a bit flipped in an acknowledged entry of a node's log refuses its start and
+cuts nothing (torn writes, which are cut, are tested on the log files in raft/src/log_store)."""
 import os
 import shutil
 import signal
@@ -82,3 +83,52 @@ def test_a_node_whose_raft_log_was_lost_refuses_to_start(shard):
     # The other two serve on.
     r = shard.leader().client()
     assert r.execute_command("AI.TENSORSET", "after", "FLOAT", 1, "VALUES", 1) == b"OK"
+
+
+def _records(path):
+    """(offset, end) of each record of a Raft log segment."""
+    with open(path, "rb") as f:
+        b = f.read()
+    off, out = 16, []  # after the versioned header
+    while off + 8 <= len(b):
+        n = int.from_bytes(b[off:off + 4], "little")
+        if n == 0:
+            break
+        out.append((off, off + 8 + n))
+        off += 8 + n
+    return out
+
+
+def _patch(path, off, data):
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(data)
+
+
+def test_a_flipped_bit_in_the_log_refuses_the_start(shard):
+    r = shard.leader().client()
+    for i in range(20):
+        assert r.execute_command("AI.TENSORSET", f"t{i}", "FLOAT", 1, "VALUES", i) == b"OK"
+    victim = shard.followers()[0]
+    shard.wait_caught_up(victim)
+    victim.kill()
+    log = os.path.join(victim.dir, "raft", "log")
+    seg = os.path.join(log, sorted(x for x in os.listdir(log) if x.endswith(".seg"))[-1])
+    recs = _records(seg)
+    assert len(recs) >= 20, recs
+    # A bit flipped in an acknowledged entry, intact entries after it: not a crash.
+    off, end = recs[-5]
+    with open(seg, "rb") as f:
+        f.seek(off + 12)
+        byte = f.read(1)[0]
+    _patch(seg, off + 12, bytes([byte ^ 0x20]))
+    assert not victim.start(check=False)
+    text = victim.log_text()
+    assert f"corrupt at byte {off}" in text and "not a torn write" in text, text[-2000:]
+    with open(seg, "rb") as f:
+        assert len(f.read()) >= end, "nothing was cut while refusing"
+    _patch(seg, off + 12, bytes([byte]))
+    # Put back, the node starts with everything it had and follows on.
+    victim.start()
+    assert r.execute_command("AI.TENSORSET", "after", "FLOAT", 1, "VALUES", 1) == b"OK"
+    shard.wait_caught_up(victim)

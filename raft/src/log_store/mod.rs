@@ -21,8 +21,9 @@
 //! halves the cost of the fsync a write waits for. The allocated tail reads as zeros, and a
 //! zero record header marks the end of a segment's records.
 //!
-//! At open, a torn or corrupt record at the end of the last segment (a crash mid-write) is
-//! reported and cut off; a corrupt record anywhere else refuses to start.
+//! At open, a torn record at the end of the last segment (a crash mid-write: sectors of it read
+//! as zeros, or the file ends inside it) is reported and cut off; a record written whole and
+//! then damaged (a flipped bit), or a bad record anywhere else, refuses to start.
 
 //! # Layout
 //!

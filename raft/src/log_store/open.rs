@@ -3,6 +3,13 @@
 //! start on anything else that does not read back (corruption, a gap, an intact record that
 //! does not decode).
 //!
+//! A bad record at the end of the last segment is told apart as etcd's WAL does: segments are
+//! allocated (zeros) ahead of their records, so a write that did not reach the disk leaves
+//! whole sectors of its record reading as zeros, or the file ends inside it. A bad record with
+//! neither (every sector of it holds data, or its checksum holds once one bit of its length
+//! is flipped back) was written whole and then damaged: that is corruption of data this node
+//! may have acknowledged, and the start is refused, naming the file, the byte and the entry.
+//!
 //! Runs once, before the store is shared; must never cut or remove data that is not a torn
 //! tail.
 
@@ -22,7 +29,8 @@ use super::{
     meta::{Meta, read_framed},
     other,
     segment::{
-        SEGMENT_HEADER, Seg, create_seg, decode_entry, parse_record, segment_format, write_header,
+        HEADER, SEGMENT_HEADER, Seg, create_seg, decode_entry, parse_record, segment_format,
+        write_header,
     },
     sync::{sync_dir, sync_loop},
 };
@@ -110,14 +118,15 @@ impl LogStore {
                 });
                 off = next;
             }
-            let clean = bytes[off..].iter().all(|b| *b == 0);
+            // Where the records stop short of zeros: a torn write, or damage.
+            let tail = (!bytes[off..].iter().all(|b| *b == 0)).then(|| tail_at(&bytes, off));
             scanned.push((
                 first,
                 path,
                 file,
                 off as u64,
                 bytes.len() as u64,
-                clean,
+                tail,
                 locs,
             ));
         }
@@ -125,8 +134,12 @@ impl LogStore {
         // before the crash can be empty after it: those are cut or removed. Anything else
         // that does not read back is corruption.
         let torn_ok_from = scanned.iter().rposition(|s| !s.6.is_empty()).unwrap_or(0);
-        for (i, (first, path, file, off, size, clean, locs)) in scanned.into_iter().enumerate() {
+        for (i, (first, path, file, off, size, tail, locs)) in scanned.into_iter().enumerate() {
+            let clean = tail.is_none();
             if i > torn_ok_from {
+                if tail == Some(Tail::Damaged) {
+                    return Err(damaged(&path, off, None));
+                }
                 info!(
                     file = %path.display(),
                     "removing a Raft log segment that holds no intact record (a crash just \
@@ -144,11 +157,14 @@ impl LogStore {
                         path.display()
                     )));
                 }
+                if tail == Some(Tail::Damaged) {
+                    return Err(damaged(&path, off, locs.last().map(|l| l.log_id.index)));
+                }
                 error!(
                     file = %path.display(),
                     offset = off,
-                    "corrupt or torn record at the end of the Raft log (a crash during a \
-                     write): cutting it off; those entries were never acknowledged by this node"
+                    "torn record at the end of the Raft log (a crash during a write): cutting \
+                     it off; those entries were never acknowledged by this node"
                 );
                 // Cut, then allocate again: the tail must read as zeros.
                 file.set_len(off)?;
@@ -232,4 +248,57 @@ impl LogStore {
             }),
         })
     }
+}
+
+/// What a record that does not read back at the end of a segment is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Tail {
+    /// A write a crash interrupted: never acknowledged, cut.
+    Torn,
+    /// Written whole, then damaged: refuse to start.
+    Damaged,
+}
+
+/// The unit a disk writes atomically: a write that did not reach the disk leaves whole
+/// sectors as they were (zeros, in allocated space).
+const SECTOR: usize = 512;
+
+/// Classifies the bad record at `off` in a segment's bytes `b`.
+pub(super) fn tail_at(b: &[u8], off: usize) -> Tail {
+    let Some(h) = b.get(off..off + HEADER) else {
+        return Tail::Torn; // the file ends inside the header
+    };
+    let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
+    let body = &b[off + HEADER..];
+    // A flipped bit in the length leaves the payload and its checksum whole.
+    for bit in 0..32 {
+        let l = len ^ (1 << bit);
+        if l > 0 && body.get(..l).is_some_and(|p| crc32fast::hash(p) == crc) {
+            return Tail::Damaged;
+        }
+    }
+    let end = off + HEADER + len;
+    if end > b.len() {
+        return Tail::Torn; // the file ends inside the record
+    }
+    let mut s = off;
+    while s < end {
+        let e = ((s / SECTOR + 1) * SECTOR).min(end);
+        if b[s..e].iter().all(|x| *x == 0) {
+            return Tail::Torn;
+        }
+        s = e;
+    }
+    Tail::Damaged
+}
+
+fn damaged(path: &Path, off: u64, after: Option<u64>) -> io::Error {
+    let after = after.map_or(String::new(), |i| format!(" (the record after entry {i})"));
+    other(format!(
+        "log {} is corrupt at byte {off}{after}: the record was written whole and then \
+         damaged (not a torn write), so entries this node acknowledged may be lost; refusing \
+         to start; restore this node from a replica (wipe its folder and add it again)",
+        path.display()
+    ))
 }

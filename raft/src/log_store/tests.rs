@@ -14,28 +14,50 @@ async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
     rx.await.unwrap().unwrap();
 }
 
-/// End of the records in a segment file (the rest is allocated, zero space).
-fn records_end(bytes: &[u8]) -> usize {
+/// Where each record of a segment file starts and ends (the rest is allocated, zero space).
+fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
     let (_, mut off) = segment::segment_format(bytes, std::path::Path::new("seg")).unwrap();
+    let mut out = Vec::new();
     while let Some((_, next)) = parse_record(bytes, off) {
+        out.push((off, next));
         off = next;
     }
-    off
+    out
 }
 
-/// A crash mid-write: the first segment's last record loses its last 3 bytes (they hold
-/// whatever the disk had).
-fn tear_last_record(dir: &std::path::Path) {
+/// End of the records in a segment file.
+fn records_end(bytes: &[u8]) -> usize {
+    records(bytes)
+        .last()
+        .map_or(segment::SEGMENT_HEADER, |r| r.1)
+}
+
+/// Rewrites `range` of the first segment with `f` applied to its bytes.
+fn rewrite(dir: &std::path::Path, range: std::ops::Range<usize>, f: impl Fn(&mut [u8])) {
     let seg = dir.join(seg_name(0));
-    let b = fs::read(&seg).unwrap();
-    let end = records_end(&b);
-    let torn: Vec<u8> = b[end - 3..end].iter().map(|x| x ^ 0xff).collect();
+    let mut b = fs::read(&seg).unwrap()[range.clone()].to_vec();
+    f(&mut b);
     OpenOptions::new()
         .write(true)
         .open(&seg)
         .unwrap()
-        .write_all_at(&torn, end as u64 - 3)
+        .write_all_at(&b, range.start as u64)
         .unwrap();
+}
+
+/// A crash mid-write of record `n` of the first segment: the sector holding its last bytes
+/// never reached the disk, so they read as the allocated zeros.
+fn tear_record(dir: &std::path::Path, n: usize) {
+    let b = fs::read(dir.join(seg_name(0))).unwrap();
+    let (off, end) = records(&b)[n];
+    let from = ((end - 1) / 512 * 512).max(off);
+    rewrite(dir, from..end, |b| b.fill(0));
+}
+
+/// A crash mid-write of the first segment's last record.
+fn tear_last_record(dir: &std::path::Path) {
+    let n = records(&fs::read(dir.join(seg_name(0))).unwrap()).len();
+    tear_record(dir, n - 1);
 }
 
 async fn indexes(ls: &mut LogStore) -> Vec<(u64, u64)> {
@@ -364,4 +386,99 @@ async fn an_empty_version_1_segment_starts_again_with_a_header() {
     assert_eq!(&b[..segment::SEGMENT_HEADER], segment::segment_header());
     let mut ls = LogStore::open(d.path()).unwrap();
     assert_eq!(indexes(&mut ls).await, [(0, 1), (1, 1), (2, 1)]);
+}
+
+#[tokio::test]
+async fn a_torn_write_with_later_pages_on_disk_is_cut_there() {
+    // One batch, one write: the kernel may have written a later page of it and not an
+    // earlier one. Nothing of the batch was acknowledged, so all of it from the hole is cut.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..8, 1).await;
+    drop(ls);
+    tear_record(d.path(), 4);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_the_last_segment_refuses_to_start() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..6, 1).await;
+    drop(ls);
+    let seg = d.path().join(seg_name(0));
+    let all = records(&fs::read(&seg).unwrap());
+    // In a payload, with intact records after it.
+    let (off, end) = all[2];
+    rewrite(d.path(), off..end, |b| b[HEADER + 3] ^= 0x10);
+    let err = LogStore::open(d.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("corrupt at byte {off}")) && err.contains("after entry 1"),
+        "{err}"
+    );
+    rewrite(d.path(), off..end, |b| b[HEADER + 3] ^= 0x10);
+    // In the last record's length: a record written whole, whatever follows it.
+    let (off, end) = all[5];
+    rewrite(d.path(), off..end, |b| b[1] ^= 0x01);
+    let err = LogStore::open(d.path()).unwrap_err().to_string();
+    assert!(err.contains("not a torn write"), "{err}");
+    // In the last record's payload.
+    rewrite(d.path(), off..end, |b| {
+        b[1] ^= 0x01;
+        b[HEADER] ^= 0x80;
+    });
+    assert!(LogStore::open(d.path()).is_err());
+    // Nothing was cut while refusing: put back, every entry is there.
+    rewrite(d.path(), off..end, |b| b[HEADER] ^= 0x80);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 6);
+}
+
+#[tokio::test]
+async fn a_file_ending_inside_its_last_record_is_a_torn_tail() {
+    // Where the file system cannot allocate ahead, a lost write leaves the file short.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..6, 1).await;
+    drop(ls);
+    let seg = d.path().join(seg_name(0));
+    let (_, end) = *records(&fs::read(&seg).unwrap()).last().unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(end as u64 - 2)
+        .unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 5);
+}
+
+#[test]
+fn sectors_of_zeros_tell_a_torn_record_from_a_damaged_one() {
+    use super::open::{Tail, tail_at};
+    let payload = vec![1u8; 1500];
+    let rec = crc_record(&payload);
+    let mut b = vec![0u8; 100];
+    b.extend_from_slice(&rec);
+    b.resize(4096, 0);
+    let whole = b.clone();
+    assert!(parse_record(&whole, 100).is_some());
+    // A sector of the record that never reached the disk.
+    let mut torn = whole.clone();
+    torn[512..1024].fill(0);
+    assert_eq!(tail_at(&torn, 100), Tail::Torn);
+    // The part of the first sector it shares with earlier data.
+    let mut torn = whole.clone();
+    torn[100..512].fill(0);
+    assert_eq!(tail_at(&torn, 100), Tail::Torn);
+    // The file ends inside it.
+    assert_eq!(tail_at(&whole[..1000], 100), Tail::Torn);
+    assert_eq!(tail_at(&whole[..104], 100), Tail::Torn);
+    // A flipped bit anywhere in it, length included.
+    for at in [100, 101, 103, 104, 108, 700, 1607] {
+        let mut bad = whole.clone();
+        bad[at] ^= 0x04;
+        assert_eq!(tail_at(&bad, 100), Tail::Damaged, "byte {at}");
+    }
 }
