@@ -197,6 +197,18 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 400)]
     pub raft_election_timeout_ms: u64,
 
+    /// The largest replicated write: one log entry (a tensor, a model, a DAG's PERSISTed
+    /// tensors together) may hold at most this many bytes (units as maxmemory; at most 1gb,
+    /// so that an entry always fits the cluster bus's frames). A larger write is refused
+    /// before it is replicated.
+    #[arg(long, env = "SHARDAI_MAX_ENTRY_SIZE", default_value = "512mb", value_parser = parse_entry_size)]
+    pub max_entry_size: usize,
+
+    /// How long a replicated write waits for a majority of its shard to store it, ms; after
+    /// that it answers an error saying its outcome is unknown (it may still commit).
+    #[arg(long, env = "SHARDAI_RAFT_COMMIT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_commit_timeout_ms: u64,
+
     /// Take a snapshot of the shard after at least this many log entries, once the log since
     /// the last snapshot is at least as large as it (as Redis rewrites its AOF when it has
     /// doubled); older log entries are then dropped, and a replica that is far behind catches
@@ -308,6 +320,16 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
         n if n >= min => Ok(n),
         _ => Err(format!("the chunk size must be at least {min} bytes")),
     }
+}
+
+/// Parses `--max-entry-size`: a size of at least 1kb and at most 1gb.
+fn parse_entry_size(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    let max = shardai_raft::MAX_ENTRY_BYTES as usize;
+    if !(1024..=max).contains(&n) {
+        return Err(format!("must be between 1kb and 1gb ({max} bytes)"));
+    }
+    Ok(n)
 }
 
 /// Parses a size with an optional unit as Redis does: kb/mb/gb are powers of 1024, k/m/g

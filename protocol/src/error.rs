@@ -103,6 +103,18 @@ pub enum Error {
     /// MODEL_CHUNK_SIZE below the smallest chunk MODELGET splits into.
     #[error("ERR MODEL_CHUNK_SIZE: the chunk size must be at least {0} bytes")]
     ChunkSizeTooSmall(u64),
+    /// A write larger than one replicated log entry may be (`--max-entry-size`).
+    #[error(
+        "ERR the write makes a {size}-byte log entry, more than max-entry-size ({max} bytes): \
+         write less at once (for a DAG, PERSIST fewer or smaller tensors) or raise \
+         --max-entry-size"
+    )]
+    EntryTooLarge {
+        /// Bytes of the entry.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A write that would take the dataset past `maxmemory` (policy noeviction).
     #[error("OOM command not allowed when used memory > 'maxmemory'.")]
     Oom,

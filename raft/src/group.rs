@@ -26,7 +26,7 @@ use openraft::{
 };
 use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends, now_ms};
 use shardai_protocol::{Error, slot::key_slot};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     log_store::LogStore,
@@ -55,6 +55,32 @@ pub struct GroupConfig {
     pub snapshot_every: u64,
     /// How this node's bus connections to the group's other members authenticate.
     pub bus: crate::network::BusSecurity,
+    /// Bounds on one write.
+    pub limits: WriteLimits,
+}
+
+/// Bounds on one write through the group.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteLimits {
+    /// The largest log entry a write may make, bytes (`--max-entry-size`). Bounded by
+    /// [`MAX_ENTRY_BYTES`] so that one entry always fits a bus frame and a log record.
+    pub max_entry_bytes: u64,
+    /// How long a write waits for its entry to commit before it answers that its outcome is
+    /// unknown (`--raft-commit-timeout-ms`).
+    pub commit_timeout: Duration,
+}
+
+/// The most `--max-entry-size` may be: one entry plus its frame stays well below the bus's
+/// largest frame (2 GiB), and every log and snapshot record length fits in 32 bits.
+pub const MAX_ENTRY_BYTES: u64 = 1 << 30;
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        WriteLimits {
+            max_entry_bytes: 512 << 20,
+            commit_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Role and progress, as ROLE and INFO replication show them.
@@ -99,6 +125,7 @@ pub struct ShardGroup {
     pending: Arc<Pending>,
     seq: AtomicU64,
     patience: Duration,
+    limits: WriteLimits,
     batcher: tokio::sync::mpsc::Sender<(Cmd, Reply)>,
 }
 
@@ -244,7 +271,8 @@ impl ShardGroup {
         let raft = ShardRaft::new(
             cfg.me,
             Arc::new(config),
-            Network::new(&cfg.cluster, &cfg.group, cfg.bus.clone()),
+            Network::new(&cfg.cluster, &cfg.group, cfg.bus.clone())
+                .with_append_budget(cfg.limits.max_entry_bytes),
             log,
             sm,
         )
@@ -279,7 +307,8 @@ impl ShardGroup {
         Ok(Arc::new(ShardGroup {
             raft,
             me: cfg.me,
-            network: Network::new(&cfg.cluster, &cfg.group, cfg.bus.clone()),
+            network: Network::new(&cfg.cluster, &cfg.group, cfg.bus.clone())
+                .with_append_budget(cfg.limits.max_entry_bytes),
             cluster: cfg.cluster,
             group: cfg.group,
             store,
@@ -287,6 +316,7 @@ impl ShardGroup {
             seq,
             batcher,
             patience: Duration::from_millis(cfg.election_ms.1 * 3 + 1000),
+            limits: cfg.limits,
         }))
     }
 
@@ -485,12 +515,36 @@ impl ShardGroup {
         loop {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let cmd = Cmd::of(&m, now_ms(), self.me, seq);
+            // Refused before it is proposed: an entry the followers cannot take would stop
+            // the shard's commits.
+            let size = entry_bytes(&cmd);
+            let max = self.limits.max_entry_bytes;
+            if size > max {
+                return Err(Error::EntryTooLarge { size, max });
+            }
             self.pending.put(seq, m.clone());
             let (tx, rx) = tokio::sync::oneshot::channel();
             let r = match self.batcher.send((cmd, tx)).await {
-                Ok(()) => rx
-                    .await
-                    .unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
+                Ok(()) => match tokio::time::timeout(self.limits.commit_timeout, rx).await {
+                    Ok(r) => r.unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
+                    Err(_) => {
+                        // Appended, maybe replicated, not committed: it may still commit
+                        // later (and is then applied from the log).
+                        self.pending.take(seq);
+                        warn!(
+                            group = %self.group,
+                            timeout_ms = self.limits.commit_timeout.as_millis() as u64,
+                            "a write did not commit in time (no majority of the group \
+                             acknowledged it)"
+                        );
+                        return Err(Error::Unavailable(format!(
+                            "the write did not commit within {} ms (a majority of the shard's \
+                             nodes did not acknowledge it): its outcome is unknown; read the \
+                             key to find out",
+                            self.limits.commit_timeout.as_millis()
+                        )));
+                    }
+                },
                 Err(_) => Err(RaftError::Fatal(Fatal::Stopped)),
             };
             match r {
@@ -514,6 +568,12 @@ impl ShardGroup {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Bytes of the log entry `cmd` makes (its record and its share of a bus frame).
+pub fn entry_bytes(cmd: &Cmd) -> u64 {
+    // Bytes fields are length-prefixed: sizing them reads no data.
+    bincode::serialized_size(cmd).unwrap_or(u64::MAX)
 }
 
 impl ShardGroup {

@@ -72,7 +72,10 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 fn put<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {
     let payload = bincode::serialize(v).map_err(other)?;
-    w.write_all(&(payload.len() as u32).to_le_bytes())?;
+    // Every record came through a log entry (at most MAX_ENTRY_BYTES): refuse, never wrap.
+    let len = u32::try_from(payload.len())
+        .map_err(|_| other(format!("a snapshot record of {} bytes", payload.len())))?;
+    w.write_all(&len.to_le_bytes())?;
     w.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
     w.write_all(&payload)
 }

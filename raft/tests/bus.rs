@@ -75,6 +75,7 @@ async fn start(sec: BusSecurity) -> (Arc<ShardGroup>, ShardNode, tempfile::TempD
             election_ms: (200, 400),
             snapshot_every: 1000,
             bus: sec,
+            limits: Default::default(),
         },
         Arc::new(Store::new()),
         Arc::new(Backends::new(None)),

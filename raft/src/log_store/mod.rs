@@ -357,6 +357,14 @@ impl RaftLogStorage<C> for LogStore {
         let mut pending = Vec::new();
         for e in entries {
             let payload = bincode::serialize(&e).map_err(other)?;
+            if u32::try_from(payload.len()).is_err() {
+                // Leaders refuse such writes (max-entry-size); never write a wrapped length.
+                return Err(other(format!(
+                    "log entry {} of {} bytes does not fit a record",
+                    e.log_id.index,
+                    payload.len()
+                )));
+            }
             let rec = crc_record(&payload);
             pending.push((e, buf.len(), rec.len()));
             buf.extend_from_slice(&rec);

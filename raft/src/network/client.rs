@@ -29,8 +29,9 @@ use tracing::debug;
 use super::{
     AbortOnDrop, C, STREAM_IDLE,
     frame::{
-        BUS_VERSION, BusReply, BusRequest, Handshake, MAX_HELLO, PROOF_VERSION, preamble,
-        read_frame, read_frame_max, read_preamble, speaks, unspoken, write_frame,
+        APPEND_BUDGET, BUS_VERSION, BusReply, BusRequest, Handshake, MAX_HELLO, PROOF_VERSION,
+        preamble, read_frame, read_frame_max, read_preamble, speaks, trim_append, unspoken,
+        write_frame,
     },
     pool::{Conn, Pool},
     security::{BusSecurity, Side, nonce},
@@ -63,6 +64,7 @@ pub struct Network {
     group: Arc<str>,
     security: BusSecurity,
     pool: Pool,
+    append_budget: u64,
 }
 
 impl Network {
@@ -74,7 +76,15 @@ impl Network {
             group: group.into(),
             security,
             pool: Pool::default(),
+            append_budget: APPEND_BUDGET,
         }
+    }
+
+    /// Sends batches of entries over several frames once they pass `bytes` (one entry is
+    /// always sent whole).
+    pub fn with_append_budget(mut self, bytes: u64) -> Self {
+        self.append_budget = bytes.clamp(1, APPEND_BUDGET);
+        self
     }
 
     /// Forwards a write to the group's leader `target` at bus address `addr` and returns
@@ -108,6 +118,7 @@ impl Network {
             addr: addr.to_string(),
             conn: None,
             pool: self.pool.clone(),
+            append_budget: self.append_budget,
         }
     }
 }
@@ -123,6 +134,7 @@ pub struct Peer {
     addr: String,
     conn: Option<Conn>,
     pool: Pool,
+    append_budget: u64,
 }
 
 impl Drop for Peer {
@@ -394,13 +406,20 @@ impl RaftNetworkV2<C> for Peer {
             let (r, mut w) = self.conn.take().expect("connected");
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let sent = in_flight.clone();
+            let budget = self.append_budget;
             let writer = tokio::spawn(async move {
                 let mut input = input;
                 let res = async {
                     write_frame(&mut w, &BusRequest::StreamBegin).await?;
-                    while let Some(req) = input.next().await {
+                    while let Some(mut req) = input.next().await {
+                        let trimmed = trim_append(&mut req, budget);
                         sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         write_frame(&mut w, &BusRequest::Append(req)).await?;
+                        if trimmed {
+                            // Large entries: the stream ends at what was sent, and openraft
+                            // sends the rest from the acknowledged entry in the next one.
+                            break;
+                        }
                     }
                     write_frame(&mut w, &BusRequest::StreamEnd).await
                 }
@@ -468,10 +487,16 @@ impl RaftNetworkV2<C> for Peer {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<C>,
+        mut rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        // Large entries go over several requests: the first ones answer a partial success.
+        let sent =
+            trim_append(&mut rpc, self.append_budget).then(|| rpc.entries.last().map(|e| e.log_id));
         match self.call(&BusRequest::Append(rpc), ttl(&option)).await {
+            Ok(BusReply::Append(Ok(AppendEntriesResponse::Success))) if let Some(last) = sent => {
+                Ok(AppendEntriesResponse::PartialSuccess(last))
+            }
             Ok(BusReply::Append(Ok(r))) => Ok(r),
             Ok(BusReply::Append(Err(e))) => Err(remote(e)),
             Ok(_) => {

@@ -60,6 +60,30 @@ use crate::snapshot::Meta;
 
 /// Largest frame accepted (one AppendEntries holding a large model).
 pub(crate) const MAX_FRAME: usize = 1 << 31;
+/// Most entry bytes one AppendEntries frame carries when it holds more than one entry: a
+/// batch of large entries is sent over several frames (one entry alone may be up to
+/// `MAX_ENTRY_BYTES`, half of [`MAX_FRAME`]).
+pub(crate) const APPEND_BUDGET: u64 = 256 << 20;
+
+/// Keeps the first entries of `req` that fit `budget` bytes (at least one); true when some
+/// were left for a later request.
+pub(crate) fn trim_append(req: &mut AppendEntriesRequest<C>, budget: u64) -> bool {
+    let mut total = 0u64;
+    let keep = req
+        .entries
+        .iter()
+        .position(|e| {
+            total += bincode::serialized_size(e).unwrap_or(u64::MAX);
+            total > budget
+        })
+        .unwrap_or(req.entries.len())
+        .max(1);
+    if keep >= req.entries.len() {
+        return false;
+    }
+    req.entries.truncate(keep);
+    true
+}
 /// Largest first frame (`Hello`), and the longest wait for it: an unknown peer gets no
 /// large buffer and no lasting task.
 pub(crate) const MAX_HELLO: usize = 64 * 1024;
@@ -205,6 +229,13 @@ pub(crate) async fn write_frame<T: Serialize>(
     v: &T,
 ) -> io::Result<()> {
     let b = bincode::serialize(v).map_err(io::Error::other)?;
+    if b.len() > MAX_FRAME {
+        // Its length would not fit the frame header, and no peer would take it.
+        return Err(io::Error::other(format!(
+            "a bus frame of {} bytes is over the {MAX_FRAME}-byte limit",
+            b.len()
+        )));
+    }
     w.write_all(&(b.len() as u32).to_le_bytes()).await?;
     w.write_all(&b).await?;
     w.flush().await
@@ -258,5 +289,46 @@ mod tests {
         assert_eq!(agree(0, 1), None);
         assert_eq!(agree(2, 3), None);
         assert!(speaks(3, 3) && speaks(2, 1) && !speaks(2, 3) && !speaks(4, 1));
+    }
+
+    #[test]
+    fn a_batch_of_large_entries_goes_over_several_frames() {
+        use openraft::{alias::EntryOf, entry::RaftEntry, impls::Vote, testing::log_id};
+
+        use crate::types::{Cmd, Op};
+        let entry = |i, bytes: usize| {
+            let op = Op::MSet(vec![(
+                Bytes::from_static(b"k"),
+                Bytes::from(vec![1u8; bytes]),
+            )]);
+            let cmd = Cmd {
+                at_ms: 0,
+                origin: 1,
+                seq: i,
+                op,
+            };
+            EntryOf::<C>::new_normal(log_id::<C>(1, 1, i), cmd)
+        };
+        let req = |sizes: &[usize]| AppendEntriesRequest::<C> {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| entry(i as u64, *b))
+                .collect(),
+            leader_commit: None,
+        };
+        let kept = |sizes: &[usize], budget| {
+            let mut r = req(sizes);
+            let trimmed = trim_append(&mut r, budget);
+            assert_eq!(trimmed, r.entries.len() < sizes.len());
+            r.entries.len()
+        };
+        assert_eq!(kept(&[100, 100, 100], 10_000), 3);
+        assert_eq!(kept(&[4000, 4000, 4000], 10_000), 2);
+        // One entry is always sent, whatever its size.
+        assert_eq!(kept(&[50_000, 10], 10_000), 1);
+        assert_eq!(kept(&[], 10_000), 0);
     }
 }
