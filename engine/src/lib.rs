@@ -11,7 +11,8 @@
 //!   feature: ONNX (`onnx`), TORCH (`torch`), TF (`tf`) and TFLITE (`tflite`).
 //! - [`batching`]: the auto-batching policy, and concatenating / splitting batches.
 //! - [`dag`]: DAG plans (a pure function of the op list) and their execution.
-//! - [`queue`]: per-device run queues whose threads execute models, batched by that policy.
+//! - [`queue`]: per-device run queues whose threads execute models, batched by that policy;
+//!   `calls` tracks their backend calls for MODEL_EXECUTION_TIMEOUT.
 //! - [`stats`]: AI.INFO run statistics per key.
 //!
 //! The engine opens no sockets and knows nothing of Raft or of which node serves a slot: hash
@@ -19,6 +20,7 @@
 
 pub mod backend;
 pub mod batching;
+mod calls;
 pub mod dag;
 pub mod glob;
 pub mod model;

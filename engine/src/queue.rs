@@ -7,10 +7,17 @@
 //! concatenated along dimension 0 and run as one backend call (outputs split back per job),
 //! jobs that waited past their TIMEOUT answered `TIMEDOUT` without running, or a wait.
 //! Statistics count backend calls: a batch of 8 requests is one call of 8 samples.
+//!
+//! With an execution timeout (MODEL_EXECUTION_TIMEOUT), a watchdog thread per queue abandons a
+//! call that runs past it: its requests get an error and a fresh worker takes the thread's
+//! place (see `crate::calls`).
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     batching::{self, Pick, Queued},
+    calls::{Calls, Reply},
     model::Model,
     stats::RunStats,
     tensor::Tensor,
@@ -51,11 +59,22 @@ struct Job {
 }
 
 /// One device's queue.
-#[derive(Default)]
 struct DeviceQueue {
+    device: String,
     jobs: Mutex<VecDeque<Job>>,
     ready: Condvar,
+    /// The workers' backend calls in progress.
+    calls: Mutex<Calls>,
+    /// Wakes the watchdog when a call with a deadline starts.
+    watch: Condvar,
+    /// How long one backend call may take (None: no limit).
+    timeout: Option<Duration>,
+    next_worker: AtomicU64,
 }
+
+/// ONNX Runtime stops its own runs at the execution timeout (and answers its own error); the
+/// watchdog abandons an ONNX run only this much later, should that fail.
+const ONNX_GRACE: Duration = Duration::from_secs(1);
 
 /// The most device queues a node keeps: each has worker threads of its own, so device
 /// names (`CPU:7`, `GPU:3`) cannot make threads without bound.
@@ -71,6 +90,7 @@ pub struct RunQueues {
     threads_per_queue: usize,
     max_devices: usize,
     max_queued: usize,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for RunQueues {
@@ -100,7 +120,24 @@ impl RunQueues {
             threads_per_queue: threads_per_queue.max(1),
             max_devices,
             max_queued,
+            timeout: None,
         }
+    }
+
+    /// Abandons a backend call that runs longer than `timeout` (MODEL_EXECUTION_TIMEOUT):
+    /// its requests get an error and a fresh worker takes its thread's place.
+    pub fn with_execution_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Worker threads abandoned to calls that overran, on all devices, since the start.
+    pub fn lost_workers(&self) -> u64 {
+        self.queues
+            .lock()
+            .values()
+            .map(|q| q.calls.lock().lost)
+            .sum()
     }
 
     /// Runs `model` on `inputs` on the model's device queue, possibly batched with other
@@ -153,18 +190,73 @@ impl RunQueues {
                 self.max_devices
             )));
         }
-        let queue = Arc::new(DeviceQueue::default());
-        for i in 0..self.threads_per_queue {
-            let queue = queue.clone();
+        let queue = Arc::new(DeviceQueue {
+            device: device.to_string(),
+            jobs: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            calls: Mutex::new(Calls::default()),
+            watch: Condvar::new(),
+            timeout: self.timeout,
+            next_worker: AtomicU64::new(0),
+        });
+        let failed =
+            |_| Error::Verbatim("ERR Could not initialize queue on requested device".into());
+        for _ in 0..self.threads_per_queue {
+            spawn_worker(&queue).map_err(failed)?;
+        }
+        if queue.timeout.is_some() {
+            let q = queue.clone();
             std::thread::Builder::new()
-                .name(format!("shardai-run-{device}-{i}"))
-                .spawn(move || worker(&queue))
-                .map_err(|_| {
-                    Error::Verbatim("ERR Could not initialize queue on requested device".into())
-                })?;
+                .name(format!("shardai-watch-{device}"))
+                .spawn(move || watchdog(&q))
+                .map_err(failed)?;
         }
         queues.insert(device.to_string(), queue.clone());
         Ok(queue)
+    }
+}
+
+fn spawn_worker(queue: &Arc<DeviceQueue>) -> std::io::Result<()> {
+    let id = queue.next_worker.fetch_add(1, Ordering::Relaxed);
+    let q = queue.clone();
+    std::thread::Builder::new()
+        .name(format!("shardai-run-{}-{id}", q.device))
+        .spawn(move || worker(&q, id))
+        .map(|_| ())
+}
+
+/// Abandons the calls that run past their deadline, answers their requests and puts a fresh
+/// worker in each one's place.
+fn watchdog(queue: &Arc<DeviceQueue>) {
+    let mut calls = queue.calls.lock();
+    loop {
+        for (worker, replies) in calls.overdue(Instant::now()) {
+            let ms = queue.timeout.map_or(0, |t| t.as_millis());
+            tracing::warn!(
+                device = %queue.device,
+                worker,
+                timeout_ms = ms as u64,
+                requests = replies.len(),
+                lost = calls.lost,
+                "a model run passed MODEL_EXECUTION_TIMEOUT: its requests get an error, its \
+                 thread is left to the backend and a fresh worker serves the device"
+            );
+            for r in replies {
+                let _ = r.send(Err(Error::Verbatim(format!(
+                    "ERR model execution timed out after {ms} ms (MODEL_EXECUTION_TIMEOUT): the \
+                     run was abandoned"
+                ))));
+            }
+            if let Err(e) = spawn_worker(queue) {
+                tracing::error!(device = %queue.device, error = %e, "no fresh worker thread");
+            }
+        }
+        match calls.next_deadline() {
+            Some(t) => {
+                queue.watch.wait_until(&mut calls, t);
+            }
+            None => queue.watch.wait(&mut calls),
+        }
     }
 }
 
@@ -179,7 +271,7 @@ fn take(jobs: &mut VecDeque<Job>, positions: &[usize]) -> Vec<Job> {
     out
 }
 
-fn worker(queue: &DeviceQueue) {
+fn worker(queue: &DeviceQueue, id: u64) {
     loop {
         let group = {
             let mut jobs = queue.jobs.lock();
@@ -220,14 +312,31 @@ fn worker(queue: &DeviceQueue) {
         };
         // Another worker may now find something to run (a model not held by this batch).
         queue.ready.notify_one();
-        execute(group);
+        if !execute(queue, id, group) {
+            // Abandoned: a fresh worker took this one's place.
+            return;
+        }
     }
 }
 
-/// Runs a group of jobs for one model as one backend call and answers each.
-fn execute(group: Vec<Job>) {
-    let Some(first) = group.first() else { return };
+/// Runs a group of jobs for one model as one backend call and answers each; false when the
+/// call overran and was abandoned (the worker must exit).
+fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
+    let Some(first) = group.first() else {
+        return true;
+    };
     let (model, stats) = (first.model.clone(), first.stats.clone());
+    let model_id = Arc::as_ptr(&model) as *const () as usize;
+    if queue.calls.lock().is_abandoned(model_id) {
+        for job in group {
+            let _ = job.reply.send(Err(Error::Verbatim(
+                "ERR the model's previous run passed MODEL_EXECUTION_TIMEOUT and has not ended: \
+                 it cannot run again until it does"
+                    .into(),
+            )));
+        }
+        return true;
+    }
     let sizes: Vec<usize> = group
         .iter()
         .map(|j| {
@@ -248,7 +357,19 @@ fn execute(group: Vec<Job>) {
             })
             .collect::<Result<Vec<_>, _>>()
     };
+    let replies: Vec<Reply> = group.into_iter().map(|j| j.reply).collect();
     let started = Instant::now();
+    let deadline = queue.timeout.map(|t| {
+        let grace = match model.backend {
+            shardai_protocol::command::Backend::Onnx => ONNX_GRACE,
+            _ => Duration::ZERO,
+        };
+        started + t + grace
+    });
+    queue.calls.lock().start(id, model_id, deadline, replies);
+    if deadline.is_some() {
+        queue.watch.notify_one();
+    }
     // A panicking backend (a library error tch turns into a panic) must not take the worker
     // thread, and with it the device's queue, down.
     let result = inputs.and_then(|inputs| {
@@ -260,6 +381,16 @@ fn execute(group: Vec<Job>) {
             })
     });
     let ended = Instant::now();
+    let Some(replies) = queue.calls.lock().finish(id, model_id) else {
+        tracing::warn!(
+            device = %queue.device,
+            worker = id,
+            ran_ms = (ended - started).as_millis() as u64,
+            "an abandoned model run ended; its thread exits"
+        );
+        stats.record_error();
+        return false;
+    };
     let took = ended - started;
     let ran = |outputs| Ran {
         outputs,
@@ -273,27 +404,28 @@ fn execute(group: Vec<Job>) {
             stats.record_error()
         }
     };
-    if group.len() == 1 {
+    if replies.len() == 1 {
         record(result.is_ok());
-        if let Some(job) = group.into_iter().next() {
-            let _ = job.reply.send(result.map(ran));
+        if let Some(reply) = replies.into_iter().next() {
+            let _ = reply.send(result.map(ran));
         }
-        return;
+        return true;
     }
     let split = result.and_then(|outputs| batching::split(outputs, &sizes));
     record(split.is_ok());
     match split {
         Ok(per_job) => {
-            for (job, outputs) in group.into_iter().zip(per_job) {
-                let _ = job.reply.send(Ok(ran(outputs)));
+            for (reply, outputs) in replies.into_iter().zip(per_job) {
+                let _ = reply.send(Ok(ran(outputs)));
             }
         }
         Err(e) => {
-            for job in group {
-                let _ = job.reply.send(Err(e.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -468,6 +600,41 @@ mod tests {
             "{e}"
         );
         assert!(q.run(on("cpu"), input(), None, stats()).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_past_the_execution_timeout_is_abandoned_and_the_device_keeps_serving() {
+        let q =
+            Arc::new(RunQueues::new(1).with_execution_timeout(Some(Duration::from_millis(200))));
+        let (slow, d) = model(Duration::from_millis(1500));
+        let mut torch = (*slow).clone();
+        torch.backend = Kind::Torch;
+        let slow = Arc::new(torch);
+        let (fast, _) = model(Duration::ZERO);
+        let start = Instant::now();
+        let e = q
+            .run(slow.clone(), input(), None, stats())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("timed out after 200 ms"), "{e}");
+        assert!(start.elapsed() < Duration::from_millis(1000));
+        assert_eq!(q.lost_workers(), 1);
+        // The one worker is stuck in the backend; a fresh one serves the device.
+        let out = q.run(fast.clone(), input(), None, stats()).await.unwrap();
+        assert_eq!(&out.outputs[0].blob()[..], &[2, 4]);
+        // The hung model is refused at once while its run goes on (no second thread lost).
+        let e = q
+            .run(slow.clone(), input(), None, stats())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("has not ended"), "{e}");
+        assert_eq!(d.calls.load(Ordering::SeqCst), 1);
+        // Once it ends, the model runs again (and overruns again).
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let e = q.run(slow, input(), None, stats()).await.unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert_eq!(d.calls.load(Ordering::SeqCst), 2);
+        assert!(q.run(fast, input(), None, stats()).await.is_ok());
     }
 
     #[test]

@@ -139,9 +139,11 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_INTER_OP_PARALLELISM", default_value_t = 0)]
     pub inter_op_parallelism: usize,
 
-    /// Longest one ONNX model run may take, in ms, before ONNX Runtime is told to stop it
-    /// (RedisAI's MODEL_EXECUTION_TIMEOUT, which RedisAI also applies to ONNX only; 0: no
-    /// limit).
+    /// Longest one model run may take, in ms (RedisAI's MODEL_EXECUTION_TIMEOUT; 0: no
+    /// limit). ONNX Runtime is told to stop the run; a TORCH, TF or TFLITE run cannot be
+    /// stopped, so it is abandoned: its requests get an error, a fresh worker serves the
+    /// device, and the model answers an error until that run ends. RedisAI applies it to ONNX
+    /// only.
     #[arg(long, env = "SHARDAI_MODEL_EXECUTION_TIMEOUT", default_value_t = 5000)]
     pub model_execution_timeout: u64,
 

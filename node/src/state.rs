@@ -89,9 +89,10 @@ impl Engine {
         threads_per_queue: usize,
     ) -> Self {
         let path = backends_path.or_else(shardai_engine::backend::default_path);
+        let timeout = std::time::Duration::from_millis(settings.execution_timeout_ms);
         Engine {
             backends: Arc::new(Backends::with_threads(path, settings)),
-            queues: RunQueues::new(threads_per_queue),
+            queues: RunQueues::new(threads_per_queue).with_execution_timeout(Some(timeout)),
             run_stats: StatsRegistry::default(),
         }
     }

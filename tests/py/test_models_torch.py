@@ -1,6 +1,7 @@
 """TorchScript models through the real server. The models are built by libtorch itself
 (target/release/make_torch_models, tch's tracer), and the MNIST-sized CNN's expected output
 is what libtorch computed for the same input in that process."""
+import os
 import pathlib
 import subprocess
 import sys
@@ -23,7 +24,45 @@ def pt(tmp_path_factory):
     subprocess.run([str(MAKE), str(out)], check=True)
     subprocess.run([sys.executable, str(ROOT / "tests/models/make_torch_two_outputs.py"), str(out / "mul.pt"),
                     str(out / "two_outputs.pt")], check=True)
+    subprocess.run([sys.executable, str(ROOT / "tests/models/make_torch_slow.py"), str(out / "mul.pt"),
+                    str(out / "slow.pt")], check=True)
     return out
+
+
+def test_a_run_past_the_execution_timeout_answers_and_the_device_keeps_serving(pt):
+    import shutil
+    import time
+
+    from conftest import Server
+    s = Server("--model-execution-timeout", "1000")
+    try:
+        r = s.client()
+        r.execute_command("AI.MODELSTORE", "slow", "TORCH", "CPU", "BLOB", (pt / "slow.pt").read_bytes())
+        r.execute_command("AI.MODELSTORE", "mul", "TORCH", "CPU", "BLOB", (pt / "mul.pt").read_bytes())
+        r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, "VALUES", 1, 2)
+        r.execute_command("AI.TENSORSET", "b", "FLOAT", 2, "VALUES", 3, 4)
+        start = time.time()
+        with pytest.raises(redis.ResponseError, match="timed out after 1000 ms"):
+            r.execute_command("AI.MODELEXECUTE", "slow", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+        assert time.time() - start < 10
+        assert r.exists("c") == 0
+        # libtorch cannot stop the run: a fresh worker serves the device meanwhile.
+        r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+        assert floats(r, "c").tolist() == [3.0, 8.0]
+        # The hung model answers at once while its run goes on; a DAG stops at it.
+        with pytest.raises(redis.ResponseError, match="has not ended"):
+            r.execute_command("AI.MODELEXECUTE", "slow", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "c")
+        got = r.execute_command("AI.DAGEXECUTE", "LOAD", 2, "a", "b", "PERSIST", 1, "y",
+                                "|>", "AI.MODELEXECUTE", "slow", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "x",
+                                "|>", "AI.MODELEXECUTE", "mul", "INPUTS", 2, "x", "b", "OUTPUTS", 1, "y")
+        assert isinstance(got[0], redis.ResponseError) and "has not ended" in str(got[0]), got
+        assert got[1] == b"NA" and r.exists("y") == 0
+        assert r.info("ai_runs")["ai_abandoned_runs"] == 1
+        with open(os.path.join(s.dir, "shardai.log")) as f:
+            assert "passed MODEL_EXECUTION_TIMEOUT" in f.read()
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
 
 
 def test_mul_two_inputs(r, pt):

@@ -23,6 +23,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("ai_load_time_configs", true),
     ("ai_backends_info", true),
     ("ai_cpu", true),
+    ("ai_runs", true),
 ];
 
 fn human(bytes: u64) -> String {
@@ -246,6 +247,10 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 ("ai_self_used_cpu_user".into(), format!("{user:.6}")),
             ]
         }
+        "ai_runs" => vec![(
+            "ai_abandoned_runs".into(),
+            shared.engine.queues.lost_workers().to_string(),
+        )],
         _ => vec![],
     };
     for (k, v) in lines {

@@ -1,0 +1,143 @@
+//! Backend calls in progress on one device queue's workers, and MODEL_EXECUTION_TIMEOUT: whom
+//! each call answers, which calls ran past their deadline, and which models still have an
+//! abandoned call running.
+//!
+//! A backend that cannot be cancelled (libtorch, TensorFlow, TFLite) keeps its thread for as
+//! long as the call runs. A call past its deadline is therefore abandoned: its requests are
+//! answered with an error, its worker is replaced by a fresh one (the device keeps serving),
+//! and the old thread exits whenever the library returns, its result dropped. Until then the
+//! model is refused at once rather than started again, so a model that hangs takes at most the
+//! threads of the calls that were running it, not one more per request.
+//!
+//! Pure bookkeeping under the queue's lock: no thread is started or joined here.
+
+use std::{collections::HashMap, time::Instant};
+
+use shardai_protocol::Error;
+use tokio::sync::oneshot;
+
+use crate::queue::Ran;
+
+/// Where one request's result goes.
+pub(crate) type Reply = oneshot::Sender<Result<Ran, Error>>;
+
+/// A model, by the address of its shared handle (held by the call, so not reused meanwhile).
+pub(crate) type ModelId = usize;
+
+struct Call {
+    deadline: Option<Instant>,
+    model: ModelId,
+    replies: Vec<Reply>,
+}
+
+/// The calls of one device queue's workers.
+#[derive(Default)]
+pub(crate) struct Calls {
+    by_worker: HashMap<u64, Call>,
+    /// Abandoned calls still running, per model.
+    abandoned: HashMap<ModelId, usize>,
+    /// Workers abandoned since the queue started.
+    pub(crate) lost: u64,
+}
+
+impl Calls {
+    /// `worker` starts a call of `model` that answers `replies`.
+    pub(crate) fn start(
+        &mut self,
+        worker: u64,
+        model: ModelId,
+        deadline: Option<Instant>,
+        replies: Vec<Reply>,
+    ) {
+        self.by_worker.insert(
+            worker,
+            Call {
+                deadline,
+                model,
+                replies,
+            },
+        );
+    }
+
+    /// `worker`'s call returned: whom to answer, or None when it was abandoned (the worker
+    /// was replaced and must exit).
+    pub(crate) fn finish(&mut self, worker: u64, model: ModelId) -> Option<Vec<Reply>> {
+        if let Some(call) = self.by_worker.remove(&worker) {
+            return Some(call.replies);
+        }
+        if let Some(n) = self.abandoned.get_mut(&model) {
+            *n -= 1;
+            if *n == 0 {
+                self.abandoned.remove(&model);
+            }
+        }
+        None
+    }
+
+    /// Whether `model` has an abandoned call still running.
+    pub(crate) fn is_abandoned(&self, model: ModelId) -> bool {
+        self.abandoned.contains_key(&model)
+    }
+
+    /// Abandons the calls past their deadline at `now`: their workers and the requests they
+    /// must answer.
+    pub(crate) fn overdue(&mut self, now: Instant) -> Vec<(u64, Vec<Reply>)> {
+        let late: Vec<u64> = self
+            .by_worker
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(w, _)| *w)
+            .collect();
+        late.into_iter()
+            .filter_map(|w| {
+                let call = self.by_worker.remove(&w)?;
+                *self.abandoned.entry(call.model).or_default() += 1;
+                self.lost += 1;
+                Some((w, call.replies))
+            })
+            .collect()
+    }
+
+    /// The earliest deadline of a call in progress.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.by_worker.values().filter_map(|c| c.deadline).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn replies(n: usize) -> (Vec<Reply>, Vec<oneshot::Receiver<Result<Ran, Error>>>) {
+        (0..n).map(|_| oneshot::channel()).unzip()
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_abandoned_until_it_returns() {
+        let t0 = Instant::now();
+        let mut c = Calls::default();
+        let (r1, _rx1) = replies(2);
+        let (r2, _rx2) = replies(1);
+        c.start(1, 100, Some(t0 + Duration::from_secs(1)), r1);
+        c.start(2, 200, Some(t0 + Duration::from_secs(5)), r2);
+        c.start(3, 300, None, replies(1).0);
+        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert!(c.overdue(t0).is_empty());
+        let late = c.overdue(t0 + Duration::from_secs(2));
+        assert_eq!(late.len(), 1);
+        assert_eq!((late[0].0, late[0].1.len()), (1, 2));
+        assert!(c.is_abandoned(100) && !c.is_abandoned(200));
+        assert_eq!(c.lost, 1);
+        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        // A call without a deadline is never abandoned.
+        assert!(c.overdue(t0 + Duration::from_secs(3600)).len() == 1);
+        // The abandoned worker's call returns at last: nothing to answer, the model is free.
+        assert!(c.finish(1, 100).is_none());
+        assert!(!c.is_abandoned(100));
+        // One that finished in time answers its requests.
+        assert_eq!(c.finish(3, 300).map(|r| r.len()), Some(1));
+        assert!(c.finish(2, 200).is_none() && !c.is_abandoned(200));
+    }
+}
