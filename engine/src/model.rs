@@ -6,7 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shardai_protocol::command::{Backend as Kind, BatchOpts};
 
-use crate::backend::LoadedModel;
+use crate::{
+    backend::{Backends, LoadedModel},
+    store::Store,
+};
 
 /// Type name TYPE reports for models (RedisAI's module type name).
 pub const MODEL_TYPE: &str = "AI__MODEL";
@@ -43,6 +46,22 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
+    /// This model loaded into `backends` again (one kept without its backend). Blocking: a
+    /// backend call.
+    pub fn reload(&self, backends: &Backends) -> Result<Model, shardai_protocol::Error> {
+        let loaded = backends.load_model(
+            self.backend,
+            &self.blob,
+            &self.device,
+            &self.inputs,
+            &self.outputs,
+        )?;
+        Ok(Model {
+            loaded,
+            ..self.clone()
+        })
+    }
+
     /// The blob in chunks of at most `chunk` bytes, as AI.MODELGET BLOB returns it: one
     /// piece when it fits, else `len / chunk + 1` pieces (RedisAI's count, so an exact
     /// multiple ends with an empty chunk).
@@ -60,4 +79,29 @@ impl Model {
             })
             .collect()
     }
+}
+
+/// Loads again the models of `store` kept without their backend (after a backend was made
+/// available): returns how many loaded and how many still cannot. Blocking: backend calls.
+pub fn reload_models(store: &Store, backends: &Backends) -> (usize, usize) {
+    let (mut loaded, mut left) = (0, 0);
+    for (key, old) in store.models_not_loaded() {
+        match old.reload(backends) {
+            Ok(m) => {
+                if store.reload_model(&key, &old, Arc::new(m)) {
+                    tracing::info!(key = %String::from_utf8_lossy(&key), "a stored model is loaded now");
+                    loaded += 1;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    key = %String::from_utf8_lossy(&key),
+                    error = %e.wire_text(),
+                    "a stored model still cannot be loaded on this node"
+                );
+                left += 1;
+            }
+        }
+    }
+    (loaded, left)
 }

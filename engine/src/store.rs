@@ -165,6 +165,41 @@ impl Store {
             .map(|(k, _)| k))
     }
 
+    /// The models kept without a loaded backend (see `backend::NotLoaded`).
+    pub fn models_not_loaded(&self) -> Vec<(Bytes, Arc<Model>)> {
+        self.stripes
+            .iter()
+            .flat_map(|s| {
+                s.read()
+                    .iter()
+                    .filter_map(|(k, e)| match &e.value {
+                        Value::Model(m) if m.loaded.load_error().is_some() => {
+                            Some((k.clone(), m.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Puts `new` in place of the model `old` at `key`, if `key` still holds that very model:
+    /// a local change of how a replicated model is loaded, not a write (the bytes are the
+    /// same).
+    pub fn reload_model(&self, key: &[u8], old: &Arc<Model>, new: Arc<Model>) -> bool {
+        let mut stripe = self.stripe_of(key).write();
+        match stripe.get_mut(key) {
+            Some(Entry {
+                value: Value::Model(m),
+                ..
+            }) if Arc::ptr_eq(m, old) => {
+                *m = new;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The live value of `key`, if any. The clock is read only for keys with a deadline.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
         let stripe = self.stripe_of(key).read();

@@ -242,17 +242,10 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
         let value = match item.value {
             ItemValue::Str(b) => Value::Str(b),
             ItemValue::Tensor(t) => Value::Tensor(t.tensor().map_err(other)?),
-            ItemValue::Model(m) => match m.load(backends) {
-                Ok(m) => Value::Model(Arc::new(m)),
-                Err(e) => {
-                    tracing::error!(
-                        key = %String::from_utf8_lossy(&item.key),
-                        error = %e.wire_text(),
-                        "a model in the snapshot cannot be loaded on this node; it is skipped"
-                    );
-                    continue;
-                }
-            },
+            // Kept even where its backend cannot load it here (its runs answer the error).
+            ItemValue::Model(m) => Value::Model(Arc::new(
+                m.load_or_keep(backends, &item.key).map_err(other)?,
+            )),
         };
         out.push((item.key, value, item.expire_at));
     }

@@ -161,7 +161,14 @@ impl StateMachine {
         }
         let m = if cmd.loads_model() {
             let backends = self.backends.clone();
-            match tokio::task::spawn_blocking(move || cmd.mutation(|w| w.load(&backends))).await {
+            let key = match &cmd.op {
+                crate::types::Op::SetModel(k, _) => k.clone(),
+                _ => bytes::Bytes::new(),
+            };
+            // A model this node cannot load is kept (answering its runs with the error), never
+            // skipped: a replica must not silently lack what the others hold.
+            let load = move || cmd.mutation(|w| w.load_or_keep(&backends, &key));
+            match tokio::task::spawn_blocking(load).await {
                 Ok(m) => m,
                 Err(e) => return ApplyResult::Err(format!("ERR model loading failed: {e}")),
             }

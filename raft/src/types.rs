@@ -140,7 +140,36 @@ impl WireModel {
         let kind = self.kind()?;
         let loaded =
             backends.load_model(kind, &self.blob, &self.device, &self.inputs, &self.outputs)?;
-        Ok(Model {
+        Ok(self.with(kind, loaded))
+    }
+
+    /// As [`WireModel::load`] for a replica applying a committed model: one its backend
+    /// cannot load here is kept anyway, answering runs with the load error, so that replicas
+    /// never silently differ (see `backend::NotLoaded`).
+    pub fn load_or_keep(
+        self,
+        backends: &shardai_engine::backend::Backends,
+        key: &[u8],
+    ) -> Result<Model, Error> {
+        let kind = self.kind()?;
+        match backends.load_model(kind, &self.blob, &self.device, &self.inputs, &self.outputs) {
+            Ok(loaded) => Ok(self.with(kind, loaded)),
+            Err(e) => {
+                tracing::error!(
+                    key = %String::from_utf8_lossy(key),
+                    backend = kind.name(),
+                    error = %e.wire_text(),
+                    "a replicated model cannot be loaded on this node: it is kept, and its runs \
+                     answer this error until its backend is available (AI.CONFIG LOADBACKEND)"
+                );
+                let not = shardai_engine::backend::NotLoaded::new(e.wire_text());
+                Ok(self.with(kind, Arc::new(not)))
+            }
+        }
+    }
+
+    fn with(self, kind: Kind, loaded: Arc<dyn shardai_engine::backend::LoadedModel>) -> Model {
+        Model {
             backend: kind,
             device: self.device,
             tag: self.tag,
@@ -153,7 +182,7 @@ impl WireModel {
             outputs: self.outputs,
             blob: self.blob,
             loaded,
-        })
+        }
     }
 }
 

@@ -3,7 +3,9 @@ cluster.conf remains refuses to start; a leader cut off from its majority (its f
 paused with SIGSTOP) serves no read from its state, whether the read names keys, names none
 (DBSIZE, KEYS, SCAN) or is a DAG that only LOADs and reads; once the followers return, it
 serves again; a bit flipped in an acknowledged entry of a node's log refuses its start and
-cuts nothing (torn writes, which are cut, are tested on the log files in raft/src/log_store)."""
+cuts nothing (torn writes, which are cut, are tested on the log files in raft/src/log_store);
+a follower that cannot load a replicated model's backend keeps the model, answers its runs
+with the load error (also after a restart) and loads it once the backend can be found."""
 import os
 import shutil
 import signal
@@ -132,3 +134,47 @@ def test_a_flipped_bit_in_the_log_refuses_the_start(shard):
     victim.start()
     assert r.execute_command("AI.TENSORSET", "after", "FLOAT", 1, "VALUES", 1) == b"OK"
     shard.wait_caught_up(victim)
+
+
+def test_a_replica_without_a_backend_keeps_the_model_and_says_why(shard, tmp_path):
+    from harness import ROOT
+    models = ROOT / "tests" / "models" / "redisai"
+    leader = shard.leader()
+    r = leader.client()
+    real = r.execute_command("AI.CONFIG", "GET", "BACKENDSPATH").decode()
+    # A follower restarted where no backend library can be found.
+    victim = shard.followers()[0]
+    victim.kill()
+    victim.extra += ["--backends-path", str(tmp_path), "--enable-backend-loading", "yes"]
+    victim.start()
+    blob = (models / "linear_iris.onnx").read_bytes()
+    assert r.execute_command("AI.MODELSTORE", "m{x}", "ONNX", "CPU", "BLOB", blob) == b"OK"
+    r.execute_command("AI.TENSORSET", "in{x}", "FLOAT", 1, 4, "VALUES", 5.0, 3.4, 1.6, 0.4)
+    dag = ("AI.DAGEXECUTE_RO", "LOAD", 1, "in{x}", "|>",
+           "AI.MODELEXECUTE", "m{x}", "INPUTS", 1, "in{x}", "OUTPUTS", 1, "o",
+           "|>", "AI.TENSORGET", "o", "VALUES")
+    want = r.execute_command(*dag)
+    shard.wait_caught_up(victim)
+
+    def check_kept():
+        v = victim.client()
+        v.execute_command("READONLY")
+        # The model is there (its blob is data every replica holds) and says why it cannot run.
+        assert v.execute_command("AI.MODELGET", "m{x}", "BLOB") == blob
+        got = v.execute_command(*dag)
+        assert isinstance(got[0], redis.ResponseError), got
+        assert "could not be loaded on this node" in str(got[0]), got
+        assert v.info("ai_runs")["ai_models_not_loaded"] == 1
+        return v
+
+    v = check_kept()
+    assert "it is kept" in victim.log_text()
+    # After a restart (the log replayed) it is still there.
+    victim.kill()
+    victim.start()
+    shard.wait_caught_up(victim)
+    v = check_kept()
+    # Once its backend can be found, it is loaded and runs as on the leader.
+    assert v.execute_command("AI.CONFIG", "BACKENDSPATH", real) == b"OK"
+    assert v.info("ai_runs")["ai_models_not_loaded"] == 0
+    assert v.execute_command(*dag) == want

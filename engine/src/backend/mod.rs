@@ -49,6 +49,60 @@ pub trait LoadedModel: Send + Sync {
     fn num_outputs(&self) -> Option<usize>;
     /// Runs the model once. Called from a run-queue thread.
     fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error>;
+    /// Why the model is not loaded on this node, for a model kept without its backend.
+    fn load_error(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Models kept on this node without a loaded backend (see [`NotLoaded`]).
+static NOT_LOADED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The models on this node kept without a loaded backend, for INFO.
+pub fn models_not_loaded() -> usize {
+    NOT_LOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A replicated model that this node could not load (its backend library is missing here,
+/// say). The model stays stored, since its blob is data the other replicas hold too: it
+/// answers every run with the load error until it is loaded again (after AI.CONFIG
+/// LOADBACKEND or BACKENDSPATH), instead of vanishing from this replica.
+#[derive(Debug)]
+pub struct NotLoaded {
+    error: String,
+}
+
+impl NotLoaded {
+    /// A model that failed to load with `error` (its wire text).
+    pub fn new(error: String) -> Self {
+        NOT_LOADED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        NotLoaded { error }
+    }
+}
+
+impl Drop for NotLoaded {
+    fn drop(&mut self) {
+        NOT_LOADED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl LoadedModel for NotLoaded {
+    fn num_inputs(&self) -> Option<usize> {
+        None
+    }
+    fn num_outputs(&self) -> Option<usize> {
+        None
+    }
+    fn run(&self, _: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+        let why = self.error.strip_prefix("ERR ").unwrap_or(&self.error);
+        Err(Error::Verbatim(format!(
+            "ERR the model is stored but could not be loaded on this node ({why}): make its \
+             backend available here (AI.CONFIG LOADBACKEND or BACKENDSPATH) to run it"
+        )))
+    }
+    fn load_error(&self) -> Option<&str> {
+        Some(&self.error)
+    }
 }
 
 /// A backend library.

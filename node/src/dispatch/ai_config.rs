@@ -3,7 +3,8 @@
 //! Loading a backend runs a library's native code in the server, so LOADBACKEND opens only
 //! files inside the backends path (relative paths resolve there, as in RedisAI), and
 //! `--enable-backend-loading no` refuses LOADBACKEND and BACKENDSPATH altogether. Both are
-//! `@admin` commands for ACL users.
+//! `@admin` commands for ACL users. Both load again the replicated models this node kept
+//! without their backend.
 
 use std::{
     path::{Path, PathBuf},
@@ -11,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use shardai_engine::backend::Backends;
+use shardai_engine::{Store, backend::Backends};
 use shardai_protocol::{
     Error, Reply,
     command::{AiConfig, Backend},
@@ -77,9 +78,23 @@ fn lexically_under(base: &Path, full: &Path) -> bool {
     parts.iter().collect::<PathBuf>().starts_with(base)
 }
 
+/// Loads the replicated models this node kept without their backend, now that one may be
+/// available (off the async workers: backend calls).
+async fn reload(store: &Arc<Store>, backends: &Arc<Backends>) {
+    if shardai_engine::backend::models_not_loaded() == 0 {
+        return;
+    }
+    let (store, backends) = (store.clone(), backends.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        shardai_engine::model::reload_models(&store, &backends)
+    })
+    .await;
+}
+
 pub(super) async fn ai_config(
     c: AiConfig,
     rt: &Runtime,
+    store: &Arc<Store>,
     backends: &Arc<Backends>,
     allow_loading: bool,
 ) -> Reply {
@@ -91,6 +106,7 @@ pub(super) async fn ai_config(
             let path = PathBuf::from(String::from_utf8_lossy(&p).into_owned());
             info!(path = %path.display(), "AI.CONFIG BACKENDSPATH set");
             backends.set_path(path);
+            reload(store, backends).await;
             Reply::OK
         }
         AiConfig::LoadBackend { backend, path } => {
@@ -100,16 +116,17 @@ pub(super) async fn ai_config(
             let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
             // Checking the path and loading the library touch the disk and run the library's
             // initialisers: keep them off the async workers.
-            let backends = backends.clone();
+            let b = backends.clone();
             let asked = path.clone();
             let r = tokio::task::spawn_blocking(move || {
-                let full = confine(backends.path().as_deref(), &asked)?;
-                backends.load_from(kind, &full).map(|()| full)
+                let full = confine(b.path().as_deref(), &asked)?;
+                b.load_from(kind, &full).map(|()| full)
             })
             .await;
             match r {
                 Ok(Ok(full)) => {
                     info!(backend, path = %full.display(), "backend loaded");
+                    reload(store, backends).await;
                     Reply::OK
                 }
                 Ok(Err(why)) => {

@@ -247,10 +247,16 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 ("ai_self_used_cpu_user".into(), format!("{user:.6}")),
             ]
         }
-        "ai_runs" => vec![(
-            "ai_abandoned_runs".into(),
-            shared.engine.queues.lost_workers().to_string(),
-        )],
+        "ai_runs" => vec![
+            (
+                "ai_abandoned_runs".into(),
+                shared.engine.queues.lost_workers().to_string(),
+            ),
+            (
+                "ai_models_not_loaded".into(),
+                shardai_engine::backend::models_not_loaded().to_string(),
+            ),
+        ],
         _ => vec![],
     };
     for (k, v) in lines {

@@ -94,7 +94,14 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::TensorGet(t) => tensor::tensorget(t, store, &shared.stats),
         Command::AiConfig(c) => {
             let allow_loading = shared.config.enable_backend_loading;
-            ai_config::ai_config(c, &shared.runtime, &engine.backends, allow_loading).await
+            ai_config::ai_config(
+                c,
+                &shared.runtime,
+                shared.store(),
+                &engine.backends,
+                allow_loading,
+            )
+            .await
         }
         Command::ModelStore(m) => model::modelstore(m, proposer, &engine.backends).await,
         Command::ModelGet(g) => model::modelget(

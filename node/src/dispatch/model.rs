@@ -258,5 +258,12 @@ pub(super) fn ai_info(
         Reply::bulk("errors"),
         Reply::Int(s.errors as i64),
     ]);
+    // A replicated model this node keeps without its backend says why.
+    if let Some(why) = m.loaded.load_error() {
+        out.extend([
+            Reply::bulk("load_error"),
+            Reply::Bulk(bytes::Bytes::from(why.to_string())),
+        ]);
+    }
     Reply::Array(out)
 }
