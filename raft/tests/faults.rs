@@ -1,9 +1,14 @@
 //! Fault injection on the Raft layer: three replicas in one process, each with its real log
 //! store, state machine and snapshot files, connected by an in-process transport that drops,
-//! delays, duplicates and partitions messages following a seeded schedule. A seed sweep
-//! checks the two safety properties that matter to users:
+//! delays, duplicates and partitions messages following a seeded schedule; the schedule also
+//! crashes and restarts replicas (reopening their files) and makes a replica's disk fail
+//! (every fsync errs until it is restarted). A seed sweep checks the safety properties that
+//! matter to users:
 //!
-//! - at most one leader per term (sampled from every node's metrics throughout), and
+//! - at most one leader per term (sampled from every node's metrics throughout),
+//! - every read a leader serves after its read check (the lease read the server uses) returns
+//!   at least the latest value acknowledged before the read began (one register written
+//!   with increasing values), and
 //! - no acknowledged write is lost: after the faults stop, every replica holds every write
 //!   that `client_write` acknowledged, and the replicas' keyspaces are identical.
 //!
@@ -26,7 +31,8 @@ use openraft::{
     error::{RPCError, ReplicationClosed, StreamingError, Unreachable},
     network::{RPCOption, v2::RaftNetworkV2},
     raft::{
-        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+        AppendEntriesRequest, AppendEntriesResponse, ReadPolicy, SnapshotResponse, VoteRequest,
+        VoteResponse,
     },
 };
 use parking_lot::Mutex;
@@ -68,6 +74,9 @@ struct Faults {
 
 struct Router {
     nodes: Mutex<BTreeMap<u64, (ShardRaft, std::path::PathBuf)>>,
+    stores: Mutex<BTreeMap<u64, Arc<Store>>>,
+    /// Who led each term, from every node's metrics.
+    leaders: Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>,
     faults: Mutex<Faults>,
     rng: Mutex<Rng>,
 }
@@ -216,6 +225,7 @@ impl RaftNetworkV2<C> for Peer {
 struct Node {
     raft: ShardRaft,
     store: Arc<Store>,
+    log: LogStore,
 }
 
 async fn start_node(id: u64, dir: &std::path::Path, router: &Arc<Router>) -> Node {
@@ -231,6 +241,7 @@ async fn start_node(id: u64, dir: &std::path::Path, router: &Arc<Router>) -> Nod
     .unwrap();
     let store = Arc::new(Store::new());
     let log = LogStore::open(&dir.join("log")).unwrap();
+    let log_handle = log.clone();
     let snaps = dir.join("snapshots");
     let sm = StateMachine::open(
         &snaps,
@@ -248,7 +259,60 @@ async fn start_node(id: u64, dir: &std::path::Path, router: &Arc<Router>) -> Nod
         .await
         .unwrap();
     router.nodes.lock().insert(id, (raft.clone(), snaps));
-    Node { raft, store }
+    router.stores.lock().insert(id, store.clone());
+    let mut rx = raft.metrics();
+    let leaders = router.leaders.clone();
+    tokio::spawn(async move {
+        loop {
+            {
+                let m = rx.borrow_watched();
+                if m.state == ServerState::Leader {
+                    leaders
+                        .lock()
+                        .entry(m.current_term)
+                        .or_default()
+                        .insert(m.id);
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Node {
+        raft,
+        store,
+        log: log_handle,
+    }
+}
+
+/// The node that believes it leads, else node `fallback % 3 + 1`: its Raft and its store.
+fn pick(router: &Router, fallback: usize) -> Option<(ShardRaft, Arc<Store>)> {
+    let nodes = router.nodes.lock().clone();
+    let stores = router.stores.lock().clone();
+    let id = nodes
+        .iter()
+        .find(|(_, (r, _))| r.metrics().borrow_watched().state == ServerState::Leader)
+        .map(|(id, _)| *id)
+        .unwrap_or(fallback as u64 % 3 + 1);
+    Some((nodes.get(&id)?.0.clone(), stores.get(&id)?.clone()))
+}
+
+/// Crashes node `id` (its Raft stops; nothing more reaches its files) and starts it again
+/// from its folder.
+async fn restart(
+    id: u64,
+    nodes: &mut HashMap<u64, Node>,
+    router: &Arc<Router>,
+    dir: &std::path::Path,
+) {
+    let old = nodes.remove(&id).expect("node");
+    router.nodes.lock().remove(&id);
+    router.stores.lock().remove(&id);
+    let _ = old.raft.shutdown().await;
+    drop(old);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    nodes.insert(id, start_node(id, &dir.join(id.to_string()), router).await);
 }
 
 fn value_of(store: &Store, key: &str) -> Option<Bytes> {
@@ -262,6 +326,8 @@ async fn run_seed(seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let router = Arc::new(Router {
         nodes: Mutex::new(BTreeMap::new()),
+        stores: Mutex::new(BTreeMap::new()),
+        leaders: Arc::default(),
         faults: Mutex::new(Faults::default()),
         rng: Mutex::new(Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)),
     });
@@ -277,38 +343,14 @@ async fn run_seed(seed: u64) {
         ids.iter().map(|i| (*i, ShardNode::default())).collect();
     nodes[&1].raft.initialize(members).await.unwrap();
 
-    // Election safety: sample every node's metrics all along.
-    let leaders: Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>> = Arc::default();
-    let mut watchers = Vec::new();
-    for n in nodes.values() {
-        let mut rx = n.raft.metrics();
-        let leaders = leaders.clone();
-        watchers.push(tokio::spawn(async move {
-            loop {
-                {
-                    let m = rx.borrow_watched();
-                    if m.state == ServerState::Leader {
-                        leaders
-                            .lock()
-                            .entry(m.current_term)
-                            .or_default()
-                            .insert(m.id);
-                    }
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-
+    // Election safety: every node's metrics are sampled all along (see `start_node`).
+    let leaders = router.leaders.clone();
     // Writers: acknowledged writes are recorded; failed ones have unknown outcome.
     let acked: Arc<Mutex<BTreeMap<String, Bytes>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4u64 {
-        let (acked, stop) = (acked.clone(), stop.clone());
-        let rafts: Vec<ShardRaft> = nodes.values().map(|n| n.raft.clone()).collect();
+        let (acked, stop, router) = (acked.clone(), stop.clone(), router.clone());
         writers.push(tokio::spawn(async move {
             let (mut i, mut attempt) = (0u64, 0usize);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -317,10 +359,10 @@ async fn run_seed(seed: u64) {
                 let val = Bytes::from(format!("v{seed}:{w}:{i}"));
                 let m = Mutation::set(Bytes::from(key.clone()), val.clone());
                 // Ask the node that believes it leads; else try them in turn.
-                let raft = rafts
-                    .iter()
-                    .find(|r| r.metrics().borrow_watched().state == ServerState::Leader)
-                    .unwrap_or(&rafts[(attempt + w as usize) % rafts.len()]);
+                let Some((raft, _)) = pick(&router, attempt + w as usize) else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
                 let cmd = Cmd::of(&m, 1, 0, 0);
                 match tokio::time::timeout(Duration::from_secs(2), raft.client_write(cmd)).await {
                     Ok(Ok(_)) => {
@@ -333,10 +375,99 @@ async fn run_seed(seed: u64) {
         }));
     }
 
+    // One register written with increasing values, and readers that check each value a
+    // leader serves after its read check against what was acknowledged before the read.
+    let reg_acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let (reg_acked, stop, router) = (reg_acked.clone(), stop.clone(), router.clone());
+        writers.push(tokio::spawn(async move {
+            let (mut next, mut attempt) = (1u64, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                attempt += 1;
+                let m = Mutation::set(Bytes::from_static(b"reg"), Bytes::from(next.to_string()));
+                let Some((raft, _)) = pick(&router, attempt) else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let cmd = Cmd::of(&m, 1, 0, 0);
+                match tokio::time::timeout(Duration::from_secs(2), raft.client_write(cmd)).await {
+                    Ok(Ok(_)) => {
+                        reg_acked.store(next, std::sync::atomic::Ordering::SeqCst);
+                        next += 1;
+                    }
+                    // Unknown outcome: the next value is larger either way.
+                    _ => {
+                        next += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for r in 0..2usize {
+        let (reg_acked, reads, stop, router) = (
+            reg_acked.clone(),
+            reads.clone(),
+            stop.clone(),
+            router.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut attempt = r;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                attempt += 1;
+                let Some((raft, store)) = pick(&router, attempt) else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let lo = reg_acked.load(std::sync::atomic::Ordering::SeqCst);
+                let check = raft.ensure_linearizable(ReadPolicy::LeaseRead);
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), check).await {
+                    let v: u64 = value_of(&store, "reg")
+                        .map(|b| String::from_utf8_lossy(&b).parse().unwrap())
+                        .unwrap_or(0);
+                    assert!(
+                        v >= lo,
+                        "seed {seed}: a leader read reg = {v} after {lo} was acknowledged"
+                    );
+                    reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }));
+    }
+
     // The fault schedule.
     let mut rng = Rng(seed | 1);
+    let mut failing: BTreeSet<u64> = BTreeSet::new();
     for _ in 0..10 {
-        let f = match rng.next() % 5 {
+        let f = match rng.next() % 7 {
+            5 => {
+                // A crash and restart (also the cure for a failed disk), of the leader half
+                // the time.
+                let leader = pick(&router, usize::MAX)
+                    .map(|(r, _)| r.metrics().borrow_watched().clone())
+                    .filter(|m| m.state == ServerState::Leader)
+                    .map(|m| m.id);
+                let id = match leader {
+                    Some(l) if rng.chance(50) => l,
+                    _ => 1 + rng.next() % 3,
+                };
+                eprintln!("seed {seed}: node {id} crashes and restarts (leader: {leader:?})");
+                restart(id, &mut nodes, &router, tmp.path()).await;
+                failing.remove(&id);
+                Faults::default()
+            }
+            6 => {
+                // A disk that fails: every later fsync errs, so the node acknowledges nothing.
+                let id = 1 + rng.next() % 3;
+                if failing.is_empty() {
+                    eprintln!("seed {seed}: node {id}'s disk fails");
+                    nodes[&id].log.fail_syncs_for_tests();
+                    failing.insert(id);
+                }
+                Faults::default()
+            }
             0 => Faults::default(),
             1 => Faults {
                 isolated: [1 + rng.next() % 3].into(),
@@ -370,6 +501,10 @@ async fn run_seed(seed: u64) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     *router.faults.lock() = Faults::default();
+    // A replica whose disk failed comes back only through a restart.
+    for id in std::mem::take(&mut failing) {
+        restart(id, &mut nodes, &router, tmp.path()).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
@@ -426,14 +561,19 @@ async fn run_seed(seed: u64) {
         dumps.windows(2).all(|w| w[0] == w[1]),
         "seed {seed}: replicas differ"
     );
+    assert!(
+        reads.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "seed {seed}: no leader read was checked"
+    );
     let snapshots = nodes
         .values()
         .filter(|n| n.raft.metrics().borrow_watched().snapshot.is_some())
         .count();
     eprintln!(
-        "seed {seed}: {} acknowledged writes, {} terms with a leader, {snapshots} replicas \
-         with a snapshot",
+        "seed {seed}: {} acknowledged writes, {} checked leader reads, {} terms with a leader, \
+         {snapshots} replicas with a snapshot",
         acked.len(),
+        reads.load(std::sync::atomic::Ordering::Relaxed),
         leaders.lock().len()
     );
     for (term, who) in leaders.lock().iter() {
@@ -441,9 +581,6 @@ async fn run_seed(seed: u64) {
             who.len() <= 1,
             "seed {seed}: term {term} had leaders {who:?}"
         );
-    }
-    for w in watchers {
-        w.abort();
     }
     for n in nodes.values() {
         n.raft.shutdown().await.unwrap();
