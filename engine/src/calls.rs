@@ -27,6 +27,8 @@ pub(crate) type ModelId = usize;
 struct Call {
     deadline: Option<Instant>,
     model: ModelId,
+    /// Its library runs one call of the model at a time.
+    serial: bool,
     replies: Vec<Reply>,
 }
 
@@ -46,6 +48,7 @@ impl Calls {
         &mut self,
         worker: u64,
         model: ModelId,
+        serial: bool,
         deadline: Option<Instant>,
         replies: Vec<Reply>,
     ) {
@@ -54,6 +57,7 @@ impl Calls {
             Call {
                 deadline,
                 model,
+                serial,
                 replies,
             },
         );
@@ -72,6 +76,20 @@ impl Calls {
             }
         }
         None
+    }
+
+    /// The models running now whose library runs one call at a time.
+    pub(crate) fn running_serial(&self) -> std::collections::HashSet<ModelId> {
+        self.by_worker
+            .values()
+            .filter(|c| c.serial)
+            .map(|c| c.model)
+            .collect()
+    }
+
+    /// Abandoned calls still running, on every model.
+    pub(crate) fn abandoned_running(&self) -> usize {
+        self.abandoned.values().sum()
     }
 
     /// Whether `model` has an abandoned call still running.
@@ -120,16 +138,18 @@ mod tests {
         let mut c = Calls::default();
         let (r1, _rx1) = replies(2);
         let (r2, _rx2) = replies(1);
-        c.start(1, 100, Some(t0 + Duration::from_secs(1)), r1);
-        c.start(2, 200, Some(t0 + Duration::from_secs(5)), r2);
-        c.start(3, 300, None, replies(1).0);
+        c.start(1, 100, true, Some(t0 + Duration::from_secs(1)), r1);
+        c.start(2, 200, false, Some(t0 + Duration::from_secs(5)), r2);
+        c.start(3, 300, false, None, replies(1).0);
+        assert_eq!(c.running_serial(), [100].into());
         assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert!(c.overdue(t0).is_empty());
         let late = c.overdue(t0 + Duration::from_secs(2));
         assert_eq!(late.len(), 1);
         assert_eq!((late[0].0, late[0].1.len()), (1, 2));
         assert!(c.is_abandoned(100) && !c.is_abandoned(200));
-        assert_eq!(c.lost, 1);
+        assert_eq!((c.lost, c.abandoned_running()), (1, 1));
+        assert!(c.running_serial().is_empty());
         assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(5)));
         // A call without a deadline is never abandoned.
         assert!(c.overdue(t0 + Duration::from_secs(3600)).len() == 1);

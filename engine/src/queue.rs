@@ -72,6 +72,14 @@ struct DeviceQueue {
     next_worker: AtomicU64,
 }
 
+/// The most abandoned calls one device queue lets run on (each holds a thread): past it,
+/// runs on that device are refused until one ends.
+const MAX_ABANDONED: usize = 8;
+
+fn model_id(m: &Arc<Model>) -> usize {
+    Arc::as_ptr(m) as *const () as usize
+}
+
 /// ONNX Runtime stops its own runs at the execution timeout (and answers its own error); the
 /// watchdog abandons an ONNX run only this much later, should that fail.
 const ONNX_GRACE: Duration = Duration::from_secs(1);
@@ -277,8 +285,16 @@ fn worker(queue: &DeviceQueue, id: u64) {
             let mut jobs = queue.jobs.lock();
             loop {
                 let now = Instant::now();
-                let view: Vec<Queued<'_>> = jobs
+                // A model whose library runs one call at a time (its handle is locked) is
+                // left to the worker running it: another would only wait on the lock, and
+                // that wait would count against MODEL_EXECUTION_TIMEOUT.
+                let busy = queue.calls.lock().running_serial();
+                let eligible: Vec<usize> = (0..jobs.len())
+                    .filter(|&i| !busy.contains(&model_id(&jobs[i].model)))
+                    .collect();
+                let view: Vec<Queued<'_>> = eligible
                     .iter()
+                    .map(|&i| &jobs[i])
                     .map(|j| Queued {
                         model: Arc::as_ptr(&j.model) as *const () as usize,
                         opts: j.model.batch,
@@ -287,16 +303,18 @@ fn worker(queue: &DeviceQueue, id: u64) {
                         deadline: j.deadline,
                     })
                     .collect();
+                let at =
+                    |p: Vec<usize>| -> Vec<usize> { p.into_iter().map(|i| eligible[i]).collect() };
                 match batching::pick(&view, now) {
                     Pick::TimedOut(positions) => {
                         drop(view);
-                        for job in take(&mut jobs, &positions) {
+                        for job in take(&mut jobs, &at(positions)) {
                             let _ = job.reply.send(Err(Error::TimedOut));
                         }
                     }
                     Pick::Run(positions) => {
                         drop(view);
-                        break take(&mut jobs, &positions);
+                        break take(&mut jobs, &at(positions));
                     }
                     Pick::Wait(until) => {
                         drop(view);
@@ -326,14 +344,28 @@ fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
         return true;
     };
     let (model, stats) = (first.model.clone(), first.stats.clone());
-    let model_id = Arc::as_ptr(&model) as *const () as usize;
-    if queue.calls.lock().is_abandoned(model_id) {
-        for job in group {
-            let _ = job.reply.send(Err(Error::Verbatim(
+    let model_id = model_id(&model);
+    let refused = {
+        let calls = queue.calls.lock();
+        if calls.is_abandoned(model_id) {
+            Some(
                 "ERR the model's previous run passed MODEL_EXECUTION_TIMEOUT and has not ended: \
                  it cannot run again until it does"
-                    .into(),
-            )));
+                    .to_string(),
+            )
+        } else if calls.abandoned_running() >= MAX_ABANDONED {
+            Some(format!(
+                "ERR device {} has {MAX_ABANDONED} runs past MODEL_EXECUTION_TIMEOUT still \
+                 running: no more runs start there until one ends",
+                queue.device
+            ))
+        } else {
+            None
+        }
+    };
+    if let Some(why) = refused {
+        for job in group {
+            let _ = job.reply.send(Err(Error::Verbatim(why.clone())));
         }
         return true;
     }
@@ -366,7 +398,14 @@ fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
         };
         started + t + grace
     });
-    queue.calls.lock().start(id, model_id, deadline, replies);
+    let serial = matches!(
+        model.backend,
+        shardai_protocol::command::Backend::Onnx | shardai_protocol::command::Backend::TfLite
+    );
+    queue
+        .calls
+        .lock()
+        .start(id, model_id, serial, deadline, replies);
     if deadline.is_some() {
         queue.watch.notify_one();
     }

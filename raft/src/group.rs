@@ -398,7 +398,10 @@ impl ShardGroup {
             .nodes()
             .map(|(id, n)| (*id, n.clone(), voters.contains(id)))
             .collect();
-        let leader = m.current_leader.and_then(|l| {
+        // A stopped group (a storage error: a full or failing disk) leads nothing and knows
+        // no leader, whatever its last metrics said.
+        let stopped = m.running_state.is_err();
+        let leader = m.current_leader.filter(|_| !stopped).and_then(|l| {
             members
                 .iter()
                 .find(|(id, _, _)| *id == l)

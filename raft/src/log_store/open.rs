@@ -282,13 +282,22 @@ pub(super) fn tail_at(b: &[u8], off: usize) -> Tail {
     if end > b.len() {
         return Tail::Torn; // the file ends inside the record
     }
-    let mut s = off;
+    let zero = |r: std::ops::Range<usize>| b[r].iter().all(|x| *x == 0);
+    // The record's first stretch (up to the next sector) holds its length, never zero in a
+    // record written whole: if it reads as zeros the sector did not reach the disk (the
+    // sector's earlier bytes belong to records made durable before).
+    let first_end = ((off / SECTOR + 1) * SECTOR).min(end);
+    if first_end - off >= 4 && zero(off..first_end) {
+        return Tail::Torn;
+    }
+    // Any later sector it covers must read as zeros whole (also past the record's end, where
+    // later records of the same write were): a record's own bytes may end in zeros.
+    let mut s = first_end;
     while s < end {
-        let e = ((s / SECTOR + 1) * SECTOR).min(end);
-        if b[s..e].iter().all(|x| *x == 0) {
+        if zero(s..(s + SECTOR).min(b.len())) {
             return Tail::Torn;
         }
-        s = e;
+        s += SECTOR;
     }
     Tail::Damaged
 }

@@ -394,9 +394,31 @@ async fn a_torn_write_with_later_pages_on_disk_is_cut_there() {
     // earlier one. Nothing of the batch was acknowledged, so all of it from the hole is cut.
     let d = tempfile::tempdir().unwrap();
     let mut ls = LogStore::open(d.path()).unwrap();
-    append(&mut ls, 0..8, 1).await;
+    append(&mut ls, 0..3, 1).await;
+    let big = |i| {
+        let op = crate::types::Op::MSet(vec![(
+            bytes::Bytes::from_static(b"k"),
+            bytes::Bytes::from(vec![7u8; 3000]),
+        )]);
+        let cmd = crate::types::Cmd {
+            at_ms: 0,
+            origin: 1,
+            seq: i,
+            op,
+        };
+        <Entry as openraft::entry::RaftEntry>::new_normal(log_id::<C>(1, 1, i), cmd)
+    };
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append((3..8).map(big), IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    rx.await.unwrap().unwrap();
     drop(ls);
-    tear_record(d.path(), 4);
+    // A whole sector in the middle of entry 4 never reached the disk; 5..7 did.
+    let b = fs::read(d.path().join(seg_name(0))).unwrap();
+    let (off, _) = records(&b)[4];
+    let sector = (off / 512 + 2) * 512;
+    rewrite(d.path(), sector..sector + 512, |b| b.fill(0));
     let mut ls = LogStore::open(d.path()).unwrap();
     assert_eq!(indexes(&mut ls).await.len(), 4);
 }
@@ -481,4 +503,24 @@ fn sectors_of_zeros_tell_a_torn_record_from_a_damaged_one() {
         bad[at] ^= 0x04;
         assert_eq!(tail_at(&bad, 100), Tail::Damaged, "byte {at}");
     }
+    // A record whose own bytes end in zeros past a sector boundary, followed by another
+    // record: damaged, not torn (the sector holds the next record's bytes).
+    let mut payload = vec![1u8; 700];
+    payload.extend([0u8; 400]);
+    let mut b = vec![0u8; 100];
+    b.extend_from_slice(&crc_record(&payload));
+    b.extend_from_slice(&crc_record(&[9u8; 50]));
+    b.resize(4096, 0);
+    assert!(parse_record(&b, 100).is_some());
+    let mut bad = b.clone();
+    bad[300] ^= 0x01;
+    assert_eq!(tail_at(&bad, 100), Tail::Damaged);
+    // Short bits of zeros inside a sector of the record are data, not a lost sector.
+    let mut payload = vec![1u8; 1500];
+    payload[600..610].fill(0);
+    let mut b = vec![0u8; 100];
+    b.extend_from_slice(&crc_record(&payload));
+    b.resize(4096, 0);
+    b[1000] ^= 0x01;
+    assert_eq!(tail_at(&b, 100), Tail::Damaged);
 }

@@ -51,6 +51,9 @@ struct StreamRx {
     r: BufReader<BusRead>,
     writer: AbortOnDrop<Option<BufWriter<BusWrite>>>,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The writer is sending a frame: its answer cannot be due yet (a large entry takes
+    /// seconds to send on a slow link).
+    writing: Arc<std::sync::atomic::AtomicBool>,
     done: bool,
     pool: Pool,
     target: u64,
@@ -406,6 +409,8 @@ impl RaftNetworkV2<C> for Peer {
             let (r, mut w) = self.conn.take().expect("connected");
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let sent = in_flight.clone();
+            let writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let busy = writing.clone();
             let budget = self.append_budget;
             let writer = tokio::spawn(async move {
                 let mut input = input;
@@ -414,7 +419,10 @@ impl RaftNetworkV2<C> for Peer {
                     while let Some(mut req) = input.next().await {
                         let trimmed = trim_append(&mut req, budget);
                         sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        write_frame(&mut w, &BusRequest::Append(req)).await?;
+                        busy.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let wrote = write_frame(&mut w, &BusRequest::Append(req)).await;
+                        busy.store(false, std::sync::atomic::Ordering::SeqCst);
+                        wrote?;
                         if trimmed {
                             // Large entries: the stream ends at what was sent, and openraft
                             // sends the rest from the acknowledged entry in the next one.
@@ -436,6 +444,7 @@ impl RaftNetworkV2<C> for Peer {
                 r,
                 writer: AbortOnDrop(Some(writer)),
                 in_flight,
+                writing,
                 done: false,
                 pool: self.pool.clone(),
                 target: self.target,
@@ -452,7 +461,8 @@ impl RaftNetworkV2<C> for Peer {
                     let waiting = s.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
                     match tokio::time::timeout(STREAM_IDLE, s.r.fill_buf()).await {
                         Ok(_) => break,
-                        Err(_) if !waiting => {}
+                        Err(_)
+                            if !waiting || s.writing.load(std::sync::atomic::Ordering::SeqCst) => {}
                         Err(_) => {
                             let e = io::Error::other("no append response in time");
                             s.done = true;
