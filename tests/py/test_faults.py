@@ -5,7 +5,9 @@ paused with SIGSTOP) serves no read from its state, whether the read names keys,
 serves again; a bit flipped in an acknowledged entry of a node's log refuses its start and
 cuts nothing (torn writes, which are cut, are tested on the log files in raft/src/log_store);
 a follower that cannot load a replicated model's backend keeps the model, answers its runs
-with the load error (also after a restart) and loads it once the backend can be found."""
+with the load error (also after a restart) and loads it once the backend can be found; a
+leader whose disk fills up (a 40 MiB tmpfs) stops and leads nothing while the shard goes on,
+and after space returns a restart brings it back in step."""
 import os
 import shutil
 import signal
@@ -178,3 +180,54 @@ def test_a_replica_without_a_backend_keeps_the_model_and_says_why(shard, tmp_pat
     assert v.execute_command("AI.CONFIG", "BACKENDSPATH", real) == b"OK"
     assert v.info("ai_runs")["ai_models_not_loaded"] == 0
     assert v.execute_command(*dag) == want
+
+
+def test_a_leader_whose_disk_fills_up_stops_and_the_shard_goes_on(shard, tmp_path):
+    import shutil
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs: run it as root (CI does)")
+    mnt = str(tmp_path / "small")
+    os.makedirs(mnt)
+    victim = shard.leader()
+    victim.kill()
+    old_dir = victim.dir
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", mnt], check=True)
+    try:
+        # The leader's data folder moves to a 40 MiB file system; it leads again at restart.
+        for name in os.listdir(victim.dir):
+            src = os.path.join(victim.dir, name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(mnt, name))
+        victim.dir = mnt
+        victim.start()
+        acked, errors = [], 0
+        for i in range(80):
+            try:
+                r = shard.leader(timeout=10).client()
+                r.execute_command("AI.TENSORSET", f"t{i}", "INT8", 1 << 20, "BLOB", bytes([i]) * (1 << 20))
+                acked.append(i)
+            except redis.RedisError:
+                errors += 1
+                time.sleep(0.2)
+        # Its disk filled: it stopped, claims to lead nothing, says why; another node leads and
+        # the shard took the writes.
+        info = victim.replication()
+        assert "No space left" in info["raft_status"], info
+        assert info["role"] == "slave", info
+        assert "No space left" in victim.log_text()
+        assert shard.leader() is not victim
+        assert len(acked) >= 70 and errors <= 10, (len(acked), errors)
+        # Every acknowledged write is on the new leader.
+        r = shard.leader().client()
+        for i in acked[::10]:
+            assert r.execute_command("AI.TENSORGET", f"t{i}", "BLOB") == bytes([i]) * (1 << 20)
+        # Space returns (a larger file system) and a restart brings it back in step.
+        victim.kill()
+        subprocess.run(["mount", "-o", "remount,size=400m", mnt], check=True)
+        victim.start()
+        assert r.execute_command("AI.TENSORSET", "after", "FLOAT", 1, "VALUES", 1) == b"OK"
+        shard.wait_caught_up(victim)
+    finally:
+        victim.kill()
+        subprocess.run(["umount", "-l", mnt])
+        victim.dir = old_dir
