@@ -9,6 +9,7 @@
 //! - [`reply`]: [`Reply`] values and their RESP2/RESP3 encoding.
 //! - [`error`]: every error a client can receive, with its exact text.
 //! - [`dtype`]: tensor element types as RedisAI names them.
+//! - `fuzz`: the fuzz targets' entry points (see `fuzz/`).
 //!
 //! This crate does no I/O and knows nothing of Raft or backends.
 
@@ -16,6 +17,8 @@ pub mod command;
 pub mod dtype;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod reply;
 pub mod slot;
 pub mod table;
