@@ -53,7 +53,10 @@ pub fn request_decoder(data: &[u8]) {
             break;
         }
     }
-    assert_eq!(whole_ok, pieces_ok, "refused read whole but not in pieces, or the reverse");
+    assert_eq!(
+        whole_ok, pieces_ok,
+        "refused read whole but not in pieces, or the reverse"
+    );
     if whole_ok {
         assert_eq!(whole, pieces, "requests differ when read in pieces");
     }
