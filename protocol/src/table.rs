@@ -439,7 +439,8 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
                 "AI.SCRIPTEXECUTE",
                 "AI.SCRIPTRUN",
             ];
-            for w in argv[i..].windows(3) {
+            // TIMEOUT as the last argument steps past the end.
+            for w in argv[i.min(argv.len())..].windows(3) {
                 if w[0].as_ref() == b"|>" && KEYED_OPS.iter().any(|p| eq(&w[1], p)) {
                     keys.push(&w[2]);
                 }
@@ -468,6 +469,13 @@ mod tests {
             .into_iter()
             .map(|k| String::from_utf8(k.to_vec()).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_dag_ending_in_timeout_has_its_keys_found_without_panicking() {
+        // Found by the `command` fuzz target: TIMEOUT as the last argument.
+        assert_eq!(keys("AI.DAGEXECUTE LOAD 1 x TIMEOUT"), vec!["x"]);
+        assert_eq!(keys("AI.DAGEXECUTE_RO KEYS 1 y TIMEOUT"), vec!["y"]);
     }
 
     #[test]
