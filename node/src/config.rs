@@ -6,7 +6,7 @@
 use std::{net::IpAddr, path::PathBuf};
 
 use clap::Parser;
-use shardai_raft::{BusSecurity, TlsFiles};
+use shardai_raft::{BusSecurity, TlsFiles, log_store::Fsync};
 
 /// The command line of `shardai`.
 #[derive(Debug, Clone, Parser)]
@@ -64,8 +64,9 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
 
-    /// Data folder (created if missing). With --cluster-enabled yes it holds the node's
-    /// identity, Raft log and snapshots; without, data is kept in memory only.
+    /// Data folder (created if missing): the log and snapshots of every write, from which
+    /// the node recovers its data when it restarts (in `standalone/`; with --cluster-enabled
+    /// yes, the node's identity and its Raft groups' logs and snapshots).
     #[arg(long, env = "SHARDAI_DIR", default_value = "./data")]
     pub dir: PathBuf,
 
@@ -150,9 +151,20 @@ pub struct Config {
     /// Run as a cluster node (Redis's cluster-enabled): every write is replicated through
     /// Raft to the shard's replicas and fsync'd on a majority before it is acknowledged.
     /// Form the cluster with `shardai cluster create HOST:PORT...`; a formed node restarts
-    /// from its --dir. `no` keeps the data in memory on this node only.
+    /// from its --dir. `no`: a single node, its data in --dir (see --appendfsync).
     #[arg(long, env = "SHARDAI_CLUSTER_ENABLED", default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub cluster_enabled: bool,
+
+    /// When a write counts as stored, as Redis's appendfsync: `always`, fsync'd before the
+    /// reply (nothing acknowledged is lost, even by a power failure); `everysec`, written to
+    /// the log before the reply and fsync'd within a second (a crash or kill of shardai loses
+    /// nothing; a power failure or kernel crash, up to about the last second); `no`, fsync'd
+    /// only when a log segment closes (a power failure loses what the kernel had not written
+    /// back yet, on Linux up to about 30 seconds). Also `CONFIG SET appendfsync`. A cluster
+    /// node always fsyncs (Raft's safety needs it): with --cluster-enabled yes only `always`
+    /// is accepted. [default: everysec; always with --cluster-enabled yes]
+    #[arg(long, env = "SHARDAI_APPENDFSYNC", value_parser = parse_fsync)]
+    pub appendfsync: Option<Fsync>,
 
     /// Port of the cluster bus (Raft traffic between nodes); default: client port + 10000.
     #[arg(long, env = "SHARDAI_CLUSTER_PORT")]
@@ -297,6 +309,11 @@ const UNSECURED: &str = "a cluster node needs an authenticated cluster bus: give
                          node), or --cluster-tls-cert-file, --cluster-tls-key-file and \
                          --cluster-tls-ca-cert-file (certificates of the cluster's CA), or both";
 
+/// Parses an appendfsync policy.
+pub fn parse_fsync(s: &str) -> Result<Fsync, String> {
+    Fsync::parse(s.trim()).ok_or_else(|| format!("expected always, everysec or no, got '{s}'"))
+}
+
 /// Parses yes/no (also true/false, on/off, 1/0), as redis.conf does.
 pub fn parse_yes_no(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -394,6 +411,15 @@ impl Config {
     /// Checks what needs no file read: a cluster node has a bus secret or TLS files, and
     /// the TLS files come as three.
     pub fn check(&self) -> Result<(), String> {
+        if self.cluster_enabled && self.appendfsync.is_some_and(|f| f != Fsync::Always) {
+            return Err(format!(
+                "--appendfsync {} is for a single node: a cluster node fsyncs every write \
+                 before it acknowledges it (a replica that forgot an entry it acknowledged \
+                 could elect a leader without it), so with --cluster-enabled yes it must be \
+                 always",
+                self.appendfsync.map_or("", |f| f.name())
+            ));
+        }
         let tls = self.bus_tls()?;
         let secret = self.cluster_secret.is_some() || self.cluster_secret_file.is_some();
         if self.cluster_enabled && !secret && tls.is_none() {
@@ -445,6 +471,23 @@ impl Config {
             return Err(UNSECURED.into());
         }
         BusSecurity::new(secret.as_deref().map(str::as_bytes), tls.as_ref())
+    }
+
+    /// Bounds on one replicated write (--max-entry-size, --raft-commit-timeout-ms).
+    pub fn write_limits(&self) -> shardai_raft::WriteLimits {
+        shardai_raft::WriteLimits {
+            max_entry_bytes: self.max_entry_size as u64,
+            commit_timeout: std::time::Duration::from_millis(self.raft_commit_timeout_ms),
+        }
+    }
+
+    /// The appendfsync policy this node runs with.
+    pub fn fsync(&self) -> Fsync {
+        self.appendfsync.unwrap_or(if self.cluster_enabled {
+            Fsync::Always
+        } else {
+            Fsync::EverySec
+        })
     }
 
     /// Parses flags and environment, then fills what they left unset from `--config`, and

@@ -8,6 +8,7 @@
 //! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
 //! - [`cert`]: `shardai cert`, certificates for the cluster bus's mutual TLS.
 //! - [`server`]: the listener, connection limit, background tasks and shutdown.
+//! - [`standalone`]: the default node's data: a Raft group of one member in `--dir`.
 //! - [`conn`]: one connection's read–route–dispatch–write loop.
 //! - [`client`]: one connection's state (RESP version, READONLY, ASKING, client info), which
 //!   the loop and the handlers share without importing each other.
@@ -31,5 +32,6 @@ pub mod memory;
 pub mod output_limit;
 pub mod resp;
 pub mod server;
+pub mod standalone;
 pub mod state;
 pub mod tls;

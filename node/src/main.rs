@@ -3,8 +3,14 @@
 
 use std::{process::ExitCode, sync::Arc};
 
-use shardai_engine::{LocalApplier, Store};
-use shardai_node::{acl::Acl, cluster::Cluster, config::Config, server::Server, state::Shared};
+use shardai_engine::Store;
+use shardai_node::{
+    acl::Acl,
+    cluster::Cluster,
+    config::Config,
+    server::Server,
+    state::{Engine, Shared},
+};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -141,14 +147,18 @@ async fn run(config: Config) -> Result<(), String> {
         cluster.resume().await?;
         shared
     } else {
-        let proposer = Arc::new(LocalApplier::new(store));
+        let engine = Engine::for_config(&config);
+        let group =
+            shardai_node::standalone::start(&config, store, engine.backends.clone()).await?;
         info!(
             version = env!("CARGO_PKG_VERSION"),
             pid = std::process::id(),
-            "shardai listening on {local} (single node, data kept in memory; start with \
-             --cluster-enabled yes for replicated, durable storage)"
+            "shardai listening on {local} (single node; data folder {}, appendfsync {})",
+            config.dir.display(),
+            config.fsync().name()
         );
-        Arc::new(Shared::new(config.clone(), proposer, None, acl))
+        let shared = Shared::with_engine(config.clone(), engine, group.clone(), None, acl);
+        Arc::new(shared.with_standalone(group))
     };
     let mut server = Server::new(listener, shared);
     if let Some((l, acceptor)) = tls {

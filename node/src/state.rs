@@ -14,6 +14,7 @@ use std::{
 
 use parking_lot::Mutex;
 use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
+use shardai_raft::ShardGroup;
 
 use crate::{
     acl::Acl,
@@ -81,6 +82,20 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The engine `config` asks for.
+    pub fn for_config(config: &Config) -> Self {
+        let threads = shardai_engine::backend::Settings {
+            intra_op: config.intra_op_parallelism,
+            inter_op: config.inter_op_parallelism,
+            execution_timeout_ms: config.model_execution_timeout,
+        };
+        Engine::new(
+            config.backends_path.clone(),
+            threads,
+            config.threads_per_queue,
+        )
+    }
+
     /// An engine whose backends look for their libraries in `backends_path` (the wheels'
     /// folders when `None`), with `threads_per_queue` workers per device queue.
     pub fn new(
@@ -110,6 +125,8 @@ pub struct Shared {
     pub proposer: Arc<dyn Proposer>,
     /// Cluster mode (`--cluster-enabled yes`): the shard's Raft group and routing.
     pub cluster: Option<Arc<Cluster>>,
+    /// The default node's data log (a Raft group of one; the proposer too).
+    pub standalone: Option<Arc<ShardGroup>>,
     /// The start-up configuration.
     pub config: Config,
     /// Settings changed at run time.
@@ -146,6 +163,19 @@ impl Shared {
         cluster: Option<Arc<Cluster>>,
         acl: Arc<Acl>,
     ) -> Self {
+        let engine = Engine::for_config(&config);
+        Self::with_engine(config, engine, proposer, cluster, acl)
+    }
+
+    /// As [`Shared::new`], with an engine made beforehand (its backends are what a Raft
+    /// group loads models into).
+    pub fn with_engine(
+        config: Config,
+        engine: Engine,
+        proposer: Arc<dyn Proposer>,
+        cluster: Option<Arc<Cluster>>,
+        acl: Arc<Acl>,
+    ) -> Self {
         let runtime = Runtime {
             max_bulk: AtomicUsize::new(config.proto_max_bulk_len),
             maxclients: AtomicUsize::new(config.maxclients),
@@ -161,19 +191,10 @@ impl Shared {
         let run_id = (0..5)
             .map(|i| format!("{:08x}", mix(seed.wrapping_add(i))))
             .collect();
-        let threads = shardai_engine::backend::Settings {
-            intra_op: config.intra_op_parallelism,
-            inter_op: config.inter_op_parallelism,
-            execution_timeout_ms: config.model_execution_timeout,
-        };
-        let engine = Engine::new(
-            config.backends_path.clone(),
-            threads,
-            config.threads_per_queue,
-        );
         Shared {
             proposer,
             cluster,
+            standalone: None,
             config,
             runtime,
             stats: Stats::default(),
@@ -184,6 +205,13 @@ impl Shared {
             started: Instant::now(),
             run_id,
         }
+    }
+
+    /// The default node's data log, which is also its proposer.
+    pub fn with_standalone(mut self, group: Arc<ShardGroup>) -> Self {
+        self.proposer = group.clone();
+        self.standalone = Some(group);
+        self
     }
 
     /// The shard's keyspace.

@@ -29,7 +29,7 @@ use shardai_protocol::{Error, slot::key_slot};
 use tracing::{info, warn};
 
 use crate::{
-    log_store::LogStore,
+    log_store::{Fsync, LogStore},
     network::{Network, ShardRaft, Target},
     state_machine::{Pending, StateMachine},
     types::{Cmd, ShardNode, TypeConfig},
@@ -57,6 +57,8 @@ pub struct GroupConfig {
     pub bus: crate::network::BusSecurity,
     /// Bounds on one write.
     pub limits: WriteLimits,
+    /// When an append counts as durable: [`Fsync::Always`] unless the group has one member.
+    pub fsync: Fsync,
 }
 
 /// Bounds on one write through the group.
@@ -127,6 +129,7 @@ pub struct ShardGroup {
     patience: Duration,
     limits: WriteLimits,
     batcher: tokio::sync::mpsc::Sender<(Cmd, Reply)>,
+    log: LogStore,
 }
 
 type WriteOutcome = Result<crate::ApplyResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
@@ -258,6 +261,7 @@ impl ShardGroup {
         .validate()
         .map_err(|e| format!("Raft settings: {e}"))?;
         let log = LogStore::open(&cfg.dir.join("log")).map_err(|e| format!("Raft log: {e}"))?;
+        log.set_fsync(cfg.fsync);
         let pending = Arc::new(Pending::default());
         let sm = StateMachine::open(
             &cfg.dir.join("snapshots"),
@@ -268,6 +272,7 @@ impl ShardGroup {
         )
         .map_err(|e| format!("snapshots: {e}"))?;
         let (log_handle, current) = (log.clone(), sm.current_snapshot());
+        let log_for_group = log.clone();
         let raft = ShardRaft::new(
             cfg.me,
             Arc::new(config),
@@ -291,7 +296,7 @@ impl ShardGroup {
             if let Ok(m) = r.wait_for_recovery(None).await {
                 info!(
                     applied = m.last_applied.map_or(0, |l| l.index),
-                    "caught up with the cluster's commit"
+                    "applied the log up to the group's commit"
                 );
             }
         });
@@ -317,7 +322,19 @@ impl ShardGroup {
             batcher,
             patience: Duration::from_millis(cfg.election_ms.1 * 3 + 1000),
             limits: cfg.limits,
+            log: log_for_group,
         }))
+    }
+
+    /// Sets when this replica's appends count as durable (see [`Fsync`]; only a group of
+    /// one may relax [`Fsync::Always`]).
+    pub fn set_fsync(&self, policy: Fsync) {
+        self.log.set_fsync(policy);
+    }
+
+    /// When this replica's appends count as durable.
+    pub fn fsync(&self) -> Fsync {
+        self.log.fsync()
     }
 
     /// What the bus server needs to hand messages to this group.

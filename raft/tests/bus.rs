@@ -76,6 +76,7 @@ async fn start(sec: BusSecurity) -> (Arc<ShardGroup>, ShardNode, tempfile::TempD
             snapshot_every: 1000,
             bus: sec,
             limits: Default::default(),
+            fsync: Default::default(),
         },
         Arc::new(Store::new()),
         Arc::new(Backends::new(None)),

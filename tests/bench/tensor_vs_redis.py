@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: shardai's AI.TENSORSET / AI.TENSORGET against Debian's redis-server SET / GET.
 
-Both servers run on loopback in the same run. For each payload (UINT8 BLOBs of 64 B, 16 KiB
+Both servers run on loopback in the same run, each keeping its data as it does by default
+for shardai: shardai's default node logs every write to --dir (appendfsync everysec), and
+redis-server runs with `appendonly yes` and `appendfsync everysec` (`--redis-memory-only`:
+redis-server with no persistence at all, as Debian's package starts it with saving off). For each payload (UINT8 BLOBs of 64 B, 16 KiB
 and 1 MiB), each pipeline depth (1 and 16) and each operation, redis-benchmark (50 clients)
 alternates between the servers for three repetitions; the table shows the median
 requests/s of each and the shardai/redis ratio. Then both servers store 1 GiB as 1024 values of
@@ -57,11 +60,11 @@ def start_shardai(binary, tmp, extra, name="shardai"):
     return port, proc
 
 
-def start_redis(tmp, *options):
+def start_redis(tmp, *options, name="redis"):
     """Debian's redis-server on a free port with its files under `tmp`; `options` (e.g.
     "--appendonly", "yes") replace the default of no persistence."""
     port = free_port()
-    d = os.path.join(tmp, "redis")
+    d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
                              "--save", "", *(options or ("--appendonly", "no")),
@@ -118,13 +121,16 @@ def main():
     ap.add_argument("--only", default="", help="run only rows whose 'SIZE:PIPELINE:OP' contains this, e.g. 64:16:SET")
     ap.add_argument("--no-memory", action="store_true", help="skip the 1 GiB memory measurement")
     ap.add_argument("--shardai-arg", action="append", default=[], help="extra shardai argument (repeatable)")
+    ap.add_argument("--redis-memory-only", action="store_true",
+                    help="run redis-server without its append-only file")
     a = ap.parse_args()
+    redis_opts = () if a.redis_memory_only else ("--appendonly", "yes", "--appendfsync", "everysec")
     reps = 1 if a.quick else a.reps
     scale = 0.2 if a.quick else 1.0
 
     tmp = tempfile.mkdtemp(prefix="shardai-bench-")
     s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg)
-    r_port, r_proc = start_redis(tmp)
+    r_port, r_proc = start_redis(tmp, *redis_opts)
     b_port, b_proc = None, None
     sizes = [(64, "64 B", 200_000), (16 * 1024, "16 KiB", 60_000), (1 << 20, "1 MiB", 2_000)]
     rows = []
@@ -132,7 +138,8 @@ def main():
         if a.baseline:
             b_port, b_proc = start_shardai(a.baseline, tmp, a.shardai_arg, "baseline")
         redis_version = redis.Redis(port=r_port).info("server")["redis_version"]
-        print(f"shardai {a.shardai} vs redis-server {redis_version}"
+        print(f"shardai {a.shardai} {' '.join(a.shardai_arg)} vs redis-server {redis_version} "
+              f"({' '.join(redis_opts) or 'no persistence'})"
               + (f" and baseline {a.baseline}" if a.baseline else "")
               + f"; 50 clients; median of {reps} alternating runs; {os.cpu_count()} cores")
         for size, label, n in sizes:
@@ -181,8 +188,8 @@ def main():
         stop(r_proc)
         if b_proc:
             stop(b_proc)
-        s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg)
-        r_port, r_proc = start_redis(tmp)
+        s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg, "shardai-memory")
+        r_port, r_proc = start_redis(tmp, *redis_opts, name="redis-memory")
         blob = os.urandom(1 << 20)
         for name, port, proc, store in (
             ("shardai", s_port, s_proc, lambda c, k: c.execute_command("AI.TENSORSET", k, "UINT8", len(blob), "BLOB", blob)),

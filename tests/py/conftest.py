@@ -19,11 +19,13 @@ from harness import ROOT, binary, free_port  # noqa: F401 - re-exported for the 
 
 
 class Server:
-    def __init__(self, *extra):
-        self.dir = tempfile.mkdtemp(prefix="shardai-py-")
+    """A shardai process; `dir` reuses a data folder (a restart), else a fresh one is made."""
+
+    def __init__(self, *extra, dir=None):
+        self.dir = dir or tempfile.mkdtemp(prefix="shardai-py-")
         for _ in range(5):
             self.port = free_port()
-            self.log = open(os.path.join(self.dir, "shardai.log"), "wb")
+            self.log = open(os.path.join(self.dir, "shardai.log"), "ab")
             self.proc = subprocess.Popen(
                 [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, *extra],
                 stdout=subprocess.DEVNULL, stderr=self.log)
@@ -48,6 +50,17 @@ class Server:
 
     def client(self, protocol=2, **kw):
         return redis.Redis(port=self.port, protocol=protocol, socket_timeout=30, **kw)
+
+    def kill(self):
+        """SIGKILL: no shutdown, nothing flushed by the server itself."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+    def log_text(self):
+        with open(os.path.join(self.dir, "shardai.log"), "rb") as f:
+            return f.read().decode(errors="replace")
 
     def stop(self):
         if self.proc.poll() is None:

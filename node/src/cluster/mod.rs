@@ -171,6 +171,9 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Cluster state for `config`, writing to `store`.
     pub fn new(config: &Config, store: Arc<Store>) -> Result<Arc<Cluster>, String> {
+        if let Some(why) = crate::standalone::holds_standalone_data(&config.dir) {
+            return Err(why);
+        }
         Ok(Arc::new(Cluster {
             dir: config.dir.clone(),
             bus_port: config.bus_port()?,
@@ -179,10 +182,7 @@ impl Cluster {
                 config.raft_election_timeout_ms,
                 config.snapshot_entries,
             ),
-            limits: shardai_raft::WriteLimits {
-                max_entry_bytes: config.max_entry_size as u64,
-                commit_timeout: std::time::Duration::from_millis(config.raft_commit_timeout_ms),
-            },
+            limits: config.write_limits(),
             store,
             meta_store: Arc::new(Store::new()),
             backends: OnceLock::new(),
@@ -293,6 +293,7 @@ impl Cluster {
                 snapshot_every,
                 bus: self.bus.clone(),
                 limits: self.limits,
+                fsync: shardai_raft::log_store::Fsync::Always,
             },
             store,
             backends,

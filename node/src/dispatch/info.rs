@@ -136,15 +136,32 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 ("maxmemory_policy".into(), "noeviction".into()),
             ]
         }
-        "persistence" => vec![
-            ("loading".into(), "0".into()),
-            ("aof_enabled".into(), "0".into()),
-            (
-                "rdb_changes_since_last_save".into(),
-                store.applied_count().to_string(),
-            ),
-            ("shardai_storage".into(), "memory".into()),
-        ],
+        "persistence" => {
+            // The log every write goes to: the standalone node's, or the shard's replica.
+            let group = shared
+                .standalone
+                .clone()
+                .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
+            let stopped = group.as_ref().and_then(|g| g.role().fatal);
+            let fsync = group.as_ref().map_or("always", |g| g.fsync().name());
+            vec![
+                ("loading".into(), "0".into()),
+                ("aof_enabled".into(), "1".into()),
+                (
+                    "aof_last_write_status".into(),
+                    if stopped.is_some() { "err" } else { "ok" }.into(),
+                ),
+                ("shardai_appendfsync".into(), fsync.into()),
+                (
+                    "rdb_changes_since_last_save".into(),
+                    store.applied_count().to_string(),
+                ),
+                (
+                    "shardai_storage".into(),
+                    format!("raft log in {}", shared.config.dir.display()),
+                ),
+            ]
+        }
         "stats" => vec![
             (
                 "total_connections_received".into(),

@@ -7,6 +7,7 @@ use shardai_protocol::{
     Error, Reply,
     command::{ClientCmd, ConfigCmd, Hello},
 };
+use shardai_raft::log_store::Fsync;
 use tracing::info;
 
 use crate::{
@@ -149,8 +150,17 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
             .into(),
         ),
         ("databases", "1".into()),
-        ("appendonly", "no".into()),
-        ("appendfsync", "everysec".into()),
+        // Every write goes to the log in --dir (see `standalone`), as with Redis's AOF.
+        ("appendonly", "yes".into()),
+        (
+            "appendfsync",
+            shared
+                .standalone
+                .as_ref()
+                .map_or(Fsync::Always, |g| g.fsync())
+                .name()
+                .into(),
+        ),
         ("save", String::new()),
         ("cluster-enabled", "no".into()),
         (
@@ -238,6 +248,29 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                             Err(why) => return fail(&why),
                         }
                     }
+                    "appendfsync" => match Fsync::parse(&text) {
+                        Some(f) if shared.standalone.is_some() => {
+                            let group = shared.standalone.clone();
+                            apply.push(Box::new(move || {
+                                if let Some(g) = group {
+                                    g.set_fsync(f);
+                                    info!(appendfsync = f.name(), "CONFIG SET appendfsync");
+                                }
+                            }))
+                        }
+                        Some(Fsync::Always) => {}
+                        Some(_) => {
+                            return fail(
+                                "a cluster node fsyncs every write before it acknowledges it; \
+                                 only always is possible",
+                            );
+                        }
+                        None => {
+                            return fail(
+                                "argument(s) must be one of the following: always, everysec, no",
+                            );
+                        }
+                    },
                     "maxmemory-policy" => {
                         if !text.eq_ignore_ascii_case("noeviction") {
                             return fail(

@@ -15,6 +15,8 @@
 //! clients share one fsync. Vote, truncate and purge wait for the queue to drain before their
 //! own fsync, so no write becomes durable before an earlier one. After an fsync error every
 //! later request fails: the node stops acknowledging instead of acknowledging unsynced data.
+//! A group of one member may relax this ([`Fsync::EverySec`], [`Fsync::No`], Redis's
+//! `appendfsync`): appends are then acknowledged once written and fsync'd later.
 //!
 //! Segments are allocated ahead of the writes (`PREALLOC_BYTES` at a time, `fallocate`), so
 //! an fsync of an append rarely has to commit a new file size or new blocks: on ext4 that
@@ -58,11 +60,11 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-pub use self::sync::{sync_dir, write_atomic};
+pub use self::sync::{Fsync, sync_dir, write_atomic};
 use self::{
     meta::Meta,
     segment::{Seg, crc_record, create_seg, read_entry, seg_name},
-    sync::SyncReq,
+    sync::{SyncFlags, SyncReq},
 };
 use crate::types::TypeConfig;
 
@@ -108,8 +110,8 @@ struct Inner {
     dir: PathBuf,
     st: Mutex<State>,
     sync: Mutex<mpsc::Sender<SyncReq>>,
-    /// Test hook: makes every later fsync fail, as a full or failing disk does.
-    fail_syncs: Arc<std::sync::atomic::AtomicBool>,
+    /// The sync thread's policy and test hook.
+    flags: Arc<SyncFlags>,
     /// The commit hint file, kept open.
     committed_file: Mutex<Option<File>>,
 }
@@ -151,8 +153,20 @@ impl LogStore {
     #[doc(hidden)]
     pub fn fail_syncs_for_tests(&self) {
         self.inner
-            .fail_syncs
+            .flags
+            .fail
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sets when an append counts as durable (see [`Fsync`]); takes effect from the next
+    /// batch of appends.
+    pub fn set_fsync(&self, policy: Fsync) {
+        self.inner.flags.set_policy(policy);
+    }
+
+    /// The current fsync policy.
+    pub fn fsync(&self) -> Fsync {
+        self.inner.flags.policy()
     }
 
     /// Number of entries held (for tests and INFO).

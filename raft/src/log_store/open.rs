@@ -32,7 +32,7 @@ use super::{
         HEADER, SEGMENT_HEADER, Seg, create_seg, decode_entry, parse_record, segment_format,
         write_header,
     },
-    sync::{sync_dir, sync_loop},
+    sync::{SyncFlags, sync_dir, sync_loop},
 };
 
 impl LogStore {
@@ -233,17 +233,17 @@ impl LogStore {
         );
         let (tx, rx) = mpsc::channel();
         let sync_dir_path = dir.to_path_buf();
-        let fail_syncs = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let fail = fail_syncs.clone();
+        let flags = Arc::new(SyncFlags::default());
+        let thread_flags = flags.clone();
         std::thread::Builder::new()
             .name("shardai-fsync".into())
-            .spawn(move || sync_loop(rx, &sync_dir_path, &fail))?;
+            .spawn(move || sync_loop(rx, &sync_dir_path, &thread_flags))?;
         Ok(LogStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 st: Mutex::new(st),
                 sync: Mutex::new(tx),
-                fail_syncs,
+                flags,
                 committed_file: Mutex::new(None),
             }),
         })

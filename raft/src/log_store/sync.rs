@@ -1,7 +1,7 @@
 //! The group-commit thread: drains queued flushes, fsyncs each touched file once per batch
 //! and completes the batch's callbacks in order; barriers (vote, truncate, purge, a segment
-//! roll) wait for everything queued before them. Also the durable-write helpers
-//! ([`write_atomic`], [`sync_dir`]).
+//! roll) wait for everything queued before them. Also the fsync policy ([`Fsync`], Redis's
+//! `appendfsync`) and the durable-write helpers ([`write_atomic`], [`sync_dir`]).
 //!
 //! Owns no log state: it is handed files and bytes. After an fsync error it fails every
 //! later request (a failed fsync may have dropped dirty pages, so no later one proves
@@ -11,7 +11,12 @@ use std::{
     fs::{self, File},
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
 };
 
 use openraft::storage::IOFlushed;
@@ -29,6 +34,78 @@ pub(super) enum SyncReq {
     },
 }
 
+/// When an appended entry counts as durable (Redis's `appendfsync`).
+///
+/// A Raft group of several members must use [`Fsync::Always`]: a member that acknowledged
+/// an entry it then lost in a crash could help elect a leader without it. The others are
+/// for a group of one, where the only loss is this node's own recent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// Fsync'd before it is acknowledged: nothing acknowledged is lost, even by a power
+    /// failure.
+    #[default]
+    Always,
+    /// Written to the file (the kernel's cache) before it is acknowledged and fsync'd within
+    /// a second: a crash of the process loses nothing; a power failure or kernel crash loses
+    /// at most the last second or so.
+    EverySec,
+    /// Written to the file before it is acknowledged, fsync'd only when a segment is
+    /// closed: a crash of the process loses nothing; a power failure loses what the kernel
+    /// had not written back yet (on Linux, up to about 30 seconds).
+    No,
+}
+
+impl Fsync {
+    /// Redis's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+
+    /// Parses Redis's name (any case).
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::EverySec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+
+    fn from_u8(v: u8) -> Fsync {
+        match v {
+            1 => Fsync::EverySec,
+            2 => Fsync::No,
+            _ => Fsync::Always,
+        }
+    }
+}
+
+/// Settings the sync thread reads on every batch.
+#[derive(Debug, Default)]
+pub(super) struct SyncFlags {
+    /// Test hook: makes every later fsync fail, as a full or failing disk does.
+    pub fail: AtomicBool,
+    /// The [`Fsync`] policy, as `Fsync as u8`.
+    pub policy: AtomicU8,
+}
+
+impl SyncFlags {
+    pub(super) fn policy(&self) -> Fsync {
+        Fsync::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn set_policy(&self, p: Fsync) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+    }
+}
+
+/// How often [`Fsync::EverySec`] fsyncs.
+const EVERY_SEC: Duration = Duration::from_secs(1);
+
 /// Fsyncs a directory, so that a created, renamed or removed name is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -44,20 +121,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-/// The group-commit loop: one fsync per touched file per batch, callbacks in order.
-pub(super) fn sync_loop(
-    rx: mpsc::Receiver<SyncReq>,
-    dir: &Path,
-    fail: &std::sync::atomic::AtomicBool,
-) {
+/// The group-commit loop: one fsync per touched file per batch, callbacks in order. Under
+/// a lazy policy ([`Fsync::EverySec`], [`Fsync::No`]) appends are acknowledged once
+/// written and their files fsync'd later (every second, or at the next barrier).
+pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFlags) {
     let sync = |f: &File| {
-        if fail.load(std::sync::atomic::Ordering::SeqCst) {
+        if flags.fail.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
         }
         f.sync_data()
     };
     let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
+    // Files written since their last fsync, their appends already acknowledged.
+    let mut lazy: Vec<Arc<File>> = Vec::new();
+    let mut last_lazy_sync = Instant::now();
+    let fail_with = |e: &io::Error, failed: &mut Option<String>| {
+        error!(error = %e, "fsync of the Raft log failed: this node stops acknowledging \
+               writes");
+        failed.get_or_insert_with(|| e.to_string());
+    };
+    loop {
+        let first = if lazy.is_empty() {
+            match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            let wait = EVERY_SEC.saturating_sub(last_lazy_sync.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(r) => r,
+                Err(timeout) => {
+                    // Every second (everysec), or at exit: fsync what was acknowledged.
+                    let exiting = timeout == mpsc::RecvTimeoutError::Disconnected;
+                    if exiting || flags.policy() == Fsync::EverySec {
+                        if failed.is_none()
+                            && let Err(e) = lazy.iter().try_for_each(|f| sync(f))
+                        {
+                            fail_with(&e, &mut failed);
+                        }
+                        lazy.clear();
+                    }
+                    last_lazy_sync = Instant::now();
+                    if exiting {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
@@ -65,20 +176,16 @@ pub(super) fn sync_loop(
                 break;
             }
         }
+        let policy = flags.policy();
         let mut dirty: Vec<Arc<File>> = Vec::new();
         let mut waiting: Vec<IOFlushed<C>> = Vec::new();
         let flush = |dirty: &mut Vec<Arc<File>>,
                      waiting: &mut Vec<IOFlushed<C>>,
                      failed: &mut Option<String>| {
-            if failed.is_none() {
-                for f in dirty.iter() {
-                    if let Err(e) = sync(f) {
-                        error!(error = %e, "fsync of the Raft log failed: this node stops \
-                               acknowledging writes");
-                        *failed = Some(e.to_string());
-                        break;
-                    }
-                }
+            if failed.is_none()
+                && let Err(e) = dirty.iter().try_for_each(|f| sync(f))
+            {
+                fail_with(&e, failed);
             }
             dirty.clear();
             for cb in waiting.drain(..) {
@@ -90,6 +197,15 @@ pub(super) fn sync_loop(
         };
         for req in batch {
             match req {
+                SyncReq::Flush(f, cb) if policy != Fsync::Always => {
+                    if !lazy.iter().any(|d| Arc::ptr_eq(d, &f)) {
+                        lazy.push(f);
+                    }
+                    cb.io_completed(match &failed {
+                        None => Ok(()),
+                        Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
+                    });
+                }
                 SyncReq::Flush(f, cb) => {
                     if !dirty.iter().any(|d| Arc::ptr_eq(d, &f)) {
                         dirty.push(f);
@@ -97,6 +213,10 @@ pub(super) fn sync_loop(
                     waiting.push(cb);
                 }
                 SyncReq::Barrier { files, meta, done } => {
+                    // Everything before a barrier is durable once it completes, whatever the
+                    // policy.
+                    dirty.append(&mut lazy);
+                    last_lazy_sync = Instant::now();
                     flush(&mut dirty, &mut waiting, &mut failed);
                     let r = match &failed {
                         Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
@@ -120,5 +240,14 @@ pub(super) fn sync_loop(
             }
         }
         flush(&mut dirty, &mut waiting, &mut failed);
+        if policy == Fsync::EverySec && last_lazy_sync.elapsed() >= EVERY_SEC && !lazy.is_empty() {
+            if failed.is_none()
+                && let Err(e) = lazy.iter().try_for_each(|f| sync(f))
+            {
+                fail_with(&e, &mut failed);
+            }
+            lazy.clear();
+            last_lazy_sync = Instant::now();
+        }
     }
 }

@@ -180,6 +180,72 @@ async fn after_a_failed_fsync_nothing_more_is_acknowledged() {
     assert!(rx.await.unwrap().is_err());
 }
 
+/// Appends `index` and says whether it was acknowledged.
+async fn try_append(ls: &mut LogStore, index: u64) -> bool {
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append(vec![blank_ent::<C>(1, 1, index)], IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    rx.await.unwrap().is_ok()
+}
+
+#[tokio::test]
+async fn everysec_acknowledges_before_its_fsync_and_stops_after_a_failed_one() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    ls.set_fsync(Fsync::EverySec);
+    assert_eq!(ls.fsync(), Fsync::EverySec);
+    append(&mut ls, 0..3, 1).await;
+    // The disk fails: the next append is still acknowledged (its fsync comes later) ...
+    ls.fail_syncs_for_tests();
+    assert!(try_append(&mut ls, 3).await);
+    // ... and within about a second the background fsync fails, after which nothing is.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut i = 4;
+    while try_append(&mut ls, i).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed fsync went unnoticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        i += 1;
+    }
+    // Every acknowledged entry was written to the file: a crash of the process loses none.
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len() as u64, i + 1);
+}
+
+#[tokio::test]
+async fn no_fsync_acknowledges_without_fsyncing_and_a_barrier_still_syncs() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    ls.set_fsync(Fsync::No);
+    append(&mut ls, 0..3, 1).await;
+    ls.fail_syncs_for_tests();
+    // Appends never wait for an fsync, so a failing disk goes unnoticed by them ...
+    for i in 3..6 {
+        assert!(try_append(&mut ls, i).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(try_append(&mut ls, 6).await);
+    // ... until something that must be durable (a vote) fsyncs everything before it.
+    assert!(
+        ls.save_vote(&openraft::impls::Vote::new(2, 1))
+            .await
+            .is_err()
+    );
+    assert!(!try_append(&mut ls, 7).await);
+    // Back to always: an append is acknowledged only after its own fsync.
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    ls.set_fsync(Fsync::No);
+    append(&mut ls, 0..2, 1).await;
+    ls.set_fsync(Fsync::Always);
+    ls.fail_syncs_for_tests();
+    assert!(!try_append(&mut ls, 2).await);
+}
+
 #[tokio::test]
 async fn a_committed_hint_past_a_torn_tail_is_clamped_to_the_log() {
     let d = tempfile::tempdir().unwrap();
