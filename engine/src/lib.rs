@@ -14,6 +14,7 @@
 //! - [`queue`]: per-device run queues whose threads execute models, batched by that policy;
 //!   `calls` tracks their backend calls for MODEL_EXECUTION_TIMEOUT.
 //! - [`stats`]: AI.INFO run statistics per key.
+//! - `fuzz`: the entry point of the tensor decoding fuzz target (`fuzz/`).
 //!
 //! The engine opens no sockets and knows nothing of Raft or of which node serves a slot: hash
 //! slots appear only as the [`Store`]'s stripes and its per-slot key scans.
@@ -22,6 +23,8 @@ pub mod backend;
 pub mod batching;
 mod calls;
 pub mod dag;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod glob;
 pub mod model;
 pub mod mutation;

@@ -12,11 +12,15 @@
 //! - [`network`]: the cluster bus (`frame`, `server`, `client`, `pool`, `security`, `tls`,
 //!   `stream`).
 //! - [`dump`]: DUMP / RESTORE payloads.
+//! - `fuzz`: entry points of the fuzz targets (`fuzz/`) for every format read from disk or
+//!   the bus.
 //! - `version`: the format versions of everything above that is stored or sent, and the
 //!   rules for changing them (variants only appended; a changed field is a new version).
 //! - `golden` (tests): golden-bytes fixtures of every version, in `raft/tests/golden/`.
 
 pub mod dump;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod group;
 pub mod log_store;
 pub mod network;

@@ -41,6 +41,8 @@ mod open;
 mod segment;
 mod sync;
 
+pub(crate) use self::open::fuzz_segment;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     fs::{self, File, OpenOptions},

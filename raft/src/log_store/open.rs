@@ -92,34 +92,7 @@ impl LogStore {
         for (first, path) in names {
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
             let bytes = fs::read(&path)?;
-            // A version this build does not read refuses the start (nothing is cut).
-            let (_, start) = segment_format(&bytes, &path)?;
-            let mut off = start;
-            let mut locs = Vec::new();
-            while off < bytes.len() {
-                let Some((payload, next)) = parse_record(&bytes, off) else {
-                    break;
-                };
-                // A record whose checksum holds was written whole: if it does not decode, it
-                // is not a torn write (another version's format, or a bug) and nothing here
-                // may be cut or removed because of it.
-                let entry = decode_entry(payload).map_err(|e| {
-                    other(format!(
-                        "log {} holds an intact record at byte {off} that does not decode \
-                         ({e}): was it written by another version of shardai? Refusing to start",
-                        path.display()
-                    ))
-                })?;
-                locs.push(Loc {
-                    seg: first,
-                    off: off as u64,
-                    len: (next - off) as u32,
-                    log_id: entry.log_id,
-                });
-                off = next;
-            }
-            // Where the records stop short of zeros: a torn write, or damage.
-            let tail = (!bytes[off..].iter().all(|b| *b == 0)).then(|| tail_at(&bytes, off));
+            let (off, tail, locs) = scan_segment(&bytes, &path, first)?;
             scanned.push((
                 first,
                 path,
@@ -248,6 +221,61 @@ impl LogStore {
             }),
         })
     }
+}
+
+/// Reads a segment's records (the file at `path`, whose first entry is `first`): where they
+/// stop, what follows them (None: zeros, the allocated space) and where each one lies.
+pub(super) fn scan_segment(
+    bytes: &[u8],
+    path: &Path,
+    first: u64,
+) -> io::Result<(usize, Option<Tail>, Vec<Loc>)> {
+    // A version this build does not read refuses the start (nothing is cut).
+    let (_, start) = segment_format(bytes, path)?;
+    let mut off = start;
+    let mut locs = Vec::new();
+    while off < bytes.len() {
+        let Some((payload, next)) = parse_record(bytes, off) else {
+            break;
+        };
+        // A record whose checksum holds was written whole: if it does not decode, it is not
+        // a torn write (another version's format, or a bug) and nothing here may be cut or
+        // removed because of it.
+        let entry = decode_entry(payload).map_err(|e| {
+            other(format!(
+                "log {} holds an intact record at byte {off} that does not decode ({e}): was \
+                 it written by another version of shardai? Refusing to start",
+                path.display()
+            ))
+        })?;
+        locs.push(Loc {
+            seg: first,
+            off: off as u64,
+            len: (next - off) as u32,
+            log_id: entry.log_id,
+        });
+        off = next;
+    }
+    // Where the records stop short of zeros: a torn write, or damage.
+    let tail = (!bytes[off..].iter().all(|b| *b == 0)).then(|| tail_at(bytes, off));
+    Ok((off, tail, locs))
+}
+
+/// Fuzz entry point: `data` read as a segment file, as is and after this build's header.
+pub(crate) fn fuzz_segment(data: &[u8]) {
+    let check = |bytes: &[u8]| {
+        if let Ok((off, _, locs)) = scan_segment(bytes, Path::new("fuzz.seg"), 0) {
+            assert!(off <= bytes.len());
+            assert!(
+                locs.windows(2)
+                    .all(|w| w[0].off + w[0].len as u64 == w[1].off)
+            );
+        }
+    };
+    check(data);
+    let mut b = super::segment::segment_header().to_vec();
+    b.extend_from_slice(data);
+    check(&b);
 }
 
 /// What a record that does not read back at the end of a segment is.

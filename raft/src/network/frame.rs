@@ -267,9 +267,58 @@ pub(crate) async fn read_body<T: for<'de> Deserialize<'de>>(
     if len > max {
         return Err(io::Error::other(format!("frame of {len} bytes refused")));
     }
-    let mut b = vec![0u8; len];
-    r.read_exact(&mut b).await?;
+    // Grown as bytes arrive: a length the peer only claims must not allocate up front.
+    let mut b = Vec::with_capacity(len.min(READ_AHEAD));
+    r.take(len as u64).read_to_end(&mut b).await?;
+    if b.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the connection closed inside a frame",
+        ));
+    }
     bincode::deserialize(&b).map_err(io::Error::other)
+}
+
+/// Most of a frame's declared length allocated before its bytes arrive.
+const READ_AHEAD: usize = 64 << 20;
+
+/// Fuzz entry point: `data` read as a bus server reads a connection (its opening, then
+/// frames of every message type: handshakes, requests, replies).
+pub(crate) fn fuzz_frames(data: &[u8]) {
+    use std::{future::Future, pin::pin, task::Context};
+    // A slice never makes a read wait: one poll runs each read to its end.
+    fn now<T>(f: impl Future<Output = io::Result<T>>) -> Option<T> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match pin!(f).poll(&mut cx) {
+            std::task::Poll::Ready(r) => r.ok(),
+            std::task::Poll::Pending => None,
+        }
+    }
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let mut r = data;
+    if pick & 1 == 0 {
+        match now(read_opening(&mut r)) {
+            Some(Opening::Legacy(len)) => {
+                let _ = now(read_body::<BusRequest>(&mut r, len, MAX_HELLO));
+            }
+            Some(Opening::Versioned(v)) => {
+                let _ = agree(v, 1);
+            }
+            None => return,
+        }
+    }
+    loop {
+        let more = match (pick >> 1) & 3 {
+            0 => now(read_frame::<BusRequest>(&mut r)).is_some(),
+            1 => now(read_frame::<BusReply>(&mut r)).is_some(),
+            _ => now(read_frame::<Handshake>(&mut r)).is_some(),
+        };
+        if !more {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
