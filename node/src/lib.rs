@@ -8,6 +8,7 @@
 //! - [`admin`]: `shardai cluster create|add-node|del-node`, the operator's commands.
 //! - [`cert`]: `shardai cert`, certificates for the cluster bus's mutual TLS.
 //! - [`server`]: the listener, connection limit, background tasks and shutdown.
+//! - [`recover`]: restarts the node once its disk takes writes again after a failed one.
 //! - [`standalone`]: the default node's data: a Raft group of one member in `--dir`.
 //! - [`conn`]: one connection's read–route–dispatch–write loop.
 //! - [`client`]: one connection's state (RESP version, READONLY, ASKING, client info), which
@@ -30,6 +31,7 @@ pub mod conn;
 pub mod dispatch;
 pub mod memory;
 pub mod output_limit;
+pub mod recover;
 pub mod resp;
 pub mod server;
 pub mod standalone;

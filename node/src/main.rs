@@ -160,6 +160,7 @@ async fn run(config: Config) -> Result<(), String> {
         let shared = Shared::with_engine(config.clone(), engine, group.clone(), None, acl);
         Arc::new(shared.with_standalone(group))
     };
+    tokio::spawn(shardai_node::recover::watch(shared.clone()));
     let mut server = Server::new(listener, shared);
     if let Some((l, acceptor)) = tls {
         server = server.with_tls(l, acceptor);

@@ -525,6 +525,13 @@ impl ShardGroup {
                  read the key to find out"
                     .into(),
             ),
+            RaftError::Fatal(f) => {
+                let why = self.role().fatal.unwrap_or_else(|| f.to_string());
+                Error::Unavailable(format!(
+                    "this node takes no writes: its log could not be written ({why}); it \
+                     restarts once its data folder takes writes again"
+                ))
+            }
             e => api(e),
         }
     }

@@ -150,3 +150,51 @@ def test_a_data_folder_belongs_to_one_mode(tmp_path):
     err = start_fails("--dir", str(tmp_path / "d"), "--cluster-enabled", "yes",
                       "--cluster-secret", "x" * 32, "--appendfsync", "everysec")
     assert "--appendfsync everysec is for a single node" in err, err
+
+
+def test_a_full_disk_stops_writes_and_the_node_recovers_when_space_returns(tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs: run it as root (CI does)")
+    mnt = str(tmp_path / "small")
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", mnt], check=True)
+    s = None
+    try:
+        s = Server("--appendfsync", "always", dir=mnt)
+        pid = s.proc.pid
+        r = s.client()
+        acked, refused = [], None
+        for i in range(80):
+            try:
+                r.execute_command("AI.TENSORSET", f"t{i}", "INT8", 1 << 20, "BLOB", bytes([i]) * (1 << 20))
+                acked.append(i)
+            except redis.ResponseError as e:
+                refused = str(e)
+                break
+        assert refused is not None and acked, "the 40 MiB disk never filled up"
+        assert refused.startswith("this node takes no writes: its log could not be written"), refused
+        # Writes are refused, reads go on, and INFO says why.
+        assert r.info("persistence")["aof_last_write_status"] == "err"
+        assert r.execute_command("AI.TENSORGET", f"t{acked[-1]}", "BLOB") == bytes([acked[-1]]) * (1 << 20)
+        with pytest.raises(redis.ResponseError):
+            r.set("k", "v")
+        # Space returns: the node restarts itself in place and takes writes again.
+        subprocess.run(["mount", "-o", "remount,size=400m", mnt], check=True)
+        end = time.time() + 30
+        while True:
+            try:
+                if redis.Redis(port=s.port, socket_timeout=5).set("k", "v"):
+                    break
+            except redis.RedisError:
+                pass
+            assert time.time() < end, "the node did not recover"
+            time.sleep(0.2)
+        assert s.proc.poll() is None and s.proc.pid == pid
+        r = s.client()
+        assert r.info("persistence")["aof_last_write_status"] == "ok"
+        for i in acked:
+            assert r.execute_command("AI.TENSORGET", f"t{i}", "BLOB") == bytes([i]) * (1 << 20), i
+    finally:
+        if s:
+            s.kill()
+        subprocess.run(["umount", "-l", mnt])

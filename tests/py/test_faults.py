@@ -7,7 +7,7 @@ cuts nothing (torn writes, which are cut, are tested on the log files in raft/sr
 a follower that cannot load a replicated model's backend keeps the model, answers its runs
 with the load error (also after a restart) and loads it once the backend can be found; a
 leader whose disk fills up (a 40 MiB tmpfs) stops and leads nothing while the shard goes on,
-and after space returns a restart brings it back in step."""
+and once space returns it restarts itself and comes back in step."""
 import os
 import shutil
 import signal
@@ -221,12 +221,18 @@ def test_a_leader_whose_disk_fills_up_stops_and_the_shard_goes_on(shard, tmp_pat
         r = shard.leader().client()
         for i in acked[::10]:
             assert r.execute_command("AI.TENSORGET", f"t{i}", "BLOB") == bytes([i]) * (1 << 20)
-        # Space returns (a larger file system) and a restart brings it back in step.
-        victim.kill()
+        # Space returns (a larger file system): the node sees it, restarts itself in place
+        # (same PID) and comes back in step.
+        pid = victim.proc.pid
         subprocess.run(["mount", "-o", "remount,size=400m", mnt], check=True)
-        victim.start()
+        end = time.time() + 30
+        while "restarting to recover" not in victim.log_text():
+            assert time.time() < end, victim.log_text()[-3000:]
+            time.sleep(0.2)
         assert r.execute_command("AI.TENSORSET", "after", "FLOAT", 1, "VALUES", 1) == b"OK"
         shard.wait_caught_up(victim)
+        assert victim.alive() and victim.proc.pid == pid
+        assert victim.replication()["raft_status"] == "ok"
     finally:
         victim.kill()
         subprocess.run(["umount", "-l", mnt])

@@ -29,8 +29,8 @@ use super::{
     meta::{Meta, read_framed},
     other,
     segment::{
-        HEADER, SEGMENT_HEADER, Seg, create_seg, decode_entry, parse_record, segment_format,
-        write_header,
+        HEADER, SEGMENT_HEADER, Seg, create_seg, decode_entry, drop_cache, parse_record,
+        segment_format, write_header,
     },
     sync::{SyncFlags, sync_dir, sync_loop},
 };
@@ -91,6 +91,7 @@ impl LogStore {
         let mut scanned = Vec::with_capacity(names.len());
         for (first, path) in names {
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            drop_cache(&file);
             let bytes = fs::read(&path)?;
             let (off, tail, locs) = scan_segment(&bytes, &path, first)?;
             scanned.push((

@@ -139,6 +139,19 @@ pub(super) fn allocate(file: &File, from: u64, to: u64) -> io::Result<bool> {
     }
 }
 
+/// Asks the kernel to drop its clean cached pages of `file`, so that what is read next comes
+/// from the disk. After a failed fsync the kernel may keep pages that never reached the disk,
+/// marked clean: read from the cache they would pass for durable entries. Dirty pages (written
+/// and not yet synced: a crash of the process, not of the disk) are kept and read as they are.
+#[allow(unsafe_code)]
+pub(super) fn drop_cache(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `posix_fadvise` takes no pointer, so no memory of ours can be touched; the
+    // descriptor belongs to `file`, borrowed (so open) for the whole call; offset and length
+    // 0 mean the whole file. It is advice: a failure changes nothing, so its result is unused.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
 pub(super) fn crc_record(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
