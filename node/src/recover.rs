@@ -21,8 +21,18 @@ use crate::state::Shared;
 /// How often a stopped group's disk is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 
-/// Bytes the probe writes: more than a few blocks, so that a nearly full disk does not pass.
-const PROBE_BYTES: usize = 4 << 20;
+/// Counts the restarts this process made to recover (kept across the exec in the
+/// environment): each one waits twice as long as the one before before it tries the disk,
+/// so that a failing disk that takes the probe but fails the log again does not restart the
+/// node every few seconds.
+const RESTARTS_VAR: &str = "SHARDAI_RECOVERY_RESTARTS";
+
+/// How long a recovered node must run for its next failure to count as a first one.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+/// Bytes the probe writes: twice what the log allocates at a time (8 MiB), so that a disk
+/// with room for the probe has room for the log to go on.
+const PROBE_BYTES: usize = 16 << 20;
 
 /// The node's Raft groups (the standalone node's one, or a cluster node's data and metadata
 /// groups).
@@ -52,11 +62,21 @@ fn writable(dir: &Path) -> bool {
 /// again, restarts the process. Runs until the process ends.
 pub async fn watch(shared: Arc<Shared>) {
     let dir: PathBuf = shared.config.dir.clone();
+    let restarts: u32 = std::env::var(RESTARTS_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut reported = false;
     loop {
         tokio::time::sleep(RETRY_EVERY).await;
         let Some(why) = groups(&shared).iter().find_map(|g| g.role().fatal) else {
             continue;
+        };
+        // A failure long after the last recovery starts the count again.
+        let restarts = if shared.started.elapsed() > FORGET_AFTER {
+            0
+        } else {
+            restarts
         };
         if !reported {
             error!(
@@ -65,6 +85,8 @@ pub async fn watch(shared: Arc<Shared>) {
                  nothing until its data folder takes writes again; it then restarts to recover"
             );
             reported = true;
+            let patience = RETRY_EVERY * 2u32.pow(restarts.min(8));
+            tokio::time::sleep(patience.saturating_sub(RETRY_EVERY)).await;
         }
         let probe = dir.clone();
         if !tokio::task::spawn_blocking(move || writable(&probe))
@@ -77,12 +99,12 @@ pub async fn watch(shared: Arc<Shared>) {
             dir = %dir.display(),
             "the data folder takes writes again: restarting to recover from the Raft log"
         );
-        restart();
+        restart(restarts + 1);
     }
 }
 
 /// Replaces this process with a fresh run of its own binary, same arguments and environment.
-fn restart() {
+fn restart(count: u32) {
     use std::os::unix::process::CommandExt;
     // /proc/self/exe is this very binary even if its file was since replaced.
     let mut args = std::env::args_os();
@@ -90,7 +112,7 @@ fn restart() {
     if let Some(name) = args.next() {
         cmd.arg0(name);
     }
-    let e = cmd.args(args).exec();
+    let e = cmd.args(args).env(RESTARTS_VAR, count.to_string()).exec();
     error!(error = %e, "cannot restart shardai; restart it by hand");
     info!("exiting");
     std::process::exit(1);

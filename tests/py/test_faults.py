@@ -233,6 +233,8 @@ def test_a_leader_whose_disk_fills_up_stops_and_the_shard_goes_on(shard, tmp_pat
         shard.wait_caught_up(victim)
         assert victim.alive() and victim.proc.pid == pid
         assert victim.replication()["raft_status"] == "ok"
+        # While stopped it did not flood its log with the live leader's every heartbeat.
+        assert victim.log_text().count("failed to send RaftMsg") < 20
     finally:
         victim.kill()
         subprocess.run(["umount", "-l", mnt])

@@ -11,6 +11,7 @@
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
+use openraft::async_runtime::WatchReceiver;
 use openraft::{
     alias::VoteOf,
     raft::{AppendEntriesRequest, SnapshotResponse},
@@ -199,6 +200,22 @@ async fn serve_conn(
     write_frame(&mut w, &BusReply::Welcome).await?;
     loop {
         let req: BusRequest = read_frame(&mut r).await?;
+        // A group stopped on a storage error answers nothing more: each call into it would
+        // only log openraft's "failed to send" error (many a second, with a live leader).
+        let stopped = (t.raft.metrics().borrow_watched().running_state.as_ref())
+            .err()
+            .map(|e| e.to_string());
+        if let Some(e) = stopped {
+            let why = format!("node {}'s Raft group has stopped: {e}", t.me);
+            let resp = match req {
+                BusRequest::Append(_) => BusReply::Append(Err(why)),
+                BusRequest::Vote(_) => BusReply::Vote(Err(why)),
+                BusRequest::Propose(_) => BusReply::Propose(Err(why)),
+                _ => return Ok(()),
+            };
+            write_frame(&mut w, &resp).await?;
+            continue;
+        }
         let resp = match req {
             BusRequest::Append(a) => {
                 BusReply::Append(t.raft.append_entries(a).await.map_err(|e| e.to_string()))
