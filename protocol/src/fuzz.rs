@@ -10,6 +10,25 @@ use crate::{
     table,
 };
 
+/// Runs every input kept for `target` in `fuzz/corpus/` (and any crash input saved in
+/// `fuzz/artifacts/`) through `f`: the corpus replay tests of each crate with fuzz targets.
+/// Panics when there is none.
+pub fn replay(target: &str, f: fn(&[u8])) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["corpus", "artifacts"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.expect("corpus entry").path();
+            f(&std::fs::read(&path).expect("corpus file"));
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no corpus for {target}");
+}
+
 /// Small limits, so that inputs explore the limit checks rather than allocate.
 const MAX_BULK: usize = 1 << 16;
 const MAX_REQUEST: usize = 1 << 20;

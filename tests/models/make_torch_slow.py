@@ -7,7 +7,8 @@ Like make_torch_two_outputs.py, it rewrites the TorchScript source inside the ar
 make_torch_models traced for `a * b`; libtorch compiles that source when it loads the module.
 """
 import sys
-import zipfile
+
+from make_torch_two_outputs import rewrite
 
 SOURCE = """class Mul(Module):
   __parameters__ = []
@@ -23,15 +24,7 @@ SOURCE = """class Mul(Module):
 
 
 def main():
-    src, dst = sys.argv[1], sys.argv[2]
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            if info.filename.endswith(".debug_pkl"):
-                continue
-            data = zin.read(info.filename)
-            if info.filename.endswith("code/__torch__.py"):
-                data = SOURCE.encode()
-            zout.writestr(info.filename, data)
+    rewrite(sys.argv[1], sys.argv[2], SOURCE)
 
 
 if __name__ == "__main__":

@@ -22,16 +22,21 @@ SOURCE = """class Mul(Module):
 """
 
 
-def main():
-    src, dst = sys.argv[1], sys.argv[2]
+def rewrite(src, dst, source):
+    """Copies the TorchScript archive `src` to `dst` with `source` as its module's code (and
+    without the debug map, which would no longer match it)."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
         for info in zin.infolist():
             if info.filename.endswith(".debug_pkl"):
                 continue
             data = zin.read(info.filename)
             if info.filename.endswith("code/__torch__.py"):
-                data = SOURCE.encode()
+                data = source.encode()
             zout.writestr(info.filename, data)
+
+
+def main():
+    rewrite(sys.argv[1], sys.argv[2], SOURCE)
 
 
 if __name__ == "__main__":
