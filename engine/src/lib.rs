@@ -4,7 +4,7 @@
 //! - [`tensor`]: [`Tensor`] (dtype, shape, shared little-endian bytes) and its validation.
 //! - [`store`]: [`Store`], the striped keyspace with SCAN, KEYS and expiry-aware reads.
 //! - [`mutation`]: [`Mutation`], every write as a value, and how the store applies it.
-//! - [`propose`]: the [`Proposer`] seam and the single-node [`LocalApplier`].
+//! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
 //! - [`glob`]: Redis glob patterns.
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its four implementations, each behind its cargo

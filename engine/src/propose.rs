@@ -1,10 +1,10 @@
 //! The write-path seam: `Proposer::propose(Mutation)` resolves once the mutation is applied.
 //!
 //! Command code holds an `Arc<dyn Proposer>` and never touches the `Store` for writes, and it
-//! is the same in both modes: standalone, the node's proposer is [`LocalApplier`], which
-//! applies each mutation at once; in cluster mode it proposes through the shard's Raft group
-//! (`shardai-raft`'s `ShardGroup`, also a `Proposer`), whose future resolves after the entry
-//! is committed on a majority and applied.
+//! is the same in both modes: the node proposes through a Raft group (`shardai-raft`'s
+//! `ShardGroup`, a `Proposer`), of one member on a standalone node and of the shard's replicas
+//! in cluster mode, whose future resolves after the entry is committed and applied.
+//! [`LocalApplier`] applies each mutation at once and keeps nothing: it serves unit tests.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 

@@ -159,8 +159,9 @@ pub struct Config {
     /// reply (nothing acknowledged is lost, even by a power failure); `everysec`, written to
     /// the log before the reply and fsync'd within a second (a crash or kill of shardai loses
     /// nothing; a power failure or kernel crash, up to about the last second); `no`, fsync'd
-    /// only when a log segment closes (a power failure loses what the kernel had not written
-    /// back yet, on Linux up to about 30 seconds). Also `CONFIG SET appendfsync`. A cluster
+    /// only when a log segment closes, a snapshot drops the log before it or shardai stops (a
+    /// power failure loses what the kernel had not written back yet, on Linux up to about 30
+    /// seconds). Also `CONFIG SET appendfsync`. A cluster
     /// node always fsyncs (Raft's safety needs it): with --cluster-enabled yes only `always`
     /// is accepted. [default: everysec; always with --cluster-enabled yes]
     #[arg(long, env = "SHARDAI_APPENDFSYNC", value_parser = parse_fsync)]
@@ -218,8 +219,9 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_MAX_ENTRY_SIZE", default_value = "512mb", value_parser = parse_entry_size)]
     pub max_entry_size: usize,
 
-    /// How long a replicated write waits for a majority of its shard to store it, ms; after
-    /// that it answers an error saying its outcome is unknown (it may still commit).
+    /// How long a write waits to commit (stored by a majority of its shard, or by the node's
+    /// own log), ms; after that it answers an error saying its outcome is unknown (it may
+    /// still commit).
     #[arg(long, env = "SHARDAI_RAFT_COMMIT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub raft_commit_timeout_ms: u64,
 

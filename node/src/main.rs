@@ -93,6 +93,8 @@ async fn run(config: Config) -> Result<(), String> {
         ));
     }
     let local = ports.join(" and ");
+    // Held until the process ends (or restarts itself in place).
+    let _lock = shardai_raft::log_store::lock_dir(&config.dir).map_err(|e| e.to_string())?;
     let store = Arc::new(Store::new());
     let acl = Arc::new(Acl::new(
         config.requirepass.as_ref().map(|p| p.expose().to_string()),
@@ -165,7 +167,14 @@ async fn run(config: Config) -> Result<(), String> {
     if let Some((l, acceptor)) = tls {
         server = server.with_tls(l, acceptor);
     }
+    let standalone = server.standalone();
     server.run(shutdown_signal()).await;
+    // What a relaxed appendfsync acknowledged is made durable before the process ends.
+    if let Some(group) = standalone
+        && let Err(e) = group.sync_log().await
+    {
+        error!(error = %e, "the last fsync of the data log failed");
+    }
     info!("shardai stopped");
     Ok(())
 }

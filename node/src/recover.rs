@@ -69,7 +69,7 @@ pub async fn watch(shared: Arc<Shared>) {
     let mut reported = false;
     loop {
         tokio::time::sleep(RETRY_EVERY).await;
-        let Some(why) = groups(&shared).iter().find_map(|g| g.role().fatal) else {
+        let Some(why) = groups(&shared).iter().find_map(|g| g.storage_failure()) else {
             continue;
         };
         // A failure long after the last recovery starts the count again.

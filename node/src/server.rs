@@ -86,6 +86,11 @@ impl Server {
         None
     }
 
+    /// The default node's data log, if this is one.
+    pub fn standalone(&self) -> Option<Arc<shardai_raft::ShardGroup>> {
+        self.shared.standalone.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -21,8 +21,8 @@ pub const FOLDER: &str = "standalone";
 /// This node's id in its group of one.
 const ME: u64 = 1;
 
-/// How long the start may take to elect itself and apply its log.
-const READY_WITHIN: Duration = Duration::from_secs(120);
+/// How long the start may go without electing itself or applying an entry.
+const STALLED_AFTER: Duration = Duration::from_secs(120);
 
 /// Why a cluster node cannot start from `dir`: it holds a standalone node's data.
 pub fn holds_standalone_data(dir: &Path) -> Option<String> {
@@ -100,9 +100,11 @@ pub async fn start(
 }
 
 /// Waits until the group leads and has applied its whole log (what it held before the
-/// restart included).
+/// restart included). Gives up only when nothing moves for [`STALLED_AFTER`]: replaying a
+/// large log (models are loaded again) may take long.
 async fn wait_ready(group: &ShardGroup) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    let mut deadline = tokio::time::Instant::now() + STALLED_AFTER;
+    let mut applied = group.role().applied;
     loop {
         let mut changes = group.changes();
         let role = group.role();
@@ -112,11 +114,14 @@ async fn wait_ready(group: &ShardGroup) -> Result<(), String> {
         if group.is_leader() && role.applied >= role.last_log {
             return Ok(());
         }
+        if role.applied > applied {
+            applied = role.applied;
+            deadline = tokio::time::Instant::now() + STALLED_AFTER;
+        }
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(
-                "the data log did not become ready within {} s (state {:?}, {} of {} entries \
-                 applied)",
-                READY_WITHIN.as_secs(),
+                "the data log made no progress for {} s (state {:?}, {} of {} entries applied)",
+                STALLED_AFTER.as_secs(),
                 role.state,
                 role.applied,
                 role.last_log

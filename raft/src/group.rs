@@ -337,6 +337,22 @@ impl ShardGroup {
         self.log.fsync()
     }
 
+    /// Fsyncs everything this replica appended so far (a clean shutdown under a relaxed
+    /// fsync policy).
+    pub async fn sync_log(&self) -> Result<(), String> {
+        self.log.sync_all().await.map_err(|e| e.to_string())
+    }
+
+    /// Why this replica's log takes no more writes, if it does not: Raft stopped on a storage
+    /// error, or a background fsync failed before any write noticed.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.role().fatal.or_else(|| {
+            self.log
+                .failed()
+                .then(|| "an fsync of the Raft log failed".to_string())
+        })
+    }
+
     /// What the bus server needs to hand messages to this group.
     pub fn target(&self, snap_dir: PathBuf) -> Target {
         Target {
@@ -525,7 +541,14 @@ impl ShardGroup {
                  read the key to find out"
                     .into(),
             ),
-            RaftError::Fatal(f) => {
+            // Raft stopped on a storage error (the write itself may only see `Stopped`).
+            RaftError::Fatal(f)
+                if matches!(f, Fatal::StorageError(_))
+                    || matches!(
+                        self.raft.metrics().borrow_watched().running_state,
+                        Err(Fatal::StorageError(_))
+                    ) =>
+            {
                 let why = self.role().fatal.unwrap_or_else(|| f.to_string());
                 Error::Unavailable(format!(
                     "this node takes no writes: its log could not be written ({why}); it \
@@ -558,16 +581,20 @@ impl ShardGroup {
                         // Appended, maybe replicated, not committed: it may still commit
                         // later (and is then applied from the log).
                         self.pending.take(seq);
+                        // A group of one has no majority to wait for: only its own disk.
+                        let why = if self.role().members.len() > 1 {
+                            "a majority of the shard's nodes did not acknowledge it"
+                        } else {
+                            "the log did not store it in time"
+                        };
                         warn!(
                             group = %self.group,
                             timeout_ms = self.limits.commit_timeout.as_millis() as u64,
-                            "a write did not commit in time (no majority of the group \
-                             acknowledged it)"
+                            "a write did not commit in time ({why})"
                         );
                         return Err(Error::Unavailable(format!(
-                            "the write did not commit within {} ms (a majority of the shard's \
-                             nodes did not acknowledge it): its outcome is unknown; read the \
-                             key to find out",
+                            "the write did not commit within {} ms ({why}): its outcome is \
+                             unknown; read the key to find out",
                             self.limits.commit_timeout.as_millis()
                         )));
                     }

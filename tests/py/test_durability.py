@@ -2,7 +2,8 @@
 by several clients at once, is there after kill -9 and a restart, under each appendfsync
 choice (always, everysec, no), also once the log has been cut down to a snapshot; a model is
 loaded again and runs; TTLs and deletions hold. CONFIG SET/GET appendfsync and INFO
-persistence report the policy; a data folder belongs to one mode (standalone or cluster)."""
+persistence report the policy; a data folder belongs to one mode (standalone or cluster) and
+one process; a full disk stops writes until space returns, when the node recovers by itself."""
 import os
 import pathlib
 import shutil
@@ -69,6 +70,7 @@ def test_every_acknowledged_write_survives_kill_9(mode):
             t.join()
         total = sum(len(a) for a in acked)
         assert total > 300, "too few writes to cover a snapshot"
+        assert os.listdir(os.path.join(s.dir, "standalone", "snapshots")), "no snapshot was taken"
 
         s = Server(dir=s.dir)
         r = s.client()
@@ -135,6 +137,9 @@ def test_a_data_folder_belongs_to_one_mode(tmp_path):
     assert "belongs to a cluster node" in err and "--cluster-enabled yes" in err
     s = Server()
     s.client().set("k", "v")
+    # Two processes never share a data folder.
+    err = start_fails("--dir", s.dir)
+    assert "another shardai process is using the data folder" in err, err
     s.stop()
     try:
         err = start_fails("--dir", s.dir, "--cluster-enabled", "yes", "--cluster-secret", "x" * 32,

@@ -142,7 +142,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 .standalone
                 .clone()
                 .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
-            let stopped = group.as_ref().and_then(|g| g.role().fatal);
+            let stopped = group.as_ref().and_then(|g| g.storage_failure());
             let fsync = group.as_ref().map_or("always", |g| g.fsync().name());
             vec![
                 ("loading".into(), "0".into()),

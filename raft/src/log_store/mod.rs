@@ -62,11 +62,14 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-pub use self::sync::{Fsync, sync_dir, write_atomic};
 use self::{
     meta::Meta,
     segment::{Seg, crc_record, create_seg, read_entry, seg_name},
     sync::{SyncFlags, SyncReq},
+};
+pub use self::{
+    segment::lock_dir,
+    sync::{Fsync, sync_dir, write_atomic},
 };
 use crate::types::TypeConfig;
 
@@ -164,6 +167,19 @@ impl LogStore {
     /// batch of appends.
     pub fn set_fsync(&self, policy: Fsync) {
         self.inner.flags.set_policy(policy);
+    }
+
+    /// Fsyncs everything appended so far (a clean shutdown under a relaxed policy).
+    pub async fn sync_all(&self) -> io::Result<()> {
+        self.barrier(Vec::new(), None).await
+    }
+
+    /// True once a write or fsync of the log failed (nothing more is acknowledged).
+    pub fn failed(&self) -> bool {
+        self.inner
+            .flags
+            .failed
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The current fsync policy.

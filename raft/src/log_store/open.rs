@@ -138,7 +138,8 @@ impl LogStore {
                     file = %path.display(),
                     offset = off,
                     "torn record at the end of the Raft log (a crash during a write): cutting \
-                     it off; those entries were never acknowledged by this node"
+                     it off; they never reached the disk (never acknowledged, unless \
+                     appendfsync is everysec or no and the machine lost power)"
                 );
                 // Cut, then allocate again: the tail must read as zeros.
                 file.set_len(off)?;
@@ -189,8 +190,8 @@ impl LogStore {
             warn!(
                 committed = c.index,
                 last = last.index,
-                "the committed index is ahead of this node's log (torn tail); the missing \
-                 entries will be fetched from the leader"
+                "the committed index is ahead of this node's log (torn tail); in a cluster \
+                 the missing entries come back from the leader"
             );
             st.committed = Some(last);
         }

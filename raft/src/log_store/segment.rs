@@ -152,6 +152,35 @@ pub(super) fn drop_cache(file: &File) {
     let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
+/// Takes an exclusive lock on `<dir>/LOCK` (created if missing), held while the returned file
+/// is open: two processes writing one log would corrupt it. The descriptor is closed on exec,
+/// so a process that restarts itself in place takes the lock again.
+#[allow(unsafe_code)]
+pub fn lock_dir(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // SAFETY: `flock` takes no pointer, so no memory of ours can be touched; the descriptor
+    // belongs to `file`, borrowed (so open) for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            io::Error::other(format!(
+                "another shardai process is using the data folder {} (its LOCK file is \
+                 locked): give each node its own --dir",
+                dir.display()
+            ))
+        } else {
+            io::Error::other(format!("cannot lock {}: {e}", path.display()))
+        });
+    }
+    Ok(file)
+}
+
 pub(super) fn crc_record(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());

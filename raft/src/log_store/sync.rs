@@ -49,9 +49,10 @@ pub enum Fsync {
     /// a second: a crash of the process loses nothing; a power failure or kernel crash loses
     /// at most the last second or so.
     EverySec,
-    /// Written to the file before it is acknowledged, fsync'd only when a segment is
-    /// closed: a crash of the process loses nothing; a power failure loses what the kernel
-    /// had not written back yet (on Linux, up to about 30 seconds).
+    /// Written to the file before it is acknowledged, fsync'd only by what must be durable
+    /// anyway (a segment closing, a vote, a snapshot's purge, shutdown): a crash of the
+    /// process loses nothing; a power failure loses what the kernel had not written back yet
+    /// (on Linux, up to about 30 seconds).
     No,
 }
 
@@ -91,6 +92,9 @@ pub(super) struct SyncFlags {
     pub fail: AtomicBool,
     /// The [`Fsync`] policy, as `Fsync as u8`.
     pub policy: AtomicU8,
+    /// Set once a write or fsync failed: nothing is acknowledged any more (under everysec
+    /// this can happen between writes, before any append sees it).
+    pub failed: AtomicBool,
 }
 
 impl SyncFlags {
@@ -136,6 +140,7 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
     let mut lazy: Vec<Arc<File>> = Vec::new();
     let mut last_lazy_sync = Instant::now();
     let fail_with = |e: &io::Error, failed: &mut Option<String>| {
+        flags.failed.store(true, Ordering::SeqCst);
         error!(error = %e, "fsync of the Raft log failed: this node stops acknowledging \
                writes");
         failed.get_or_insert_with(|| e.to_string());
@@ -153,7 +158,8 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
                 Err(timeout) => {
                     // Every second (everysec), or at exit: fsync what was acknowledged.
                     let exiting = timeout == mpsc::RecvTimeoutError::Disconnected;
-                    if exiting || flags.policy() == Fsync::EverySec {
+                    // Also after a switch to always: what was acknowledged before it.
+                    if exiting || flags.policy() != Fsync::No {
                         if failed.is_none()
                             && let Err(e) = lazy.iter().try_for_each(|f| sync(f))
                         {
@@ -233,6 +239,7 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
                     if let Err(e) = &r {
                         error!(error = %e, "writing the Raft log failed: this node stops \
                                acknowledging writes");
+                        flags.failed.store(true, Ordering::SeqCst);
                         failed.get_or_insert_with(|| e.to_string());
                     }
                     let _ = done.send(r);
