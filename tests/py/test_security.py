@@ -260,9 +260,10 @@ def test_protected_mode():
     try:
         def start(*extra):
             port = free_port()
+            # Each server its own data folder: one process per folder.
             p = subprocess.Popen([binary(), "--port", str(port), "--bind", "0.0.0.0", "--dir",
-                                  folder, *extra], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+                                  os.path.join(folder, str(port)), *extra],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(p)
             end = time.time() + 10
             while time.time() < end:
