@@ -345,8 +345,13 @@ impl ShardGroup {
 
     /// Why this replica's log takes no more writes, if it does not: Raft stopped on a storage
     /// error, or a background fsync failed before any write noticed.
+    /// Other stops (shutdown, a panic) are not storage failures: a restart would not help.
     pub fn storage_failure(&self) -> Option<String> {
-        self.role().fatal.or_else(|| {
+        let stopped = match &self.raft.metrics().borrow_watched().running_state {
+            Err(f @ Fatal::StorageError(_)) => Some(f.to_string()),
+            _ => None,
+        };
+        stopped.or_else(|| {
             self.log
                 .failed()
                 .then(|| "an fsync of the Raft log failed".to_string())
@@ -484,7 +489,13 @@ impl ShardGroup {
     pub async fn read_gate(&self, slot: u16) -> Result<(), Error> {
         let deadline = Instant::now() + self.patience;
         loop {
-            match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+            // One attempt may wait on heartbeats to paused followers: bound it too.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = self.raft.ensure_linearizable(ReadPolicy::LeaseRead);
+            let Ok(res) = tokio::time::timeout(left, attempt).await else {
+                return Err(Error::ClusterDown("The cluster is down".into()));
+            };
+            match res {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                     if let Some(e) = self.redirect(&f, Some(slot)) {

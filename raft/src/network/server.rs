@@ -211,6 +211,11 @@ async fn serve_conn(
                 BusRequest::Append(_) => BusReply::Append(Err(why)),
                 BusRequest::Vote(_) => BusReply::Vote(Err(why)),
                 BusRequest::Propose(_) => BusReply::Propose(Err(why)),
+                BusRequest::StreamBegin => {
+                    // The leader's stream reader reports the reason; the connection ends.
+                    write_frame(&mut w, &BusReply::Stream(Err(why))).await?;
+                    return Ok(());
+                }
                 _ => return Ok(()),
             };
             write_frame(&mut w, &resp).await?;
