@@ -212,6 +212,20 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 400)]
     pub raft_election_timeout_ms: u64,
 
+    /// How a shard's leader makes sure it still leads before it serves a read: `read-index`
+    /// (a heartbeat round to a majority per read, shared by the reads that arrive together;
+    /// correct whatever the nodes' clocks do) or `lease` (served locally while a majority
+    /// acknowledged the leader within the last --raft-lease-clock-drift-th of twice the
+    /// election timeout; faster, but a read may be stale if one node's clock runs faster
+    /// than another's by more than that factor)
+    #[arg(long, env = "SHARDAI_RAFT_READ_POLICY", default_value = "read-index", value_parser = ["read-index", "lease"])]
+    pub raft_read_policy: String,
+
+    /// With --raft-read-policy lease: the largest ratio of two nodes' clock rates the lease
+    /// stays correct under (the lease is twice the election timeout divided by it). At least 1
+    #[arg(long, env = "SHARDAI_RAFT_LEASE_CLOCK_DRIFT", default_value_t = 2.0, value_parser = parse_drift)]
+    pub raft_lease_clock_drift: f64,
+
     /// The largest replicated write: one log entry (a tensor, a model, a DAG's PERSISTed
     /// tensors together) may hold at most this many bytes (units as maxmemory; at most 1gb,
     /// so that an entry always fits the cluster bus's frames). A larger write is refused
@@ -344,6 +358,15 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
 }
 
 /// Parses `--max-entry-size`: a size of at least 1kb and at most 1gb.
+fn parse_drift(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d.is_finite() && d >= 1.0 => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a clock-rate ratio of at least 1 (for example 2)"
+        )),
+    }
+}
+
 fn parse_entry_size(s: &str) -> Result<usize, String> {
     let n = parse_size(s)?;
     let max = shardai_raft::MAX_ENTRY_BYTES as usize;
@@ -480,6 +503,21 @@ impl Config {
         shardai_raft::WriteLimits {
             max_entry_bytes: self.max_entry_size as u64,
             commit_timeout: std::time::Duration::from_millis(self.raft_commit_timeout_ms),
+        }
+    }
+
+    /// The read check of this node's shard groups (--raft-read-policy).
+    pub fn read_check(&self) -> shardai_raft::ReadCheck {
+        match self.raft_read_policy.as_str() {
+            "lease" => {
+                // openraft's followers refuse votes for the election timeout's maximum
+                // (twice --raft-election-timeout-ms) after they last heard the leader.
+                let max = 2.0 * self.raft_election_timeout_ms as f64;
+                shardai_raft::ReadCheck::Lease(std::time::Duration::from_secs_f64(
+                    max / self.raft_lease_clock_drift / 1000.0,
+                ))
+            }
+            _ => shardai_raft::ReadCheck::ReadIndex,
         }
     }
 

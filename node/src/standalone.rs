@@ -65,6 +65,8 @@ pub async fn start(
             bus: BusSecurity::open(),
             limits: config.write_limits(),
             fsync,
+            // No other member can ever lead: a lease is as safe as a read index here.
+            reads: shardai_raft::ReadCheck::Lease(std::time::Duration::from_millis(200)),
         },
         store.clone(),
         backends,

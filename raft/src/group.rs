@@ -2,11 +2,12 @@
 //! (the `Proposer` that replaces the local applier), the read gate, membership changes and
 //! the role/progress numbers that ROLE and INFO replication print.
 //!
-//! Reads on the leader use openraft's lease read: the leader serves a read locally while a
-//! quorum acknowledged it within the lease (the election timeout), so no other node can
-//! have been elected meanwhile, assuming clock rates do not drift apart by more than the
-//! margin between the lease and the election timeout. ReadIndex (a quorum round trip per
-//! read) would not need that assumption; the lease is the cheaper and usual choice.
+//! Reads on the leader pass the read check ([`ReadCheck`]): by default a read index (the
+//! leader confirms with a quorum, by a heartbeat round sent after the read arrived, that it
+//! still leads), which holds whatever the nodes' clocks do. A lease read instead serves
+//! locally while a quorum acknowledged the leader recently; it assumes the clocks' rates
+//! differ by at most a stated bound, and breaks when they differ more (a leader whose clock
+//! runs slow keeps serving after the others elected a new leader).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -20,7 +21,7 @@ use std::{
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{
-    ChangeMembers, Config, ServerState, SnapshotPolicy,
+    ChangeMembers, Config, LinearizerOption, ServerState, SnapshotPolicy,
     error::{ClientWriteError, Fatal, ForwardToLeader, LinearizableReadError, RaftError},
     raft::ReadPolicy,
 };
@@ -59,6 +60,34 @@ pub struct GroupConfig {
     pub limits: WriteLimits,
     /// When an append counts as durable: [`Fsync::Always`] unless the group has one member.
     pub fsync: Fsync,
+    /// How a leader makes sure it still leads before it serves a read.
+    pub reads: ReadCheck,
+}
+
+/// How a leader makes sure it still leads before it serves a read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadCheck {
+    /// A quorum acknowledges a heartbeat sent after the read arrived (a round trip to the
+    /// nearest majority per read, shared by the reads waiting at once). Safe under any
+    /// clock behaviour.
+    ReadIndex,
+    /// Served while a quorum acknowledged a heartbeat sent at most this long ago. Followers
+    /// refuse to elect anyone for the election timeout's maximum after they last heard from
+    /// the leader; a lease of that maximum divided by the largest ratio of two nodes' clock
+    /// rates ends before anyone else can lead.
+    Lease(Duration),
+}
+
+impl ReadCheck {
+    fn option(self) -> LinearizerOption {
+        match self {
+            ReadCheck::ReadIndex => ReadPolicy::ReadIndex.into(),
+            // Never waits: a stale lease is retried by the read gate.
+            ReadCheck::Lease(age) => {
+                LinearizerOption::new(Some(age), false).with_wait_timeout(Duration::ZERO)
+            }
+        }
+    }
 }
 
 /// Bounds on one write through the group.
@@ -128,6 +157,7 @@ pub struct ShardGroup {
     seq: AtomicU64,
     patience: Duration,
     limits: WriteLimits,
+    reads: ReadCheck,
     batcher: tokio::sync::mpsc::Sender<(Cmd, Reply)>,
     log: LogStore,
 }
@@ -322,6 +352,7 @@ impl ShardGroup {
             batcher,
             patience: Duration::from_millis(cfg.election_ms.1 * 3 + 1000),
             limits: cfg.limits,
+            reads: cfg.reads,
             log: log_for_group,
         }))
     }
@@ -484,14 +515,14 @@ impl ShardGroup {
             .map(|(_, n)| n.client_addr)
     }
 
-    /// Makes a read of `slot` on the leader linearizable (lease read; see the module
-    /// docs). Errors with MOVED when this node is not the leader.
+    /// Makes a read of `slot` on the leader linearizable (the group's [`ReadCheck`]; see the
+    /// module docs). Errors with MOVED when this node is not the leader.
     pub async fn read_gate(&self, slot: u16) -> Result<(), Error> {
         let deadline = Instant::now() + self.patience;
         loop {
             // One attempt may wait on heartbeats to paused followers: bound it too.
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = self.raft.ensure_linearizable(ReadPolicy::LeaseRead);
+            let attempt = self.raft.ensure_linearizable(self.reads.option());
             let Ok(res) = tokio::time::timeout(left, attempt).await else {
                 return Err(Error::ClusterDown("The cluster is down".into()));
             };

@@ -32,6 +32,6 @@ mod version;
 #[cfg(test)]
 mod golden;
 
-pub use group::{GroupConfig, MAX_ENTRY_BYTES, RoleInfo, ShardGroup, WriteLimits};
+pub use group::{GroupConfig, MAX_ENTRY_BYTES, ReadCheck, RoleInfo, ShardGroup, WriteLimits};
 pub use network::{BusSecurity, ShardRaft, Target, TargetSlot, TlsFiles};
 pub use types::{ApplyResult, Cmd, ShardNode, TypeConfig};

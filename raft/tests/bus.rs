@@ -77,6 +77,7 @@ async fn start(sec: BusSecurity) -> (Arc<ShardGroup>, ShardNode, tempfile::TempD
             bus: sec,
             limits: Default::default(),
             fsync: Default::default(),
+            reads: shardai_raft::ReadCheck::ReadIndex,
         },
         Arc::new(Store::new()),
         Arc::new(Backends::new(None)),
