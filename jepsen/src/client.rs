@@ -43,10 +43,17 @@ impl Client {
             return Ok(c.clone());
         }
         let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-        let mut c = tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| format!("connect to {addr} timed out"))?
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        // redis-rs's own timeouts (500 ms by default) off: the harness bounds every call.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        let mut c = tokio::time::timeout(
+            self.timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
         if self.readonly {
             let ok = tokio::time::timeout(
                 self.timeout,

@@ -83,6 +83,13 @@ struct Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shardai-jepsen: cannot watch SIGTERM: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tokio::select! {
         r = sweep(args) => match r {
             Ok(true) => ExitCode::SUCCESS,
@@ -92,12 +99,16 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        _ = tokio::signal::ctrl_c() => {
-            // Dropping the sweep killed the nodes and removed the namespaces and bridge.
-            eprintln!("shardai-jepsen: interrupted; nodes stopped and namespaces removed");
-            ExitCode::from(130)
-        }
+        _ = tokio::signal::ctrl_c() => interrupted(),
+        _ = term.recv() => interrupted(),
     }
+}
+
+/// After Ctrl-C or SIGTERM: leaving `select!` dropped the sweep, which killed the nodes and
+/// removed the namespaces and bridge.
+fn interrupted() -> ExitCode {
+    eprintln!("shardai-jepsen: interrupted; nodes stopped and namespaces removed");
+    ExitCode::from(130)
 }
 
 async fn sweep(args: Args) -> Result<bool> {

@@ -22,7 +22,7 @@ pub(crate) enum Fault {
     PartitionBridge,
     /// Random sides of any sizes.
     PartitionRandom,
-    /// kill -9 of a random minority of the nodes.
+    /// kill -9 of random nodes, fewer than half a shard.
     Kill,
     /// kill -9 of the leader.
     KillLeader,
@@ -122,6 +122,7 @@ pub(crate) async fn apply(
     fault: Fault,
     db: &mut Db,
     net: &Net,
+    shard_size: usize,
     rng: &mut StdRng,
     applied: &mut Applied,
 ) -> Result<String> {
@@ -155,7 +156,8 @@ pub(crate) async fn apply(
             format!("{side:?} | rest")
         }
         Fault::Kill => {
-            let k = rng.gen_range(1..=(n - 1) / 2);
+            // At most a minority of a shard, whichever shards the victims are in.
+            let k = rng.gen_range(1..=((shard_size - 1) / 2).max(1));
             for &i in &order[..k] {
                 db.nodes[i].kill();
                 applied.killed.push(i);
@@ -181,6 +183,12 @@ pub(crate) async fn apply(
             format!("paused n{l}")
         }
         Fault::ClockSkew => {
+            if !std::path::Path::new(crate::db::FAKETIME_LIB).exists() {
+                anyhow::bail!(
+                    "clock-skew needs libfaketime ({}): apt-get install faketime",
+                    crate::db::FAKETIME_LIB
+                );
+            }
             let l = a_leader(db, rng).await;
             let rate = [1.5, 2.0, 3.0][rng.gen_range(0..3)];
             let followers: Vec<usize> = (0..n).filter(|&i| i != l).collect();

@@ -1,8 +1,9 @@
 //! The run's network: one Linux network namespace per node, each with a veth link to a
 //! bridge in the harness's namespace that carries only the run's private /24 (nodes have no
 //! other route, so nothing leaves the namespaces the run made), and partitions made in the
-//! kernel with blackhole routes inside the namespaces (this kernel has neither iptables nor
-//! netem). Everything is removed when the [`Net`] drops, also on a panic.
+//! kernel with blackhole routes inside the namespaces (no packet filter needed: the sender's
+//! routing discards the packets, so new connections fail at once and established ones
+//! stall). Everything is removed when the [`Net`] drops, also on a panic.
 
 use std::process::Command;
 
@@ -88,7 +89,7 @@ impl Net {
         Ok(net)
     }
 
-    /// Drops every packet from node `a` to node `b` (one direction).
+    /// Discards every packet node `a` sends to node `b` (one direction).
     fn drop_to(&self, a: usize, b: usize) -> Result<()> {
         let dst = format!("{}/32", self.hosts[b].ip);
         ip(&["-n", &self.hosts[a].ns, "route", "add", "blackhole", &dst])

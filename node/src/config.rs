@@ -357,7 +357,7 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses `--max-entry-size`: a size of at least 1kb and at most 1gb.
+/// Parses `--raft-lease-clock-drift`: a finite ratio of at least 1.
 fn parse_drift(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(d) if d.is_finite() && d >= 1.0 => Ok(d),
@@ -367,6 +367,7 @@ fn parse_drift(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses `--max-entry-size`: a size of at least 1kb and at most 1gb.
 fn parse_entry_size(s: &str) -> Result<usize, String> {
     let n = parse_size(s)?;
     let max = shardai_raft::MAX_ENTRY_BYTES as usize;
@@ -576,6 +577,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_policy_and_lease() {
+        let parse = |args: &[&str]| Config::try_parse_from([&["shardai"], args].concat());
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.read_check(), shardai_raft::ReadCheck::ReadIndex);
+        // Twice the election timeout over the drift: 2 × 400 ms / 2.
+        let c = parse(&["--raft-read-policy", "lease"]).unwrap();
+        assert_eq!(
+            c.read_check(),
+            shardai_raft::ReadCheck::Lease(std::time::Duration::from_millis(400))
+        );
+        let c = parse(&[
+            "--raft-read-policy",
+            "lease",
+            "--raft-lease-clock-drift",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.read_check(),
+            shardai_raft::ReadCheck::Lease(std::time::Duration::from_millis(200))
+        );
+        assert!(parse(&["--raft-lease-clock-drift", "0.5"]).is_err());
+        assert!(parse(&["--raft-read-policy", "quorum"]).is_err());
+    }
 
     #[test]
     fn sizes() {

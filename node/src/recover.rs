@@ -4,7 +4,8 @@
 //! process. This task waits until the data folder takes a write and an fsync again (space
 //! returned), then restarts the process in place (an exec of its own binary with the same
 //! arguments, keeping its PID) so that it recovers from its log and snapshots exactly as after
-//! a crash, and catches up from its shard's leader.
+//! a crash, and catches up from its shard's leader. A Raft core that stopped for another
+//! reason than a shutdown (a panic) is restarted the same way.
 
 use std::{
     io::Write,
@@ -81,8 +82,9 @@ pub async fn watch(shared: Arc<Shared>) {
         if !reported {
             error!(
                 reason = %why,
-                "the Raft log could not be written: this node acknowledges no write and leads \
-                 nothing until its data folder takes writes again; it then restarts to recover"
+                "a Raft group stopped (its log could not be written, or its core failed): this \
+                 node acknowledges no write and leads nothing until its data folder takes \
+                 writes again; it then restarts to recover"
             );
             reported = true;
             let patience = RETRY_EVERY * 2u32.pow(restarts.min(8));

@@ -82,9 +82,9 @@ impl ReadCheck {
     fn option(self) -> LinearizerOption {
         match self {
             ReadCheck::ReadIndex => ReadPolicy::ReadIndex.into(),
-            // Never waits: a stale lease is retried by the read gate.
+            // Never waits: a stale lease sends heartbeats at once and the read gate retries.
             ReadCheck::Lease(age) => {
-                LinearizerOption::new(Some(age), false).with_wait_timeout(Duration::ZERO)
+                LinearizerOption::new(Some(age), true).with_wait_timeout(Duration::ZERO)
             }
         }
     }
@@ -376,11 +376,12 @@ impl ShardGroup {
 
     /// Why this replica's log takes no more writes, if it does not: Raft stopped on a storage
     /// error, or a background fsync failed before any write noticed.
-    /// Other stops (shutdown, a panic) are not storage failures: a restart would not help.
+    /// A panicked Raft core counts too (a restart brings the group back); a shutdown
+    /// does not.
     pub fn storage_failure(&self) -> Option<String> {
         let stopped = match &self.raft.metrics().borrow_watched().running_state {
-            Err(f @ Fatal::StorageError(_)) => Some(f.to_string()),
-            _ => None,
+            Err(Fatal::Stopped) | Ok(()) => None,
+            Err(f) => Some(f.to_string()),
         };
         stopped.or_else(|| {
             self.log
