@@ -52,6 +52,10 @@ pub(crate) async fn run(
     deck: &mut Vec<Fault>,
 ) -> Result<RunResult> {
     let dir = setup.out.join(format!("run{run}"));
+    // Fresh: nodes must not start from an earlier sweep's folders.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
     std::fs::create_dir_all(&dir)?;
     let net = Net::create(setup.nodes, rand::random::<u32>())?;
     let mut db = Db::start(&setup.bin, &net.hosts, &dir, &setup.server_args)?;
