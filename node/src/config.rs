@@ -218,8 +218,8 @@ pub struct Config {
     /// acknowledged the leader within the last --raft-lease-clock-drift-th of twice the
     /// election timeout; faster, but a read may be stale if one node's clock runs faster
     /// than another's by more than that factor)
-    #[arg(long, env = "SHARDAI_RAFT_READ_POLICY", default_value = "read-index", value_parser = ["read-index", "lease"])]
-    pub raft_read_policy: String,
+    #[arg(long, env = "SHARDAI_RAFT_READ_POLICY", value_enum, default_value_t = ReadPolicy::ReadIndex)]
+    pub raft_read_policy: ReadPolicy,
 
     /// With --raft-read-policy lease: the largest ratio of two nodes' clock rates the lease
     /// stays correct under (the lease is twice the election timeout divided by it). At least 1
@@ -355,6 +355,15 @@ fn parse_chunk_size(s: &str) -> Result<usize, String> {
         n if n >= min => Ok(n),
         _ => Err(format!("the chunk size must be at least {min} bytes")),
     }
+}
+
+/// `--raft-read-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadPolicy {
+    /// A heartbeat round to a majority per read.
+    ReadIndex,
+    /// Served locally while the lease holds.
+    Lease,
 }
 
 /// Parses `--raft-lease-clock-drift`: a finite ratio of at least 1.
@@ -509,8 +518,8 @@ impl Config {
 
     /// The read check of this node's shard groups (--raft-read-policy).
     pub fn read_check(&self) -> shardai_raft::ReadCheck {
-        match self.raft_read_policy.as_str() {
-            "lease" => {
+        match self.raft_read_policy {
+            ReadPolicy::Lease => {
                 // openraft's followers refuse votes for the election timeout's maximum
                 // (twice --raft-election-timeout-ms) after they last heard the leader.
                 let max = 2.0 * self.raft_election_timeout_ms as f64;
@@ -518,7 +527,7 @@ impl Config {
                     max / self.raft_lease_clock_drift / 1000.0,
                 ))
             }
-            _ => shardai_raft::ReadCheck::ReadIndex,
+            ReadPolicy::ReadIndex => shardai_raft::ReadCheck::ReadIndex,
         }
     }
 
