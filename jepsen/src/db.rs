@@ -72,6 +72,9 @@ impl Node {
 /// The nodes of a run.
 pub(crate) struct Db {
     pub(crate) nodes: Vec<Node>,
+    /// Nodes per shard: shard `s` is nodes `s * shard_size ..` (as `cluster create` groups
+    /// them).
+    pub(crate) shard_size: usize,
     bin: PathBuf,
     args: Vec<String>,
 }
@@ -93,6 +96,7 @@ impl Db {
         args.extend(extra.iter().cloned());
         let mut db = Db {
             nodes: Vec::new(),
+            shard_size: hosts.len(),
             bin: bin.to_path_buf(),
             args,
         };
@@ -178,20 +182,51 @@ impl Db {
     }
 
     /// Forms the cluster: shards of `replicas + 1` nodes.
-    pub(crate) fn create(&self, replicas: usize) -> Result<()> {
-        let out = Command::new(&self.bin)
-            .arg("cluster")
-            .arg("create")
-            .args(self.nodes.iter().map(Node::addr))
-            .args(["--replicas", &replicas.to_string()])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "shardai cluster create failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+    pub(crate) async fn create(&mut self, replicas: usize) -> Result<()> {
+        let mut args = vec!["create".to_string()];
+        args.extend(self.nodes.iter().map(Node::addr));
+        args.extend(["--replicas".into(), replicas.to_string()]);
+        self.cluster(args).await?;
+        self.shard_size = replicas + 1;
+        Ok(())
+    }
+
+    /// Runs `shardai cluster ARGS...`.
+    pub(crate) async fn cluster(&self, args: Vec<String>) -> Result<String> {
+        self.cli().run(args).await
+    }
+
+    /// The operator's command line, to run apart from the [`Db`].
+    pub(crate) fn cli(&self) -> Cli {
+        Cli {
+            bin: self.bin.clone(),
         }
+    }
+
+    /// The nodes of node `i`'s shard.
+    pub(crate) fn shard_of(&self, i: usize) -> std::ops::Range<usize> {
+        let s = i / self.shard_size;
+        s * self.shard_size..(s + 1) * self.shard_size
+    }
+
+    /// Node `i`'s cluster id (CLUSTER MYID).
+    pub(crate) async fn node_id(&self, i: usize) -> Result<String> {
+        let mut c = Client::new(Duration::from_secs(2), false);
+        match c
+            .call(&self.nodes[i].addr(), redis::cmd("CLUSTER").arg("MYID"))
+            .await
+        {
+            Reply::Value(Value::BulkString(b), _) => Ok(String::from_utf8_lossy(&b).into()),
+            other => bail!("CLUSTER MYID of n{i}: {other:?}"),
+        }
+    }
+
+    /// Kills node `i` and empties its folder (it forgets everything).
+    pub(crate) fn wipe(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].kill();
+        let dir = &self.nodes[i].dir;
+        std::fs::remove_dir_all(dir)?;
+        std::fs::create_dir_all(dir)?;
         Ok(())
     }
 
@@ -236,6 +271,37 @@ impl Db {
             }
         }
         out
+    }
+}
+
+/// `shardai cluster`, the operator's command line.
+pub(crate) struct Cli {
+    bin: PathBuf,
+}
+
+impl Cli {
+    /// Runs `shardai cluster ARGS...` (off the workers' threads); its output, or its
+    /// output as the error when it fails.
+    pub(crate) async fn run(&self, args: Vec<String>) -> Result<String> {
+        let bin = self.bin.clone();
+        let what = format!("shardai cluster {}", args.join(" "));
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .arg("cluster")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+        })
+        .await??;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!("{what} failed: {}", text.trim());
+        }
+        Ok(text)
     }
 }
 

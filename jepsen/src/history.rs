@@ -13,6 +13,9 @@ pub(crate) enum Kind {
     Read,
     /// A unique add of the set workload (AI.TENSORSET of a key of its own).
     Add,
+    /// An execution of the ONNX model (AI.MODELEXECUTE, or AI.DAGEXECUTE with PERSIST)
+    /// whose output is `key`; `value` is the index of its input.
+    Model,
 }
 
 /// How an operation ended, as Jepsen names it.

@@ -36,10 +36,17 @@ pub(crate) enum Fault {
     /// theirs, elect a new leader that takes writes. The lease read's stated assumption is
     /// a bounded clock-rate difference: this is that assumption broken on purpose.
     ClockSkew,
+    /// A follower removed from the cluster (`shardai cluster del-node`), killed and its
+    /// folder emptied; at the heal it starts empty and joins again (`add-node`), catching
+    /// up from the others.
+    Membership,
+    /// Slots moved, with their keys, from one shard to another (`shardai cluster
+    /// reshard`) while the workers go on; needs two shards or more.
+    Reshard,
 }
 
 impl Fault {
-    pub(crate) const ALL: [Fault; 9] = [
+    pub(crate) const ALL: [Fault; 11] = [
         Fault::PartitionLeader,
         Fault::PartitionHalves,
         Fault::PartitionBridge,
@@ -49,6 +56,8 @@ impl Fault {
         Fault::Pause,
         Fault::PauseLeader,
         Fault::ClockSkew,
+        Fault::Membership,
+        Fault::Reshard,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -62,11 +71,14 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::PauseLeader => "pause-leader",
             Fault::ClockSkew => "clock-skew",
+            Fault::Membership => "membership",
+            Fault::Reshard => "reshard",
         }
     }
 
     /// The faults a `--nemesis` word names: `all`, `none`, a family (`partition`, `kill`,
-    /// `pause`, `clock`) or one fault.
+    /// `pause`, `clock`) or one fault. `all` has `reshard` only for `shards` of two or
+    /// more; naming it for one shard is an error.
     pub(crate) fn parse_list(s: &str) -> Result<Vec<Fault>, String> {
         let mut out = Vec::new();
         for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -80,7 +92,7 @@ impl Fault {
             if out.len() == before && w != "none" {
                 let names: Vec<_> = Fault::ALL.iter().map(|f| f.name()).collect();
                 return Err(format!(
-                    "unknown nemesis {w:?}: use all, none, partition, kill, pause, clock or one of {}",
+                    "unknown nemesis {w:?}: use all, none, partition, kill, pause, clock, membership, reshard or one of {}",
                     names.join(", ")
                 ));
             }
@@ -107,6 +119,13 @@ pub(crate) struct Applied {
     paused: Vec<usize>,
     skewed: Vec<usize>,
     cut: bool,
+    /// Removed from the cluster and emptied: to start and add again.
+    removed: Vec<usize>,
+    /// The node the last membership fault removed (it came back a learner of the metadata
+    /// group: removing it again keeps the metadata group's voters).
+    last_removed: Option<usize>,
+    /// A reshard under way.
+    reshard: Option<tokio::task::JoinHandle<Result<String>>>,
 }
 
 /// Some leader (the first shard's when several lead), or a random node when none does.
@@ -200,13 +219,80 @@ pub(crate) async fn apply(
             applied.cut = true;
             format!("followers' clocks x{rate}, then n{l} alone")
         }
+        Fault::Membership => {
+            let leaders = db.leaders().await;
+            let Some(v) = applied
+                .last_removed
+                .filter(|v| !leaders.contains(v))
+                .or_else(|| order.iter().copied().find(|i| !leaders.contains(i)))
+            else {
+                return Ok("no follower to remove".into());
+            };
+            let id = db.node_id(v).await?;
+            let via = a_member(db, v, &leaders).await;
+            retry(db, vec!["del-node".into(), via, id]).await?;
+            db.wipe(v)?;
+            applied.removed.push(v);
+            applied.last_removed = Some(v);
+            format!("n{v} removed (del-node), its folder emptied")
+        }
+        Fault::Reshard => {
+            let shards = n / shard_size;
+            if shards < 2 {
+                anyhow::bail!("reshard needs two shards or more (--nodes 6 --replicas 2)");
+            }
+            let from = rng.gen_range(0..shards);
+            let to = (from + rng.gen_range(1..shards)) % shards;
+            let slots = rng.gen_range(500..=2000);
+            let (a, b) = (
+                db.nodes[from * shard_size].addr(),
+                db.nodes[to * shard_size].addr(),
+            );
+            let args = vec![
+                "reshard".to_string(),
+                a.clone(),
+                "--from".into(),
+                a,
+                "--to".into(),
+                b,
+                "--slots".into(),
+                slots.to_string(),
+            ];
+            let cli = db.cli();
+            applied.reshard = Some(tokio::spawn(async move { cli.run(args).await }));
+            format!("{slots} slots from shard {from} to shard {to}")
+        }
     })
 }
 
-/// Restarts `nodes` with the clock rate `rate` (None: real time), a minority of the
-/// cluster at a time, each group caught up before the next goes down.
+/// Another node of `v`'s shard, its leader when one is known.
+async fn a_member(db: &mut Db, v: usize, leaders: &[usize]) -> String {
+    let shard = db.shard_of(v);
+    let i = leaders
+        .iter()
+        .copied()
+        .find(|l| shard.contains(l))
+        .unwrap_or(if shard.start == v { v + 1 } else { shard.start });
+    db.nodes[i].addr()
+}
+
+/// Runs `shardai cluster ARGS...` up to three times, a second apart, until it succeeds.
+async fn retry(db: &Db, args: Vec<String>) -> Result<String> {
+    let mut last = None;
+    for _ in 0..3 {
+        match db.cluster(args.clone()).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(last.expect("tried at least once"))
+}
+
+/// Restarts `nodes` with the clock rate `rate` (None: real time), a minority of a shard at
+/// a time, each group caught up before the next goes down.
 async fn restart_in_turns(db: &mut Db, nodes: &[usize], rate: Option<f64>) -> Result<()> {
-    let group = (db.nodes.len() - 1) / 2;
+    let group = (db.shard_size - 1) / 2;
     for turn in nodes.chunks(group.max(1)) {
         for &i in turn {
             db.nodes[i].clock_rate = rate;
@@ -221,8 +307,15 @@ async fn restart_in_turns(db: &mut Db, nodes: &[usize], rate: Option<f64>) -> Re
     Ok(())
 }
 
-/// Undoes every fault in place.
-pub(crate) async fn heal(db: &mut Db, net: &Net, applied: &mut Applied) -> Result<()> {
+/// Undoes every fault in place; says what the heal found (a reshard's outcome).
+pub(crate) async fn heal(db: &mut Db, net: &Net, applied: &mut Applied) -> Result<String> {
+    let mut found = String::new();
+    if let Some(r) = applied.reshard.take() {
+        found = match r.await? {
+            Ok(out) => out.lines().last().unwrap_or_default().to_string(),
+            Err(e) => format!("reshard failed: {e:#}"),
+        };
+    }
     if applied.cut {
         net.heal()?;
         applied.cut = false;
@@ -234,7 +327,16 @@ pub(crate) async fn heal(db: &mut Db, net: &Net, applied: &mut Applied) -> Resul
         db.spawn(i)?;
     }
     let skewed: Vec<usize> = applied.skewed.drain(..).collect();
-    restart_in_turns(db, &skewed, None).await
+    restart_in_turns(db, &skewed, None).await?;
+    for v in applied.removed.drain(..) {
+        db.spawn(v)?;
+        db.wait_node(v, Duration::from_secs(30)).await?;
+        let leaders = db.leaders().await;
+        let via = a_member(db, v, &leaders).await;
+        let new = db.nodes[v].addr();
+        retry(db, vec!["add-node".into(), new, via]).await?;
+    }
+    Ok(found)
 }
 
 /// How long each fault is held and each heal phase lasts.

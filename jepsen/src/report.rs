@@ -7,6 +7,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::checker::models::ModelResult;
 use crate::checker::set::SetResult;
 use crate::history::{Kind, Op, Outcome};
 use crate::nemesis::{Fault, Window};
@@ -30,6 +31,10 @@ pub(crate) struct RunResult {
     pub(crate) unread: usize,
     /// Follower reads of a value no one wrote to that key.
     pub(crate) follower_phantoms: usize,
+    /// The model executions' outputs on every replica.
+    pub(crate) models: ModelResult,
+    /// Why the outputs could not be read from every replica after the heal.
+    pub(crate) model_read_error: Option<String>,
     /// For each fault: share of operations invoked during it that succeeded.
     pub(crate) availability: Vec<(Fault, f64)>,
     /// Seconds from each heal to the first acknowledged write invoked after it (None: none
@@ -45,6 +50,8 @@ impl RunResult {
             && self.set.phantom.is_empty()
             && self.unread == 0
             && self.follower_phantoms == 0
+            && self.models.passed()
+            && self.model_read_error.is_none()
             && self.recovery.iter().all(|r| r.is_some_and(|s| s <= 10.0))
     }
 
@@ -95,7 +102,8 @@ impl RunResult {
     pub(crate) fn line(&self) -> String {
         format!(
             "run {:>3} seed {:<20} ops {:>6} ok {:>5.1}% unknown {:>4} lost {} phantom {} \
-             violations {} undecided {} follower-phantoms {} max-recovery {}s  {}",
+             violations {} undecided {} follower-phantoms {} model-outputs {}x{} lost/wrong/phantom {}/{}/{}{} \
+             max-recovery {}s  {}",
             self.run,
             self.seed,
             self.ops,
@@ -106,6 +114,15 @@ impl RunResult {
             self.violations.len(),
             self.undecided,
             self.follower_phantoms,
+            self.models.acknowledged,
+            self.models.replicas,
+            self.models.lost.len(),
+            self.models.wrong.len(),
+            self.models.phantom.len(),
+            match &self.model_read_error {
+                Some(e) => format!(" ({e})"),
+                None => String::new(),
+            },
             self.max_recovery(),
             if self.passed() { "PASS" } else { "FAIL" }
         )
@@ -117,9 +134,9 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
     let sum = |f: fn(&RunResult) -> usize| results.iter().map(f).sum::<usize>();
     let mut s = String::new();
     s.push_str(&format!(
-        "| runs | passed | operations | acknowledged | unknown | acknowledged adds | lost | phantom | linearizability violations | undecided keys | keys checked |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n\
-         | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n\n",
+        "| runs | passed | operations | acknowledged | unknown | acknowledged adds | lost | phantom | linearizability violations | undecided keys | keys checked | acknowledged model executions | outputs lost, wrong or phantom on a replica |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
+         | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n\n",
         results.len(),
         results.iter().filter(|r| r.passed()).count(),
         sum(|r| r.ops),
@@ -131,6 +148,8 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
         sum(|r| r.violations.len()),
         sum(|r| r.undecided),
         sum(|r| r.keys),
+        sum(|r| r.models.acknowledged),
+        sum(|r| r.models.lost.len() + r.models.wrong.len() + r.models.phantom.len()),
     ));
     let mut per: BTreeMap<&str, (Vec<f64>, Vec<Option<f64>>)> = BTreeMap::new();
     for r in results {

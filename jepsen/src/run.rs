@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
-use crate::checker::{linear, set};
+use crate::checker::{linear, models as model_check, set};
 use crate::db::Db;
 use crate::history::{self, Kind, Op, Outcome};
+use crate::models;
 use crate::nemesis::{self, Applied, Fault, Window};
 use crate::net::Net;
 use crate::report::RunResult;
@@ -60,7 +61,7 @@ pub(crate) async fn run(
     let net = Net::create(setup.nodes, rand::random::<u32>())?;
     let mut db = Db::start(&setup.bin, &net.hosts, &dir, &setup.server_args)?;
     db.wait_up(Duration::from_secs(30)).await?;
-    db.create(setup.replicas)?;
+    db.create(setup.replicas).await?;
     let shards = setup.nodes / (setup.replicas + 1);
     let end = Instant::now() + Duration::from_secs(30);
     while db.leaders().await.len() < shards {
@@ -70,13 +71,21 @@ pub(crate) async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let addrs: Vec<String> = db.nodes.iter().map(|n| n.addr()).collect();
-    let shared = Arc::new(Shared::new(addrs, 6, OPS_PER_KEY, Duration::from_secs(1)));
+    let expected = models::prepare(&addrs, Duration::from_secs(30)).await?;
+    let shared = Arc::new(Shared::new(
+        addrs.clone(),
+        6,
+        OPS_PER_KEY,
+        Duration::from_secs(1),
+    ));
     let mut roles = vec![Role::Registers; setup.workers];
     roles.extend([
         Role::Adds,
         Role::Adds,
         Role::FollowerReads,
         Role::FollowerReads,
+        Role::Models,
+        Role::Models,
     ]);
     let workers: Vec<_> = roles
         .iter()
@@ -102,10 +111,14 @@ pub(crate) async fn run(
         let detail =
             nemesis::apply(fault, &mut db, &net, shard_size, &mut rng, &mut applied).await?;
         tokio::time::sleep(fault_t).await;
-        nemesis::heal(&mut db, &net, &mut applied).await?;
+        let found = nemesis::heal(&mut db, &net, &mut applied).await?;
         windows.push(Window {
             fault,
-            detail,
+            detail: if found.is_empty() {
+                detail
+            } else {
+                format!("{detail}: {found}")
+            },
             start_us,
             end_us: shared.now_us(),
         });
@@ -125,6 +138,7 @@ pub(crate) async fn run(
         .map(|o| o.key.clone())
         .collect();
     let (found, unread) = workload::final_read(&shared, &added, Duration::from_secs(30)).await;
+    let outputs = models::final_read(&addrs, &ops, Duration::from_secs(30)).await;
     drop(db);
     drop(net);
 
@@ -138,6 +152,10 @@ pub(crate) async fn run(
     // An add the final read could not reach is unread (which fails the run), not lost.
     res.set.lost.retain(|v| !unread.contains(&format!("s{v}")));
     res.unread = unread.len();
+    match &outputs {
+        Ok(seen) => res.models = model_check::check(&ops, &expected, seen),
+        Err(e) => res.model_read_error = Some(format!("{e:#}")),
+    }
     let failing = check_registers(&ops, setup.follower_reads_linearizable, &mut res);
     let title = format!(
         "run {run} (seed {seed}): {}",
@@ -176,6 +194,13 @@ pub(crate) async fn run(
                 res.set.lost, res.set.phantom
             ),
         )?;
+        std::fs::write(
+            dir.join("models.txt"),
+            format!(
+                "lost: {:?}\nwrong: {:?}\nphantom: {:?}\nread error: {:?}\n",
+                res.models.lost, res.models.wrong, res.models.phantom, res.model_read_error
+            ),
+        )?;
     }
     if !setup.keep {
         remove_data(&dir, setup.nodes);
@@ -191,7 +216,10 @@ fn check_registers(
 ) -> Vec<(String, Vec<Op>)> {
     let mut by_key: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
     let mut written: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
-    for o in ops.iter().filter(|o| o.kind != Kind::Add) {
+    for o in ops
+        .iter()
+        .filter(|o| matches!(o.kind, Kind::Write | Kind::Read))
+    {
         if o.kind == Kind::Write && o.outcome != Outcome::Fail {
             written.entry(&o.key).or_default().extend(o.value);
         }

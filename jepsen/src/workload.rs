@@ -1,7 +1,8 @@
 //! The client workers of a run and the history they record: registers (INT64 scalar
 //! tensors written with AI.TENSORSET and read with AI.TENSORGET, a few keys at a time, each
 //! key retired after a bounded number of operations so that its history stays checkable),
-//! unique adds for the set check, and READONLY follower reads.
+//! unique adds for the set check, executions of a model ([`crate::models`]) and READONLY
+//! follower reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -68,6 +69,8 @@ pub(crate) enum Role {
     Adds,
     /// Reads registers on any node with READONLY.
     FollowerReads,
+    /// Executes the model, each time into an output key of its own.
+    Models,
 }
 
 fn tensorset(key: &str, v: i64) -> redis::Cmd {
@@ -150,6 +153,16 @@ pub(crate) async fn run(id: usize, role: Role, shared: Arc<Shared>, seed: u64) {
                 let key = format!("s{v}");
                 let r = client.call(&node, &tensorset(&key, v)).await;
                 (Kind::Add, key, Some(v), r)
+            }
+            Role::Models => {
+                let v = shared.next_value.fetch_add(1, Ordering::Relaxed);
+                let r = crate::models::execute(&mut client, &node, v, rng.gen_bool(0.5)).await;
+                (
+                    Kind::Model,
+                    crate::models::output_key(v),
+                    Some(crate::models::input_of(v)),
+                    r,
+                )
             }
         };
         let complete_us = shared.now_us();

@@ -1,5 +1,7 @@
 //! The checkers of a run's history: per-key linearizability of the registers ([`linear`])
-//! and lost or phantom adds of the set ([`set`]).
+//! lost or phantom adds of the set ([`set`]) and the model executions' outputs on every
+//! replica ([`models`]).
 
 pub(crate) mod linear;
+pub(crate) mod models;
 pub(crate) mod set;

@@ -1,0 +1,287 @@
+//! The model workload: the test suite's small ONNX model (`linear_iris.onnx`, a linear
+//! regression over four features) stored once on the healthy cluster, with the bytes it
+//! gives for each of a few inputs; then executed throughout the faults, half the time as
+//! AI.TENSORSET of an input and AI.MODELEXECUTE, half as one AI.DAGEXECUTE that PERSISTs
+//! its output, each execution with an output key of its own; after the heal, every output
+//! read from every replica of its shard (READONLY, no redirects), once each replica has
+//! applied a write made after all of them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use redis::Value;
+use tokio::task::JoinSet;
+
+use crate::checker::models::Seen;
+use crate::client::{Client, Reply};
+use crate::history::{Kind, Op};
+
+/// The model, from the test suite's models.
+const MODEL: &[u8] = include_bytes!("../../tests/models/redisai/linear_iris.onnx");
+/// Every key of the workload has this hash tag: one slot, one shard.
+const MODEL_KEY: &str = "{m}model";
+/// Iris measurements (sepal and petal length and width, cm).
+const INPUTS: [[f32; 4]; 6] = [
+    [5.0, 3.4, 1.6, 0.4],
+    [6.7, 3.1, 4.4, 1.4],
+    [6.3, 2.8, 5.1, 1.5],
+    [4.9, 3.0, 1.4, 0.2],
+    [7.7, 3.8, 6.7, 2.2],
+    [5.8, 2.7, 4.1, 1.0],
+];
+
+/// The output key of execution `v`.
+pub(crate) fn output_key(v: i64) -> String {
+    format!("{{m}}o.{v}")
+}
+
+/// The index of execution `v`'s input.
+pub(crate) fn input_of(v: i64) -> i64 {
+    v.rem_euclid(INPUTS.len() as i64)
+}
+
+fn tensor_args(c: &mut redis::Cmd, key: &str, x: &[f32; 4]) {
+    c.arg("AI.TENSORSET")
+        .arg(key)
+        .arg("FLOAT")
+        .arg(1)
+        .arg(4)
+        .arg("VALUES");
+    for f in x {
+        c.arg(f.to_string());
+    }
+}
+
+/// A reply's first error inside an array (a DAG's failed step), as the whole reply.
+fn dag_error(r: Reply) -> Reply {
+    if let Reply::Value(Value::Array(items), at) = &r
+        && let Some(Value::ServerError(e)) =
+            items.iter().find(|v| matches!(v, Value::ServerError(_)))
+    {
+        let text = format!("{} {}", e.code(), e.details().unwrap_or_default());
+        return Reply::Error(text, at.clone());
+    }
+    r
+}
+
+/// Stores the model and returns the bytes of its output for each input (AI.TENSORGET ...
+/// BLOB), retrying for up to `within`.
+pub(crate) async fn prepare(addrs: &[String], within: Duration) -> Result<Vec<Vec<u8>>> {
+    let end = Instant::now() + within;
+    let mut client = Client::new(Duration::from_secs(5), false);
+    let mut store = redis::cmd("AI.MODELSTORE");
+    store
+        .arg(MODEL_KEY)
+        .arg("ONNX")
+        .arg("CPU")
+        .arg("BLOB")
+        .arg(MODEL);
+    let mut n = 0;
+    let mut last = String::new();
+    let mut expected = Vec::new();
+    while expected.len() < INPUTS.len() {
+        if Instant::now() > end {
+            bail!("the model workload could not start: {last}");
+        }
+        let node = &addrs[n % addrs.len()];
+        n += 1;
+        if expected.is_empty() {
+            match client.call(node, &store).await {
+                Reply::Value(..) => {}
+                other => {
+                    last = format!("AI.MODELSTORE: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let x = &INPUTS[expected.len()];
+        let mut c = redis::cmd("AI.DAGEXECUTE_RO");
+        c.arg("ROUTING").arg("{m}").arg("|>");
+        tensor_args(&mut c, "x", x);
+        c.arg("|>")
+            .arg("AI.MODELEXECUTE")
+            .arg(MODEL_KEY)
+            .arg("INPUTS")
+            .arg(1)
+            .arg("x")
+            .arg("OUTPUTS")
+            .arg(1)
+            .arg("y")
+            .arg("|>")
+            .arg("AI.TENSORGET")
+            .arg("y")
+            .arg("BLOB");
+        match dag_error(client.call(node, &c).await) {
+            Reply::Value(Value::Array(items), _) => match items.last() {
+                Some(Value::BulkString(b)) => expected.push(b.clone()),
+                other => bail!("the model's output for {x:?} is {other:?}, not a blob"),
+            },
+            other => {
+                last = format!("executing the model: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(expected)
+}
+
+/// Runs execution `v` through `node`: a DAG that persists the output when `dag`, else an
+/// input set and AI.MODELEXECUTE (never sent when the input was not acknowledged).
+pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) -> Reply {
+    let x = &INPUTS[input_of(v) as usize];
+    let out = output_key(v);
+    let mut exec = redis::cmd(if dag {
+        "AI.DAGEXECUTE"
+    } else {
+        "AI.MODELEXECUTE"
+    });
+    let input = if dag {
+        exec.arg("PERSIST").arg(1).arg(&out).arg("|>");
+        tensor_args(&mut exec, "x", x);
+        exec.arg("|>").arg("AI.MODELEXECUTE");
+        "x".to_string()
+    } else {
+        let input = format!("{{m}}i.{v}");
+        let mut set = redis::Cmd::new();
+        tensor_args(&mut set, &input, x);
+        match client.call(node, &set).await {
+            Reply::Value(..) => {}
+            Reply::Error(e, at) => return Reply::NotSent(format!("{at}: input: {e}")),
+            Reply::Unknown(e) | Reply::NotSent(e) => {
+                return Reply::NotSent(format!("input: {e}"));
+            }
+        }
+        input
+    };
+    exec.arg(MODEL_KEY)
+        .arg("INPUTS")
+        .arg(1)
+        .arg(&input)
+        .arg("OUTPUTS")
+        .arg(1)
+        .arg(&out);
+    dag_error(client.call(node, &exec).await)
+}
+
+/// Reads every execution's output from every node of its shard, each node once it has
+/// applied a write made now (so that it has applied every execution before): per output
+/// key, what each replica holds. A node that is not a replica of the key's slot (MOVED)
+/// is left out.
+pub(crate) async fn final_read(
+    addrs: &[String],
+    ops: &[Op],
+    within: Duration,
+) -> Result<BTreeMap<String, Vec<(String, Seen)>>> {
+    let keys: Vec<String> = ops
+        .iter()
+        .filter(|o| o.kind == Kind::Model)
+        .map(|o| o.key.clone())
+        .collect();
+    let end = Instant::now() + within;
+    let barrier = format!("{{m}}barrier.{}", rand::random::<u32>());
+    let mut set = redis::Cmd::new();
+    tensor_args(&mut set, &barrier, &INPUTS[0]);
+    let mut client = Client::new(Duration::from_secs(2), false);
+    let mut n = 0;
+    while !matches!(
+        client.call(&addrs[n % addrs.len()], &set).await,
+        Reply::Value(..)
+    ) {
+        n += 1;
+        if Instant::now() > end {
+            bail!("the final write of the model workload was not acknowledged in {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut seen: BTreeMap<String, Vec<(String, Seen)>> = BTreeMap::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let name = format!("n{i}");
+        let Some(conn) = replica(addr, &barrier, end).await? else {
+            continue;
+        };
+        let mut tasks = JoinSet::new();
+        for chunk in keys.chunks(256) {
+            let mut conn = conn.clone();
+            let chunk = chunk.to_vec();
+            tasks.spawn(async move {
+                let mut out = Vec::new();
+                for k in chunk {
+                    let got = get_blob(&mut conn, &k).await;
+                    out.push((k, got));
+                }
+                out
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            for (k, got) in r? {
+                seen.entry(k)
+                    .or_default()
+                    .push((name.clone(), got.map_err(anyhow::Error::msg)?));
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// A READONLY connection to `addr` once it has applied `barrier`; None when `addr` is not
+/// a replica of the workload's slot.
+async fn replica(
+    addr: &str,
+    barrier: &str,
+    end: Instant,
+) -> Result<Option<redis::aio::MultiplexedConnection>> {
+    let mut last = String::new();
+    while Instant::now() < end {
+        match try_replica(addr, barrier).await {
+            Ok(Some(c)) => return Ok(Some(c)),
+            Ok(None) => return Ok(None),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{addr} did not apply the model workload's final write: {last}")
+}
+
+async fn try_replica(
+    addr: &str,
+    barrier: &str,
+) -> Result<Option<redis::aio::MultiplexedConnection>, String> {
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let mut c = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    redis::cmd("READONLY")
+        .query_async::<Value>(&mut c)
+        .await
+        .map_err(|e| e.to_string())?;
+    match get_blob(&mut c, barrier).await {
+        Ok(Some(_)) => Ok(Some(c)),
+        Ok(None) => Err(format!("{addr} has not applied it yet")),
+        Err(e) if e.starts_with("MOVED") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// AI.TENSORGET key BLOB: the bytes, None for no such key, or the error.
+async fn get_blob(
+    c: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut cmd = redis::cmd("AI.TENSORGET");
+    cmd.arg(key).arg("BLOB");
+    match cmd.query_async::<Value>(c).await {
+        Ok(Value::BulkString(b)) => Ok(Some(b)),
+        Ok(other) => Err(format!("AI.TENSORGET {key} BLOB answered {other:?}")),
+        Err(e) if e.to_string().contains("tensor key is empty") => Ok(None),
+        Err(e) => match (e.code(), e.detail()) {
+            (Some(code), Some(d)) => Err(format!("{code} {d}")),
+            _ => Err(e.to_string()),
+        },
+    }
+}
