@@ -1,12 +1,15 @@
 //! The shardai processes of a run: one per namespace, started with `ip netns exec` (which
 //! execs, so the child's PID is the server's own and every signal reaches it), each with
 //! its own data folder and log file; kill -9, SIGSTOP/SIGCONT and restarts from the same
-//! folder; the cluster formed with `shardai cluster create`. Every process is killed by
-//! its PID when the [`Db`] drops, also on a panic.
+//! folder, or from an emptied one; the operator's `shardai cluster` commands (create,
+//! del-node, add-node, reshard), each bounded by a timeout. Every process is killed by its
+//! PID when the [`Db`] drops, also on a panic, and a `shardai cluster` command when its
+//! call is dropped.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -77,6 +80,8 @@ pub(crate) struct Db {
     pub(crate) shard_size: usize,
     bin: PathBuf,
     args: Vec<String>,
+    /// The run's folder.
+    root: PathBuf,
 }
 
 impl Db {
@@ -99,6 +104,7 @@ impl Db {
             shard_size: hosts.len(),
             bin: bin.to_path_buf(),
             args,
+            root: root.to_path_buf(),
         };
         for (i, h) in hosts.iter().enumerate() {
             let dir = root.join(format!("n{i}"));
@@ -186,20 +192,21 @@ impl Db {
         let mut args = vec!["create".to_string()];
         args.extend(self.nodes.iter().map(Node::addr));
         args.extend(["--replicas".into(), replicas.to_string()]);
-        self.cluster(args).await?;
+        self.cluster(args, Duration::from_secs(60)).await?;
         self.shard_size = replicas + 1;
         Ok(())
     }
 
-    /// Runs `shardai cluster ARGS...`.
-    pub(crate) async fn cluster(&self, args: Vec<String>) -> Result<String> {
-        self.cli().run(args).await
+    /// Runs `shardai cluster ARGS...`, killed after `within`.
+    pub(crate) async fn cluster(&self, args: Vec<String>, within: Duration) -> Result<String> {
+        self.cli().run(args, within).await
     }
 
     /// The operator's command line, to run apart from the [`Db`].
     pub(crate) fn cli(&self) -> Cli {
         Cli {
             bin: self.bin.clone(),
+            dir: self.root.clone(),
         }
     }
 
@@ -277,29 +284,60 @@ impl Db {
 /// `shardai cluster`, the operator's command line.
 pub(crate) struct Cli {
     bin: PathBuf,
+    /// Where its output goes while it runs.
+    dir: PathBuf,
+}
+
+/// A command's process, killed when dropped before it ended (a timeout, an error, Ctrl-C).
+struct Reap(Option<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Cli {
-    /// Runs `shardai cluster ARGS...` (off the workers' threads); its output, or its
-    /// output as the error when it fails.
-    pub(crate) async fn run(&self, args: Vec<String>) -> Result<String> {
-        let bin = self.bin.clone();
+    /// Runs `shardai cluster ARGS...`, killed after `within`: its output (stdout, then
+    /// stderr), or its last lines as the error when it fails.
+    pub(crate) async fn run(&self, args: Vec<String>, within: Duration) -> Result<String> {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
         let what = format!("shardai cluster {}", args.join(" "));
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(bin)
-                .arg("cluster")
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-        })
-        .await??;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.status.success() {
-            bail!("{what} failed: {}", text.trim());
+        let path = self
+            .dir
+            .join(format!("cli-{}.out", CALLS.fetch_add(1, Ordering::Relaxed)));
+        let out = File::create(&path)?;
+        let child = Command::new(&self.bin)
+            .arg("cluster")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        let mut reap = Reap(Some(child));
+        let end = Instant::now() + within;
+        let status = loop {
+            if let Some(st) = reap.0.as_mut().and_then(|c| c.try_wait().transpose()) {
+                reap.0 = None;
+                break st?;
+            }
+            if Instant::now() > end {
+                bail!("{what}: not done in {within:?} (killed)");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        if !status.success() {
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            bail!(
+                "{what} failed: {}",
+                lines[lines.len().saturating_sub(3)..].join(" / ")
+            );
         }
         Ok(text)
     }

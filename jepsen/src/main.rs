@@ -48,7 +48,8 @@ struct Args {
     /// faults (partition-leader, partition-halves, partition-bridge, partition-random,
     /// kill, kill-leader, pause, pause-leader, clock-skew, membership, reshard),
     /// comma-separated. clock-skew needs Debian's faketime package; reshard needs two
-    /// shards or more (--nodes 6 --replicas 2) and is left out of `all` with one.
+    /// shards or more (--nodes 6 --replicas 2) and is left out, with a warning, with one.
+    /// With several shards the leader faults take the first shard's leader.
     #[arg(long, default_value = "all", value_parser = Fault::parse_list)]
     nemesis: std::vec::Vec<Fault>,
     /// Seed of the first run's fault schedule and workers (run i uses seed + i); default:
@@ -61,7 +62,8 @@ struct Args {
     /// Replicas per shard (shards of replicas + 1 nodes); default: one shard of all nodes.
     #[arg(long)]
     replicas: Option<usize>,
-    /// Register workers (two adders and two follower readers run besides).
+    /// Register workers (two adders, two follower readers and two model workers run
+    /// besides).
     #[arg(long, default_value_t = 8)]
     workers: usize,
     /// Hold READONLY follower reads to linearizability. They do not promise it: under
@@ -152,7 +154,16 @@ async fn sweep(args: Args) -> Result<bool> {
     let mut results = Vec::new();
     let mut deck = Vec::new();
     for i in 0..args.runs {
-        let r = run::run(&setup, i, seed + i as u64, &mut deck).await?;
+        // A run that cannot go on fails; the sweep goes on with the next.
+        let r = match run::run(&setup, i, seed + i as u64, &mut deck).await {
+            Ok(r) => r,
+            Err(e) => report::RunResult {
+                run: i,
+                seed: seed + i as u64,
+                error: Some(format!("{e:#}")),
+                ..Default::default()
+            },
+        };
         println!("{}", r.line());
         results.push(r);
     }

@@ -19,8 +19,10 @@ use crate::history::{Kind, Op};
 
 /// The model, from the test suite's models.
 const MODEL: &[u8] = include_bytes!("../../tests/models/redisai/linear_iris.onnx");
-/// Every key of the workload has this hash tag: one slot, one shard.
-const MODEL_KEY: &str = "{m}model";
+/// Every key of the workload has the hash tag `{la2}`: slot 0, the first slot a reshard
+/// moves (`shardai cluster reshard` takes the source's lowest slots), so the outputs move
+/// between shards in a two-shard run.
+const MODEL_KEY: &str = "{la2}model";
 /// Iris measurements (sepal and petal length and width, cm).
 const INPUTS: [[f32; 4]; 6] = [
     [5.0, 3.4, 1.6, 0.4],
@@ -33,7 +35,7 @@ const INPUTS: [[f32; 4]; 6] = [
 
 /// The output key of execution `v`.
 pub(crate) fn output_key(v: i64) -> String {
-    format!("{{m}}o.{v}")
+    format!("{{la2}}o.{v}")
 }
 
 /// The index of execution `v`'s input.
@@ -98,7 +100,7 @@ pub(crate) async fn prepare(addrs: &[String], within: Duration) -> Result<Vec<Ve
         }
         let x = &INPUTS[expected.len()];
         let mut c = redis::cmd("AI.DAGEXECUTE_RO");
-        c.arg("ROUTING").arg("{m}").arg("|>");
+        c.arg("ROUTING").arg("{la2}").arg("|>");
         tensor_args(&mut c, "x", x);
         c.arg("|>")
             .arg("AI.MODELEXECUTE")
@@ -143,7 +145,7 @@ pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) 
         exec.arg("|>").arg("AI.MODELEXECUTE");
         "x".to_string()
     } else {
-        let input = format!("{{m}}i.{v}");
+        let input = format!("{{la2}}i.{v}");
         let mut set = redis::Cmd::new();
         tensor_args(&mut set, &input, x);
         match client.call(node, &set).await {
@@ -165,12 +167,14 @@ pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) 
     dag_error(client.call(node, &exec).await)
 }
 
-/// Reads every execution's output from every node of its shard, each node once it has
-/// applied a write made now (so that it has applied every execution before): per output
-/// key, what each replica holds. A node that is not a replica of the key's slot (MOVED)
-/// is left out.
+/// Reads every execution's output from every node of its shard (nodes `s * shard_size ..`
+/// are shard `s`), each node once it has applied a write made now (so that it has applied
+/// every execution before): per output key, what each replica holds. A node that redirects
+/// to another shard's node is not a replica and is left out; one that redirects within its
+/// shard lags and is asked again.
 pub(crate) async fn final_read(
     addrs: &[String],
+    shard_size: usize,
     ops: &[Op],
     within: Duration,
 ) -> Result<BTreeMap<String, Vec<(String, Seen)>>> {
@@ -180,7 +184,7 @@ pub(crate) async fn final_read(
         .map(|o| o.key.clone())
         .collect();
     let end = Instant::now() + within;
-    let barrier = format!("{{m}}barrier.{}", rand::random::<u32>());
+    let barrier = format!("{{la2}}barrier.{}", rand::random::<u32>());
     let mut set = redis::Cmd::new();
     tensor_args(&mut set, &barrier, &INPUTS[0]);
     let mut client = Client::new(Duration::from_secs(2), false);
@@ -196,9 +200,9 @@ pub(crate) async fn final_read(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut seen: BTreeMap<String, Vec<(String, Seen)>> = BTreeMap::new();
-    for (i, addr) in addrs.iter().enumerate() {
+    for i in 0..addrs.len() {
         let name = format!("n{i}");
-        let Some(conn) = replica(addr, &barrier, end).await? else {
+        let Some(conn) = replica(addrs, i, shard_size, &barrier, end).await? else {
             continue;
         };
         let mut tasks = JoinSet::new();
@@ -208,7 +212,12 @@ pub(crate) async fn final_read(
             tasks.spawn(async move {
                 let mut out = Vec::new();
                 for k in chunk {
-                    let got = get_blob(&mut conn, &k).await;
+                    // A read that fails (not one that finds nothing) is tried again.
+                    let mut got = get_blob(&mut conn, &k).await;
+                    while got.is_err() && Instant::now() < end {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        got = get_blob(&mut conn, &k).await;
+                    }
                     out.push((k, got));
                 }
                 out
@@ -216,27 +225,44 @@ pub(crate) async fn final_read(
         }
         while let Some(r) = tasks.join_next().await {
             for (k, got) in r? {
-                seen.entry(k)
-                    .or_default()
-                    .push((name.clone(), got.map_err(anyhow::Error::msg)?));
+                let got = got.map_err(|e| anyhow::anyhow!("{name}: AI.TENSORGET {k}: {e}"))?;
+                seen.entry(k).or_default().push((name.clone(), got));
             }
         }
     }
     Ok(seen)
 }
 
-/// A READONLY connection to `addr` once it has applied `barrier`; None when `addr` is not
-/// a replica of the workload's slot.
+/// Whether node `i`, which redirected to node `to`, is a replica of the slot all the same
+/// (the same shard: it lags) rather than a node of another shard.
+fn same_shard(i: usize, to: Option<usize>, shard_size: usize) -> bool {
+    to.is_some_and(|to| to / shard_size == i / shard_size)
+}
+
+/// A READONLY connection to node `i` once it has applied `barrier`; None when it is not a
+/// replica of the workload's slot.
 async fn replica(
-    addr: &str,
+    addrs: &[String],
+    i: usize,
+    shard_size: usize,
     barrier: &str,
     end: Instant,
 ) -> Result<Option<redis::aio::MultiplexedConnection>> {
+    let addr = &addrs[i];
     let mut last = String::new();
     while Instant::now() < end {
         match try_replica(addr, barrier).await {
-            Ok(Some(c)) => return Ok(Some(c)),
-            Ok(None) => return Ok(None),
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.starts_with("MOVED") => {
+                let to = e
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|a| addrs.iter().position(|x| x == a));
+                if !same_shard(i, to, shard_size) {
+                    return Ok(None);
+                }
+                last = e;
+            }
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -247,7 +273,7 @@ async fn replica(
 async fn try_replica(
     addr: &str,
     barrier: &str,
-) -> Result<Option<redis::aio::MultiplexedConnection>, String> {
+) -> Result<redis::aio::MultiplexedConnection, String> {
     let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -260,11 +286,9 @@ async fn try_replica(
         .query_async::<Value>(&mut c)
         .await
         .map_err(|e| e.to_string())?;
-    match get_blob(&mut c, barrier).await {
-        Ok(Some(_)) => Ok(Some(c)),
-        Ok(None) => Err(format!("{addr} has not applied it yet")),
-        Err(e) if e.starts_with("MOVED") => Ok(None),
-        Err(e) => Err(e),
+    match get_blob(&mut c, barrier).await? {
+        Some(_) => Ok(c),
+        None => Err(format!("{addr} has not applied it yet")),
     }
 }
 
@@ -283,5 +307,34 @@ async fn get_blob(
             (Some(code), Some(d)) => Err(format!("{code} {d}")),
             _ => Err(e.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_within_the_shard_is_a_lagging_replica() {
+        // Shards of three: n0-n2, n3-n5.
+        assert!(same_shard(1, Some(0), 3));
+        assert!(same_shard(5, Some(3), 3));
+        assert!(!same_shard(3, Some(2), 3));
+        assert!(!same_shard(0, None, 3));
+    }
+
+    #[test]
+    fn a_failed_dag_step_is_the_reply() {
+        let reply = |resp: &[u8]| {
+            let v = redis::parse_redis_value(resp).expect("valid RESP");
+            dag_error(Reply::Value(v, "n0".into()))
+        };
+        match reply(b"*2\r\n+OK\r\n-ERR model failed\r\n") {
+            Reply::Error(e, at) => {
+                assert_eq!((e.as_str(), at.as_str()), ("ERR model failed", "n0"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(reply(b"*2\r\n+OK\r\n+OK\r\n"), Reply::Value(..)));
     }
 }

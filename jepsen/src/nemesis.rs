@@ -1,6 +1,7 @@
 //! The faults of a run, on a schedule: a heal phase, then a fault held for a while, then
-//! the heal (links restored, paused nodes continued, killed nodes restarted from their
-//! folders), again and again. Which fault comes next is drawn from the run's seed, so a
+//! the heal (a reshard waited for, links restored, paused nodes continued, killed nodes
+//! restarted from their folders, removed nodes started empty and added again), again and
+//! again. Which fault comes next is drawn from the run's seed, so a
 //! seed repeats a schedule.
 
 use std::time::Duration;
@@ -77,8 +78,7 @@ impl Fault {
     }
 
     /// The faults a `--nemesis` word names: `all`, `none`, a family (`partition`, `kill`,
-    /// `pause`, `clock`) or one fault. `all` has `reshard` only for `shards` of two or
-    /// more; naming it for one shard is an error.
+    /// `pause`, `clock`) or one fault.
     pub(crate) fn parse_list(s: &str) -> Result<Vec<Fault>, String> {
         let mut out = Vec::new();
         for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -112,6 +112,9 @@ pub(crate) struct Window {
     pub(crate) end_us: u64,
 }
 
+/// A reshard's move: from shard, to shard, slots.
+type Move = (usize, usize, usize);
+
 /// The faults in place now, to heal.
 #[derive(Default)]
 pub(crate) struct Applied {
@@ -121,11 +124,51 @@ pub(crate) struct Applied {
     cut: bool,
     /// Removed from the cluster and emptied: to start and add again.
     removed: Vec<usize>,
-    /// The node the last membership fault removed (it came back a learner of the metadata
-    /// group: removing it again keeps the metadata group's voters).
-    last_removed: Option<usize>,
-    /// A reshard under way.
-    reshard: Option<tokio::task::JoinHandle<Result<String>>>,
+    /// Every node a membership fault has removed in this run (each came back a learner of
+    /// the metadata group).
+    removed_before: Vec<usize>,
+    /// A reshard under way: the command, and the move it makes (from, to, slots).
+    reshard: Option<(tokio::task::JoinHandle<Result<String>>, Move)>,
+    /// Slots each shard owns (as the harness has moved them).
+    owned: Vec<usize>,
+}
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        // A reshard still under way when a run ends early: its command is killed.
+        if let Some((h, _)) = self.reshard.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The follower a membership fault removes: one removed before when one does not lead (it
+/// came back a learner of the metadata group, so removing it again costs that group no
+/// voter), else the first of `order` that does not lead.
+fn membership_victim(
+    order: &[usize],
+    leaders: &[usize],
+    removed_before: &[usize],
+) -> Option<usize> {
+    removed_before
+        .iter()
+        .chain(order)
+        .copied()
+        .find(|v| !leaders.contains(v))
+}
+
+/// A reshard's move: from the shard that owns the most slots (the first on a tie: it owns
+/// slot 0, the model workload's) to the one that owns the fewest (the last on a tie), at
+/// most `want` slots and never the source's last one. So reshards go back and forth and
+/// each moves slot 0. None when no shard can give a slot.
+pub(crate) fn plan_reshard(owned: &[usize], want: usize) -> Option<Move> {
+    use std::cmp::Reverse;
+    let from = (0..owned.len()).max_by_key(|&i| (owned[i], Reverse(i)))?;
+    let to = (0..owned.len())
+        .filter(|&i| i != from)
+        .min_by_key(|&i| (owned[i], Reverse(i)))?;
+    let slots = want.min(owned[from].saturating_sub(1));
+    (slots > 0).then_some((from, to, slots))
 }
 
 /// Some leader (the first shard's when several lead), or a random node when none does.
@@ -141,11 +184,11 @@ pub(crate) async fn apply(
     fault: Fault,
     db: &mut Db,
     net: &Net,
-    shard_size: usize,
     rng: &mut StdRng,
     applied: &mut Applied,
 ) -> Result<String> {
     let n = db.nodes.len();
+    let shard_size = db.shard_size;
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
     Ok(match fault {
@@ -221,19 +264,22 @@ pub(crate) async fn apply(
         }
         Fault::Membership => {
             let leaders = db.leaders().await;
-            let Some(v) = applied
-                .last_removed
-                .filter(|v| !leaders.contains(v))
-                .or_else(|| order.iter().copied().find(|i| !leaders.contains(i)))
-            else {
+            let Some(v) = membership_victim(&order, &leaders, &applied.removed_before) else {
                 return Ok("no follower to remove".into());
             };
             let id = db.node_id(v).await?;
-            let via = a_member(db, v, &leaders).await;
-            retry(db, vec!["del-node".into(), via, id]).await?;
+            let via = a_member(db, v, &leaders)?;
+            let out = db
+                .cluster(vec!["del-node".into(), via, id], CLI_TIMEOUT)
+                .await?;
+            if let Some(warn) = out.lines().find(|l| l.contains("[WARN]")) {
+                anyhow::bail!("shardai cluster del-node of n{v}: {warn}");
+            }
             db.wipe(v)?;
             applied.removed.push(v);
-            applied.last_removed = Some(v);
+            if !applied.removed_before.contains(&v) {
+                applied.removed_before.push(v);
+            }
             format!("n{v} removed (del-node), its folder emptied")
         }
         Fault::Reshard => {
@@ -241,9 +287,16 @@ pub(crate) async fn apply(
             if shards < 2 {
                 anyhow::bail!("reshard needs two shards or more (--nodes 6 --replicas 2)");
             }
-            let from = rng.gen_range(0..shards);
-            let to = (from + rng.gen_range(1..shards)) % shards;
-            let slots = rng.gen_range(500..=2000);
+            if applied.owned.is_empty() {
+                // As `cluster create` spreads them.
+                applied.owned = (0..shards)
+                    .map(|s| 16384 / shards + usize::from(s < 16384 % shards))
+                    .collect();
+            }
+            let Some((from, to, slots)) = plan_reshard(&applied.owned, rng.gen_range(500..=2000))
+            else {
+                return Ok("no shard has a slot to give".into());
+            };
             let (a, b) = (
                 db.nodes[from * shard_size].addr(),
                 db.nodes[to * shard_size].addr(),
@@ -259,34 +312,28 @@ pub(crate) async fn apply(
                 slots.to_string(),
             ];
             let cli = db.cli();
-            applied.reshard = Some(tokio::spawn(async move { cli.run(args).await }));
+            let task = tokio::spawn(async move { cli.run(args, RESHARD_TIMEOUT).await });
+            applied.reshard = Some((task, (from, to, slots)));
             format!("{slots} slots from shard {from} to shard {to}")
         }
     })
 }
 
-/// Another node of `v`'s shard, its leader when one is known.
-async fn a_member(db: &mut Db, v: usize, leaders: &[usize]) -> String {
-    let shard = db.shard_of(v);
+/// How long `shardai cluster del-node` or `add-node` may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `shardai cluster reshard` may take.
+const RESHARD_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The address of another node of `v`'s shard: its leader when one is known and is not `v`.
+fn a_member(db: &Db, v: usize, leaders: &[usize]) -> Result<String> {
+    let mut shard = db.shard_of(v);
     let i = leaders
         .iter()
         .copied()
-        .find(|l| shard.contains(l))
-        .unwrap_or(if shard.start == v { v + 1 } else { shard.start });
-    db.nodes[i].addr()
-}
-
-/// Runs `shardai cluster ARGS...` up to three times, a second apart, until it succeeds.
-async fn retry(db: &Db, args: Vec<String>) -> Result<String> {
-    let mut last = None;
-    for _ in 0..3 {
-        match db.cluster(args.clone()).await {
-            Ok(v) => return Ok(v),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Err(last.expect("tried at least once"))
+        .find(|&l| shard.contains(&l) && l != v)
+        .or_else(|| shard.find(|&i| i != v))
+        .ok_or_else(|| anyhow::anyhow!("n{v} is its shard's only node"))?;
+    Ok(db.nodes[i].addr())
 }
 
 /// Restarts `nodes` with the clock rate `rate` (None: real time), a minority of a shard at
@@ -307,15 +354,13 @@ async fn restart_in_turns(db: &mut Db, nodes: &[usize], rate: Option<f64>) -> Re
     Ok(())
 }
 
-/// Undoes every fault in place; says what the heal found (a reshard's outcome).
+/// Undoes every fault in place (a reshard is waited for); says how a reshard ended. A
+/// reshard that failed is an error, after the rest is healed.
 pub(crate) async fn heal(db: &mut Db, net: &Net, applied: &mut Applied) -> Result<String> {
-    let mut found = String::new();
-    if let Some(r) = applied.reshard.take() {
-        found = match r.await? {
-            Ok(out) => out.lines().last().unwrap_or_default().to_string(),
-            Err(e) => format!("reshard failed: {e:#}"),
-        };
-    }
+    let reshard = match applied.reshard.take() {
+        Some((task, plan)) => Some((task.await?, plan)),
+        None => None,
+    };
     if applied.cut {
         net.heal()?;
         applied.cut = false;
@@ -332,11 +377,24 @@ pub(crate) async fn heal(db: &mut Db, net: &Net, applied: &mut Applied) -> Resul
         db.spawn(v)?;
         db.wait_node(v, Duration::from_secs(30)).await?;
         let leaders = db.leaders().await;
-        let via = a_member(db, v, &leaders).await;
+        let via = a_member(db, v, &leaders)?;
         let new = db.nodes[v].addr();
-        retry(db, vec!["add-node".into(), new, via]).await?;
+        db.cluster(vec!["add-node".into(), new, via], CLI_TIMEOUT)
+            .await?;
     }
-    Ok(found)
+    match reshard {
+        None => Ok(String::new()),
+        Some((Err(e), _)) => Err(e),
+        Some((Ok(out), (from, to, slots))) => {
+            applied.owned[from] -= slots;
+            applied.owned[to] += slots;
+            Ok(out
+                .lines()
+                .rfind(|l| l.starts_with("[OK]"))
+                .unwrap_or_default()
+                .to_string())
+        }
+    }
 }
 
 /// How long each fault is held and each heal phase lasts.
@@ -345,4 +403,32 @@ pub(crate) fn phases(run: Duration) -> (Duration, Duration) {
     let fault = (run / 5).clamp(Duration::from_secs(2), Duration::from_secs(5));
     let heal = (run / 8).clamp(Duration::from_secs(1), Duration::from_secs(3));
     (fault, heal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshards_go_back_and_forth_through_slot_zero() {
+        // Even: the first shard (slot 0's) gives.
+        assert_eq!(plan_reshard(&[8192, 8192], 1000), Some((0, 1, 1000)));
+        // Then the other gives back (its lowest slots, slot 0 among them).
+        assert_eq!(plan_reshard(&[7192, 9192], 700), Some((1, 0, 700)));
+        // Three shards: the richest to the poorest, the last on a tie.
+        assert_eq!(plan_reshard(&[5462, 5461, 5461], 100), Some((0, 2, 100)));
+        // Never the source's last slot, never from nothing.
+        assert_eq!(plan_reshard(&[3, 16381], 2000), Some((1, 0, 2000)));
+        assert_eq!(plan_reshard(&[1, 1], 2000), None);
+        assert_eq!(plan_reshard(&[16384], 10), None);
+    }
+
+    #[test]
+    fn membership_removes_a_node_removed_before_unless_it_leads() {
+        let order = [3, 0, 1, 4, 2];
+        assert_eq!(membership_victim(&order, &[3], &[]), Some(0));
+        assert_eq!(membership_victim(&order, &[0], &[2]), Some(2));
+        assert_eq!(membership_victim(&order, &[2], &[2]), Some(3));
+        assert_eq!(membership_victim(&[0], &[0], &[]), None);
+    }
 }

@@ -35,6 +35,10 @@ pub(crate) struct RunResult {
     pub(crate) models: ModelResult,
     /// Why the outputs could not be read from every replica after the heal.
     pub(crate) model_read_error: Option<String>,
+    /// Faults that could not be made or healed (a `shardai cluster` command that failed).
+    pub(crate) nemesis_errors: Vec<String>,
+    /// Why the run ended before its checks (the cluster did not form, ...).
+    pub(crate) error: Option<String>,
     /// For each fault: share of operations invoked during it that succeeded.
     pub(crate) availability: Vec<(Fault, f64)>,
     /// Seconds from each heal to the first acknowledged write invoked after it (None: none
@@ -52,6 +56,8 @@ impl RunResult {
             && self.follower_phantoms == 0
             && self.models.passed()
             && self.model_read_error.is_none()
+            && self.nemesis_errors.is_empty()
+            && self.error.is_none()
             && self.recovery.iter().all(|r| r.is_some_and(|s| s <= 10.0))
     }
 
@@ -100,9 +106,15 @@ impl RunResult {
 
     /// One line.
     pub(crate) fn line(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!(
+                "run {:>3} seed {:<20} ended early: {e}  FAIL",
+                self.run, self.seed
+            );
+        }
         format!(
             "run {:>3} seed {:<20} ops {:>6} ok {:>5.1}% unknown {:>4} lost {} phantom {} \
-             violations {} undecided {} follower-phantoms {} model-outputs {}x{} lost/wrong/phantom {}/{}/{}{} \
+             violations {} undecided {} follower-phantoms {} model-outputs {}x{} lost/wrong/phantom/unread {}/{}/{}/{}{}{} \
              max-recovery {}s  {}",
             self.run,
             self.seed,
@@ -119,8 +131,13 @@ impl RunResult {
             self.models.lost.len(),
             self.models.wrong.len(),
             self.models.phantom.len(),
+            self.models.short.len(),
             match &self.model_read_error {
                 Some(e) => format!(" ({e})"),
+                None => String::new(),
+            },
+            match self.nemesis_errors.first() {
+                Some(e) => format!(" nemesis-error ({e})"),
                 None => String::new(),
             },
             self.max_recovery(),
@@ -134,7 +151,7 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
     let sum = |f: fn(&RunResult) -> usize| results.iter().map(f).sum::<usize>();
     let mut s = String::new();
     s.push_str(&format!(
-        "| runs | passed | operations | acknowledged | unknown | acknowledged adds | lost | phantom | linearizability violations | undecided keys | keys checked | acknowledged model executions | outputs lost, wrong or phantom on a replica |\n\
+        "| runs | passed | operations | acknowledged | unknown | acknowledged adds | lost | phantom | linearizability violations | undecided keys | keys checked | acknowledged model executions | outputs lost, wrong, phantom or unread on a replica |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
          | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n\n",
         results.len(),
@@ -149,7 +166,9 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
         sum(|r| r.undecided),
         sum(|r| r.keys),
         sum(|r| r.models.acknowledged),
-        sum(|r| r.models.lost.len() + r.models.wrong.len() + r.models.phantom.len()),
+        sum(|r| {
+            r.models.lost.len() + r.models.wrong.len() + r.models.phantom.len() + r.models.short.len()
+        }),
     ));
     let mut per: BTreeMap<&str, (Vec<f64>, Vec<Option<f64>>)> = BTreeMap::new();
     for r in results {

@@ -99,7 +99,13 @@ pub(crate) async fn run(
     let deadline = Instant::now() + setup.time;
     let mut windows = Vec::new();
     let mut applied = Applied::default();
-    while Instant::now() + heal_t + fault_t <= deadline && !setup.faults.is_empty() {
+    // A fault that could not be made or healed ends the faults and fails the run; the
+    // history so far is still checked.
+    let mut nemesis_errors = Vec::new();
+    while Instant::now() + heal_t + fault_t <= deadline
+        && !setup.faults.is_empty()
+        && nemesis_errors.is_empty()
+    {
         tokio::time::sleep(heal_t).await;
         if deck.is_empty() {
             *deck = setup.faults.clone();
@@ -107,11 +113,23 @@ pub(crate) async fn run(
         }
         let fault = deck.pop().expect("refilled");
         let start_us = shared.now_us();
-        let shard_size = setup.replicas + 1;
-        let detail =
-            nemesis::apply(fault, &mut db, &net, shard_size, &mut rng, &mut applied).await?;
-        tokio::time::sleep(fault_t).await;
-        let found = nemesis::heal(&mut db, &net, &mut applied).await?;
+        let detail = match nemesis::apply(fault, &mut db, &net, &mut rng, &mut applied).await {
+            Ok(d) => {
+                tokio::time::sleep(fault_t).await;
+                d
+            }
+            Err(e) => {
+                nemesis_errors.push(format!("{}: {e:#}", fault.name()));
+                "could not be made".into()
+            }
+        };
+        let found = match nemesis::heal(&mut db, &net, &mut applied).await {
+            Ok(f) => f,
+            Err(e) => {
+                nemesis_errors.push(format!("healing {}: {e:#}", fault.name()));
+                "its heal failed".into()
+            }
+        };
         windows.push(Window {
             fault,
             detail: if found.is_empty() {
@@ -138,7 +156,7 @@ pub(crate) async fn run(
         .map(|o| o.key.clone())
         .collect();
     let (found, unread) = workload::final_read(&shared, &added, Duration::from_secs(30)).await;
-    let outputs = models::final_read(&addrs, &ops, Duration::from_secs(30)).await;
+    let outputs = models::final_read(&addrs, db.shard_size, &ops, Duration::from_secs(30)).await;
     drop(db);
     drop(net);
 
@@ -148,12 +166,13 @@ pub(crate) async fn run(
         ..Default::default()
     };
     res.tally(&ops, &windows);
+    res.nemesis_errors = nemesis_errors;
     res.set = set::check(&ops, &found);
     // An add the final read could not reach is unread (which fails the run), not lost.
     res.set.lost.retain(|v| !unread.contains(&format!("s{v}")));
     res.unread = unread.len();
     match &outputs {
-        Ok(seen) => res.models = model_check::check(&ops, &expected, seen),
+        Ok(seen) => res.models = model_check::check(&ops, &expected, seen, setup.replicas + 1),
         Err(e) => res.model_read_error = Some(format!("{e:#}")),
     }
     let failing = check_registers(&ops, setup.follower_reads_linearizable, &mut res);
@@ -197,8 +216,13 @@ pub(crate) async fn run(
         std::fs::write(
             dir.join("models.txt"),
             format!(
-                "lost: {:?}\nwrong: {:?}\nphantom: {:?}\nread error: {:?}\n",
-                res.models.lost, res.models.wrong, res.models.phantom, res.model_read_error
+                "lost: {:?}\nwrong: {:?}\nphantom: {:?}\nnot read on every replica: {:?}\n\
+                 read error: {:?}\n",
+                res.models.lost,
+                res.models.wrong,
+                res.models.phantom,
+                res.models.short,
+                res.model_read_error
             ),
         )?;
     }

@@ -31,6 +31,7 @@ type State = Option<i64>;
 /// in `state` (a read of another value).
 fn step(state: State, op: &Op) -> Option<State> {
     match op.kind {
+        // Only register writes and reads reach the search; the others would act as writes.
         Kind::Write | Kind::Add | Kind::Model => Some(op.value),
         Kind::Read => (op.value == state).then_some(state),
     }

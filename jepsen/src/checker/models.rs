@@ -17,6 +17,8 @@ pub(crate) struct ModelResult {
     pub(crate) acknowledged: usize,
     /// Replicas read per output key (the nodes of its shard).
     pub(crate) replicas: usize,
+    /// Output keys not read on every replica of their shard (`key: k of n`).
+    pub(crate) short: Vec<String>,
     /// `key@node` of acknowledged outputs missing on a replica.
     pub(crate) lost: Vec<String>,
     /// `key@node` of outputs with bytes the model does not give for the input.
@@ -27,17 +29,21 @@ pub(crate) struct ModelResult {
 
 impl ModelResult {
     pub(crate) fn passed(&self) -> bool {
-        self.lost.is_empty() && self.wrong.is_empty() && self.phantom.is_empty()
+        self.lost.is_empty()
+            && self.wrong.is_empty()
+            && self.phantom.is_empty()
+            && self.short.is_empty()
     }
 }
 
 /// `ops`: the history (only model executions are looked at; their value is the index of
 /// their input in `expected`); `seen`: per output key, what each replica of its shard
-/// (by name) holds.
+/// (by name) holds; `replicas`: the nodes of a shard, each of which must have been read.
 pub(crate) fn check(
     ops: &[Op],
     expected: &[Vec<u8>],
     seen: &BTreeMap<String, Vec<(String, Seen)>>,
+    replicas: usize,
 ) -> ModelResult {
     let mut res = ModelResult::default();
     for o in ops.iter().filter(|o| o.kind == Kind::Model) {
@@ -48,11 +54,13 @@ pub(crate) fn check(
         if o.outcome == Outcome::Ok {
             res.acknowledged += 1;
         }
-        let Some(replicas) = seen.get(&o.key) else {
-            continue;
-        };
-        res.replicas = res.replicas.max(replicas.len());
-        for (node, got) in replicas {
+        let read = seen.get(&o.key).map(Vec::as_slice).unwrap_or_default();
+        res.replicas = res.replicas.max(read.len());
+        if read.len() != replicas {
+            res.short
+                .push(format!("{}: {} of {replicas}", o.key, read.len()));
+        }
+        for (node, got) in read {
             let at = format!("{}@{node}", o.key);
             match (o.outcome, got) {
                 (Outcome::Ok, None) => res.lost.push(at),
@@ -108,12 +116,30 @@ mod tests {
             ("o5".into(), both(None, None)),
         ]
         .into();
-        let r = check(&ops, &expected, &seen);
+        let r = check(&ops, &expected, &seen, 2);
         assert_eq!(r.acknowledged, 2);
         assert_eq!(r.replicas, 2);
         assert_eq!(r.lost, vec!["o1@n1"]);
         assert_eq!(r.wrong, vec!["o2@n1"]);
         assert_eq!(r.phantom, vec!["o4@n1"]);
+        assert!(r.short.is_empty());
         assert!(!r.passed());
+    }
+
+    #[test]
+    fn outputs_not_read_on_every_replica_fail_the_check() {
+        let expected = vec![b"zero".to_vec()];
+        let ops = [exec(1, 0, Outcome::Ok), exec(2, 0, Outcome::Ok)];
+        let right = || Some(b"zero".to_vec());
+        let seen: BTreeMap<String, Vec<(String, Seen)>> = [(
+            "o1".into(),
+            vec![("n0".to_string(), right()), ("n1".into(), right())],
+        )]
+        .into();
+        let r = check(&ops, &expected, &seen, 3);
+        assert_eq!(r.short, vec!["o1: 2 of 3", "o2: 0 of 3"]);
+        assert!(r.lost.is_empty());
+        assert!(!r.passed());
+        assert!(check(&ops[..1], &expected, &seen, 2).passed());
     }
 }
