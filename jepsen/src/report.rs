@@ -200,6 +200,20 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
     s
 }
 
+/// The fault windows as shaded rectangles from `low` to `high`.
+fn shading(windows: &[Window], low: f64, high: f64) -> Vec<Rectangle<(f64, f64)>> {
+    windows
+        .iter()
+        .map(|w| {
+            let (a, b) = (w.start_us as f64 / 1e6, w.end_us as f64 / 1e6);
+            Rectangle::new(
+                [(a, low), (b, high)],
+                RGBColor(255, 200, 120).mix(0.35).filled(),
+            )
+        })
+        .collect()
+}
+
 /// Throughput (acknowledged operations a second) and latency of each operation over
 /// time, fault windows shaded, as an SVG file.
 pub(crate) fn plot(path: &Path, title: &str, ops: &[Op], windows: &[Window]) -> anyhow::Result<()> {
@@ -226,13 +240,7 @@ pub(crate) fn plot(path: &Path, title: &str, ops: &[Op], windows: &[Window]) -> 
             )
             .build_cartesian_2d(0.0..end_s, 0.0..max_rate * 1.1 + 1.0)?;
         chart.configure_mesh().x_desc("seconds").draw()?;
-        for w in windows {
-            let (a, b) = (w.start_us as f64 / 1e6, w.end_us as f64 / 1e6);
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(a, 0.0), (b, max_rate * 1.1 + 1.0)],
-                RGBColor(255, 200, 120).mix(0.35).filled(),
-            )))?;
-        }
+        chart.draw_series(shading(windows, 0.0, max_rate * 1.1 + 1.0))?;
         chart.draw_series(LineSeries::new(
             rate.iter()
                 .enumerate()
@@ -253,13 +261,7 @@ pub(crate) fn plot(path: &Path, title: &str, ops: &[Op], windows: &[Window]) -> 
             )
             .build_cartesian_2d(0.0..end_s, (0.01..max_lat * 1.5).log_scale())?;
         chart.configure_mesh().x_desc("seconds").draw()?;
-        for w in windows {
-            let (a, b) = (w.start_us as f64 / 1e6, w.end_us as f64 / 1e6);
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(a, 0.01), (b, max_lat * 1.5)],
-                RGBColor(255, 200, 120).mix(0.35).filled(),
-            )))?;
-        }
+        chart.draw_series(shading(windows, 0.01, max_lat * 1.5))?;
         // At most 20000 points, evenly thinned.
         let step = (ops.len() / 20_000).max(1);
         chart.draw_series(ops.iter().step_by(step).map(|o| {
