@@ -7,6 +7,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::checker::followers::Staleness;
 use crate::checker::models::ModelResult;
 use crate::checker::set::SetResult;
 use crate::history::{Kind, Op, Outcome};
@@ -31,6 +32,8 @@ pub(crate) struct RunResult {
     pub(crate) unread: usize,
     /// Follower reads of a value no one wrote to that key.
     pub(crate) follower_phantoms: usize,
+    /// How stale the follower reads were (not a failure: they do not promise the latest).
+    pub(crate) staleness: Staleness,
     /// The model executions' outputs on every replica.
     pub(crate) models: ModelResult,
     /// Why the outputs could not be read from every replica after the heal.
@@ -169,6 +172,19 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
         sum(|r| {
             r.models.lost.len() + r.models.wrong.len() + r.models.phantom.len() + r.models.short.len()
         }),
+    ));
+    let mut stale = Staleness::default();
+    for r in results {
+        stale.merge(&r.staleness);
+    }
+    let (share, max, p99) = stale.stats();
+    s.push_str(&format!(
+        "| READONLY follower reads | stale (their value overwritten by a write acknowledged before they began) | staleness: p99 | max |\n\
+         |---|---|---|---|\n\
+         | {} | {} ({:.1}%) | {p99:.0} ms | {max:.0} ms |\n\n",
+        stale.reads,
+        stale.lags_us.len(),
+        100.0 * share,
     ));
     let mut per: BTreeMap<&str, (Vec<f64>, Vec<Option<f64>>)> = BTreeMap::new();
     for r in results {

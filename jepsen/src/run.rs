@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
-use crate::checker::{linear, models as model_check, set};
+use crate::checker::{followers, linear, models as model_check, set};
 use crate::db::Db;
 use crate::history::{self, Kind, Op, Outcome};
 use crate::models;
@@ -166,6 +166,7 @@ pub(crate) async fn run(
         ..Default::default()
     };
     res.tally(&ops, &windows);
+    res.staleness = followers::staleness(&ops);
     res.nemesis_errors = nemesis_errors;
     res.set = set::check(&ops, &found);
     // An add the final read could not reach is unread (which fails the run), not lost.
