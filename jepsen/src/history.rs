@@ -61,3 +61,27 @@ pub(crate) fn to_json_lines<'a>(ops: impl IntoIterator<Item = &'a Op>) -> String
     }
     s
 }
+
+#[cfg(test)]
+impl Op {
+    /// An operation for the checkers' tests: worker 0, not a follower read.
+    pub(crate) fn test(
+        kind: Kind,
+        key: &str,
+        value: Option<i64>,
+        at: (u64, u64),
+        outcome: Outcome,
+    ) -> Op {
+        Op {
+            worker: 0,
+            kind,
+            key: key.into(),
+            value,
+            invoke_us: at.0,
+            complete_us: at.1,
+            outcome,
+            note: String::new(),
+            follower: false,
+        }
+    }
+}

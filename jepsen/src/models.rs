@@ -55,6 +55,18 @@ fn tensor_args(c: &mut redis::Cmd, key: &str, x: &[f32; 4]) {
     }
 }
 
+/// `AI.MODELEXECUTE <model> INPUTS 1 input OUTPUTS 1 output`, appended to `c`.
+fn model_args(c: &mut redis::Cmd, input: &str, output: &str) {
+    c.arg("AI.MODELEXECUTE")
+        .arg(MODEL_KEY)
+        .arg("INPUTS")
+        .arg(1)
+        .arg(input)
+        .arg("OUTPUTS")
+        .arg(1)
+        .arg(output);
+}
+
 /// A reply's first error inside an array (a DAG's failed step), as the whole reply.
 fn dag_error(r: Reply) -> Reply {
     if let Reply::Value(Value::Array(items), at) = &r
@@ -102,19 +114,9 @@ pub(crate) async fn prepare(addrs: &[String], within: Duration) -> Result<Vec<Ve
         let mut c = redis::cmd("AI.DAGEXECUTE_RO");
         c.arg("ROUTING").arg("{la2}").arg("|>");
         tensor_args(&mut c, "x", x);
-        c.arg("|>")
-            .arg("AI.MODELEXECUTE")
-            .arg(MODEL_KEY)
-            .arg("INPUTS")
-            .arg(1)
-            .arg("x")
-            .arg("OUTPUTS")
-            .arg(1)
-            .arg("y")
-            .arg("|>")
-            .arg("AI.TENSORGET")
-            .arg("y")
-            .arg("BLOB");
+        c.arg("|>");
+        model_args(&mut c, "x", "y");
+        c.arg("|>").arg("AI.TENSORGET").arg("y").arg("BLOB");
         match dag_error(client.call(node, &c).await) {
             Reply::Value(Value::Array(items), _) => match items.last() {
                 Some(Value::BulkString(b)) => expected.push(b.clone()),
@@ -134,16 +136,16 @@ pub(crate) async fn prepare(addrs: &[String], within: Duration) -> Result<Vec<Ve
 pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) -> Reply {
     let x = &INPUTS[input_of(v) as usize];
     let out = output_key(v);
-    let mut exec = redis::cmd(if dag {
-        "AI.DAGEXECUTE"
-    } else {
-        "AI.MODELEXECUTE"
-    });
-    let input = if dag {
-        exec.arg("PERSIST").arg(1).arg(&out).arg("|>");
+    let mut exec = redis::Cmd::new();
+    if dag {
+        exec.arg("AI.DAGEXECUTE")
+            .arg("PERSIST")
+            .arg(1)
+            .arg(&out)
+            .arg("|>");
         tensor_args(&mut exec, "x", x);
-        exec.arg("|>").arg("AI.MODELEXECUTE");
-        "x".to_string()
+        exec.arg("|>");
+        model_args(&mut exec, "x", &out);
     } else {
         let input = format!("{{la2}}i.{v}");
         let mut set = redis::Cmd::new();
@@ -155,15 +157,8 @@ pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) 
                 return Reply::NotSent(format!("input: {e}"));
             }
         }
-        input
-    };
-    exec.arg(MODEL_KEY)
-        .arg("INPUTS")
-        .arg(1)
-        .arg(&input)
-        .arg("OUTPUTS")
-        .arg(1)
-        .arg(&out);
+        model_args(&mut exec, &input, &out);
+    }
     dag_error(client.call(node, &exec).await)
 }
 

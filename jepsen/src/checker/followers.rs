@@ -90,15 +90,8 @@ mod tests {
 
     fn op(kind: Kind, value: Option<i64>, at: (u64, u64), outcome: Outcome, follower: bool) -> Op {
         Op {
-            worker: 0,
-            kind,
-            key: "k".into(),
-            value,
-            invoke_us: at.0,
-            complete_us: at.1,
-            outcome,
-            note: String::new(),
             follower,
+            ..Op::test(kind, "k", value, at, outcome)
         }
     }
 

@@ -204,14 +204,7 @@ mod tests {
     fn op(worker: usize, kind: Kind, value: Option<i64>, t: (u64, u64), outcome: Outcome) -> Op {
         Op {
             worker,
-            kind,
-            key: "k".into(),
-            value,
-            invoke_us: t.0,
-            complete_us: t.1,
-            outcome,
-            note: String::new(),
-            follower: false,
+            ..Op::test(kind, "k", value, t, outcome)
         }
     }
     fn w(p: usize, v: i64, t: (u64, u64)) -> Op {

@@ -78,17 +78,7 @@ mod tests {
     use super::*;
 
     fn exec(v: i64, input: i64, outcome: Outcome) -> Op {
-        Op {
-            worker: 0,
-            kind: Kind::Model,
-            key: format!("o{v}"),
-            value: Some(input),
-            invoke_us: 0,
-            complete_us: 1,
-            outcome,
-            note: String::new(),
-            follower: false,
-        }
+        Op::test(Kind::Model, &format!("o{v}"), Some(input), (0, 1), outcome)
     }
 
     #[test]

@@ -54,17 +54,7 @@ mod tests {
     use super::*;
 
     fn add(v: i64, outcome: Outcome) -> Op {
-        Op {
-            worker: 0,
-            kind: Kind::Add,
-            key: format!("s{v}"),
-            value: Some(v),
-            invoke_us: 0,
-            complete_us: 1,
-            outcome,
-            note: String::new(),
-            follower: false,
-        }
+        Op::test(Kind::Add, &format!("s{v}"), Some(v), (0, 1), outcome)
     }
 
     #[test]
