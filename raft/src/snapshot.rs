@@ -81,7 +81,7 @@ fn put<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {
 }
 
 /// Most of a record's declared length allocated before its bytes are read.
-const READ_AHEAD: usize = 64 << 20;
+const READ_AHEAD: usize = 1 << 20;
 
 fn get<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
     let mut h = [0u8; 8];

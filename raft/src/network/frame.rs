@@ -280,7 +280,7 @@ pub(crate) async fn read_body<T: for<'de> Deserialize<'de>>(
 }
 
 /// Most of a frame's declared length allocated before its bytes arrive.
-const READ_AHEAD: usize = 64 << 20;
+const READ_AHEAD: usize = 1 << 20;
 
 /// Fuzz entry point: `data` read as a bus server reads a connection (its opening, then
 /// frames of every message type: handshakes, requests, replies).
