@@ -49,7 +49,7 @@ struct Args {
     /// kill, kill-leader, pause, pause-leader, clock-skew, membership, reshard),
     /// comma-separated. clock-skew needs Debian's faketime package; reshard needs two
     /// shards or more (--nodes 6 --replicas 2) and is left out, with a warning, with one.
-    /// With several shards the leader faults take the first shard's leader.
+    /// With several shards each leader fault takes one shard's leader, at random.
     #[arg(long, default_value = "all", value_parser = Fault::parse_list)]
     nemesis: std::vec::Vec<Fault>,
     /// Seed of the first run's fault schedule and workers (run i uses seed + i); default:

@@ -171,11 +171,16 @@ pub(crate) fn plan_reshard(owned: &[usize], want: usize) -> Option<Move> {
     (slots > 0).then_some((from, to, slots))
 }
 
-/// Some leader (the first shard's when several lead), or a random node when none does.
-async fn a_leader(db: &mut Db, rng: &mut StdRng) -> usize {
-    match db.leaders().await.first() {
-        Some(&l) => l,
-        None => rng.gen_range(0..db.nodes.len()),
+/// Some shard's leader, at random where several lead; `keep` when it still leads; a random
+/// node when none does.
+async fn a_leader(db: &mut Db, rng: &mut StdRng, keep: Option<usize>) -> usize {
+    let leaders = db.leaders().await;
+    match keep.filter(|k| leaders.contains(k)) {
+        Some(k) => k,
+        None => match leaders.choose(rng) {
+            Some(&l) => l,
+            None => rng.gen_range(0..db.nodes.len()),
+        },
     }
 }
 
@@ -193,7 +198,7 @@ pub(crate) async fn apply(
     order.shuffle(rng);
     Ok(match fault {
         Fault::PartitionLeader => {
-            let l = a_leader(db, rng).await;
+            let l = a_leader(db, rng, None).await;
             net.isolate(&[l])?;
             applied.cut = true;
             format!("n{l} alone")
@@ -227,7 +232,7 @@ pub(crate) async fn apply(
             format!("killed {:?}", &order[..k])
         }
         Fault::KillLeader => {
-            let l = a_leader(db, rng).await;
+            let l = a_leader(db, rng, None).await;
             db.nodes[l].kill();
             applied.killed.push(l);
             format!("killed n{l}")
@@ -239,7 +244,7 @@ pub(crate) async fn apply(
             format!("paused n{i}")
         }
         Fault::PauseLeader => {
-            let l = a_leader(db, rng).await;
+            let l = a_leader(db, rng, None).await;
             db.nodes[l].pause();
             applied.paused.push(l);
             format!("paused n{l}")
@@ -251,13 +256,13 @@ pub(crate) async fn apply(
                     crate::db::FAKETIME_LIB
                 );
             }
-            let l = a_leader(db, rng).await;
+            let l = a_leader(db, rng, None).await;
             let rate = [1.5, 2.0, 3.0][rng.gen_range(0..3)];
             let followers: Vec<usize> = (0..n).filter(|&i| i != l).collect();
             restart_in_turns(db, &followers, Some(rate)).await?;
             applied.skewed.extend(&followers);
-            // Whoever leads now (the restarts may have moved leadership) is cut off.
-            let l = a_leader(db, rng).await;
+            // The same leader when it still leads (the restarts may have moved leadership).
+            let l = a_leader(db, rng, Some(l)).await;
             net.isolate(&[l])?;
             applied.cut = true;
             format!("followers' clocks x{rate}, then n{l} alone")
