@@ -4,7 +4,7 @@
 //! again. Which fault comes next is drawn from the run's seed, so a
 //! seed repeats a schedule.
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 use anyhow::Result;
 use rand::{Rng, rngs::StdRng, seq::SliceRandom};
@@ -171,16 +171,21 @@ pub(crate) fn plan_reshard(owned: &[usize], want: usize) -> Option<Move> {
     (slots > 0).then_some((from, to, slots))
 }
 
-/// Some shard's leader, at random where several lead; `keep` when it still leads; a random
-/// node when none does.
-async fn a_leader(db: &mut Db, rng: &mut StdRng, keep: Option<usize>) -> usize {
-    let leaders = db.leaders().await;
-    match keep.filter(|k| leaders.contains(k)) {
-        Some(k) => k,
-        None => match leaders.choose(rng) {
-            Some(&l) => l,
-            None => rng.gen_range(0..db.nodes.len()),
-        },
+/// Some shard's leader (at random where several lead), among `among` when given; a random
+/// node (of `among`) when none leads. One leader is taken without a draw, so a one-shard
+/// seed replays the same schedule.
+async fn a_leader(db: &mut Db, rng: &mut StdRng, among: Option<Range<usize>>) -> usize {
+    let among = among.unwrap_or(0..db.nodes.len());
+    let leaders: Vec<usize> = db
+        .leaders()
+        .await
+        .into_iter()
+        .filter(|l| among.contains(l))
+        .collect();
+    match leaders.as_slice() {
+        [] => rng.gen_range(among),
+        [l] => *l,
+        many => many[rng.gen_range(0..many.len())],
     }
 }
 
@@ -261,8 +266,8 @@ pub(crate) async fn apply(
             let followers: Vec<usize> = (0..n).filter(|&i| i != l).collect();
             restart_in_turns(db, &followers, Some(rate)).await?;
             applied.skewed.extend(&followers);
-            // The same leader when it still leads (the restarts may have moved leadership).
-            let l = a_leader(db, rng, Some(l)).await;
+            // Whoever leads that shard now (the restarts may have moved its leadership).
+            let l = a_leader(db, rng, Some(db.shard_of(l))).await;
             net.isolate(&[l])?;
             applied.cut = true;
             format!("followers' clocks x{rate}, then n{l} alone")
