@@ -22,7 +22,10 @@ use std::{
 use openraft::async_runtime::WatchReceiver;
 use openraft::{
     ChangeMembers, Config, LinearizerOption, ServerState, SnapshotPolicy,
-    error::{ClientWriteError, Fatal, ForwardToLeader, LinearizableReadError, RaftError},
+    error::{
+        ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, LinearizableReadError,
+        RaftError,
+    },
     raft::ReadPolicy,
 };
 use shardai_engine::{Applied, Mutation, Proposal, Proposer, Store, backend::Backends, now_ms};
@@ -407,25 +410,20 @@ impl ShardGroup {
 
     /// Adds a node: first as a learner that catches up, then as a voter.
     pub async fn add_node(&self, id: u64, node: ShardNode) -> Result<(), Error> {
-        self.raft
-            .add_learner(id, node, true)
-            .await
-            .map_err(|e| self.write_error(e, None))?;
+        self.change_members(|| self.raft.add_learner(id, node.clone(), true))
+            .await?;
         let voters: BTreeSet<u64> = [id].into();
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(voters), false)
-            .await
-            .map_err(|e| self.write_error(e, None))?;
-        Ok(())
+        self.change_members(|| {
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(voters.clone()), false)
+        })
+        .await
     }
 
     /// Adds a node as a learner only (it receives the log but does not vote).
     pub async fn add_learner(&self, id: u64, node: ShardNode) -> Result<(), Error> {
-        self.raft
-            .add_learner(id, node, true)
+        self.change_members(|| self.raft.add_learner(id, node.clone(), true))
             .await
-            .map_err(|e| self.write_error(e, None))?;
-        Ok(())
     }
 
     /// Removes a node from the group (voter, if it votes, and node entry).
@@ -441,16 +439,42 @@ impl ShardGroup {
             return Err(Error::Unavailable(format!("node {id} is not a member")));
         }
         if votes {
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
-                .map_err(|e| self.write_error(e, None))?;
+            self.change_members(|| {
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+            })
+            .await?;
         }
-        self.raft
-            .change_membership(ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map_err(|e| self.write_error(e, None))?;
-        Ok(())
+        self.change_members(|| {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(ids.clone()), false)
+        })
+        .await
+    }
+
+    /// Runs a membership change, again while an earlier one has not committed (a leader
+    /// just elected has not yet committed the membership it inherited, or a change is
+    /// still joint): openraft refuses such a change before proposing it, so trying again
+    /// is safe. Gives up after the group's write patience.
+    async fn change_members<F, Fut, T>(&self, change: F) -> Result<(), Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+                Output = Result<T, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>,
+            >,
+    {
+        let deadline = Instant::now() + self.patience;
+        loop {
+            match change().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(self.write_error(e, None)),
+            }
+        }
     }
 
     /// A waiter for this replica's next state changes; take it before checking the state
