@@ -438,6 +438,8 @@ impl ShardGroup {
         if !members.iter().any(|m| m.0 == id) {
             return Err(Error::Unavailable(format!("node {id} is not a member")));
         }
+        // Checked once, before any wait below: openraft still refuses a membership left
+        // without voters should the group change meanwhile.
         if votes {
             self.change_members(|| {
                 self.raft
@@ -452,10 +454,11 @@ impl ShardGroup {
         .await
     }
 
-    /// Runs a membership change, again while an earlier one has not committed (a leader
-    /// just elected has not yet committed the membership it inherited, or a change is
-    /// still joint): openraft refuses such a change before proposing it, so trying again
-    /// is safe. Gives up after the group's write patience.
+    /// Runs a membership change, again while the last membership entry has not committed
+    /// (a leader just elected has not yet committed the one it inherited, or another
+    /// change's is on its way): openraft refuses such a change before proposing it, so
+    /// trying again is safe. Gives up after the group's write patience, most likely for
+    /// want of a majority to commit that entry.
     async fn change_members<F, Fut, T>(&self, change: F) -> Result<(), Error>
     where
         F: Fn() -> Fut,
@@ -469,7 +472,14 @@ impl ShardGroup {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),
-                ))) if Instant::now() < deadline => {
+                ))) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::ClusterDown(format!(
+                            "the shard's last membership change did not commit within {} ms: \
+                             is a majority of its voters reachable?",
+                            self.patience.as_millis()
+                        )));
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(self.write_error(e, None)),

@@ -4,18 +4,18 @@
 //! node of another cluster, or a message meant for another node id, is refused before Raft
 //! sees it.
 
-use std::{collections::BTreeMap, path::Path, sync::Arc};
+use std::{collections::BTreeMap, path::Path};
 
 use openraft::{
     RaftNetworkFactory,
     network::{RPCOption, v2::RaftNetworkV2},
     raft::VoteRequest,
 };
-use shardai_engine::{Store, backend::Backends};
-use shardai_raft::{
-    BusSecurity, GroupConfig, ShardGroup, ShardNode, TargetSlot, TlsFiles, network::Network,
-};
+use shardai_raft::{BusSecurity, ShardNode, TlsFiles, network::Network};
+use support::BusNode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
 
 /// The cluster id and node id, distinctive enough to look for in bytes.
 const CLUSTER: &str = "alpha-cluster-5f3a";
@@ -55,46 +55,15 @@ fn secured(secret: Option<&str>, cert: Option<&str>) -> BusSecurity {
 }
 
 /// A one-node group `ME` of `CLUSTER` serving its bus as `sec` says.
-async fn start(sec: BusSecurity) -> (Arc<ShardGroup>, ShardNode, tempfile::TempDir) {
+async fn start(sec: BusSecurity) -> (BusNode, ShardNode, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bus = listener.local_addr().unwrap().to_string();
-    let slot = TargetSlot::default();
-    tokio::spawn(shardai_raft::network::serve(
-        listener,
-        slot.clone(),
-        sec.clone(),
-    ));
-    let group = ShardGroup::start(
-        GroupConfig {
-            cluster: CLUSTER.into(),
-            group: "data".into(),
-            me: ME,
-            dir: tmp.path().to_path_buf(),
-            heartbeat_ms: 50,
-            election_ms: (200, 400),
-            snapshot_every: 1000,
-            bus: sec,
-            limits: Default::default(),
-            fsync: Default::default(),
-            reads: shardai_raft::ReadCheck::ReadIndex,
-        },
-        Arc::new(Store::new()),
-        Arc::new(Backends::new(None)),
-    )
-    .await
-    .unwrap();
-    slot.write()
-        .insert("data".into(), group.target(tmp.path().join("snapshots")));
-    let node = ShardNode {
-        raft_addr: bus,
-        client_addr: "127.0.0.1:1".into(),
-    };
-    group
+    let n = BusNode::start(CLUSTER, ME, tmp.path(), sec).await;
+    let node = n.node.clone();
+    n.group
         .initialize(BTreeMap::from([(ME, node.clone())]))
         .await
         .unwrap();
-    (group, node, tmp)
+    (n, node, tmp)
 }
 
 /// A vote to `to` at `node` from a client of `cluster`/`group` secured as `sec`: Ok when
@@ -215,7 +184,7 @@ async fn a_peer_without_the_secret_is_refused_and_told_nothing() {
     );
     let err = vote(&node, CLUSTER, "meta", ME, sec).await.unwrap_err();
     assert!(err.contains("runs no Raft group \"meta\""), "{err}");
-    group.raft.shutdown().await.unwrap();
+    group.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +221,7 @@ async fn mutual_tls_admits_the_cluster_ca_only() {
     assert!(!err.contains(CLUSTER), "{err}");
     let got = heard(&node.raft_addr, &preamble(3)).await;
     assert_tells_nothing(&got);
-    group.raft.shutdown().await.unwrap();
+    group.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,5 +233,5 @@ async fn tls_without_a_secret_is_a_secured_bus() {
         .await
         .unwrap_err();
     assert!(err.contains("TLS handshake"), "{err}");
-    group.raft.shutdown().await.unwrap();
+    group.stop().await;
 }
