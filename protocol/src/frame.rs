@@ -17,6 +17,8 @@ use crate::error::Error;
 pub const MAX_INLINE: usize = 64 * 1024;
 /// Redis's limit on the number of arguments of one request.
 pub const MAX_MULTIBULK: i64 = 1024 * 1024;
+/// The arguments room is made for before they arrive (Redis's first `argv` allocation).
+const ARGS_RESERVED: usize = 1024;
 /// Default for `proto-max-bulk-len`, as in Redis.
 pub const DEFAULT_MAX_BULK: usize = 512 * 1024 * 1024;
 /// Default limit on the bytes of one request (Redis's `client-query-buffer-limit`).
@@ -129,7 +131,9 @@ impl RequestDecoder {
                 }
                 let mut args = std::mem::take(&mut self.spare);
                 args.clear();
-                args.reserve(count as usize);
+                // Room for the first arguments only: a header claiming a million of them
+                // (a dozen bytes) reserves no more than what arrives needs, as in Redis.
+                args.reserve((count as usize).min(ARGS_RESERVED));
                 Partial {
                     left: count as usize,
                     pos,
@@ -354,6 +358,16 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claimed_argument_count_reserves_room_for_a_few_only() {
+        let mut d = RequestDecoder::default();
+        let mut buf = BytesMut::from(&b"*1048576\r\n$3\r\nSET\r\n"[..]);
+        assert!(matches!(d.decode(&mut buf), Ok(Decoded::Incomplete { .. })));
+        let p = d.partial.as_ref().expect("a request under way");
+        assert_eq!((p.left, p.args.len()), (1048575, 1));
+        assert!(p.args.capacity() <= ARGS_RESERVED, "{}", p.args.capacity());
+    }
 
     fn dec(input: &[u8]) -> (Result<Decoded, Error>, BytesMut) {
         let mut buf = BytesMut::from(input);
