@@ -474,11 +474,11 @@ impl ShardGroup {
                     ChangeMembershipError::InProgress(_),
                 ))) => {
                     if Instant::now() >= deadline {
-                        return Err(Error::ClusterDown(format!(
-                            "the shard's last membership change did not commit within {} ms: \
-                             is a majority of its voters reachable?",
-                            self.patience.as_millis()
-                        )));
+                        return Err(Error::ClusterDown(
+                            "the shard's last membership change did not commit: is a majority \
+                             of its voters reachable?"
+                                .into(),
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

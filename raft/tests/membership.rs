@@ -42,6 +42,9 @@ async fn a_learner_added_as_soon_as_a_leader_is_elected_joins() {
             for n in &nodes[..3] {
                 match n.group.add_learner(4, learner.clone()).await {
                     Ok(()) => break 'ask n,
+                    Err(Error::ClusterDown(m)) if m.contains("did not commit") => {
+                        panic!("round {round}: the leader gave up waiting: {m}")
+                    }
                     // Not the leader (yet): ask the next one.
                     Err(Error::ClusterDown(_) | Error::TryAgain(_)) => {}
                     Err(e) => panic!("round {round}: adding a learner failed: {e:?}"),

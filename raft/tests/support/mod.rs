@@ -1,5 +1,6 @@
 //! What the tests over the real cluster bus share: a node of one Raft group serving its own
-//! bus on a free loopback port, and stopping it with everything it started.
+//! bus on a free loopback port, and stopping it (its Raft and its bus's accept loop; open
+//! bus connections end when their peers close).
 
 use std::{path::Path, sync::Arc};
 
@@ -53,9 +54,9 @@ impl BusNode {
         BusNode { group, node, bus }
     }
 
-    /// Shuts Raft down and stops serving the bus.
+    /// Stops accepting bus connections and shuts Raft down.
     pub(crate) async fn stop(self) {
-        self.group.raft.shutdown().await.unwrap();
         self.bus.abort();
+        self.group.raft.shutdown().await.unwrap();
     }
 }
