@@ -9,6 +9,8 @@
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its four implementations, each behind its cargo
 //!   feature: ONNX (`onnx`), TORCH (`torch`), TF (`tf`) and TFLITE (`tflite`).
+//! - [`script`]: [`script::Script`], a stored TorchScript script, and how a call binds to
+//!   a function's parameters.
 //! - [`batching`]: the auto-batching policy, and concatenating / splitting batches.
 //! - [`dag`]: DAG plans (a pure function of the op list) and their execution.
 //! - [`queue`]: per-device run queues whose threads execute models, batched by that policy;
@@ -30,6 +32,7 @@ pub mod model;
 pub mod mutation;
 pub mod propose;
 pub mod queue;
+pub mod script;
 pub mod stats;
 pub mod store;
 pub mod tensor;

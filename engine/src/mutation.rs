@@ -13,6 +13,7 @@ use shardai_protocol::{Error, command::SetCond, frame::parse_i64};
 
 use crate::{
     model::Model,
+    script::Script,
     store::{Entry, Store, Value},
     tensor::{COMPACT_BELOW, Tensor},
 };
@@ -49,6 +50,15 @@ pub enum Mutation {
     },
     /// AI.MODELDEL: delete a model (errors if the key holds none).
     DelModel(Bytes),
+    /// AI.SCRIPTSTORE / SCRIPTSET: store (or replace) a script, already compiled and checked.
+    SetScript {
+        /// The key.
+        key: Bytes,
+        /// The script.
+        script: Arc<Script>,
+    },
+    /// AI.SCRIPTDEL: delete a script (errors if the key holds none).
+    DelScript(Bytes),
     /// SET with its options.
     Set {
         /// The key.
@@ -100,7 +110,9 @@ impl Mutation {
             | Mutation::SetModel { key, .. }
             | Mutation::Set { key, .. }
             | Mutation::IncrBy { key, .. }
-            | Mutation::DelModel(key) => Some(key),
+            | Mutation::DelModel(key)
+            | Mutation::SetScript { key, .. }
+            | Mutation::DelScript(key) => Some(key),
             Mutation::SetTensors(v) => v.first().map(|(k, _)| k),
             Mutation::MSet(v) => v.first().map(|(k, _)| k),
             Mutation::Del(v) => v.first(),
@@ -158,18 +170,15 @@ impl Store {
             Mutation::SetModel { key, model } => {
                 self.replace_same_type(key, Value::Model(model), at_ms)
             }
-            Mutation::DelModel(key) => {
-                let mut stripe = self.stripe_of(&key).write();
-                match stripe.get(&key[..]).filter(|e| e.live(at_ms)) {
-                    None => return Err(Error::ModelKeyEmpty),
-                    Some(e) if !matches!(e.value, Value::Model(_)) => return Err(Error::WrongType),
-                    Some(_) => {}
-                }
-                if let Some(prev) = stripe.remove(&key[..]) {
-                    self.account(&key, Some(&prev), None);
-                }
-                Ok(Applied::Ok)
+            Mutation::DelModel(key) => self.del_typed(&key, at_ms, Error::ModelKeyEmpty, |v| {
+                matches!(v, Value::Model(_))
+            }),
+            Mutation::SetScript { key, script } => {
+                self.replace_same_type(key, Value::Script(script), at_ms)
             }
+            Mutation::DelScript(key) => self.del_typed(&key, at_ms, Error::ScriptKeyEmpty, |v| {
+                matches!(v, Value::Script(_))
+            }),
             Mutation::Set {
                 key,
                 value,
@@ -287,6 +296,27 @@ impl Store {
                 Ok(Applied::Int(n))
             }
         }
+    }
+
+    /// Deletes `key` if it holds a live value that `is_kind`; else `missing` (no key) or
+    /// WRONGTYPE (AI.MODELDEL, AI.SCRIPTDEL).
+    fn del_typed(
+        &self,
+        key: &Bytes,
+        at_ms: u64,
+        missing: Error,
+        is_kind: impl Fn(&Value) -> bool,
+    ) -> Result<Applied, Error> {
+        let mut stripe = self.stripe_of(key).write();
+        match stripe.get(&key[..]).filter(|e| e.live(at_ms)) {
+            None => return Err(missing),
+            Some(e) if !is_kind(&e.value) => return Err(Error::WrongType),
+            Some(_) => {}
+        }
+        if let Some(prev) = stripe.remove(&key[..]) {
+            self.account(key, Some(&prev), None);
+        }
+        Ok(Applied::Ok)
     }
 
     /// Stores `value` unless the key holds a live value of another type (RedisAI's

@@ -24,6 +24,7 @@ use shardai_protocol::slot::{SLOTS, key_slot};
 use crate::{
     glob::glob_match,
     model::{MODEL_TYPE, Model},
+    script::{SCRIPT_TYPE, Script},
     tensor::Tensor,
 };
 
@@ -45,6 +46,8 @@ pub enum Value {
     Tensor(Arc<Tensor>),
     /// A RedisAI model.
     Model(Arc<Model>),
+    /// A RedisAI script.
+    Script(Arc<Script>),
 }
 
 impl Value {
@@ -54,6 +57,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::Tensor(_) => TENSOR_TYPE,
             Value::Model(_) => MODEL_TYPE,
+            Value::Script(_) => SCRIPT_TYPE,
         }
     }
 
@@ -63,6 +67,7 @@ impl Value {
             Value::Str(b) => b.len(),
             Value::Tensor(t) => t.byte_size() + 64,
             Value::Model(m) => m.blob.len() + 256,
+            Value::Script(s) => s.source.len() + 256,
         }
     }
 }

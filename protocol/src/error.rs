@@ -234,6 +234,9 @@ pub enum Error {
     /// AI.MODELGET / MODELDEL / MODELEXECUTE on a missing key.
     #[error("ERR model key is empty")]
     ModelKeyEmpty,
+    /// AI.SCRIPTGET / SCRIPTDEL / SCRIPTEXECUTE on a missing key.
+    #[error("ERR script key is empty")]
+    ScriptKeyEmpty,
     /// AI.INFO on a key with no model or script statistics.
     #[error("ERR cannot find run info for key")]
     NoRunInfo,

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::{
     command::{
-        Command, Cursor, acl, ai_config, cluster, dag, keyspace, migrate, model, server, strings,
-        tensor,
+        Command, Cursor, acl, ai_config, cluster, dag, keyspace, migrate, model, script, server,
+        strings, tensor,
     },
     error::Error,
     frame::parse_i64,
@@ -238,6 +238,20 @@ pub static COMMANDS: &[CommandSpec] = &[
           "module", "Runs a directed acyclic graph of AI commands (deprecated)."),
     spec!("ai.dagrun_ro", dag::dag, -4, ["readonly", "module", "movablekeys"], 0, 0, 0, ["@read"],
           "module", "Runs a read-only directed acyclic graph of AI commands (deprecated)."),
+    spec!("ai.scriptstore", script::scriptstore, -8, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a TorchScript script as the value of a key."),
+    spec!("ai.scriptset", script::scriptset, -5, ["write", "denyoom", "module"], 1, 1, 1, ["@write"], "module",
+          "Stores a TorchScript script as the value of a key (deprecated)."),
+    spec!("ai.scriptget", script::scriptget, -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
+          "Returns a script's metadata and source."),
+    spec!("ai.scriptdel", script::scriptdel, 2, ["write", "module"], 1, 1, 1, ["@write"], "module",
+          "Deletes a script."),
+    spec!("ai.scriptexecute", script::scriptexecute, -1, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0,
+          ["@write"], "module", "Runs a function of a script."),
+    spec!("ai.scriptrun", script::scriptrun, -1, ["write", "denyoom", "module", "movablekeys"], 0, 0, 0, ["@write"],
+          "module", "Runs a function of a script (deprecated)."),
+    spec!("ai._scriptscan", script::scriptscan, 1, ["readonly", "module"], 0, 0, 0, ["@read"], "module",
+          "Lists stored scripts."),
     spec!("ai.info", model::ai_info, -2, ["readonly", "module"], 1, 1, 1, ["@read"], "module",
           "Returns execution statistics of a model or a script."),
     spec!("ai.config", ai_config::ai_config, -2, ["write", "module"], 0, 0, 0, ["@admin", "@slow", "@dangerous"], "module",
@@ -299,6 +313,13 @@ pub const EXAMPLES: &[&str] = &[
     "AI.DAGEXECUTE_RO LOAD 1 t |> AI.TENSORGET t VALUES",
     "AI.DAGRUN LOAD 1 t |> AI.TENSORGET t VALUES",
     "AI.DAGRUN_RO LOAD 1 t |> AI.TENSORGET t VALUES",
+    "AI.SCRIPTSTORE s CPU ENTRY_POINTS 1 f SOURCE x",
+    "AI.SCRIPTSET s CPU SOURCE x",
+    "AI.SCRIPTGET s META",
+    "AI.SCRIPTDEL s",
+    "AI.SCRIPTEXECUTE s f INPUTS 1 t OUTPUTS 1 o",
+    "AI.SCRIPTRUN s f INPUTS t OUTPUTS o",
+    "AI._SCRIPTSCAN",
     "AI.INFO m",
     "AI.CONFIG GET BACKENDSPATH",
 ];
@@ -349,6 +370,10 @@ fn eq(a: &[u8], b: &str) -> bool {
 /// INPUTS, OUTPUTS, KEYS, LOAD, PERSIST and ROUTING, including those inside a DAG's ops.
 pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
     let mut keys = Vec::new();
+    // Too short to name a script and a function: no keys, and the parser answers the arity.
+    if matches!(name, "ai.scriptexecute" | "ai.scriptrun") && argv.len() < 3 {
+        return Ok(keys);
+    }
     match name {
         "migrate" => {
             // The key argument, or (when it is empty) everything after KEYS.
@@ -408,7 +433,7 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
             for a in argv.iter().skip(start) {
                 if eq(a, "INPUTS") || eq(a, "OUTPUTS") {
                     in_list = true;
-                } else if eq(a, "TIMEOUT") || eq(a, "$") || eq(a, "ARGS") {
+                } else if eq(a, "TIMEOUT") || eq(a, "ARGS") {
                     in_list = false;
                 } else if in_list {
                     keys.push(a);

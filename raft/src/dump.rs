@@ -6,15 +6,15 @@
 //!
 //! `SHARDAI` (7 bytes), the format version (one byte: 1, the only one so far), the CRC32 of
 //! the body (u32 LE), then the body: bincode of an [`Op`] (`Set` for a string, `SetTensor`,
-//! `SetModel`) with an empty key. A payload of another version is refused with Redis's
+//! `SetModel`, `SetScript`) with an empty key. A payload of another version is refused with Redis's
 //! text (`ERR DUMP payload version or checksum are wrong`) and its version is logged.
 
 use bytes::Bytes;
-use shardai_engine::{Deadline, Mutation, Value, model::Model};
+use shardai_engine::{Deadline, Mutation, Value, model::Model, script::Script};
 use shardai_protocol::Error;
 
 use crate::{
-    types::{Cmd, Op, WireModel},
+    types::{Cmd, Op, WireModel, WireScript},
     version::refused,
 };
 
@@ -74,6 +74,10 @@ pub fn dump(value: &Value) -> Vec<u8> {
             key,
             model: m.clone(),
         },
+        Value::Script(s) => Mutation::SetScript {
+            key,
+            script: s.clone(),
+        },
     };
     let body = bincode::serialize(&Cmd::of(&m, 0, 0, 0).op).expect("ops always encode");
     let mut out = Vec::with_capacity(body.len() + HEAD);
@@ -95,12 +99,14 @@ impl DumpPayload {
     }
 
     /// The mutation that stores the value under `key`, a string expiring at `deadline`
-    /// (Unix ms) if given; `load` loads a model into the backends.
+    /// (Unix ms) if given; `load` loads a model into the backends, `compile` compiles a
+    /// script.
     pub fn restore(
         self,
         key: Bytes,
         deadline: Option<u64>,
         load: impl FnOnce(WireModel) -> Result<Model, Error>,
+        compile: impl FnOnce(WireScript) -> Result<Script, Error>,
     ) -> Result<Mutation, Error> {
         let op = match self.0 {
             Op::Set { value, .. } => Op::Set {
@@ -112,6 +118,7 @@ impl DumpPayload {
             },
             Op::SetTensor(_, t) => Op::SetTensor(key, t),
             Op::SetModel(_, m) => Op::SetModel(key, m),
+            Op::SetScript(_, sc) => Op::SetScript(key, sc),
             // Not values: `dump` never writes them (listed, not `_`, so that a new `Op`
             // has to be placed here or above).
             Op::SetTensors(_)
@@ -120,7 +127,8 @@ impl DumpPayload {
             | Op::IncrBy(..)
             | Op::Del(_)
             | Op::Flush
-            | Op::ExpireDue => return Err(bad_payload()),
+            | Op::ExpireDue
+            | Op::DelScript(_) => return Err(bad_payload()),
         };
         Cmd {
             at_ms: 0,
@@ -128,7 +136,7 @@ impl DumpPayload {
             seq: 0,
             op,
         }
-        .mutation(load)
+        .mutation(load, compile)
     }
 }
 
@@ -165,8 +173,9 @@ pub fn restore(
     key: Bytes,
     deadline: Option<u64>,
     load: impl FnOnce(WireModel) -> Result<Model, Error>,
+    compile: impl FnOnce(WireScript) -> Result<Script, Error>,
 ) -> Result<Mutation, Error> {
-    decode(payload)?.restore(key, deadline, load)
+    decode(payload)?.restore(key, deadline, load, compile)
 }
 
 #[cfg(test)]
@@ -176,7 +185,14 @@ mod tests {
     #[test]
     fn strings_and_tensors_round_trip() {
         let p = dump(&Value::Str(Bytes::from("hello")));
-        let m = restore(&p, Bytes::from("k2"), Some(99), |_| Err(Error::Syntax)).unwrap();
+        let m = restore(
+            &p,
+            Bytes::from("k2"),
+            Some(99),
+            |_| Err(Error::Syntax),
+            |_| Err(Error::Syntax),
+        )
+        .unwrap();
         assert!(matches!(
             m,
             Mutation::Set { ref key, ref value, deadline: Deadline::At(99), .. }
@@ -190,9 +206,14 @@ mod tests {
         )
         .unwrap();
         let p = dump(&Value::Tensor(std::sync::Arc::new(t.clone())));
-        let Mutation::SetTensor { key, tensor } =
-            restore(&p, Bytes::from("t"), None, |_| Err(Error::Syntax)).unwrap()
-        else {
+        let Mutation::SetTensor { key, tensor } = restore(
+            &p,
+            Bytes::from("t"),
+            None,
+            |_| Err(Error::Syntax),
+            |_| Err(Error::Syntax),
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!((key, tensor.as_ref()), (Bytes::from("t"), &t));
@@ -203,7 +224,14 @@ mod tests {
         let mut p = dump(&Value::Str(Bytes::from("x")));
         let last = p.len() - 1;
         p[last] ^= 1;
-        let e = restore(&p, Bytes::new(), None, |_| Err(Error::Syntax)).unwrap_err();
+        let e = restore(
+            &p,
+            Bytes::new(),
+            None,
+            |_| Err(Error::Syntax),
+            |_| Err(Error::Syntax),
+        )
+        .unwrap_err();
         assert_eq!(
             e.wire_text(),
             "ERR DUMP payload version or checksum are wrong"
@@ -217,13 +245,29 @@ mod tests {
             Refusal::Version(7).to_string(),
             "DUMP payload has format version 7; this build reads version 1"
         );
-        let e = restore(&p, Bytes::new(), None, |_| Err(Error::Syntax)).unwrap_err();
+        let e = restore(
+            &p,
+            Bytes::new(),
+            None,
+            |_| Err(Error::Syntax),
+            |_| Err(Error::Syntax),
+        )
+        .unwrap_err();
         assert_eq!(
             e.wire_text(),
             "ERR DUMP payload version or checksum are wrong"
         );
         // A Redis RDB payload (string "x", RDB version 10, CRC64).
         let rdb = b"\x00\x01x\n\x00\xa5\x04\xf8\x8c\xf3\x86\x91\xb8";
-        assert!(restore(rdb, Bytes::new(), None, |_| Err(Error::Syntax)).is_err());
+        assert!(
+            restore(
+                rdb,
+                Bytes::new(),
+                None,
+                |_| Err(Error::Syntax),
+                |_| Err(Error::Syntax)
+            )
+            .is_err()
+        );
     }
 }

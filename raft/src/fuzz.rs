@@ -8,7 +8,12 @@ use shardai_protocol::Error;
 /// A RESTORE payload: decoded, and restored as a key when it decodes (models not loaded).
 pub fn dump_payload(data: &[u8]) {
     if let Ok(p) = crate::dump::decode(data) {
-        let _ = p.restore(Bytes::from_static(b"k"), None, |_| Err(Error::Syntax));
+        let _ = p.restore(
+            Bytes::from_static(b"k"),
+            None,
+            |_| Err(Error::Syntax),
+            |_| Err(Error::Syntax),
+        );
     }
 }
 

@@ -4,9 +4,11 @@
 //! for byte; and data of an unknown version is refused, naming it.
 //!
 //! Every variant of every enum in these formats is in a fixture, decoded with its content
-//! checked: `Op` (`log-ops-v2.seg`, one entry per variant in index order; `SetModel` also in
-//! `dump-model-v1.bin`), the snapshot's `ItemValue` (`snapshot-v1.snap`: a string and a
-//! tensor; `snapshot-model-v1.snap`: a model), `BusRequest` and `BusReply`
+//! checked: `Op` (`log-ops-v2.seg`, one entry per variant in index order up to `ExpireDue`,
+//! then `log-ops-script-v2.seg` for the script variants appended since; `SetModel` also in
+//! `dump-model-v1.bin`, `SetScript` in `dump-script-v1.bin`), the snapshot's `ItemValue`
+//! (`snapshot-v1.snap`: a string and a tensor; `snapshot-model-v1.snap`: a model;
+//! `snapshot-script-v1.snap`: a script), `BusRequest` and `BusReply`
 //! (`bus-requests-v2.bin`, `bus-replies-v2.bin`: one frame per variant in index order, the
 //! replies then ending with a `Propose` answer of every `ApplyResult`), `Handshake`
 //! (`bus-handshakes-v3.bin`, the proofs made with a fixed secret and nonces, so a change
@@ -39,6 +41,7 @@ use shardai_engine::{
     Deadline, Mutation, Tensor, Value,
     backend::{Backends, LoadedModel},
     model::Model,
+    script::{NotCompiled, Script},
 };
 use shardai_protocol::{
     DType, Error,
@@ -56,7 +59,7 @@ use crate::{
         security::{NONCE, Side},
     },
     snapshot::{self, ItemValue, Meta},
-    types::{ApplyResult, Cmd, Op, ShardNode, TypeConfig as C, WireModel, WireTensor},
+    types::{ApplyResult, Cmd, Op, ShardNode, TypeConfig as C, WireModel, WireScript, WireTensor},
 };
 
 /// Where the fixtures live.
@@ -155,7 +158,56 @@ fn assert_model(m: &WireModel) {
     assert_eq!(m.blob, "not a real model");
 }
 
-/// One `Op` of every variant, in variant index order.
+/// The fixtures' script: its source is not compiled (fixtures carry source and options only).
+fn script() -> Arc<Script> {
+    Arc::new(Script {
+        device: "CPU".into(),
+        tag: Bytes::from_static(b"s1"),
+        entry_points: vec![Bytes::from_static(b"pre"), Bytes::from_static(b"post")],
+        source: Bytes::from_static(b"def pre(t: List[Tensor], k: List[str], a: List[str]):\n"),
+        compiled: Arc::new(NotCompiled::new("never compiled".into())),
+    })
+}
+
+/// Checks a decoded `script()`, field by field.
+fn assert_script(s: &WireScript) {
+    assert_eq!(s.device, "CPU");
+    assert_eq!(s.tag, "s1");
+    assert_eq!(s.entry_points, ["pre", "post"]);
+    assert_eq!(
+        s.source,
+        "def pre(t: List[Tensor], k: List[str], a: List[str]):\n"
+    );
+}
+
+/// The `Op` variants appended after `every_op()`'s (scripts), in variant index order.
+fn script_ops() -> Vec<Op> {
+    vec![
+        Op::SetScript(Bytes::from_static(b"s"), WireScript::of(&script())),
+        Op::DelScript(Bytes::from_static(b"s")),
+    ]
+}
+
+/// Checks decoded ops against `script_ops()`.
+fn assert_script_ops(ops: &[&Op]) {
+    let [set_script, del_script] = ops else {
+        panic!("{} ops: {ops:?}", ops.len())
+    };
+    match set_script {
+        Op::SetScript(k, s) => {
+            assert_eq!(k, "s");
+            assert_script(s);
+        }
+        op => panic!("10: {op:?}"),
+    }
+    assert!(
+        matches!(del_script, Op::DelScript(k) if k == "s"),
+        "11: {del_script:?}"
+    );
+}
+
+/// One `Op` of every variant up to `ExpireDue`, in variant index order (later variants are in
+/// `script_ops()`).
 fn every_op() -> Vec<Op> {
     let b = Bytes::from_static;
     vec![
@@ -257,10 +309,9 @@ fn assert_every_op(ops: &[&Op]) {
     assert!(matches!(expire_due, Op::ExpireDue), "9: {expire_due:?}");
 }
 
-/// The ops fixture's entries: `every_op()` as entries 1 to 10 of term 3 (leader 2).
-fn op_entries() -> Vec<EntryOf<C>> {
-    every_op()
-        .into_iter()
+/// The ops fixture's entries: `ops` as entries 1 to n of term 3 (leader 2).
+fn op_entries(ops: Vec<Op>) -> Vec<EntryOf<C>> {
+    ops.into_iter()
         .zip(1u64..)
         .map(|(op, i)| {
             let cmd = Cmd {
@@ -460,7 +511,16 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("snapshot-model-v1.snap", std::fs::read(&snap).unwrap()));
 
     // A log segment holding every `Op`.
-    out.push(("log-ops-v2.seg", segment_of(op_entries()).await));
+    out.push(("log-ops-v2.seg", segment_of(op_entries(every_op())).await));
+    // ... and one holding the variants added since (scripts).
+    out.push((
+        "log-ops-script-v2.seg",
+        segment_of(op_entries(script_ops())).await,
+    ));
+    // A snapshot of a script.
+    let items = vec![(Bytes::from_static(b"s"), Value::Script(script()), None)];
+    snapshot::write(&snap, &snapshot_meta(), items).unwrap();
+    out.push(("snapshot-script-v1.snap", std::fs::read(&snap).unwrap()));
 
     // DUMP payloads.
     let hello = Value::Str(Bytes::from_static(b"hello"));
@@ -471,6 +531,8 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     ));
     let m = crate::dump::dump(&Value::Model(model()));
     out.push(("dump-model-v1.bin", m));
+    let sc = crate::dump::dump(&Value::Script(script()));
+    out.push(("dump-script-v1.bin", sc));
 
     // A bus connection's first bytes: preamble, Hello, then a Vote request.
     let mut bus = preamble(2).to_vec();
@@ -574,7 +636,7 @@ async fn assert_fixture_log(ls: &mut LogStore) {
     };
     let c = cmd(0);
     assert_eq!((c.at_ms, c.origin, c.seq), (AT + 1, 1, 1));
-    match c.mutation(|_| unreachable!()).unwrap() {
+    match c.mutation(|_| unreachable!(), |_| unreachable!()).unwrap() {
         Mutation::SetTensor { key, tensor: t } => {
             assert_eq!(
                 (key, t.as_ref()),
@@ -742,7 +804,13 @@ fn a_snapshot_of_an_unknown_version_is_refused_naming_it() {
 fn v1_dump_payloads_still_restore() {
     let p = include_bytes!("../tests/golden/dump-str-v1.bin");
     assert_eq!(&p[..8], b"SHARDAI\x01");
-    let m = crate::dump::restore(p, Bytes::from_static(b"k"), Some(5), |_| unreachable!());
+    let m = crate::dump::restore(
+        p,
+        Bytes::from_static(b"k"),
+        Some(5),
+        |_| unreachable!(),
+        |_| unreachable!(),
+    );
     match m.unwrap() {
         Mutation::Set {
             key,
@@ -754,7 +822,15 @@ fn v1_dump_payloads_still_restore() {
     }
     let p = include_bytes!("../tests/golden/dump-tensor-v1.bin");
     assert!(!crate::dump::decode(p).unwrap().loads_model());
-    match crate::dump::restore(p, Bytes::from_static(b"t"), None, |_| unreachable!()).unwrap() {
+    match crate::dump::restore(
+        p,
+        Bytes::from_static(b"t"),
+        None,
+        |_| unreachable!(),
+        |_| unreachable!(),
+    )
+    .unwrap()
+    {
         Mutation::SetTensor { key, tensor: t } => {
             assert_eq!(
                 (key, t.as_ref()),
@@ -911,6 +987,72 @@ async fn every_op_decodes_from_a_log_segment_with_and_without_its_header() {
     }
 }
 
+#[tokio::test]
+async fn every_script_op_decodes_from_a_log_segment() {
+    let seg = include_bytes!("../tests/golden/log-ops-script-v2.seg");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("log-00000000000000000000.seg"), seg).unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let got = ls.try_get_log_entries(..).await.unwrap();
+    let ops: Vec<&Op> = got
+        .iter()
+        .map(|e| match &e.payload {
+            EntryPayload::Normal(c) => &c.op,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_script_ops(&ops);
+    // Variant indexes follow `every_op()`'s.
+    assert_eq!(
+        variant_of(&script_ops()[0]),
+        every_op().len() as u32,
+        "SetScript comes right after ExpireDue"
+    );
+    assert!(ops[0].loads_model() && !ops[1].loads_model());
+}
+
+/// The bincode variant index of `op`.
+fn variant_of(op: &Op) -> u32 {
+    let b = bincode::serialize(op).unwrap();
+    u32::from_le_bytes(b[..4].try_into().unwrap())
+}
+
+#[test]
+fn a_script_in_a_v1_snapshot_and_dump_decodes() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("s.snap");
+    std::fs::write(
+        &path,
+        include_bytes!("../tests/golden/snapshot-script-v1.snap"),
+    )
+    .unwrap();
+    let (meta, items) = snapshot::read_items(&path).unwrap();
+    assert_eq!(meta, snapshot_meta());
+    let [item] = &items[..] else {
+        panic!("{items:?}")
+    };
+    assert_eq!((&item.key[..], item.expire_at), (&b"s"[..], None));
+    match &item.value {
+        ItemValue::Script(s) => assert_script(s),
+        v => panic!("{v:?}"),
+    }
+    let p = include_bytes!("../tests/golden/dump-script-v1.bin");
+    let payload = crate::dump::decode(p).unwrap();
+    assert!(payload.loads_model(), "restoring compiles the script");
+    let mut seen = None;
+    let r = payload.restore(
+        Bytes::from_static(b"k"),
+        None,
+        |_| unreachable!(),
+        |s| {
+            seen = Some(s);
+            Err(Error::CouldNotLoadBackend)
+        },
+    );
+    assert!(r.is_err());
+    assert_script(&seen.expect("restoring asks for the script to be compiled"));
+}
+
 #[test]
 fn a_model_in_a_v1_snapshot_decodes() {
     let d = tempfile::tempdir().unwrap();
@@ -944,10 +1086,15 @@ fn a_v1_dump_of_a_model_decodes() {
     let payload = crate::dump::decode(p).unwrap();
     assert!(payload.loads_model());
     let mut seen = None;
-    let r = payload.restore(Bytes::from_static(b"k"), None, |m| {
-        seen = Some(m);
-        Err(Error::UnsupportedBackend)
-    });
+    let r = payload.restore(
+        Bytes::from_static(b"k"),
+        None,
+        |m| {
+            seen = Some(m);
+            Err(Error::UnsupportedBackend)
+        },
+        |_| unreachable!(),
+    );
     assert!(r.is_err());
     assert_model(&seen.expect("restoring asks for the model to be loaded"));
 }

@@ -28,7 +28,7 @@ use shardai_engine::{Value, backend::Backends, store::KeyRecord};
 
 use crate::{
     log_store::sync_dir,
-    types::{TypeConfig, WireModel, WireTensor},
+    types::{TypeConfig, WireModel, WireScript, WireTensor},
     version::refused,
 };
 
@@ -56,6 +56,7 @@ pub(crate) enum ItemValue {
     Str(Bytes),
     Tensor(WireTensor),
     Model(WireModel),
+    Script(WireScript),
 }
 
 /// One key of a snapshot. On disk: a changed field is a new format version.
@@ -198,6 +199,7 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<KeyRecord>) -> io::Result<()
             Value::Str(b) => ItemValue::Str(b),
             Value::Tensor(t) => ItemValue::Tensor(WireTensor::of(&t)),
             Value::Model(m) => ItemValue::Model(WireModel::of(&m)),
+            Value::Script(s) => ItemValue::Script(WireScript::of(&s)),
         };
         put(
             &mut w,
@@ -275,6 +277,7 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
             ItemValue::Model(m) => Value::Model(Arc::new(
                 m.load_or_keep(backends, &item.key).map_err(other)?,
             )),
+            ItemValue::Script(s) => Value::Script(Arc::new(s.compile_or_keep(backends, &item.key))),
         };
         out.push((item.key, value, item.expire_at));
     }

@@ -19,7 +19,12 @@ use std::{fmt, sync::Arc};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use shardai_engine::{Applied, Deadline, Mutation, model::Model, tensor::Tensor};
+use shardai_engine::{
+    Applied, Deadline, Mutation,
+    model::Model,
+    script::{NotCompiled, Script, check_entry_points},
+    tensor::Tensor,
+};
 use shardai_protocol::{
     DType, Error,
     command::{Backend as Kind, BatchOpts, SetCond},
@@ -186,6 +191,72 @@ impl WireModel {
     }
 }
 
+/// A script on the wire: what AI.SCRIPTSTORE was given. On disk and on the wire: a changed
+/// field is a new format version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireScript {
+    /// Device as given.
+    pub device: String,
+    /// TAG.
+    pub tag: Bytes,
+    /// ENTRY_POINTS (empty for AI.SCRIPTSET).
+    pub entry_points: Vec<Bytes>,
+    /// The TorchScript source.
+    pub source: Bytes,
+}
+
+impl WireScript {
+    /// The wire form of `s`.
+    pub fn of(s: &Script) -> Self {
+        WireScript {
+            device: s.device.clone(),
+            tag: s.tag.clone(),
+            entry_points: s.entry_points.clone(),
+            source: s.source.clone(),
+        }
+    }
+
+    /// Compiles the script and checks its entry points (a backend call: run it on a
+    /// blocking thread).
+    pub fn compile(self, backends: &shardai_engine::backend::Backends) -> Result<Script, Error> {
+        let compiled = backends.compile_script(&self.source, &self.device)?;
+        check_entry_points(&*compiled, &self.entry_points)?;
+        Ok(self.with(compiled))
+    }
+
+    /// As [`WireScript::compile`] for a replica applying a committed script: one that does
+    /// not compile here is kept anyway with its source, answering calls with the error, so
+    /// that replicas never silently differ.
+    pub fn compile_or_keep(
+        self,
+        backends: &shardai_engine::backend::Backends,
+        key: &[u8],
+    ) -> Script {
+        match self.clone().compile(backends) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    key = %String::from_utf8_lossy(key),
+                    error = %e.wire_text(),
+                    "a replicated script cannot be compiled on this node: it is kept, and its \
+                     calls answer this error"
+                );
+                self.with(Arc::new(NotCompiled::new(e.wire_text())))
+            }
+        }
+    }
+
+    fn with(self, compiled: Arc<dyn shardai_engine::script::CompiledScript>) -> Script {
+        Script {
+            device: self.device,
+            tag: self.tag,
+            entry_points: self.entry_points,
+            source: self.source,
+            compiled,
+        }
+    }
+}
+
 /// A mutation on the wire (log entries, DUMP payloads). On disk and on the wire: variants
 /// are only ever appended at the end (bincode encodes the variant's index), and a changed
 /// field is a new format version.
@@ -222,15 +293,20 @@ pub enum Op {
     Flush,
     /// `Mutation::ExpireDue`.
     ExpireDue,
+    /// `Mutation::SetScript`.
+    SetScript(Bytes, WireScript),
+    /// `Mutation::DelScript`.
+    DelScript(Bytes),
 }
 
 impl Op {
-    /// True when applying it needs a backend call (loading a model). Exhaustive on purpose:
-    /// a new variant must say whether it loads a model.
+    /// True when applying it needs a backend call (loading a model, compiling a script).
+    /// Exhaustive on purpose: a new variant must say whether it loads a model.
     pub fn loads_model(&self) -> bool {
         match self {
-            Op::SetModel(..) => true,
-            Op::SetTensor(..)
+            Op::SetModel(..) | Op::SetScript(..) => true,
+            Op::DelScript(_)
+            | Op::SetTensor(..)
             | Op::SetTensors(_)
             | Op::DelModel(_)
             | Op::Set { .. }
@@ -271,6 +347,8 @@ impl fmt::Display for Cmd {
             Op::Del(v) => ("Del", v.first()),
             Op::Flush => ("Flush", None),
             Op::ExpireDue => ("ExpireDue", None),
+            Op::SetScript(k, _) => ("SetScript", Some(k)),
+            Op::DelScript(k) => ("DelScript", Some(k)),
         };
         match key {
             Some(k) => write!(
@@ -323,6 +401,10 @@ impl Cmd {
             Mutation::Del(v) => Op::Del(v.clone()),
             Mutation::Flush => Op::Flush,
             Mutation::ExpireDue => Op::ExpireDue,
+            Mutation::SetScript { key, script } => {
+                Op::SetScript(key.clone(), WireScript::of(script))
+            }
+            Mutation::DelScript(k) => Op::DelScript(k.clone()),
         };
         Cmd {
             at_ms,
@@ -332,10 +414,12 @@ impl Cmd {
         }
     }
 
-    /// Rebuilds the mutation; `load` turns a wire model into a loaded one.
+    /// Rebuilds the mutation; `load` turns a wire model into a loaded one, `compile` a wire
+    /// script into a compiled one.
     pub fn mutation(
         self,
         load: impl FnOnce(WireModel) -> Result<Model, Error>,
+        compile: impl FnOnce(WireScript) -> Result<Script, Error>,
     ) -> Result<Mutation, Error> {
         Ok(match self.op {
             Op::SetTensor(key, t) => Mutation::SetTensor {
@@ -378,10 +462,15 @@ impl Cmd {
             Op::Del(v) => Mutation::Del(v),
             Op::Flush => Mutation::Flush,
             Op::ExpireDue => Mutation::ExpireDue,
+            Op::SetScript(key, s) => Mutation::SetScript {
+                key,
+                script: Arc::new(compile(s)?),
+            },
+            Op::DelScript(k) => Mutation::DelScript(k),
         })
     }
 
-    /// True when applying needs a backend call (loading a model).
+    /// True when applying needs a backend call (loading a model, compiling a script).
     pub fn loads_model(&self) -> bool {
         self.op.loads_model()
     }
@@ -467,7 +556,9 @@ mod tests {
             let cmd = Cmd::of(&m, 5, 1, 2);
             let bytes = bincode::serialize(&cmd).unwrap();
             let back: Cmd = bincode::deserialize(&bytes).unwrap();
-            let m2 = back.mutation(|_| unreachable!()).unwrap();
+            let m2 = back
+                .mutation(|_| unreachable!(), |_| unreachable!())
+                .unwrap();
             assert_eq!(format!("{m:?}"), format!("{m2:?}"));
         }
     }

@@ -637,8 +637,10 @@ fn ai_config() {
         err_text(cmd("AI.CONFIG").arg("NOPE").query(&mut c)),
         "ERR unsupported subcommand"
     );
-    let e = err_text(cmd("AI.SCRIPTGET").arg("s").query(&mut c));
-    assert!(e.starts_with("ERR unknown command 'AI.SCRIPTGET'"), "{e}");
+    assert_eq!(
+        err_text(cmd("AI.SCRIPTGET").arg("s").query(&mut c)),
+        "ERR script key is empty"
+    );
 }
 
 #[test]

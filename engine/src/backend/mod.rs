@@ -30,6 +30,8 @@ mod tf;
 mod tflite;
 #[cfg(feature = "torch")]
 mod torch;
+#[cfg(feature = "torch")]
+mod torch_script;
 
 use std::{
     path::{Path, PathBuf},
@@ -230,6 +232,26 @@ impl Backends {
             Error::CouldNotLoadBackend
         })?;
         backend.load(blob, device, &names(inputs), &names(outputs))
+    }
+
+    /// Compiles a TorchScript script's `source` for `device` (AI.SCRIPTSTORE). Blocking: call
+    /// it on a blocking thread.
+    pub fn compile_script(
+        &self,
+        source: &[u8],
+        device: &str,
+    ) -> Result<Arc<dyn crate::script::CompiledScript>, Error> {
+        self.get(Kind::Torch).map_err(|why| {
+            tracing::warn!(backend = "TORCH", reason = %why, "Could not load backend");
+            Error::CouldNotLoadBackend
+        })?;
+        #[cfg(feature = "torch")]
+        return torch_script::compile(source, device);
+        #[cfg(not(feature = "torch"))]
+        {
+            let _ = (source, device);
+            Err(Error::CouldNotLoadBackend)
+        }
     }
 
     /// Loads `kind` from an explicit library file (AI.CONFIG LOADBACKEND). A backend that is

@@ -49,7 +49,7 @@ impl Torch {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> Error {
+pub(super) fn err(e: impl std::fmt::Display) -> Error {
     // libtorch errors carry a C++ backtrace after the first line.
     let text = e.to_string();
     let first = text
@@ -93,7 +93,7 @@ fn load_torch_cuda() -> &'static Result<(), String> {
     })
 }
 
-fn device(name: &str) -> Result<Device, Error> {
+pub(super) fn device(name: &str) -> Result<Device, Error> {
     let upper = name.to_ascii_uppercase();
     if upper.starts_with("CPU") {
         return Ok(Device::Cpu);
@@ -140,7 +140,7 @@ struct TorchModel {
     device: Device,
 }
 
-fn kind_of(d: DType) -> Result<Kind, Error> {
+pub(super) fn kind_of(d: DType) -> Result<Kind, Error> {
     Ok(match d {
         DType::Float => Kind::Float,
         DType::Double => Kind::Double,
@@ -210,7 +210,7 @@ fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
     }
 }
 
-fn from_torch(t: &tch::Tensor) -> Result<Tensor, Error> {
+pub(super) fn from_torch(t: &tch::Tensor) -> Result<Tensor, Error> {
     let t = t.f_to_device(Device::Cpu).map_err(err)?.contiguous();
     let dtype = dtype_of(t.kind())?;
     let shape: Vec<usize> = t.size().iter().map(|&d| d.max(0) as usize).collect();

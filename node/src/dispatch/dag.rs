@@ -60,6 +60,14 @@ async fn run(d: Dag, proposer: &dyn Proposer, engine: &Engine, max: usize) -> Re
                     stats: engine.run_stats.entry(&e.key),
                 }
             }
+            DagOp::ScriptExecute(e) => {
+                let script = super::script::script_of(&e.key, store)?;
+                let args = e.args.as_ref().map_err(Clone::clone)?;
+                Step::Run {
+                    model: super::script::call_of(script, args),
+                    stats: engine.run_stats.entry(&e.key),
+                }
+            }
         });
     }
     let names: Vec<OpNames<'_>> = d

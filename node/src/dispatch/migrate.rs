@@ -53,22 +53,29 @@ pub(super) async fn restore(
     };
     let backends = backends.clone();
     let (payload, key) = (r.payload, r.key);
+    let compiler = backends.clone();
     let load = move |w: shardai_raft::types::WireModel| w.load(&backends);
+    let compile = move |s: shardai_raft::types::WireScript| s.compile(&compiler);
     // Checking and decoding a large payload (a model) is CPU work: not on a tokio worker.
     let m = if payload.len() >= BLOCKING_PAYLOAD {
-        tokio::task::spawn_blocking(move || dump::restore(&payload, key, deadline, load))
+        tokio::task::spawn_blocking(move || dump::restore(&payload, key, deadline, load, compile))
             .await
             .unwrap_or_else(|e| Err(Error::Unavailable(format!("restore failed: {e}"))))
     } else {
         match dump::decode(&payload) {
             Ok(d) if d.loads_model() => {
-                tokio::task::spawn_blocking(move || d.restore(key, deadline, load))
+                tokio::task::spawn_blocking(move || d.restore(key, deadline, load, compile))
                     .await
                     .unwrap_or_else(|e| {
                         Err(Error::Unavailable(format!("model loading failed: {e}")))
                     })
             }
-            Ok(d) => d.restore(key, deadline, |_| Err(Error::Syntax)),
+            Ok(d) => d.restore(
+                key,
+                deadline,
+                |_| Err(Error::Syntax),
+                |_| Err(Error::Syntax),
+            ),
             Err(e) => Err(e),
         }
     };

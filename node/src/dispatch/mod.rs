@@ -15,6 +15,7 @@ mod info;
 mod keyspace;
 mod migrate;
 mod model;
+mod script;
 mod server;
 mod setslot;
 mod strings;
@@ -114,6 +115,13 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::ModelScan => model::modelscan(store),
         Command::AiInfo { key, reset } => model::ai_info(&key, reset, store, &engine.run_stats),
         Command::Dag(d) => dag::dagexecute(d, proposer, engine, max_bulk()).await,
+        Command::ScriptStore(s) => {
+            script::scriptstore(s, proposer, &engine.backends, &engine.run_stats).await
+        }
+        Command::ScriptGet(g) => script::scriptget(g, store),
+        Command::ScriptDel(key) => script::scriptdel(key, proposer, &engine.run_stats).await,
+        Command::ScriptExecute(e) => script::scriptexecute(e, proposer, engine).await,
+        Command::ScriptScan => script::scriptscan(store),
     };
     (reply, Flow::Continue)
 }

@@ -226,43 +226,67 @@ pub(super) fn modelscan(store: &Store) -> Reply {
 
 /// # Format
 /// `AI.INFO key [RESETSTAT]` → `key`, `type`, `backend`, `device`, `tag`, `duration` (µs),
-/// `samples`, `calls`, `errors`; or `+OK` after RESETSTAT.
+/// `samples` (-1 for a script), `calls`, `errors`; or `+OK` after RESETSTAT. A model or
+/// script has statistics from the moment it is stored (zeros until it runs).
 pub(super) fn ai_info(
     key: &bytes::Bytes,
     reset: bool,
     store: &Store,
     run_stats: &StatsRegistry,
 ) -> Reply {
-    let (Some(stats), Ok(m)) = (run_stats.get(key), model_of(key, store)) else {
-        return Reply::Error(Error::NoRunInfo);
+    let (kind, backend, device, tag, load_error) = match store.get(key) {
+        Some(Value::Model(m)) => (
+            "MODEL",
+            m.backend.name(),
+            m.device.clone(),
+            m.tag.clone(),
+            m.loaded.load_error().map(str::to_string),
+        ),
+        Some(Value::Script(s)) => (
+            "SCRIPT",
+            "TORCH",
+            s.device.clone(),
+            s.tag.clone(),
+            s.compiled.load_error().map(str::to_string),
+        ),
+        _ => return Reply::Error(Error::NoRunInfo),
     };
+    let stats = run_stats.entry(key);
     if reset {
         stats.reset();
         return Reply::OK;
     }
     let s = stats.snapshot();
+    let samples = if kind == "MODEL" {
+        s.samples as i64
+    } else {
+        -1
+    };
     let mut out = vec![
         Reply::bulk("key"),
         Reply::Bulk(key.clone()),
         Reply::bulk("type"),
-        Reply::bulk("MODEL"),
-    ];
-    out.extend(identity(&m));
-    out.extend([
+        Reply::bulk(kind),
+        Reply::bulk("backend"),
+        Reply::bulk(backend),
+        Reply::bulk("device"),
+        Reply::Bulk(bytes::Bytes::from(device)),
+        Reply::bulk("tag"),
+        Reply::Bulk(tag),
         Reply::bulk("duration"),
         Reply::Int(s.duration_us as i64),
         Reply::bulk("samples"),
-        Reply::Int(s.samples as i64),
+        Reply::Int(samples),
         Reply::bulk("calls"),
         Reply::Int(s.calls as i64),
         Reply::bulk("errors"),
         Reply::Int(s.errors as i64),
-    ]);
-    // A replicated model this node keeps without its backend says why.
-    if let Some(why) = m.loaded.load_error() {
+    ];
+    // A replicated model or script this node keeps without its backend says why.
+    if let Some(why) = load_error {
         out.extend([
             Reply::bulk("load_error"),
-            Reply::Bulk(bytes::Bytes::from(why.to_string())),
+            Reply::Bulk(bytes::Bytes::from(why)),
         ]);
     }
     Reply::Array(out)

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{Command, Cursor, ModelExecute, TensorGet, TensorSet, model::is};
+use super::{Command, Cursor, ModelExecute, ScriptExecute, TensorGet, TensorSet, model::is};
 use crate::{error::Error, frame::parse_i64, table};
 
 /// A parsed DAG command.
@@ -33,6 +33,9 @@ pub enum DagOp {
     TensorGet(TensorGet),
     /// AI.MODELEXECUTE (or AI.MODELRUN in the deprecated commands) on DAG tensors.
     ModelExecute(ModelExecute),
+    /// AI.SCRIPTEXECUTE (or AI.SCRIPTRUN in the deprecated commands) on DAG tensors; its
+    /// argument error, if any, is answered once the script key is checked.
+    ScriptExecute(ScriptExecute),
 }
 
 impl DagOp {
@@ -42,6 +45,7 @@ impl DagOp {
             DagOp::TensorSet(_) => &[],
             DagOp::TensorGet(g) => std::slice::from_ref(&g.key),
             DagOp::ModelExecute(m) => &m.inputs,
+            DagOp::ScriptExecute(s) => s.args.as_ref().map_or(&[], |a| &a.inputs),
         }
     }
 
@@ -51,6 +55,7 @@ impl DagOp {
             DagOp::TensorSet(s) => std::slice::from_ref(&s.key),
             DagOp::TensorGet(_) => &[],
             DagOp::ModelExecute(m) => &m.outputs,
+            DagOp::ScriptExecute(s) => s.args.as_ref().map_or(&[], |a| &a.outputs),
         }
     }
 }
@@ -219,12 +224,36 @@ fn parse_op(argv: Vec<Bytes>, ro: bool, deprecated: bool) -> Result<DagOp, Error
                 "Deprecated AI.SCRIPTRUN cannot be used in AI.DAGEXECUTE command",
             ));
         }
-        "AI.SCRIPTEXECUTE" | "AI.SCRIPTRUN" if ro => {
+        "AI.SCRIPTEXECUTE" if deprecated => {
+            return Err(err(
+                "AI.SCRIPTEXECUTE cannot be used in a deprecated AI.DAGRUN command",
+            ));
+        }
+        // As RedisAI: AI.DAGRUN_RO runs AI.SCRIPTRUN ops; AI.DAGEXECUTE_RO refuses scripts.
+        "AI.SCRIPTEXECUTE" if ro => {
             return Err(err(&format!(
                 "ERR {name} command cannot be specified in a read-only DAG"
             )));
         }
         "AI.TENSORSET" | "AI.TENSORGET" | "AI.MODELEXECUTE" | "AI.MODELRUN" => {}
+        "AI.SCRIPTEXECUTE" | "AI.SCRIPTRUN" => {
+            if argv.len() < 3 {
+                return Err(err(&format!(
+                    "ERR wrong number of arguments for '{name}' command"
+                )));
+            }
+            let spec =
+                table::lookup(&argv[0]).ok_or_else(|| err("Unsupported command within DAG"))?;
+            let mut c = Cursor::new(argv, spec);
+            let _ = c.next_bytes();
+            let key = c.next_bytes()?;
+            let args = if name == "AI.SCRIPTRUN" {
+                super::script::parse_run_args(&mut c, true)
+            } else {
+                super::script::parse_execute_args(&mut c, true)
+            };
+            return Ok(DagOp::ScriptExecute(ScriptExecute { key, args }));
+        }
         _ => return Err(err("Unsupported command within DAG")),
     }
     let spec = table::lookup(&argv[0]).ok_or_else(|| err("Unsupported command within DAG"))?;

@@ -12,6 +12,7 @@ pub(crate) mod dag;
 pub(crate) mod keyspace;
 pub(crate) mod migrate;
 pub(crate) mod model;
+pub(crate) mod script;
 pub(crate) mod server;
 pub(crate) mod strings;
 pub(crate) mod tensor;
@@ -27,6 +28,7 @@ pub use self::{
     keyspace::Scan,
     migrate::{Migrate, Restore},
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore},
+    script::{ScriptArgs, ScriptExecute, ScriptGet, ScriptStore},
     server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
     strings::{Expiry, SetArgs, SetCond},
     tensor::{MAX_TENSOR_RANK, TensorData, TensorFormat, TensorGet, TensorSet},
@@ -135,6 +137,16 @@ pub enum Command {
     },
     /// AI.DAGEXECUTE(_RO) and AI.DAGRUN(_RO).
     Dag(Dag),
+    /// `AI.SCRIPTSTORE ...` and the deprecated `AI.SCRIPTSET ...`
+    ScriptStore(ScriptStore),
+    /// `AI.SCRIPTGET key [META] [SOURCE]`
+    ScriptGet(ScriptGet),
+    /// `AI.SCRIPTDEL key`
+    ScriptDel(Bytes),
+    /// `AI.SCRIPTEXECUTE ...` and the deprecated `AI.SCRIPTRUN ...`
+    ScriptExecute(ScriptExecute),
+    /// `AI._SCRIPTSCAN`
+    ScriptScan,
 }
 
 impl Command {
@@ -201,8 +213,8 @@ mod tests {
         assert_eq!(parse("PING").unwrap(), Command::Ping(None));
         // Not in the registry: Redis's unknown-command text, never a placeholder.
         assert_eq!(
-            parse("AI.SCRIPTGET s").unwrap_err().wire_text(),
-            "ERR unknown command 'AI.SCRIPTGET', with args beginning with: 's' "
+            parse("AI.NOSUCH s").unwrap_err().wire_text(),
+            "ERR unknown command 'AI.NOSUCH', with args beginning with: 's' "
         );
     }
 
