@@ -2,14 +2,20 @@
 // TorchScript compiler, describing a function's signature, and calling a function.
 //
 // A small C ABI over libtorch's C++ API (which `tch` does not expose), used by
-// `engine/src/backend/torch_script.rs`. Tensors cross as `at::Tensor*`, the same handles `tch`
+// `engine/src/backend/torch_script.rs`. It also registers the operators scripts call into the
+// server with, `redis.execute`, `redis.asList` and `redisAI.model_execute`: they call back into
+// Rust through the two functions `shai_set_callbacks` installs, with the context of the call
+// in progress on this thread (set by `shai_script_run`). Tensors cross as `at::Tensor*`, the same handles `tch`
 // uses: inputs are borrowed, outputs are new handles the caller owns. No C++ exception leaves
 // this file: every entry point catches and returns the error's text (without libtorch's C++
 // backtrace), which the caller frees with `shai_free_str`.
 
 #include <torch/script.h>
+#include <torch/library.h>
 #include <torch/csrc/jit/api/compilation_unit.h>
 #include <torch/csrc/jit/frontend/resolver.h>
+
+#include <stdexcept>
 
 #include <cstdlib>
 #include <cstring>
@@ -128,7 +134,155 @@ bool flatten(const c10::IValue& v, std::vector<at::Tensor>& out) {
   return false;
 }
 
+// Runs a command for a script: `argv` (the command then its arguments); the reply, RESP2
+// encoded, is written with `shai_string_set` into `reply`. Returns 0, or 1 when the command
+// could not be run at all (`reply` then holds why).
+typedef int32_t (*ExecuteFn)(void* ctx, const char* const* argv, const size_t* lens, size_t argc,
+                             void* reply);
+// Runs the model at `key` on `inputs` (new handles the callee takes over), expecting
+// `n_outputs` outputs: on success 0, each output handed to `shai_tensor_push(outputs, t)`;
+// else 1 with `err` set.
+typedef int32_t (*ModelFn)(void* ctx, const char* key, size_t key_len, at::Tensor* const* inputs,
+                           size_t n_inputs, int64_t n_outputs, void* outputs, void* err);
+
+ExecuteFn g_execute = nullptr;
+ModelFn g_model = nullptr;
+thread_local void* t_ctx = nullptr;
+
+// Sets this thread's call context for the life of a script call.
+struct ContextGuard {
+  void* prev;
+  explicit ContextGuard(void* ctx) : prev(t_ctx) { t_ctx = ctx; }
+  ~ContextGuard() { t_ctx = prev; }
+};
+
+// A RESP2 reply as a TorchScript value: nil → None, strings → str, integers → int, arrays →
+// lists; an error reply raises.
+c10::IValue parse_reply(const std::string& s, size_t& i) {
+  if (i >= s.size()) {
+    throw std::runtime_error("Unexpected internal error");
+  }
+  const char type = s[i++];
+  const size_t eol = s.find("\r\n", i);
+  if (eol == std::string::npos) {
+    throw std::runtime_error("Unexpected internal error");
+  }
+  const std::string line = s.substr(i, eol - i);
+  i = eol + 2;
+  switch (type) {
+    case '+':
+      return c10::IValue(line);
+    case '-':
+      throw std::runtime_error("Redis command returned an error: " + line);
+    case ':':
+      return c10::IValue(static_cast<int64_t>(std::stoll(line)));
+    case '$': {
+      const long long n = std::stoll(line);
+      if (n < 0) {
+        return c10::IValue();
+      }
+      std::string v = s.substr(i, static_cast<size_t>(n));
+      i += static_cast<size_t>(n) + 2;
+      return c10::IValue(std::move(v));
+    }
+    case '*': {
+      const long long n = std::stoll(line);
+      if (n < 0) {
+        return c10::IValue();
+      }
+      c10::impl::GenericList list(c10::AnyType::get());
+      for (long long k = 0; k < n; k++) {
+        list.push_back(parse_reply(s, i));
+      }
+      return c10::IValue(std::move(list));
+    }
+    default:
+      throw std::runtime_error("Unexpected internal error");
+  }
+}
+
+// redis::execute(str cmd, str[] args) -> Any
+void redis_execute(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  auto in = torch::jit::pop(*stack, 2);
+  const std::string cmd = in[0].toStringRef();
+  const auto args = in[1].toListRef();
+  if (g_execute == nullptr || t_ctx == nullptr) {
+    throw std::runtime_error("Redis command returned an error: no command can run here");
+  }
+  std::vector<std::string> owned;
+  owned.reserve(args.size() + 1);
+  owned.push_back(cmd);
+  for (const c10::IValue& a : args) {
+    owned.push_back(a.toStringRef());
+  }
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (const std::string& a : owned) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  std::string reply;
+  if (g_execute(t_ctx, ptrs.data(), lens.data(), ptrs.size(), &reply) != 0) {
+    throw std::runtime_error("Redis command returned an error: " + reply);
+  }
+  size_t i = 0;
+  torch::jit::push(*stack, parse_reply(reply, i));
+}
+
+// redis::asList(Any value) -> Any[]
+void redis_as_list(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  c10::IValue v = torch::jit::pop(*stack);
+  if (!v.isList()) {
+    throw std::runtime_error("redis.asList: the value is not a list");
+  }
+  torch::jit::push(*stack, std::move(v));
+}
+
+// redisAI::model_execute(str key, Tensor[] inputs, int num_outputs) -> Tensor[]
+void model_execute(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  auto in = torch::jit::pop(*stack, 3);
+  const std::string key = in[0].toStringRef();
+  const std::vector<at::Tensor> inputs = in[1].toTensorVector();
+  const int64_t n_outputs = in[2].toInt();
+  if (g_model == nullptr || t_ctx == nullptr) {
+    throw std::runtime_error("no model can run here");
+  }
+  std::vector<at::Tensor*> ptrs;
+  for (const at::Tensor& t : inputs) {
+    ptrs.push_back(new at::Tensor(t));
+  }
+  std::vector<at::Tensor*> out;
+  std::string err;
+  const int32_t rc = g_model(t_ctx, key.data(), key.size(), ptrs.data(), ptrs.size(), n_outputs,
+                             &out, &err);
+  c10::List<at::Tensor> outputs;
+  for (at::Tensor* t : out) {
+    outputs.push_back(std::move(*t));
+    delete t;
+  }
+  if (rc != 0) {
+    throw std::runtime_error(err);
+  }
+  torch::jit::push(*stack, std::move(outputs));
+}
+
 }  // namespace
+
+// The operators reach outside the script (commands, models): CONSERVATIVE alias analysis
+// tells the TorchScript compiler so, and it keeps every call, in order, even one whose result
+// is unused (with the default, it would treat them as pure and drop such calls).
+TORCH_LIBRARY(redis, m) {
+  m.def(torch::schema("execute(str cmd, str[] args) -> Any", c10::AliasAnalysisKind::CONSERVATIVE),
+        torch::CppFunction::makeFromBoxedFunction<&redis_execute>());
+  m.def(torch::schema("asList(Any value) -> Any[]", c10::AliasAnalysisKind::CONSERVATIVE),
+        torch::CppFunction::makeFromBoxedFunction<&redis_as_list>());
+}
+
+TORCH_LIBRARY(redisAI, m) {
+  m.def(torch::schema("model_execute(str key, Tensor[] inputs, int num_outputs) -> Tensor[]",
+                      c10::AliasAnalysisKind::CONSERVATIVE),
+        torch::CppFunction::makeFromBoxedFunction<&model_execute>());
+}
 
 struct ShaiScript {
   std::shared_ptr<torch::jit::CompilationUnit> cu;
@@ -137,6 +291,22 @@ struct ShaiScript {
 extern "C" {
 
 void shai_free_str(char* s) { std::free(s); }
+
+// Installs the functions `redis.execute` and `redisAI.model_execute` call.
+void shai_set_callbacks(ExecuteFn execute, ModelFn model) {
+  g_execute = execute;
+  g_model = model;
+}
+
+// Sets the `std::string` a callback was handed (its reply or error).
+void shai_string_set(void* s, const char* data, size_t len) {
+  static_cast<std::string*>(s)->assign(data, len);
+}
+
+// Hands a model callback's output tensor (a new handle) to the operator that called it.
+void shai_tensor_push(void* v, at::Tensor* t) {
+  static_cast<std::vector<at::Tensor*>*>(v)->push_back(t);
+}
 
 // Compiles `src`; null with `*err` set when it does not compile.
 ShaiScript* shai_script_compile(const char* src, size_t len, char** err) {
@@ -175,7 +345,8 @@ int64_t shai_script_signature(const ShaiScript* s, const char* name, int32_t* ki
   }
 }
 
-// Calls function `name` with `nargs` arguments described by `kinds` (as the signature gave
+// Calls function `name` (with `ctx` as the context of the commands and models it runs) with
+// `nargs` arguments described by `kinds` (as the signature gave
 // them). Tensor arguments take `tensor_counts[i]` tensors in turn from `tensors` (one for a
 // Tensor, any number for a List[Tensor]); every other argument takes `str_counts[i]` strings
 // in turn from `strs` (one for a scalar, any number for a list), parsed as its type. Inputs
@@ -188,9 +359,10 @@ int32_t shai_script_run(const ShaiScript* s, const char* name, const char* devic
                         const int32_t* kinds, size_t nargs, at::Tensor* const* tensors,
                         const size_t* tensor_counts, const char* const* strs,
                         const size_t* str_lens, const size_t* str_counts, int32_t want_outputs,
-                        at::Tensor*** out, size_t* n_out, char** err) {
+                        void* ctx, at::Tensor*** out, size_t* n_out, char** err) {
   try {
     torch::NoGradGuard no_grad;
+    ContextGuard context(ctx);
     torch::jit::Function* f = s->cu->find_function(c10::QualifiedName(name));
     if (f == nullptr) {
       set_error(err, std::string("Function ") + name + " does not exist in the given script.");

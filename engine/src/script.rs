@@ -43,18 +43,35 @@ pub enum ArgKind {
 /// The entry-point signature: `(tensors: List[Tensor], keys: List[str], args: List[str])`.
 pub const ENTRY_POINT: [ArgKind; 3] = [ArgKind::TensorList, ArgKind::StrList, ArgKind::StrList];
 
+/// What a running script reaches the server through: `redis.execute` and
+/// `redisAI.model_execute`. Called on the run-queue thread running the script.
+pub trait ScriptHost: Send + Sync {
+    /// Runs a command (`argv[0]` is its name) against this shard, as the client that called
+    /// the script; the reply, RESP2-encoded (an error reply for a refused command).
+    fn execute(&self, argv: Vec<Bytes>) -> Vec<u8>;
+    /// Runs the model stored at `key` on `inputs`, expecting `outputs` outputs.
+    fn model_execute(
+        &self,
+        key: &[u8],
+        inputs: Vec<Arc<Tensor>>,
+        outputs: usize,
+    ) -> Result<Vec<Tensor>, Error>;
+}
+
 /// A compiled script, ready to call.
 pub trait CompiledScript: Send + Sync {
     /// The parameter types of `function`, or `None` when the script has no such function.
     fn signature(&self, function: &str) -> Option<Vec<ArgKind>>;
-    /// Calls `function` as `binding` says; with `outputs` false the result is ignored (no
-    /// OUTPUTS), else it must be tensors. Blocking: a backend call.
+    /// Calls `function` as `binding` says, its commands and models run through `host`
+    /// (none: they fail); with `outputs` false the result is ignored (no OUTPUTS), else it
+    /// must be tensors. Blocking: a backend call.
     fn call(
         &self,
         function: &str,
         binding: &Binding,
         tensors: &[Arc<Tensor>],
         outputs: bool,
+        host: Option<&dyn ScriptHost>,
     ) -> Result<Vec<Tensor>, Error>;
     /// Why the script is not compiled on this node, for one kept without its backend.
     fn load_error(&self) -> Option<&str> {
@@ -200,17 +217,19 @@ pub struct ScriptCall {
     /// the function is looked up at run time, and the failure counts in AI.INFO).
     binding: Result<Binding, Error>,
     outputs: usize,
+    host: Option<Arc<dyn ScriptHost>>,
 }
 
 impl ScriptCall {
     /// A call of `function` of `script`, bound by `binding` (or failing with its error when
-    /// it runs), whose result fills `outputs` keys, as a model for the run queues (TORCH, on
-    /// the script's device, never batched).
+    /// it runs), whose result fills `outputs` keys and whose commands and models run through
+    /// `host`, as a model for the run queues (TORCH, on the script's device, never batched).
     pub fn model(
         script: Arc<Script>,
         function: String,
         binding: Result<Binding, Error>,
         outputs: usize,
+        host: Option<Arc<dyn ScriptHost>>,
     ) -> Arc<Model> {
         let device = script.device.clone();
         let tag = script.tag.clone();
@@ -227,6 +246,7 @@ impl ScriptCall {
                 function,
                 binding,
                 outputs,
+                host,
             }),
         })
     }
@@ -244,10 +264,13 @@ impl LoadedModel for ScriptCall {
         // Inputs past what the binding takes are ignored (best-effort mapping).
         let used: usize = binding.tensor_counts.iter().sum();
         let inputs = &inputs[..used.min(inputs.len())];
-        let out = self
-            .script
-            .compiled
-            .call(&self.function, binding, inputs, self.outputs > 0)?;
+        let out = self.script.compiled.call(
+            &self.function,
+            binding,
+            inputs,
+            self.outputs > 0,
+            self.host.as_deref(),
+        )?;
         if out.len() != self.outputs {
             return Err(Error::Verbatim(format!(
                 "Function returned unexpected number of outputs - {}",
@@ -276,7 +299,14 @@ impl CompiledScript for NotCompiled {
     fn signature(&self, _: &str) -> Option<Vec<ArgKind>> {
         None
     }
-    fn call(&self, _: &str, _: &Binding, _: &[Arc<Tensor>], _: bool) -> Result<Vec<Tensor>, Error> {
+    fn call(
+        &self,
+        _: &str,
+        _: &Binding,
+        _: &[Arc<Tensor>],
+        _: bool,
+        _: Option<&dyn ScriptHost>,
+    ) -> Result<Vec<Tensor>, Error> {
         let why = self.error.strip_prefix("ERR ").unwrap_or(&self.error);
         Err(Error::Verbatim(format!(
             "ERR the script is stored but could not be compiled on this node ({why})"
@@ -353,6 +383,7 @@ mod tests {
             _: &Binding,
             _: &[Arc<crate::Tensor>],
             _: bool,
+            _: Option<&dyn ScriptHost>,
         ) -> Result<Vec<crate::Tensor>, Error> {
             Ok(vec![])
         }

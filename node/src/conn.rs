@@ -89,7 +89,7 @@ impl Drop for Slot<'_> {
 
 async fn run<S: Stream>(
     sock: &mut S,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     state: &mut ConnState,
     shutdown: &mut watch::Receiver<bool>,
 ) -> io::Result<String> {
@@ -185,7 +185,7 @@ fn make_room(rbuf: &mut BytesMut, need: usize, payload_at: Option<usize>) {
 
 async fn handle(
     argv: Vec<Bytes>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     state: &mut ConnState,
     out: &mut WriteBuf,
 ) -> Flow {

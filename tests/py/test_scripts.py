@@ -1316,3 +1316,218 @@ def test_migrate_moves_a_script_that_stays_usable(shards):
         fr.close()
     src.close()
     dst.close()
+
+
+# ------------------------------------------------------- redis.execute and redisAI.model_execute
+
+EXTENSIONS = """
+def redis_string_int_to_tensor(redis_value: Any):
+    return torch.tensor(int(str(redis_value)))
+
+
+def redis_string_float_to_tensor(redis_value: Any):
+    return torch.tensor(float(str((redis_value))))
+
+
+def test_redis_error(tensors: List[Tensor], keys: List[str], args: List[str]):
+    key = keys[0]
+    redis.execute("SET", key)
+
+
+def test_int_set_get(tensors: List[Tensor], keys: List[str], args: List[str]):
+    key = keys[0]
+    value = args[0]
+    redis.execute("SET", key, value)
+    res = redis.execute("GET", key)
+    redis.execute("DEL", key)
+    return redis_string_int_to_tensor(res)
+
+
+def test_int_set_incr(tensors: List[Tensor], keys: List[str], args: List[str]):
+    key = keys[0]
+    value = args[0]
+    redis.execute("SET", key, value)
+    res = redis.execute("INCR", key)
+    redis.execute("DEL", key)
+    return redis_string_int_to_tensor(res)
+
+
+def test_float_set_get(tensors: List[Tensor], keys: List[str], args: List[str]):
+    key = keys[0]
+    value = args[0]
+    redis.execute("SET", key, value)
+    res = redis.execute("GET", key)
+    redis.execute("DEL", key)
+    return redis_string_float_to_tensor(res)
+
+
+def test_set_key(tensors: List[Tensor], keys: List[str], args: List[str]):
+    key = keys[0]
+    value = args[0]
+    redis.execute("SET", [key, value])
+
+
+def test_del_key(tensors: List[Tensor], keys: List[str], args: List[str]):
+    key = keys[0]
+    redis.execute("DEL", [key])
+
+
+def count_mget(tensors: List[Tensor], keys: List[str], args: List[str]):
+    values = redis.asList(redis.execute("MGET", keys))
+    n = 0
+    for v in values:
+        if str(v) == "1":
+            n += 1
+    return torch.tensor([len(values), n])
+
+
+def touch_other_key(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", "not-declared", "1")
+
+
+def run_a_model_command(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("AI.MODELEXECUTE", keys[0], "INPUTS", "1", keys[1], "OUTPUTS", "1", keys[1])
+
+
+def read_then_write(tensors: List[Tensor], keys: List[str], args: List[str]):
+    n = redis_string_int_to_tensor(redis.execute("GET", keys[0]))
+    redis.execute("SET", keys[0], "changed")
+    return n
+
+
+def read_then_write_n(tensors: List[Tensor], keys: List[str], args: List[str]):
+    n = redis_string_int_to_tensor(redis.execute("GET", "n{1}"))
+    redis.execute("SET", "n{1}", "changed")
+    return n
+
+
+def test_model_execute(tensors: List[Tensor], keys: List[str], args: List[str]):
+    a = torch.tensor([[2.0, 3.0], [2.0, 3.0]])
+    b = torch.tensor([[2.0, 3.0], [2.0, 3.0]])
+    return redisAI.model_execute(keys[0], [a, b], 1)
+
+
+def model_then_scale(tensors: List[Tensor], keys: List[str], args: List[str]):
+    out = redisAI.model_execute(keys[0], [tensors[0], tensors[0]], 1)
+    return out[0] * float(args[0])
+"""
+
+EXTENSIONS_ENTRY = ["test_redis_error", "test_int_set_get", "test_int_set_incr",
+                    "test_float_set_get", "test_set_key", "test_del_key", "count_mget",
+                    "touch_other_key", "run_a_model_command", "read_then_write", "read_then_write_n",
+                    "test_model_execute", "model_then_scale"]
+
+TF_MUL = (ROOT / "tests" / "models" / "redisai" / "graph.pb").read_bytes()
+
+
+def in_traceback(err, text):
+    """A script's error is libtorch's interpreter message, one line, ending with the error."""
+    return "The following operation failed in the TorchScript interpreter." in err and text in err
+
+
+def test_redis_execute_runs_commands_as_the_spec_shows(c):
+    store(c, "rs{1}", EXTENSIONS, *EXTENSIONS_ENTRY)
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "test_int_set_get", "KEYS", 1, "x{1}",
+                                "ARGS", 1, 3, "OUTPUTS", 1, "y{1}"))
+    assert meta(c, "y{1}") == ("INT64", [])
+    assert values(c, "y{1}") == [3]
+    assert c.exists("x{1}") == 0, "the script's DEL ran"
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "test_int_set_incr", "KEYS", 1,
+                                "x{1}", "ARGS", 1, 1, "OUTPUTS", 1, "y{1}"))
+    assert values(c, "y{1}") == [2]
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "test_float_set_get", "KEYS", 1,
+                                "x{1}", "ARGS", 1, 1.1, "OUTPUTS", 1, "y{1}"))
+    assert meta(c, "y{1}")[0] == "FLOAT"
+    assert abs(float(c.execute_command("AI.TENSORGET", "y{1}", "VALUES")[0]) - 1.1) < 1e-6
+    # A list of arguments, and a write whose result nothing reads, still run.
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "test_set_key", "KEYS", 1, "x{1}",
+                                "ARGS", 1, 1))
+    assert c.get("x{1}") == b"1"
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "test_del_key", "KEYS", 1, "x{1}"))
+    assert c.exists("x{1}") == 0
+    # Array replies are lists (missing keys are None in them).
+    c.set("p{1}", "1")
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "count_mget", "KEYS", 3, "p{1}",
+                                "q{1}", "x{1}", "OUTPUTS", 1, "n{1}"))
+    assert values(c, "n{1}") == [3, 1]
+
+
+def test_redis_execute_errors_raise_inside_the_script(c):
+    store(c, "rs{1}", EXTENSIONS, *EXTENSIONS_ENTRY)
+    err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "test_redis_error", "KEYS", 1, "x{1}")
+    assert in_traceback(err, "RuntimeError: Redis command returned an error: ERR wrong number of "
+                             "arguments for 'set' command"), err
+    c.execute_command("AI.TENSORSET", "t{1}", "FLOAT", 1, "VALUES", 1)
+    err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "read_then_write", "KEYS", 1, "t{1}",
+                   "OUTPUTS", 1, "y{1}")
+    assert in_traceback(err, "Redis command returned an error: " + WRONGTYPE), err
+    # Keys outside the slots of the command's keys are refused.
+    err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "touch_other_key", "KEYS", 1, "x{1}")
+    assert in_traceback(err, "Redis command returned an error: ERR CROSSSLOT a script may only "
+                             "touch keys in the hash slots of its command's keys"), err
+    assert c.exists("not-declared") == 0
+    # Commands that wait on the run queues are refused.
+    err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "run_a_model_command", "KEYS", 2, "m{1}",
+                   "t{1}")
+    assert in_traceback(err, "ERR AI.MODELEXECUTE cannot be run from a script"), err
+    i = info(c, "rs{1}")
+    assert (i["calls"], i["errors"]) == (4, 4)
+
+
+def test_redis_execute_runs_with_the_callers_acl(server):
+    admin = server.client()
+    store(admin, "rs{1}", EXTENSIONS, *EXTENSIONS_ENTRY)
+    admin.execute_command("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@all", "-set")
+    r = server.client(username="reader", password="pw")
+    err = error_of(r, "AI.SCRIPTEXECUTE", "rs{1}", "test_set_key", "KEYS", 1, "x{1}", "ARGS", 1, 1)
+    assert in_traceback(err, "NOPERM"), err
+    assert admin.exists("x{1}") == 0
+    r.close()
+    admin.close()
+
+
+def test_model_execute_from_a_script(c):
+    store(c, "rs{1}", EXTENSIONS, *EXTENSIONS_ENTRY)
+    assert ok(c.execute_command("AI.MODELSTORE", "tf_mul{1}", "TF", "CPU", "INPUTS", 2, "a", "b",
+                                "OUTPUTS", 1, "mul", "BLOB", TF_MUL))
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "test_model_execute", "KEYS", 1,
+                                "tf_mul{1}", "OUTPUTS", 1, "y{1}"))
+    assert values(c, "y{1}") == [4, 9, 4, 9]
+    # Inputs from the command, the model's output used by the script.
+    c.execute_command("AI.TENSORSET", "x{1}", "FLOAT", 2, "VALUES", 2, 3)
+    assert ok(c.execute_command("AI.SCRIPTEXECUTE", "rs{1}", "model_then_scale", "KEYS", 1,
+                                "tf_mul{1}", "INPUTS", 1, "x{1}", "ARGS", 1, 0.5, "OUTPUTS", 1,
+                                "z{1}"))
+    assert values(c, "z{1}") == [2, 4.5]
+    # The model's runs count in its own AI.INFO.
+    assert info(c, "tf_mul{1}")["calls"] == 2
+    err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "test_model_execute", "KEYS", 1, "nope{1}",
+                   "OUTPUTS", 1, "y{1}")
+    assert in_traceback(err, "RuntimeError: ERR model key is empty"), err
+
+
+def test_a_script_on_a_replica_reads_and_never_writes():
+    cluster = Cluster(3)
+    try:
+        lead = cluster.leader()
+        r = lead.client()
+        store(r, "rs{1}", EXTENSIONS, *EXTENSIONS_ENTRY)
+        r.set("n{1}", "7")
+        f = cluster.followers()[0]
+        cluster.wait_caught_up(f)
+        fr = f.client(single_connection_client=True)
+        assert fr.execute_command("READONLY") in (True, b"OK")
+        # AI.DAGRUN_RO runs on a READONLY replica; the script's GET is served there, its SET
+        # is refused.
+        r.execute_command("AI.TENSORSET", "t{1}", "FLOAT", 1, "VALUES", 1)
+        cluster.wait_caught_up(f)
+        got = fr.execute_command("AI.DAGRUN_RO", "LOAD", 1, "t{1}", "|>",
+                                 "AI.SCRIPTRUN", "rs{1}", "read_then_write_n", "INPUTS", "t{1}",
+                                 "OUTPUTS", "k{1}")
+        assert isinstance(got[0], redis.ResponseError), got
+        assert "READONLY You can't write against a read only replica." in str(got[0])
+        assert r.get("n{1}") == b"7"
+        fr.close()
+        r.close()
+    finally:
+        cluster.close()

@@ -9,15 +9,17 @@
 #![allow(unsafe_code)]
 
 use std::{
-    ffi::{CStr, CString, c_char},
-    sync::Arc,
+    ffi::{CStr, CString, c_char, c_void},
+    panic::AssertUnwindSafe,
+    sync::{Arc, Once},
 };
 
+use bytes::Bytes;
 use shardai_protocol::Error;
 
 use super::torch::{device, err, from_torch, kind_of};
 use crate::{
-    script::{ArgKind, Binding, CompiledScript},
+    script::{ArgKind, Binding, CompiledScript, ScriptHost},
     tensor::Tensor,
 };
 
@@ -30,7 +32,31 @@ struct ShaiScript {
 /// libtorch's `at::Tensor` (the same handle `tch` wraps).
 type AtTensor = std::ffi::c_void;
 
+/// `redis.execute`'s callback (see the shim's `ExecuteFn`).
+type ExecuteFn = unsafe extern "C" fn(
+    ctx: *mut c_void,
+    argv: *const *const c_char,
+    lens: *const usize,
+    argc: usize,
+    reply: *mut c_void,
+) -> i32;
+
+/// `redisAI.model_execute`'s callback (see the shim's `ModelFn`).
+type ModelFn = unsafe extern "C" fn(
+    ctx: *mut c_void,
+    key: *const c_char,
+    key_len: usize,
+    inputs: *const *mut AtTensor,
+    n_inputs: usize,
+    n_outputs: i64,
+    outputs: *mut c_void,
+    err: *mut c_void,
+) -> i32;
+
 unsafe extern "C" {
+    fn shai_set_callbacks(execute: ExecuteFn, model: ModelFn);
+    fn shai_string_set(s: *mut c_void, data: *const c_char, len: usize);
+    fn shai_tensor_push(v: *mut c_void, t: *mut AtTensor);
     fn shai_free_str(s: *mut c_char);
     fn shai_script_compile(
         src: *const c_char,
@@ -56,6 +82,7 @@ unsafe extern "C" {
         str_lens: *const usize,
         str_counts: *const usize,
         want_outputs: i32,
+        ctx: *mut c_void,
         out: *mut *mut *mut AtTensor,
         n_out: *mut usize,
         err: *mut *mut c_char,
@@ -126,8 +153,131 @@ impl Drop for TorchScript {
     }
 }
 
+/// Sets `text` into the shim's `std::string` at `s`.
+///
+/// # Safety
+/// `s` must be the `std::string*` the shim handed to a callback, for the callback's duration.
+unsafe fn set_string(s: *mut c_void, text: &[u8]) {
+    // SAFETY: the caller's contract; `text` is valid for `text.len()` bytes (the shim copies).
+    unsafe { shai_string_set(s, text.as_ptr().cast(), text.len()) }
+}
+
+/// `redis.execute`: the command's arguments to the call's host, its reply back.
+///
+/// # Safety
+/// Called only by the shim, during a call of `shai_script_run` whose `ctx` is a live
+/// `*const &dyn ScriptHost` (see `TorchScript::call`), with `argc` arguments of the given
+/// lengths and `reply` its `std::string`.
+unsafe extern "C" fn execute_cb(
+    ctx: *mut c_void,
+    argv: *const *const c_char,
+    lens: *const usize,
+    argc: usize,
+    reply: *mut c_void,
+) -> i32 {
+    let run = AssertUnwindSafe(|| {
+        // SAFETY: see the function's contract.
+        let host: &dyn ScriptHost = unsafe { *(ctx as *const &dyn ScriptHost) };
+        let args: Vec<Bytes> = (0..argc)
+            .map(|i| {
+                // SAFETY: `argv` and `lens` hold `argc` entries, each a buffer of its length.
+                let arg = unsafe {
+                    std::slice::from_raw_parts((*argv.add(i)).cast::<u8>(), *lens.add(i))
+                };
+                Bytes::copy_from_slice(arg)
+            })
+            .collect();
+        host.execute(args)
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(bytes) => {
+            // SAFETY: `reply` is the callback's `std::string`.
+            unsafe { set_string(reply, &bytes) };
+            0
+        }
+        Err(_) => {
+            // SAFETY: as above.
+            unsafe { set_string(reply, b"the command failed (see the server log)") };
+            1
+        }
+    }
+}
+
+/// `redisAI.model_execute`: runs a stored model through the call's host.
+///
+/// # Safety
+/// Called only by the shim, during a call of `shai_script_run` whose `ctx` is a live
+/// `*const &dyn ScriptHost`, with `n_inputs` new tensor handles this side takes over,
+/// `outputs` the operator's output vector and `err` its error `std::string`.
+unsafe extern "C" fn model_cb(
+    ctx: *mut c_void,
+    key: *const c_char,
+    key_len: usize,
+    inputs: *const *mut AtTensor,
+    n_inputs: usize,
+    n_outputs: i64,
+    outputs: *mut c_void,
+    err_out: *mut c_void,
+) -> i32 {
+    // Taken over first, so that they are freed whatever happens below.
+    let inputs: Vec<tch::Tensor> = (0..n_inputs)
+        // SAFETY: `inputs` holds `n_inputs` new handles, each owned from now on by its
+        // `tch::Tensor` (which frees it).
+        .map(|i| unsafe { tch::Tensor::from_ptr((*inputs.add(i)).cast()) })
+        .collect();
+    let run = AssertUnwindSafe(|| -> Result<Vec<tch::Tensor>, Error> {
+        // SAFETY: see the function's contract.
+        let host: &dyn ScriptHost = unsafe { *(ctx as *const &dyn ScriptHost) };
+        // SAFETY: `key` is a buffer of `key_len` bytes for the call's duration.
+        let key = unsafe { std::slice::from_raw_parts(key.cast::<u8>(), key_len) };
+        let tensors = inputs
+            .iter()
+            .map(|t| from_torch(t).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outs = host.model_execute(key, tensors, n_outputs.max(0) as usize)?;
+        outs.iter()
+            .map(|t| {
+                let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+                tch::Tensor::f_from_data_size(t.blob(), &shape, kind_of(t.dtype())?).map_err(err)
+            })
+            .collect()
+    });
+    let result = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        Err(Error::Verbatim(
+            "the model failed while running (see the server log)".into(),
+        ))
+    });
+    match result {
+        Ok(ts) => {
+            for mut t in ts {
+                let p = t.as_mut_ptr();
+                std::mem::forget(t);
+                // SAFETY: `outputs` is the operator's vector; the handle `p` is handed over
+                // (forgotten here, freed by the shim).
+                unsafe { shai_tensor_push(outputs, p.cast()) };
+            }
+            0
+        }
+        Err(e) => {
+            let text = e.wire_text();
+            // SAFETY: `err_out` is the operator's error string.
+            unsafe { set_string(err_out, text.as_bytes()) };
+            1
+        }
+    }
+}
+
+/// Installs the callbacks once per process.
+fn install_callbacks() {
+    static ONCE: Once = Once::new();
+    // SAFETY: the two functions have the shim's callback types, and stay valid for the life
+    // of the process.
+    ONCE.call_once(|| unsafe { shai_set_callbacks(execute_cb, model_cb) });
+}
+
 /// Compiles `source` for `device` (`CPU`, `GPU`, `GPU:n`). Blocking: a backend call.
 pub(super) fn compile(source: &[u8], device_name: &str) -> Result<Arc<dyn CompiledScript>, Error> {
+    install_callbacks();
     let dev = device(device_name)?;
     let device = CString::new(match dev {
         tch::Device::Cuda(n) => format!("cuda:{n}"),
@@ -174,6 +324,7 @@ impl CompiledScript for TorchScript {
         binding: &Binding,
         tensors: &[Arc<Tensor>],
         outputs: bool,
+        host: Option<&dyn ScriptHost>,
     ) -> Result<Vec<Tensor>, Error> {
         let n = binding.kinds.len();
         let wanted: usize = binding.tensor_counts.iter().sum();
@@ -206,7 +357,13 @@ impl CompiledScript for TorchScript {
         let mut out: *mut *mut AtTensor = std::ptr::null_mut();
         let mut n_out = 0usize;
         let mut error: *mut c_char = std::ptr::null_mut();
-        // SAFETY: `handle` is live; every array has the length the shim reads (`kinds`,
+        // The callbacks' context: a pointer to `host` on this stack, for this call only.
+        let ctx: *mut c_void = match &host {
+            Some(h) => h as *const &dyn ScriptHost as *mut c_void,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: `handle` is live; `ctx` points at `host`, which outlives the call (the
+        // shim uses it only during the call); every array has the length the shim reads (`kinds`,
         // `tensor_counts` and `str_counts` have `n` entries, checked above; the shim reads
         // `sum(tensor_counts)` tensors and `sum(str_counts)` strings, which are the lengths of
         // `input_ptrs` and `str_ptrs`/`str_lens`, checked above); the tensors and strings
@@ -224,6 +381,7 @@ impl CompiledScript for TorchScript {
                 str_lens.as_ptr(),
                 binding.str_counts.as_ptr(),
                 i32::from(outputs),
+                ctx,
                 &mut out,
                 &mut n_out,
                 &mut error,

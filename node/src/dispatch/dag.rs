@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 use shardai_engine::{
     Mutation, Proposer, Tensor,
     dag::{self, DagResult, OpNames, Outcome, Step},
+    script::ScriptHost,
 };
 use shardai_protocol::{
     Error, Reply,
@@ -32,14 +33,21 @@ pub(super) async fn dagexecute(
     proposer: &dyn Proposer,
     engine: &Engine,
     max_bulk: usize,
+    host: Arc<dyn ScriptHost>,
 ) -> Reply {
-    match run(d, proposer, engine, max_bulk).await {
+    match run(d, proposer, engine, max_bulk, host).await {
         Ok(r) => r,
         Err(e) => Reply::Error(e),
     }
 }
 
-async fn run(d: Dag, proposer: &dyn Proposer, engine: &Engine, max: usize) -> Result<Reply, Error> {
+async fn run(
+    d: Dag,
+    proposer: &dyn Proposer,
+    engine: &Engine,
+    max: usize,
+    host: Arc<dyn ScriptHost>,
+) -> Result<Reply, Error> {
     let store = proposer.store();
     let loaded = tensors_of(&d.load, store)?;
     let mut steps = Vec::with_capacity(d.ops.len());
@@ -64,7 +72,7 @@ async fn run(d: Dag, proposer: &dyn Proposer, engine: &Engine, max: usize) -> Re
                 let script = super::script::script_of(&e.key, store)?;
                 let args = e.args.as_ref().map_err(Clone::clone)?;
                 Step::Run {
-                    model: super::script::call_of(script, args),
+                    model: super::script::call_of(script, args, Some(host.clone())),
                     stats: engine.run_stats.entry(&e.key),
                 }
             }

@@ -16,12 +16,13 @@ mod keyspace;
 mod migrate;
 mod model;
 mod script;
+mod script_host;
 mod server;
 mod setslot;
 mod strings;
 mod tensor;
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, atomic::Ordering};
 
 use shardai_protocol::{Command, Reply};
 
@@ -39,7 +40,7 @@ pub enum Flow {
 /// Executes one command: the handler registry. Each command's handler is named here once
 /// and given only what it uses (the store, the proposer, the engine, settings); the match
 /// is exhaustive, so a new [`Command`] variant without a handler does not compile.
-pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Reply, Flow) {
+pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -> (Reply, Flow) {
     let store = &**shared.store();
     let proposer = &*shared.proposer;
     let engine = &shared.engine;
@@ -114,13 +115,19 @@ pub async fn execute(cmd: Command, shared: &Shared, conn: &mut ConnState) -> (Re
         Command::ModelExecute(e) => model::modelexecute(e, proposer, engine).await,
         Command::ModelScan => model::modelscan(store),
         Command::AiInfo { key, reset } => model::ai_info(&key, reset, store, &engine.run_stats),
-        Command::Dag(d) => dag::dagexecute(d, proposer, engine, max_bulk()).await,
+        Command::Dag(d) => {
+            let host = script_host::for_dag(&d, shared, conn);
+            dag::dagexecute(d, proposer, engine, max_bulk(), host).await
+        }
         Command::ScriptStore(s) => {
             script::scriptstore(s, proposer, &engine.backends, &engine.run_stats).await
         }
         Command::ScriptGet(g) => script::scriptget(g, store),
         Command::ScriptDel(key) => script::scriptdel(key, proposer, &engine.run_stats).await,
-        Command::ScriptExecute(e) => script::scriptexecute(e, proposer, engine).await,
+        Command::ScriptExecute(e) => {
+            let host = script_host::for_script(&e, shared, conn);
+            script::scriptexecute(e, proposer, engine, host).await
+        }
         Command::ScriptScan => script::scriptscan(store),
     };
     (reply, Flow::Continue)

@@ -12,7 +12,7 @@ use shardai_engine::{
     Mutation, Proposer, Store, Value,
     backend::Backends,
     model::Model,
-    script::{Script, ScriptCall, bind, check_entry_points},
+    script::{Script, ScriptCall, ScriptHost, bind, check_entry_points},
     stats::StatsRegistry,
 };
 use shardai_protocol::{
@@ -139,7 +139,11 @@ pub(super) async fn scriptdel(
 /// run queues. A call that cannot bind (no such function, parameters it cannot fill, a
 /// script this node could not compile) fails when it runs, counted in AI.INFO as RedisAI
 /// counts it.
-pub(super) fn call_of(script: Arc<Script>, a: &ScriptArgs) -> Arc<Model> {
+pub(super) fn call_of(
+    script: Arc<Script>,
+    a: &ScriptArgs,
+    host: Option<Arc<dyn ScriptHost>>,
+) -> Arc<Model> {
     let binding = match script.compiled.load_error() {
         Some(why) => Err(Error::Verbatim(format!(
             "ERR the script is stored but could not be compiled on this node ({})",
@@ -161,7 +165,7 @@ pub(super) fn call_of(script: Arc<Script>, a: &ScriptArgs) -> Arc<Model> {
             )
         }
     };
-    ScriptCall::model(script, a.function.clone(), binding, a.outputs.len())
+    ScriptCall::model(script, a.function.clone(), binding, a.outputs.len(), host)
 }
 
 /// # Format
@@ -172,8 +176,9 @@ pub(super) async fn scriptexecute(
     e: ScriptExecute,
     proposer: &dyn Proposer,
     engine: &Engine,
+    host: Arc<dyn ScriptHost>,
 ) -> Reply {
-    match execute(e, proposer, engine).await {
+    match execute(e, proposer, engine, host).await {
         Ok(r) => r,
         Err(e) => Reply::Error(e),
     }
@@ -183,13 +188,14 @@ async fn execute(
     e: ScriptExecute,
     proposer: &dyn Proposer,
     engine: &Engine,
+    host: Arc<dyn ScriptHost>,
 ) -> Result<Reply, Error> {
     let store = proposer.store();
     let script = script_of(&e.key, store)?;
     let a = e.args?;
     let inputs = super::tensor::tensors_of(&a.inputs, store)?;
     let stats = engine.run_stats.entry(&e.key);
-    let call = call_of(script, &a);
+    let call = call_of(script, &a, Some(host));
     let timeout = a.timeout_ms.map(Duration::from_millis);
     let outputs = match engine.queues.run(call, inputs, timeout, stats).await {
         Ok(ran) => ran.outputs,

@@ -14,14 +14,14 @@ use shardai_protocol::{Command, Error, Reply, table};
 use super::{Flow, execute, keyspace, strings, tensor};
 use crate::{client::ConnState, config::Config, state::Shared};
 
-fn shared() -> Shared {
+fn shared() -> Arc<Shared> {
     let config = Config::try_parse_from(["shardai"]).unwrap();
-    Shared::new(
+    Arc::new(Shared::new(
         config,
         Arc::new(LocalApplier::new(Arc::new(Store::new()))),
         None,
         Arc::new(crate::acl::Acl::new(None, None).unwrap()),
-    )
+    ))
 }
 
 fn conn(shared: &Shared) -> ConnState {
@@ -40,7 +40,7 @@ fn args(s: &str) -> Vec<Bytes> {
         .collect()
 }
 
-async fn run(shared: &Shared, c: &mut ConnState, s: &str) -> (Reply, Flow) {
+async fn run(shared: &Arc<Shared>, c: &mut ConnState, s: &str) -> (Reply, Flow) {
     execute(Command::parse(args(s)).unwrap(), shared, c).await
 }
 

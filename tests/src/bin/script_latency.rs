@@ -96,7 +96,7 @@ fn main() {
     let mut in_process = || {
         time(iters, || {
             let out = compiled
-                .call("pre_process", &binding, &image, true)
+                .call("pre_process", &binding, &image, true, None)
                 .expect("runs");
             out_len = out[0].byte_size();
         })
