@@ -290,22 +290,29 @@ struct ShaiScript {
 
 extern "C" {
 
-void shai_free_str(char* s) { std::free(s); }
+void shai_free_str(char* s) noexcept { std::free(s); }
 
 // Installs the functions `redis.execute` and `redisAI.model_execute` call.
-void shai_set_callbacks(ExecuteFn execute, ModelFn model) {
+void shai_set_callbacks(ExecuteFn execute, ModelFn model) noexcept {
   g_execute = execute;
   g_model = model;
 }
 
 // Sets the `std::string` a callback was handed (its reply or error).
-void shai_string_set(void* s, const char* data, size_t len) {
-  static_cast<std::string*>(s)->assign(data, len);
+void shai_string_set(void* s, const char* data, size_t len) noexcept {
+  try {
+    static_cast<std::string*>(s)->assign(data, len);
+  } catch (...) {
+  }
 }
 
 // Hands a model callback's output tensor (a new handle) to the operator that called it.
-void shai_tensor_push(void* v, at::Tensor* t) {
-  static_cast<std::vector<at::Tensor*>*>(v)->push_back(t);
+void shai_tensor_push(void* v, at::Tensor* t) noexcept {
+  try {
+    static_cast<std::vector<at::Tensor*>*>(v)->push_back(t);
+  } catch (...) {
+    delete t;
+  }
 }
 
 // Compiles `src`; null with `*err` set when it does not compile.
@@ -324,7 +331,7 @@ ShaiScript* shai_script_compile(const char* src, size_t len, char** err) {
   return nullptr;
 }
 
-void shai_script_free(ShaiScript* s) { delete s; }
+void shai_script_free(ShaiScript* s) noexcept { delete s; }
 
 // The number of parameters of function `name` (writing up to `max` of their kinds), or -1
 // when the script defines no such function.
@@ -455,6 +462,6 @@ int32_t shai_script_run(const ShaiScript* s, const char* name, const char* devic
   return 1;
 }
 
-void shai_free_tensors(at::Tensor** arr) { std::free(arr); }
+void shai_free_tensors(at::Tensor** arr) noexcept { std::free(arr); }
 
 }  // extern "C"

@@ -46,6 +46,8 @@ pub const ENTRY_POINT: [ArgKind; 3] = [ArgKind::TensorList, ArgKind::StrList, Ar
 /// What a running script reaches the server through: `redis.execute` and
 /// `redisAI.model_execute`. Called on the run-queue thread running the script.
 pub trait ScriptHost: Send + Sync {
+    /// The command that runs the script has answered: every later command or model raises.
+    fn finish(&self);
     /// Runs a command (`argv[0]` is its name) against this shard, as the client that called
     /// the script; the reply, RESP2-encoded (an error reply for a refused command).
     fn execute(&self, argv: Vec<Bytes>) -> Vec<u8>;
@@ -136,6 +138,7 @@ pub fn check_entry_points(
 
 /// How one call's values fill a function's parameters: per parameter its type, how many
 /// input tensors it takes (in turn) and how many strings (keys, then args, in turn).
+/// [`Binding::check`] says whether it fits a call; [`bind`] only makes bindings that do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     /// The parameters' types.
@@ -146,6 +149,38 @@ pub struct Binding {
     pub str_counts: Vec<usize>,
     /// The strings, in the order they are taken.
     pub strs: Vec<Bytes>,
+}
+
+impl Binding {
+    /// Checks that the binding fits a call with `tensors` input tensors: every parameter
+    /// takes what its type needs (a `Tensor` one tensor, a scalar one string, a list of
+    /// tensors only tensors, a list of scalars only strings), and the counts add up to the
+    /// tensors and strings given.
+    pub fn check(&self, tensors: usize) -> Result<(), Error> {
+        let n = self.kinds.len();
+        let fits = self.tensor_counts.len() == n
+            && self.str_counts.len() == n
+            && self.tensor_counts.iter().sum::<usize>() == tensors
+            && self.str_counts.iter().sum::<usize>() == self.strs.len()
+            && self
+                .kinds
+                .iter()
+                .zip(self.tensor_counts.iter().zip(&self.str_counts))
+                .all(|(k, (&t, &s))| match k {
+                    ArgKind::Tensor => (t, s) == (1, 0),
+                    ArgKind::TensorList => s == 0,
+                    ArgKind::StrList | ArgKind::IntList | ArgKind::FloatList => t == 0,
+                    ArgKind::Int | ArgKind::Float | ArgKind::Str => (t, s) == (0, 1),
+                    ArgKind::Other => false,
+                });
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::Verbatim(
+                "Wrong number of inputs provided to AI.SCRIPTEXECUTE command".into(),
+            ))
+        }
+    }
 }
 
 /// Binds a call of `function` (of parameter types `kinds`, `None` when the script has no
@@ -358,6 +393,22 @@ mod tests {
         // A list takes every remaining input and ends the mapping.
         let bnd = bind("f", Some(&[Tensor, TensorList]), false, 3, &[], &[]).unwrap();
         assert_eq!(bnd.tensor_counts, [1, 2]);
+        assert!(bnd.check(3).is_ok());
+        // A binding that gives a parameter less than its type needs is refused.
+        let bad = Binding {
+            kinds: vec![Tensor],
+            tensor_counts: vec![0],
+            str_counts: vec![0],
+            strs: vec![],
+        };
+        assert!(bad.check(0).is_err());
+        let bad = Binding {
+            kinds: vec![Int, Tensor],
+            tensor_counts: vec![1, 0],
+            str_counts: vec![0, 1],
+            strs: vec![b("3")],
+        };
+        assert!(bad.check(1).is_err());
         assert_eq!(
             text(bind("f", Some(&[Tensor, Int]), false, 2, &[], &[b("3")])),
             "Unsupported input type in function definition: f"

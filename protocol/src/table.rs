@@ -366,6 +366,52 @@ fn eq(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
 
+/// The KEYS names and the INPUTS / OUTPUTS names of AI.MODELEXECUTE / AI.SCRIPTEXECUTE's
+/// scopes, read from `argv[start..]` (ARGS values are not keys).
+fn scriptexecute_scopes(argv: &[Bytes], start: usize) -> Result<(Vec<&Bytes>, Vec<&Bytes>), Error> {
+    let (mut declared, mut tensors) = (Vec::new(), Vec::new());
+    let mut i = start;
+    while i < argv.len() {
+        let a = &argv[i];
+        if eq(a, "INPUTS") || eq(a, "OUTPUTS") || eq(a, "KEYS") {
+            let (ks, next) = counted(argv, i + 1)?;
+            if eq(a, "KEYS") {
+                declared.extend(ks);
+            } else {
+                tensors.extend(ks);
+            }
+            i = next;
+        } else if eq(a, "ARGS") {
+            let (_, next) = counted(argv, i + 1)?;
+            i = next;
+        } else if eq(a, "TIMEOUT") {
+            i += 2;
+        } else {
+            return Err(Error::Syntax);
+        }
+    }
+    Ok((declared, tensors))
+}
+
+/// AI.SCRIPTRUN's input and output keys after the function, as its parser reads them:
+/// `INPUTS` and `OUTPUTS` open their section, `$` marks the variadic inputs (not a key), and
+/// `TIMEOUT` takes the next argument as its value wherever it stands.
+fn scriptrun_keys(args: &[Bytes]) -> Vec<&Bytes> {
+    let mut keys = Vec::new();
+    let mut in_section = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if eq(a, "INPUTS") || eq(a, "OUTPUTS") {
+            in_section = true;
+        } else if eq(a, "TIMEOUT") {
+            it.next();
+        } else if in_section && a.as_ref() != b"$" {
+            keys.push(a);
+        }
+    }
+    keys
+}
+
 /// Finds the keys of a `movablekeys` command: model/script keys and the tensor keys named by
 /// INPUTS, OUTPUTS, KEYS, LOAD, PERSIST and ROUTING, including those inside a DAG's ops.
 pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
@@ -389,22 +435,10 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
         "ai.modelexecute" | "ai.scriptexecute" => {
             let key = argv.get(1).ok_or(Error::Syntax)?;
             keys.push(key);
-            let mut i = if name == "ai.modelexecute" { 2 } else { 3 };
-            while i < argv.len() {
-                let a = &argv[i];
-                if eq(a, "INPUTS") || eq(a, "OUTPUTS") || eq(a, "KEYS") {
-                    let (ks, next) = counted(argv, i + 1)?;
-                    keys.extend(ks);
-                    i = next;
-                } else if eq(a, "ARGS") {
-                    let (_, next) = counted(argv, i + 1)?;
-                    i = next;
-                } else if eq(a, "TIMEOUT") {
-                    i += 2;
-                } else {
-                    return Err(Error::Syntax);
-                }
-            }
+            let start = if name == "ai.modelexecute" { 2 } else { 3 };
+            let (declared, tensors) = scriptexecute_scopes(argv, start)?;
+            keys.extend(declared);
+            keys.extend(tensors);
         }
         "ai.modelrun" => {
             // As `parse_modelrun` reads it: key [TIMEOUT t] INPUTS in... [OUTPUTS out...],
@@ -428,17 +462,7 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
         }
         "ai.scriptrun" => {
             keys.push(argv.get(1).ok_or(Error::Syntax)?);
-            let start = 3;
-            let mut in_list = false;
-            for a in argv.iter().skip(start) {
-                if eq(a, "INPUTS") || eq(a, "OUTPUTS") {
-                    in_list = true;
-                } else if eq(a, "TIMEOUT") || eq(a, "ARGS") {
-                    in_list = false;
-                } else if in_list {
-                    keys.push(a);
-                }
-            }
+            keys.extend(scriptrun_keys(&argv[3..]));
         }
         "ai.dagexecute" | "ai.dagexecute_ro" | "ai.dagrun" | "ai.dagrun_ro" => {
             let mut i = 1;
@@ -469,6 +493,12 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
                 if w[0].as_ref() == b"|>" && KEYED_OPS.iter().any(|p| eq(&w[1], p)) {
                     keys.push(&w[2]);
                 }
+            }
+            // The KEYS a script op declares (the keys its script may touch); its INPUTS and
+            // OUTPUTS name DAG tensors, not keys.
+            let ops = argv[i.min(argv.len())..].split(|a| a.as_ref() == b"|>");
+            for op in ops.filter(|op| op.first().is_some_and(|n| eq(n, "AI.SCRIPTEXECUTE"))) {
+                keys.extend(scriptexecute_scopes(op, 3)?.0);
             }
         }
         _ => return Err(Error::Syntax),
@@ -580,6 +610,22 @@ mod tests {
         assert_eq!(
             keys("AI.MODELEXECUTE m INPUTS 2 a b OUTPUTS 1 c TIMEOUT 5"),
             ["m", "a", "b", "c"]
+        );
+        assert_eq!(
+            keys("AI.SCRIPTRUN s f INPUTS a $ b c OUTPUTS o TIMEOUT 5 p"),
+            ["s", "a", "b", "c", "o", "p"],
+            "`$` is no key; TIMEOUT takes its value and keeps the section"
+        );
+        assert_eq!(
+            keys("AI.SCRIPTRUN s f TIMEOUT 5 INPUTS a OUTPUTS o"),
+            ["s", "a", "o"]
+        );
+        assert_eq!(
+            keys(
+                "AI.DAGEXECUTE ROUTING r |> AI.SCRIPTEXECUTE s f KEYS 2 k1 k2 INPUTS 1 t OUTPUTS 1 u |> AI.TENSORGET u META"
+            ),
+            ["r", "s", "k1", "k2"],
+            "a DAG script op's KEYS are keys, its tensors are not"
         );
         let a = argv("AI.SCRIPTEXECUTE s fn KEYS 1 k INPUTS 1 a ARGS 2 x y OUTPUTS 1 o");
         let ks: Vec<&[u8]> = movable_keys("ai.scriptexecute", &a)

@@ -1222,6 +1222,11 @@ def test_cluster_routes_scripts_by_their_keys(shards):
                                      "INPUTS", 2, f"a{{{t}}}", f"a{{{t}}}", "ARGS", 1, f"x{{{v}}}",
                                      "OUTPUTS", 1, f"o{{{t}}}"))
         assert values(rc, f"o{{{t}}}") == [2, 4]
+        # AI.SCRIPTRUN's `$` is no key, and its TIMEOUT value neither.
+        assert ok(rc.execute_command("AI.SCRIPTRUN", f"s{{{t}}}", "bar_variadic", "TIMEOUT", 5000,
+                                     "INPUTS", f"a{{{t}}}", "$", f"a{{{t}}}", "OUTPUTS",
+                                     f"p{{{t}}}"))
+        assert values(rc, f"p{{{t}}}") == [2, 4]
         assert rc.execute_command("AI.SCRIPTGET", f"s{{{t}}}", "META")[5] == [b"bar", b"bar_variadic"]
     finally:
         rc.close()
@@ -1236,6 +1241,9 @@ def test_cluster_routes_scripts_by_their_keys(shards):
         ["AI.SCRIPTRUN", s, "bar", "INPUTS", a, f"a{{{u}}}", "OUTPUTS", o],
         ["AI.DAGEXECUTE", "LOAD", 1, a, "PERSIST", 1, f"o{{{u}}}", "|>",
          "AI.SCRIPTEXECUTE", s, "bar", "INPUTS", 2, a, a, "OUTPUTS", 1, f"o{{{u}}}"],
+        # A DAG script op's KEYS are keys too.
+        ["AI.DAGEXECUTE", "LOAD", 1, a, "|>",
+         "AI.SCRIPTEXECUTE", s, "bar", "KEYS", 1, f"k{{{u}}}", "INPUTS", 2, a, a, "OUTPUTS", 1, "x"],
     ]
     for cmd in cases:
         with pytest.raises(redis.exceptions.ClusterCrossSlotError) as e:
@@ -1401,6 +1409,17 @@ def read_then_write_n(tensors: List[Tensor], keys: List[str], args: List[str]):
     return n
 
 
+def slow_then_write(tensors: List[Tensor], keys: List[str], args: List[str]):
+    s = 0
+    for i in range(int(args[0])):
+        s += 1
+    redis.execute("SET", keys[0], "late")
+
+
+def flush_everything(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("FLUSHALL", "SYNC")
+
+
 def test_model_execute(tensors: List[Tensor], keys: List[str], args: List[str]):
     a = torch.tensor([[2.0, 3.0], [2.0, 3.0]])
     b = torch.tensor([[2.0, 3.0], [2.0, 3.0]])
@@ -1415,6 +1434,7 @@ def model_then_scale(tensors: List[Tensor], keys: List[str], args: List[str]):
 EXTENSIONS_ENTRY = ["test_redis_error", "test_int_set_get", "test_int_set_incr",
                     "test_float_set_get", "test_set_key", "test_del_key", "count_mget",
                     "touch_other_key", "run_a_model_command", "read_then_write", "read_then_write_n",
+                    "slow_then_write", "flush_everything",
                     "test_model_execute", "model_then_scale"]
 
 TF_MUL = (ROOT / "tests" / "models" / "redisai" / "graph.pb").read_bytes()
@@ -1470,8 +1490,27 @@ def test_redis_execute_errors_raise_inside_the_script(c):
     err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "run_a_model_command", "KEYS", 2, "m{1}",
                    "t{1}")
     assert in_traceback(err, "ERR AI.MODELEXECUTE cannot be run from a script"), err
+    # Keyless commands that reach every slot are refused.
+    err = error_of(c, "AI.SCRIPTEXECUTE", "rs{1}", "flush_everything", "KEYS", 1, "x{1}")
+    assert in_traceback(err, "ERR FLUSHALL cannot be run from a script"), err
+    assert c.exists("t{1}") == 1
     i = info(c, "rs{1}")
-    assert (i["calls"], i["errors"]) == (4, 4)
+    assert (i["calls"], i["errors"]) == (5, 5)
+
+
+def test_a_script_still_running_after_its_command_answered_changes_nothing(c):
+    store(c, "rs{1}", EXTENSIONS, *EXTENSIONS_ENTRY)
+    got = c.execute_command("AI.DAGEXECUTE", "ROUTING", "k{1}", "TIMEOUT", 20, "|>",
+                            "AI.SCRIPTEXECUTE", "rs{1}", "slow_then_write", "KEYS", 1, "k{1}",
+                            "ARGS", 1, 3_000_000)
+    assert got in (b"TIMEDOUT", "TIMEDOUT"), got
+    # The script ends later; its SET then raises instead of writing.
+    end = time.time() + 60
+    while info(c, "rs{1}")["calls"] == 0:
+        assert time.time() < end, "the script did not end"
+        time.sleep(0.05)
+    assert info(c, "rs{1}")["errors"] == 1
+    assert c.exists("k{1}") == 0
 
 
 def test_redis_execute_runs_with_the_callers_acl(server):

@@ -327,17 +327,8 @@ impl CompiledScript for TorchScript {
         host: Option<&dyn ScriptHost>,
     ) -> Result<Vec<Tensor>, Error> {
         let n = binding.kinds.len();
-        let wanted: usize = binding.tensor_counts.iter().sum();
-        let strings: usize = binding.str_counts.iter().sum();
-        if binding.tensor_counts.len() != n
-            || binding.str_counts.len() != n
-            || wanted != tensors.len()
-            || strings != binding.strs.len()
-        {
-            return Err(Error::Verbatim(
-                "Wrong number of inputs provided to AI.SCRIPTEXECUTE command".into(),
-            ));
-        }
+        // What the shim reads is what the binding says, parameter by parameter.
+        binding.check(tensors.len())?;
         let name = CString::new(function)
             .map_err(|_| Error::Verbatim("ERR function name not specified".into()))?;
         let inputs = tensors
@@ -363,10 +354,11 @@ impl CompiledScript for TorchScript {
             None => std::ptr::null_mut(),
         };
         // SAFETY: `handle` is live; `ctx` points at `host`, which outlives the call (the
-        // shim uses it only during the call); every array has the length the shim reads (`kinds`,
-        // `tensor_counts` and `str_counts` have `n` entries, checked above; the shim reads
-        // `sum(tensor_counts)` tensors and `sum(str_counts)` strings, which are the lengths of
-        // `input_ptrs` and `str_ptrs`/`str_lens`, checked above); the tensors and strings
+        // shim uses it only during the call); every array has the length the shim reads:
+        // `kinds`, `tensor_counts` and `str_counts` have `n` entries, and the shim reads, per
+        // parameter, one tensor for a Tensor, one string for a scalar and the parameter's
+        // count for a list, which `Binding::check` matched against the kinds and against the
+        // lengths of `input_ptrs` and `str_ptrs`/`str_lens`; the tensors and strings
         // they point to outlive the call (`inputs`, `binding`); the out-pointers are valid.
         let rc = unsafe {
             shai_script_run(

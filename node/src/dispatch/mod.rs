@@ -117,6 +117,7 @@ pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -
         Command::AiInfo { key, reset } => model::ai_info(&key, reset, store, &engine.run_stats),
         Command::Dag(d) => {
             let host = script_host::for_dag(&d, shared, conn);
+            let _done = script_host::Finish(host.clone());
             dag::dagexecute(d, proposer, engine, max_bulk(), host).await
         }
         Command::ScriptStore(s) => {
@@ -126,6 +127,7 @@ pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -
         Command::ScriptDel(key) => script::scriptdel(key, proposer, &engine.run_stats).await,
         Command::ScriptExecute(e) => {
             let host = script_host::for_script(&e, shared, conn);
+            let _done = script_host::Finish(host.clone());
             script::scriptexecute(e, proposer, engine, host).await
         }
         Command::ScriptScan => script::scriptscan(store),

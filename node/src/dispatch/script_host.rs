@@ -6,12 +6,20 @@
 //! (`dispatch::execute`), so a write is proposed through the shard's Raft log like any other
 //! and is refused where the node cannot write. A script may only touch keys in the hash slots
 //! of its command's keys (the script key, KEYS, INPUTS and OUTPUTS; a DAG's LOAD, PERSIST and
-//! ROUTING keys), so that everything it does stays on the shard that runs it. Commands that
-//! wait on the run queues (model and script runs, DAGs) are refused: the queue running the
-//! script could be the one they wait on. A model runs on this thread, not through its queue,
-//! and counts in its AI.INFO.
+//! ROUTING keys), so that everything it does stays on the shard that runs it; keyless
+//! commands other than PING and ECHO (FLUSHALL, KEYS, CONFIG, ...) are refused for the same
+//! reason. Commands that wait on the run queues (model and script runs, DAGs) are refused: the
+//! queue running the script could be the one they wait on. Once the command running the
+//! script has answered (a timeout, a client gone), the script can change nothing more. A
+//! model runs on this thread, not through its queue, and counts in its AI.INFO.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use bytes::Bytes;
 use shardai_engine::{Tensor, script::ScriptHost};
@@ -28,6 +36,9 @@ use crate::{
     client::{ClientInfo, ConnState},
     state::Shared,
 };
+
+/// Keyless commands a script may run: they touch no data.
+const KEYLESS: [&str; 2] = ["ping", "echo"];
 
 /// Commands a script may not run: they wait on the run queues, or leave the shard.
 const REFUSED: [&str; 9] = [
@@ -51,6 +62,42 @@ struct Host {
     /// The hash slots the script may touch.
     slots: Vec<u16>,
     runtime: tokio::runtime::Handle,
+    /// Set once the command that runs the script has answered (or its client left): a
+    /// script still running then (past MODEL_EXECUTION_TIMEOUT, a DAG's TIMEOUT) can no
+    /// longer change anything.
+    done: AtomicBool,
+}
+
+/// Ends a host's commands when dropped: held by the handler for as long as it runs the
+/// command, so it drops when the command answers and when its client leaves.
+pub(super) struct Finish(pub(super) Arc<dyn ScriptHost>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// Whether a script may run `spec` with `keys`, given the hash `slots` it may touch: the
+/// decision that does not need the server's state.
+fn allowed(spec: &table::CommandSpec, keys: &[&Bytes], slots: &[u16]) -> Result<(), Error> {
+    if REFUSED.contains(&spec.name) {
+        return Err(Error::Verbatim(format!(
+            "ERR {} cannot be run from a script",
+            spec.name.to_ascii_uppercase()
+        )));
+    }
+    if keys.is_empty() && !KEYLESS.contains(&spec.name) {
+        return Err(Error::Verbatim(format!(
+            "ERR {} cannot be run from a script: a script runs only commands on the keys of \
+             its own hash slots",
+            spec.name.to_ascii_uppercase()
+        )));
+    }
+    if !keys.iter().all(|k| slots.contains(&key_slot(k))) {
+        return Err(cross_slot());
+    }
+    Ok(())
 }
 
 fn host(shared: &Arc<Shared>, conn: &ConnState, keys: &[&Bytes]) -> Arc<dyn ScriptHost> {
@@ -64,6 +111,7 @@ fn host(shared: &Arc<Shared>, conn: &ConnState, keys: &[&Bytes]) -> Arc<dyn Scri
         acl_generation: conn.acl_generation,
         slots,
         runtime: tokio::runtime::Handle::current(),
+        done: AtomicBool::new(false),
     })
 }
 
@@ -98,6 +146,14 @@ pub(super) fn for_dag(d: &Dag, shared: &Arc<Shared>, conn: &ConnState) -> Arc<dy
     host(shared, conn, &keys)
 }
 
+fn answered() -> Error {
+    Error::Verbatim(
+        "ERR the command that ran this script has already answered: the script can no longer \
+         run commands or models"
+            .into(),
+    )
+}
+
 fn cross_slot() -> Error {
     Error::Verbatim(
         "ERR CROSSSLOT a script may only touch keys in the hash slots of its command's keys".into(),
@@ -106,26 +162,25 @@ fn cross_slot() -> Error {
 
 impl Host {
     fn run(&self, argv: Vec<Bytes>) -> Reply {
+        if self.done.load(Ordering::Acquire) {
+            return Reply::Error(answered());
+        }
         let Some((index, spec)) = argv.first().and_then(|name| table::lookup_indexed(name)) else {
             let name = argv.first().cloned().unwrap_or_default();
             return Reply::Error(Error::unknown_command(&name, argv.get(1..).unwrap_or(&[])));
         };
-        if REFUSED.contains(&spec.name) {
-            return Reply::Error(Error::Verbatim(format!(
-                "ERR {} cannot be run from a script",
-                spec.name.to_ascii_uppercase()
-            )));
-        }
         if spec.arity_ok(argv.len()) {
             if let Some(user) = &self.user
                 && let Err(d) = self.shared.acl.check(user, index, spec, &argv)
             {
                 return Reply::Error(d.error);
             }
-            match spec.keys(&argv) {
-                Ok(keys) if keys.iter().all(|k| self.slots.contains(&key_slot(k))) => {}
-                Ok(_) => return Reply::Error(cross_slot()),
+            let keys = match spec.keys(&argv) {
+                Ok(keys) => keys,
                 Err(e) => return Reply::Error(e),
+            };
+            if let Err(e) = allowed(spec, &keys, &self.slots) {
+                return Reply::Error(e);
             }
             // A script running on a replica (a read-only DAG) reads; it never writes, not
             // even through the leader.
@@ -137,6 +192,8 @@ impl Host {
                     "READONLY You can't write against a read only replica.".into(),
                 ));
             }
+        } else if REFUSED.contains(&spec.name) {
+            return Reply::Error(allowed(spec, &[], &[]).err().unwrap_or(Error::Syntax));
         }
         let cmd = match Command::parse_for(spec, argv) {
             Ok(cmd) => cmd,
@@ -151,6 +208,10 @@ impl Host {
 }
 
 impl ScriptHost for Host {
+    fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+    }
+
     fn execute(&self, argv: Vec<Bytes>) -> Vec<u8> {
         let reply = self.run(argv);
         let mut w = WriteBuf::new();
@@ -164,6 +225,9 @@ impl ScriptHost for Host {
         inputs: Vec<Arc<Tensor>>,
         outputs: usize,
     ) -> Result<Vec<Tensor>, Error> {
+        if self.done.load(Ordering::Acquire) {
+            return Err(answered());
+        }
         if !self.slots.contains(&key_slot(key)) {
             return Err(cross_slot());
         }
@@ -203,5 +267,46 @@ impl ScriptHost for Host {
             Err(_) => stats.record_error(),
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(argv: &str, slots: &[u16]) -> Result<(), Error> {
+        let argv: Vec<Bytes> = argv
+            .split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let spec = table::lookup(&argv[0]).unwrap();
+        let keys = spec.keys(&argv).unwrap();
+        allowed(spec, &keys, slots)
+    }
+
+    #[test]
+    fn a_script_runs_commands_on_its_own_slots_only() {
+        let mine = [key_slot(b"{1}")];
+        assert!(check("SET k{1} v", &mine).is_ok());
+        assert!(check("MGET a{1} b{1}", &mine).is_ok());
+        assert!(check("PING", &mine).is_ok());
+        assert_eq!(check("SET k{2} v", &mine).unwrap_err(), cross_slot());
+        assert_eq!(check("MGET a{1} b{2}", &mine).unwrap_err(), cross_slot());
+        for keyless in [
+            "FLUSHALL",
+            "KEYS *",
+            "DBSIZE",
+            "CONFIG GET maxmemory",
+            "SCAN 0",
+        ] {
+            let e = check(keyless, &mine).unwrap_err().wire_text();
+            assert!(e.contains("cannot be run from a script"), "{keyless}: {e}");
+        }
+        let e = check("AI.MODELEXECUTE m{1} INPUTS 1 a{1} OUTPUTS 1 b{1}", &mine);
+        assert_eq!(
+            e.unwrap_err().wire_text(),
+            "ERR AI.MODELEXECUTE cannot be run from a script"
+        );
+        assert!(check("AI.DAGEXECUTE ROUTING {1} |> AI.TENSORGET a META", &mine).is_err());
     }
 }
