@@ -198,6 +198,19 @@ async fn execute(
 
 /// `AI._MODELSCAN` → `[[key, tag], ...]`
 pub(super) fn modelscan(store: &Store) -> Reply {
+    scan_tags(store, shardai_engine::model::MODEL_TYPE, |v| match v {
+        Value::Model(m) => Some(m.tag.clone()),
+        _ => None,
+    })
+}
+
+/// `[[key, tag], ...]` of every key of type `type_name` (AI._MODELSCAN, AI._SCRIPTSCAN);
+/// `tag_of` reads a value's tag.
+pub(super) fn scan_tags(
+    store: &Store,
+    type_name: &str,
+    tag_of: impl Fn(&Value) -> Option<bytes::Bytes>,
+) -> Reply {
     let mut out = Vec::new();
     let mut cursor = 0;
     loop {
@@ -205,15 +218,12 @@ pub(super) fn modelscan(store: &Store) -> Reply {
             cursor,
             1000,
             None,
-            Some("ai__model"),
+            Some(type_name),
             shardai_engine::now_ms(),
         );
         for k in page.keys {
-            if let Some(Value::Model(m)) = store.get(&k) {
-                out.push(Reply::Array(vec![
-                    Reply::Bulk(k),
-                    Reply::Bulk(m.tag.clone()),
-                ]));
+            if let Some(tag) = store.get(&k).as_ref().and_then(&tag_of) {
+                out.push(Reply::Array(vec![Reply::Bulk(k), Reply::Bulk(tag)]));
             }
         }
         if page.cursor == 0 {

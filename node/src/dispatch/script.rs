@@ -215,28 +215,8 @@ async fn execute(
 
 /// `AI._SCRIPTSCAN` → `[[key, tag], ...]`
 pub(super) fn scriptscan(store: &Store) -> Reply {
-    let mut out = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let page = store.scan(
-            cursor,
-            1000,
-            None,
-            Some(shardai_engine::script::SCRIPT_TYPE),
-            shardai_engine::now_ms(),
-        );
-        for k in page.keys {
-            if let Some(Value::Script(s)) = store.get(&k) {
-                out.push(Reply::Array(vec![
-                    Reply::Bulk(k),
-                    Reply::Bulk(s.tag.clone()),
-                ]));
-            }
-        }
-        if page.cursor == 0 {
-            break;
-        }
-        cursor = page.cursor;
-    }
-    Reply::Array(out)
+    super::model::scan_tags(store, shardai_engine::script::SCRIPT_TYPE, |v| match v {
+        Value::Script(s) => Some(s.tag.clone()),
+        _ => None,
+    })
 }
