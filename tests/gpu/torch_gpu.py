@@ -9,61 +9,20 @@ output compared with Python torch's on the same GPU. Not part of CI (it needs a 
     # on the GPU machine, from the checkout (libtorch is Python torch's):
     python3 tests/gpu/torch_gpu.py gpu
 """
-import os, socket, subprocess, sys, time, tempfile
+import os, subprocess, sys, tempfile
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp import start  # noqa: E402
 
 HERE = os.path.abspath(sys.argv[1])
 LIB = os.path.join(os.path.dirname(torch.__file__), "lib")
 SITE = os.path.dirname(os.path.dirname(torch.__file__))
 
 
-def enc(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-class Conn:
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port))
-        self.f = self.s.makefile("rb")
-
-    def read(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t in (b"+", b"-"):
-            return (t + rest).decode()
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)[:-2]
-            return data
-        if t == b"*":
-            return [self.read() for _ in range(int(rest))]
-        raise ValueError(line)
-
-    def cmd(self, *args):
-        self.s.sendall(enc(*args))
-        return self.read()
-
-
-s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 d = tempfile.mkdtemp()
-env = dict(os.environ, LD_LIBRARY_PATH=LIB)
-log = open(os.path.join(d, "log"), "wb")
-p = subprocess.Popen([os.path.join(HERE, "shardai"), "--port", str(port), "--dir", d, "--backends-path", SITE],
-                     env=env, stderr=log)
-for _ in range(100):
-    try:
-        c = Conn(port); c.cmd("PING"); break
-    except OSError:
-        time.sleep(0.1)
+p, c, logpath = start(os.path.join(HERE, "shardai"), SITE, LIB, d)
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))
 cnn = open(os.path.join(HERE, "mnist_cnn.pt"), "rb").read()
 print("MODELSTORE cnn TORCH GPU:0 ->", c.cmd("AI.MODELSTORE", "cnn", "TORCH", "GPU:0", "BLOB", cnn))
@@ -89,5 +48,4 @@ print(subprocess.run(["nvidia-smi", "--query-compute-apps=pid,process_name,used_
                      capture_output=True, text=True).stdout, "server pid", p.pid)
 print(c.cmd("INFO", "ai_backends_info").decode())
 p.terminate(); p.wait()
-log.close()
-print(open(os.path.join(d, "log")).read()[-1500:])
+print(open(logpath).read()[-1500:])

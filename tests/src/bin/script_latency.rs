@@ -35,8 +35,8 @@ use shardai_tests::Server;
 const SOURCE: &str = r#"
 def pre_process(tensors: List[Tensor], keys: List[str], args: List[str]):
     image = tensors[0].float().div(255.0)
-    mean = torch.tensor([0.485, 0.456, 0.406])
-    std = torch.tensor([0.229, 0.224, 0.225])
+    mean = torch.tensor([0.485, 0.456, 0.406], device=image.device)
+    std = torch.tensor([0.229, 0.224, 0.225], device=image.device)
     image = image.sub(mean).div(std)
     return image.permute(2, 0, 1).unsqueeze(0).contiguous()
 "#;
