@@ -5,6 +5,7 @@
 //! - [`store`]: [`Store`], the striped keyspace with SCAN, KEYS and expiry-aware reads.
 //! - [`mutation`]: [`Mutation`], every write as a value, and how the store applies it.
 //! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
+//! - [`collections`]: Redis hashes and lists, and how their mutations apply.
 //! - [`glob`]: Redis glob patterns.
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its four implementations, each behind its cargo
@@ -24,6 +25,7 @@
 pub mod backend;
 pub mod batching;
 mod calls;
+pub mod collections;
 pub mod dag;
 #[doc(hidden)]
 pub mod fuzz;

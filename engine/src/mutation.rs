@@ -12,6 +12,7 @@ use bytes::Bytes;
 use shardai_protocol::{Error, command::SetCond, frame::parse_i64};
 
 use crate::{
+    collections::{Hash, List},
     model::Model,
     script::Script,
     store::{Entry, Store, Value},
@@ -87,6 +88,54 @@ pub enum Mutation {
     Flush,
     /// Removes every key whose deadline is at or before the mutation's timestamp.
     ExpireDue,
+    /// HSET (and HMSET): set fields of a hash, creating it.
+    HSet {
+        /// The key.
+        key: Bytes,
+        /// Fields and values, in the order given.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// HDEL: remove fields (the key goes with its last field).
+    HDel {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<Bytes>,
+    },
+    /// LPUSH / RPUSH / LPUSHX / RPUSHX.
+    Push {
+        /// The key.
+        key: Bytes,
+        /// At the head (LPUSH) rather than the tail.
+        left: bool,
+        /// The elements, pushed one after the other.
+        values: Vec<Bytes>,
+        /// The X forms: only push onto an existing list.
+        existing_only: bool,
+    },
+    /// LPOP / RPOP (the key goes with its last element).
+    Pop {
+        /// The key.
+        key: Bytes,
+        /// From the head (LPOP) rather than the tail.
+        left: bool,
+        /// At most this many elements.
+        count: usize,
+    },
+    /// A whole hash, replacing any value (RESTORE).
+    SetHash {
+        /// The key.
+        key: Bytes,
+        /// The hash.
+        hash: Arc<Hash>,
+    },
+    /// A whole list, replacing any value (RESTORE).
+    SetList {
+        /// The key.
+        key: Bytes,
+        /// The list.
+        list: Arc<List>,
+    },
 }
 
 impl Mutation {
@@ -112,7 +161,13 @@ impl Mutation {
             | Mutation::IncrBy { key, .. }
             | Mutation::DelModel(key)
             | Mutation::SetScript { key, .. }
-            | Mutation::DelScript(key) => Some(key),
+            | Mutation::DelScript(key)
+            | Mutation::HSet { key, .. }
+            | Mutation::HDel { key, .. }
+            | Mutation::Push { key, .. }
+            | Mutation::Pop { key, .. }
+            | Mutation::SetHash { key, .. }
+            | Mutation::SetList { key, .. } => Some(key),
             Mutation::SetTensors(v) => v.first().map(|(k, _)| k),
             Mutation::MSet(v) => v.first().map(|(k, _)| k),
             Mutation::Del(v) => v.first(),
@@ -135,6 +190,8 @@ pub enum Applied {
         /// The previous string value (only with GET).
         old: Option<Bytes>,
     },
+    /// LPOP / RPOP: the elements taken (None: no such key).
+    Values(Option<Vec<Bytes>>),
 }
 
 /// Copies small buffers so that they do not keep a large socket read buffer alive.
@@ -273,6 +330,23 @@ impl Store {
                         self.account(&k, Some(&e), None);
                     }
                 }
+                Ok(Applied::Ok)
+            }
+            Mutation::HSet { key, pairs } => self.apply_hset(&key, pairs, at_ms),
+            Mutation::HDel { key, fields } => self.apply_hdel(&key, &fields, at_ms),
+            Mutation::Push {
+                key,
+                left,
+                values,
+                existing_only,
+            } => self.apply_push(&key, left, values, existing_only, at_ms),
+            Mutation::Pop { key, left, count } => self.apply_pop(&key, left, count, at_ms),
+            Mutation::SetHash { key, hash } => {
+                self.put(compact(key), Value::Hash(hash), None);
+                Ok(Applied::Ok)
+            }
+            Mutation::SetList { key, list } => {
+                self.put(compact(key), Value::List(list), None);
                 Ok(Applied::Ok)
             }
             Mutation::ExpireDue => {

@@ -22,6 +22,7 @@ use parking_lot::RwLock;
 use shardai_protocol::slot::{SLOTS, key_slot};
 
 use crate::{
+    collections::{HASH_TYPE, Hash, LIST_TYPE, List},
     glob::glob_match,
     model::{MODEL_TYPE, Model},
     script::{SCRIPT_TYPE, Script},
@@ -48,6 +49,10 @@ pub enum Value {
     Model(Arc<Model>),
     /// A RedisAI script.
     Script(Arc<Script>),
+    /// A Redis hash.
+    Hash(Arc<Hash>),
+    /// A Redis list.
+    List(Arc<List>),
 }
 
 impl Value {
@@ -58,6 +63,8 @@ impl Value {
             Value::Tensor(_) => TENSOR_TYPE,
             Value::Model(_) => MODEL_TYPE,
             Value::Script(_) => SCRIPT_TYPE,
+            Value::Hash(_) => HASH_TYPE,
+            Value::List(_) => LIST_TYPE,
         }
     }
 
@@ -68,6 +75,8 @@ impl Value {
             Value::Tensor(t) => t.byte_size() + 64,
             Value::Model(m) => m.blob.len() + 256,
             Value::Script(s) => s.source.len() + 256,
+            Value::Hash(h) => h.size() + 64,
+            Value::List(l) => l.size() + 64,
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! `SHARDAI` (7 bytes), the format version (one byte: 1, the only one so far), the CRC32 of
 //! the body (u32 LE), then the body: bincode of an [`Op`] (`Set` for a string, `SetTensor`,
-//! `SetModel`, `SetScript`) with an empty key. A payload of another version is refused with Redis's
+//! `SetModel`, `SetScript`, `SetHash`, `SetList`) with an empty key. A payload of another version is refused with Redis's
 //! text (`ERR DUMP payload version or checksum are wrong`) and its version is logged.
 
 use bytes::Bytes;
@@ -78,6 +78,14 @@ pub fn dump(value: &Value) -> Vec<u8> {
             key,
             script: s.clone(),
         },
+        Value::Hash(h) => Mutation::SetHash {
+            key,
+            hash: h.clone(),
+        },
+        Value::List(l) => Mutation::SetList {
+            key,
+            list: l.clone(),
+        },
     };
     let body = bincode::serialize(&Cmd::of(&m, 0, 0, 0).op).expect("ops always encode");
     let mut out = Vec::with_capacity(body.len() + HEAD);
@@ -119,6 +127,8 @@ impl DumpPayload {
             Op::SetTensor(_, t) => Op::SetTensor(key, t),
             Op::SetModel(_, m) => Op::SetModel(key, m),
             Op::SetScript(_, sc) => Op::SetScript(key, sc),
+            Op::SetHash(_, h) => Op::SetHash(key, h),
+            Op::SetList(_, l) => Op::SetList(key, l),
             // Not values: `dump` never writes them (listed, not `_`, so that a new `Op`
             // has to be placed here or above).
             Op::SetTensors(_)
@@ -128,7 +138,11 @@ impl DumpPayload {
             | Op::Del(_)
             | Op::Flush
             | Op::ExpireDue
-            | Op::DelScript(_) => return Err(bad_payload()),
+            | Op::DelScript(_)
+            | Op::HSet(..)
+            | Op::HDel(..)
+            | Op::Push { .. }
+            | Op::Pop { .. } => return Err(bad_payload()),
         };
         Cmd {
             at_ms: 0,

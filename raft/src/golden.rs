@@ -8,7 +8,8 @@
 //! then `log-ops-script-v2.seg` for the script variants appended since; `SetModel` also in
 //! `dump-model-v1.bin`, `SetScript` in `dump-script-v1.bin`), the snapshot's `ItemValue`
 //! (`snapshot-v1.snap`: a string and a tensor; `snapshot-model-v1.snap`: a model;
-//! `snapshot-script-v1.snap`: a script), `BusRequest` and `BusReply`
+//! `snapshot-script-v1.snap`: a script; hashes and lists and their ops in the fixtures of
+//! `golden/collections.rs`), `BusRequest` and `BusReply`
 //! (`bus-requests-v2.bin`, `bus-replies-v2.bin`: one frame per variant in index order, the
 //! replies then ending with a `Propose` answer of every `ApplyResult`), `Handshake`
 //! (`bus-handshakes-v3.bin`, the proofs made with a fixed secret and nonces, so a change
@@ -40,6 +41,7 @@ use serde::Serialize;
 use shardai_engine::{
     Deadline, Mutation, Tensor, Value,
     backend::{Backends, LoadedModel},
+    collections::{Hash, List},
     model::Model,
     script::{NotCompiled, Script},
 };
@@ -61,6 +63,8 @@ use crate::{
     snapshot::{self, ItemValue, Meta},
     types::{ApplyResult, Cmd, Op, ShardNode, TypeConfig as C, WireModel, WireScript, WireTensor},
 };
+
+mod collections;
 
 /// Where the fixtures live.
 fn dir() -> &'static Path {
@@ -521,6 +525,9 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let items = vec![(Bytes::from_static(b"s"), Value::Script(script()), None)];
     snapshot::write(&snap, &snapshot_meta(), items).unwrap();
     out.push(("snapshot-script-v1.snap", std::fs::read(&snap).unwrap()));
+
+    // Hashes and lists.
+    out.extend(collections::fixtures(d.path()).await);
 
     // DUMP payloads.
     let hello = Value::Str(Bytes::from_static(b"hello"));

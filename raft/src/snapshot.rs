@@ -24,7 +24,12 @@ use std::{
 use bytes::Bytes;
 use openraft::alias::SnapshotMetaOf;
 use serde::{Deserialize, Serialize};
-use shardai_engine::{Value, backend::Backends, store::KeyRecord};
+use shardai_engine::{
+    Value,
+    backend::Backends,
+    collections::{Hash, List},
+    store::KeyRecord,
+};
 
 use crate::{
     log_store::sync_dir,
@@ -57,6 +62,8 @@ pub(crate) enum ItemValue {
     Tensor(WireTensor),
     Model(WireModel),
     Script(WireScript),
+    Hash(Vec<(Bytes, Bytes)>),
+    List(Vec<Bytes>),
 }
 
 /// One key of a snapshot. On disk: a changed field is a new format version.
@@ -200,6 +207,10 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<KeyRecord>) -> io::Result<()
             Value::Tensor(t) => ItemValue::Tensor(WireTensor::of(&t)),
             Value::Model(m) => ItemValue::Model(WireModel::of(&m)),
             Value::Script(s) => ItemValue::Script(WireScript::of(&s)),
+            Value::Hash(h) => {
+                ItemValue::Hash(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect())
+            }
+            Value::List(l) => ItemValue::List(l.iter().cloned().collect()),
         };
         put(
             &mut w,
@@ -278,6 +289,8 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
                 m.load_or_keep(backends, &item.key).map_err(other)?,
             )),
             ItemValue::Script(s) => Value::Script(Arc::new(s.compile_or_keep(backends, &item.key))),
+            ItemValue::Hash(pairs) => Value::Hash(Arc::new(Hash::from_pairs(pairs))),
+            ItemValue::List(items) => Value::List(Arc::new(List::from_items(items))),
         };
         out.push((item.key, value, item.expire_at));
     }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shardai_engine::{
     Applied, Deadline, Mutation,
+    collections::{Hash, List},
     model::Model,
     script::{NotCompiled, Script, check_entry_points},
     tensor::Tensor,
@@ -297,6 +298,34 @@ pub enum Op {
     SetScript(Bytes, WireScript),
     /// `Mutation::DelScript`.
     DelScript(Bytes),
+    /// `Mutation::HSet`: key, fields and values.
+    HSet(Bytes, Vec<(Bytes, Bytes)>),
+    /// `Mutation::HDel`: key, fields.
+    HDel(Bytes, Vec<Bytes>),
+    /// `Mutation::Push`.
+    Push {
+        /// Key.
+        key: Bytes,
+        /// At the head.
+        left: bool,
+        /// Elements.
+        values: Vec<Bytes>,
+        /// Only onto an existing list.
+        existing_only: bool,
+    },
+    /// `Mutation::Pop`.
+    Pop {
+        /// Key.
+        key: Bytes,
+        /// From the head.
+        left: bool,
+        /// At most this many.
+        count: u64,
+    },
+    /// `Mutation::SetHash`: key, fields and values.
+    SetHash(Bytes, Vec<(Bytes, Bytes)>),
+    /// `Mutation::SetList`: key, elements head first.
+    SetList(Bytes, Vec<Bytes>),
 }
 
 impl Op {
@@ -306,6 +335,12 @@ impl Op {
         match self {
             Op::SetModel(..) | Op::SetScript(..) => true,
             Op::DelScript(_)
+            | Op::HSet(..)
+            | Op::HDel(..)
+            | Op::Push { .. }
+            | Op::Pop { .. }
+            | Op::SetHash(..)
+            | Op::SetList(..)
             | Op::SetTensor(..)
             | Op::SetTensors(_)
             | Op::DelModel(_)
@@ -349,6 +384,12 @@ impl fmt::Display for Cmd {
             Op::ExpireDue => ("ExpireDue", None),
             Op::SetScript(k, _) => ("SetScript", Some(k)),
             Op::DelScript(k) => ("DelScript", Some(k)),
+            Op::HSet(k, _) => ("HSet", Some(k)),
+            Op::HDel(k, _) => ("HDel", Some(k)),
+            Op::Push { key, .. } => ("Push", Some(key)),
+            Op::Pop { key, .. } => ("Pop", Some(key)),
+            Op::SetHash(k, _) => ("SetHash", Some(k)),
+            Op::SetList(k, _) => ("SetList", Some(k)),
         };
         match key {
             Some(k) => write!(
@@ -405,6 +446,31 @@ impl Cmd {
                 Op::SetScript(key.clone(), WireScript::of(script))
             }
             Mutation::DelScript(k) => Op::DelScript(k.clone()),
+            Mutation::HSet { key, pairs } => Op::HSet(key.clone(), pairs.clone()),
+            Mutation::HDel { key, fields } => Op::HDel(key.clone(), fields.clone()),
+            Mutation::Push {
+                key,
+                left,
+                values,
+                existing_only,
+            } => Op::Push {
+                key: key.clone(),
+                left: *left,
+                values: values.clone(),
+                existing_only: *existing_only,
+            },
+            Mutation::Pop { key, left, count } => Op::Pop {
+                key: key.clone(),
+                left: *left,
+                count: *count as u64,
+            },
+            Mutation::SetHash { key, hash } => Op::SetHash(
+                key.clone(),
+                hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect(),
+            ),
+            Mutation::SetList { key, list } => {
+                Op::SetList(key.clone(), list.iter().cloned().collect())
+            }
         };
         Cmd {
             at_ms,
@@ -467,6 +533,32 @@ impl Cmd {
                 script: Arc::new(compile(s)?),
             },
             Op::DelScript(k) => Mutation::DelScript(k),
+            Op::HSet(key, pairs) => Mutation::HSet { key, pairs },
+            Op::HDel(key, fields) => Mutation::HDel { key, fields },
+            Op::Push {
+                key,
+                left,
+                values,
+                existing_only,
+            } => Mutation::Push {
+                key,
+                left,
+                values,
+                existing_only,
+            },
+            Op::Pop { key, left, count } => Mutation::Pop {
+                key,
+                left,
+                count: usize::try_from(count).unwrap_or(usize::MAX),
+            },
+            Op::SetHash(key, pairs) => Mutation::SetHash {
+                key,
+                hash: Arc::new(Hash::from_pairs(pairs)),
+            },
+            Op::SetList(key, items) => Mutation::SetList {
+                key,
+                list: Arc::new(List::from_items(items)),
+            },
         })
     }
 
@@ -494,6 +586,8 @@ pub enum ApplyResult {
     },
     /// The apply failed; the error as it goes on the wire.
     Err(String),
+    /// `Applied::Values`.
+    Values(Option<Vec<Bytes>>),
 }
 
 impl From<Result<Applied, Error>> for ApplyResult {
@@ -502,6 +596,7 @@ impl From<Result<Applied, Error>> for ApplyResult {
             Ok(Applied::Ok) => ApplyResult::Ok,
             Ok(Applied::Int(n)) => ApplyResult::Int(n),
             Ok(Applied::Set { written, old }) => ApplyResult::Set { written, old },
+            Ok(Applied::Values(v)) => ApplyResult::Values(v),
             Err(e) => ApplyResult::Err(e.wire_text()),
         }
     }
@@ -515,6 +610,7 @@ impl ApplyResult {
             ApplyResult::Int(n) => Ok(Applied::Int(n)),
             ApplyResult::Set { written, old } => Ok(Applied::Set { written, old }),
             ApplyResult::Err(text) => Err(Error::Verbatim(text)),
+            ApplyResult::Values(v) => Ok(Applied::Values(v)),
         }
     }
 }

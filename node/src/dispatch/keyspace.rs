@@ -14,6 +14,10 @@ pub(super) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
             None if written => Reply::OK,
             None => Reply::Nil,
         },
+        Ok(Applied::Values(v)) => match v {
+            Some(v) => Reply::Array(v.into_iter().map(Reply::Bulk).collect()),
+            None => Reply::NilArray,
+        },
         Err(e) => Reply::Error(e),
     }
 }

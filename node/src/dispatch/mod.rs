@@ -9,6 +9,7 @@ mod acl;
 mod ai_config;
 mod cluster;
 mod cluster_admin;
+mod collections;
 mod command;
 mod dag;
 mod info;
@@ -92,6 +93,26 @@ pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -
         Command::MGet(keys) => strings::mget(&keys, store),
         Command::MSet(pairs) => strings::mset(pairs, proposer).await,
         Command::IncrBy { key, delta } => strings::incr_by(key, delta, proposer).await,
+        Command::HSet {
+            key,
+            pairs,
+            ok_reply,
+        } => collections::hset(key, pairs, ok_reply, proposer).await,
+        Command::HGet { key, field } => collections::hget(&key, &field, store),
+        Command::HExists { key, field } => collections::hexists(&key, &field, store),
+        Command::HMGet { key, fields } => collections::hmget(&key, &fields, store),
+        Command::HDel { key, fields } => collections::hdel(key, fields, proposer).await,
+        Command::HRead { key, part } => collections::hread(&key, part, store),
+        Command::Push {
+            key,
+            left,
+            values,
+            existing_only,
+        } => collections::push(key, left, values, existing_only, proposer).await,
+        Command::Pop { key, left, count } => collections::pop(key, left, count, proposer).await,
+        Command::LRange { key, start, stop } => collections::lrange(&key, start, stop, store),
+        Command::LLen(key) => collections::llen(&key, store),
+        Command::LIndex { key, index } => collections::lindex(&key, index, store),
         Command::TensorSet(t) => tensor::tensorset(t, proposer, max_bulk()).await,
         Command::TensorGet(t) => tensor::tensorget(t, store, &shared.stats),
         Command::AiConfig(c) => {

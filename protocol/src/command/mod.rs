@@ -7,6 +7,7 @@
 pub(crate) mod acl;
 pub(crate) mod ai_config;
 pub(crate) mod cluster;
+pub(crate) mod collections;
 mod cursor;
 pub(crate) mod dag;
 pub(crate) mod keyspace;
@@ -23,6 +24,7 @@ pub use self::{
     acl::{AclCmd, AclLog},
     ai_config::{AiConfig, BACKENDS, MIN_MODEL_CHUNK_SIZE},
     cluster::{AdminCmd, ClusterCmd, Member, SetSlotAction, parse_members},
+    collections::HashPart,
     cursor::Cursor,
     dag::{Dag, DagOp, MAX_DAG_KEYS, MAX_DAG_OPS},
     keyspace::Scan,
@@ -111,6 +113,88 @@ pub enum Command {
         key: Bytes,
         /// The signed increment.
         delta: i64,
+    },
+    /// `HSET key field value [field value ...]` and `HMSET ...`
+    HSet {
+        /// The key.
+        key: Bytes,
+        /// Fields and values.
+        pairs: Vec<(Bytes, Bytes)>,
+        /// HMSET: answer OK instead of the count of new fields.
+        ok_reply: bool,
+    },
+    /// `HGET key field`
+    HGet {
+        /// The key.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+    },
+    /// `HEXISTS key field`
+    HExists {
+        /// The key.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+    },
+    /// `HMGET key field [field ...]`
+    HMGet {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<Bytes>,
+    },
+    /// `HDEL key field [field ...]`
+    HDel {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<Bytes>,
+    },
+    /// `HGETALL`, `HKEYS`, `HVALS`, `HLEN key`
+    HRead {
+        /// The key.
+        key: Bytes,
+        /// What to return.
+        part: HashPart,
+    },
+    /// `LPUSH`, `RPUSH`, `LPUSHX`, `RPUSHX key element [element ...]`
+    Push {
+        /// The key.
+        key: Bytes,
+        /// At the head.
+        left: bool,
+        /// The elements.
+        values: Vec<Bytes>,
+        /// The X forms: only onto an existing list.
+        existing_only: bool,
+    },
+    /// `LPOP key [count]`, `RPOP key [count]`
+    Pop {
+        /// The key.
+        key: Bytes,
+        /// From the head.
+        left: bool,
+        /// The count, when given (the reply is then an array).
+        count: Option<usize>,
+    },
+    /// `LRANGE key start stop`
+    LRange {
+        /// The key.
+        key: Bytes,
+        /// First index (negative: from the tail).
+        start: i64,
+        /// Last index, inclusive.
+        stop: i64,
+    },
+    /// `LLEN key`
+    LLen(Bytes),
+    /// `LINDEX key index`
+    LIndex {
+        /// The key.
+        key: Bytes,
+        /// The index (negative: from the tail).
+        index: i64,
     },
     /// `AI.TENSORSET key type shape... [BLOB data | VALUES v...]`
     TensorSet(TensorSet),
