@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -332,6 +333,51 @@ ShaiScript* shai_script_compile(const char* src, size_t len, char** err) {
 }
 
 void shai_script_free(ShaiScript* s) noexcept { delete s; }
+
+// The parameter names of a saved TorchScript module's `forward` (without `self`), loaded on
+// the CPU from `data`: written to `*names` as consecutive NUL-terminated strings (a malloc'd
+// buffer of `*names_len` bytes the caller frees with `shai_free_str`). Returns the number of
+// tensors `forward` declares it returns (a tuple's elements; 0 when a list or unknown), or -1
+// with `*err` set when the module does not load.
+int32_t shai_module_forward(const char* data, size_t len, char** names, size_t* names_len,
+                            char** err) noexcept {
+  try {
+    std::istringstream in(std::string(data, len));
+    auto module = torch::jit::load(in, c10::Device("cpu"));
+    const auto& schema = module.get_method("forward").function().getSchema();
+    std::string out;
+    const auto& args = schema.arguments();
+    for (size_t i = 1; i < args.size(); ++i) {
+      out += args[i].name();
+      out.push_back('\0');
+    }
+    int32_t outputs = 0;
+    for (const auto& r : schema.returns()) {
+      const auto& type = r.type();
+      if (type->kind() == c10::TypeKind::TensorType) {
+        outputs += 1;
+      } else if (type->kind() == c10::TypeKind::TupleType) {
+        outputs += static_cast<int32_t>(type->containedTypes().size());
+      }
+    }
+    char* buf = static_cast<char*>(std::malloc(out.size() + 1));
+    if (buf == nullptr) {
+      set_error(err, "out of memory");
+      return -1;
+    }
+    std::memcpy(buf, out.data(), out.size());
+    *names = buf;
+    *names_len = out.size();
+    return outputs;
+  } catch (const c10::Error& e) {
+    set_error(err, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    set_error(err, e.what());
+  } catch (...) {
+    set_error(err, "unknown error while loading the module");
+  }
+  return -1;
+}
 
 // The number of parameters of function `name` (writing up to `max` of their kinds), or -1
 // when the script defines no such function.

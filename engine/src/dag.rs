@@ -401,6 +401,7 @@ mod tests {
             outputs: vec![],
             blob: Bytes::new(),
             loaded: slow.clone(),
+            stats: Default::default(),
         };
         (Arc::new(m), slow)
     }

@@ -8,6 +8,7 @@ use shardai_protocol::command::{Backend as Kind, BatchOpts};
 
 use crate::{
     backend::{Backends, LoadedModel},
+    stats::RunStats,
     store::Store,
 };
 
@@ -33,6 +34,8 @@ pub struct Model {
     pub blob: Bytes,
     /// The model loaded into its backend.
     pub loaded: Arc<dyn LoadedModel>,
+    /// Its AI.INFO statistics on this node, zero when stored.
+    pub stats: Arc<RunStats>,
 }
 
 impl std::fmt::Debug for Model {

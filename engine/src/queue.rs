@@ -516,6 +516,7 @@ mod tests {
             outputs: vec![],
             blob: Bytes::from_static(b"blob"),
             loaded: d.clone(),
+            stats: Default::default(),
         };
         (Arc::new(m), d)
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shardai_protocol::{Error, command::Backend as Kind};
 
-use crate::{backend::LoadedModel, model::Model, tensor::Tensor};
+use crate::{backend::LoadedModel, model::Model, stats::RunStats, tensor::Tensor};
 
 /// Type name TYPE reports for scripts (RedisAI's module type name).
 pub const SCRIPT_TYPE: &str = "AI_SCRIPT";
@@ -95,6 +95,8 @@ pub struct Script {
     pub source: Bytes,
     /// The compiled functions.
     pub compiled: Arc<dyn CompiledScript>,
+    /// Its AI.INFO statistics on this node, zero when stored.
+    pub stats: Arc<RunStats>,
 }
 
 impl std::fmt::Debug for Script {
@@ -268,6 +270,7 @@ impl ScriptCall {
     ) -> Arc<Model> {
         let device = script.device.clone();
         let tag = script.tag.clone();
+        let stats = script.stats.clone();
         Arc::new(Model {
             backend: Kind::Torch,
             device,
@@ -283,6 +286,7 @@ impl ScriptCall {
                 outputs,
                 host,
             }),
+            stats,
         })
     }
 }

@@ -1,18 +1,11 @@
-//! AI.INFO run statistics: per key, on this node only (every replica counts its own runs).
+//! AI.INFO run statistics: [`RunStats`], held by each stored model and script, on this node
+//! only (every replica counts its own runs).
 //!
-//! As in RedisAI, an entry is created when a model is stored, survives storing another
-//! model under the same key, and is removed when the model is deleted.
+//! As in RedisAI, a model's or script's statistics are created, zeroed, when it is stored
+//! (and when a replica applies or loads it); storing over the key, DEL, FLUSHALL and
+//! AI.MODELDEL / AI.SCRIPTDEL drop them with the value they belong to.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-};
-
-use bytes::Bytes;
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one model or script.
 #[derive(Debug, Default)]
@@ -68,56 +61,26 @@ impl RunStats {
     }
 }
 
-/// The statistics of every model and script on this node, by key.
-#[derive(Debug, Default)]
-pub struct StatsRegistry {
-    entries: Mutex<HashMap<Bytes, Arc<RunStats>>>,
-}
-
-impl StatsRegistry {
-    /// The entry for `key`, created empty if missing (a model was stored).
-    pub fn entry(&self, key: &Bytes) -> Arc<RunStats> {
-        self.entries.lock().entry(key.clone()).or_default().clone()
-    }
-
-    /// The entry for `key`, if a model or script was stored there.
-    pub fn get(&self, key: &[u8]) -> Option<Arc<RunStats>> {
-        self.entries.lock().get(key).cloned()
-    }
-
-    /// Drops the entry (the model was deleted).
-    pub fn remove(&self, key: &[u8]) {
-        self.entries.lock().remove(key);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn counts_and_resets() {
-        let r = StatsRegistry::default();
-        let k = Bytes::from_static(b"m");
-        assert!(r.get(b"m").is_none());
-        let s = r.entry(&k);
+        let s = RunStats::default();
         s.record(120, 4);
         s.record(80, 1);
         s.record_error();
-        let again = r.entry(&k);
         assert_eq!(
-            again.snapshot(),
+            s.snapshot(),
             StatsSnapshot {
                 duration_us: 200,
                 samples: 5,
                 calls: 3,
                 errors: 1
-            },
-            "storing again keeps the counters"
+            }
         );
-        again.reset();
-        assert_eq!(r.get(b"m").unwrap().snapshot(), StatsSnapshot::default());
-        r.remove(b"m");
-        assert!(r.get(b"m").is_none());
+        s.reset();
+        assert_eq!(s.snapshot(), StatsSnapshot::default());
     }
 }

@@ -227,7 +227,8 @@ fn encode_value(dtype: DType, v: &[u8], out: &mut Vec<u8>) -> Result<(), Error> 
         DType::Uint16 => out.extend_from_slice(
             &(int(0, u16::MAX.into()).ok_or(Error::InvalidValue)? as u16).to_le_bytes(),
         ),
-        DType::Bool => out.push(int(0, 1).ok_or(Error::BoolValue)? as u8),
+        // RedisAI answers VALUES out of 0/1 with the generic text (BLOB bytes get BoolValue).
+        DType::Bool => out.push(int(0, 1).ok_or(Error::InvalidValue)? as u8),
         DType::String => {
             let s = v.strip_suffix(&[0]).unwrap_or(v);
             if s.contains(&0) {
@@ -348,11 +349,11 @@ mod tests {
         }
         assert_eq!(
             vals(DType::Bool, &[1], &["2"]).unwrap_err(),
-            Error::BoolValue
+            Error::InvalidValue
         );
         assert_eq!(
             vals(DType::Bool, &[1], &["x"]).unwrap_err(),
-            Error::BoolValue
+            Error::InvalidValue
         );
         assert!(vals(DType::Float, &[1], &["inf"]).is_ok());
         assert!(vals(DType::Double, &[1], &["-inf"]).is_ok());

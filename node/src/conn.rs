@@ -1,6 +1,7 @@
 //! One client connection: read requests, route them (in cluster mode), dispatch them in
 //! order, write replies. The connection's own state is a [`ConnState`]; the loop knows the
-//! handlers only through [`dispatch::execute`].
+//! handlers only through [`dispatch::execute`] (and [`dispatch::check_order`] for the error a
+//! failed parse answers).
 //!
 //! Requests are decoded as they complete, so pipelined requests are answered in one write.
 //! A large request gets a read buffer of exactly its size, so its BLOB becomes a stored
@@ -28,7 +29,7 @@ use tracing::{debug, warn};
 use crate::{
     client::{ClientInfo, ConnState},
     cluster::route,
-    dispatch::{self, Flow},
+    dispatch::{self, Flow, check_order},
     memory,
     output_limit::{self, OutputLimit},
     state::Shared,
@@ -224,7 +225,15 @@ async fn handle(
             } else {
                 None
             };
-            Command::parse_for(spec, argv).map(|cmd| (cmd, request_bytes))
+            // Kept for RedisAI's order of checks, should the parse fail.
+            let kept = (spec.arity_ok(argv.len()) && check_order::keeps_arguments(spec.name))
+                .then(|| argv.clone());
+            Command::parse_for(spec, argv)
+                .map(|cmd| (cmd, request_bytes))
+                .map_err(|e| match kept {
+                    Some(argv) => check_order::parse_error(spec.name, &argv, e, shared.store()),
+                    None => e,
+                })
         }
         None => Err(Error::unknown_command(&argv[0], &argv[1..])),
     };

@@ -13,7 +13,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues, stats::StatsRegistry};
+use shardai_engine::{Proposer, Store, backend::Backends, queue::RunQueues};
 use shardai_raft::ShardGroup;
 
 use crate::{
@@ -77,8 +77,6 @@ pub struct Engine {
     pub backends: Arc<Backends>,
     /// Per-device run queues.
     pub queues: RunQueues,
-    /// AI.INFO statistics.
-    pub run_stats: StatsRegistry,
 }
 
 impl Engine {
@@ -108,7 +106,6 @@ impl Engine {
         Engine {
             backends: Arc::new(Backends::with_threads(path, settings)),
             queues: RunQueues::new(threads_per_queue).with_execution_timeout(Some(timeout)),
-            run_stats: StatsRegistry::default(),
         }
     }
 }

@@ -211,7 +211,7 @@ pub enum Error {
     /// AI.TENSORSET VALUES with a value that does not parse or is out of the dtype's range.
     #[error("ERR invalid value")]
     InvalidValue,
-    /// AI.TENSORSET BOOL VALUES other than 0 and 1.
+    /// AI.TENSORSET of a BOOL BLOB with bytes other than 0 and 1.
     #[error("ERR BOOL tensor elements must be 0 or 1")]
     BoolValue,
     /// A STRING tensor element that contains a NUL byte.

@@ -164,6 +164,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("config", server::config, -2, [], 0, 0, 0, ["@slow"], "server",
           "A container for server configuration commands.",
           ["config|get", "config|set", "config|resetstat", "config|help"]),
+    spec!("save", server::save, 1, ["admin", "noscript"], 0, 0, 0, ["@admin", "@slow", "@dangerous"], "server",
+          "Synchronously saves the database(s) to disk."),
+    spec!("bgsave", server::save, -1, ["admin", "noscript"], 0, 0, 0, ["@admin", "@slow", "@dangerous"], "server",
+          "Asynchronously saves the database(s) to disk."),
     spec!("dbsize", keyspace::dbsize, 1, ["readonly", "fast"], 0, 0, 0, ["@keyspace", "@read", "@fast"], "server",
           "Returns the number of keys in the database."),
     spec!("flushall", keyspace::flush, -1, ["write"], 0, 0, 0, ["@keyspace", "@write", "@slow", "@dangerous"],
@@ -303,6 +307,8 @@ pub static COMMANDS: &[CommandSpec] = &[
 /// [`COMMANDS`] needs one here (a test fails until it has).
 pub const EXAMPLES: &[&str] = &[
     "PING",
+    "SAVE",
+    "BGSAVE",
     "HSET h f v",
     "HMSET h f v g w",
     "HGET h f",

@@ -147,6 +147,7 @@ fn model() -> Arc<Model> {
         outputs: vec![Bytes::from_static(b"out0"), Bytes::from_static(b"out1")],
         blob: Bytes::from_static(b"not a real model"),
         loaded: Arc::new(NotLoaded),
+        stats: Default::default(),
     })
 }
 
@@ -170,6 +171,7 @@ fn script() -> Arc<Script> {
         entry_points: vec![Bytes::from_static(b"pre"), Bytes::from_static(b"post")],
         source: Bytes::from_static(b"def pre(t: List[Tensor], k: List[str], a: List[str]):\n"),
         compiled: Arc::new(NotCompiled::new("never compiled".into())),
+        stats: Default::default(),
     })
 }
 

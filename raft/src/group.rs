@@ -9,6 +9,8 @@
 //! differ by at most a stated bound, and breaks when they differ more (a leader whose clock
 //! runs slow keeps serving after the others elected a new leader).
 
+mod save;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
@@ -163,6 +165,8 @@ pub struct ShardGroup {
     reads: ReadCheck,
     batcher: tokio::sync::mpsc::Sender<(Cmd, Reply)>,
     log: LogStore,
+    /// The index the newest SAVE / BGSAVE asked a snapshot to cover.
+    save_target: AtomicU64,
 }
 
 type WriteOutcome = Result<crate::ApplyResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
@@ -357,6 +361,7 @@ impl ShardGroup {
             limits: cfg.limits,
             reads: cfg.reads,
             log: log_for_group,
+            save_target: AtomicU64::new(0),
         }))
     }
 

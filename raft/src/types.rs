@@ -188,6 +188,7 @@ impl WireModel {
             outputs: self.outputs,
             blob: self.blob,
             loaded,
+            stats: Default::default(),
         }
     }
 }
@@ -254,6 +255,7 @@ impl WireScript {
             entry_points: self.entry_points,
             source: self.source,
             compiled,
+            stats: Default::default(),
         }
     }
 }

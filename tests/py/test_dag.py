@@ -90,7 +90,9 @@ def test_timeout(r):
 @pytest.mark.parametrize("args,text", [
     (["AI.DAGEXECUTE", "ROUTING", "x", "|>", "AI.TENSORGET", "nope", "VALUES"], "INPUT key cannot be found in DAG"),
     (["AI.DAGEXECUTE", "PERSIST", 1, "nope", "|>", "AI.TENSORSET", "a", "FLOAT", 1], "PERSIST key cannot be found in DAG"),
-    (["AI.DAGEXECUTE", "ROUTING", "v", "LOAD", 1, "v"], "DAG is empty"),
+    (["AI.DAGEXECUTE", "ROUTING", "v", "TIMEOUT", 5, "|>"], "DAG is empty"),
+    # A LOAD key is looked up as LOAD is read, before the ops are (RedisAI's order).
+    (["AI.DAGEXECUTE", "ROUTING", "v", "LOAD", 1, "v"], "tensor key is empty or in a different shard"),
     (["AI.DAGEXECUTE", "ROUTING", "a", "PERSIST", 1, "a", "BAD_ARG"], "Invalid DAG command. Unexpected argument:  BAD_ARG"),
     (["AI.DAGEXECUTE", "|>", "AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 5, 10],
      "AI.DAGEXECUTE and AI.DAGEXECUTE_RO commands must contain at least one out of ROUTING, LOAD, PERSIST keywords"),

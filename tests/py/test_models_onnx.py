@@ -61,8 +61,10 @@ def test_modelget_meta_and_blob_chunks(r):
     parts = [blob[:third], blob[third:2 * third], blob[2 * third:]]
     r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "TAG", "t1", "BLOB", *parts)
     meta = r.execute_command("AI.MODELGET", "m", "META")
+    # No names were given: the graph's own.
     assert meta == [b"backend", b"ONNX", b"device", b"CPU", b"tag", b"t1", b"batchsize", 0,
-                    b"minbatchsize", 0, b"inputs", [], b"outputs", [], b"minbatchtimeout", 0]
+                    b"minbatchsize", 0, b"inputs", [b"Input3"], b"outputs", [b"Plus214_Output_0"],
+                    b"minbatchtimeout", 0]
     assert r.execute_command("AI.MODELGET", "m", "BLOB") == blob
     r.execute_command("AI.CONFIG", "MODEL_CHUNK_SIZE", 10000)
     chunks = r.execute_command("AI.MODELGET", "m", "BLOB")

@@ -55,6 +55,11 @@ pub trait LoadedModel: Send + Sync {
     fn load_error(&self) -> Option<&str> {
         None
     }
+    /// The input and output names the model itself declares, when the library tells them
+    /// (what AI.MODELGET META lists when none were given at store time).
+    fn names(&self) -> Option<(Vec<bytes::Bytes>, Vec<bytes::Bytes>)> {
+        None
+    }
 }
 
 /// Models kept on this node without a loaded backend (see [`NotLoaded`]).

@@ -10,7 +10,10 @@ use std::{
 use bytes::Bytes;
 use ort::{
     session::{RunOptions, Session, SessionInputValue},
-    value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType},
+    value::{
+        DynMapValueType, DynSequenceValueType, DynValue, Tensor as OrtTensor, TensorElementType,
+        TensorRef, ValueType,
+    },
 };
 use parking_lot::{Condvar, Mutex};
 use shardai_protocol::{DType, Error};
@@ -90,8 +93,12 @@ impl Backend for Onnx {
                 .map_err(|e| verbatim(&e))?;
         }
         let session = builder.commit_from_memory(blob).map_err(|e| verbatim(&e))?;
-        let inputs = session.inputs().len();
-        let outputs = session.outputs().len();
+        let names = |o: &[ort::value::Outlet]| {
+            o.iter()
+                .map(|o| Bytes::copy_from_slice(o.name().as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        let (inputs, outputs) = (names(session.inputs()), names(session.outputs()));
         Ok(Arc::new(OnnxModel {
             session: Mutex::new(session),
             inputs,
@@ -104,8 +111,10 @@ impl Backend for Onnx {
 
 struct OnnxModel {
     session: Mutex<Session>,
-    inputs: usize,
-    outputs: usize,
+    /// The graph's input names, in order.
+    inputs: Vec<Bytes>,
+    /// The graph's output names, in order.
+    outputs: Vec<Bytes>,
     /// MODEL_EXECUTION_TIMEOUT: a run still going after this is terminated.
     timeout: Option<Duration>,
 }
@@ -244,10 +253,64 @@ macro_rules! extract {
     }};
 }
 
+/// A sequence of maps from class to score, as scikit-learn classifiers exported with ZipMap
+/// produce, as a FLOAT tensor of one row per map and one column per class, the classes in
+/// their sorted order (integer classes by value, string classes by their bytes).
+fn from_ort_zipmap(v: &DynValue) -> Result<Tensor, Error> {
+    let unsupported = || {
+        Error::Verbatim(format!(
+            "ERR unsupported output type {:?}: only tensors and sequences of maps from \
+             INT64 or STRING to FLOAT are supported",
+            v.dtype()
+        ))
+    };
+    let seq = v
+        .view()
+        .downcast::<DynSequenceValueType>()
+        .map_err(|_| unsupported())?;
+    let maps = seq
+        .try_extract_sequence::<DynMapValueType>()
+        .map_err(ort_err)?;
+    let mut rows: Vec<Vec<f32>> = Vec::with_capacity(maps.len());
+    let mut classes: Option<usize> = None;
+    for m in &maps {
+        let row: Vec<f32> = match m.try_extract_key_values::<i64, f32>() {
+            Ok(mut kv) => {
+                kv.sort_by_key(|(k, _)| *k);
+                kv.into_iter().map(|(_, v)| v).collect()
+            }
+            Err(_) => {
+                let mut kv = m
+                    .try_extract_key_values::<String, f32>()
+                    .map_err(|_| unsupported())?;
+                kv.sort_by(|a, b| a.0.cmp(&b.0));
+                kv.into_iter().map(|(_, v)| v).collect()
+            }
+        };
+        if *classes.get_or_insert(row.len()) != row.len() {
+            return Err(Error::Verbatim(
+                "ERR the model's maps of class scores differ in their classes".into(),
+            ));
+        }
+        rows.push(row);
+    }
+    let shape = vec![rows.len(), classes.unwrap_or(0)];
+    if shape.contains(&0) {
+        return Err(Error::Verbatim("ERR model produced an empty tensor".into()));
+    }
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    Tensor::from_blob(DType::Float, shape, Bytes::from(bytes))
+}
+
 /// Copies an ONNX Runtime output into a tensor.
 fn from_ort(v: &DynValue) -> Result<Tensor, Error> {
     let ty = match v.dtype() {
         ValueType::Tensor { ty, .. } => *ty,
+        ValueType::Sequence(_) => return from_ort_zipmap(v),
         other => {
             return Err(Error::Verbatim(format!(
                 "ERR unsupported output type {other:?}"
@@ -300,11 +363,15 @@ fn from_ort(v: &DynValue) -> Result<Tensor, Error> {
 
 impl LoadedModel for OnnxModel {
     fn num_inputs(&self) -> Option<usize> {
-        Some(self.inputs)
+        Some(self.inputs.len())
     }
 
     fn num_outputs(&self) -> Option<usize> {
-        Some(self.outputs)
+        Some(self.outputs.len())
+    }
+
+    fn names(&self) -> Option<(Vec<Bytes>, Vec<Bytes>)> {
+        Some((self.inputs.clone(), self.outputs.clone()))
     }
 
     fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {

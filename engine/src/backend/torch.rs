@@ -128,9 +128,14 @@ impl Backend for Torch {
         let dev = device(device_name)?;
         let mut module = CModule::load_data_on_device(&mut Cursor::new(blob), dev).map_err(err)?;
         module.set_eval();
+        // For AI.MODELGET META only: a module whose names cannot be read still runs.
+        let names = super::torch_script::module_names(blob)
+            .map_err(|e| tracing::warn!(error = %e, "could not read the module's forward names"))
+            .ok();
         Ok(Arc::new(TorchModel {
             module,
             device: dev,
+            names,
         }))
     }
 }
@@ -138,6 +143,8 @@ impl Backend for Torch {
 struct TorchModel {
     module: CModule,
     device: Device,
+    /// `forward`'s parameter names and one empty name per declared output tensor.
+    names: Option<(Vec<bytes::Bytes>, Vec<bytes::Bytes>)>,
 }
 
 pub(super) fn kind_of(d: DType) -> Result<Kind, Error> {
@@ -252,6 +259,10 @@ impl LoadedModel for TorchModel {
 
     fn num_outputs(&self) -> Option<usize> {
         None
+    }
+
+    fn names(&self) -> Option<(Vec<bytes::Bytes>, Vec<bytes::Bytes>)> {
+        self.names.clone()
     }
 
     fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {

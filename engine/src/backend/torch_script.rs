@@ -64,6 +64,13 @@ unsafe extern "C" {
         err: *mut *mut c_char,
     ) -> *mut ShaiScript;
     fn shai_script_free(s: *mut ShaiScript);
+    fn shai_module_forward(
+        data: *const c_char,
+        len: usize,
+        names: *mut *mut c_char,
+        names_len: *mut usize,
+        err: *mut *mut c_char,
+    ) -> i32;
     fn shai_script_signature(
         s: *const ShaiScript,
         name: *const c_char,
@@ -101,6 +108,38 @@ fn take_error(p: *mut c_char) -> String {
     // SAFETY: as above; `p` is not used again.
     unsafe { shai_free_str(p) };
     text
+}
+
+/// The names a saved TorchScript module declares: its `forward` parameters (without `self`)
+/// as inputs, and one empty name per tensor `forward` declares it returns (RedisAI's META).
+/// Blocking: it loads the module once more, on the CPU.
+pub(super) fn module_names(blob: &[u8]) -> Result<(Vec<Bytes>, Vec<Bytes>), String> {
+    let (mut names, mut len, mut err) = (std::ptr::null_mut(), 0usize, std::ptr::null_mut());
+    // SAFETY: `blob` is valid for its length for the call; the shim writes `names`/`len` or
+    // `err` (never both) and catches every C++ exception.
+    let outputs = unsafe {
+        shai_module_forward(
+            blob.as_ptr().cast(),
+            blob.len(),
+            &mut names,
+            &mut len,
+            &mut err,
+        )
+    };
+    if outputs < 0 {
+        return Err(take_error(err));
+    }
+    // SAFETY: on success `names` is a malloc'd buffer of `len` bytes, read once here and
+    // freed with the shim's matching free.
+    let bytes = unsafe { std::slice::from_raw_parts(names.cast::<u8>(), len) }.to_vec();
+    // SAFETY: as above; `names` is not used again.
+    unsafe { shai_free_str(names) };
+    let inputs = bytes
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(Bytes::copy_from_slice)
+        .collect();
+    Ok((inputs, vec![Bytes::new(); outputs as usize]))
 }
 
 fn kind_from(k: i32) -> ArgKind {

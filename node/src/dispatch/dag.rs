@@ -64,16 +64,16 @@ async fn run(
                 let model = model_of(&e.key, store)?;
                 super::model::check_counts(&model, e.inputs.len(), e.outputs.len())?;
                 Step::Run {
+                    stats: model.stats.clone(),
                     model,
-                    stats: engine.run_stats.entry(&e.key),
                 }
             }
             DagOp::ScriptExecute(e) => {
                 let script = super::script::script_of(&e.key, store)?;
                 let args = e.args.as_ref().map_err(Clone::clone)?;
                 Step::Run {
+                    stats: script.stats.clone(),
                     model: super::script::call_of(script, args, Some(host.clone())),
-                    stats: engine.run_stats.entry(&e.key),
                 }
             }
         });

@@ -144,18 +144,20 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
             let stopped = group.as_ref().and_then(|g| g.storage_failure());
             let fsync = group.as_ref().map_or("always", |g| g.fsync().name());
+            let status = if stopped.is_some() { "err" } else { "ok" };
+            let saving = group.as_ref().is_some_and(|g| g.saving());
+            let changes = group.as_ref().map_or(0, |g| g.changes_since_snapshot());
             vec![
                 ("loading".into(), "0".into()),
+                ("async_loading".into(), "0".into()),
+                ("rdb_changes_since_last_save".into(), changes.to_string()),
+                ("rdb_bgsave_in_progress".into(), (saving as u8).to_string()),
+                ("rdb_last_bgsave_status".into(), status.into()),
                 ("aof_enabled".into(), "1".into()),
-                (
-                    "aof_last_write_status".into(),
-                    if stopped.is_some() { "err" } else { "ok" }.into(),
-                ),
+                ("aof_rewrite_in_progress".into(), "0".into()),
+                ("aof_rewrite_scheduled".into(), "0".into()),
+                ("aof_last_write_status".into(), status.into()),
                 ("shardai_appendfsync".into(), fsync.into()),
-                (
-                    "rdb_changes_since_last_save".into(),
-                    store.applied_count().to_string(),
-                ),
                 (
                     "shardai_storage".into(),
                     format!("raft log in {}", shared.config.dir.display()),
@@ -212,7 +214,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
         }
         "ai_versions" => vec![
             ("ai_RedisAI_version".into(), "1.2.7".into()),
-            ("ai_low_level_API_version".into(), "1.0.0".into()),
+            ("ai_low_level_API_version".into(), "1".into()),
             ("ai_rdb_version".into(), "4".into()),
             (
                 "ai_shardai_version".into(),
@@ -241,14 +243,6 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 shared.config.model_execution_timeout.to_string(),
             ),
             ("ai_backend_memory_limit".into(), "0".into()),
-            (
-                "ai_model_chunk_size".into(),
-                shared
-                    .runtime
-                    .model_chunk_size
-                    .load(Ordering::Relaxed)
-                    .to_string(),
-            ),
         ],
         "ai_backends_info" => shared
             .engine

@@ -7,6 +7,7 @@
 
 mod acl;
 mod ai_config;
+pub mod check_order;
 mod cluster;
 mod cluster_admin;
 mod collections;
@@ -62,6 +63,7 @@ pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -
         Command::Config(c) => server::config(c, shared),
         Command::Cluster(c) => cluster::cluster(c, shared, conn).await,
         Command::Role => cluster::role(shared.cluster.as_deref()),
+        Command::Save { background } => server::save(background, shared).await,
         Command::ReadOnly => {
             conn.readonly = true;
             Reply::OK
@@ -132,20 +134,18 @@ pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -
             store,
             shared.runtime.model_chunk_size.load(Ordering::Relaxed),
         ),
-        Command::ModelDel(key) => model::modeldel(key, proposer, &engine.run_stats).await,
+        Command::ModelDel(key) => model::modeldel(key, proposer).await,
         Command::ModelExecute(e) => model::modelexecute(e, proposer, engine).await,
         Command::ModelScan => model::modelscan(store),
-        Command::AiInfo { key, reset } => model::ai_info(&key, reset, store, &engine.run_stats),
+        Command::AiInfo { key, reset } => model::ai_info(&key, reset, store),
         Command::Dag(d) => {
             let host = script_host::for_dag(&d, shared, conn);
             let _done = script_host::Finish(host.clone());
             dag::dagexecute(d, proposer, engine, max_bulk(), host).await
         }
-        Command::ScriptStore(s) => {
-            script::scriptstore(s, proposer, &engine.backends, &engine.run_stats).await
-        }
+        Command::ScriptStore(s) => script::scriptstore(s, proposer, &engine.backends).await,
         Command::ScriptGet(g) => script::scriptget(g, store),
-        Command::ScriptDel(key) => script::scriptdel(key, proposer, &engine.run_stats).await,
+        Command::ScriptDel(key) => script::scriptdel(key, proposer).await,
         Command::ScriptExecute(e) => {
             let host = script_host::for_script(&e, shared, conn);
             let _done = script_host::Finish(host.clone());

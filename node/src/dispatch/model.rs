@@ -6,9 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use shardai_engine::{
-    Mutation, Proposer, Store, Value, backend::Backends, model::Model, stats::StatsRegistry,
-};
+use shardai_engine::{Mutation, Proposer, Store, Value, backend::Backends, model::Model};
 use shardai_protocol::{
     Error, Reply,
     command::{ModelExecute, ModelGet, ModelStore},
@@ -53,6 +51,7 @@ pub(super) async fn modelstore(
         outputs: m.outputs,
         blob,
         loaded,
+        stats: Default::default(),
     };
     applied(
         proposer
@@ -100,10 +99,15 @@ pub(super) fn modelget(g: ModelGet, store: &Store, chunk: usize) -> Reply {
             Reply::Array(chunks.into_iter().map(Reply::Bulk).collect())
         }
     };
-    if !g.meta {
+    if g.blob && !g.meta {
         return blob();
     }
     let names = |v: &[bytes::Bytes]| Reply::Array(v.iter().cloned().map(Reply::Bulk).collect());
+    // Names given at store time (TF), else those the model declares (ONNX, TORCH).
+    let (inputs, outputs) = match m.loaded.names() {
+        Some(own) if m.inputs.is_empty() && m.outputs.is_empty() => own,
+        _ => (m.inputs.clone(), m.outputs.clone()),
+    };
     let mut out = identity(&m);
     out.extend([
         Reply::bulk("batchsize"),
@@ -111,29 +115,21 @@ pub(super) fn modelget(g: ModelGet, store: &Store, chunk: usize) -> Reply {
         Reply::bulk("minbatchsize"),
         Reply::Int(m.batch.minbatchsize as i64),
         Reply::bulk("inputs"),
-        names(&m.inputs),
+        names(&inputs),
         Reply::bulk("outputs"),
-        names(&m.outputs),
+        names(&outputs),
         Reply::bulk("minbatchtimeout"),
         Reply::Int(m.batch.minbatchtimeout as i64),
     ]);
-    if g.blob {
+    if g.blob || !g.meta {
         out.push(Reply::bulk("blob"));
         out.push(blob());
     }
     Reply::Array(out)
 }
 
-pub(super) async fn modeldel(
-    key: bytes::Bytes,
-    proposer: &dyn Proposer,
-    run_stats: &StatsRegistry,
-) -> Reply {
-    let reply = applied(proposer.propose(Mutation::DelModel(key.clone())).await);
-    if reply == Reply::OK {
-        run_stats.remove(&key);
-    }
-    reply
+pub(super) async fn modeldel(key: bytes::Bytes, proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(Mutation::DelModel(key)).await)
 }
 
 /// # Format
@@ -178,7 +174,7 @@ async fn execute(
     check_counts(&model, e.inputs.len(), e.outputs.len())?;
     let inputs = super::tensor::tensors_of(&e.inputs, store)?;
     let timeout = e.timeout_ms.map(Duration::from_millis);
-    let stats = engine.run_stats.entry(&e.key);
+    let stats = model.stats.clone();
     let outputs = match engine.queues.run(model, inputs, timeout, stats).await {
         Ok(ran) => ran.outputs,
         Err(Error::TimedOut) => return Ok(Reply::Status("TIMEDOUT")),
@@ -238,19 +234,15 @@ pub(super) fn scan_tags(
 /// `AI.INFO key [RESETSTAT]` → `key`, `type`, `backend`, `device`, `tag`, `duration` (µs),
 /// `samples` (-1 for a script), `calls`, `errors`; or `+OK` after RESETSTAT. A model or
 /// script has statistics from the moment it is stored (zeros until it runs).
-pub(super) fn ai_info(
-    key: &bytes::Bytes,
-    reset: bool,
-    store: &Store,
-    run_stats: &StatsRegistry,
-) -> Reply {
-    let (kind, backend, device, tag, load_error) = match store.get(key) {
+pub(super) fn ai_info(key: &bytes::Bytes, reset: bool, store: &Store) -> Reply {
+    let (kind, backend, device, tag, load_error, stats) = match store.get(key) {
         Some(Value::Model(m)) => (
             "MODEL",
             m.backend.name(),
             m.device.clone(),
             m.tag.clone(),
             m.loaded.load_error().map(str::to_string),
+            m.stats.clone(),
         ),
         Some(Value::Script(s)) => (
             "SCRIPT",
@@ -258,10 +250,10 @@ pub(super) fn ai_info(
             s.device.clone(),
             s.tag.clone(),
             s.compiled.load_error().map(str::to_string),
+            s.stats.clone(),
         ),
         _ => return Reply::Error(Error::NoRunInfo),
     };
-    let stats = run_stats.entry(key);
     if reset {
         stats.reset();
         return Reply::OK;

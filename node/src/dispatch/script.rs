@@ -13,7 +13,6 @@ use shardai_engine::{
     backend::Backends,
     model::Model,
     script::{Script, ScriptCall, ScriptHost, bind, check_entry_points},
-    stats::StatsRegistry,
 };
 use shardai_protocol::{
     Error, Reply,
@@ -40,7 +39,6 @@ pub(super) async fn scriptstore(
     s: ScriptStore,
     proposer: &dyn Proposer,
     backends: &Arc<Backends>,
-    run_stats: &StatsRegistry,
 ) -> Reply {
     if !valid_device(&s.device) {
         return Reply::Error(Error::Verbatim("ERR unsupported device".into()));
@@ -70,21 +68,13 @@ pub(super) async fn scriptstore(
         entry_points: s.entry_points,
         source: s.source,
         compiled,
+        stats: Default::default(),
     };
-    let key = s.key;
-    let reply = applied(
-        proposer
-            .propose(Mutation::SetScript {
-                key: key.clone(),
-                script: Arc::new(script),
-            })
-            .await,
-    );
-    if reply == Reply::OK {
-        // A script stored over a key starts with fresh statistics, as in RedisAI.
-        run_stats.remove(&key);
-    }
-    reply
+    let m = Mutation::SetScript {
+        key: s.key,
+        script: Arc::new(script),
+    };
+    applied(proposer.propose(m).await)
 }
 
 pub(super) fn script_of(key: &[u8], store: &Store) -> Result<Arc<Script>, Error> {
@@ -123,16 +113,8 @@ pub(super) fn scriptget(g: ScriptGet, store: &Store) -> Reply {
 
 /// # Format
 /// `AI.SCRIPTDEL key` → `+OK`
-pub(super) async fn scriptdel(
-    key: Bytes,
-    proposer: &dyn Proposer,
-    run_stats: &StatsRegistry,
-) -> Reply {
-    let reply = applied(proposer.propose(Mutation::DelScript(key.clone())).await);
-    if reply == Reply::OK {
-        run_stats.remove(&key);
-    }
-    reply
+pub(super) async fn scriptdel(key: Bytes, proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(Mutation::DelScript(key)).await)
 }
 
 /// A call of `a.function` of `script` with `a`'s inputs, keys and args, as a model for the
@@ -194,7 +176,7 @@ async fn execute(
     let script = script_of(&e.key, store)?;
     let a = e.args?;
     let inputs = super::tensor::tensors_of(&a.inputs, store)?;
-    let stats = engine.run_stats.entry(&e.key);
+    let stats = script.stats.clone();
     let call = call_of(script, &a, Some(host));
     let timeout = a.timeout_ms.map(Duration::from_millis);
     let outputs = match engine.queues.run(call, inputs, timeout, stats).await {

@@ -233,11 +233,7 @@ impl ScriptHost for Host {
         }
         let model = super::model::model_of(key, self.shared.store())?;
         super::model::check_counts(&model, inputs.len(), outputs)?;
-        let stats = self
-            .shared
-            .engine
-            .run_stats
-            .entry(&Bytes::copy_from_slice(key));
+        let stats = model.stats.clone();
         let started = Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.loaded.run(&inputs)))

@@ -56,6 +56,27 @@ pub(super) fn hello(h: Hello, conn: &mut ConnState) -> Reply {
     ])
 }
 
+/// SAVE: a snapshot of everything this node applied, written before the reply; BGSAVE: the
+/// same, answered at once. The snapshot is the node's own (each replica keeps its own); the
+/// log before it can then be cut.
+pub(super) async fn save(background: bool, shared: &Shared) -> Reply {
+    let group = shared
+        .standalone
+        .clone()
+        .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
+    let Some(group) = group else {
+        return Reply::Error(Error::Verbatim(
+            "ERR this node holds no data to save (it is not part of a shard yet)".into(),
+        ));
+    };
+    let wait = (!background).then_some(std::time::Duration::from_secs(600));
+    match group.save(wait).await {
+        Ok(()) if background => Reply::Status("Background saving started"),
+        Ok(()) => Reply::OK,
+        Err(e) => Reply::Error(e),
+    }
+}
+
 pub(super) fn select(db: i64) -> Reply {
     if db == 0 {
         Reply::OK

@@ -267,6 +267,41 @@ fn parse_op(argv: Vec<Bytes>, ro: bool, deprecated: bool) -> Result<DagOp, Error
 
 /// `AI.DAGEXECUTE`, `AI.DAGEXECUTE_RO`, `AI.DAGRUN`, `AI.DAGRUN_RO` (registry parser, see
 /// `crate::table`).
+/// The LOAD keys RedisAI reads from the keyspace before it meets an error in `argv` (a whole
+/// DAG command, name first): it handles the sections before the first `|>` left to right and
+/// looks each LOAD key up as it parses LOAD, before anything after it (later sections, the
+/// ops) is checked. Empty when LOAD is malformed or comes after a malformed section.
+pub fn load_keys_checked_first(argv: &[Bytes]) -> Vec<Bytes> {
+    let mut i = 1;
+    let count = |at: usize| {
+        argv.get(at)
+            .and_then(|b| parse_i64(b))
+            .filter(|n| *n > 0)
+            .map(|n| n as usize)
+    };
+    while let Some(a) = argv.get(i) {
+        if a.as_ref() == b"|>" {
+            break;
+        }
+        if is(a, "LOAD") || is(a, "PERSIST") {
+            let Some(n) = count(i + 1) else { break };
+            let keys = argv.get(i + 2..i + 2 + n).unwrap_or_default();
+            if keys.len() != n || keys.iter().any(|k| k.as_ref() == b"|>") {
+                break;
+            }
+            if is(a, "LOAD") {
+                return keys.to_vec();
+            }
+            i += 2 + n;
+        } else if is(a, "ROUTING") || is(a, "TIMEOUT") {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    Vec::new()
+}
+
 pub(crate) fn dag(c: &mut Cursor) -> Result<Command, Error> {
     Ok(Command::Dag(parse(c, c.name())?))
 }
@@ -285,6 +320,23 @@ mod tests {
 
     fn text(s: &str) -> String {
         dag(s).unwrap_err().wire_text()
+    }
+
+    #[test]
+    fn load_keys_are_those_redisai_reads_before_an_error() {
+        let keys = |s: &str| {
+            let argv: Vec<Bytes> = s.split(' ').map(|a| Bytes::from(a.to_string())).collect();
+            load_keys_checked_first(&argv)
+        };
+        assert_eq!(keys("AI.DAGEXECUTE LOAD 2 a b |> AI.BAD"), ["a", "b"]);
+        assert_eq!(
+            keys("AI.DAGEXECUTE ROUTING r TIMEOUT 5 PERSIST 1 p load 1 a |>"),
+            ["a"]
+        );
+        assert_eq!(keys("AI.DAGEXECUTE LOAD 3 a b |> x"), Vec::<Bytes>::new());
+        assert_eq!(keys("AI.DAGEXECUTE LOAD 0 |> x"), Vec::<Bytes>::new());
+        assert_eq!(keys("AI.DAGEXECUTE FOO LOAD 1 a |> x"), Vec::<Bytes>::new());
+        assert_eq!(keys("AI.DAGEXECUTE PERSIST 1 p |> x"), Vec::<Bytes>::new());
     }
 
     #[test]

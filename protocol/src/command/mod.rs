@@ -26,10 +26,10 @@ pub use self::{
     cluster::{AdminCmd, ClusterCmd, Member, SetSlotAction, parse_members},
     collections::HashPart,
     cursor::Cursor,
-    dag::{Dag, DagOp, MAX_DAG_KEYS, MAX_DAG_OPS},
+    dag::{Dag, DagOp, MAX_DAG_KEYS, MAX_DAG_OPS, load_keys_checked_first},
     keyspace::Scan,
     migrate::{Migrate, Restore},
-    model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore},
+    model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore, modelexecute_input_count},
     script::{ScriptArgs, ScriptExecute, ScriptGet, ScriptStore},
     server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
     strings::{Expiry, SetArgs, SetCond},
@@ -71,6 +71,11 @@ pub enum Command {
     Cluster(ClusterCmd),
     /// `ROLE`
     Role,
+    /// `SAVE` (`background` false) and `BGSAVE [SCHEDULE]`: a snapshot of the shard's data.
+    Save {
+        /// BGSAVE: answer at once.
+        background: bool,
+    },
     /// `READONLY`
     ReadOnly,
     /// `READWRITE`

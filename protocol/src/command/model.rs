@@ -92,7 +92,7 @@ fn valid_device(d: &[u8]) -> bool {
     let upper = d.to_ascii_uppercase();
     (upper.starts_with(b"GPU:") || upper.starts_with(b"CPU:"))
         && d.len() > 4
-        && d.len() <= 10
+        && d.len() < 10
         && d[4..].iter().all(u8::is_ascii_digit)
 }
 
@@ -236,14 +236,15 @@ fn split_io(opts: &[Bytes], m: &mut ModelStore) -> Result<(), Error> {
     Ok(())
 }
 
-/// `AI.MODELGET key [META] [BLOB]`
+/// `AI.MODELGET key [META] [BLOB]`: BLOB alone returns the blob, META alone the metadata,
+/// both or neither the metadata and the blob (other words are ignored, as in RedisAI).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelGet {
     /// The key.
     pub key: Bytes,
-    /// Return the metadata.
+    /// META was given.
     pub meta: bool,
-    /// Return the blob.
+    /// BLOB was given.
     pub blob: bool,
 }
 
@@ -256,9 +257,6 @@ pub(super) fn parse_modelget(c: &mut Cursor) -> Result<ModelGet, Error> {
     for a in c.rest() {
         meta |= is(&a, "META");
         blob |= is(&a, "BLOB");
-    }
-    if !meta && !blob {
-        return Err(err("ERR no META or BLOB specified"));
     }
     Ok(ModelGet { key, meta, blob })
 }
@@ -283,6 +281,17 @@ fn timeout(v: Option<Bytes>) -> Result<u64, Error> {
         .filter(|n| *n > 0)
         .map(|n| n as u64)
         .ok_or_else(|| err("ERR Invalid value for TIMEOUT"))
+}
+
+/// The INPUTS count of an AI.MODELEXECUTE `argv` (name first) when it is a positive integer
+/// right after `INPUTS`: RedisAI compares it with the model's inputs before it parses the rest.
+pub fn modelexecute_input_count(argv: &[Bytes]) -> Option<usize> {
+    if !argv.get(2).is_some_and(|a| is(a, "INPUTS")) {
+        return None;
+    }
+    parse_i64(argv.get(3)?)
+        .filter(|n| *n > 0)
+        .map(|n| n as usize)
 }
 
 pub(super) fn parse_modelexecute(c: &mut Cursor) -> Result<ModelExecute, Error> {
@@ -476,6 +485,12 @@ mod tests {
             ),
             ("AI.MODELSTORE m TORCH TPU BLOB x", "ERR Invalid DEVICE"),
             ("AI.MODELSTORE m TORCH GPU:x BLOB x", "ERR Invalid DEVICE"),
+            ("AI.MODELSTORE m TORCH CPU:1.8 BLOB x", "ERR Invalid DEVICE"),
+            (
+                "AI.MODELSTORE m TORCH CPU:123456 BLOB x",
+                "ERR Invalid DEVICE",
+            ),
+            ("AI.MODELSTORE m TORCH GPU:-1 BLOB x", "ERR Invalid DEVICE"),
             (
                 "AI.MODELSTORE m TFLITE CPU BATCHSIZE 2 BLOB x",
                 "ERR Auto-batching not supported by the TFLITE backend",
@@ -576,8 +591,13 @@ mod tests {
                 blob: true
             })
         );
-        assert_eq!(text("AI.MODELGET m"), "ERR no META or BLOB specified");
-        assert_eq!(text("AI.MODELGET m JSON"), "ERR no META or BLOB specified");
+        let neither = Command::ModelGet(ModelGet {
+            key: Bytes::from_static(b"m"),
+            meta: false,
+            blob: false,
+        });
+        assert_eq!(parse("AI.MODELGET m").unwrap(), neither);
+        assert_eq!(parse("AI.MODELGET m JSON").unwrap(), neither);
         assert_eq!(
             text("AI.MODELGET m META BLOB x y"),
             "ERR wrong number of arguments for 'AI.MODELGET' command"

@@ -243,6 +243,18 @@ pub(crate) fn config(c: &mut Cursor) -> Result<Command, Error> {
     Ok(Command::Config(parse_config(c)?))
 }
 
+/// `SAVE`, `BGSAVE [SCHEDULE]`
+pub(crate) fn save(c: &mut Cursor) -> Result<Command, Error> {
+    let background = c.name() == "bgsave";
+    if background
+        && c.next_opt()
+            .is_some_and(|a| !a.eq_ignore_ascii_case(b"SCHEDULE"))
+    {
+        return Err(Error::Syntax);
+    }
+    Ok(Command::Save { background })
+}
+
 /// `ROLE`
 pub(crate) fn role(_: &mut Cursor) -> Result<Command, Error> {
     Ok(Command::Role)

@@ -1,0 +1,68 @@
+//! RedisAI's order of checks where it reads the keyspace before it parses the rest of a
+//! command: AI.TENSORSET and AI.TENSORGET look their key up first, AI.MODELEXECUTE and
+//! AI.MODELRUN their model (AI.MODELEXECUTE then compares the INPUTS count with it), and the
+//! DAG commands their LOAD keys as they come to them. shardai parses a request whole before
+//! running it, so when parsing fails for one of these commands, [`parse_error`] answers what
+//! RedisAI would have found first.
+
+use bytes::Bytes;
+use shardai_engine::{Store, Value};
+use shardai_protocol::{
+    Error,
+    command::{load_keys_checked_first, modelexecute_input_count},
+};
+
+use super::model::{check_counts, model_of};
+
+/// True for the commands whose parse errors [`parse_error`] may answer differently: their
+/// arguments are kept until the parse succeeds.
+pub fn keeps_arguments(name: &str) -> bool {
+    matches!(
+        name,
+        "ai.tensorset"
+            | "ai.tensorget"
+            | "ai.modelexecute"
+            | "ai.modelrun"
+            | "ai.dagexecute"
+            | "ai.dagexecute_ro"
+            | "ai.dagrun"
+            | "ai.dagrun_ro"
+    )
+}
+
+/// What to answer for `argv` (a request of the right arity, name first) whose parse failed
+/// with `e`: the keyspace error RedisAI meets first, else `e`.
+pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store) -> Error {
+    // Argument counts are checked before anything else (AI.TENSORGET's at most 4, the DAG
+    // commands' at least 6).
+    let short_dag = name.starts_with("ai.dagexecute") && argv.len() < 6;
+    if matches!(e, Error::WrongArity(_)) || short_dag {
+        return e;
+    }
+    let first = match name {
+        "ai.tensorset" => match argv.get(1).and_then(|k| store.get(k)) {
+            Some(Value::Tensor(_)) | None => None,
+            Some(_) => Some(Error::WrongType),
+        },
+        "ai.tensorget" => argv.get(1).and_then(|k| tensor_error(k, store)),
+        "ai.modelexecute" | "ai.modelrun" => argv.get(1).and_then(|k| match model_of(k, store) {
+            Err(e) => Some(e),
+            Ok(m) => modelexecute_input_count(argv)
+                .filter(|_| name == "ai.modelexecute")
+                .and_then(|n| check_counts(&m, n, m.loaded.num_outputs().unwrap_or(0)).err()),
+        }),
+        _ => load_keys_checked_first(argv)
+            .iter()
+            .find_map(|k| tensor_error(k, store)),
+    };
+    first.unwrap_or(e)
+}
+
+/// The error for a tensor key that is missing or holds another type.
+fn tensor_error(key: &[u8], store: &Store) -> Option<Error> {
+    match store.get(key) {
+        Some(Value::Tensor(_)) => None,
+        Some(_) => Some(Error::WrongType),
+        None => Some(Error::TensorKeyEmpty),
+    }
+}
