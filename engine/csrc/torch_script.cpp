@@ -1,5 +1,6 @@
 // TorchScript scripts for AI.SCRIPTSTORE / AI.SCRIPTEXECUTE: compiling source with libtorch's
-// TorchScript compiler, describing a function's signature, and calling a function.
+// TorchScript compiler, describing a function's signature, and calling a function; and the
+// `forward` parameter names of a saved module, for AI.MODELGET META.
 //
 // A small C ABI over libtorch's C++ API (which `tch` does not expose), used by
 // `engine/src/backend/torch_script.rs`. It also registers the operators scripts call into the
@@ -19,8 +20,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <istream>
 #include <memory>
-#include <sstream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,27 @@ char* dup(const std::string& s) {
   }
   return p;
 }
+
+// A read-only, seekable stream buffer over memory the caller owns.
+struct MemoryBuf : std::streambuf {
+  MemoryBuf(const char* data, size_t len) {
+    char* p = const_cast<char*>(data);
+    setg(p, p, p + len);
+  }
+  pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
+    char* target = dir == std::ios_base::beg   ? eback() + off
+                   : dir == std::ios_base::cur ? gptr() + off
+                                               : egptr() + off;
+    if (target < eback() || target > egptr()) {
+      return pos_type(off_type(-1));
+    }
+    setg(eback(), target, egptr());
+    return pos_type(target - eback());
+  }
+  pos_type seekpos(pos_type pos, std::ios_base::openmode mode) override {
+    return seekoff(off_type(pos), std::ios_base::beg, mode);
+  }
+};
 
 void set_error(char** err, const std::string& text) {
   if (err != nullptr) {
@@ -342,7 +365,9 @@ void shai_script_free(ShaiScript* s) noexcept { delete s; }
 int32_t shai_module_forward(const char* data, size_t len, char** names, size_t* names_len,
                             char** err) noexcept {
   try {
-    std::istringstream in(std::string(data, len));
+    // Read in place: a seekable stream over the caller's buffer, not a copy of the blob.
+    MemoryBuf source(data, len);
+    std::istream in(&source);
     auto module = torch::jit::load(in, c10::Device("cpu"));
     const auto& schema = module.get_method("forward").function().getSchema();
     std::string out;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use shardai_protocol::Error;
 
 use crate::{
-    mutation::Applied,
+    mutation::{Applied, compact},
     store::{Entry, Store, Value},
 };
 
@@ -271,7 +271,7 @@ impl Store {
         self.change(key, at_ms, new, Applied::Int(0), |v| {
             let l = list_mut(v)?;
             for x in values {
-                l.push(left, x);
+                l.push(left, compact(x));
             }
             Ok(Applied::Int(l.len() as i64))
         })

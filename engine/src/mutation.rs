@@ -195,7 +195,7 @@ pub enum Applied {
 }
 
 /// Copies small buffers so that they do not keep a large socket read buffer alive.
-fn compact(b: Bytes) -> Bytes {
+pub(crate) fn compact(b: Bytes) -> Bytes {
     if b.len() < COMPACT_BELOW {
         Bytes::copy_from_slice(&b)
     } else {

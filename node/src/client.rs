@@ -1,7 +1,7 @@
 //! One client connection's state, shared by the connection loop ([`crate::conn`]) and the
 //! command handlers ([`crate::dispatch`]) so that neither imports the other: the protocol
-//! version, READONLY, ASKING, the user it authenticated as, and the registry entry CLIENT
-//! LIST shows.
+//! version, READONLY, ASKING, the user it authenticated as, a transaction being queued and
+//! its WATCHed keys, and the registry entry CLIENT LIST shows.
 
 use std::sync::{
     Arc,
@@ -11,6 +11,7 @@ use std::{net::SocketAddr, time::Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use shardai_protocol::Command;
 
 use crate::acl::User;
 
@@ -31,6 +32,20 @@ pub struct ConnState {
     pub acl_generation: u64,
     /// The connection came through the TLS port (redirects name TLS ports).
     pub tls: bool,
+    /// After MULTI: the commands queued for EXEC.
+    pub tx: Option<Transaction>,
+    /// WATCHed keys and the value each held when watched (kept, so that a write, which
+    /// stores a new value or copies a shared one, is told from no write).
+    pub watched: Vec<(Bytes, Option<shardai_engine::Value>)>,
+}
+
+/// A transaction being queued (between MULTI and EXEC).
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// The commands, in order.
+    pub queued: Vec<Command>,
+    /// A command was refused while queuing: EXEC answers EXECABORT.
+    pub failed: bool,
 }
 
 impl ConnState {
@@ -45,6 +60,8 @@ impl ConnState {
             user: None,
             acl_generation: generation,
             tls: false,
+            tx: None,
+            watched: Vec::new(),
         };
         s.sign_in(user);
         s

@@ -201,6 +201,7 @@ async fn handle(
             // routing), then authentication and permissions, then routing.
             if spec.arity_ok(argv.len()) {
                 if let Err((e, flow)) = access(shared, state, i, spec, &argv) {
+                    refused_in_transaction(state);
                     out.push(&Reply::Error(e), state.resp);
                     return flow;
                 }
@@ -211,6 +212,7 @@ async fn handle(
                     {
                         Ok(guard) => migration_guard = guard,
                         Err(e) => {
+                            refused_in_transaction(state);
                             out.push(&Reply::Error(e), state.resp);
                             return Flow::Continue;
                         }
@@ -226,8 +228,10 @@ async fn handle(
                 None
             };
             // Kept for RedisAI's order of checks, should the parse fail.
-            let kept = (spec.arity_ok(argv.len()) && check_order::keeps_arguments(spec.name))
-                .then(|| argv.clone());
+            let kept = spec
+                .arity_ok(argv.len())
+                .then(|| check_order::kept_arguments(spec.name, &argv))
+                .flatten();
             Command::parse_for(spec, argv)
                 .map(|cmd| (cmd, request_bytes))
                 .map_err(|e| match kept {
@@ -251,19 +255,59 @@ async fn handle(
                 None => Ok(None),
             };
             match admitted {
+                // After MULTI, commands are queued for EXEC.
+                Ok(_) if state.tx.is_some() && queues(&cmd) => {
+                    if let Some(tx) = state.tx.as_mut() {
+                        tx.queued.push(cmd);
+                    }
+                    (Reply::Status("QUEUED"), Flow::Continue)
+                }
                 Ok(admitted) => {
+                    // EXEC runs with no other client's command on this node.
+                    let _gate = if cmd == Command::Exec {
+                        Gate::Exclusive(shared.tx_gate.write().await)
+                    } else {
+                        Gate::Shared(shared.tx_gate.read().await)
+                    };
                     let done = dispatch::execute(cmd, shared, state).await;
                     drop(admitted);
                     done
                 }
-                Err(e) => (Reply::Error(e), Flow::Continue),
+                Err(e) => {
+                    refused_in_transaction(state);
+                    (Reply::Error(e), Flow::Continue)
+                }
             }
         }
-        Err(e) => (Reply::Error(e), Flow::Continue),
+        Err(e) => {
+            refused_in_transaction(state);
+            (Reply::Error(e), Flow::Continue)
+        }
     };
     drop(migration_guard);
     out.push(&reply, state.resp);
     flow
+}
+
+/// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.
+enum Gate<'a> {
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+}
+
+/// True for the commands queued after MULTI (all but those that end or shape it).
+fn queues(cmd: &Command) -> bool {
+    !matches!(
+        cmd,
+        Command::Exec | Command::Discard | Command::Multi | Command::Watch(_) | Command::Quit
+    )
+}
+
+/// A command refused while a transaction is being queued makes EXEC answer EXECABORT.
+fn refused_in_transaction(state: &mut ConnState) {
+    if let Some(tx) = state.tx.as_mut() {
+        tx.failed = true;
+    }
 }
 
 /// Checks that the connection may run the request: it has authenticated (or the command

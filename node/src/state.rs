@@ -141,6 +141,9 @@ pub struct Shared {
     pub started: Instant,
     /// Unique id of this run (INFO run_id).
     pub run_id: String,
+    /// EXEC holds it exclusively, every other client command shared: no command of another
+    /// client runs on this node while a transaction does.
+    pub tx_gate: tokio::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -201,6 +204,7 @@ impl Shared {
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),
             run_id,
+            tx_gate: tokio::sync::RwLock::new(()),
         }
     }
 

@@ -127,8 +127,10 @@ impl DumpPayload {
             Op::SetTensor(_, t) => Op::SetTensor(key, t),
             Op::SetModel(_, m) => Op::SetModel(key, m),
             Op::SetScript(_, sc) => Op::SetScript(key, sc),
-            Op::SetHash(_, h) => Op::SetHash(key, h),
-            Op::SetList(_, l) => Op::SetList(key, l),
+            // An empty hash or list is no value (a crafted payload).
+            Op::SetHash(_, h) if !h.is_empty() => Op::SetHash(key, h),
+            Op::SetList(_, l) if !l.is_empty() => Op::SetList(key, l),
+            Op::SetHash(..) | Op::SetList(..) => return Err(bad_payload()),
             // Not values: `dump` never writes them (listed, not `_`, so that a new `Op`
             // has to be placed here or above).
             Op::SetTensors(_)

@@ -167,6 +167,8 @@ pub struct ShardGroup {
     log: LogStore,
     /// The index the newest SAVE / BGSAVE asked a snapshot to cover.
     save_target: AtomicU64,
+    /// The last SAVE / BGSAVE did not complete.
+    save_failed: std::sync::atomic::AtomicBool,
 }
 
 type WriteOutcome = Result<crate::ApplyResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
@@ -362,6 +364,7 @@ impl ShardGroup {
             reads: cfg.reads,
             log: log_for_group,
             save_target: AtomicU64::new(0),
+            save_failed: Default::default(),
         }))
     }
 

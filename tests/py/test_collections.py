@@ -1,7 +1,9 @@
 """Redis hashes and lists through redis-py (RESP2 and RESP3): the commands RedisAI users keep
 metadata with, their replies and errors, TYPE / SCAN TYPE / DEL, DUMP and RESTORE, surviving a
 restart from the log and from a snapshot, replication to a follower, and use from a script."""
+import os
 import shutil
+import socket
 
 import pytest
 import redis
@@ -59,6 +61,16 @@ def test_list_commands(r):
         r.execute_command("LRANGE", "l", "a", "1")
 
 
+def test_pop_of_a_missing_key_is_nil_or_a_nil_array(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"LPOP nope\r\nRPOP nope 2\r\nRPUSH l a\r\nLPOP l 0\r\n")
+        want = b"$-1\r\n*-1\r\n:1\r\n*0\r\n"
+        got = b""
+        while len(got) < len(want):
+            got += s.recv(100)
+        assert got == want
+
+
 def test_wrong_types_and_the_keyspace(r):
     r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
     r.set("s", "v")
@@ -105,6 +117,11 @@ def test_hashes_and_lists_survive_a_restart(snapshot):
             r.rpush(f"l{i % 3}", i)
         r.lpop("l0")
         r.hdel("h1", "f1")
+        if snapshot:
+            r.hset("h0", "last", "before the snapshot")
+            assert r.execute_command("SAVE") is True
+            assert os.listdir(os.path.join(s.dir, "standalone", "snapshots")), "no snapshot was taken"
+            r.rpush("l0", "after the snapshot")
         want = {k: r.hgetall(k) for k in ("h0", "h1", "h2")}
         lists = {k: r.lrange(k, 0, -1) for k in ("l0", "l1", "l2")}
         s.kill()

@@ -14,6 +14,7 @@ import redis
 from conftest import ROOT, Server
 
 IRIS = ROOT / "tests/models/redisai"
+DAG_UNSUPPORTED = "Unsupported command within DAG"
 
 
 def err(r, *args):
@@ -47,7 +48,11 @@ def test_the_key_is_checked_before_the_rest_of_the_arguments(c):
     assert err(c, "AI.DAGEXECUTE", "LOAD", 1, "missing", "|>", "AI.NOSUCH", "x") == \
         "tensor key is empty or in a different shard"
     assert err(c, "AI.DAGEXECUTE", "LOAD", 1, "s", "|>", "AI.TENSORGET").startswith("WRONGTYPE")
-    assert "missing" not in err(c, "AI.DAGEXECUTE", "LOAD", 1, "t", "|>", "AI.NOSUCH", "x")
+    assert err(c, "AI.DAGEXECUTE", "LOAD", 1, "t", "|>", "AI.NOSUCH", "x") == DAG_UNSUPPORTED
+    assert err(c, "AI.DAGEXECUTE", "LOAD", 3, "missing", "t", "|>", "AI.NOSUCH", "x") == \
+        "tensor key is empty or in a different shard", "each LOAD key is looked up as it is read"
+    assert err(c, "AI.DAGEXECUTE_RO", "PERSIST", 1, "p", "LOAD", 1, "missing", "|>", "AI.NOSUCH") == \
+        "PERSIST cannot be specified in a read-only DAG", "a section before LOAD is checked first"
     # AI.MODELEXECUTE: the model, then its INPUTS count, before OUTPUTS is parsed.
     assert err(c, "AI.MODELEXECUTE", "nomodel", "INPUTS", 1, "t", "OUTPUTS", "x", "y") == "model key is empty"
     store_onnx(c, "linear", "linear_iris.onnx")
@@ -177,12 +182,16 @@ def test_save_and_bgsave_write_a_snapshot_that_a_restart_reads():
         raw = redis.Redis(port=s.port)
         raw.response_callbacks.pop("BGSAVE", None)
         assert raw.execute_command("BGSAVE") == b"Background saving started"
+        # A write while that snapshot may still be built: SAVE waits for one covering it.
+        r.set("later", 2)
         assert r.execute_command("SAVE") is True
+        assert r.info("persistence")["rdb_changes_since_last_save"] == 0
         assert r.info("persistence")["rdb_bgsave_in_progress"] == 0
         s.kill()
         s = Server(dir=s.dir)
         r = s.client()
         assert r.get("k19") == b"19" and r.get("after") == b"1" and r.hget("h", "f") == b"v"
+        assert r.get("later") == b"2"
     finally:
         s.stop()
         shutil.rmtree(s.dir, ignore_errors=True)

@@ -29,6 +29,8 @@ def port():
                     break
             except redis.ConnectionError:
                 time.sleep(0.02)
+        else:
+            raise RuntimeError("shardai did not start: see " + os.path.join(d, "shardai.log"))
         yield port
     finally:
         os.kill(p.pid, signal.SIGTERM)

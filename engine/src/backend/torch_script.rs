@@ -1,6 +1,7 @@
 //! TorchScript scripts on libtorch: compiling AI.SCRIPTSTORE's source and calling its
-//! functions, through the C++ shim in `csrc/torch_script.cpp` (libtorch's TorchScript
-//! compiler has no C API, and `tch` does not expose it).
+//! functions, and reading a saved module's `forward` parameter names (AI.MODELGET META),
+//! through the C++ shim in `csrc/torch_script.cpp` (libtorch's TorchScript compiler and
+//! method schemas have no C API, and `tch` does not expose them).
 //!
 //! This module owns the `unsafe` calls into the shim, each with why it is sound. Inputs are
 //! copied into libtorch tensors (a script may write to its inputs, and stored tensors are

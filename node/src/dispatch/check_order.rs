@@ -14,29 +14,34 @@ use shardai_protocol::{
 
 use super::model::{check_counts, model_of};
 
-/// True for the commands whose parse errors [`parse_error`] may answer differently: their
-/// arguments are kept until the parse succeeds.
-pub fn keeps_arguments(name: &str) -> bool {
-    matches!(
-        name,
-        "ai.tensorset"
-            | "ai.tensorget"
-            | "ai.modelexecute"
-            | "ai.modelrun"
-            | "ai.dagexecute"
-            | "ai.dagexecute_ro"
-            | "ai.dagrun"
-            | "ai.dagrun_ro"
-    )
+/// The arguments [`parse_error`] reads for command `name` (a prefix of `argv`: never a
+/// tensor's data), kept until the parse succeeds; None for the commands it leaves alone.
+pub fn kept_arguments(name: &str, argv: &[Bytes]) -> Option<Vec<Bytes>> {
+    let n = match name {
+        "ai.tensorset" | "ai.tensorget" => 2,
+        "ai.modelexecute" | "ai.modelrun" => 4,
+        "ai.dagexecute" | "ai.dagexecute_ro" | "ai.dagrun" | "ai.dagrun_ro" => argv
+            .iter()
+            .position(|a| a.as_ref() == b"|>")
+            .map_or(argv.len(), |i| i + 1)
+            // At least six, so that the argument count RedisAI checks first is seen.
+            .max(6),
+        _ => return None,
+    };
+    Some(argv[..n.min(argv.len())].to_vec())
 }
 
-/// What to answer for `argv` (a request of the right arity, name first) whose parse failed
-/// with `e`: the keyspace error RedisAI meets first, else `e`.
+/// What to answer for a request of the right arity whose parse failed with `e`, given its
+/// [`kept_arguments`]: the keyspace error RedisAI meets first, else `e`.
 pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store) -> Error {
     // Argument counts are checked before anything else (AI.TENSORGET's at most 4, the DAG
     // commands' at least 6).
     let short_dag = name.starts_with("ai.dagexecute") && argv.len() < 6;
-    if matches!(e, Error::WrongArity(_)) || short_dag {
+    if argv.len() < 2 {
+        return e;
+    }
+    let own_arity = matches!(&e, Error::WrongArity(n) if n.eq_ignore_ascii_case(name));
+    if own_arity || short_dag {
         return e;
     }
     let first = match name {

@@ -145,6 +145,8 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
             let stopped = group.as_ref().and_then(|g| g.storage_failure());
             let fsync = group.as_ref().map_or("always", |g| g.fsync().name());
             let status = if stopped.is_some() { "err" } else { "ok" };
+            let saved = group.as_ref().is_none_or(|g| g.last_save_ok());
+            let save_status = if saved { "ok" } else { "err" };
             let saving = group.as_ref().is_some_and(|g| g.saving());
             let changes = group.as_ref().map_or(0, |g| g.changes_since_snapshot());
             vec![
@@ -152,7 +154,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 ("async_loading".into(), "0".into()),
                 ("rdb_changes_since_last_save".into(), changes.to_string()),
                 ("rdb_bgsave_in_progress".into(), (saving as u8).to_string()),
-                ("rdb_last_bgsave_status".into(), status.into()),
+                ("rdb_last_bgsave_status".into(), save_status.into()),
                 ("aof_enabled".into(), "1".into()),
                 ("aof_rewrite_in_progress".into(), "0".into()),
                 ("aof_rewrite_scheduled".into(), "0".into()),

@@ -23,6 +23,7 @@ mod server;
 mod setslot;
 mod strings;
 mod tensor;
+mod transaction;
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -64,6 +65,11 @@ pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -
         Command::Cluster(c) => cluster::cluster(c, shared, conn).await,
         Command::Role => cluster::role(shared.cluster.as_deref()),
         Command::Save { background } => server::save(background, shared).await,
+        Command::Multi => transaction::multi(conn),
+        Command::Exec => transaction::exec(shared, conn).await,
+        Command::Discard => transaction::discard(conn),
+        Command::Watch(keys) => transaction::watch(keys, store, conn),
+        Command::Unwatch => transaction::unwatch(conn),
         Command::ReadOnly => {
             conn.readonly = true;
             Reply::OK

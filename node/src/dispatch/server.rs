@@ -69,8 +69,7 @@ pub(super) async fn save(background: bool, shared: &Shared) -> Reply {
             "ERR this node holds no data to save (it is not part of a shard yet)".into(),
         ));
     };
-    let wait = (!background).then_some(std::time::Duration::from_secs(600));
-    match group.save(wait).await {
+    match group.save(!background).await {
         Ok(()) if background => Reply::Status("Background saving started"),
         Ok(()) => Reply::OK,
         Err(e) => Reply::Error(e),

@@ -265,43 +265,67 @@ fn parse_op(argv: Vec<Bytes>, ro: bool, deprecated: bool) -> Result<DagOp, Error
     }
 }
 
-/// `AI.DAGEXECUTE`, `AI.DAGEXECUTE_RO`, `AI.DAGRUN`, `AI.DAGRUN_RO` (registry parser, see
-/// `crate::table`).
 /// The LOAD keys RedisAI reads from the keyspace before it meets an error in `argv` (a whole
 /// DAG command, name first): it handles the sections before the first `|>` left to right and
-/// looks each LOAD key up as it parses LOAD, before anything after it (later sections, the
-/// ops) is checked. Empty when LOAD is malformed or comes after a malformed section.
+/// looks each LOAD key up as it reads it (before it compares their number with the count),
+/// and before anything after LOAD (later sections, the ops) is checked. Empty when a section
+/// before LOAD, or LOAD's count, is refused first.
 pub fn load_keys_checked_first(argv: &[Bytes]) -> Vec<Bytes> {
-    let mut i = 1;
-    let count = |at: usize| {
+    let name = argv
+        .first()
+        .map(|n| n.to_ascii_lowercase())
+        .unwrap_or_default();
+    let (ro, deprecated) = (name.ends_with(b"_ro"), name.starts_with(b"ai.dagrun"));
+    let positive = |at: usize| {
         argv.get(at)
             .and_then(|b| parse_i64(b))
             .filter(|n| *n > 0)
             .map(|n| n as usize)
     };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut i = 1;
     while let Some(a) = argv.get(i) {
-        if a.as_ref() == b"|>" {
+        let section = ["LOAD", "PERSIST", "ROUTING", "TIMEOUT"]
+            .into_iter()
+            .find(|s| is(a, s));
+        let Some(section) = section.filter(|s| !seen.contains(s)) else {
             break;
-        }
-        if is(a, "LOAD") || is(a, "PERSIST") {
-            let Some(n) = count(i + 1) else { break };
-            let keys = argv.get(i + 2..i + 2 + n).unwrap_or_default();
-            if keys.len() != n || keys.iter().any(|k| k.as_ref() == b"|>") {
-                break;
+        };
+        seen.push(section);
+        match section {
+            "LOAD" => {
+                let Some(n) = positive(i + 1).filter(|_| argv.len() > i + 2) else {
+                    break;
+                };
+                return argv[i + 2..]
+                    .iter()
+                    .take(n)
+                    .take_while(|k| k.as_ref() != b"|>")
+                    .cloned()
+                    .collect();
             }
-            if is(a, "LOAD") {
-                return keys.to_vec();
+            "PERSIST" => {
+                let Some(n) = positive(i + 1).filter(|_| !ro) else {
+                    break;
+                };
+                let keys = argv.get(i + 2..i + 2 + n).unwrap_or_default();
+                let unique: std::collections::HashSet<&Bytes> = keys.iter().collect();
+                if keys.len() != n || keys.iter().any(|k| k.as_ref() == b"|>") || unique.len() != n
+                {
+                    break;
+                }
+                i += 2 + n;
             }
-            i += 2 + n;
-        } else if is(a, "ROUTING") || is(a, "TIMEOUT") {
-            i += 2;
-        } else {
-            break;
+            "ROUTING" if !deprecated && argv.len() > i + 1 => i += 2,
+            "TIMEOUT" if positive(i + 1).is_some() => i += 2,
+            _ => break,
         }
     }
     Vec::new()
 }
 
+/// `AI.DAGEXECUTE`, `AI.DAGEXECUTE_RO`, `AI.DAGRUN`, `AI.DAGRUN_RO` (registry parser, see
+/// `crate::table`).
 pub(crate) fn dag(c: &mut Cursor) -> Result<Command, Error> {
     Ok(Command::Dag(parse(c, c.name())?))
 }
@@ -333,7 +357,24 @@ mod tests {
             keys("AI.DAGEXECUTE ROUTING r TIMEOUT 5 PERSIST 1 p load 1 a |>"),
             ["a"]
         );
-        assert_eq!(keys("AI.DAGEXECUTE LOAD 3 a b |> x"), Vec::<Bytes>::new());
+        assert_eq!(keys("AI.DAGEXECUTE LOAD 3 a b |> x"), ["a", "b"]);
+        assert_eq!(
+            keys("AI.DAGEXECUTE_RO PERSIST 1 p LOAD 1 a |> x"),
+            Vec::<Bytes>::new()
+        );
+        assert_eq!(
+            keys("AI.DAGEXECUTE TIMEOUT x LOAD 1 a |> x"),
+            Vec::<Bytes>::new()
+        );
+        assert_eq!(keys("AI.DAGEXECUTE LOAD 1 a LOAD 1 b |> x"), ["a"]);
+        assert_eq!(
+            keys("AI.DAGRUN ROUTING r LOAD 1 a |> x"),
+            Vec::<Bytes>::new()
+        );
+        assert_eq!(
+            keys("AI.DAGEXECUTE PERSIST 2 p p LOAD 1 a |> x"),
+            Vec::<Bytes>::new()
+        );
         assert_eq!(keys("AI.DAGEXECUTE LOAD 0 |> x"), Vec::<Bytes>::new());
         assert_eq!(keys("AI.DAGEXECUTE FOO LOAD 1 a |> x"), Vec::<Bytes>::new());
         assert_eq!(keys("AI.DAGEXECUTE PERSIST 1 p |> x"), Vec::<Bytes>::new());

@@ -17,6 +17,7 @@ pub(crate) mod script;
 pub(crate) mod server;
 pub(crate) mod strings;
 pub(crate) mod tensor;
+pub(crate) mod transaction;
 
 use bytes::Bytes;
 
@@ -71,6 +72,16 @@ pub enum Command {
     Cluster(ClusterCmd),
     /// `ROLE`
     Role,
+    /// `MULTI`: queue the connection's commands until EXEC.
+    Multi,
+    /// `EXEC`: run the queued commands.
+    Exec,
+    /// `DISCARD`: drop the queued commands.
+    Discard,
+    /// `WATCH key [key ...]`: EXEC runs nothing if one of them changed first.
+    Watch(Vec<Bytes>),
+    /// `UNWATCH`
+    Unwatch,
     /// `SAVE` (`background` false) and `BGSAVE [SCHEDULE]`: a snapshot of the shard's data.
     Save {
         /// BGSAVE: answer at once.
