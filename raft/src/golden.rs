@@ -996,20 +996,24 @@ async fn every_op_decodes_from_a_log_segment_with_and_without_its_header() {
     }
 }
 
-#[tokio::test]
-async fn every_script_op_decodes_from_a_log_segment() {
-    let seg = include_bytes!("../tests/golden/log-ops-script-v2.seg");
+/// The ops of a log segment fixture (first index 0), in order.
+async fn ops_of_segment(seg: &[u8]) -> Vec<Op> {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("log-00000000000000000000.seg"), seg).unwrap();
     let mut ls = LogStore::open(d.path()).unwrap();
     let got = ls.try_get_log_entries(..).await.unwrap();
-    let ops: Vec<&Op> = got
-        .iter()
-        .map(|e| match &e.payload {
-            EntryPayload::Normal(c) => &c.op,
+    got.into_iter()
+        .map(|e| match e.payload {
+            EntryPayload::Normal(c) => c.op,
             other => panic!("{other:?}"),
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn every_script_op_decodes_from_a_log_segment() {
+    let ops = ops_of_segment(include_bytes!("../tests/golden/log-ops-script-v2.seg")).await;
+    let ops: Vec<&Op> = ops.iter().collect();
     assert_script_ops(&ops);
     // Variant indexes follow `every_op()`'s.
     assert_eq!(

@@ -12,7 +12,7 @@ use shardai_protocol::{
     command::{load_keys_checked_first, modelexecute_input_count},
 };
 
-use super::model::{check_counts, model_of};
+use super::model::{check_inputs, model_of};
 
 /// The arguments [`parse_error`] reads for command `name` (a prefix of `argv`: never a
 /// tensor's data), kept until the parse succeeds; None for the commands it leaves alone.
@@ -54,7 +54,7 @@ pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store) -> Error
             Err(e) => Some(e),
             Ok(m) => modelexecute_input_count(argv)
                 .filter(|_| name == "ai.modelexecute")
-                .and_then(|n| check_counts(&m, n, m.loaded.num_outputs().unwrap_or(0)).err()),
+                .and_then(|n| check_inputs(&m, n).err()),
         }),
         _ => load_keys_checked_first(argv)
             .iter()

@@ -152,12 +152,19 @@ fn mismatch(what: &str) -> Error {
     ))
 }
 
-/// RedisAI's checks of INPUTS and OUTPUTS counts against the model, where the backend can
-/// tell its counts before running (TORCH cannot).
-pub(super) fn check_counts(model: &Model, inputs: usize, outputs: usize) -> Result<(), Error> {
+/// RedisAI's check of the INPUTS count against the model (made before OUTPUTS is parsed),
+/// where the backend can tell its count before running.
+pub(super) fn check_inputs(model: &Model, inputs: usize) -> Result<(), Error> {
     if model.loaded.num_inputs().is_some_and(|n| n != inputs) {
         return Err(mismatch("INPUTS"));
     }
+    Ok(())
+}
+
+/// RedisAI's checks of INPUTS and OUTPUTS counts against the model, where the backend can
+/// tell its counts before running (TORCH cannot).
+pub(super) fn check_counts(model: &Model, inputs: usize, outputs: usize) -> Result<(), Error> {
+    check_inputs(model, inputs)?;
     if model.loaded.num_outputs().is_some_and(|n| n != outputs) {
         return Err(mismatch("OUTPUTS"));
     }

@@ -106,17 +106,8 @@ pub(super) async fn fixtures(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
 #[tokio::test]
 async fn every_collection_op_decodes_from_a_log_segment() {
     let seg = include_bytes!("../../tests/golden/log-ops-collections-v2.seg");
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("log-00000000000000000000.seg"), seg).unwrap();
-    let mut ls = LogStore::open(d.path()).unwrap();
-    let got = ls.try_get_log_entries(..).await.unwrap();
-    let ops: Vec<&Op> = got
-        .iter()
-        .map(|e| match &e.payload {
-            EntryPayload::Normal(c) => &c.op,
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let ops = ops_of_segment(seg).await;
+    let ops: Vec<&Op> = ops.iter().collect();
     assert_collection_ops(&ops);
     assert_eq!(
         variant_of(&collection_ops()[0]),
