@@ -40,7 +40,7 @@ pub mod store;
 pub mod tensor;
 
 pub use mutation::{Applied, Deadline, Mutation};
-pub use propose::{LocalApplier, Proposal, Proposer};
+pub use propose::{LocalApplier, Proposal, Proposer, Staging};
 pub use store::{Store, Value};
 pub use tensor::Tensor;
 

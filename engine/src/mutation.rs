@@ -136,6 +136,9 @@ pub enum Mutation {
         /// The list.
         list: Arc<List>,
     },
+    /// EXEC: mutations applied one after the other as one change (one log entry), each
+    /// with its own result; one failing does not stop the others (as in Redis).
+    Batch(Vec<Mutation>),
 }
 
 impl Mutation {
@@ -171,6 +174,7 @@ impl Mutation {
             Mutation::SetTensors(v) => v.first().map(|(k, _)| k),
             Mutation::MSet(v) => v.first().map(|(k, _)| k),
             Mutation::Del(v) => v.first(),
+            Mutation::Batch(v) => v.iter().find_map(Mutation::first_key),
             Mutation::Flush | Mutation::ExpireDue => None,
         }
     }
@@ -192,6 +196,8 @@ pub enum Applied {
     },
     /// LPOP / RPOP: the elements taken (None: no such key).
     Values(Option<Vec<Bytes>>),
+    /// A batch's results, one per mutation, in order.
+    Batch(Vec<Result<Applied, Error>>),
 }
 
 /// Copies small buffers so that they do not keep a large socket read buffer alive.
@@ -206,7 +212,10 @@ pub(crate) fn compact(b: Bytes) -> Bytes {
 impl Store {
     /// Applies one mutation at time `at_ms` (Unix ms stamped by the proposer).
     pub fn apply(&self, m: Mutation, at_ms: u64) -> Result<Applied, Error> {
-        self.note_applied();
+        // A batch's mutations count themselves.
+        if !matches!(m, Mutation::Batch(_)) {
+            self.note_applied();
+        }
         match m {
             Mutation::SetTensor { key, tensor } => {
                 self.replace_same_type(key, Value::Tensor(tensor), at_ms)
@@ -369,6 +378,9 @@ impl Store {
                 }
                 Ok(Applied::Int(n))
             }
+            Mutation::Batch(ms) => Ok(Applied::Batch(
+                ms.into_iter().map(|m| self.apply(m, at_ms)).collect(),
+            )),
         }
     }
 
@@ -447,6 +459,37 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_applies_in_order_and_keeps_going_after_an_error() {
+        let s = Store::new();
+        let r = s
+            .apply(
+                Mutation::Batch(vec![
+                    Mutation::set(b("k"), b("x")),
+                    Mutation::IncrBy {
+                        key: b("k"),
+                        delta: 1,
+                    },
+                    Mutation::set(b("k"), b("41")),
+                    Mutation::IncrBy {
+                        key: b("k"),
+                        delta: 1,
+                    },
+                ]),
+                1,
+            )
+            .unwrap();
+        let Applied::Batch(r) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[1], Err(Error::NotInteger));
+        assert_eq!(r[3], Ok(Applied::Int(42)));
+        assert_eq!(get(&s, "k", 1), Some(b("42")));
+        let m = Mutation::Batch(vec![Mutation::Flush, Mutation::Del(vec![b("a")])]);
+        assert_eq!(m.first_key(), Some(&b("a")));
+    }
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())

@@ -223,6 +223,26 @@ impl Store {
             .map(|e| e.value.clone())
     }
 
+    /// A new store holding this store's live entries for `keys` at `now_ms`, deadlines
+    /// included; values are shared (a write to either store replaces its own entry).
+    pub fn subset(&self, keys: &[Bytes], now_ms: u64) -> Store {
+        let out = Store::new();
+        for k in keys {
+            let entry = self
+                .stripe_of(k)
+                .read()
+                .get(&k[..])
+                .filter(|e| e.live(now_ms))
+                .cloned();
+            if let Some(e) = entry {
+                let mut stripe = out.stripe_of(k).write();
+                let prev = stripe.insert(k.clone(), e.clone());
+                out.account(k, prev.as_ref(), Some(&e));
+            }
+        }
+        out
+    }
+
     /// The value of `key` if it is live at `now_ms`.
     pub fn get_at(&self, key: &[u8], now_ms: u64) -> Option<Value> {
         let stripe = self.stripe_of(key).read();
@@ -390,6 +410,32 @@ mod tests {
             Bytes::copy_from_slice(v.as_bytes()),
         );
         s.apply(m, 0).unwrap();
+    }
+
+    #[test]
+    fn a_subset_shares_values_and_keeps_writes_apart() {
+        let s = Store::new();
+        set(&s, "a", "1");
+        set(&s, "b", "2");
+        let dead = Mutation::Set {
+            key: Bytes::from_static(b"gone"),
+            value: Bytes::from_static(b"x"),
+            cond: None,
+            get: false,
+            deadline: crate::mutation::Deadline::At(5),
+        };
+        s.apply(dead, 0).unwrap();
+        let keys = ["a", "gone", "none"].map(|k| Bytes::copy_from_slice(k.as_bytes()));
+        let sub = s.subset(&keys, 10);
+        assert_eq!(sub.len(), 1);
+        assert!(sub.get(b"b").is_none());
+        set(&sub, "a", "changed");
+        match (s.get(b"a"), sub.get(b"a")) {
+            (Some(Value::Str(x)), Some(Value::Str(y))) => {
+                assert_eq!((&x[..], &y[..]), (&b"1"[..], &b"changed"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -46,6 +46,25 @@ pub struct Transaction {
     pub queued: Vec<Command>,
     /// A command was refused while queuing: EXEC answers EXECABORT.
     pub failed: bool,
+    /// The keys the queued commands name.
+    pub keys: Vec<Bytes>,
+    /// A queued command reads or changes more than the keys it names (DBSIZE, KEYS, INFO,
+    /// CONFIG, MIGRATE, ...): EXEC cannot run the transaction on a copy of its keys.
+    pub beyond_keys: bool,
+    /// A queued command writes.
+    pub writes: bool,
+}
+
+impl Transaction {
+    /// Queues `cmd`; `keys`: the keys it names, `None` when it reaches beyond them.
+    pub fn queue(&mut self, cmd: Command, keys: Option<Vec<Bytes>>, write: bool) {
+        self.queued.push(cmd);
+        match keys {
+            Some(k) => self.keys.extend(k),
+            None => self.beyond_keys = true,
+        }
+        self.writes |= write;
+    }
 }
 
 impl ConnState {

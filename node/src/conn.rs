@@ -1,7 +1,8 @@
 //! One client connection: read requests, route them (in cluster mode), dispatch them in
 //! order, write replies. The connection's own state is a [`ConnState`]; the loop knows the
 //! handlers only through [`dispatch::execute`] (and [`dispatch::check_order`] for the error a
-//! failed parse answers).
+//! failed parse answers, [`dispatch::transaction::staged_keys`] for the keys a queued command
+//! names).
 //!
 //! Requests are decoded as they complete, so pipelined requests are answered in one write.
 //! A large request gets a read buffer of exactly its size, so its BLOB becomes a stored
@@ -29,7 +30,7 @@ use tracing::{debug, warn};
 use crate::{
     client::{ClientInfo, ConnState},
     cluster::route,
-    dispatch::{self, Flow, check_order},
+    dispatch::{self, Flow, check_order, transaction},
     memory,
     output_limit::{self, OutputLimit},
     state::Shared,
@@ -206,12 +207,27 @@ async fn handle(
                     return flow;
                 }
                 if let Some(cluster) = &shared.cluster {
-                    match cluster
-                        .admit(spec, &argv, state.readonly, asking, state.tls)
-                        .await
-                    {
+                    let admitted = match exec_request(spec, state) {
+                        // EXEC is routed by its transaction's keys, as one request.
+                        Some((spec, argv)) => {
+                            cluster
+                                .admit(spec, &argv, state.readonly, false, state.tls)
+                                .await
+                        }
+                        None => {
+                            cluster
+                                .admit(spec, &argv, state.readonly, asking, state.tls)
+                                .await
+                        }
+                    };
+                    match admitted {
                         Ok(guard) => migration_guard = guard,
                         Err(e) => {
+                            // As Redis: a refused EXEC discards its transaction.
+                            if spec.name == "exec" {
+                                state.tx = None;
+                                state.watched.clear();
+                            }
                             refused_in_transaction(state);
                             out.push(&Reply::Error(e), state.resp);
                             return Flow::Continue;
@@ -232,8 +248,13 @@ async fn handle(
                 .arity_ok(argv.len())
                 .then(|| check_order::kept_arguments(spec.name, &argv))
                 .flatten();
+            // After MULTI: the keys the command names, for EXEC.
+            let queued = state
+                .tx
+                .is_some()
+                .then(|| (transaction::staged_keys(spec, &argv), spec.is_write()));
             Command::parse_for(spec, argv)
-                .map(|cmd| (cmd, request_bytes))
+                .map(|cmd| (cmd, request_bytes, queued))
                 .map_err(|e| match kept {
                     Some(argv) => check_order::parse_error(spec.name, &argv, e, shared.store()),
                     None => e,
@@ -243,7 +264,7 @@ async fn handle(
     };
     let rt = &shared.runtime;
     let (reply, flow) = match parsed {
-        Ok((cmd, request_bytes)) => {
+        Ok((cmd, request_bytes, queued)) => {
             // maxmemory: writes that grow the dataset (Redis's `denyoom`) must fit.
             let admitted = match request_bytes {
                 Some(n) => memory::admit(
@@ -257,8 +278,8 @@ async fn handle(
             match admitted {
                 // After MULTI, commands are queued for EXEC.
                 Ok(_) if state.tx.is_some() && queues(&cmd) => {
-                    if let Some(tx) = state.tx.as_mut() {
-                        tx.queued.push(cmd);
+                    if let (Some(tx), Some((keys, write))) = (state.tx.as_mut(), queued) {
+                        tx.queue(cmd, keys, write);
                     }
                     (Reply::Status("QUEUED"), Flow::Continue)
                 }
@@ -287,6 +308,26 @@ async fn handle(
     drop(migration_guard);
     out.push(&reply, state.resp);
     flow
+}
+
+/// For an EXEC whose transaction names keys: the request it is routed as, a multi-key
+/// write (DEL) or read (EXISTS) of those keys, so that Redis Cluster's rules apply to the
+/// transaction as a whole (one slot, or CROSSSLOT; MOVED/ASK/TRYAGAIN when the slot is
+/// elsewhere or moving) and the migration lock is held while it runs.
+fn exec_request(
+    spec: &table::CommandSpec,
+    state: &ConnState,
+) -> Option<(&'static table::CommandSpec, Vec<Bytes>)> {
+    let tx = state.tx.as_ref().filter(|tx| !tx.failed)?;
+    if spec.name != "exec" || tx.keys.is_empty() {
+        return None;
+    }
+    let name: &[u8] = if tx.writes { b"del" } else { b"exists" };
+    let (_, as_spec) = table::lookup_indexed(name)?;
+    let argv = std::iter::once(Bytes::from_static(name))
+        .chain(tx.keys.iter().cloned())
+        .collect();
+    Some((as_spec, argv))
 }
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.

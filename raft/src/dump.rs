@@ -144,15 +144,21 @@ impl DumpPayload {
             | Op::HSet(..)
             | Op::HDel(..)
             | Op::Push { .. }
-            | Op::Pop { .. } => return Err(bad_payload()),
+            | Op::Pop { .. }
+            | Op::Batch(_) => return Err(bad_payload()),
         };
+        // One value: each closure is called at most once.
+        let (mut load, mut compile) = (Some(load), Some(compile));
         Cmd {
             at_ms: 0,
             origin: 0,
             seq: 0,
             op,
         }
-        .mutation(load, compile)
+        .mutation(
+            |_, w| load.take().map_or_else(|| Err(bad_payload()), |f| f(w)),
+            |_, s| compile.take().map_or_else(|| Err(bad_payload()), |f| f(s)),
+        )
     }
 }
 

@@ -9,7 +9,7 @@
 //! `dump-model-v1.bin`, `SetScript` in `dump-script-v1.bin`), the snapshot's `ItemValue`
 //! (`snapshot-v1.snap`: a string and a tensor; `snapshot-model-v1.snap`: a model;
 //! `snapshot-script-v1.snap`: a script; hashes and lists and their ops in the fixtures of
-//! `golden/collections.rs`), `BusRequest` and `BusReply`
+//! `golden/collections.rs`; transactions' batches in those of `golden/batch.rs`), `BusRequest` and `BusReply`
 //! (`bus-requests-v2.bin`, `bus-replies-v2.bin`: one frame per variant in index order, the
 //! replies then ending with a `Propose` answer of every `ApplyResult`), `Handshake`
 //! (`bus-handshakes-v3.bin`, the proofs made with a fixed secret and nonces, so a change
@@ -64,6 +64,7 @@ use crate::{
     types::{ApplyResult, Cmd, Op, ShardNode, TypeConfig as C, WireModel, WireScript, WireTensor},
 };
 
+mod batch;
 mod collections;
 
 /// Where the fixtures live.
@@ -530,6 +531,8 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
 
     // Hashes and lists.
     out.extend(collections::fixtures(d.path()).await);
+    // Transactions.
+    out.extend(batch::fixtures().await);
 
     // DUMP payloads.
     let hello = Value::Str(Bytes::from_static(b"hello"));
@@ -645,7 +648,10 @@ async fn assert_fixture_log(ls: &mut LogStore) {
     };
     let c = cmd(0);
     assert_eq!((c.at_ms, c.origin, c.seq), (AT + 1, 1, 1));
-    match c.mutation(|_| unreachable!(), |_| unreachable!()).unwrap() {
+    match c
+        .mutation(|_, _| unreachable!(), |_, _| unreachable!())
+        .unwrap()
+    {
         Mutation::SetTensor { key, tensor: t } => {
             assert_eq!(
                 (key, t.as_ref()),

@@ -161,17 +161,13 @@ impl StateMachine {
         }
         let m = if cmd.loads_model() {
             let backends = self.backends.clone();
-            let key = match &cmd.op {
-                crate::types::Op::SetModel(k, _) | crate::types::Op::SetScript(k, _) => k.clone(),
-                _ => bytes::Bytes::new(),
-            };
             // A model this node cannot load, or a script it cannot compile, is kept (answering
             // its runs with the error), never skipped: a replica must not silently lack what
             // the others hold.
             let load = move || {
                 cmd.mutation(
-                    |w| w.load_or_keep(&backends, &key),
-                    |s| Ok(s.compile_or_keep(&backends, &key)),
+                    |key, w| w.load_or_keep(&backends, key),
+                    |key, s| Ok(s.compile_or_keep(&backends, key)),
                 )
             };
             match tokio::task::spawn_blocking(load).await {
@@ -180,8 +176,8 @@ impl StateMachine {
             }
         } else {
             cmd.mutation(
-                |_| Err(shardai_protocol::Error::Syntax),
-                |_| Err(shardai_protocol::Error::Syntax),
+                |_, _| Err(shardai_protocol::Error::Syntax),
+                |_, _| Err(shardai_protocol::Error::Syntax),
             )
         };
         match m {

@@ -328,6 +328,8 @@ pub enum Op {
     SetHash(Bytes, Vec<(Bytes, Bytes)>),
     /// `Mutation::SetList`: key, elements head first.
     SetList(Bytes, Vec<Bytes>),
+    /// `Mutation::Batch`: a transaction's writes, applied in order as one entry.
+    Batch(Vec<Op>),
 }
 
 impl Op {
@@ -336,6 +338,7 @@ impl Op {
     pub fn loads_model(&self) -> bool {
         match self {
             Op::SetModel(..) | Op::SetScript(..) => true,
+            Op::Batch(ops) => ops.iter().any(Op::loads_model),
             Op::DelScript(_)
             | Op::HSet(..)
             | Op::HDel(..)
@@ -392,6 +395,7 @@ impl fmt::Display for Cmd {
             Op::Pop { key, .. } => ("Pop", Some(key)),
             Op::SetHash(k, _) => ("SetHash", Some(k)),
             Op::SetList(k, _) => ("SetList", Some(k)),
+            Op::Batch(ops) => ("Batch", ops.iter().find_map(Op::first_key)),
         };
         match key {
             Some(k) => write!(
@@ -407,7 +411,58 @@ impl fmt::Display for Cmd {
 impl Cmd {
     /// The wire form of `m`.
     pub fn of(m: &Mutation, at_ms: u64, origin: u64, seq: u64) -> Cmd {
-        let op = match m {
+        Cmd {
+            at_ms,
+            origin,
+            seq,
+            op: Op::of(m),
+        }
+    }
+
+    /// Rebuilds the mutation; `load` turns a wire model stored at a key into a loaded one,
+    /// `compile` a wire script into a compiled one.
+    pub fn mutation(
+        self,
+        mut load: impl FnMut(&Bytes, WireModel) -> Result<Model, Error>,
+        mut compile: impl FnMut(&Bytes, WireScript) -> Result<Script, Error>,
+    ) -> Result<Mutation, Error> {
+        self.op.into_mutation(&mut load, &mut compile)
+    }
+
+    /// True when applying needs a backend call (loading a model, compiling a script).
+    pub fn loads_model(&self) -> bool {
+        self.op.loads_model()
+    }
+}
+
+impl Op {
+    /// The key named first (for log lines).
+    fn first_key(&self) -> Option<&Bytes> {
+        match self {
+            Op::SetTensor(k, _)
+            | Op::SetModel(k, _)
+            | Op::DelModel(k)
+            | Op::Set { key: k, .. }
+            | Op::IncrBy(k, _)
+            | Op::SetScript(k, _)
+            | Op::DelScript(k)
+            | Op::HSet(k, _)
+            | Op::HDel(k, _)
+            | Op::Push { key: k, .. }
+            | Op::Pop { key: k, .. }
+            | Op::SetHash(k, _)
+            | Op::SetList(k, _) => Some(k),
+            Op::SetTensors(v) => v.first().map(|(k, _)| k),
+            Op::MSet(v) => v.first().map(|(k, _)| k),
+            Op::Del(v) => v.first(),
+            Op::Batch(ops) => ops.iter().find_map(Op::first_key),
+            Op::Flush | Op::ExpireDue => None,
+        }
+    }
+
+    /// The wire form of `m`.
+    pub fn of(m: &Mutation) -> Op {
+        match m {
             Mutation::SetTensor { key, tensor } => {
                 Op::SetTensor(key.clone(), WireTensor::of(tensor))
             }
@@ -473,23 +528,17 @@ impl Cmd {
             Mutation::SetList { key, list } => {
                 Op::SetList(key.clone(), list.iter().cloned().collect())
             }
-        };
-        Cmd {
-            at_ms,
-            origin,
-            seq,
-            op,
+            Mutation::Batch(ms) => Op::Batch(ms.iter().map(Op::of).collect()),
         }
     }
 
-    /// Rebuilds the mutation; `load` turns a wire model into a loaded one, `compile` a wire
-    /// script into a compiled one.
-    pub fn mutation(
+    /// Rebuilds the mutation (see [`Cmd::mutation`]).
+    fn into_mutation(
         self,
-        load: impl FnOnce(WireModel) -> Result<Model, Error>,
-        compile: impl FnOnce(WireScript) -> Result<Script, Error>,
+        load: &mut impl FnMut(&Bytes, WireModel) -> Result<Model, Error>,
+        compile: &mut impl FnMut(&Bytes, WireScript) -> Result<Script, Error>,
     ) -> Result<Mutation, Error> {
-        Ok(match self.op {
+        Ok(match self {
             Op::SetTensor(key, t) => Mutation::SetTensor {
                 key,
                 tensor: t.tensor()?,
@@ -500,8 +549,8 @@ impl Cmd {
                     .collect::<Result<_, Error>>()?,
             ),
             Op::SetModel(key, m) => Mutation::SetModel {
+                model: Arc::new(load(&key, m)?),
                 key,
-                model: Arc::new(load(m)?),
             },
             Op::DelModel(k) => Mutation::DelModel(k),
             Op::Set {
@@ -531,8 +580,8 @@ impl Cmd {
             Op::Flush => Mutation::Flush,
             Op::ExpireDue => Mutation::ExpireDue,
             Op::SetScript(key, s) => Mutation::SetScript {
+                script: Arc::new(compile(&key, s)?),
                 key,
-                script: Arc::new(compile(s)?),
             },
             Op::DelScript(k) => Mutation::DelScript(k),
             Op::HSet(key, pairs) => Mutation::HSet { key, pairs },
@@ -561,12 +610,12 @@ impl Cmd {
                 key,
                 list: Arc::new(List::from_items(items)),
             },
+            Op::Batch(ops) => Mutation::Batch(
+                ops.into_iter()
+                    .map(|op| op.into_mutation(load, compile))
+                    .collect::<Result<_, Error>>()?,
+            ),
         })
-    }
-
-    /// True when applying needs a backend call (loading a model, compiling a script).
-    pub fn loads_model(&self) -> bool {
-        self.op.loads_model()
     }
 }
 
@@ -590,6 +639,8 @@ pub enum ApplyResult {
     Err(String),
     /// `Applied::Values`.
     Values(Option<Vec<Bytes>>),
+    /// `Applied::Batch`: one result per mutation of the batch.
+    Batch(Vec<ApplyResult>),
 }
 
 impl From<Result<Applied, Error>> for ApplyResult {
@@ -599,6 +650,7 @@ impl From<Result<Applied, Error>> for ApplyResult {
             Ok(Applied::Int(n)) => ApplyResult::Int(n),
             Ok(Applied::Set { written, old }) => ApplyResult::Set { written, old },
             Ok(Applied::Values(v)) => ApplyResult::Values(v),
+            Ok(Applied::Batch(v)) => ApplyResult::Batch(v.into_iter().map(Into::into).collect()),
             Err(e) => ApplyResult::Err(e.wire_text()),
         }
     }
@@ -613,6 +665,9 @@ impl ApplyResult {
             ApplyResult::Set { written, old } => Ok(Applied::Set { written, old }),
             ApplyResult::Err(text) => Err(Error::Verbatim(text)),
             ApplyResult::Values(v) => Ok(Applied::Values(v)),
+            ApplyResult::Batch(v) => Ok(Applied::Batch(
+                v.into_iter().map(ApplyResult::into_result).collect(),
+            )),
         }
     }
 }
@@ -649,16 +704,44 @@ mod tests {
             },
             Mutation::Del(vec![Bytes::from_static(b"a")]),
             Mutation::Flush,
+            Mutation::Batch(vec![
+                Mutation::set(Bytes::from_static(b"k"), Bytes::from_static(b"v")),
+                Mutation::Del(vec![Bytes::from_static(b"k")]),
+            ]),
         ];
         for m in muts {
             let cmd = Cmd::of(&m, 5, 1, 2);
             let bytes = bincode::serialize(&cmd).unwrap();
             let back: Cmd = bincode::deserialize(&bytes).unwrap();
             let m2 = back
-                .mutation(|_| unreachable!(), |_| unreachable!())
+                .mutation(|_, _| unreachable!(), |_, _| unreachable!())
                 .unwrap();
             assert_eq!(format!("{m:?}"), format!("{m2:?}"));
         }
+    }
+
+    #[test]
+    fn a_batch_result_round_trips() {
+        let r: ApplyResult = Ok(Applied::Batch(vec![
+            Ok(Applied::Int(2)),
+            Err(Error::WrongType),
+        ]))
+        .into();
+        assert_eq!(
+            r,
+            ApplyResult::Batch(vec![
+                ApplyResult::Int(2),
+                ApplyResult::Err(Error::WrongType.wire_text())
+            ])
+        );
+        let Ok(Applied::Batch(back)) = r.into_result() else {
+            panic!()
+        };
+        assert_eq!(back[0], Ok(Applied::Int(2)));
+        assert_eq!(
+            back[1].as_ref().unwrap_err().wire_text(),
+            Error::WrongType.wire_text()
+        );
     }
 
     #[test]

@@ -123,3 +123,82 @@ def test_watch_with_redis_py_s_optimistic_locking(server):
     with pytest.raises(redis.ResponseError, match="WATCH inside MULTI is not allowed"):
         c.execute_command("MULTI")
         c.execute_command("WATCH", "x")
+
+
+def log_index(node):
+    return int(node.replication()["raft_last_log_index"])
+
+
+def test_exec_is_one_replicated_entry_applied_on_every_replica_and_after_restart():
+    from harness import ROOT
+    from shardcluster import Cluster
+
+    blob = (ROOT / "tests" / "models" / "redisai" / "linear_iris.onnx").read_bytes()
+    cluster = Cluster(3)
+    try:
+        lead = cluster.leader()
+        r = lead.client()
+        before = log_index(lead)
+        p = r.pipeline()
+        p.set("a{t}", 1).incr("a{t}").get("a{t}").hset("h{t}", mapping={"f": "v"})
+        p.rpush("l{t}", "x", "y").incr("h{t}")
+        p.execute_command("AI.MODELSTORE", "m{t}", "ONNX", "CPU", "BLOB", blob)
+        p.execute_command("AI.TENSORSET", "in{t}", "FLOAT", 1, 4, "VALUES", 5.0, 3.4, 1.6, 0.4)
+        got = p.execute(raise_on_error=False)
+        assert got[:5] == [True, 2, b"2", 1, 2], got
+        assert isinstance(got[5], redis.ResponseError) and "WRONGTYPE" in str(got[5])
+        assert got[6:] == [b"OK", b"OK"]
+        # Six writes (one of them failing, as in Redis), one log entry.
+        assert log_index(lead) == before + 1
+
+        # Keys of two slots: CROSSSLOT for the whole transaction, nothing written.
+        p = r.pipeline()
+        p.set("x1", 1).set("x2", 2)
+        with pytest.raises(redis.ResponseError, match="hash to the same slot"):
+            p.execute()
+        assert r.exists("x1") == 0 and r.exists("x2") == 0
+        assert log_index(lead) == before + 1
+
+        run = ("AI.DAGEXECUTE_RO", "LOAD", 1, "in{t}", "|>", "AI.MODELEXECUTE", "m{t}",
+               "INPUTS", 1, "in{t}", "OUTPUTS", 1, "o", "|>", "AI.TENSORGET", "o", "VALUES")
+        want = r.execute_command(*run)
+
+        def check(node):
+            c = node.client()
+            c.execute_command("READONLY")
+            assert c.get("a{t}") == b"2"
+            assert c.hgetall("h{t}") == {b"f": b"v"}
+            assert c.lrange("l{t}", 0, -1) == [b"x", b"y"]
+            assert c.execute_command(*run) == want
+            c.close()
+
+        for f in cluster.followers():
+            cluster.wait_caught_up(f)
+            check(f)
+
+        # Every node killed and restarted: the entry is replayed from the logs.
+        for x in cluster.nodes:
+            x.kill()
+        for x in cluster.nodes:
+            x.start()
+        lead = cluster.leader()
+        for x in cluster.nodes:
+            cluster.wait_caught_up(x)
+            check(x)
+    finally:
+        cluster.close()
+
+
+def test_reads_in_a_transaction_see_its_earlier_writes(server):
+    r = server.client()
+    r.set("gone", "x")
+    p = r.pipeline()
+    p.set("a", 1).get("a").flushall().get("a").get("gone").set("b", 2).exists("a", "b")
+    assert p.execute() == [True, b"1", True, None, None, True, 1]
+    assert r.get("b") == b"2" and r.exists("a", "gone") == 0
+    # A command that reads the whole keyspace: the writes are proposed one by one, and the
+    # replies are the same.
+    p = r.pipeline()
+    p.set("c", 3).dbsize().incr("c").keys("*")
+    got = p.execute()
+    assert got[:3] == [True, 2, 4] and sorted(got[3]) == [b"b", b"c"]

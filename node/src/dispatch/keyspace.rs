@@ -18,6 +18,7 @@ pub(super) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
             Some(v) => Reply::Array(v.into_iter().map(Reply::Bulk).collect()),
             None => Reply::NilArray,
         },
+        Ok(Applied::Batch(v)) => Reply::Array(v.into_iter().map(applied).collect()),
         Err(e) => Reply::Error(e),
     }
 }

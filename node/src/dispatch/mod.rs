@@ -23,7 +23,7 @@ mod server;
 mod setslot;
 mod strings;
 mod tensor;
-mod transaction;
+pub mod transaction;
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -44,8 +44,18 @@ pub enum Flow {
 /// and given only what it uses (the store, the proposer, the engine, settings); the match
 /// is exhaustive, so a new [`Command`] variant without a handler does not compile.
 pub async fn execute(cmd: Command, shared: &Arc<Shared>, conn: &mut ConnState) -> (Reply, Flow) {
-    let store = &**shared.store();
-    let proposer = &*shared.proposer;
+    run(cmd, shared, conn, &*shared.proposer).await
+}
+
+/// [`execute`] with keyed reads and writes going to `proposer` and its store (EXEC runs a
+/// transaction's commands on a [`shardai_engine::Staging`]).
+async fn run(
+    cmd: Command,
+    shared: &Arc<Shared>,
+    conn: &mut ConnState,
+    proposer: &dyn shardai_engine::Proposer,
+) -> (Reply, Flow) {
+    let store = &**proposer.store();
     let engine = &shared.engine;
     let max_bulk = || shared.runtime.max_bulk.load(Ordering::Relaxed);
     let reply = match cmd {

@@ -1,7 +1,13 @@
 //! MULTI, EXEC, DISCARD, WATCH and UNWATCH. The connection loop queues the commands sent
-//! after MULTI (`ConnState::tx`); EXEC runs them in order through [`super::execute`] while
-//! the connection loop holds `Shared::tx_gate` exclusively, so no other client's command runs
-//! on this node in between. Each write is proposed as it comes, its own log entry.
+//! after MULTI (`ConnState::tx`, with the keys each names: [`staged_keys`]); EXEC runs them
+//! in order while the connection loop holds `Shared::tx_gate` exclusively, so no other
+//! client's command runs on this node in between.
+//!
+//! EXEC runs the commands on a copy of the keys they name ([`Store::subset`], through a
+//! [`Staging`] proposer), so each sees the writes before it, then proposes all their writes
+//! as one `Mutation::Batch`: one log entry, applied on every replica at once or not at all.
+//! A transaction holding a command that reaches beyond its keys (DBSIZE, KEYS, SCAN, INFO,
+//! CONFIG, MIGRATE, ...) cannot run on such a copy: its writes are proposed one by one.
 //!
 //! As in RedisAI, the commands that run models and scripts (AI.MODELEXECUTE, AI.SCRIPTEXECUTE,
 //! the DAG commands and their deprecated forms) are queued but answer `ERR Cannot run RedisAI
@@ -10,8 +16,9 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
-use shardai_engine::{Store, Value};
-use shardai_protocol::{Command, Error, Reply};
+use shardai_engine::{Applied, Mutation, Staging, Store, Value, now_ms};
+use shardai_protocol::{Command, Error, Reply, table::CommandSpec};
+use tracing::warn;
 
 use crate::{
     client::{ConnState, Transaction},
@@ -80,6 +87,30 @@ fn runs_models(cmd: &Command) -> bool {
     )
 }
 
+/// Keyless commands that touch neither the keyspace beyond the transaction's keys nor the
+/// server: a transaction holding them still runs on a copy of its keys. FLUSHALL empties
+/// the copy as it empties the keyspace.
+const WITHIN_KEYS: &[&str] = &["ping", "echo", "select", "flushall", "flushdb"];
+
+/// The keys a request to `spec` names, for queuing it in a transaction; `None` when it
+/// reaches beyond them (see [`WITHIN_KEYS`]; MIGRATE sends its keys elsewhere).
+pub fn staged_keys(spec: &CommandSpec, argv: &[Bytes]) -> Option<Vec<Bytes>> {
+    if spec.name == "migrate" {
+        return None;
+    }
+    if spec.first_key > 0 || spec.has_movable_keys() {
+        return spec
+            .keys(argv)
+            .ok()
+            .map(|k| k.into_iter().cloned().collect());
+    }
+    WITHIN_KEYS.contains(&spec.name).then(Vec::new)
+}
+
+fn refused_in_exec() -> Reply {
+    err("ERR Cannot run RedisAI command within a transaction or a LUA script")
+}
+
 /// EXEC: the queued commands' replies in order; a null array when a WATCHed key changed;
 /// EXECABORT when a command was refused while queuing.
 pub(super) fn exec<'a>(
@@ -98,17 +129,124 @@ pub(super) fn exec<'a>(
         if watched.iter().any(|(k, v)| !unchanged(v, &store.get(k))) {
             return Reply::NilArray;
         }
+        if tx.beyond_keys {
+            return one_by_one(tx.queued, shared, conn).await;
+        }
+        let staging = Staging::new(store.subset(&tx.keys, now_ms()));
         let mut replies = Vec::with_capacity(tx.queued.len());
         for cmd in tx.queued {
             if runs_models(&cmd) {
-                replies.push(err(
-                    "ERR Cannot run RedisAI command within a transaction or a LUA script",
-                ));
+                replies.push(refused_in_exec());
                 continue;
             }
-            let (reply, _) = super::execute(cmd, shared, conn).await;
+            let (reply, _) = super::run(cmd, shared, conn, &staging).await;
             replies.push(reply);
+        }
+        let (mut writes, staged): (Vec<Mutation>, Vec<_>) =
+            staging.into_writes().into_iter().unzip();
+        let proposal = match writes.len() {
+            0 => return Reply::Array(replies),
+            1 => writes.pop().expect("one write"),
+            _ => Mutation::Batch(writes),
+        };
+        // All or nothing: a proposal that fails leaves every write of the transaction out.
+        let applied = match shared.proposer.propose(proposal).await {
+            Ok(a) => a,
+            Err(e) => return Reply::Error(e),
+        };
+        let applied = match applied {
+            Applied::Batch(v) if staged.len() > 1 => v,
+            one => vec![Ok(one)],
+        };
+        if !same_results(&staged, &applied) {
+            // Only a deadline passing between the two applies can do this.
+            warn!(
+                writes = staged.len(),
+                "a transaction's writes applied with other results than EXEC answered"
+            );
         }
         Reply::Array(replies)
     })
+}
+
+/// EXEC for a transaction that reaches beyond its keys: each write is its own proposal.
+async fn one_by_one(queued: Vec<Command>, shared: &Arc<Shared>, conn: &mut ConnState) -> Reply {
+    let mut replies = Vec::with_capacity(queued.len());
+    for cmd in queued {
+        if runs_models(&cmd) {
+            replies.push(refused_in_exec());
+            continue;
+        }
+        let (reply, _) = super::execute(cmd, shared, conn).await;
+        replies.push(reply);
+    }
+    Reply::Array(replies)
+}
+
+type Outcome = Result<Applied, Error>;
+
+/// True when two lists of results agree (errors by their wire text: a result that crossed
+/// the bus carries its error as text).
+fn same_results(a: &[Outcome], b: &[Outcome]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Ok(x), Ok(y)) => x == y,
+            (Err(x), Err(y)) => x.wire_text() == y.wire_text(),
+            _ => false,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use shardai_protocol::table;
+
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn keys_of(words: &[&str]) -> Option<Vec<Bytes>> {
+        let (_, spec) = table::lookup_indexed(words[0].as_bytes()).unwrap();
+        staged_keys(spec, &argv(words))
+    }
+
+    #[test]
+    fn queued_commands_name_their_keys_or_reach_beyond_them() {
+        assert_eq!(keys_of(&["set", "a", "1"]), Some(argv(&["a"])));
+        assert_eq!(
+            keys_of(&["mset", "a", "1", "b", "2"]),
+            Some(argv(&["a", "b"]))
+        );
+        assert_eq!(
+            keys_of(&["ai.tensorset", "t", "FLOAT", "1", "VALUES", "1"]),
+            Some(argv(&["t"]))
+        );
+        assert_eq!(keys_of(&["ping"]), Some(vec![]));
+        assert_eq!(keys_of(&["flushall"]), Some(vec![]));
+        for beyond in [
+            &["dbsize"][..],
+            &["keys", "*"],
+            &["info"],
+            &["config", "get", "maxmemory"],
+            &["migrate", "h", "1", "k", "0", "1000"],
+        ] {
+            assert_eq!(keys_of(beyond), None, "{beyond:?}");
+        }
+    }
+
+    #[test]
+    fn results_compare_errors_by_their_text() {
+        let a = [Ok(Applied::Int(1)), Err(Error::WrongType)];
+        let b = [
+            Ok(Applied::Int(1)),
+            Err(Error::Verbatim(Error::WrongType.wire_text())),
+        ];
+        assert!(same_results(&a, &b));
+        assert!(!same_results(&a, &b[..1]));
+        assert!(!same_results(&[Ok(Applied::Int(2))], &b[..1]));
+    }
 }

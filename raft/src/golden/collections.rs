@@ -12,7 +12,7 @@ fn b(s: &'static str) -> Bytes {
 }
 
 /// The `Op` variants appended after `script_ops()`'s, in variant index order.
-fn collection_ops() -> Vec<Op> {
+pub(super) fn collection_ops() -> Vec<Op> {
     vec![
         Op::HSet(b("h"), vec![(b("f"), b("v")), (b("g"), b("w"))]),
         Op::HDel(b("h"), vec![b("f")]),
