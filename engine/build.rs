@@ -1,10 +1,20 @@
 //! Builds the TorchScript script shim (`csrc/torch_script.cpp`) when the `torch` feature is
 //! on, against the libtorch that `tch` links (the `LIBTORCH` folder, set for the workspace in
-//! `.cargo/config.toml`).
+//! `.cargo/config.toml`), and ONNX Runtime's memory-limited allocator
+//! (`csrc/onnx_allocator.cpp`) when the `onnx` feature is on.
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/torch_script.cpp");
+    println!("cargo:rerun-if-changed=csrc/onnx_allocator.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    if std::env::var_os("CARGO_FEATURE_ONNX").is_some() {
+        // Plain C++: ONNX Runtime is opened at run time, its allocator struct is mirrored.
+        cc::Build::new()
+            .cpp(true)
+            .std("c++17")
+            .file("csrc/onnx_allocator.cpp")
+            .compile("shardai_onnx_allocator");
+    }
     if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
         return;
     }

@@ -148,6 +148,13 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_MODEL_EXECUTION_TIMEOUT", default_value_t = 5000)]
     pub model_execution_timeout: u64,
 
+    /// Most memory ONNX Runtime may hold, in decimal MB (RedisAI's BACKEND_MEMORY_LIMIT; 0: no
+    /// limit). A model whose session would pass it is not stored, and a run that would pass
+    /// it fails, both with `Onnxruntime memory limit exceeded, memory allocation failed.`.
+    /// `AI.CONFIG BACKEND_MEMORY_LIMIT` changes it at run time.
+    #[arg(long, env = "SHARDAI_BACKEND_MEMORY_LIMIT", default_value_t = 0)]
+    pub backend_memory_limit: u64,
+
     /// Run as a cluster node (Redis's cluster-enabled): every write is replicated through
     /// Raft to the shard's replicas and fsync'd on a majority before it is acknowledged.
     /// Form the cluster with `shardai cluster create HOST:PORT...`; a formed node restarts

@@ -56,6 +56,8 @@ pub struct Runtime {
     pub maxclients: AtomicUsize,
     /// AI.CONFIG MODEL_CHUNK_SIZE.
     pub model_chunk_size: AtomicUsize,
+    /// AI.CONFIG BACKEND_MEMORY_LIMIT, MB (0: none); the ONNX allocator holds the live value.
+    pub backend_memory_limit: AtomicU64,
     /// protected-mode.
     pub protected_mode: AtomicBool,
     /// maxmemory (0: no limit).
@@ -82,6 +84,7 @@ pub struct Engine {
 impl Engine {
     /// The engine `config` asks for.
     pub fn for_config(config: &Config) -> Self {
+        shardai_engine::backend::onnx_memory::set_limit_mb(config.backend_memory_limit);
         let threads = shardai_engine::backend::Settings {
             intra_op: config.intra_op_parallelism,
             inter_op: config.inter_op_parallelism,
@@ -180,6 +183,7 @@ impl Shared {
             max_bulk: AtomicUsize::new(config.proto_max_bulk_len),
             maxclients: AtomicUsize::new(config.maxclients),
             model_chunk_size: AtomicUsize::new(config.model_chunk_size),
+            backend_memory_limit: AtomicU64::new(config.backend_memory_limit),
             protected_mode: AtomicBool::new(config.protected_mode),
             maxmemory: AtomicUsize::new(config.maxmemory),
             in_flight: AtomicUsize::new(0),

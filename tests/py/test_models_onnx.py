@@ -1,6 +1,7 @@
 """ONNX models through the real server, checked against ONNX Runtime run in-process on the
 same inputs (the same library the server loads)."""
 import pathlib
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -102,3 +103,59 @@ def test_model_errors(r):
     with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
         r.execute_command("AI.MODELDEL", "str")
     assert "ai_onnxruntime_version" in r.info("ai_backends_info")
+
+
+def matmul_model(n):
+    """An ONNX MatMul with an `n`×`n` FLOAT weight (4·n² bytes) and a batch dimension."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((n, n), 0.5, dtype=np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", n])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+LIMIT_TEXT = "Onnxruntime memory limit exceeded, memory allocation failed."
+
+
+def test_backend_memory_limit_refuses_models_and_runs_past_it():
+    from conftest import Server
+
+    s = Server("--backend-memory-limit", "1")
+    try:
+        r = s.client()
+        blob = matmul_model(1000)  # 4 MB of weights
+        assert r.info("ai_load_time_configs")["ai_backend_memory_limit"] == 1
+        with pytest.raises(redis.ResponseError) as e:
+            r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob)
+        assert str(e.value) == "Exception during initialization: " + LIMIT_TEXT
+        assert r.exists("m") == 0
+
+        # Raised at run time: the model fits, a run's 8 MB output does not.
+        assert r.execute_command("AI.CONFIG", "BACKEND_MEMORY_LIMIT", 10) == b"OK"
+        assert r.execute_command("AI.CONFIG", "GET", "BACKEND_MEMORY_LIMIT") == 10
+        assert r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", blob) == b"OK"
+        held = r.info("ai_backends_info")["ai_onnxruntime_memory"]
+        assert 4_000_000 <= held < 10_000_000
+        x = np.ones((2000, 1000), dtype=np.float32)
+        r.execute_command("AI.TENSORSET", "x", "FLOAT", 2000, 1000, "BLOB", x.tobytes())
+        with pytest.raises(redis.ResponseError, match=LIMIT_TEXT.replace(".", r"\.") + "$"):
+            r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "x", "OUTPUTS", 1, "y")
+        assert r.exists("y") == 0
+        assert r.info("ai_backends_info")["ai_onnxruntime_memory"] == held
+
+        # 0: no limit.
+        assert r.execute_command("AI.CONFIG", "BACKEND_MEMORY_LIMIT", 0) == b"OK"
+        assert r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "x", "OUTPUTS", 1, "y") == b"OK"
+        assert get_float(r, "y")[1999, 999] == 500.0
+        for bad in ("-1", "ten"):
+            with pytest.raises(redis.ResponseError, match="BACKEND_MEMORY_LIMIT"):
+                r.execute_command("AI.CONFIG", "BACKEND_MEMORY_LIMIT", bad)
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)

@@ -24,6 +24,7 @@ macro_rules! sym {
 
 #[cfg(feature = "onnx")]
 mod onnx;
+pub mod onnx_memory;
 #[cfg(feature = "tf")]
 mod tf;
 #[cfg(feature = "tflite")]

@@ -53,6 +53,7 @@ impl Onnx {
             .with_name("shardai")
             .build()
             .map_err(|e| e.to_string())?;
+        super::onnx_memory::register(&env)?;
         let version = lib
             .file_name()
             .and_then(|n| n.to_str())
@@ -81,7 +82,12 @@ impl Backend for Onnx {
         super::cpu_only(device, "ONNX Runtime was not built with CUDA")?;
         let verbatim =
             |e: &dyn std::fmt::Display| Error::Verbatim(e.to_string().replace(['\r', '\n'], " "));
-        let mut builder = Session::builder(&self.env).map_err(|e| verbatim(&e))?;
+        // CPU memory from the environment's allocator: counted, and held to
+        // BACKEND_MEMORY_LIMIT (`onnx_memory`).
+        let mut builder = Session::builder(&self.env)
+            .map_err(|e| verbatim(&e))?
+            .with_env_allocators()
+            .map_err(|e| verbatim(&e))?;
         if self.threads.intra_op > 0 {
             builder = builder
                 .with_intra_threads(self.threads.intra_op)

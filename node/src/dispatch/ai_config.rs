@@ -1,4 +1,4 @@
-//! AI.CONFIG: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE and GET.
+//! AI.CONFIG: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE, BACKEND_MEMORY_LIMIT and GET.
 //!
 //! Loading a backend runs a library's native code in the server, so LOADBACKEND opens only
 //! files inside the backends path (relative paths resolve there, as in RedisAI), and
@@ -141,12 +141,21 @@ pub(super) async fn ai_config(
             info!(bytes = n, "AI.CONFIG MODEL_CHUNK_SIZE set");
             Reply::OK
         }
+        AiConfig::BackendMemoryLimit(mb) => {
+            rt.backend_memory_limit.store(mb, Ordering::Relaxed);
+            shardai_engine::backend::onnx_memory::set_limit_mb(mb);
+            info!(mb, "AI.CONFIG BACKEND_MEMORY_LIMIT set");
+            Reply::OK
+        }
         AiConfig::Get(name) => match name.as_str() {
             "backendspath" => match backends.path() {
                 Some(p) => Reply::Bulk(Bytes::from(p.display().to_string())),
                 None => Reply::Nil,
             },
             "model_chunk_size" => Reply::Int(rt.model_chunk_size.load(Ordering::Relaxed) as i64),
+            "backend_memory_limit" => {
+                Reply::Int(rt.backend_memory_limit.load(Ordering::Relaxed) as i64)
+            }
             _ => Reply::Error(Error::UnsupportedConfigName),
         },
     }

@@ -244,14 +244,35 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 "ai_model_execution_timeout".into(),
                 shared.config.model_execution_timeout.to_string(),
             ),
-            ("ai_backend_memory_limit".into(), "0".into()),
+            (
+                "ai_backend_memory_limit".into(),
+                shared
+                    .runtime
+                    .backend_memory_limit
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
         ],
         "ai_backends_info" => shared
             .engine
             .backends
             .versions()
             .into_iter()
-            .map(|(name, v)| (format!("ai_{name}_version"), v))
+            .flat_map(|(name, v)| {
+                let mut lines = vec![(format!("ai_{name}_version"), v)];
+                if name == "onnxruntime" {
+                    use shardai_engine::backend::onnx_memory;
+                    lines.push((
+                        "ai_onnxruntime_memory".into(),
+                        onnx_memory::in_use().to_string(),
+                    ));
+                    lines.push((
+                        "ai_onnxruntime_memory_access_num".into(),
+                        onnx_memory::accesses().to_string(),
+                    ));
+                }
+                lines
+            })
             .collect(),
         "ai_cpu" => {
             let (user, sys) = cpu_seconds();

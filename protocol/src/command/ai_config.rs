@@ -12,7 +12,8 @@ pub const MIN_MODEL_CHUNK_SIZE: u64 = 1024;
 /// The four backends RedisAI names.
 pub const BACKENDS: [&str; 4] = ["TF", "TFLITE", "TORCH", "ONNX"];
 
-/// `AI.CONFIG <BACKENDSPATH path | LOADBACKEND backend path | MODEL_CHUNK_SIZE n | GET name>`
+/// `AI.CONFIG <BACKENDSPATH path | LOADBACKEND backend path | MODEL_CHUNK_SIZE n |
+/// BACKEND_MEMORY_LIMIT mb | GET name>`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AiConfig {
     /// Sets the base folder for relative backend paths.
@@ -26,6 +27,8 @@ pub enum AiConfig {
     },
     /// Sets MODEL_CHUNK_SIZE in bytes.
     ModelChunkSize(u64),
+    /// Sets BACKEND_MEMORY_LIMIT in MB (0: none).
+    BackendMemoryLimit(u64),
     /// Reads an option (`BACKENDSPATH` or `MODEL_CHUNK_SIZE`), lower-cased.
     Get(String),
 }
@@ -57,6 +60,16 @@ pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
                 return Err(Error::ChunkSizeTooSmall(MIN_MODEL_CHUNK_SIZE));
             }
             AiConfig::ModelChunkSize(n)
+        }
+        "backend_memory_limit" => {
+            let n = c.next_opt().ok_or_else(|| c.arity_error())?;
+            let n = parse_i64(&n).filter(|n| *n >= 0).ok_or_else(|| {
+                Error::Verbatim(
+                    "ERR BACKEND_MEMORY_LIMIT: the limit must be a whole number of MB, 0 for none"
+                        .into(),
+                )
+            })?;
+            AiConfig::BackendMemoryLimit(n as u64)
         }
         "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
         _ => return Err(Error::UnsupportedSubcommand),
@@ -92,7 +105,12 @@ mod tests {
             parse("AI.CONFIG MODEL_CHUNK_SIZE 1048576").unwrap(),
             Command::AiConfig(AiConfig::ModelChunkSize(1048576))
         );
+        assert_eq!(
+            parse("AI.CONFIG backend_memory_limit 0").unwrap(),
+            Command::AiConfig(AiConfig::BackendMemoryLimit(0))
+        );
         let err = |s| parse(s).unwrap_err().wire_text();
+        assert!(err("AI.CONFIG BACKEND_MEMORY_LIMIT -1").contains("whole number of MB"));
         assert_eq!(
             err("AI.CONFIG BACKENDSPATH"),
             "ERR BACKENDSPATH: missing path argument"
