@@ -120,7 +120,11 @@ def test_torch_errors(r, pt):
     r.execute_command("AI.TENSORSET", "a", "FLOAT", 2, 3)
     with pytest.raises(redis.ResponseError, match="^Number of keys given as OUTPUTS here does not match model definition$"):
         r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 2, "c", "d")
-    with pytest.raises(redis.ResponseError):
+    # forward(self, a, b): the count is checked before the run, with RedisAI's text.
+    with pytest.raises(redis.ResponseError, match="^Number of keys given as INPUTS here does not match model definition$"):
         r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 1, "a", "OUTPUTS", 1, "c")
+    with pytest.raises(redis.ResponseError, match="^Number of keys given as INPUTS here does not match model definition$"):
+        r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 3, "a", "a", "a", "OUTPUTS", 1, "c")
+    assert r.execute_command("AI.INFO", "mul")[-1] == 0, "refused before it ran"
     assert r.exists("c") == 0 and r.exists("d") == 0
     assert "ai_Torch_version" in r.info("ai_backends_info")

@@ -253,10 +253,12 @@ fn flatten(v: IValue, out: &mut Vec<Tensor>) -> Result<(), Error> {
 }
 
 impl LoadedModel for TorchModel {
+    /// `forward`'s parameters (as RedisAI counts them), when they could be read.
     fn num_inputs(&self) -> Option<usize> {
-        None
+        self.names.as_ref().map(|(inputs, _)| inputs.len())
     }
 
+    /// Not checked before a run: a module may return a list of any length.
     fn num_outputs(&self) -> Option<usize> {
         None
     }
