@@ -1521,8 +1521,34 @@ def test_redis_execute_runs_with_the_callers_acl(server):
     err = error_of(r, "AI.SCRIPTEXECUTE", "rs{1}", "test_set_key", "KEYS", 1, "x{1}", "ARGS", 1, 1)
     assert in_traceback(err, "NOPERM"), err
     assert admin.exists("x{1}") == 0
+    # The denial is in ACL LOG, as a client's would be.
+    log = admin.execute_command("ACL", "LOG")
+    entry = dict(zip(log[0][::2], log[0][1::2]))
+    assert entry[b"username"] == b"reader" and entry[b"object"] == b"set", entry
     r.close()
     admin.close()
+
+
+GROW = """
+def grow(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("AI.TENSORSET", keys[0], "FLOAT", "1000", "1000")
+"""
+
+
+def test_redis_execute_writes_are_held_to_maxmemory(server):
+    c = server.client()
+    store(c, "grow{1}", GROW, "grow")
+    run = ("AI.SCRIPTEXECUTE", "grow{1}", "grow", "KEYS", 1, "t{1}")
+    # Room for the request, not for the 4 MB tensor the script makes.
+    used = c.info("memory")["used_memory"]
+    c.config_set("maxmemory", used + 1_000_000)
+    err = error_of(c, *run)
+    assert in_traceback(err, "OOM command not allowed"), err
+    assert c.exists("t{1}") == 0
+    c.config_set("maxmemory", 0)
+    assert ok(c.execute_command(*run))
+    assert c.execute_command("AI.TENSORGET", "t{1}", "META")[3] == [1000, 1000]
+    c.close()
 
 
 def test_model_execute_from_a_script(c):

@@ -2,7 +2,8 @@
 //! client that called the script, and `redisAI.model_execute` runs a stored model.
 //!
 //! Both are called on the run-queue thread running the script. A command goes through the
-//! same checks as a client's (its user's ACL, the command's own parser) and the same handlers
+//! same checks as a client's (its user's ACL, denials recorded in ACL LOG; maxmemory for a
+//! write that grows the dataset; the command's own parser) and the same handlers
 //! (`dispatch::execute`), so a write is proposed through the shard's Raft log like any other
 //! and is refused where the node cannot write. A script may only touch keys in the hash slots
 //! of its command's keys (the script key, KEYS, INPUTS and OUTPUTS; a DAG's LOAD, PERSIST and
@@ -173,6 +174,7 @@ impl Host {
             if let Some(user) = &self.user
                 && let Err(d) = self.shared.acl.check(user, index, spec, &argv)
             {
+                self.shared.acl.log_denial(&d, &user.name, self.info.line());
                 return Reply::Error(d.error);
             }
             let keys = match spec.keys(&argv) {
@@ -195,9 +197,25 @@ impl Host {
         } else if REFUSED.contains(&spec.name) {
             return Reply::Error(allowed(spec, &[], &[]).err().unwrap_or(Error::Syntax));
         }
+        let request_bytes: usize = argv.iter().map(Bytes::len).sum();
         let cmd = match Command::parse_for(spec, argv) {
             Ok(cmd) => cmd,
             Err(e) => return Reply::Error(e),
+        };
+        // maxmemory, as for a client's write that grows the dataset.
+        let rt = &self.shared.runtime;
+        let _admitted = if spec.flags.contains(&"denyoom") {
+            match crate::memory::admit(
+                self.shared.store().used_bytes(),
+                &rt.in_flight,
+                crate::memory::growth(&cmd, request_bytes),
+                rt.maxmemory.load(Ordering::Relaxed),
+            ) {
+                Ok(a) => a,
+                Err(e) => return Reply::Error(e),
+            }
+        } else {
+            None
         };
         let mut conn = ConnState::new(self.info.clone(), self.user.clone(), self.acl_generation);
         // This thread is a run-queue thread, not one of the runtime's: it may wait on it.
