@@ -36,13 +36,18 @@ std::atomic<unsigned long long> g_in_use{0};
 std::atomic<unsigned long long> g_accesses{0};
 
 void *take(size_t size) {
-    const unsigned long long total = size + kHeader;
-    const unsigned long long limit = g_limit.load(std::memory_order_relaxed);
-    unsigned long long now = g_in_use.fetch_add(total, std::memory_order_relaxed) + total;
-    if (limit != 0 && now > limit) {
-        g_in_use.fetch_sub(total, std::memory_order_relaxed);
-        throw std::runtime_error("Onnxruntime memory limit exceeded, memory allocation failed.");
+    if (size > SIZE_MAX - kHeader) {
+        throw std::bad_alloc();
     }
+    const unsigned long long total = static_cast<unsigned long long>(size) + kHeader;
+    const unsigned long long limit = g_limit.load(std::memory_order_relaxed);
+    // Reserved only when it fits, so that a refusal never makes another allocation fail.
+    unsigned long long cur = g_in_use.load(std::memory_order_relaxed);
+    do {
+        if (limit != 0 && (total > limit || cur > limit - total)) {
+            throw std::runtime_error("Onnxruntime memory limit exceeded, memory allocation failed.");
+        }
+    } while (!g_in_use.compare_exchange_weak(cur, cur + total, std::memory_order_relaxed));
     void *block = nullptr;
     if (posix_memalign(&block, kHeader, total) != 0 || block == nullptr) {
         g_in_use.fetch_sub(total, std::memory_order_relaxed);

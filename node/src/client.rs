@@ -53,6 +53,8 @@ pub struct Transaction {
     pub beyond_keys: bool,
     /// A queued command writes.
     pub writes: bool,
+    /// ASKING came just before MULTI: it holds until EXEC, as in Redis.
+    pub asking: bool,
 }
 
 impl Transaction {

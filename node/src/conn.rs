@@ -193,11 +193,15 @@ async fn handle(
 ) -> Flow {
     // Held until the reply is built (see `Cluster::admit`).
     let mut migration_guard = None;
+    // ASKING just before MULTI holds until EXEC.
+    let mut asking_multi = false;
     let parsed = match table::lookup_indexed(&argv[0]) {
         Some((i, spec)) => {
             state.info.last_cmd.store(i, Ordering::Relaxed);
-            // ASKING holds for the one command after it.
-            let asking = route::is_asking(spec, std::mem::take(&mut state.asking));
+            // ASKING holds for the one command after it (and through a transaction it opens).
+            let asking = route::is_asking(spec, std::mem::take(&mut state.asking))
+                || state.tx.as_ref().is_some_and(|tx| tx.asking);
+            asking_multi = asking && spec.name == "multi";
             // As Redis: arity first (a wrong count is answered by the parser, before any
             // routing), then authentication and permissions, then routing.
             if spec.arity_ok(argv.len()) {
@@ -207,11 +211,16 @@ async fn handle(
                     return flow;
                 }
                 if let Some(cluster) = &shared.cluster {
-                    let admitted = match exec_request(spec, state) {
+                    let admitted = match state
+                        .tx
+                        .as_ref()
+                        .filter(|tx| spec.name == "exec" && !tx.failed && !tx.keys.is_empty())
+                    {
                         // EXEC is routed by its transaction's keys, as one request.
-                        Some((spec, argv)) => {
+                        Some(tx) => {
+                            let asking = asking || tx.asking;
                             cluster
-                                .admit(spec, &argv, state.readonly, false, state.tls)
+                                .admit_exec(&tx.keys, tx.writes, state.readonly, asking, state.tls)
                                 .await
                         }
                         None => {
@@ -284,14 +293,22 @@ async fn handle(
                     (Reply::Status("QUEUED"), Flow::Continue)
                 }
                 Ok(admitted) => {
-                    // EXEC runs with no other client's command on this node.
+                    // EXEC runs with no other client's command on this node. In a cluster
+                    // MIGRATE takes no part: it takes the migration lock exclusively, which
+                    // an EXEC of keys holds shared (taking the gate too would order the two
+                    // locks both ways).
                     let _gate = if cmd == Command::Exec {
                         Gate::Exclusive(shared.tx_gate.write().await)
+                    } else if matches!(cmd, Command::Migrate(_)) && shared.cluster.is_some() {
+                        Gate::None
                     } else {
                         Gate::Shared(shared.tx_gate.read().await)
                     };
                     let done = dispatch::execute(cmd, shared, state).await;
                     drop(admitted);
+                    if asking_multi && let Some(tx) = state.tx.as_mut() {
+                        tx.asking = true;
+                    }
                     done
                 }
                 Err(e) => {
@@ -310,30 +327,12 @@ async fn handle(
     flow
 }
 
-/// For an EXEC whose transaction names keys: the request it is routed as, a multi-key
-/// write (DEL) or read (EXISTS) of those keys, so that Redis Cluster's rules apply to the
-/// transaction as a whole (one slot, or CROSSSLOT; MOVED/ASK/TRYAGAIN when the slot is
-/// elsewhere or moving) and the migration lock is held while it runs.
-fn exec_request(
-    spec: &table::CommandSpec,
-    state: &ConnState,
-) -> Option<(&'static table::CommandSpec, Vec<Bytes>)> {
-    let tx = state.tx.as_ref().filter(|tx| !tx.failed)?;
-    if spec.name != "exec" || tx.keys.is_empty() {
-        return None;
-    }
-    let name: &[u8] = if tx.writes { b"del" } else { b"exists" };
-    let (_, as_spec) = table::lookup_indexed(name)?;
-    let argv = std::iter::once(Bytes::from_static(name))
-        .chain(tx.keys.iter().cloned())
-        .collect();
-    Some((as_spec, argv))
-}
-
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.
 enum Gate<'a> {
     Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
     Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+    /// MIGRATE in a cluster (see `handle`).
+    None,
 }
 
 /// True for the commands queued after MULTI (all but those that end or shape it).

@@ -270,6 +270,9 @@ pub enum Error {
     /// AI.CONFIG MODEL_CHUNK_SIZE without a valid positive size.
     #[error("ERR MODEL_CHUNK_SIZE: missing chunk size")]
     ChunkSizeMissing,
+    /// AI.CONFIG BACKEND_MEMORY_LIMIT without a whole number 0 or more.
+    #[error("ERR BACKEND_MEMORY_LIMIT: the limit must be a whole number of MB, 0 for none")]
+    InvalidMemoryLimit,
     /// A RedisAI argument error whose full text (with or without `ERR`) is sent as it is, as
     /// RedisAI's module errors are; the texts are listed in `docs/redisai-model-commands.md`.
     #[error("{0}")]

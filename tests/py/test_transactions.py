@@ -202,3 +202,19 @@ def test_reads_in_a_transaction_see_its_earlier_writes(server):
     p.set("c", 3).dbsize().incr("c").keys("*")
     got = p.execute()
     assert got[:3] == [True, 2, 4] and sorted(got[3]) == [b"b", b"c"]
+
+
+def test_a_failing_write_has_its_error_in_exec_s_array(server):
+    c = raw(server)
+    c.set("s", "x")
+    c.execute_command("MULTI")
+    c.execute_command("INCR", "s")
+    got = c.execute_command("EXEC")
+    assert isinstance(got, list) and len(got) == 1, got
+    assert isinstance(got[0], redis.ResponseError) and "not an integer" in str(got[0])
+    c.execute_command("MULTI")
+    c.execute_command("SET", "k", "v")
+    c.execute_command("MIGRATE", "127.0.0.1", 1, "k", 0, 1000)
+    got = c.execute_command("EXEC")
+    assert got[0] == b"OK" and str(got[1]) == "MIGRATE cannot run inside a transaction", got
+    assert c.get("k") == b"v"

@@ -53,7 +53,10 @@ impl Onnx {
             .with_name("shardai")
             .build()
             .map_err(|e| e.to_string())?;
-        super::onnx_memory::register(&env)?;
+        // Without it ONNX still runs, without BACKEND_MEMORY_LIMIT.
+        if let Err(e) = super::onnx_memory::register(&env) {
+            tracing::warn!(error = %e, "ONNX Runtime runs without BACKEND_MEMORY_LIMIT");
+        }
         let version = lib
             .file_name()
             .and_then(|n| n.to_str())
@@ -277,29 +280,42 @@ fn from_ort_zipmap(v: &DynValue) -> Result<Tensor, Error> {
     let maps = seq
         .try_extract_sequence::<DynMapValueType>()
         .map_err(ort_err)?;
+    /// A map's classes, sorted.
+    #[derive(PartialEq)]
+    enum Classes {
+        Int(Vec<i64>),
+        Str(Vec<String>),
+    }
     let mut rows: Vec<Vec<f32>> = Vec::with_capacity(maps.len());
-    let mut classes: Option<usize> = None;
+    let mut first: Option<Classes> = None;
     for m in &maps {
-        let row: Vec<f32> = match m.try_extract_key_values::<i64, f32>() {
+        let (keys, row) = match m.try_extract_key_values::<i64, f32>() {
             Ok(mut kv) => {
                 kv.sort_by_key(|(k, _)| *k);
-                kv.into_iter().map(|(_, v)| v).collect()
+                let (k, v) = kv.into_iter().unzip();
+                (Classes::Int(k), v)
             }
             Err(_) => {
                 let mut kv = m
                     .try_extract_key_values::<String, f32>()
                     .map_err(|_| unsupported())?;
                 kv.sort_by(|a, b| a.0.cmp(&b.0));
-                kv.into_iter().map(|(_, v)| v).collect()
+                let (k, v) = kv.into_iter().unzip();
+                (Classes::Str(k), v)
             }
         };
-        if *classes.get_or_insert(row.len()) != row.len() {
-            return Err(Error::Verbatim(
-                "ERR the model's maps of class scores differ in their classes".into(),
-            ));
+        match &first {
+            None => first = Some(keys),
+            Some(f) if *f != keys => {
+                return Err(Error::Verbatim(
+                    "ERR the model's maps of class scores differ in their classes".into(),
+                ));
+            }
+            Some(_) => {}
         }
         rows.push(row);
     }
+    let classes = rows.first().map(Vec::len);
     let shape = vec![rows.len(), classes.unwrap_or(0)];
     if shape.contains(&0) {
         return Err(Error::Verbatim("ERR model produced an empty tensor".into()));

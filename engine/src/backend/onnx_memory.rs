@@ -31,7 +31,7 @@ pub fn set_limit_mb(mb: u64) {
         native::shai_onnx_set_limit(mb.saturating_mul(MB))
     };
     #[cfg(not(feature = "onnx"))]
-    let _ = mb * MB;
+    let _ = mb.saturating_mul(MB);
 }
 
 /// Bytes ONNX Runtime holds now (`ai_onnxruntime_memory`).

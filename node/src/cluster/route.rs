@@ -200,6 +200,37 @@ impl Cluster {
         }
     }
 
+    /// Admits an EXEC whose transaction names `keys` (`writes`: one of its commands writes),
+    /// as [`Cluster::admit`] admits one multi-key request of them (a DEL when it writes, an
+    /// EXISTS when it only reads): one slot or CROSSSLOT, MOVED/ASK/TRYAGAIN when the slot is
+    /// elsewhere or moving, and the migration lock held while it runs. On a leader it also
+    /// passes the read gate: EXEC reads its keys before it proposes its writes.
+    pub async fn admit_exec(
+        &self,
+        keys: &[Bytes],
+        writes: bool,
+        readonly_conn: bool,
+        asking: bool,
+        tls: bool,
+    ) -> Result<Option<OwnedRwLockReadGuard<()>>, Error> {
+        let name: &'static [u8] = if writes { b"del" } else { b"exists" };
+        let Some(spec) = shardai_protocol::table::lookup(name) else {
+            return Err(not_served());
+        };
+        let argv: Vec<Bytes> = std::iter::once(Bytes::from_static(name))
+            .chain(keys.iter().cloned())
+            .collect();
+        let guard = self.admit(spec, &argv, readonly_conn, asking, tls).await?;
+        if writes
+            && self.role() == Some(Role::Leader)
+            && let Some(k) = keys.first()
+            && let Some(e) = self.read_gate(shardai_protocol::slot::key_slot(k)).await
+        {
+            return Err(e);
+        }
+        Ok(guard)
+    }
+
     /// The read gate for a read of this shard's `slot` (its MOVED names `slot` when another
     /// node leads now).
     async fn read_gate(&self, slot: u16) -> Option<Error> {

@@ -5,13 +5,16 @@
 //!
 //! EXEC runs the commands on a copy of the keys they name ([`Store::subset`], through a
 //! [`Staging`] proposer), so each sees the writes before it, then proposes all their writes
-//! as one `Mutation::Batch`: one log entry, applied on every replica at once or not at all.
+//! as one `Mutation::Batch`: one log entry, applied by every replica all or none, also
+//! across a crash or a failover. The entry is held to `--max-entry-size` as a whole.
 //! A transaction holding a command that reaches beyond its keys (DBSIZE, KEYS, SCAN, INFO,
 //! CONFIG, MIGRATE, ...) cannot run on such a copy: its writes are proposed one by one.
 //!
 //! As in RedisAI, the commands that run models and scripts (AI.MODELEXECUTE, AI.SCRIPTEXECUTE,
 //! the DAG commands and their deprecated forms) are queued but answer `ERR Cannot run RedisAI
-//! command within a transaction or a LUA script` inside EXEC.
+//! command within a transaction or a LUA script` inside EXEC. MIGRATE, which waits on another
+//! node and on every command routed to the keys it moves, answers `ERR MIGRATE cannot run
+//! inside a transaction` there.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -79,14 +82,6 @@ pub(super) fn unwatch(conn: &mut ConnState) -> Reply {
     Reply::OK
 }
 
-/// True for the commands RedisAI refuses inside a transaction.
-fn runs_models(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::ModelExecute(_) | Command::ScriptExecute(_) | Command::Dag(_)
-    )
-}
-
 /// Keyless commands that touch neither the keyspace beyond the transaction's keys nor the
 /// server: a transaction holding them still runs on a copy of its keys. FLUSHALL empties
 /// the copy as it empties the keyspace.
@@ -107,8 +102,15 @@ pub fn staged_keys(spec: &CommandSpec, argv: &[Bytes]) -> Option<Vec<Bytes>> {
     WITHIN_KEYS.contains(&spec.name).then(Vec::new)
 }
 
-fn refused_in_exec() -> Reply {
-    err("ERR Cannot run RedisAI command within a transaction or a LUA script")
+/// The reply of a queued command EXEC does not run, if it is one.
+fn refused_in_exec(cmd: &Command) -> Option<Reply> {
+    match cmd {
+        Command::ModelExecute(_) | Command::ScriptExecute(_) | Command::Dag(_) => Some(err(
+            "ERR Cannot run RedisAI command within a transaction or a LUA script",
+        )),
+        Command::Migrate(_) => Some(err("ERR MIGRATE cannot run inside a transaction")),
+        _ => None,
+    }
 }
 
 /// EXEC: the queued commands' replies in order; a null array when a WATCHed key changed;
@@ -132,34 +134,37 @@ pub(super) fn exec<'a>(
         if tx.beyond_keys {
             return one_by_one(tx.queued, shared, conn).await;
         }
-        let staging = Staging::new(store.subset(&tx.keys, now_ms()));
+        let mut keys = tx.keys;
+        keys.sort_unstable();
+        keys.dedup();
+        let staging = Staging::new(store.subset(&keys, now_ms()));
         let mut replies = Vec::with_capacity(tx.queued.len());
         for cmd in tx.queued {
-            if runs_models(&cmd) {
-                replies.push(refused_in_exec());
+            if let Some(refused) = refused_in_exec(&cmd) {
+                replies.push(refused);
                 continue;
             }
             let (reply, _) = super::run(cmd, shared, conn, &staging).await;
             replies.push(reply);
         }
-        let (mut writes, staged): (Vec<Mutation>, Vec<_>) =
-            staging.into_writes().into_iter().unzip();
-        let proposal = match writes.len() {
-            0 => return Reply::Array(replies),
-            1 => writes.pop().expect("one write"),
-            _ => Mutation::Batch(writes),
-        };
+        // A write that failed changed nothing: it has its reply and no place in the log.
+        let (writes, staged): (Vec<Mutation>, Vec<_>) = staging
+            .into_writes()
+            .into_iter()
+            .filter(|(_, r)| r.is_ok())
+            .unzip();
+        if writes.is_empty() {
+            return Reply::Array(replies);
+        }
         // All or nothing: a proposal that fails leaves every write of the transaction out.
-        let applied = match shared.proposer.propose(proposal).await {
-            Ok(a) => a,
+        let applied = match shared.proposer.propose(Mutation::Batch(writes)).await {
+            Ok(Applied::Batch(v)) => v,
+            Ok(other) => vec![Ok(other)],
             Err(e) => return Reply::Error(e),
         };
-        let applied = match applied {
-            Applied::Batch(v) if staged.len() > 1 => v,
-            one => vec![Ok(one)],
-        };
         if !same_results(&staged, &applied) {
-            // Only a deadline passing between the two applies can do this.
+            // The copy and the keyspace agreed when the copy was made, and no other command
+            // ran on this node since: only a deadline passing in between can do this.
             warn!(
                 writes = staged.len(),
                 "a transaction's writes applied with other results than EXEC answered"
@@ -173,8 +178,8 @@ pub(super) fn exec<'a>(
 async fn one_by_one(queued: Vec<Command>, shared: &Arc<Shared>, conn: &mut ConnState) -> Reply {
     let mut replies = Vec::with_capacity(queued.len());
     for cmd in queued {
-        if runs_models(&cmd) {
-            replies.push(refused_in_exec());
+        if let Some(refused) = refused_in_exec(&cmd) {
+            replies.push(refused);
             continue;
         }
         let (reply, _) = super::execute(cmd, shared, conn).await;

@@ -29,7 +29,8 @@ pub enum AiConfig {
     ModelChunkSize(u64),
     /// Sets BACKEND_MEMORY_LIMIT in MB (0: none).
     BackendMemoryLimit(u64),
-    /// Reads an option (`BACKENDSPATH` or `MODEL_CHUNK_SIZE`), lower-cased.
+    /// Reads an option (`BACKENDSPATH`, `MODEL_CHUNK_SIZE` or `BACKEND_MEMORY_LIMIT`),
+    /// lower-cased.
     Get(String),
 }
 
@@ -63,12 +64,9 @@ pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
         }
         "backend_memory_limit" => {
             let n = c.next_opt().ok_or_else(|| c.arity_error())?;
-            let n = parse_i64(&n).filter(|n| *n >= 0).ok_or_else(|| {
-                Error::Verbatim(
-                    "ERR BACKEND_MEMORY_LIMIT: the limit must be a whole number of MB, 0 for none"
-                        .into(),
-                )
-            })?;
+            let n = parse_i64(&n)
+                .filter(|n| *n >= 0)
+                .ok_or(Error::InvalidMemoryLimit)?;
             AiConfig::BackendMemoryLimit(n as u64)
         }
         "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
