@@ -218,7 +218,6 @@ async fn handle(
                     {
                         // EXEC is routed by its transaction's keys, as one request.
                         Some(tx) => {
-                            let asking = asking || tx.asking;
                             cluster
                                 .admit_exec(&tx.keys, tx.writes, state.readonly, asking, state.tls)
                                 .await

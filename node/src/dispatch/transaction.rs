@@ -19,7 +19,7 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
-use shardai_engine::{Applied, Mutation, Staging, Store, Value, now_ms};
+use shardai_engine::{Applied, Mutation, Proposer, Staging, Store, Value, now_ms};
 use shardai_protocol::{Command, Error, Reply, table::CommandSpec};
 use tracing::warn;
 
@@ -132,21 +132,14 @@ pub(super) fn exec<'a>(
             return Reply::NilArray;
         }
         if tx.beyond_keys {
-            return one_by_one(tx.queued, shared, conn).await;
+            // Each write is its own proposal.
+            return Reply::Array(run_all(tx.queued, shared, conn, &*shared.proposer).await);
         }
         let mut keys = tx.keys;
         keys.sort_unstable();
         keys.dedup();
         let staging = Staging::new(store.subset(&keys, now_ms()));
-        let mut replies = Vec::with_capacity(tx.queued.len());
-        for cmd in tx.queued {
-            if let Some(refused) = refused_in_exec(&cmd) {
-                replies.push(refused);
-                continue;
-            }
-            let (reply, _) = super::run(cmd, shared, conn, &staging).await;
-            replies.push(reply);
-        }
+        let replies = run_all(tx.queued, shared, conn, &staging).await;
         // A write that failed changed nothing: it has its reply and no place in the log.
         let (writes, staged): (Vec<Mutation>, Vec<_>) = staging
             .into_writes()
@@ -174,18 +167,22 @@ pub(super) fn exec<'a>(
     })
 }
 
-/// EXEC for a transaction that reaches beyond its keys: each write is its own proposal.
-async fn one_by_one(queued: Vec<Command>, shared: &Arc<Shared>, conn: &mut ConnState) -> Reply {
+/// Runs the queued commands in order against `proposer` (and its store): their replies.
+async fn run_all(
+    queued: Vec<Command>,
+    shared: &Arc<Shared>,
+    conn: &mut ConnState,
+    proposer: &dyn Proposer,
+) -> Vec<Reply> {
     let mut replies = Vec::with_capacity(queued.len());
     for cmd in queued {
-        if let Some(refused) = refused_in_exec(&cmd) {
-            replies.push(refused);
-            continue;
-        }
-        let (reply, _) = super::execute(cmd, shared, conn).await;
+        let reply = match refused_in_exec(&cmd) {
+            Some(refused) => refused,
+            None => super::run(cmd, shared, conn, proposer).await.0,
+        };
         replies.push(reply);
     }
-    Reply::Array(replies)
+    replies
 }
 
 type Outcome = Result<Applied, Error>;
