@@ -4,6 +4,7 @@
 //! - [`frame`]: bytes from the socket into argument vectors (multibulk and inline), with
 //!   Redis's limits and protocol error texts.
 //! - [`command`]: [`Command`], parsed once from the arguments; one file per command family.
+//! - [`cluster_wide`]: the naming rule of cluster-wide models and scripts.
 //! - [`table`]: the command table (name, arity, flags, key positions) that parsing,
 //!   `COMMAND` and routing read.
 //! - [`reply`]: [`Reply`] values and their RESP2/RESP3 encoding.
@@ -13,6 +14,7 @@
 //!
 //! This crate does no I/O and knows nothing of Raft or backends.
 
+pub mod cluster_wide;
 pub mod command;
 pub mod dtype;
 pub mod error;

@@ -74,6 +74,19 @@ impl CommandSpec {
         if a >= 0 { argc == a } else { argc >= -a }
     }
 
+    /// The keys that pick a request's slot: [`CommandSpec::keys`] without the cluster-wide
+    /// models and scripts it runs ([`crate::cluster_wide`]). `COMMAND GETKEYS` answers these,
+    /// and cluster routing decides by them.
+    pub fn slot_keys<'a>(&self, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
+        let keys = self.keys(argv)?;
+        if !self.has_movable_keys() {
+            return Ok(keys);
+        }
+        Ok(crate::cluster_wide::without_run_objects(
+            self.name, argv, keys,
+        ))
+    }
+
     /// The keys of a request to this command (argv includes the command name).
     pub fn keys<'a>(&self, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
         if self.has_movable_keys() {
@@ -495,6 +508,19 @@ fn scriptrun_keys(args: &[Bytes]) -> Vec<&Bytes> {
     keys
 }
 
+/// True for a DAG op that names a model or script key: AI.MODELEXECUTE, AI.MODELRUN,
+/// AI.SCRIPTEXECUTE, AI.SCRIPTRUN.
+pub fn is_keyed_op(op: &[u8]) -> bool {
+    [
+        "AI.MODELEXECUTE",
+        "AI.MODELRUN",
+        "AI.SCRIPTEXECUTE",
+        "AI.SCRIPTRUN",
+    ]
+    .iter()
+    .any(|p| op.eq_ignore_ascii_case(p.as_bytes()))
+}
+
 /// Finds the keys of a `movablekeys` command: model/script keys and the tensor keys named by
 /// INPUTS, OUTPUTS, KEYS, LOAD, PERSIST and ROUTING, including those inside a DAG's ops.
 pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>, Error> {
@@ -564,16 +590,10 @@ pub fn movable_keys<'a>(name: &str, argv: &'a [Bytes]) -> Result<Vec<&'a Bytes>,
                     return Err(Error::Syntax);
                 }
             }
-            // Model and script keys of the ops.
-            const KEYED_OPS: [&str; 4] = [
-                "AI.MODELEXECUTE",
-                "AI.MODELRUN",
-                "AI.SCRIPTEXECUTE",
-                "AI.SCRIPTRUN",
-            ];
-            // TIMEOUT as the last argument steps past the end.
+            // Model and script keys of the ops (TIMEOUT as the last argument steps past the
+            // end).
             for w in argv[i.min(argv.len())..].windows(3) {
-                if w[0].as_ref() == b"|>" && KEYED_OPS.iter().any(|p| eq(&w[1], p)) {
+                if w[0].as_ref() == b"|>" && is_keyed_op(&w[1]) {
                     keys.push(&w[2]);
                 }
             }

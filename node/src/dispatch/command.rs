@@ -117,7 +117,7 @@ fn getkeys(argv: &[Bytes]) -> Result<Reply, Error> {
     if spec.first_key <= 0 && !spec.has_movable_keys() {
         return Err(Error::GetKeysNone);
     }
-    let keys = spec.keys(argv).map_err(|_| Error::GetKeysInvalid)?;
+    let keys = spec.slot_keys(argv).map_err(|_| Error::GetKeysInvalid)?;
     if keys.is_empty() {
         return Err(Error::GetKeysNone);
     }
