@@ -264,7 +264,13 @@ async fn handle(
             Command::parse_for(spec, argv)
                 .map(|cmd| (cmd, request_bytes, queued))
                 .map_err(|e| match kept {
-                    Some(argv) => check_order::parse_error(spec.name, &argv, e, shared.store()),
+                    Some(argv) => check_order::parse_error(
+                        spec.name,
+                        &argv,
+                        e,
+                        shared.store(),
+                        &shared.engine,
+                    ),
                     None => e,
                 })
         }

@@ -129,6 +129,10 @@ async fn run(config: Config) -> Result<(), String> {
             acl.clone(),
         ));
         cluster.set_backends(shared.engine.backends.clone());
+        let _ = shared.engine.objects.set(cluster.objects().clone());
+        tokio::spawn(shardai_node::dispatch::ai_config::follow_cluster_settings(
+            Arc::downgrade(&shared),
+        ));
         cluster.set_acl(acl);
         tokio::spawn(shardai_raft::network::serve(
             bus,

@@ -79,6 +79,9 @@ pub struct Engine {
     pub backends: Arc<Backends>,
     /// Per-device run queues.
     pub queues: RunQueues,
+    /// In a cluster: the cluster-wide models and scripts (the metadata group's store), which
+    /// names starting with `@` resolve to.
+    pub objects: std::sync::OnceLock<Arc<shardai_engine::Store>>,
 }
 
 impl Engine {
@@ -109,6 +112,22 @@ impl Engine {
         Engine {
             backends: Arc::new(Backends::with_threads(path, settings)),
             queues: RunQueues::new(threads_per_queue).with_execution_timeout(Some(timeout)),
+            objects: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl Engine {
+    /// The store a model or script named `key` lives in: the cluster-wide objects for a
+    /// cluster-wide name in a cluster, else `data`.
+    pub fn store_for<'a>(
+        &'a self,
+        key: &[u8],
+        data: &'a shardai_engine::Store,
+    ) -> &'a shardai_engine::Store {
+        match self.objects.get() {
+            Some(o) if shardai_protocol::cluster_wide::is_cluster_wide(key) => o,
+            _ => data,
         }
     }
 }

@@ -32,7 +32,7 @@ use super::Cluster;
 /// How often the routing view is rebuilt from the metadata group's state.
 pub const REFRESH: Duration = Duration::from_millis(50);
 
-fn set(key: String, value: String) -> Mutation {
+pub(super) fn set(key: String, value: String) -> Mutation {
     Mutation::Set {
         key: Bytes::from(key),
         value: Bytes::from(value),
@@ -152,6 +152,7 @@ impl Cluster {
     /// node's leadership.
     fn refresh(self: &Arc<Self>, last: &mut Inputs) {
         self.sync_acl();
+        self.report_objects();
         let (Some(id), Some(group)) = (self.identity(), self.group()) else {
             return;
         };
@@ -279,7 +280,7 @@ impl Cluster {
         acl.apply_cluster(records);
     }
 
-    fn meta_string_b(&self, key: &[u8]) -> Option<Bytes> {
+    pub(super) fn meta_string_b(&self, key: &[u8]) -> Option<Bytes> {
         match self.meta_store.get(key) {
             Some(Value::Str(b)) => Some(b),
             _ => None,

@@ -9,7 +9,9 @@
 //! while the replica is cut off from the leader).
 
 pub mod meta;
+pub mod objects;
 pub mod route;
+pub mod settings;
 
 use std::{
     collections::BTreeMap,
@@ -155,6 +157,14 @@ pub struct Cluster {
     tls_view: RwLock<Option<Arc<View>>>,
     inputs: parking_lot::Mutex<meta::Inputs>,
     publishing: AtomicBool,
+    /// Versions of the cluster-wide objects by name, with the value they were computed for.
+    versions: parking_lot::Mutex<std::collections::HashMap<bytes::Bytes, (usize, String)>>,
+    /// When this node last reported its cluster-wide objects, and what it reported.
+    reported_at: parking_lot::Mutex<Option<std::time::Instant>>,
+    last_reports: parking_lot::Mutex<BTreeMap<bytes::Bytes, objects::Report>>,
+    reporting: AtomicBool,
+    /// The cluster's AI.CONFIG records this node applied, by record key.
+    settings_applied: parking_lot::Mutex<BTreeMap<String, String>>,
     /// Held shared by every keyed command from its routing decision to its reply, and
     /// exclusively by MIGRATE: a key is either still here and served here, or gone to the
     /// target, never in between (a write routed before its slot started migrating cannot
@@ -201,6 +211,11 @@ impl Cluster {
             tls_view: RwLock::new(None),
             inputs: parking_lot::Mutex::new(meta::Inputs::default()),
             publishing: AtomicBool::new(false),
+            versions: Default::default(),
+            reported_at: Default::default(),
+            last_reports: Default::default(),
+            reporting: AtomicBool::new(false),
+            settings_applied: Default::default(),
             migration: Arc::new(tokio::sync::RwLock::new(())),
         }))
     }

@@ -155,7 +155,12 @@ impl Cluster {
             None
         };
         // Keys a parser would refuse are routed here, and the parser answers.
-        let keys = spec.keys(argv).unwrap_or_default();
+        let keys = spec.slot_keys(argv).unwrap_or_default();
+        match super::objects::admission(spec, &keys) {
+            super::objects::Admission::Keys => {}
+            super::objects::Admission::Here => return Ok(guard),
+            super::objects::Admission::Refuse(e) => return Err(e),
+        }
         let view = self.view_for(tls);
         let role = self.role();
         if keys.is_empty() {

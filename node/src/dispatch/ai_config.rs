@@ -4,7 +4,7 @@
 //! files inside the backends path (relative paths resolve there, as in RedisAI), and
 //! `--enable-backend-loading no` refuses LOADBACKEND and BACKENDSPATH altogether. Both are
 //! `@admin` commands for ACL users. Both load again the replicated models this node kept
-//! without their backend.
+//! without their backend. In a cluster, a setting given on any node applies to every node.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,7 +19,10 @@ use shardai_protocol::{
 };
 use tracing::{info, warn};
 
-use crate::state::Runtime;
+use crate::{
+    cluster::Cluster,
+    state::{Runtime, Shared},
+};
 
 const LOADING_DISABLED: &str = "AI.CONFIG LOADBACKEND and BACKENDSPATH are not allowed on this \
                                 server: start it with --enable-backend-loading yes to allow them";
@@ -78,23 +81,92 @@ fn lexically_under(base: &Path, full: &Path) -> bool {
     parts.iter().collect::<PathBuf>().starts_with(base)
 }
 
-/// Loads the replicated models this node kept without their backend, now that one may be
-/// available (off the async workers: backend calls).
-async fn reload(store: &Arc<Store>, backends: &Arc<Backends>) {
+/// Loads the replicated models this node kept without their backend (in the shard's store
+/// and among the cluster-wide objects), now that one may be available (off the async
+/// workers: backend calls).
+async fn reload(stores: &Stores<'_>, backends: &Arc<Backends>) {
     if shardai_engine::backend::models_not_loaded() == 0 {
         return;
     }
-    let (store, backends) = (store.clone(), backends.clone());
+    let stores: Vec<Arc<Store>> = std::iter::once(stores.0.clone())
+        .chain(stores.1.cloned())
+        .collect();
+    let backends = backends.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        shardai_engine::model::reload_models(&store, &backends)
+        for store in &stores {
+            shardai_engine::model::reload_models(store, &backends);
+        }
     })
     .await;
 }
 
+/// The shard's store and, in a cluster, the cluster-wide objects.
+pub(super) type Stores<'a> = (&'a Arc<Store>, Option<&'a Arc<Store>>);
+
+/// AI.CONFIG on this node; in a cluster a setting that took effect here is then shared
+/// with every node ([`crate::cluster::settings`]).
 pub(super) async fn ai_config(
     c: AiConfig,
     rt: &Runtime,
-    store: &Arc<Store>,
+    stores: Stores<'_>,
+    backends: &Arc<Backends>,
+    allow_loading: bool,
+    cluster: Option<&Arc<Cluster>>,
+) -> Reply {
+    let shared = cluster
+        .filter(|_| !matches!(c, AiConfig::Get(_)))
+        .map(|cl| (cl, c.clone()));
+    let reply = apply(c, rt, stores, backends, allow_loading).await;
+    if let (Reply::Status(_), Some((cluster, c))) = (&reply, shared)
+        && let Err(e) = cluster.share_setting(&c).await
+    {
+        return Reply::Error(Error::Verbatim(format!(
+            "ERR the setting took effect on this node but could not be shared with the \
+             cluster: {}",
+            e.wire_text().trim_start_matches("ERR ")
+        )));
+    }
+    reply
+}
+
+/// Applies the cluster's settings this node has not applied yet, as they arrive (every
+/// 100 ms), until the server stops.
+pub async fn follow_cluster_settings(shared: std::sync::Weak<Shared>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(cluster) = shared.cluster.clone() else {
+            return;
+        };
+        for (key, value) in cluster.pending_settings() {
+            let Some(c) = crate::cluster::settings::setting_of(&key, &value) else {
+                warn!(record = %key, "a cluster setting this node cannot read was skipped");
+                cluster.setting_applied(key, value);
+                continue;
+            };
+            let allow = shared.config.enable_backend_loading;
+            let stores = (shared.store(), shared.engine.objects.get());
+            let reply = apply(c, &shared.runtime, stores, &shared.engine.backends, allow).await;
+            match reply {
+                Reply::Error(e) => warn!(
+                    setting = %key, value = %value, error = %e.wire_text(),
+                    "a cluster-wide AI.CONFIG setting could not be applied on this node"
+                ),
+                _ => {
+                    info!(setting = %key, value = %value, "cluster-wide AI.CONFIG setting applied")
+                }
+            }
+            cluster.setting_applied(key, value);
+        }
+    }
+}
+
+async fn apply(
+    c: AiConfig,
+    rt: &Runtime,
+    stores: Stores<'_>,
     backends: &Arc<Backends>,
     allow_loading: bool,
 ) -> Reply {
@@ -106,7 +178,7 @@ pub(super) async fn ai_config(
             let path = PathBuf::from(String::from_utf8_lossy(&p).into_owned());
             info!(path = %path.display(), "AI.CONFIG BACKENDSPATH set");
             backends.set_path(path);
-            reload(store, backends).await;
+            reload(&stores, backends).await;
             Reply::OK
         }
         AiConfig::LoadBackend { backend, path } => {
@@ -126,7 +198,7 @@ pub(super) async fn ai_config(
             match r {
                 Ok(Ok(full)) => {
                     info!(backend, path = %full.display(), "backend loaded");
-                    reload(store, backends).await;
+                    reload(&stores, backends).await;
                     Reply::OK
                 }
                 Ok(Err(why)) => {

@@ -13,6 +13,7 @@ use shardai_protocol::{
 };
 
 use super::model::{check_inputs, model_of};
+use crate::state::Engine;
 
 /// The arguments [`parse_error`] reads for command `name` (a prefix of `argv`: never a
 /// tensor's data), kept until the parse succeeds; None for the commands it leaves alone.
@@ -33,7 +34,7 @@ pub fn kept_arguments(name: &str, argv: &[Bytes]) -> Option<Vec<Bytes>> {
 
 /// What to answer for a request of the right arity whose parse failed with `e`, given its
 /// [`kept_arguments`]: the keyspace error RedisAI meets first, else `e`.
-pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store) -> Error {
+pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store, engine: &Engine) -> Error {
     // Argument counts are checked before anything else (AI.TENSORGET's at most 4, the DAG
     // commands' at least 6).
     let short_dag = name.starts_with("ai.dagexecute") && argv.len() < 6;
@@ -50,12 +51,14 @@ pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store) -> Error
             Some(_) => Some(Error::WrongType),
         },
         "ai.tensorget" => argv.get(1).and_then(|k| tensor_error(k, store)),
-        "ai.modelexecute" | "ai.modelrun" => argv.get(1).and_then(|k| match model_of(k, store) {
-            Err(e) => Some(e),
-            Ok(m) => modelexecute_input_count(argv)
-                .filter(|_| name == "ai.modelexecute")
-                .and_then(|n| check_inputs(&m, n).err()),
-        }),
+        "ai.modelexecute" | "ai.modelrun" => {
+            argv.get(1).and_then(|k| match model_of(k, store, engine) {
+                Err(e) => Some(e),
+                Ok(m) => modelexecute_input_count(argv)
+                    .filter(|_| name == "ai.modelexecute")
+                    .and_then(|n| check_inputs(&m, n).err()),
+            })
+        }
         _ => load_keys_checked_first(argv)
             .iter()
             .find_map(|k| tensor_error(k, store)),

@@ -61,7 +61,7 @@ async fn run(
             )?)),
             DagOp::TensorGet(_) => Step::Get,
             DagOp::ModelExecute(e) => {
-                let model = model_of(&e.key, store)?;
+                let model = model_of(&e.key, store, engine)?;
                 super::model::check_counts(&model, e.inputs.len(), e.outputs.len())?;
                 Step::Run {
                     stats: model.stats.clone(),
@@ -69,7 +69,7 @@ async fn run(
                 }
             }
             DagOp::ScriptExecute(e) => {
-                let script = super::script::script_of(&e.key, store)?;
+                let script = super::script::script_of(&e.key, store, engine)?;
                 let args = e.args.as_ref().map_err(Clone::clone)?;
                 Step::Run {
                     stats: script.stats.clone(),

@@ -24,6 +24,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("ai_backends_info", true),
     ("ai_cpu", true),
     ("ai_runs", true),
+    ("ai_cluster_wide", true),
 ];
 
 fn human(bytes: u64) -> String {
@@ -291,6 +292,27 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 shardai_engine::backend::models_not_loaded().to_string(),
             ),
         ],
+        "ai_cluster_wide" => match &shared.cluster {
+            Some(c) => {
+                let r = c.local_reports();
+                let errors: Vec<String> = r
+                    .iter()
+                    .filter(|(_, r)| r.state != "loaded")
+                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .collect();
+                let loaded: Vec<String> = r
+                    .iter()
+                    .filter(|(_, r)| r.state == "loaded")
+                    .map(|(n, r)| format!("{}@{}", String::from_utf8_lossy(n), r.version))
+                    .collect();
+                vec![
+                    ("ai_cluster_wide_objects".into(), r.len().to_string()),
+                    ("ai_cluster_wide_loaded".into(), loaded.join(",")),
+                    ("ai_cluster_wide_not_loaded".into(), errors.join(",")),
+                ]
+            }
+            None => vec![],
+        },
         _ => vec![],
     };
     for (k, v) in lines {

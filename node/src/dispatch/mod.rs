@@ -6,7 +6,7 @@
 //! what they know of the connection is [`ConnState`].
 
 mod acl;
-mod ai_config;
+pub mod ai_config;
 pub mod check_order;
 mod cluster;
 mod cluster_admin;
@@ -17,6 +17,7 @@ mod info;
 mod keyspace;
 mod migrate;
 mod model;
+mod objects;
 mod script;
 mod script_host;
 mod server;
@@ -29,7 +30,9 @@ use std::sync::{Arc, atomic::Ordering};
 
 use shardai_protocol::{Command, Reply};
 
-use crate::{client::ConnState, state::Shared};
+use shardai_protocol::cluster_wide::is_cluster_wide;
+
+use crate::{client::ConnState, cluster::objects::ObjectWrites, state::Shared};
 
 /// What the connection does after the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +60,9 @@ async fn run(
 ) -> (Reply, Flow) {
     let store = &**proposer.store();
     let engine = &shared.engine;
+    // Cluster-wide models and scripts, which commands naming them by name read and write.
+    let objects = shared.cluster.as_deref().map(ObjectWrites);
+    let by_name = |key: &[u8]| pick(key, objects.as_ref(), proposer);
     let max_bulk = || shared.runtime.max_bulk.load(Ordering::Relaxed);
     let reply = match cmd {
         Command::Quit => return (Reply::OK, Flow::Close),
@@ -101,7 +107,7 @@ async fn run(
         Command::DbSize => Reply::Int(store.len() as i64),
         Command::Del(keys) => keyspace::del(keys, proposer).await,
         Command::Exists(keys) => keyspace::exists(&keys, store),
-        Command::Type(key) => keyspace::type_of(&key, store),
+        Command::Type(key) => keyspace::type_of(&key, by_name(&key).store()),
         Command::Keys(pattern) => keyspace::keys(&pattern, store),
         Command::Scan(s) => keyspace::scan(s, store),
         Command::RandomKey => keyspace::random_key(store, shared.random()),
@@ -138,38 +144,64 @@ async fn run(
             ai_config::ai_config(
                 c,
                 &shared.runtime,
-                shared.store(),
+                (shared.store(), engine.objects.get()),
                 &engine.backends,
                 allow_loading,
+                shared.cluster.as_ref(),
             )
             .await
         }
-        Command::ModelStore(m) => model::modelstore(m, proposer, &engine.backends).await,
-        Command::ModelGet(g) => model::modelget(
-            g,
-            store,
-            shared.runtime.model_chunk_size.load(Ordering::Relaxed),
-        ),
-        Command::ModelDel(key) => model::modeldel(key, proposer).await,
+        Command::ModelStore(m) => {
+            let target = by_name(&m.key);
+            model::modelstore(m, target, &engine.backends).await
+        }
+        Command::ModelGet(g) => {
+            let store = by_name(&g.key).store();
+            let chunk = shared.runtime.model_chunk_size.load(Ordering::Relaxed);
+            model::modelget(g, store, chunk)
+        }
+        Command::ModelDel(key) => model::modeldel(key.clone(), by_name(&key)).await,
         Command::ModelExecute(e) => model::modelexecute(e, proposer, engine).await,
-        Command::ModelScan => model::modelscan(store),
-        Command::AiInfo { key, reset } => model::ai_info(&key, reset, store),
+        Command::ModelScan => model::modelscan(store, engine.objects.get().map(|o| &**o)),
+        Command::AiInfo { key, reset } => match (&shared.cluster, is_cluster_wide(&key)) {
+            (Some(c), true) => objects::ai_info(&key, reset, c),
+            _ => model::ai_info(&key, reset, store),
+        },
         Command::Dag(d) => {
             let host = script_host::for_dag(&d, shared, conn);
             let _done = script_host::Finish(host.clone());
             dag::dagexecute(d, proposer, engine, max_bulk(), host).await
         }
-        Command::ScriptStore(s) => script::scriptstore(s, proposer, &engine.backends).await,
-        Command::ScriptGet(g) => script::scriptget(g, store),
-        Command::ScriptDel(key) => script::scriptdel(key, proposer).await,
+        Command::ScriptStore(s) => {
+            let target = by_name(&s.key);
+            script::scriptstore(s, target, &engine.backends).await
+        }
+        Command::ScriptGet(g) => {
+            let store = by_name(&g.key).store();
+            script::scriptget(g, store)
+        }
+        Command::ScriptDel(key) => script::scriptdel(key.clone(), by_name(&key)).await,
         Command::ScriptExecute(e) => {
             let host = script_host::for_script(&e, shared, conn);
             let _done = script_host::Finish(host.clone());
             script::scriptexecute(e, proposer, engine, host).await
         }
-        Command::ScriptScan => script::scriptscan(store),
+        Command::ScriptScan => script::scriptscan(store, engine.objects.get().map(|o| &**o)),
     };
     (reply, Flow::Continue)
+}
+
+/// Where a command that names a model or script `key` reads and writes: the cluster-wide
+/// objects for a cluster-wide name in a cluster, else the shard's `proposer`.
+fn pick<'a>(
+    key: &[u8],
+    objects: Option<&'a ObjectWrites<'a>>,
+    proposer: &'a dyn shardai_engine::Proposer,
+) -> &'a dyn shardai_engine::Proposer {
+    match objects {
+        Some(o) if is_cluster_wide(key) => o,
+        _ => proposer,
+    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,13 @@ fn identity(m: &Model) -> Vec<Reply> {
     ]
 }
 
-pub(super) fn model_of(key: &[u8], store: &Store) -> Result<Arc<Model>, Error> {
+/// The model named `key`: in `store`, or among the cluster-wide objects for a cluster-wide
+/// name in a cluster.
+pub(super) fn model_of(key: &[u8], store: &Store, engine: &Engine) -> Result<Arc<Model>, Error> {
+    model_in(key, engine.store_for(key, store))
+}
+
+fn model_in(key: &[u8], store: &Store) -> Result<Arc<Model>, Error> {
     match store.get(key) {
         Some(Value::Model(m)) => Ok(m),
         Some(_) => Err(Error::WrongType),
@@ -87,7 +93,7 @@ pub(super) fn model_of(key: &[u8], store: &Store) -> Result<Arc<Model>, Error> {
 /// `AI.MODELGET key [META] [BLOB]` → the blob (or its chunks), or `backend`, `device`, `tag`,
 /// `batchsize`, `minbatchsize`, `inputs`, `outputs`, `minbatchtimeout` [, `blob`, ...].
 pub(super) fn modelget(g: ModelGet, store: &Store, chunk: usize) -> Reply {
-    let m = match model_of(&g.key, store) {
+    let m = match model_in(&g.key, store) {
         Ok(m) => m,
         Err(e) => return Reply::Error(e),
     };
@@ -177,7 +183,7 @@ async fn execute(
     engine: &Engine,
 ) -> Result<Reply, Error> {
     let store = proposer.store();
-    let model = model_of(&e.key, store)?;
+    let model = model_of(&e.key, store, engine)?;
     check_counts(&model, e.inputs.len(), e.outputs.len())?;
     let inputs = super::tensor::tensors_of(&e.inputs, store)?;
     let timeout = e.timeout_ms.map(Duration::from_millis);
@@ -199,22 +205,36 @@ async fn execute(
     Ok(applied(proposer.propose(Mutation::SetTensors(pairs)).await))
 }
 
-/// `AI._MODELSCAN` → `[[key, tag], ...]`
-pub(super) fn modelscan(store: &Store) -> Reply {
-    scan_tags(store, shardai_engine::model::MODEL_TYPE, |v| match v {
+/// `AI._MODELSCAN` → `[[key, tag], ...]`, the shard's models then the cluster-wide ones
+/// (`objects`, in a cluster).
+pub(super) fn modelscan(store: &Store, objects: Option<&Store>) -> Reply {
+    let stores: Vec<&Store> = std::iter::once(store).chain(objects).collect();
+    scan_tags(&stores, shardai_engine::model::MODEL_TYPE, |v| match v {
         Value::Model(m) => Some(m.tag.clone()),
         _ => None,
     })
 }
 
-/// `[[key, tag], ...]` of every key of type `type_name` (AI._MODELSCAN, AI._SCRIPTSCAN);
-/// `tag_of` reads a value's tag.
+/// `[[key, tag], ...]` of every key of type `type_name` in `stores` (AI._MODELSCAN,
+/// AI._SCRIPTSCAN); `tag_of` reads a value's tag.
 pub(super) fn scan_tags(
-    store: &Store,
+    stores: &[&Store],
     type_name: &str,
     tag_of: impl Fn(&Value) -> Option<bytes::Bytes>,
 ) -> Reply {
     let mut out = Vec::new();
+    for store in stores {
+        scan_store(store, type_name, &tag_of, &mut out);
+    }
+    Reply::Array(out)
+}
+
+fn scan_store(
+    store: &Store,
+    type_name: &str,
+    tag_of: &impl Fn(&Value) -> Option<bytes::Bytes>,
+    out: &mut Vec<Reply>,
+) {
     let mut cursor = 0;
     loop {
         let page = store.scan(
@@ -225,7 +245,7 @@ pub(super) fn scan_tags(
             shardai_engine::now_ms(),
         );
         for k in page.keys {
-            if let Some(tag) = store.get(&k).as_ref().and_then(&tag_of) {
+            if let Some(tag) = store.get(&k).as_ref().and_then(tag_of) {
                 out.push(Reply::Array(vec![Reply::Bulk(k), Reply::Bulk(tag)]));
             }
         }
@@ -234,7 +254,6 @@ pub(super) fn scan_tags(
         }
         cursor = page.cursor;
     }
-    Reply::Array(out)
 }
 
 /// # Format

@@ -77,7 +77,13 @@ pub(super) async fn scriptstore(
     applied(proposer.propose(m).await)
 }
 
-pub(super) fn script_of(key: &[u8], store: &Store) -> Result<Arc<Script>, Error> {
+/// The script named `key`: in `store`, or among the cluster-wide objects for a cluster-wide
+/// name in a cluster.
+pub(super) fn script_of(key: &[u8], store: &Store, engine: &Engine) -> Result<Arc<Script>, Error> {
+    script_in(key, engine.store_for(key, store))
+}
+
+fn script_in(key: &[u8], store: &Store) -> Result<Arc<Script>, Error> {
     match store.get(key) {
         Some(Value::Script(s)) => Ok(s),
         Some(_) => Err(Error::WrongType),
@@ -89,7 +95,7 @@ pub(super) fn script_of(key: &[u8], store: &Store) -> Result<Arc<Script>, Error>
 /// `AI.SCRIPTGET key [META] [SOURCE]` → `device`, `tag`, `Entry Points` [, `source`]; the
 /// source alone with only SOURCE.
 pub(super) fn scriptget(g: ScriptGet, store: &Store) -> Reply {
-    let s = match script_of(&g.key, store) {
+    let s = match script_in(&g.key, store) {
         Ok(s) => s,
         Err(e) => return Reply::Error(e),
     };
@@ -173,7 +179,7 @@ async fn execute(
     host: Arc<dyn ScriptHost>,
 ) -> Result<Reply, Error> {
     let store = proposer.store();
-    let script = script_of(&e.key, store)?;
+    let script = script_of(&e.key, store, engine)?;
     let a = e.args?;
     let inputs = super::tensor::tensors_of(&a.inputs, store)?;
     let stats = script.stats.clone();
@@ -196,8 +202,10 @@ async fn execute(
 }
 
 /// `AI._SCRIPTSCAN` → `[[key, tag], ...]`
-pub(super) fn scriptscan(store: &Store) -> Reply {
-    super::model::scan_tags(store, shardai_engine::script::SCRIPT_TYPE, |v| match v {
+/// The shard's scripts, then the cluster-wide ones (`objects`, in a cluster).
+pub(super) fn scriptscan(store: &Store, objects: Option<&Store>) -> Reply {
+    let stores: Vec<&Store> = std::iter::once(store).chain(objects).collect();
+    super::model::scan_tags(&stores, shardai_engine::script::SCRIPT_TYPE, |v| match v {
         Value::Script(s) => Some(s.tag.clone()),
         _ => None,
     })

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use shardai_engine::{Tensor, script::ScriptHost};
 use shardai_protocol::{
     Command, Error, Reply,
+    cluster_wide::is_cluster_wide,
     command::{Dag, DagOp, ScriptExecute},
     reply::WriteBuf,
     slot::key_slot,
@@ -102,7 +103,12 @@ fn allowed(spec: &table::CommandSpec, keys: &[&Bytes], slots: &[u16]) -> Result<
 }
 
 fn host(shared: &Arc<Shared>, conn: &ConnState, keys: &[&Bytes]) -> Arc<dyn ScriptHost> {
-    let mut slots: Vec<u16> = keys.iter().map(|k| key_slot(k)).collect();
+    // A cluster-wide script or model is not in a slot: it adds none.
+    let mut slots: Vec<u16> = keys
+        .iter()
+        .filter(|k| !is_cluster_wide(k))
+        .map(|k| key_slot(k))
+        .collect();
     slots.sort_unstable();
     slots.dedup();
     Arc::new(Host {
@@ -177,7 +183,7 @@ impl Host {
                 self.shared.acl.log_denial(&d, &user.name, self.info.line());
                 return Reply::Error(d.error);
             }
-            let keys = match spec.keys(&argv) {
+            let keys = match spec.slot_keys(&argv) {
                 Ok(keys) => keys,
                 Err(e) => return Reply::Error(e),
             };
@@ -246,10 +252,10 @@ impl ScriptHost for Host {
         if self.done.load(Ordering::Acquire) {
             return Err(answered());
         }
-        if !self.slots.contains(&key_slot(key)) {
+        if !self.slots.contains(&key_slot(key)) && !is_cluster_wide(key) {
             return Err(cross_slot());
         }
-        let model = super::model::model_of(key, self.shared.store())?;
+        let model = super::model::model_of(key, self.shared.store(), &self.shared.engine)?;
         super::model::check_counts(&model, inputs.len(), outputs)?;
         let stats = model.stats.clone();
         let started = Instant::now();
