@@ -228,7 +228,8 @@ pub(crate) async fn write_frame<T: Serialize>(
     w: &mut (impl AsyncWriteExt + Unpin),
     v: &T,
 ) -> io::Result<()> {
-    let b = bincode::serialize(v).map_err(io::Error::other)?;
+    let big = bincode::serialized_size(v).is_ok_and(|n| n > BIG_FRAME as u64);
+    let b = off_worker(big, || bincode::serialize(v)).map_err(io::Error::other)?;
     if b.len() > MAX_FRAME {
         // Its length would not fit the frame header, and no peer would take it.
         return Err(io::Error::other(format!(
@@ -276,7 +277,24 @@ pub(crate) async fn read_body<T: for<'de> Deserialize<'de>>(
             "the connection closed inside a frame",
         ));
     }
-    bincode::deserialize(&b).map_err(io::Error::other)
+    off_worker(len > BIG_FRAME, || bincode::deserialize(&b)).map_err(io::Error::other)
+}
+
+/// Frames above this many bytes (a large model in a log entry) are encoded and decoded with
+/// the async worker handed over to the runtime's other tasks, so heartbeats and votes on
+/// the same node are not held up behind them.
+const BIG_FRAME: usize = 4 << 20;
+
+/// Runs `f`, for `big` work on a multi-threaded runtime's worker as blocking work
+/// (`block_in_place`).
+fn off_worker<R>(big: bool, f: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if big && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 /// Most of a frame's declared length allocated before its bytes arrive.
