@@ -1,6 +1,9 @@
 //! The model workload: the test suite's small ONNX model (`linear_iris.onnx`, a linear
-//! regression over four features) stored once on the healthy cluster, with the bytes it
-//! gives for each of a few inputs; then executed throughout the faults, half the time as
+//! regression over four features) stored on the healthy cluster twice, as a key of the
+//! workload's slot and as a cluster-wide model (`@jepsen`, held by every node through the
+//! metadata group), with the bytes it gives for each of a few inputs (both must agree);
+//! then executed throughout the faults, odd executions by the cluster-wide model and even
+//! ones by the keyed one, half the time as
 //! AI.TENSORSET of an input and AI.MODELEXECUTE, half as one AI.DAGEXECUTE that PERSISTs
 //! its output, each execution with an output key of its own; after the heal, every output
 //! read from every replica of its shard (READONLY, no redirects), once each replica has
@@ -23,6 +26,17 @@ const MODEL: &[u8] = include_bytes!("../../tests/models/redisai/linear_iris.onnx
 /// moves (`shardai cluster reshard` takes the source's lowest slots), so the outputs move
 /// between shards in a two-shard run.
 const MODEL_KEY: &str = "{la2}model";
+/// The same model stored once for the whole cluster.
+const WIDE_MODEL: &str = "@jepsen";
+
+/// The model execution `v` runs: the cluster-wide one for odd `v`.
+fn model_of(v: i64) -> &'static str {
+    if v.rem_euclid(2) == 1 {
+        WIDE_MODEL
+    } else {
+        MODEL_KEY
+    }
+}
 /// Iris measurements (sepal and petal length and width, cm).
 const INPUTS: [[f32; 4]; 6] = [
     [5.0, 3.4, 1.6, 0.4],
@@ -56,9 +70,9 @@ fn tensor_args(c: &mut redis::Cmd, key: &str, x: &[f32; 4]) {
 }
 
 /// `AI.MODELEXECUTE <model> INPUTS 1 input OUTPUTS 1 output`, appended to `c`.
-fn model_args(c: &mut redis::Cmd, input: &str, output: &str) {
+fn model_args(c: &mut redis::Cmd, model: &str, input: &str, output: &str) {
     c.arg("AI.MODELEXECUTE")
-        .arg(MODEL_KEY)
+        .arg(model)
         .arg("INPUTS")
         .arg(1)
         .arg(input)
@@ -79,53 +93,62 @@ fn dag_error(r: Reply) -> Reply {
     r
 }
 
-/// Stores the model and returns the bytes of its output for each input (AI.TENSORGET ...
-/// BLOB), retrying for up to `within`.
+/// Stores the model (keyed and cluster-wide) and returns the bytes of its output for each
+/// input (AI.TENSORGET ... BLOB), the same from both, retrying for up to `within`.
 pub(crate) async fn prepare(addrs: &[String], within: Duration) -> Result<Vec<Vec<u8>>> {
     let end = Instant::now() + within;
     let mut client = Client::new(Duration::from_secs(5), false);
-    let mut store = redis::cmd("AI.MODELSTORE");
-    store
-        .arg(MODEL_KEY)
-        .arg("ONNX")
-        .arg("CPU")
-        .arg("BLOB")
-        .arg(MODEL);
+    let mut stores = Vec::new();
+    for name in [MODEL_KEY, WIDE_MODEL] {
+        let mut store = redis::cmd("AI.MODELSTORE");
+        store
+            .arg(name)
+            .arg("ONNX")
+            .arg("CPU")
+            .arg("BLOB")
+            .arg(MODEL);
+        stores.push(store);
+    }
     let mut n = 0;
     let mut last = String::new();
-    let mut expected = Vec::new();
+    let mut expected: Vec<Vec<u8>> = Vec::new();
     while expected.len() < INPUTS.len() {
         if Instant::now() > end {
             bail!("the model workload could not start: {last}");
         }
         let node = &addrs[n % addrs.len()];
         n += 1;
-        if expected.is_empty() {
-            match client.call(node, &store).await {
-                Reply::Value(..) => {}
-                other => {
-                    last = format!("AI.MODELSTORE: {other:?}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+        if !stores.is_empty() {
+            match client.call(node, &stores[0]).await {
+                Reply::Value(..) => {
+                    stores.remove(0);
                 }
+                other => last = format!("AI.MODELSTORE: {other:?}"),
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         }
         let x = &INPUTS[expected.len()];
-        let mut c = redis::cmd("AI.DAGEXECUTE_RO");
-        c.arg("ROUTING").arg("{la2}").arg("|>");
-        tensor_args(&mut c, "x", x);
-        c.arg("|>");
-        model_args(&mut c, "x", "y");
-        c.arg("|>").arg("AI.TENSORGET").arg("y").arg("BLOB");
-        match dag_error(client.call(node, &c).await) {
-            Reply::Value(Value::Array(items), _) => match items.last() {
-                Some(Value::BulkString(b)) => expected.push(b.clone()),
-                other => bail!("the model's output for {x:?} is {other:?}, not a blob"),
-            },
-            other => {
-                last = format!("executing the model: {other:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut outs = Vec::new();
+        for model in [MODEL_KEY, WIDE_MODEL] {
+            let mut c = redis::cmd("AI.DAGEXECUTE_RO");
+            c.arg("ROUTING").arg("{la2}").arg("|>");
+            tensor_args(&mut c, "x", x);
+            c.arg("|>");
+            model_args(&mut c, model, "x", "y");
+            c.arg("|>").arg("AI.TENSORGET").arg("y").arg("BLOB");
+            match dag_error(client.call(node, &c).await) {
+                Reply::Value(Value::Array(items), _) => match items.last() {
+                    Some(Value::BulkString(b)) => outs.push(b.clone()),
+                    other => bail!("the model's output for {x:?} is {other:?}, not a blob"),
+                },
+                other => last = format!("executing {model}: {other:?}"),
             }
+        }
+        match &outs[..] {
+            [a, b] if a == b => expected.push(a.clone()),
+            [a, b] => bail!("{MODEL_KEY} gives {a:?} for {x:?} but {WIDE_MODEL} gives {b:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
     Ok(expected)
@@ -145,7 +168,7 @@ pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) 
             .arg("|>");
         tensor_args(&mut exec, "x", x);
         exec.arg("|>");
-        model_args(&mut exec, "x", &out);
+        model_args(&mut exec, model_of(v), "x", &out);
     } else {
         let input = format!("{{la2}}i.{v}");
         let mut set = redis::Cmd::new();
@@ -157,7 +180,7 @@ pub(crate) async fn execute(client: &mut Client, node: &str, v: i64, dag: bool) 
                 return Reply::NotSent(format!("input: {e}"));
             }
         }
-        model_args(&mut exec, &input, &out);
+        model_args(&mut exec, model_of(v), &input, &out);
     }
     dag_error(client.call(node, &exec).await)
 }
