@@ -3,7 +3,13 @@
 //!
 //! ```sh
 //! target/release/cluster_client 127.0.0.1:7001 tests/models/redisai/linear_iris.onnx
+//! target/release/cluster_client 127.0.0.1:7001 --cluster-wide @iris 300
 //! ```
+//!
+//! With `--cluster-wide NAME COUNT` it runs the cluster-wide model NAME (stored once for the
+//! whole cluster) on COUNT tensors spread over every slot range instead, each run by
+//! AI.MODELEXECUTE (routed by the model name, then MOVED to the tensor's shard) and by
+//! AI.DAGEXECUTE; prints `ok COUNT runs`.
 //!
 //! Stores INT32 tensors on 60 keys (spread over every shard), reads them back, then stores
 //! the model on a `{tag}` in each shard (shards told apart by their master in CLUSTER SLOTS) and runs AI.MODELEXECUTE and AI.DAGEXECUTE there.
@@ -17,15 +23,83 @@ use redis::{AsyncCommands as _, cluster::ClusterClient, cmd};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Runs cluster-wide model `name` on `count` tensors in slots of every shard.
+async fn cluster_wide(
+    con: &mut redis::cluster_async::ClusterConnection,
+    name: &str,
+    count: usize,
+) -> Res<()> {
+    let mut first: Option<Vec<String>> = None;
+    for i in 0..count {
+        let (x, y) = (format!("{{rsw-{i}}}x"), format!("{{rsw-{i}}}y"));
+        let _: String = cmd("AI.TENSORSET")
+            .arg(&x)
+            .arg("FLOAT")
+            .arg(1)
+            .arg(4)
+            .arg("VALUES")
+            .arg(&["5.0", "3.4", "1.6", "0.4"])
+            .query_async(con)
+            .await?;
+        let ok: String = cmd("AI.MODELEXECUTE")
+            .arg(name)
+            .arg("INPUTS")
+            .arg(1)
+            .arg(&x)
+            .arg("OUTPUTS")
+            .arg(1)
+            .arg(&y)
+            .query_async(con)
+            .await?;
+        assert_eq!(ok, "OK");
+        let v: Vec<String> = cmd("AI.TENSORGET")
+            .arg(&y)
+            .arg("VALUES")
+            .query_async(con)
+            .await?;
+        let dag: Vec<redis::Value> = cmd("AI.DAGEXECUTE")
+            .arg("LOAD")
+            .arg(1)
+            .arg(&x)
+            .arg("|>")
+            .arg("AI.MODELEXECUTE")
+            .arg(name)
+            .arg("INPUTS")
+            .arg(1)
+            .arg(&x)
+            .arg("OUTPUTS")
+            .arg(1)
+            .arg("o")
+            .arg("|>")
+            .arg("AI.TENSORGET")
+            .arg("o")
+            .arg("VALUES")
+            .query_async(con)
+            .await?;
+        let last: Vec<String> =
+            redis::from_redis_value(dag.last().cloned().ok_or("empty DAG reply")?)?;
+        assert_eq!(last, v, "{x}");
+        assert_eq!(first.get_or_insert_with(|| v.clone()), &v, "{x}");
+    }
+    println!("ok {count} runs");
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let (Some(seed), Some(model)) = (args.next(), args.next()) else {
         return Err("usage: cluster_client HOST:PORT MODEL.onnx".into());
     };
-    let blob = std::fs::read(&model)?;
     let client = ClusterClient::new(vec![format!("redis://{seed}/")])?;
     let mut con = client.get_async_connection().await?;
+    if model == "--cluster-wide" {
+        let (Some(name), Some(count)) = (args.next(), args.next()) else {
+            return Err("usage: cluster_client HOST:PORT --cluster-wide NAME COUNT".into());
+        };
+        return cluster_wide(&mut con, &name, count.parse()?).await;
+    }
+    let blob = std::fs::read(&model)?;
     let _: () = con.set("rs:probe", "1").await?;
 
     for i in 0..60i64 {
