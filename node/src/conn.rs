@@ -228,6 +228,20 @@ async fn handle(
                                 .await
                         }
                     };
+                    // A transaction runs on a copy of the shard's keys: the cluster's objects
+                    // are not among them.
+                    let admitted = admitted.and_then(|guard| {
+                        let by_name = state.tx.is_some()
+                            && crate::cluster::objects::addresses_object(spec, &argv);
+                        match by_name {
+                            true => Err(Error::Verbatim(
+                                "ERR cluster-wide models and scripts cannot be stored, read or \
+                                 deleted inside MULTI"
+                                    .into(),
+                            )),
+                            false => Ok(guard),
+                        }
+                    });
                     match admitted {
                         Ok(guard) => migration_guard = guard,
                         Err(e) => {

@@ -29,6 +29,10 @@ INPUT = (5.0, 3.4, 1.6, 0.4)
 ADD = """def add(tensors: List[Tensor], keys: List[str], args: List[str]):
     return tensors[0] + tensors[1]
 """
+# A script that writes, through redis.execute, the name it is given.
+SETTER = """def set_name(tensors: List[Tensor], keys: List[str], args: List[str]):
+    redis.execute("SET", args[0], "x")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,15 @@ def wait_everywhere(cluster, name, version=None, timeout=60):
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{name} not loaded on every node: {last}")
+
+
+def wait_setting(node, chunk, timeout=10):
+    """Until `node` applied the cluster's MODEL_CHUNK_SIZE `chunk` (within 100 ms of having
+    the record)."""
+    end = time.time() + timeout
+    while node.client().execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") != chunk:
+        assert time.time() < end, node.addr
+        time.sleep(0.05)
 
 
 def ranges(node):
@@ -253,6 +266,28 @@ def test_read_delete_and_describe_from_any_node_and_name_clashes(cluster):
                  ["AI.MODELEXECUTE", "@iris", "INPUTS", 1, "{k}x", "OUTPUTS", 1, "@out"]):
         with pytest.raises(redis.ResponseError, match="cluster-wide model or script name"):
             a.execute_command(*args)
+    # Not inside a transaction either (EXEC runs on a copy of the shard's keys).
+    tx = cluster.nodes[0].client().pipeline(transaction=True)
+    tx.execute_command("AI.MODELGET", "@iris", "META")
+    with pytest.raises(redis.ResponseError, match="inside MULTI"):
+        tx.execute()
+    # Nor from a script's redis.execute, on a key of its own slot or by the name itself.
+    assert a.execute_command("AI.SCRIPTSTORE", "@setter", "CPU", "ENTRY_POINTS", 1,
+                             "set_name", "SOURCE", SETTER) == b"OK"
+    wait_everywhere(cluster, "@setter")
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    try:
+        # {@iris}k has the slot of "@iris": the slot check passes, the name check refuses.
+        with pytest.raises(redis.ResponseError, match="cluster-wide model or script name"):
+            rc.execute_command("AI.SCRIPTEXECUTE", "@setter", "set_name", "KEYS", 1,
+                               "{@iris}k", "ARGS", 1, "@iris")
+        assert rc.execute_command("AI.SCRIPTEXECUTE", "@setter", "set_name", "KEYS", 1,
+                                  "{u}k", "ARGS", 1, "{u}k") == b"OK"
+        assert rc.get("{u}k") == b"x"
+    finally:
+        rc.close()
+    for n in cluster.nodes:
+        assert n.client().keys("@*") == []
     # Ordinary names are unaffected; '@' alone is an ordinary key.
     rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
     try:
@@ -315,10 +350,7 @@ def test_ai_config_on_one_node_applies_on_every_node(cluster, pt):
     c = cluster.nodes[7].client()
     assert c.execute_command("AI.CONFIG", "MODEL_CHUNK_SIZE", 1024) == b"OK"
     for n in cluster.nodes:
-        end = time.time() + 10
-        while n.client().execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") != 1024:
-            assert time.time() < end, n.addr
-            time.sleep(0.05)
+        wait_setting(n, 1024)
         chunks = n.client().execute_command("AI.MODELGET", "@mul", "BLOB")
         assert isinstance(chunks, list) and len(chunks[0]) == 1024
         assert b"".join(chunks) == (pt / "mul.pt").read_bytes()
@@ -330,7 +362,7 @@ def test_restarted_wiped_and_added_nodes_get_the_models_and_settings(cluster):
     n.kill()
     n.start()
     assert wait_everywhere(cluster, "@iris")
-    assert n.client().execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") == 1024
+    wait_setting(n, 1024)
     # A replica wiped, removed and added again (a snapshot or the log brings it all back).
     rs = ranges(cluster.nodes[0])
     lead_port, replica_port = rs[0][2], rs[0][3][0]
@@ -344,11 +376,7 @@ def test_restarted_wiped_and_added_nodes_get_the_models_and_settings(cluster):
     cli("add-node", victim.addr, lead.addr)
     wait_everywhere(cluster, "@iris")
     wait_everywhere(cluster, "@add")
-    vc = victim.client()
-    end = time.time() + 10
-    while vc.execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") != 1024:
-        assert time.time() < end
-        time.sleep(0.05)
+    wait_setting(victim, 1024)
     # A shard added later serves the model once it owns slots.
     new = [Node() for _ in range(3)]
     cluster.nodes.extend(new)  # stopped with the cluster
@@ -356,7 +384,7 @@ def test_restarted_wiped_and_added_nodes_get_the_models_and_settings(cluster):
     assert "joined" in out.stdout, out.stdout + out.stderr
     wait_everywhere(cluster, "@iris")
     for x in new:
-        assert x.client().execute_command("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE") == 1024
+        wait_setting(x, 1024)
     out = cli("reshard", cluster.nodes[0].addr, "--from", "all", "--to", new[0].addr,
               "--slots", "60", timeout=300)
     assert "[OK] moved 60 slots" in out.stdout, out.stdout + out.stderr

@@ -158,7 +158,7 @@ pub struct Cluster {
     inputs: parking_lot::Mutex<meta::Inputs>,
     publishing: AtomicBool,
     /// Versions of the cluster-wide objects by name, with the value they were computed for.
-    versions: parking_lot::Mutex<std::collections::HashMap<bytes::Bytes, (usize, String)>>,
+    versions: parking_lot::Mutex<std::collections::HashMap<bytes::Bytes, (objects::Held, String)>>,
     /// When this node last reported its cluster-wide objects, and what it reported.
     reported_at: parking_lot::Mutex<Option<std::time::Instant>>,
     last_reports: parking_lot::Mutex<BTreeMap<bytes::Bytes, objects::Report>>,

@@ -75,6 +75,13 @@ pub fn admission<K: AsRef<[u8]>>(spec: &CommandSpec, keys: &[K]) -> Admission {
     Admission::Refuse(name_is_not_a_key(name.as_ref()))
 }
 
+/// True when a request to `spec` addresses a cluster-wide object by name (served on any
+/// node, see [`admission`]).
+pub fn addresses_object(spec: &CommandSpec, argv: &[Bytes]) -> bool {
+    let keys = spec.slot_keys(argv).unwrap_or_default();
+    admission(spec, &keys) == Admission::Here
+}
+
 /// The error for a cluster-wide name used as a key.
 pub fn name_is_not_a_key(name: &[u8]) -> Error {
     Error::Verbatim(format!(
@@ -82,6 +89,25 @@ pub fn name_is_not_a_key(name: &[u8]) -> Error {
          key: store, run, read and delete it with the AI.MODEL*/AI.SCRIPT* commands",
         String::from_utf8_lossy(name)
     ))
+}
+
+/// A model or script whose version was computed, held weakly: its allocation stays
+/// reserved while held, so a later value cannot reuse its address.
+pub enum Held {
+    /// A model.
+    Model(std::sync::Weak<shardai_engine::model::Model>),
+    /// A script.
+    Script(std::sync::Weak<shardai_engine::script::Script>),
+}
+
+impl Held {
+    fn is(&self, v: &Value) -> bool {
+        match (self, v) {
+            (Held::Model(w), Value::Model(m)) => std::ptr::eq(w.as_ptr(), Arc::as_ptr(m)),
+            (Held::Script(w), Value::Script(s)) => std::ptr::eq(w.as_ptr(), Arc::as_ptr(s)),
+            _ => false,
+        }
+    }
 }
 
 /// The version of a model or script, the same on every node: its blob's or source's length
@@ -174,13 +200,48 @@ impl Expect {
         })
     }
 
-    fn met(&self, v: Option<Value>) -> bool {
+    fn met(&self, v: &Option<Value>) -> bool {
         match (self, v) {
-            (Expect::Model(b), Some(Value::Model(m))) => m.blob == *b,
+            (Expect::Model(b), Some(Value::Model(m))) => m.blob.len() == b.len() && m.blob == *b,
             (Expect::Script(s), Some(Value::Script(sc))) => sc.source == *s,
             (Expect::Gone, None) => true,
             _ => false,
         }
+    }
+}
+
+/// True when `a` and `b` are the same stored value (the same model or script, or both
+/// absent), told by identity rather than by content.
+fn same(a: &Option<Value>, b: &Option<Value>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(Value::Model(x)), Some(Value::Model(y))) => Arc::ptr_eq(x, y),
+        (Some(Value::Script(x)), Some(Value::Script(y))) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
+}
+
+/// What a write does after its proposal failed for want of a leader (or a leader that did
+/// not take it), given whether the name still holds what it held before the write
+/// (`unchanged`), whether it now holds what the write stores (`met`) and how many tries
+/// were made.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterFailure {
+    /// The value is there (the write committed after all): answer as a success.
+    Done,
+    /// Nothing changed: propose it again.
+    Retry,
+    /// Give the error: tried enough, or another write changed the name meanwhile.
+    Fail,
+}
+
+fn after_failure(unchanged: bool, met: bool, tries: u32) -> AfterFailure {
+    if met && !unchanged {
+        AfterFailure::Done
+    } else if unchanged && tries < 3 {
+        AfterFailure::Retry
+    } else {
+        AfterFailure::Fail
     }
 }
 
@@ -212,34 +273,52 @@ impl Cluster {
         let Some((key, expect)) = Expect::of(&m) else {
             return meta.propose_anywhere(m).await;
         };
+        let name = String::from_utf8_lossy(&key).into_owned();
+        let before = self.meta_store.get(&key);
         let mut changes = meta.changes();
-        // A write whose commit is unknown (the metadata group changed leader while a large
-        // model replicated) is proposed again: storing the same value twice, or deleting
-        // twice, ends the same way.
         let mut tries = 0;
         let applied = loop {
             tries += 1;
-            match meta.propose_anywhere(m.clone()).await {
+            let e = match meta.propose_anywhere(m.clone()).await {
                 Ok(a) => break a,
-                Err(Error::Unavailable(_) | Error::ClusterDown(_))
-                    if tries < 3 && !matches!(expect, Expect::Gone) =>
-                {
-                    warn!(
-                        name = %String::from_utf8_lossy(&key),
-                        "the metadata group did not confirm a cluster-wide write; proposing it again"
-                    );
-                }
+                Err(e @ (Error::Unavailable(_) | Error::ClusterDown(_))) => e,
+                // Refused (a delete of a missing name, WRONGTYPE): nothing was written.
                 Err(e) => return Err(e),
+            };
+            // The commit may be unknown (the group changed leader while a large model
+            // replicated): see whether it lands here before deciding.
+            let settle = Instant::now() + Duration::from_secs(3);
+            while same(&before, &self.meta_store.get(&key)) && Instant::now() < settle {
+                changes.next(Duration::from_millis(100)).await;
+            }
+            let now = self.meta_store.get(&key);
+            match after_failure(same(&before, &now), expect.met(&now), tries) {
+                AfterFailure::Done => return Ok(Applied::Ok),
+                AfterFailure::Retry => warn!(
+                    name = %name,
+                    error = %e.wire_text(),
+                    "the metadata group did not take a cluster-wide write; proposing it again"
+                ),
+                AfterFailure::Fail => return Err(e),
             }
         };
+        // Answer once this node applied it too. Another write of the same name may land
+        // here first; ours follows it shortly, or was overtaken by a later one.
         let deadline = Instant::now() + LOCAL_APPLY_WAIT;
-        while !expect.met(self.meta_store.get(&key)) {
+        let mut last = before;
+        let mut other_since: Option<Instant> = None;
+        loop {
+            let current = self.meta_store.get(&key);
+            if !same(&last, &current) {
+                if expect.met(&current) {
+                    break;
+                }
+                other_since.get_or_insert_with(Instant::now);
+                last = current;
+            }
             let now = Instant::now();
-            if now >= deadline {
-                warn!(
-                    name = %String::from_utf8_lossy(&key),
-                    "a cluster-wide write committed but this node has not applied it yet"
-                );
+            if now >= deadline || other_since.is_some_and(|t| now - t > Duration::from_secs(5)) {
+                warn!(name = %name, "a cluster-wide write committed; this node has not shown it yet");
                 break;
             }
             changes
@@ -252,30 +331,46 @@ impl Cluster {
     /// This node's cluster-wide objects as it reports them.
     pub fn local_reports(&self) -> BTreeMap<Bytes, Report> {
         let now = shardai_engine::now_ms();
+        let values: Vec<(Bytes, Value)> = self
+            .meta_store
+            .keys(b"@*", now)
+            .into_iter()
+            .filter_map(|k| {
+                let v = self.meta_store.get(&k)?;
+                matches!(v, Value::Model(_) | Value::Script(_)).then_some((k, v))
+            })
+            .collect();
+        let cached: Vec<Option<String>> = {
+            let versions = self.versions.lock();
+            values
+                .iter()
+                .map(|(k, v)| {
+                    let (held, version) = versions.get(k)?;
+                    held.is(v).then(|| version.clone())
+                })
+                .collect()
+        };
+        // Checksums of new values outside the lock.
         let mut out = BTreeMap::new();
-        let mut versions = self.versions.lock();
-        let mut seen = HashMap::new();
-        for key in self.meta_store.keys(b"@*", now) {
-            let (content, ptr, loaded, stats) = match self.meta_store.get(&key) {
-                Some(Value::Model(m)) => (
-                    m.blob.clone(),
-                    Arc::as_ptr(&m) as *const u8 as usize,
+        let mut fresh = HashMap::new();
+        for ((key, value), version) in values.into_iter().zip(cached) {
+            let (content, loaded, stats, held) = match &value {
+                Value::Model(m) => (
+                    &m.blob,
                     m.loaded.load_error().is_none(),
                     m.stats.snapshot(),
+                    Held::Model(Arc::downgrade(m)),
                 ),
-                Some(Value::Script(s)) => (
-                    s.source.clone(),
-                    Arc::as_ptr(&s) as *const u8 as usize,
+                Value::Script(s) => (
+                    &s.source,
                     s.compiled.load_error().is_none(),
                     s.stats.snapshot(),
+                    Held::Script(Arc::downgrade(s)),
                 ),
                 _ => continue,
             };
-            let version = match versions.get(&key) {
-                Some((p, v)) if *p == ptr => v.clone(),
-                _ => version_of(&content),
-            };
-            seen.insert(key.clone(), (ptr, version.clone()));
+            let version = version.unwrap_or_else(|| version_of(content));
+            fresh.insert(key.clone(), (held, version.clone()));
             out.insert(
                 key,
                 Report {
@@ -285,13 +380,17 @@ impl Cluster {
                 },
             );
         }
-        *versions = seen;
+        *self.versions.lock() = fresh;
         out
     }
 
-    /// Every node's last report, by node id (this node's own is current).
+    /// The last report of every node of the cluster's topology, by node id (this node's own
+    /// is current; a removed node's is left out).
     pub fn reports(&self) -> BTreeMap<u64, BTreeMap<Bytes, Report>> {
         let now = shardai_engine::now_ms();
+        let members = self
+            .view()
+            .map(|v| v.topology.nodes.keys().copied().collect::<Vec<_>>());
         let mut out: BTreeMap<u64, BTreeMap<Bytes, Report>> = self
             .meta_store
             .keys(b"objrep:*", now)
@@ -301,6 +400,9 @@ impl Cluster {
                     .ok()?
                     .parse()
                     .ok()?;
+                if members.as_ref().is_some_and(|m| !m.contains(&node)) {
+                    return None;
+                }
                 let v = self.meta_string_b(&k)?;
                 Some((node, decode_reports(std::str::from_utf8(&v).ok()?)))
             })
@@ -400,6 +502,41 @@ mod tests {
         assert!(matches!(adm("DEL", &["@m", "x"]), Admission::Refuse(_)));
         // "@" alone is an ordinary key.
         assert_eq!(adm("SET", &["@"]), Admission::Keys);
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_only_while_nothing_changed() {
+        // Nothing changed: propose again, at most three times in all.
+        assert_eq!(after_failure(true, false, 1), AfterFailure::Retry);
+        assert_eq!(after_failure(true, false, 3), AfterFailure::Fail);
+        // The write landed after all.
+        assert_eq!(after_failure(false, true, 1), AfterFailure::Done);
+        // Another write changed the name: never overwrite it with an older value.
+        assert_eq!(after_failure(false, false, 1), AfterFailure::Fail);
+        // The same bytes were there already, but not by this write: propose again.
+        assert_eq!(after_failure(true, true, 1), AfterFailure::Retry);
+    }
+
+    #[test]
+    fn values_are_the_same_by_identity_not_content() {
+        let s = |src: &'static [u8]| {
+            Value::Script(Arc::new(shardai_engine::script::Script {
+                device: "CPU".into(),
+                tag: Bytes::new(),
+                entry_points: Vec::new(),
+                source: Bytes::from_static(src),
+                compiled: Arc::new(shardai_engine::script::NotCompiled::new("test".into())),
+                stats: Default::default(),
+            }))
+        };
+        let a = Some(s(b"x"));
+        assert!(same(&a, &a.clone()));
+        assert!(!same(&a, &Some(s(b"x"))));
+        assert!(same(&None, &None));
+        assert!(!same(&a, &None));
+        assert!(Expect::Script(Bytes::from_static(b"x")).met(&Some(s(b"x"))));
+        assert!(!Expect::Script(Bytes::from_static(b"y")).met(&a));
+        assert!(Expect::Gone.met(&None));
     }
 
     #[test]

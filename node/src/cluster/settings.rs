@@ -79,10 +79,22 @@ impl Cluster {
         let Some((key, value)) = record_of(c) else {
             return Ok(());
         };
-        self.settings_applied
+        // Marked first, so that this node does not apply its own setting again when the
+        // record arrives; put back if the record could not be written, so that the node
+        // returns to the cluster's setting.
+        let previous = self
+            .settings_applied
             .lock()
             .insert(key.clone(), value.clone());
-        self.write_meta(vec![(key, Some(value))]).await
+        let written = self.write_meta(vec![(key.clone(), Some(value))]).await;
+        if written.is_err() {
+            let mut applied = self.settings_applied.lock();
+            match previous {
+                Some(v) => applied.insert(key, v),
+                None => applied.remove(&key),
+            };
+        }
+        written
     }
 
     /// The cluster's settings this node has not applied yet, in the order they apply. The

@@ -121,8 +121,7 @@ pub(super) async fn ai_config(
         && let Err(e) = cluster.share_setting(&c).await
     {
         return Reply::Error(Error::Verbatim(format!(
-            "ERR the setting took effect on this node but could not be shared with the \
-             cluster: {}",
+            "ERR the setting could not be shared with the other nodes: {}",
             e.wire_text().trim_start_matches("ERR ")
         )));
     }

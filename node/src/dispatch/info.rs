@@ -298,12 +298,12 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 let errors: Vec<String> = r
                     .iter()
                     .filter(|(_, r)| r.state != "loaded")
-                    .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                    .map(|(n, _)| n.escape_ascii().to_string())
                     .collect();
                 let loaded: Vec<String> = r
                     .iter()
                     .filter(|(_, r)| r.state == "loaded")
-                    .map(|(n, r)| format!("{}@{}", String::from_utf8_lossy(n), r.version))
+                    .map(|(n, r)| format!("{}@{}", n.escape_ascii(), r.version))
                     .collect();
                 vec![
                     ("ai_cluster_wide_objects".into(), r.len().to_string()),
@@ -342,6 +342,8 @@ pub(super) fn info(requested: &[String], shared: &Shared) -> Reply {
         let wanted = (all && default)
             || requested.iter().any(|r| r == name)
             || (modules && name.starts_with("ai_"));
+        // Only a cluster has cluster-wide models.
+        let wanted = wanted && (name != "ai_cluster_wide" || shared.cluster.is_some());
         if wanted {
             if !out.is_empty() {
                 out.push_str("\r\n");

@@ -103,10 +103,11 @@ fn allowed(spec: &table::CommandSpec, keys: &[&Bytes], slots: &[u16]) -> Result<
 }
 
 fn host(shared: &Arc<Shared>, conn: &ConnState, keys: &[&Bytes]) -> Arc<dyn ScriptHost> {
-    // A cluster-wide script or model is not in a slot: it adds none.
+    // In a cluster, a cluster-wide script or model is not in a slot: it adds none.
+    let wide = |k: &[u8]| shared.cluster.is_some() && is_cluster_wide(k);
     let mut slots: Vec<u16> = keys
         .iter()
-        .filter(|k| !is_cluster_wide(k))
+        .filter(|k| !wide(k))
         .map(|k| key_slot(k))
         .collect();
     slots.sort_unstable();
@@ -183,10 +184,30 @@ impl Host {
                 self.shared.acl.log_denial(&d, &user.name, self.info.line());
                 return Reply::Error(d.error);
             }
-            let keys = match spec.slot_keys(&argv) {
+            // In a cluster, the cluster-wide models and scripts a command runs are in no
+            // slot, and no other use of their names reaches the shard's keys.
+            let in_cluster = self.shared.cluster.is_some();
+            let keys = match in_cluster {
+                true => spec.slot_keys(&argv),
+                false => spec.keys(&argv),
+            };
+            let keys = match keys {
                 Ok(keys) => keys,
                 Err(e) => return Reply::Error(e),
             };
+            if in_cluster {
+                match crate::cluster::objects::admission(spec, &keys) {
+                    crate::cluster::objects::Admission::Keys => {}
+                    crate::cluster::objects::Admission::Here => {
+                        return Reply::Error(Error::Verbatim(format!(
+                            "ERR {} of a cluster-wide model or script cannot be run from a \
+                             script",
+                            spec.name.to_ascii_uppercase()
+                        )));
+                    }
+                    crate::cluster::objects::Admission::Refuse(e) => return Reply::Error(e),
+                }
+            }
             if let Err(e) = allowed(spec, &keys, &self.slots) {
                 return Reply::Error(e);
             }
@@ -252,7 +273,8 @@ impl ScriptHost for Host {
         if self.done.load(Ordering::Acquire) {
             return Err(answered());
         }
-        if !self.slots.contains(&key_slot(key)) && !is_cluster_wide(key) {
+        let wide = self.shared.cluster.is_some() && is_cluster_wide(key);
+        if !self.slots.contains(&key_slot(key)) && !wide {
             return Err(cross_slot());
         }
         let model = super::model::model_of(key, self.shared.store(), &self.shared.engine)?;

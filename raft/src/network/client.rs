@@ -99,10 +99,10 @@ impl Network {
         cmd: crate::Cmd,
     ) -> Result<crate::ApplyResult, String> {
         let mut peer = self.peer(target, addr);
-        match peer
-            .call(&BusRequest::Propose(cmd), Duration::from_secs(10))
-            .await
-        {
+        // Ten seconds, and one more per 10 MB the entry carries (a large model).
+        let limit = Duration::from_secs(10)
+            + Duration::from_millis(crate::group::entry_bytes(&cmd) / 10_000);
+        match peer.call(&BusRequest::Propose(cmd), limit).await {
             Ok(BusReply::Propose(r)) => r,
             Ok(_) => {
                 peer.conn = None;
