@@ -241,8 +241,8 @@ pub struct Config {
     pub max_entry_size: usize,
 
     /// How long a write waits to commit (stored by a majority of its shard, or by the node's
-    /// own log), ms; after that it answers an error saying its outcome is unknown (it may
-    /// still commit).
+    /// own log), ms, plus one second per 10 MB the write carries (a large model); after that
+    /// it answers an error saying its outcome is unknown (it may still commit).
     #[arg(long, env = "SHARDAI_RAFT_COMMIT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub raft_commit_timeout_ms: u64,
 

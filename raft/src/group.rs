@@ -658,9 +658,10 @@ impl ShardGroup {
                 return Err(Error::EntryTooLarge { size, max });
             }
             self.pending.put(seq, m.clone());
+            let limit = commit_limit(self.limits.commit_timeout, size);
             let (tx, rx) = tokio::sync::oneshot::channel();
             let r = match self.batcher.send((cmd, tx)).await {
-                Ok(()) => match tokio::time::timeout(self.limits.commit_timeout, rx).await {
+                Ok(()) => match tokio::time::timeout(limit, rx).await {
                     Ok(r) => r.unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
                     Err(_) => {
                         // Appended, maybe replicated, not committed: it may still commit
@@ -674,13 +675,13 @@ impl ShardGroup {
                         };
                         warn!(
                             group = %self.group,
-                            timeout_ms = self.limits.commit_timeout.as_millis() as u64,
+                            timeout_ms = limit.as_millis() as u64,
                             "a write did not commit in time ({why})"
                         );
                         return Err(Error::Unavailable(format!(
                             "the write did not commit within {} ms ({why}): its outcome is \
                              unknown; read the key to find out",
-                            self.limits.commit_timeout.as_millis()
+                            limit.as_millis()
                         )));
                     }
                 },
@@ -707,6 +708,12 @@ impl ShardGroup {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// How long a write of `size` bytes waits to commit: `base` (`--raft-commit-timeout-ms`) and
+/// one second more per 10 MB, so a large model has the time to reach a majority.
+pub fn commit_limit(base: Duration, size: u64) -> Duration {
+    base + Duration::from_millis(size / 10_000)
 }
 
 /// Bytes of the log entry `cmd` makes (its record and its share of a bus frame).

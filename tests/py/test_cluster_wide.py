@@ -356,6 +356,61 @@ def test_ai_config_on_one_node_applies_on_every_node(cluster, pt):
         assert b"".join(chunks) == (pt / "mul.pt").read_bytes()
 
 
+def test_a_node_that_cannot_load_it_says_so_and_answers_runs_with_the_error(cluster, tmp_path):
+    seed = cluster.nodes[0].client()
+    real = seed.execute_command("AI.CONFIG", "GET", "BACKENDSPATH").decode()
+    rs = ranges(cluster.nodes[0])
+    shard, port = 0, rs[0][3][0]
+    victim = next(x for x in cluster.nodes if x.port == port)
+    # A replica restarted where no backend library can be found.
+    victim.kill()
+    victim.extra += ["--backends-path", str(tmp_path), "--enable-backend-loading", "yes"]
+    victim.start()
+    assert seed.execute_command("AI.MODELSTORE", "@nobackend", "ONNX", "CPU",
+                                "BLOB", IRIS.read_bytes()) == b"OK"
+    key = next(f"{{nb-{i}}}x" for i in range(10000) if shard_of(rs, f"{{nb-{i}}}x") == shard)
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    rc.execute_command("AI.TENSORSET", key, "FLOAT", 1, 4, "VALUES", *INPUT)
+    rc.close()
+    dag = ("AI.DAGEXECUTE_RO", "LOAD", 1, key, "|>", "AI.MODELEXECUTE", "@nobackend",
+           "INPUTS", 1, key, "OUTPUTS", 1, "o", "|>", "AI.TENSORGET", "o", "VALUES")
+    v = victim.client(single_connection_client=True)
+    v.execute_command("READONLY")
+    end = time.time() + 30
+    while True:
+        try:
+            i = info(victim, "@nobackend")
+            got = v.execute_command(*dag)
+            if i[b"load_state"] == b"error" and isinstance(got[0], redis.ResponseError):
+                break
+        except redis.ResponseError:
+            pass
+        assert time.time() < end
+        time.sleep(0.1)
+    assert i[b"load_error"], i
+    assert "could not be loaded on this node" in str(got[0]), got
+    assert "@nobackend" in str(victim.client().info("ai_cluster_wide")["ai_cluster_wide_not_loaded"])
+    # Every other node reports it loaded; this one, the error.
+    end = time.time() + 10
+    while True:
+        nodes = [as_dict(n) for n in info(cluster.nodes[0], "@nobackend")[b"nodes"]]
+        states = sorted(n[b"load_state"] for n in nodes)
+        if states == [b"error"] + [b"loaded"] * 8:
+            break
+        assert time.time() < end, states
+        time.sleep(0.1)
+    # Once its backend can be found there, it loads and runs as everywhere else.
+    assert v.execute_command("AI.CONFIG", "BACKENDSPATH", real) == b"OK"
+    assert info(victim, "@nobackend")[b"load_state"] == b"loaded"
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    rc.execute_command("AI.MODELEXECUTE", "@nobackend", "INPUTS", 1, key, "OUTPUTS", 1, key + "y")
+    want = floats(rc.execute_command("AI.TENSORGET", key + "y", "VALUES"))
+    rc.close()
+    assert floats(v.execute_command(*dag)[-1]) == want
+    v.close()
+    wait_everywhere(cluster, "@iris")
+
+
 def test_restarted_wiped_and_added_nodes_get_the_models_and_settings(cluster):
     # A node restarted from its folder.
     n = cluster.nodes[5]

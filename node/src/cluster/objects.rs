@@ -183,31 +183,61 @@ pub fn decode_reports(text: &str) -> BTreeMap<Bytes, Report> {
 
 /// What a write of a cluster-wide object leaves in the store, to wait for locally.
 enum Expect {
-    Model(Bytes),
-    Script(Bytes),
+    Model(Arc<shardai_engine::model::Model>),
+    Script(Arc<shardai_engine::script::Script>),
     Gone,
 }
 
 impl Expect {
     fn of(m: &Mutation) -> Option<(Bytes, Expect)> {
         Some(match m {
-            Mutation::SetModel { key, model } => (key.clone(), Expect::Model(model.blob.clone())),
-            Mutation::SetScript { key, script } => {
-                (key.clone(), Expect::Script(script.source.clone()))
-            }
+            Mutation::SetModel { key, model } => (key.clone(), Expect::Model(model.clone())),
+            Mutation::SetScript { key, script } => (key.clone(), Expect::Script(script.clone())),
             Mutation::DelModel(key) | Mutation::DelScript(key) => (key.clone(), Expect::Gone),
             _ => return None,
         })
     }
 
+    /// True when `v` is what the write stores: the same model or script (by everything it
+    /// was stored with), or nothing after a delete.
     fn met(&self, v: &Option<Value>) -> bool {
         match (self, v) {
-            (Expect::Model(b), Some(Value::Model(m))) => m.blob.len() == b.len() && m.blob == *b,
-            (Expect::Script(s), Some(Value::Script(sc))) => sc.source == *s,
+            (Expect::Model(a), Some(Value::Model(b))) => {
+                Arc::ptr_eq(a, b)
+                    || (a.backend == b.backend
+                        && a.device == b.device
+                        && a.tag == b.tag
+                        && a.batch == b.batch
+                        && a.inputs == b.inputs
+                        && a.outputs == b.outputs
+                        && a.blob == b.blob)
+            }
+            (Expect::Script(a), Some(Value::Script(b))) => {
+                Arc::ptr_eq(a, b)
+                    || (a.device == b.device
+                        && a.tag == b.tag
+                        && a.entry_points == b.entry_points
+                        && a.source == b.source)
+            }
             (Expect::Gone, None) => true,
             _ => false,
         }
     }
+
+    /// Bytes the write carries: the time it may take grows with it.
+    fn bytes(&self) -> usize {
+        match self {
+            Expect::Model(m) => m.blob.len(),
+            Expect::Script(s) => s.source.len(),
+            Expect::Gone => 0,
+        }
+    }
+}
+
+/// How long a write carrying `bytes` waits for something to show before deciding: `base`
+/// and a second more per 10 MB (a large model takes that long to reach and load).
+fn scaled(base: Duration, bytes: usize) -> Duration {
+    base + Duration::from_millis(bytes as u64 / 10_000)
 }
 
 /// True when `a` and `b` are the same stored value (the same model or script, or both
@@ -287,7 +317,7 @@ impl Cluster {
             };
             // The commit may be unknown (the group changed leader while a large model
             // replicated): see whether it lands here before deciding.
-            let settle = Instant::now() + Duration::from_secs(3);
+            let settle = Instant::now() + scaled(Duration::from_secs(3), expect.bytes());
             while same(&before, &self.meta_store.get(&key)) && Instant::now() < settle {
                 changes.next(Duration::from_millis(100)).await;
             }
@@ -307,17 +337,19 @@ impl Cluster {
         let deadline = Instant::now() + LOCAL_APPLY_WAIT;
         let mut last = before;
         let mut other_since: Option<Instant> = None;
+        let patience = scaled(Duration::from_secs(5), expect.bytes());
         loop {
             let current = self.meta_store.get(&key);
+            // A delete is shown by the name's absence, whatever came before it.
+            if (!same(&last, &current) || matches!(expect, Expect::Gone)) && expect.met(&current) {
+                break;
+            }
             if !same(&last, &current) {
-                if expect.met(&current) {
-                    break;
-                }
                 other_since.get_or_insert_with(Instant::now);
                 last = current;
             }
             let now = Instant::now();
-            if now >= deadline || other_since.is_some_and(|t| now - t > Duration::from_secs(5)) {
+            if now >= deadline || other_since.is_some_and(|t| now - t > patience) {
                 warn!(name = %name, "a cluster-wide write committed; this node has not shown it yet");
                 break;
             }
@@ -519,24 +551,32 @@ mod tests {
 
     #[test]
     fn values_are_the_same_by_identity_not_content() {
-        let s = |src: &'static [u8]| {
-            Value::Script(Arc::new(shardai_engine::script::Script {
+        let script = |src: &'static [u8], tag: &'static [u8]| {
+            Arc::new(shardai_engine::script::Script {
                 device: "CPU".into(),
-                tag: Bytes::new(),
+                tag: Bytes::from_static(tag),
                 entry_points: Vec::new(),
                 source: Bytes::from_static(src),
                 compiled: Arc::new(shardai_engine::script::NotCompiled::new("test".into())),
                 stats: Default::default(),
-            }))
+            })
         };
-        let a = Some(s(b"x"));
+        let s = |src, tag| Value::Script(script(src, tag));
+        let a = Some(s(b"x", b""));
         assert!(same(&a, &a.clone()));
-        assert!(!same(&a, &Some(s(b"x"))));
+        assert!(!same(&a, &Some(s(b"x", b""))));
         assert!(same(&None, &None));
         assert!(!same(&a, &None));
-        assert!(Expect::Script(Bytes::from_static(b"x")).met(&Some(s(b"x"))));
-        assert!(!Expect::Script(Bytes::from_static(b"y")).met(&a));
+        // What a write stored: equal in everything it was stored with, not only the source.
+        assert!(Expect::Script(script(b"x", b"")).met(&Some(s(b"x", b""))));
+        assert!(!Expect::Script(script(b"x", b"v2")).met(&a));
+        assert!(!Expect::Script(script(b"y", b"")).met(&a));
         assert!(Expect::Gone.met(&None));
+        assert!(!Expect::Gone.met(&a));
+        assert_eq!(
+            scaled(Duration::from_secs(3), 100_000_000),
+            Duration::from_secs(13)
+        );
     }
 
     #[test]

@@ -80,19 +80,14 @@ impl Cluster {
             return Ok(());
         };
         // Marked first, so that this node does not apply its own setting again when the
-        // record arrives; put back if the record could not be written, so that the node
-        // returns to the cluster's setting.
-        let previous = self
-            .settings_applied
+        // record arrives; unmarked if the record could not be written, so that the node
+        // applies the cluster's record again (when there is one).
+        self.settings_applied
             .lock()
             .insert(key.clone(), value.clone());
         let written = self.write_meta(vec![(key.clone(), Some(value))]).await;
         if written.is_err() {
-            let mut applied = self.settings_applied.lock();
-            match previous {
-                Some(v) => applied.insert(key, v),
-                None => applied.remove(&key),
-            };
+            self.settings_applied.lock().remove(&key);
         }
         written
     }

@@ -298,12 +298,12 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                 let errors: Vec<String> = r
                     .iter()
                     .filter(|(_, r)| r.state != "loaded")
-                    .map(|(n, _)| n.escape_ascii().to_string())
+                    .map(|(n, _)| list_item(n))
                     .collect();
                 let loaded: Vec<String> = r
                     .iter()
                     .filter(|(_, r)| r.state == "loaded")
-                    .map(|(n, r)| format!("{}@{}", n.escape_ascii(), r.version))
+                    .map(|(n, r)| format!("{}@{}", list_item(n), r.version))
                     .collect();
                 vec![
                     ("ai_cluster_wide_objects".into(), r.len().to_string()),
@@ -318,6 +318,11 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
     for (k, v) in lines {
         let _ = writeln!(out, "{k}:{v}\r");
     }
+}
+
+/// A name as an item of an INFO list: control bytes, quotes, backslashes and commas escaped.
+fn list_item(name: &[u8]) -> String {
+    name.escape_ascii().to_string().replace(',', "\\x2c")
 }
 
 /// Section titles as Redis prints them (`# Server`, `# ai_versions`).

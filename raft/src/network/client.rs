@@ -99,9 +99,10 @@ impl Network {
         cmd: crate::Cmd,
     ) -> Result<crate::ApplyResult, String> {
         let mut peer = self.peer(target, addr);
-        // Ten seconds, and one more per 10 MB the entry carries (a large model).
-        let limit = Duration::from_secs(10)
-            + Duration::from_millis(crate::group::entry_bytes(&cmd) / 10_000);
+        // As long as the leader waits for its commit (with its default limit), and a second
+        // more.
+        let limit =
+            crate::group::commit_limit(Duration::from_secs(11), crate::group::entry_bytes(&cmd));
         match peer.call(&BusRequest::Propose(cmd), limit).await {
             Ok(BusReply::Propose(r)) => r,
             Ok(_) => {
