@@ -169,6 +169,8 @@ pub struct ShardGroup {
     save_target: AtomicU64,
     /// The last SAVE / BGSAVE did not complete.
     save_failed: std::sync::atomic::AtomicBool,
+    /// The index the state machine applied up to (ahead of openraft's metrics by a moment).
+    applied_index: Arc<AtomicU64>,
 }
 
 type WriteOutcome = Result<crate::ApplyResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
@@ -311,6 +313,7 @@ impl ShardGroup {
         )
         .map_err(|e| format!("snapshots: {e}"))?;
         let (log_handle, current) = (log.clone(), sm.current_snapshot());
+        let applied_index = sm.applied_index();
         let log_for_group = log.clone();
         let raft = ShardRaft::new(
             cfg.me,
@@ -365,6 +368,7 @@ impl ShardGroup {
             log: log_for_group,
             save_target: AtomicU64::new(0),
             save_failed: Default::default(),
+            applied_index,
         }))
     }
 

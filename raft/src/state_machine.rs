@@ -91,6 +91,9 @@ pub struct StateMachine {
     pending: Arc<Pending>,
     dir: PathBuf,
     last_applied: Option<LogId>,
+    /// The index of `last_applied`, set before the entry's client is answered (openraft's
+    /// metrics learn it a moment later).
+    applied_index: Arc<std::sync::atomic::AtomicU64>,
     membership: StoredMembershipOf<C>,
     current: Arc<Mutex<Current>>,
 }
@@ -104,6 +107,12 @@ fn snap_name(meta: &Meta) -> String {
 }
 
 impl StateMachine {
+    /// The index this replica applied up to, as the state machine sets it (before the
+    /// entry's client is answered).
+    pub fn applied_index(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.applied_index.clone()
+    }
+
     /// A handle on the newest snapshot.
     pub fn current_snapshot(&self) -> CurrentSnapshot {
         CurrentSnapshot(self.current.clone())
@@ -147,6 +156,7 @@ impl StateMachine {
             pending,
             dir: dir.to_path_buf(),
             last_applied: None,
+            applied_index: Default::default(),
             membership: StoredMembership::default(),
             current: Arc::new(Mutex::new(current)),
         })
@@ -247,6 +257,8 @@ impl RaftStateMachine<C> for StateMachine {
                 }
             };
             self.last_applied = Some(entry.log_id);
+            self.applied_index
+                .store(entry.log_id.index, std::sync::atomic::Ordering::Release);
             if let Some(r) = responder {
                 r.send(resp);
             }
@@ -298,6 +310,10 @@ impl RaftStateMachine<C> for StateMachine {
         let keys = entries.len();
         self.store.replace_all(entries);
         self.last_applied = meta.last_log_id;
+        self.applied_index.store(
+            meta.last_log_id.map_or(0, |l| l.index),
+            std::sync::atomic::Ordering::Release,
+        );
         self.membership = meta.last_membership.clone();
         info!(
             index = ?meta.last_log_id.as_ref().map(|l| l.index),

@@ -21,13 +21,16 @@ const SAVE_LIMIT: Duration = Duration::from_secs(600);
 const ASK_EVERY: Duration = Duration::from_millis(500);
 
 impl ShardGroup {
-    /// The index this replica applied up to, and that of its newest snapshot.
+    /// The index this replica applied up to, and that of its newest snapshot. The applied
+    /// index is the state machine's own: openraft's metrics learn it a moment after the
+    /// entry's client was answered, and a SAVE right after a write must cover that write.
     fn applied_and_snapshot(&self) -> (u64, u64) {
         let m = self.raft.metrics().borrow_watched().clone();
-        (
-            m.last_applied.map_or(0, |l| l.index),
-            m.snapshot.map_or(0, |l| l.index),
-        )
+        let applied = m
+            .last_applied
+            .map_or(0, |l| l.index)
+            .max(self.applied_index.load(Ordering::Acquire));
+        (applied, m.snapshot.map_or(0, |l| l.index))
     }
 
     /// Entries applied since the newest snapshot (INFO's `rdb_changes_since_last_save`).
