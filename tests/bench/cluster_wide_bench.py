@@ -35,22 +35,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "py"))
 from harness import ROOT  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from shardcluster import Cluster  # noqa: E402
+from test_models_onnx import matmul_model  # noqa: E402
 
 IRIS = ROOT / "tests" / "models" / "redisai" / "linear_iris.onnx"
-
-
-def matmul_model(n):
-    """An ONNX MatMul with an `n`x`n` FLOAT weight (4 n^2 bytes) and a batch dimension."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = numpy_helper.from_array(np.full((n, n), 0.5, dtype=np.float32), "w")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", n])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", n])], [w])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString()
 
 
 def slot_ranges(port):
