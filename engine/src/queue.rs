@@ -70,6 +70,19 @@ struct DeviceQueue {
     /// How long one backend call may take (None: no limit).
     timeout: Option<Duration>,
     next_worker: AtomicU64,
+    /// Microseconds its workers spent in backend calls.
+    busy_us: AtomicU64,
+}
+
+/// One device queue's load, for the metrics endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceLoad {
+    /// The device (`CPU`, `GPU:0`, ...).
+    pub device: String,
+    /// Requests waiting to run.
+    pub waiting: usize,
+    /// Seconds its workers spent in backend calls since it started.
+    pub busy_seconds: f64,
 }
 
 /// The most abandoned calls one device queue lets run on (each holds a thread): past it,
@@ -148,6 +161,19 @@ impl RunQueues {
             .sum()
     }
 
+    /// Every device queue's load, by device name.
+    pub fn loads(&self) -> Vec<DeviceLoad> {
+        self.queues
+            .lock()
+            .values()
+            .map(|q| DeviceLoad {
+                device: q.device.clone(),
+                waiting: q.jobs.lock().len(),
+                busy_seconds: q.busy_us.load(Ordering::Relaxed) as f64 / 1e6,
+            })
+            .collect()
+    }
+
     /// Runs `model` on `inputs` on the model's device queue, possibly batched with other
     /// requests for the same model. `TimedOut` when the job waited longer than `timeout`.
     /// Backend calls (and their errors) are counted in `stats`.
@@ -206,6 +232,7 @@ impl RunQueues {
             watch: Condvar::new(),
             timeout: self.timeout,
             next_worker: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
         });
         let failed =
             |_| Error::Verbatim("ERR Could not initialize queue on requested device".into());
@@ -389,8 +416,11 @@ fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    let replies: Vec<Reply> = group.into_iter().map(|j| j.reply).collect();
     let started = Instant::now();
+    for job in &group {
+        stats.record_wait(started.saturating_duration_since(job.enqueued));
+    }
+    let replies: Vec<Reply> = group.into_iter().map(|j| j.reply).collect();
     let deadline = queue.timeout.map(|t| {
         let grace = match model.backend {
             shardai_protocol::command::Backend::Onnx => ONNX_GRACE,
@@ -431,6 +461,9 @@ fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
         return false;
     };
     let took = ended - started;
+    queue
+        .busy_us
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     let ran = |outputs| Ran {
         outputs,
         started,

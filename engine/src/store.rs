@@ -197,6 +197,21 @@ impl Store {
             .collect()
     }
 
+    /// Every model and script, with its key (a walk over the whole keyspace, for the
+    /// metrics endpoint).
+    pub fn runnables(&self) -> Vec<(Bytes, Value)> {
+        self.stripes
+            .iter()
+            .flat_map(|s| {
+                s.read()
+                    .iter()
+                    .filter(|(_, e)| matches!(e.value, Value::Model(_) | Value::Script(_)))
+                    .map(|(k, e)| (k.clone(), e.value.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Puts `new` in place of the model `old` at `key`, if `key` still holds that very model:
     /// a local change of how a replicated model is loaded, not a write (the bytes are the
     /// same).

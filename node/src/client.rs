@@ -114,6 +114,12 @@ pub struct ClientInfo {
     pub addr: SocketAddr,
     /// Local address.
     pub laddr: SocketAddr,
+    /// The socket's file descriptor (-1 when it has none).
+    pub fd: i32,
+    /// CLIENT KILL: wakes the connection, which then closes.
+    pub kill: tokio::sync::Notify,
+    /// The connection sent MONITOR.
+    pub monitor: std::sync::atomic::AtomicBool,
     /// When the connection was accepted.
     pub since: Instant,
     /// Milliseconds since `since` of the last command.
@@ -129,6 +135,19 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// Whether the connection is one of those `f` names (CLIENT LIST, CLIENT KILL).
+    pub fn matches(&self, f: &shardai_protocol::command::ClientFilter) -> bool {
+        (f.ids.is_empty() || f.ids.contains(&self.id))
+            && f.kind.as_deref().is_none_or(|k| k == "normal")
+            && f.addr.as_ref().is_none_or(|a| *a == self.addr.to_string())
+            && f.laddr
+                .as_ref()
+                .is_none_or(|a| *a == self.laddr.to_string())
+            && f.user.as_ref().is_none_or(|u| *u == *self.user.lock())
+            && f.max_age
+                .is_none_or(|m| self.since.elapsed().as_secs() >= m)
+    }
+
     /// The connection as one CLIENT LIST line, as Redis formats it (the fields clients and
     /// tools read).
     pub fn line(&self) -> String {
@@ -141,14 +160,20 @@ impl ClientInfo {
             .get(self.last_cmd.load(Ordering::Relaxed))
             .map_or("NULL", |s| s.name);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 \
              ssub=0 multi=-1 watch=0 cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
             self.id,
             self.addr,
             self.laddr,
+            self.fd,
             String::from_utf8_lossy(&names.name),
             age.as_secs(),
             idle,
+            if self.monitor.load(Ordering::Relaxed) {
+                "O"
+            } else {
+                "N"
+            },
             cmd,
             self.user.lock(),
             self.resp.load(Ordering::Relaxed),

@@ -295,6 +295,45 @@ pub struct Config {
     /// `shardai_node=debug`. Logs go to standard error.
     #[arg(long, env = "SHARDAI_LOG", default_value = "info")]
     pub log: String,
+
+    /// How log lines are written to stderr: `text` (for people) or `json` (one object per
+    /// line, for log shippers: timestamp, level, message and fields).
+    #[arg(long, env = "SHARDAI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// HTTP port for operators (off unless given): Prometheus metrics at /metrics, /livez
+    /// (the process serves) and /readyz (its shard has a leader, it has applied what was
+    /// committed when it started, its cluster-wide models are loaded) for probes and load
+    /// balancers. Plain HTTP, no authentication: bind it where only your scraper reaches.
+    #[arg(long, env = "SHARDAI_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// Address the --metrics-port listens on (default: --bind).
+    #[arg(long, env = "SHARDAI_METRICS_BIND")]
+    pub metrics_bind: Option<IpAddr>,
+
+    /// Commands that run at least this many microseconds are kept in SLOWLOG (0: every
+    /// command, negative: none). CONFIG SET changes it.
+    #[arg(
+        long,
+        env = "SHARDAI_SLOWLOG_LOG_SLOWER_THAN",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
+    pub slowlog_log_slower_than: i64,
+
+    /// The most entries SLOWLOG keeps (the oldest go first). CONFIG SET changes it.
+    #[arg(long, env = "SHARDAI_SLOWLOG_MAX_LEN", default_value_t = 128)]
+    pub slowlog_max_len: usize,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// True when both paths name the same file (or the same text, when one cannot be read).

@@ -136,6 +136,9 @@ async fn run<S: Stream>(
             shared.stats.commands.fetch_add(handled, Ordering::Relaxed);
         }
         flush(sock, &mut out, shared).await?;
+        if state.info.monitor.load(Ordering::Relaxed) {
+            return monitor(sock, shared, state, shutdown, &mut decoder, &mut rbuf).await;
+        }
         if rbuf.is_empty() && rbuf.capacity() > READ_CHUNK {
             // Done with a big request: give its buffer back.
             rbuf = BytesMut::new();
@@ -148,6 +151,7 @@ async fn run<S: Stream>(
             r = sock.read_buf(&mut rbuf) => r?,
             _ = shutdown.changed() => return Ok("server shutting down".into()),
             _ = idle => return Ok("idle longer than timeout".into()),
+            _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
         };
         if n == 0 {
             return Ok(if rbuf.is_empty() {
@@ -191,6 +195,9 @@ async fn handle(
     state: &mut ConnState,
     out: &mut WriteBuf,
 ) -> Flow {
+    let started = Instant::now();
+    // SLOWLOG's copy of the request, and the command's index, once it is known.
+    let mut seen: Option<(usize, Option<Vec<Bytes>>)> = None;
     // Held until the reply is built (see `Cluster::admit`).
     let mut migration_guard = None;
     // ASKING just before MULTI holds until EXEC.
@@ -245,6 +252,14 @@ async fn handle(
                     match admitted {
                         Ok(guard) => migration_guard = guard,
                         Err(e) => {
+                            let redirects = match &e {
+                                Error::Moved { .. } => Some(&shared.stats.moved),
+                                Error::Ask { .. } => Some(&shared.stats.ask),
+                                _ => None,
+                            };
+                            if let Some(n) = redirects {
+                                n.fetch_add(1, Ordering::Relaxed);
+                            }
                             // As Redis: a refused EXEC discards its transaction.
                             if spec.name == "exec" {
                                 state.tx = None;
@@ -257,6 +272,7 @@ async fn handle(
                     }
                 }
             }
+            seen = Some((i, shared.ops.before(spec, &argv, &state.info)));
             // Only writes under a maxmemory limit need their size.
             let limited = spec.flags.contains(&"denyoom")
                 && shared.runtime.maxmemory.load(Ordering::Relaxed) > 0;
@@ -342,8 +358,78 @@ async fn handle(
         }
     };
     drop(migration_guard);
+    if let Some((index, request)) = seen {
+        let failed = matches!(reply, Reply::Error(_));
+        shared
+            .ops
+            .after(index, started.elapsed(), failed, request, &state.info);
+    }
     out.push(&reply, state.resp);
     flow
+}
+
+/// A connection after MONITOR: every command the node receives, one `+line` each, until
+/// the client sends QUIT or leaves (other requests are read and ignored), CLIENT KILL, or
+/// shutdown. A monitor too slow to keep up misses lines rather than holding the server.
+async fn monitor<S: Stream>(
+    sock: &mut S,
+    shared: &Arc<Shared>,
+    state: &mut ConnState,
+    shutdown: &mut watch::Receiver<bool>,
+    decoder: &mut RequestDecoder,
+    rbuf: &mut BytesMut,
+) -> io::Result<String> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut listener = shared.ops.monitors.listen();
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            line = listener.rx.recv() => {
+                let mut next = line;
+                // Write what has queued up in one go.
+                for _ in 0..256 {
+                    match next {
+                        Ok(line) => {
+                            out.push(b'+');
+                            out.extend_from_slice(&line);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            debug!(id = state.info.id, missed = n, "monitor fell behind");
+                        }
+                        Err(RecvError::Closed) => return Ok("server shutting down".into()),
+                    }
+                    next = match listener.rx.try_recv() {
+                        Ok(l) => Ok(l),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                            Err(RecvError::Lagged(n))
+                        }
+                        Err(_) => break,
+                    };
+                }
+                shared.stats.net_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+                sock.write_all(&out).await?;
+                sock.flush().await?;
+                out.clear();
+            }
+            n = sock.read_buf(rbuf) => {
+                if n? == 0 {
+                    return Ok("client closed".into());
+                }
+                while let Ok(Decoded::Request(argv)) = decoder.decode(rbuf) {
+                    if argv[0].eq_ignore_ascii_case(b"quit") {
+                        sock.write_all(b"+OK\r\n").await?;
+                        return Ok("client quit".into());
+                    }
+                }
+                if rbuf.len() > READ_CHUNK {
+                    return Ok("monitor sent a request too large".into());
+                }
+            }
+            _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
+            _ = shutdown.changed() => return Ok("server shutting down".into()),
+        }
+    }
 }
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.

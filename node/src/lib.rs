@@ -30,6 +30,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod memory;
+pub mod ops;
 pub mod output_limit;
 pub mod recover;
 pub mod resp;

@@ -7,7 +7,7 @@ use shardai_engine::Store;
 use shardai_node::{
     acl::Acl,
     cluster::Cluster,
-    config::Config,
+    config::{Config, LogFormat},
     server::Server,
     state::{Engine, Shared},
 };
@@ -37,12 +37,19 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line: timestamp, level, message and the fields at the top level.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all().thread_name("shardai-io");
@@ -93,6 +100,7 @@ async fn run(config: Config) -> Result<(), String> {
         ));
     }
     let local = ports.join(" and ");
+    let metrics = metrics_listener(&config).await?;
     // Held until the process ends (or restarts itself in place).
     let _lock = shardai_raft::log_store::lock_dir(&config.dir).map_err(|e| e.to_string())?;
     let store = Arc::new(Store::new());
@@ -167,6 +175,13 @@ async fn run(config: Config) -> Result<(), String> {
         Arc::new(shared.with_standalone(group))
     };
     tokio::spawn(shardai_node::recover::watch(shared.clone()));
+    // Held until the server stops: the metrics port closes with it.
+    let (_metrics_stop, stopped) = tokio::sync::watch::channel(false);
+    if let Some(l) = metrics {
+        let at = l.local_addr().map_err(|e| e.to_string())?;
+        info!("metrics on http://{at}/metrics, health on /livez and /readyz");
+        tokio::spawn(shardai_node::ops::http::serve(l, shared.clone(), stopped));
+    }
     let mut server = Server::new(listener, shared);
     if let Some((l, acceptor)) = tls {
         server = server.with_tls(l, acceptor);
@@ -181,6 +196,18 @@ async fn run(config: Config) -> Result<(), String> {
     }
     info!("shardai stopped");
     Ok(())
+}
+
+/// The operators' HTTP listener, when --metrics-port is given.
+async fn metrics_listener(config: &Config) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some(port) = config.metrics_port else {
+        return Ok(None);
+    };
+    let addr = std::net::SocketAddr::new(config.metrics_bind.unwrap_or(config.bind), port);
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (--metrics-port): {e}"))?;
+    Ok(Some(l))
 }
 
 /// The TLS listener and its acceptor, when --tls-port is given.

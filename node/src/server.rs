@@ -126,11 +126,13 @@ impl Server {
             let stop = stop_rx.clone();
             conns.spawn(async move {
                 let laddr = sock.local_addr().unwrap_or(addr);
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+                let at = Peer { addr, laddr, fd };
                 match tls {
-                    None => start(sock, addr, laddr, false, refusal, shared, stop).await,
+                    None => start(sock, at, false, refusal, shared, stop).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(sock)).await {
-                            Ok(Ok(s)) => start(s, addr, laddr, true, refusal, shared, stop).await,
+                            Ok(Ok(s)) => start(s, at, true, refusal, shared, stop).await,
                             Ok(Err(e)) => debug!(%addr, error = %e, "TLS handshake failed"),
                             Err(_) => debug!(%addr, "TLS handshake timed out"),
                         }
@@ -157,11 +159,17 @@ impl Server {
     }
 }
 
+/// Where a connection comes from and arrives at, and its socket.
+struct Peer {
+    addr: SocketAddr,
+    laddr: SocketAddr,
+    fd: i32,
+}
+
 /// Serves an accepted (and, for TLS, handshaken) connection, or writes its refusal.
 async fn start<S>(
     mut sock: S,
-    addr: SocketAddr,
-    laddr: SocketAddr,
+    Peer { addr, laddr, fd }: Peer,
     tls: bool,
     refusal: Option<Vec<u8>>,
     shared: Arc<Shared>,
@@ -174,7 +182,7 @@ async fn start<S>(
         let _ = sock.shutdown().await;
         return;
     }
-    let info = shared.register(addr, laddr);
+    let info = shared.register(addr, laddr, fd);
     debug!(id = info.id, %addr, tls, "connection accepted");
     conn::serve(sock, tls, shared, info, stop).await;
 }

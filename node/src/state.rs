@@ -45,6 +45,10 @@ pub struct Stats {
     pub expired: AtomicU64,
     /// Protocol errors (connections closed for malformed input).
     pub protocol_errors: AtomicU64,
+    /// MOVED redirects answered.
+    pub moved: AtomicU64,
+    /// ASK redirects answered.
+    pub ask: AtomicU64,
 }
 
 /// Settings that CONFIG SET and AI.CONFIG change at run time.
@@ -166,6 +170,8 @@ pub struct Shared {
     /// EXEC holds it exclusively, every other client command shared: no command of another
     /// client runs on this node while a transaction does.
     pub tx_gate: tokio::sync::RwLock<()>,
+    /// SLOWLOG, MONITOR, metrics and readiness.
+    pub ops: crate::ops::Ops,
 }
 
 impl std::fmt::Debug for Shared {
@@ -218,6 +224,7 @@ impl Shared {
             proposer,
             cluster,
             standalone: None,
+            ops: crate::ops::Ops::for_config(&config),
             config,
             runtime,
             stats: Stats::default(),
@@ -243,13 +250,16 @@ impl Shared {
         self.proposer.store()
     }
 
-    /// Registers a new connection.
-    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
+    /// Registers a new connection (`fd`: its socket's file descriptor).
+    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr, fd: i32) -> Arc<ClientInfo> {
         let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(ClientInfo {
             id,
             addr,
             laddr,
+            fd,
+            kill: tokio::sync::Notify::new(),
+            monitor: std::sync::atomic::AtomicBool::new(false),
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
             resp: AtomicU8::new(2),

@@ -171,10 +171,29 @@ pub struct ShardGroup {
     save_failed: std::sync::atomic::AtomicBool,
     /// The index the state machine applied up to (ahead of openraft's metrics by a moment).
     applied_index: Arc<AtomicU64>,
+    stats: Arc<crate::stats::GroupStats>,
 }
 
 type WriteOutcome = Result<crate::ApplyResult, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
 type Reply = tokio::sync::oneshot::Sender<WriteOutcome>;
+
+/// Counts the group's leader changes (see [`crate::stats::is_leader_change`]) until the
+/// group shuts down.
+async fn count_leader_changes(raft: ShardRaft, stats: Arc<crate::stats::GroupStats>) {
+    let mut metrics = raft.metrics();
+    let mut known = metrics.borrow_watched().current_leader;
+    while metrics.changed().await.is_ok() {
+        let leader = metrics.borrow_watched().current_leader;
+        if crate::stats::is_leader_change(known, leader) {
+            stats
+                .leader_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if leader.is_some() {
+            known = leader;
+        }
+    }
+}
 
 /// Hands concurrent proposals to Raft in batches (one message to the Raft core, one log
 /// append per batch) and routes each result back to its proposer.
@@ -304,6 +323,7 @@ impl ShardGroup {
         let log = LogStore::open(&cfg.dir.join("log")).map_err(|e| format!("Raft log: {e}"))?;
         log.set_fsync(cfg.fsync);
         let pending = Arc::new(Pending::default());
+        let stats = log.stats();
         let sm = StateMachine::open(
             &cfg.dir.join("snapshots"),
             store.clone(),
@@ -311,7 +331,8 @@ impl ShardGroup {
             cfg.me,
             pending.clone(),
         )
-        .map_err(|e| format!("snapshots: {e}"))?;
+        .map_err(|e| format!("snapshots: {e}"))?
+        .with_stats(stats.clone());
         let (log_handle, current) = (log.clone(), sm.current_snapshot());
         let applied_index = sm.applied_index();
         let log_for_group = log.clone();
@@ -350,6 +371,7 @@ impl ShardGroup {
         );
         let (batcher, rx) = tokio::sync::mpsc::channel(4096);
         tokio::spawn(batch_loop(raft.clone(), rx));
+        tokio::spawn(count_leader_changes(raft.clone(), stats.clone()));
         info!(node = cfg.me, cluster = %cfg.cluster, group = %cfg.group, "Raft group started");
         Ok(Arc::new(ShardGroup {
             raft,
@@ -369,7 +391,13 @@ impl ShardGroup {
             save_target: AtomicU64::new(0),
             save_failed: Default::default(),
             applied_index,
+            stats,
         }))
+    }
+
+    /// What this group measured about itself (see [`crate::stats`]).
+    pub fn stats(&self) -> &crate::stats::GroupStats {
+        &self.stats
     }
 
     /// Sets when this replica's appends count as durable (see [`Fsync`]; only a group of

@@ -26,6 +26,7 @@ pub mod log_store;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
+pub mod stats;
 pub mod types;
 mod version;
 
@@ -34,4 +35,5 @@ mod golden;
 
 pub use group::{GroupConfig, MAX_ENTRY_BYTES, ReadCheck, RoleInfo, ShardGroup, WriteLimits};
 pub use network::{BusSecurity, ShardRaft, Target, TargetSlot, TlsFiles};
+pub use openraft::ServerState;
 pub use types::{ApplyResult, Cmd, ShardNode, TypeConfig};

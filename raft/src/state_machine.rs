@@ -96,6 +96,7 @@ pub struct StateMachine {
     applied_index: Arc<std::sync::atomic::AtomicU64>,
     membership: StoredMembershipOf<C>,
     current: Arc<Mutex<Current>>,
+    stats: Arc<crate::stats::GroupStats>,
 }
 
 fn snap_name(meta: &Meta) -> String {
@@ -111,6 +112,12 @@ impl StateMachine {
     /// entry's client is answered).
     pub fn applied_index(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.applied_index.clone()
+    }
+
+    /// Snapshots built are counted in `stats` (the group's, shared with its log).
+    pub fn with_stats(mut self, stats: Arc<crate::stats::GroupStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// A handle on the newest snapshot.
@@ -156,6 +163,7 @@ impl StateMachine {
             pending,
             dir: dir.to_path_buf(),
             last_applied: None,
+            stats: Default::default(),
             applied_index: Default::default(),
             membership: StoredMembership::default(),
             current: Arc::new(Mutex::new(current)),
@@ -207,6 +215,7 @@ pub struct Builder {
     entries: Option<Vec<shardai_engine::store::KeyRecord>>,
     dir: PathBuf,
     current: Arc<Mutex<Current>>,
+    stats: Arc<crate::stats::GroupStats>,
 }
 
 impl RaftSnapshotBuilder<C> for Builder {
@@ -218,12 +227,18 @@ impl RaftSnapshotBuilder<C> for Builder {
         let path = self.dir.join(snap_name(&meta));
         let (p, m) = (path.clone(), meta.clone());
         let keys = entries.len();
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || snapshot::write(&p, &m, entries))
             .await
             .map_err(io::Error::other)??;
+        let took = started.elapsed();
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        self.stats.snapshot_built(bytes, took);
         info!(
             index = ?meta.last_log_id.as_ref().map(|l| l.index),
             keys,
+            bytes,
+            ms = took.as_millis() as u64,
             file = %path.display(),
             "snapshot built"
         );
@@ -275,6 +290,7 @@ impl RaftStateMachine<C> for StateMachine {
             entries: Some(self.store.dump()),
             dir: self.dir.clone(),
             current: self.current.clone(),
+            stats: self.stats.clone(),
         }
     }
 

@@ -51,6 +51,7 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
     ("client|info", CONN),
     ("client|help", CONN),
     ("client|list", ADMIN_CONN),
+    ("client|kill", ADMIN_CONN),
     ("command|count", CONN),
     ("command|info", CONN),
     ("command|docs", CONN),

@@ -80,6 +80,8 @@ async fn run(
         Command::Config(c) => server::config(c, shared),
         Command::Cluster(c) => cluster::cluster(c, shared, conn).await,
         Command::Role => cluster::role(shared.cluster.as_deref()),
+        Command::Slowlog(c) => server::slowlog(c, &shared.ops.slowlog),
+        Command::Monitor => server::monitor(conn),
         Command::Save { background } => server::save(background, shared).await,
         Command::Multi => transaction::multi(conn),
         Command::Exec => transaction::exec(shared, conn).await,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use shardai_protocol::{
     Error, Reply,
-    command::{ClientCmd, ConfigCmd, Hello},
+    command::{ClientCmd, ConfigCmd, Hello, SlowlogCmd},
 };
 use shardai_raft::log_store::Fsync;
 use tracing::info;
@@ -109,9 +109,36 @@ pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Rep
             Reply::OK
         }
         ClientCmd::Info => Reply::Verbatim(ClientInfo::line(&conn.info)),
-        ClientCmd::List => {
+        ClientCmd::List(filter) => {
             let clients: Vec<_> = shared.clients.lock().values().cloned().collect();
-            Reply::Verbatim(clients.iter().map(|c| ClientInfo::line(c)).collect())
+            Reply::Verbatim(
+                clients
+                    .iter()
+                    .filter(|c| c.matches(&filter))
+                    .map(|c| ClientInfo::line(c))
+                    .collect(),
+            )
+        }
+        ClientCmd::Kill {
+            filter,
+            old_form,
+            skip_me,
+        } => {
+            let clients: Vec<_> = shared.clients.lock().values().cloned().collect();
+            let mut killed = 0;
+            for c in clients.iter().filter(|c| c.matches(&filter)) {
+                if skip_me && c.id == conn.info.id {
+                    continue;
+                }
+                info!(id = c.id, addr = %c.addr, by = conn.info.id, "CLIENT KILL");
+                c.kill.notify_one();
+                killed += 1;
+            }
+            match (old_form, killed) {
+                (true, 0) => Reply::Error(Error::Verbatim("ERR No such client".into())),
+                (true, _) => Reply::OK,
+                (false, n) => Reply::Int(n),
+            }
         }
         ClientCmd::Help => help(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -119,16 +146,76 @@ pub(super) fn client(c: ClientCmd, shared: &Shared, conn: &mut ConnState) -> Rep
             "    Return the name of the current connection.",
             "ID",
             "    Return the ID of the current connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are:",
+            "    * ADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made from the specified address",
+            "    * LADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made to specified local address",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Kill connections by type.",
+            "    * USER <username>",
+            "      Kill connections authenticated by <username>.",
+            "    * SKIPME (YES|NO)",
+            "      Skip killing current connection (default: yes).",
+            "    * ID <client-id>",
+            "      Kill connections by client id.",
+            "    * MAXAGE <maxage>",
+            "      Kill connections older than the specified age.",
             "INFO",
             "    Return information about the current client connection.",
-            "LIST",
-            "    Return information about client connections.",
+            "LIST [options ...]",
+            "    Return information about client connections. Options:",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Return clients of specified type.",
+            "    * ID <client-id> [<client-id> ...]",
+            "      Return clients of specified IDs only.",
             "SETINFO <option> <value>",
             "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
             "SETNAME <name>",
             "    Assign the name <name> to the current connection.",
         ]),
     }
+}
+
+/// `SLOWLOG GET [count] | LEN | RESET | HELP`
+pub(super) fn slowlog(c: SlowlogCmd, log: &crate::ops::slowlog::SlowLog) -> Reply {
+    match c {
+        SlowlogCmd::Get(count) => crate::ops::slowlog::reply(log.newest(count)),
+        SlowlogCmd::Len => Reply::Int(log.len() as i64),
+        SlowlogCmd::Reset => {
+            log.reset();
+            Reply::OK
+        }
+        SlowlogCmd::Help => help(&[
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "    Entries are made of:",
+            "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+            "    client name",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+            "HELP",
+            "    Print this help.",
+        ]),
+    }
+}
+
+/// `MONITOR`: the connection turns into a stream of every command the node receives
+/// (see `conn`), after this OK.
+pub(super) fn monitor(conn: &mut ConnState) -> Reply {
+    if conn.tx.is_some() {
+        return Reply::Error(Error::Verbatim(
+            "ERR MONITOR isn't allowed inside MULTI".into(),
+        ));
+    }
+    conn.info.monitor.store(true, Ordering::Relaxed);
+    Reply::OK
 }
 
 pub(super) fn help(lines: &[&'static str]) -> Reply {
@@ -201,6 +288,24 @@ fn config_values(shared: &Shared) -> Vec<(&'static str, String)> {
             rt.write_timeout.load(Ordering::Relaxed).to_string(),
         ),
         ("client-query-buffer-limit", (1u64 << 30).to_string()),
+        (
+            "slowlog-log-slower-than",
+            shared
+                .ops
+                .slowlog
+                .slower_than
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
+        (
+            "slowlog-max-len",
+            shared
+                .ops
+                .slowlog
+                .max_len
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
     ]
 }
 
@@ -299,6 +404,22 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                             );
                         }
                     }
+                    "slowlog-log-slower-than" => match text.parse::<i64>() {
+                        Ok(n) => {
+                            let log = &shared.ops.slowlog;
+                            apply.push(Box::new(move || {
+                                log.slower_than.store(n, Ordering::Relaxed)
+                            }))
+                        }
+                        _ => return fail("argument couldn't be parsed into an integer"),
+                    },
+                    "slowlog-max-len" => match text.parse::<usize>() {
+                        Ok(n) if n <= i64::MAX as usize => {
+                            let log = &shared.ops.slowlog;
+                            apply.push(Box::new(move || log.set_max_len(n)))
+                        }
+                        _ => return fail("argument couldn't be parsed into an integer"),
+                    },
                     "maxclients" => match text.parse::<usize>() {
                         Ok(n) if (1..=MAX_CLIENTS_LIMIT).contains(&n) => {
                             let rt = &shared.runtime;

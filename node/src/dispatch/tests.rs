@@ -28,7 +28,7 @@ fn conn(shared: &Shared) -> ConnState {
     let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let (user, generation) = shared.acl.initial_user();
     ConnState::new(
-        shared.register(addr, "127.0.0.1:6379".parse().unwrap()),
+        shared.register(addr, "127.0.0.1:6379".parse().unwrap(), -1),
         user,
         generation,
     )

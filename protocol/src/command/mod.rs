@@ -32,7 +32,7 @@ pub use self::{
     migrate::{Migrate, Restore},
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore, modelexecute_input_count},
     script::{ScriptArgs, ScriptExecute, ScriptGet, ScriptStore},
-    server::{ClientCmd, CommandCmd, ConfigCmd, Hello},
+    server::{ClientCmd, ClientFilter, CommandCmd, ConfigCmd, Hello, SlowlogCmd},
     strings::{Expiry, SetArgs, SetCond},
     tensor::{MAX_TENSOR_RANK, TensorData, TensorFormat, TensorGet, TensorSet},
 };
@@ -72,6 +72,10 @@ pub enum Command {
     Cluster(ClusterCmd),
     /// `ROLE`
     Role,
+    /// `SLOWLOG subcommand ...`
+    Slowlog(SlowlogCmd),
+    /// `MONITOR`: stream every command the node receives to this connection.
+    Monitor,
     /// `MULTI`: queue the connection's commands until EXEC.
     Multi,
     /// `EXEC`: run the queued commands.

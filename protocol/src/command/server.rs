@@ -59,10 +59,113 @@ pub enum ClientCmd {
     },
     /// `CLIENT INFO`
     Info,
-    /// `CLIENT LIST`
-    List,
+    /// `CLIENT LIST [TYPE type] [ID id ...]`
+    List(ClientFilter),
+    /// `CLIENT KILL ip:port` (`old_form`) or `CLIENT KILL filter value ...`
+    Kill {
+        /// Which connections.
+        filter: ClientFilter,
+        /// The one-argument form, answered with OK or an error instead of a count.
+        old_form: bool,
+        /// Whether the connection sending it may be among them (`SKIPME`, default yes).
+        skip_me: bool,
+    },
     /// `CLIENT HELP`
     Help,
+}
+
+/// Which connections `CLIENT LIST` and `CLIENT KILL` name; every given condition must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientFilter {
+    /// `ID id ...`
+    pub ids: Vec<u64>,
+    /// `TYPE normal|master|replica|pubsub`, lowercased.
+    pub kind: Option<String>,
+    /// `ADDR ip:port`
+    pub addr: Option<String>,
+    /// `LADDR ip:port`
+    pub laddr: Option<String>,
+    /// `USER username`
+    pub user: Option<String>,
+    /// `MAXAGE seconds`: connections older than this.
+    pub max_age: Option<u64>,
+}
+
+fn client_type(c: &mut Cursor) -> Result<String, Error> {
+    let t = lower(&c.next_bytes()?);
+    match t.as_str() {
+        "normal" | "master" | "replica" | "slave" | "pubsub" => Ok(t),
+        _ => Err(Error::Verbatim(format!("ERR Unknown client type '{t}'"))),
+    }
+}
+
+fn parse_client_list(c: &mut Cursor) -> Result<ClientFilter, Error> {
+    let mut f = ClientFilter::default();
+    while c.remaining() > 0 {
+        let opt = lower(&c.next_bytes()?);
+        match opt.as_str() {
+            "type" if c.remaining() >= 1 => f.kind = Some(client_type(c)?),
+            "id" if c.remaining() >= 1 => {
+                while c.remaining() > 0 {
+                    match c.next_int()? {
+                        id if id > 0 => f.ids.push(id as u64),
+                        _ => return Err(Error::Verbatim("ERR Invalid client ID".into())),
+                    }
+                }
+            }
+            _ => return Err(Error::Syntax),
+        }
+    }
+    Ok(f)
+}
+
+fn parse_client_kill(c: &mut Cursor) -> Result<ClientCmd, Error> {
+    let mut filter = ClientFilter::default();
+    if c.remaining() == 1 {
+        filter.addr = Some(String::from_utf8_lossy(&c.next_bytes()?).into_owned());
+        return Ok(ClientCmd::Kill {
+            filter,
+            old_form: true,
+            skip_me: false,
+        });
+    }
+    if !c.remaining().is_multiple_of(2) {
+        return Err(Error::Syntax);
+    }
+    let mut skip_me = true;
+    let text = |b: Bytes| String::from_utf8_lossy(&b).into_owned();
+    while c.remaining() > 0 {
+        let opt = lower(&c.next_bytes()?);
+        match opt.as_str() {
+            "id" => match c.next_int() {
+                Ok(id) if id > 0 => filter.ids.push(id as u64),
+                _ => {
+                    return Err(Error::Verbatim(
+                        "ERR client-id should be greater than 0".into(),
+                    ));
+                }
+            },
+            "type" => filter.kind = Some(client_type(c)?),
+            "addr" => filter.addr = Some(text(c.next_bytes()?)),
+            "laddr" => filter.laddr = Some(text(c.next_bytes()?)),
+            "user" => filter.user = Some(text(c.next_bytes()?)),
+            "maxage" => match c.next_int() {
+                Ok(n) if n >= 0 => filter.max_age = Some(n as u64),
+                _ => return Err(Error::Syntax),
+            },
+            "skipme" => match lower(&c.next_bytes()?).as_str() {
+                "yes" => skip_me = true,
+                "no" => skip_me = false,
+                _ => return Err(Error::Syntax),
+            },
+            _ => return Err(Error::Syntax),
+        }
+    }
+    Ok(ClientCmd::Kill {
+        filter,
+        old_form: false,
+        skip_me,
+    })
 }
 
 fn sub_arity(cmd: &str, sub: &str) -> Error {
@@ -83,7 +186,13 @@ pub(super) fn parse_client(c: &mut Cursor) -> Result<ClientCmd, Error> {
             2,
         ),
         "info" => (ClientCmd::Info, 0),
-        "list" => (ClientCmd::List, usize::MAX),
+        "list" => (ClientCmd::List(ClientFilter::default()), usize::MAX),
+        "kill" => {
+            if c.remaining() == 0 {
+                return Err(sub_arity("client", &sub));
+            }
+            return parse_client_kill(c);
+        }
         "help" => (ClientCmd::Help, 0),
         _ => return Err(Error::UnknownSubcommand { cmd: "CLIENT", sub }),
     };
@@ -111,11 +220,7 @@ pub(super) fn parse_client(c: &mut Cursor) -> Result<ClientCmd, Error> {
             }
             ClientCmd::SetInfo { attr, value }
         }
-        ClientCmd::List => {
-            // CLIENT LIST [TYPE ...] [ID ...]: filters are accepted and ignored.
-            c.rest();
-            ClientCmd::List
-        }
+        ClientCmd::List(_) => ClientCmd::List(parse_client_list(c)?),
         other => other,
     })
 }
@@ -258,6 +363,55 @@ pub(crate) fn save(c: &mut Cursor) -> Result<Command, Error> {
 /// `ROLE`
 pub(crate) fn role(_: &mut Cursor) -> Result<Command, Error> {
     Ok(Command::Role)
+}
+
+/// `SLOWLOG` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlowlogCmd {
+    /// `SLOWLOG GET [count]`: the newest `count` entries (10 by default; all when `None`).
+    Get(Option<usize>),
+    /// `SLOWLOG LEN`
+    Len,
+    /// `SLOWLOG RESET`
+    Reset,
+    /// `SLOWLOG HELP`
+    Help,
+}
+
+/// `SLOWLOG GET [count] | LEN | RESET | HELP`
+pub(crate) fn slowlog(c: &mut Cursor) -> Result<Command, Error> {
+    let sub = lower(&c.next_bytes()?);
+    let cmd = match (sub.as_str(), c.remaining()) {
+        ("get", 0) => SlowlogCmd::Get(Some(10)),
+        ("get", 1) => {
+            // As Redis: one error for a count that is not a number or is below -1.
+            match c.next_int().unwrap_or(-2) {
+                -1 => SlowlogCmd::Get(None),
+                n if n >= 0 => SlowlogCmd::Get(Some(n as usize)),
+                _ => {
+                    return Err(Error::Verbatim(
+                        "ERR count should be greater than or equal to -1".into(),
+                    ));
+                }
+            }
+        }
+        ("len", 0) => SlowlogCmd::Len,
+        ("reset", 0) => SlowlogCmd::Reset,
+        ("help", 0) => SlowlogCmd::Help,
+        ("get" | "len" | "reset" | "help", _) => return Err(sub_arity("slowlog", &sub)),
+        _ => {
+            return Err(Error::UnknownSubcommand {
+                cmd: "SLOWLOG",
+                sub,
+            });
+        }
+    };
+    Ok(Command::Slowlog(cmd))
+}
+
+/// `MONITOR`
+pub(crate) fn monitor(_: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Monitor)
 }
 
 #[cfg(test)]

@@ -169,6 +169,11 @@ impl LogStore {
         self.inner.flags.set_policy(policy);
     }
 
+    /// The group's measurements, which this log's appends and fsyncs feed.
+    pub fn stats(&self) -> Arc<crate::stats::GroupStats> {
+        self.inner.flags.stats.clone()
+    }
+
     /// Fsyncs everything appended so far (a clean shutdown under a relaxed policy).
     pub async fn sync_all(&self) -> io::Result<()> {
         self.barrier(Vec::new(), None).await
@@ -384,6 +389,7 @@ impl RaftLogStorage<C> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let started = std::time::Instant::now();
         let dir = self.inner.dir.clone();
         let mut buf = Vec::new();
         let mut pending = Vec::new();
@@ -452,7 +458,7 @@ impl RaftLogStorage<C> for LogStore {
             }
             file
         };
-        self.send(SyncReq::Flush(file, callback))
+        self.send(SyncReq::Flush(file, callback, started))
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {

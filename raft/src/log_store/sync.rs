@@ -26,7 +26,8 @@ use tracing::error;
 use super::{C, other};
 
 pub(super) enum SyncReq {
-    Flush(Arc<File>, IOFlushed<C>),
+    /// An append's file and callback, and when the append started.
+    Flush(Arc<File>, IOFlushed<C>, Instant),
     Barrier {
         files: Vec<Arc<File>>,
         meta: Option<(PathBuf, Vec<u8>)>,
@@ -95,6 +96,8 @@ pub(super) struct SyncFlags {
     /// Set once a write or fsync failed: nothing is acknowledged any more (under everysec
     /// this can happen between writes, before any append sees it).
     pub failed: AtomicBool,
+    /// Append and fsync latency (and the group's other measurements).
+    pub stats: Arc<crate::stats::GroupStats>,
 }
 
 impl SyncFlags {
@@ -133,7 +136,13 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
         if flags.fail.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
         }
-        f.sync_data()
+        let started = Instant::now();
+        let r = f.sync_data();
+        flags
+            .stats
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        r
     };
     let mut failed: Option<String> = None;
     // Files written since their last fsync, their appends already acknowledged.
@@ -184,9 +193,9 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
         }
         let policy = flags.policy();
         let mut dirty: Vec<Arc<File>> = Vec::new();
-        let mut waiting: Vec<IOFlushed<C>> = Vec::new();
+        let mut waiting: Vec<(IOFlushed<C>, Instant)> = Vec::new();
         let flush = |dirty: &mut Vec<Arc<File>>,
-                     waiting: &mut Vec<IOFlushed<C>>,
+                     waiting: &mut Vec<(IOFlushed<C>, Instant)>,
                      failed: &mut Option<String>| {
             if failed.is_none()
                 && let Err(e) = dirty.iter().try_for_each(|f| sync(f))
@@ -194,7 +203,11 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
                 fail_with(&e, failed);
             }
             dirty.clear();
-            for cb in waiting.drain(..) {
+            for (cb, started) in waiting.drain(..) {
+                flags
+                    .stats
+                    .append_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 cb.io_completed(match failed {
                     None => Ok(()),
                     Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
@@ -203,20 +216,24 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
         };
         for req in batch {
             match req {
-                SyncReq::Flush(f, cb) if policy != Fsync::Always => {
+                SyncReq::Flush(f, cb, started) if policy != Fsync::Always => {
                     if !lazy.iter().any(|d| Arc::ptr_eq(d, &f)) {
                         lazy.push(f);
                     }
+                    flags
+                        .stats
+                        .append_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     cb.io_completed(match &failed {
                         None => Ok(()),
                         Some(e) => Err(other(format!("an earlier fsync failed: {e}"))),
                     });
                 }
-                SyncReq::Flush(f, cb) => {
+                SyncReq::Flush(f, cb, started) => {
                     if !dirty.iter().any(|d| Arc::ptr_eq(d, &f)) {
                         dirty.push(f);
                     }
-                    waiting.push(cb);
+                    waiting.push((cb, started));
                 }
                 SyncReq::Barrier { files, meta, done } => {
                     // Everything before a barrier is durable once it completes, whatever the
