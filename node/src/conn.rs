@@ -272,7 +272,7 @@ async fn handle(
                     }
                 }
             }
-            seen = Some((i, shared.ops.before(spec, &argv, &state.info)));
+            seen = Some((i, shared.ops.before(i, spec, &argv, &state.info)));
             // Only writes under a maxmemory limit need their size.
             let limited = spec.flags.contains(&"denyoom")
                 && shared.runtime.maxmemory.load(Ordering::Relaxed) > 0;

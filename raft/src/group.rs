@@ -144,6 +144,9 @@ pub struct RoleInfo {
     pub matched: BTreeMap<u64, u64>,
     /// Set when Raft stopped (a storage error): the node no longer acknowledges anything.
     pub fatal: Option<String>,
+    /// A leader of several voters that has not heard from a majority for longer than an
+    /// election timeout: cut off, it leads nothing the others still follow.
+    pub leader_cut_off: bool,
 }
 
 /// A shard replica.
@@ -574,6 +577,12 @@ impl ShardGroup {
                 })
                 .unwrap_or_default(),
             fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
+            leader_cut_off: m.state == ServerState::Leader
+                && voters.len() > 1
+                && m.last_quorum_acked.as_deref().is_none_or(|at| {
+                    openraft::Instant::elapsed(at).as_millis() as u64
+                        > self.raft.config().election_timeout_max
+                }),
         }
     }
 

@@ -41,16 +41,17 @@ impl Ops {
         }
     }
 
-    /// Before a command runs: what SLOWLOG may need of its request (only while it logs),
+    /// Before a command (at `index` in the command table) runs: what SLOWLOG may need of its request (only while it logs),
     /// and its MONITOR line (only while someone listens).
     pub fn before(
         &self,
+        index: usize,
         spec: &CommandSpec,
         argv: &[Bytes],
         client: &ClientInfo,
     ) -> Option<Vec<Bytes>> {
         if self.monitors.active() {
-            self.monitors.feed(spec, argv, &client.addr);
+            self.monitors.feed(index, spec, argv, &client.addr);
         }
         (self.slowlog.enabled() && !spec.flags.contains(&"skip_slowlog"))
             .then(|| slowlog::summarize(argv))

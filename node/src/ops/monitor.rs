@@ -62,9 +62,10 @@ impl Monitors {
         }
     }
 
-    /// Sends the line for `argv` (a command of `spec`) from the client at `addr`.
-    pub fn feed(&self, spec: &CommandSpec, argv: &[Bytes], addr: &SocketAddr) {
-        if spec.flags.contains(&"admin") {
+    /// Sends the line for `argv` (a command of `spec`, at `index` in the command table)
+    /// from the client at `addr`.
+    pub fn feed(&self, index: usize, spec: &CommandSpec, argv: &[Bytes], addr: &SocketAddr) {
+        if !shown(index, spec, argv) {
             return;
         }
         let now_us = std::time::SystemTime::now()
@@ -72,6 +73,14 @@ impl Monitors {
             .map_or(0, |d| d.as_micros() as u64);
         let _ = self.tx.send(Bytes::from(line(now_us, spec, argv, addr)));
     }
+}
+
+/// False for the commands MONITOR does not show: those (or whose subcommand) of the
+/// `@admin` category, as in Redis.
+fn shown(index: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
+    let catalog = crate::acl::catalog::Catalog::get();
+    let id = catalog.request_id(index, spec, argv);
+    !catalog.entries[id].categories.contains(&"admin")
 }
 
 /// One MONITOR line: `<unix time>.<micros> [0 <addr>] "arg" ...`.
@@ -122,6 +131,10 @@ mod tests {
 
     fn spec(name: &str) -> &'static CommandSpec {
         table::lookup(name.as_bytes()).unwrap()
+    }
+
+    fn index(name: &str) -> usize {
+        table::lookup_indexed(name.as_bytes()).unwrap().0
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub fn group_ready(name: &str, role: &RoleInfo, target: &mut Option<u64>) -> Res
     if role.leader.is_none() {
         return Err(format!("the {name} group has no leader"));
     }
+    if role.leader_cut_off {
+        return Err(format!(
+            "this node leads the {name} group but has not heard from a majority of it"
+        ));
+    }
     let t = *target.get_or_insert(role.committed);
     if role.applied < t {
         return Err(format!(
@@ -88,6 +93,7 @@ mod tests {
             members: Vec::new(),
             matched: Default::default(),
             fatal: None,
+            leader_cut_off: false,
         }
     }
 
@@ -105,5 +111,8 @@ mod tests {
         let mut stopped = role(true, 10, 10);
         stopped.fatal = Some("disk full".into());
         assert!(group_ready("data", &stopped, &mut target).is_err());
+        let mut alone = role(true, 10, 10);
+        alone.leader_cut_off = true;
+        assert!(group_ready("data", &alone, &mut target).is_err());
     }
 }
