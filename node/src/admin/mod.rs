@@ -11,8 +11,11 @@
 //! - `del-node EXISTING NODE-ID`: removes a node (id from `CLUSTER MYID`/`CLUSTER NODES`).
 //! - `info HOST:PORT`: the node's shard and the whole cluster as that node sees them.
 //! - `add-shard`, `reshard`, `rebalance`: see [`reshard`].
+//! - `start-local`, `stop`, `clean`: a whole cluster of local processes in one folder, see
+//!   [`local`].
 
 mod conn;
+mod local;
 mod plan;
 mod reshard;
 
@@ -121,6 +124,24 @@ enum Cmd {
     Info {
         /// host:port of a member.
         node: String,
+    },
+    /// Starts shards × (replicas + 1) local nodes in --dir and forms them into a cluster
+    /// (or restarts the stopped cluster --dir holds, with its data).
+    StartLocal(local::StartLocal),
+    /// Stops the nodes of the local cluster in --dir (SIGTERM, then SIGKILL after --timeout).
+    Stop {
+        /// The folder given to start-local.
+        #[arg(long, default_value = "./cluster")]
+        dir: std::path::PathBuf,
+        /// Seconds to wait for the nodes to exit before killing them.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+    /// Removes the folder of a stopped local cluster (its data and logs).
+    Clean {
+        /// The folder given to start-local.
+        #[arg(long, default_value = "./cluster")]
+        dir: std::path::PathBuf,
     },
 }
 
@@ -434,6 +455,9 @@ pub fn main(args: Vec<String>) -> i32 {
             pipeline,
             parallel,
         } => reshard::rebalance(existing, pipeline, parallel),
+        Cmd::StartLocal(a) => local::start_local(a),
+        Cmd::Stop { dir, timeout } => local::stop(&dir, timeout),
+        Cmd::Clean { dir } => local::clean(&dir),
     };
     match r {
         Ok(()) => 0,
