@@ -37,6 +37,8 @@ pub struct ConnState {
     /// WATCHed keys and the value each held when watched (kept, so that a write, which
     /// stores a new value or copies a shared one, is told from no write).
     pub watched: Vec<(Bytes, Option<shardai_engine::Value>)>,
+    /// The running command's first arguments, for SLOWLOG (see `ops::Ops::before`).
+    pub held: Vec<Bytes>,
 }
 
 /// A transaction being queued (between MULTI and EXEC).
@@ -83,6 +85,7 @@ impl ConnState {
             tls: false,
             tx: None,
             watched: Vec::new(),
+            held: Vec::new(),
         };
         s.sign_in(user);
         s

@@ -313,7 +313,7 @@ pub struct Config {
     pub metrics_bind: Option<IpAddr>,
 
     /// Commands that run at least this many microseconds are kept in SLOWLOG (0: every
-    /// command, negative: none). CONFIG SET changes it.
+    /// command, -1: none). CONFIG SET changes it.
     #[arg(
         long,
         env = "SHARDAI_SLOWLOG_LOG_SLOWER_THAN",

@@ -135,10 +135,22 @@ async fn run<S: Stream>(
         if handled > 0 {
             shared.stats.commands.fetch_add(handled, Ordering::Relaxed);
         }
-        flush(sock, &mut out, shared).await?;
         if state.info.monitor.load(Ordering::Relaxed) {
-            return monitor(sock, shared, state, shutdown, &mut decoder, &mut rbuf).await;
+            // Listening before the OK goes out: the client sees every command after it.
+            let listener = shared.ops.monitors.listen();
+            flush(sock, &mut out, shared).await?;
+            return monitor(
+                sock,
+                shared,
+                state,
+                shutdown,
+                listener,
+                &mut decoder,
+                &mut rbuf,
+            )
+            .await;
         }
+        flush(sock, &mut out, shared).await?;
         if rbuf.is_empty() && rbuf.capacity() > READ_CHUNK {
             // Done with a big request: give its buffer back.
             rbuf = BytesMut::new();
@@ -196,8 +208,8 @@ async fn handle(
     out: &mut WriteBuf,
 ) -> Flow {
     let started = Instant::now();
-    // SLOWLOG's copy of the request, and the command's index, once it is known.
-    let mut seen: Option<(usize, Option<Vec<Bytes>>)> = None;
+    // The command, once admitted, and whether SLOWLOG holds its arguments (their count).
+    let mut seen: Option<(usize, &'static table::CommandSpec, Option<usize>)> = None;
     // Held until the reply is built (see `Cluster::admit`).
     let mut migration_guard = None;
     // ASKING just before MULTI holds until EXEC.
@@ -271,8 +283,11 @@ async fn handle(
                         }
                     }
                 }
+                let held = shared
+                    .ops
+                    .before(i, spec, &argv, &state.info, &mut state.held);
+                seen = Some((i, spec, held));
             }
-            seen = Some((i, shared.ops.before(i, spec, &argv, &state.info)));
             // Only writes under a maxmemory limit need their size.
             let limited = spec.flags.contains(&"denyoom")
                 && shared.runtime.maxmemory.load(Ordering::Relaxed) > 0;
@@ -358,11 +373,19 @@ async fn handle(
         }
     };
     drop(migration_guard);
-    if let Some((index, request)) = seen {
+    if let Some((index, spec, argc)) = seen {
         let failed = matches!(reply, Reply::Error(_));
-        shared
-            .ops
-            .after(index, started.elapsed(), failed, request, &state.info);
+        let took = started.elapsed();
+        let ops = &shared.ops;
+        ops.after(
+            index,
+            spec,
+            took,
+            failed,
+            argc,
+            &mut state.held,
+            &state.info,
+        );
     }
     out.push(&reply, state.resp);
     flow
@@ -370,22 +393,26 @@ async fn handle(
 
 /// A connection after MONITOR: every command the node receives, one `+line` each, until
 /// the client sends QUIT or leaves (other requests are read and ignored), CLIENT KILL, or
-/// shutdown. A monitor too slow to keep up misses lines rather than holding the server.
+/// shutdown. A monitor too slow to keep up misses lines rather than holding the server; one
+/// that reads none of them for client-write-timeout is closed.
 async fn monitor<S: Stream>(
     sock: &mut S,
     shared: &Arc<Shared>,
     state: &mut ConnState,
     shutdown: &mut watch::Receiver<bool>,
+    mut listener: crate::ops::monitor::Listener<'_>,
     decoder: &mut RequestDecoder,
     rbuf: &mut BytesMut,
 ) -> io::Result<String> {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut listener = shared.ops.monitors.listen();
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut out = Vec::new();
     loop {
         tokio::select! {
             line = listener.rx.recv() => {
-                let mut next = line;
+                let mut next = line.map_err(|e| match e {
+                    RecvError::Lagged(n) => TryRecvError::Lagged(n),
+                    RecvError::Closed => TryRecvError::Closed,
+                });
                 // Write what has queued up in one go.
                 for _ in 0..256 {
                     match next {
@@ -394,32 +421,46 @@ async fn monitor<S: Stream>(
                             out.extend_from_slice(&line);
                             out.extend_from_slice(b"\r\n");
                         }
-                        Err(RecvError::Lagged(n)) => {
+                        Err(TryRecvError::Lagged(n)) => {
                             debug!(id = state.info.id, missed = n, "monitor fell behind");
                         }
-                        Err(RecvError::Closed) => return Ok("server shutting down".into()),
+                        Err(TryRecvError::Closed) => return Ok("server shutting down".into()),
+                        Err(TryRecvError::Empty) => break,
                     }
-                    next = match listener.rx.try_recv() {
-                        Ok(l) => Ok(l),
-                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
-                            Err(RecvError::Lagged(n))
-                        }
-                        Err(_) => break,
-                    };
+                    next = listener.rx.try_recv();
                 }
                 shared.stats.net_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-                sock.write_all(&out).await?;
-                sock.flush().await?;
+                let limit = Duration::from_secs(
+                    shared.runtime.write_timeout.load(Ordering::Relaxed).max(1),
+                );
+                let written = async {
+                    sock.write_all(&out).await?;
+                    sock.flush().await
+                };
+                tokio::select! {
+                    r = tokio::time::timeout(limit, written) => match r {
+                        Ok(r) => r?,
+                        Err(_) => return Ok("monitor read no lines for client-write-timeout".into()),
+                    },
+                    _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
+                    _ = shutdown.changed() => return Ok("server shutting down".into()),
+                }
                 out.clear();
             }
             n = sock.read_buf(rbuf) => {
                 if n? == 0 {
                     return Ok("client closed".into());
                 }
-                while let Ok(Decoded::Request(argv)) = decoder.decode(rbuf) {
-                    if argv[0].eq_ignore_ascii_case(b"quit") {
-                        sock.write_all(b"+OK\r\n").await?;
-                        return Ok("client quit".into());
+                loop {
+                    match decoder.decode(rbuf) {
+                        Ok(Decoded::Request(argv)) if argv[0].eq_ignore_ascii_case(b"quit") => {
+                            sock.write_all(b"+OK\r\n").await?;
+                            sock.flush().await?;
+                            return Ok("client quit".into());
+                        }
+                        Ok(Decoded::Request(_) | Decoded::Empty) => {}
+                        Ok(Decoded::Incomplete { .. }) => break,
+                        Err(e) => return Ok(e.wire_text()),
                     }
                 }
                 if rbuf.len() > READ_CHUNK {
@@ -444,7 +485,12 @@ enum Gate<'a> {
 fn queues(cmd: &Command) -> bool {
     !matches!(
         cmd,
-        Command::Exec | Command::Discard | Command::Multi | Command::Watch(_) | Command::Quit
+        Command::Exec
+            | Command::Discard
+            | Command::Multi
+            | Command::Watch(_)
+            | Command::Quit
+            | Command::Monitor
     )
 }
 

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(false)
             .init(),
     }
 

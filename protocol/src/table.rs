@@ -381,6 +381,8 @@ pub const EXAMPLES: &[&str] = &[
     "COMMAND COUNT",
     "INFO server",
     "CONFIG GET maxclients",
+    "SLOWLOG GET 5",
+    "MONITOR",
     "DBSIZE",
     "FLUSHALL",
     "FLUSHDB ASYNC",

@@ -24,6 +24,7 @@ pub mod fuzz;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod progress;
 pub mod snapshot;
 pub mod state_machine;
 pub mod stats;

@@ -16,7 +16,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, BufWriter, Read, Write},
+    io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -279,8 +279,14 @@ pub(crate) fn fuzz_read(data: &[u8]) {
 pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyRecord>)> {
     let (mut r, meta) = open(path)?;
     let meta = meta?;
+    let total = r.get_ref().metadata().map(|m| m.len()).ok();
+    let mut progress =
+        crate::progress::Progress::new(format!("loading snapshot {}", path.display()), total);
     let mut out = Vec::new();
     while let Some(item) = get::<Option<Item>>(&mut r)? {
+        if progress.due() {
+            progress.at(r.stream_position().unwrap_or(0));
+        }
         let value = match item.value {
             ItemValue::Str(b) => Value::Str(b),
             ItemValue::Tensor(t) => Value::Tensor(t.tensor().map_err(other)?),

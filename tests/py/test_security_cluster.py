@@ -116,7 +116,8 @@ def owned_slots(r, port):
     return slots
 
 
-def test_tls_clients_are_told_tls_ports():
+@pytest.mark.parametrize("replicas", [0, 2], ids=["three-shards", "one-shard-of-three"])
+def test_tls_clients_are_told_tls_ports(replicas):
     pki = tempfile.mkdtemp(prefix="shardai-pki-")
     certs.make_ca(pki)
     certs.make_cert(pki, "server")
@@ -132,24 +133,30 @@ def test_tls_clients_are_told_tls_ports():
                       f"{pki}/ca.crt", "--requirepass", PW], password=PW)
             nodes.append(n)
             tls_ports[n.port] = port
-        cli("create", *[n.addr for n in nodes], "--replicas", "0", password=PW)
+        cli("create", *[n.addr for n in nodes], "--replicas", str(replicas), password=PW)
         ssl_kw = dict(ssl=True, ssl_ca_certs=f"{pki}/ca.crt", ssl_certfile=f"{pki}/client.crt",
                       ssl_keyfile=f"{pki}/client.key", password=PW, socket_timeout=10)
         plain = nodes[0].client()
         tls = redis.Redis(port=tls_ports[nodes[0].port], **ssl_kw)
-        plain_ports = {m[1] for _, _, m, *_ in plain.execute_command("CLUSTER", "SLOTS")}
-        tls_seen = {m[1] for _, _, m, *_ in tls.execute_command("CLUSTER", "SLOTS")}
+        plain_ports = {n[1] for _, _, *ns in plain.execute_command("CLUSTER", "SLOTS") for n in ns}
+        tls_seen = {n[1] for _, _, *ns in tls.execute_command("CLUSTER", "SLOTS") for n in ns}
         assert plain_ports == set(tls_ports)
         assert tls_seen == set(tls_ports.values())
-        # MOVED names the TLS port to a TLS client.
+        # MOVED names the TLS port to a TLS client: to another shard's leader, and from a
+        # follower to its own shard's leader.
         moved = None
-        for i in range(200):
-            try:
-                tls.get(f"k{i}")
-            except redis.exceptions.MovedError as e:
-                moved = e
+        for n in nodes:
+            c = redis.Redis(port=tls_ports[n.port], **ssl_kw)
+            for i in range(200):
+                try:
+                    c.set(f"k{i}", 1)
+                except redis.exceptions.MovedError as e:
+                    moved = e
+                    break
+            c.close()
+            if moved:
                 break
-        assert moved is not None and moved.port in tls_ports.values()
+        assert moved is not None and moved.port in tls_ports.values(), moved
         rc = RedisCluster(host="127.0.0.1", port=tls_ports[nodes[1].port], **ssl_kw)
         for i in range(50):
             rc.set(f"key{i}", i)

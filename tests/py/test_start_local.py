@@ -15,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import redis
@@ -36,10 +38,11 @@ def port_free(p):
 
 
 def free_base(n):
-    """A first client port p with p .. p+n-1 and their bus ports (+ 10000) all free."""
+    """A first client port p with p .. p+n-1, their bus ports (+ 10000) and metrics ports
+    (+ 20000) all free."""
     for _ in range(500):
         p = random.randint(20000, 45000)
-        if all(port_free(q) for i in range(n) for q in (p + i, p + i + 10000)):
+        if all(port_free(q) for i in range(n) for q in (p + i, p + i + 10000, p + i + 20000)):
             return p
     raise RuntimeError("no free port range")
 
@@ -125,9 +128,11 @@ def wait_gone(pids, limit=30):
 
 def test_start_use_stop_restart_clean(folder):
     base = free_base(9)
-    r = start(folder, "--shards", "3", "--replicas", "2", "--port", str(base))
+    r = start(folder, "--shards", "3", "--replicas", "2", "--port", str(base),
+              "--metrics-port", str(base + 20000))
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"redis-cli -c -p {base}" in r.stdout
+    assert f'"127.0.0.1:{base + 20008}"]' in r.stdout
     assert f"RedisCluster(host=\"127.0.0.1\", port={base})" in r.stdout
     nodes = recorded(folder)
     assert [p for p, _ in nodes] == list(range(base, base + 9))
@@ -142,6 +147,17 @@ def test_start_use_stop_restart_clean(folder):
         assert info["cluster_state"] == "ok"
         assert info["cluster_known_nodes"] == "9"
         assert info["cluster_size"] == "3"
+        # Each node serves its metrics port, and is ready once it has caught up.
+        end = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port + 20000}/readyz",
+                                            timeout=5) as resp:
+                    assert resp.read() == b"ready\n"
+                    break
+            except urllib.error.HTTPError:
+                assert time.time() < end, f"node {port} never became ready"
+                time.sleep(0.2)
 
     rc = RedisCluster(host="127.0.0.1", port=base, socket_timeout=30)
     assert len(rc.get_primaries()) == 3

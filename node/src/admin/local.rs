@@ -52,6 +52,10 @@ pub(super) struct StartLocal {
     /// Address every node listens on [default: 127.0.0.1].
     #[arg(long)]
     bind: Option<IpAddr>,
+    /// Serve Prometheus metrics, /livez and /readyz: the first node on this port, the others
+    /// on the ports after it (printed as Prometheus scrape targets).
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Seconds to wait for the nodes to answer and for the cluster to be complete.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -157,7 +161,12 @@ fn running_nodes(dir: &Path, l: &Layout) -> Vec<Node> {
 fn ports_in_use(l: &Layout) -> Vec<String> {
     let mut used = Vec::new();
     for n in &l.nodes {
-        for (p, what) in [(n.port, "client"), (n.bus, "cluster bus")] {
+        let i = l.nodes.iter().position(|m| m.port == n.port).unwrap_or(0);
+        let metrics = l.metrics_port(i).map(|p| (p, "metrics"));
+        for (p, what) in [(n.port, "client"), (n.bus, "cluster bus")]
+            .into_iter()
+            .chain(metrics)
+        {
             if TcpListener::bind(SocketAddr::new(l.bind, p)).is_err() {
                 used.push(format!("{p} ({what} port of node {})", n.port));
             }
@@ -351,6 +360,13 @@ pub(super) fn start_local(a: StartLocal) -> Result<(), String> {
         if let Some(e) = restart_conflict(&l, a.shards, a.replicas, a.port, a.bind) {
             return Err(e);
         }
+        if a.metrics_port.is_some() && a.metrics_port != l.metrics {
+            return Err(format!(
+                "--metrics-port differs from the stopped cluster's ({}): leave it out to \
+                 restart it, or use another --dir",
+                l.metrics.map_or("none".into(), |m| m.to_string())
+            ));
+        }
         if !a.extra.is_empty() {
             check_extra(&a.extra)?;
             l.extra = a.extra.clone();
@@ -373,6 +389,7 @@ pub(super) fn start_local(a: StartLocal) -> Result<(), String> {
             a.replicas.unwrap_or(2),
             a.port.unwrap_or(7001),
             a.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            a.metrics_port,
             a.extra.clone(),
             env_secret(),
         )?;
@@ -494,6 +511,17 @@ fn print_usage(given: &Path, dir: &Path, l: &Layout) {
     println!("Connect:  redis-cli -c {h}-p {first}");
     println!("          python: redis.cluster.RedisCluster(host=\"{host}\", port={first})");
     println!("Logs:     {}/<port>/shardai.log", dir.display());
+    if l.metrics.is_some() {
+        let targets: Vec<String> = (0..l.nodes.len())
+            .filter_map(|i| l.metrics_port(i))
+            .map(|p| format!("\"{}\"", l.addr(p)))
+            .collect();
+        println!(
+            "Metrics:  http://{}/metrics (also /livez, /readyz); Prometheus targets: [{}]",
+            l.addr(l.metrics_port(0).unwrap_or(0)),
+            targets.join(", ")
+        );
+    }
     println!(
         "Stop:     {}   (start-local again restarts it, data kept)",
         command("stop", given)

@@ -253,6 +253,7 @@ fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), Strin
         let bus = Conn::open(n)?
             .ok(&["CLUSTER", "SHARDAI-JOIN", &cluster, &id.to_string(), n])?
             .text();
+        println!("    {n} joined as node {id:040x} (bus {bus})");
         members.push((id, n.clone(), bus));
     }
     let mut t = Topology::layout(&members, replicas)?;
@@ -278,6 +279,11 @@ fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), Strin
     }
     let voters = t.meta_voters();
     let seed = t.nodes[&voters[0]].client_addr.clone();
+    println!(
+        ">>> Forming the metadata group: {} voter(s), {} learner(s)",
+        voters.len(),
+        t.nodes.len() - voters.len()
+    );
     let mut init = vec!["CLUSTER".into(), "SHARDAI-INIT".into(), "meta".into()];
     init.extend(member_args(&t, &voters));
     call_strs(&seed, &init, false)?;
@@ -288,11 +294,13 @@ fn create(nodes: Vec<String>, replicas: usize, timeout: u64) -> Result<(), Strin
         add.extend(member_args(&t, &[*id]));
         call_strs(&seed, &add, true)?;
     }
+    println!(">>> Storing the topology");
     call_strs(
         &seed,
         &["CLUSTER".into(), "SHARDAI-SETTOPOLOGY".into(), t.encode()],
         false,
     )?;
+    println!(">>> Waiting for cluster_state:ok on every node (at most {timeout} s)");
     wait_for_ok(&nodes, Duration::from_secs(timeout))?;
     println!(
         ">>> cluster {cluster}: {} shard(s) of {} replica(s) each; metadata voters: {}",
@@ -319,9 +327,11 @@ fn add_node(new: String, existing: String) -> Result<(), String> {
         .map(|n| n.shard)
         .ok_or_else(|| format!("{existing} is not in the cluster's topology"))?;
     let id = random_u64();
+    println!(">>> {new} joins cluster {cluster} as node {id:040x}");
     let bus = Conn::open(&new)?
         .ok(&["CLUSTER", "SHARDAI-JOIN", &cluster, &id.to_string(), &new])?
         .text();
+    println!(">>> Adding it to shard {shard}: a learner until it has caught up, then a voter");
     let via = if leader.is_empty() {
         existing.clone()
     } else {
@@ -340,6 +350,7 @@ fn add_node(new: String, existing: String) -> Result<(), String> {
             &bus,
         ],
     )?;
+    println!(">>> Adding it to the metadata group as a learner");
     call_leader(
         &existing,
         &[
@@ -366,6 +377,7 @@ fn add_node(new: String, existing: String) -> Result<(), String> {
     if let Some(s) = t.shards.get_mut(&shard) {
         s.nodes.push(id);
     }
+    println!(">>> Storing the topology (epoch {})", t.epoch);
     call_strs(
         &existing,
         &["CLUSTER".into(), "SHARDAI-SETTOPOLOGY".into(), t.encode()],

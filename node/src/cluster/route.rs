@@ -137,6 +137,24 @@ impl Cluster {
         })
     }
 
+    /// As [`Cluster::role`], the leader named as `view` names it to its client (a TLS
+    /// client's view gives the leader's TLS port).
+    fn role_in(&self, view: Option<&View>) -> Option<Role> {
+        let g = self.group()?;
+        if g.is_leader() {
+            return Some(Role::Leader);
+        }
+        let leader = g
+            .role()
+            .leader
+            .filter(|(id, _)| *id != g.me)
+            .map(|(id, n)| {
+                view.and_then(|v| v.topology.nodes.get(&id))
+                    .map_or(n.client_addr, |info| info.client_addr.clone())
+            });
+        Some(Role::Follower { leader })
+    }
+
     /// Decides whether this node serves a request (see [`route`]) and runs the checks the
     /// decision calls for. `Ok` carries the migration lock to hold until the reply is built
     /// (so MIGRATE never moves a key while a command routed here is still writing it);
@@ -162,7 +180,7 @@ impl Cluster {
             super::objects::Admission::Refuse(e) => return Err(e),
         }
         let view = self.view_for(tls);
-        let role = self.role();
+        let role = self.role_in(view.as_deref());
         if keys.is_empty() {
             if is_keyless_read(spec)
                 && role == Some(Role::Leader)

@@ -405,11 +405,16 @@ pub(super) fn config(c: ConfigCmd, shared: &Shared) -> Reply {
                         }
                     }
                     "slowlog-log-slower-than" => match text.parse::<i64>() {
-                        Ok(n) => {
+                        Ok(n) if n >= -1 => {
                             let log = &shared.ops.slowlog;
                             apply.push(Box::new(move || {
                                 log.slower_than.store(n, Ordering::Relaxed)
                             }))
+                        }
+                        Ok(_) => {
+                            return fail(
+                                "argument must be between -1 and 9223372036854775807 inclusive",
+                            );
                         }
                         _ => return fail("argument couldn't be parsed into an integer"),
                     },

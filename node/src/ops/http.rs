@@ -22,6 +22,8 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 struct Endpoint {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
+    /// One scrape or readiness check at a time: each walks the keyspace.
+    busy: tokio::sync::Semaphore,
 }
 
 /// Serves `listener` until `stop` changes.
@@ -29,6 +31,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
     let ep = Arc::new(Endpoint {
         registry: Arc::new(super::metrics::registry(&shared)),
         shared,
+        busy: tokio::sync::Semaphore::new(1),
     });
     loop {
         let (sock, peer) = tokio::select! {
@@ -80,6 +83,7 @@ async fn respond(ep: &Arc<Endpoint>, req: Request<Incoming>) -> Response<Full<By
     }
     match req.uri().path() {
         "/metrics" => {
+            let _turn = ep.busy.acquire().await;
             let e = ep.clone();
             match tokio::task::spawn_blocking(move || super::metrics::encode(&e.registry)).await {
                 Ok(body) => {
@@ -95,6 +99,7 @@ async fn respond(ep: &Arc<Endpoint>, req: Request<Incoming>) -> Response<Full<By
         }
         "/livez" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
+            let _turn = ep.busy.acquire().await;
             let e = ep.clone();
             let check =
                 tokio::task::spawn_blocking(move || e.shared.ops.readiness.check(&e.shared))

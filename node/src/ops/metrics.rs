@@ -123,6 +123,21 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
+/// `raw` as the text of a label value: the exposition format's escapes (`\\`, `\"`, `\n`),
+/// which the encoder leaves to its caller, so that no key can break or forge a series.
+pub fn label_value(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in String::from_utf8_lossy(raw).chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Series read from the node's state at each scrape.
 #[derive(Debug)]
 pub struct Pulled {
@@ -282,8 +297,10 @@ fn ai(e: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
                 Value::Script(s) => ("script", s.stats.clone()),
                 _ => continue,
             };
-            let key = String::from_utf8_lossy(&key).into_owned();
-            runs.push(([("kind", kind.to_string()), ("key", key)], stats));
+            runs.push((
+                [("kind", kind.to_string()), ("key", label_value(&key))],
+                stats,
+            ));
         }
     }
     let snaps: Vec<_> = runs.iter().map(|(_, s)| s.snapshot()).collect();
@@ -529,4 +546,15 @@ fn cluster(e: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
             ([("kind", "ask")], st.ask.load(Ordering::Relaxed) as f64),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value(b"plain"), "plain");
+        assert_eq!(label_value(b"a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

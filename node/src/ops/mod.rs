@@ -41,43 +41,53 @@ impl Ops {
         }
     }
 
-    /// Before a command (at `index` in the command table) runs: what SLOWLOG may need of its request (only while it logs),
-    /// and its MONITOR line (only while someone listens).
+    /// Before a command (at `index` in the command table) runs: its MONITOR line (only
+    /// while someone listens), and, while SLOWLOG logs, its first arguments held in `held`
+    /// (shared with the request, not copied). `Some(argc)` when SLOWLOG may want it.
     pub fn before(
         &self,
         index: usize,
         spec: &CommandSpec,
         argv: &[Bytes],
         client: &ClientInfo,
-    ) -> Option<Vec<Bytes>> {
+        held: &mut Vec<Bytes>,
+    ) -> Option<usize> {
         if self.monitors.active() {
             self.monitors.feed(index, spec, argv, &client.addr);
         }
-        (self.slowlog.enabled() && !spec.flags.contains(&"skip_slowlog"))
-            .then(|| slowlog::summarize(argv))
+        if !self.slowlog.enabled() || spec.flags.contains(&"skip_slowlog") {
+            return None;
+        }
+        slowlog::hold(argv, held);
+        Some(argv.len())
     }
 
-    /// After a command (`index` in the command table) ran for `took`; `failed` when it
-    /// answered an error.
+    /// After a command (`index` in the command table, of `spec`) ran for `took`; `failed`
+    /// when it answered an error; `argc` and `held` as [`Ops::before`] left them (`held`
+    /// is emptied).
+    #[allow(clippy::too_many_arguments)]
     pub fn after(
         &self,
         index: usize,
+        spec: &CommandSpec,
         took: Duration,
         failed: bool,
-        request: Option<Vec<Bytes>>,
+        argc: Option<usize>,
+        held: &mut Vec<Bytes>,
         client: &ClientInfo,
     ) {
         if let Some(m) = &self.commands {
             m.observe(index, took, failed);
         }
-        if let Some(args) = request {
+        if let Some(argc) = argc {
             self.slowlog.consider(took, || {
                 (
-                    args,
+                    slowlog::summarize(spec, held, argc),
                     client.addr.to_string(),
                     client.names.lock().name.clone(),
                 )
             });
+            held.clear();
         }
     }
 }

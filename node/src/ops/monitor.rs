@@ -1,8 +1,8 @@
 //! MONITOR: every command a node receives, as one line per command, streamed to the
 //! connections that sent MONITOR. Lines are built only while someone listens; commands of
-//! the `admin` kind are not shown, and the arguments of AUTH, HELLO and MIGRATE are
-//! replaced by `(redacted)` (as Redis does). Arguments are cut as SLOWLOG cuts them
-//! ([`super::slowlog::summarize`]), so that a tensor's BLOB is never copied to a monitor.
+//! the `@admin` category are not shown, and secrets are `(redacted)`, as Redis does.
+//! Arguments are cut as SLOWLOG cuts them ([`super::slowlog::summarize`]), so that a
+//! tensor's BLOB is never copied to a monitor.
 
 use std::{
     fmt::Write as _,
@@ -90,14 +90,9 @@ pub fn line(now_us: u64, spec: &CommandSpec, argv: &[Bytes], addr: &SocketAddr) 
         now_us / 1_000_000,
         now_us % 1_000_000
     );
-    let redact = matches!(spec.name, "auth" | "hello" | "migrate");
-    for (i, a) in super::slowlog::summarize(argv).iter().enumerate() {
+    for a in super::slowlog::summarize(spec, argv, argv.len()) {
         s.push(' ');
-        if redact && i > 0 {
-            s.push_str("\"(redacted)\"");
-        } else {
-            quote(&mut s, a);
-        }
+        quote(&mut s, &a);
     }
     s
 }
@@ -159,6 +154,7 @@ mod tests {
         let mut l = m.listen();
         assert!(m.active());
         m.feed(
+            index("get"),
             spec("get"),
             &[Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
             &"1.2.3.4:5".parse().unwrap(),
@@ -169,6 +165,7 @@ mod tests {
                 .ends_with(r#""GET" "k""#)
         );
         m.feed(
+            index("config"),
             spec("config"),
             &[Bytes::from_static(b"CONFIG"), Bytes::from_static(b"GET")],
             &"1.2.3.4:5".parse().unwrap(),

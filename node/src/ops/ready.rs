@@ -1,6 +1,7 @@
 //! `/readyz`: whether a node should get traffic. Ready when each Raft group it takes part
-//! in has a leader and this node has applied what the group had committed when the node
-//! first saw a leader after starting, and every model it holds has its backend loaded.
+//! in has a leader it hears from and this node has applied what the leader reported
+//! committed when the node (re)found it ([`group_ready`]), and every model it holds has its
+//! backend loaded.
 //! A node that is not in a cluster yet (before `shardai cluster create`) is not ready.
 
 use std::collections::BTreeMap;
@@ -29,9 +30,10 @@ impl Readiness {
             let mut targets = self.targets.lock();
             let mut target = targets.get(name).copied();
             let r = group_ready(name, &role, &mut target);
-            if let Some(t) = target {
-                targets.insert(name, t);
-            }
+            match target {
+                Some(t) => targets.insert(name, t),
+                None => targets.remove(name),
+            };
             r?;
         }
         let mut waiting = shared.store().models_not_loaded();
@@ -50,13 +52,17 @@ impl Readiness {
     }
 }
 
-/// One group's part of readiness. `target` is the commit index to reach, set from `role`
-/// the first time a leader is known.
+/// One group's part of readiness. `target` is the commit index to reach: the group's
+/// commit index as its leader last reported it, taken when a leader is first known, and
+/// again whenever the node finds a leader after a spell without one (so a node cut off
+/// from its shard is ready again only once it has caught up with what was committed
+/// meanwhile).
 pub fn group_ready(name: &str, role: &RoleInfo, target: &mut Option<u64>) -> Result<(), String> {
     if let Some(f) = &role.fatal {
         return Err(format!("the {name} group stopped: {f}"));
     }
     if role.leader.is_none() {
+        *target = None;
         return Err(format!("the {name} group has no leader"));
     }
     if role.leader_cut_off {
@@ -106,8 +112,11 @@ mod tests {
         assert!(e.contains("applied 4 of 10"), "{e}");
         // Later commits do not move the goal.
         assert!(group_ready("data", &role(true, 50, 10), &mut target).is_ok());
-        // Losing the leader makes it unready again.
+        // Losing the leader makes it unready again, and sets a new goal once one is back.
         assert!(group_ready("data", &role(false, 50, 50), &mut target).is_err());
+        assert_eq!(target, None);
+        assert!(group_ready("data", &role(true, 80, 60), &mut target).is_err());
+        assert!(group_ready("data", &role(true, 90, 80), &mut target).is_ok());
         let mut stopped = role(true, 10, 10);
         stopped.fatal = Some("disk full".into());
         assert!(group_ready("data", &stopped, &mut target).is_err());

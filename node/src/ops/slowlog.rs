@@ -1,7 +1,8 @@
 //! SLOWLOG: the newest commands that ran longer than `slowlog-log-slower-than`
 //! microseconds, at most `slowlog-max-len` of them, as Redis keeps them (AI.* runs
-//! included). [`summarize`] keeps what an entry shows of a request: at most 32 arguments,
-//! each at most 128 bytes, without holding the request's large arguments alive.
+//! included). While a command runs, its connection holds its first arguments ([`hold`]);
+//! only a command that turns out slow is copied into an entry ([`summarize`]): at most 32
+//! arguments of at most 128 bytes, secrets redacted.
 
 use std::{
     collections::VecDeque,
@@ -11,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use shardai_protocol::Reply;
+use shardai_protocol::{Reply, table::CommandSpec};
 
 /// Arguments an entry keeps (the last one then says how many more there were).
 const MAX_ARGS: usize = 32;
@@ -114,21 +115,44 @@ impl SlowLog {
     }
 }
 
-/// What a log entry (or a MONITOR line) keeps of a request: at most 32 arguments (the
-/// 32nd then says `... (N more arguments)`), each cut to 128 bytes followed by
-/// `... (N more bytes)`. Short arguments are shared, not copied; a long one is copied in
-/// part, so that a tensor's BLOB is never held by the log.
-pub fn summarize(argv: &[Bytes]) -> Vec<Bytes> {
-    let keep = if argv.len() > MAX_ARGS {
-        MAX_ARGS - 1
-    } else {
-        argv.len()
+/// Whether argument `i` of a request of `spec` (`argv`: its first arguments) is a secret,
+/// which SLOWLOG and MONITOR show as `(redacted)`: the arguments of AUTH, HELLO and
+/// MIGRATE, the rules of ACL SETUSER, and the values of CONFIG SET's password options.
+pub fn redacted(spec: &CommandSpec, argv: &[Bytes], i: usize) -> bool {
+    let sub = |n: usize, word: &str| {
+        argv.get(n)
+            .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
     };
+    match spec.name {
+        "auth" | "hello" | "migrate" => i > 0,
+        "acl" => sub(1, "setuser") && i > 2,
+        "config" => {
+            sub(1, "set")
+                && i >= 3
+                && i % 2 == 1
+                && ["requirepass", "masterauth", "masteruser"]
+                    .iter()
+                    .any(|w| sub(i - 1, w))
+        }
+        _ => false,
+    }
+}
+
+/// What a log entry (or a MONITOR line) shows of a request whose first arguments are
+/// `argv` and which had `argc` in all: at most 32 arguments (the 32nd then says
+/// `... (N more arguments)`), each cut to 128 bytes followed by `... (N more bytes)`,
+/// secrets as `(redacted)` ([`redacted`]). Copied, so that the log holds nothing of the
+/// request (a tensor's BLOB, or the buffer it was read into).
+pub fn summarize(spec: &CommandSpec, argv: &[Bytes], argc: usize) -> Vec<Bytes> {
+    let keep = if argc > MAX_ARGS { MAX_ARGS - 1 } else { argc }.min(argv.len());
     let mut out: Vec<Bytes> = argv[..keep]
         .iter()
-        .map(|a| {
-            if a.len() <= MAX_ARG_BYTES {
-                a.clone()
+        .enumerate()
+        .map(|(i, a)| {
+            if redacted(spec, argv, i) {
+                Bytes::from_static(b"(redacted)")
+            } else if a.len() <= MAX_ARG_BYTES {
+                Bytes::copy_from_slice(a)
             } else {
                 let mut v = a[..MAX_ARG_BYTES].to_vec();
                 v.extend_from_slice(
@@ -138,13 +162,16 @@ pub fn summarize(argv: &[Bytes]) -> Vec<Bytes> {
             }
         })
         .collect();
-    if argv.len() > MAX_ARGS {
-        out.push(Bytes::from(format!(
-            "... ({} more arguments)",
-            argv.len() - keep
-        )));
+    if argc > MAX_ARGS {
+        out.push(Bytes::from(format!("... ({} more arguments)", argc - keep)));
     }
     out
+}
+
+/// Keeps (shared, not copied) the arguments of `argv` a summary can show, in `held`.
+pub fn hold(argv: &[Bytes], held: &mut Vec<Bytes>) {
+    held.clear();
+    held.extend(argv.iter().take(MAX_ARGS).cloned());
 }
 
 /// SLOWLOG GET's reply for `entries`.
@@ -204,14 +231,47 @@ mod tests {
         log.consider(Duration::from_secs(10), || unreachable!());
     }
 
+    fn spec(name: &str) -> &'static CommandSpec {
+        shardai_protocol::table::lookup(name.as_bytes()).unwrap()
+    }
+
+    fn words(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|w| Bytes::from(w.to_string())).collect()
+    }
+
     #[test]
     fn summaries_cut_arguments_as_redis_does() {
-        let s = summarize(&args(40));
+        let mut held = Vec::new();
+        hold(&args(40), &mut held);
+        assert_eq!(held.len(), 32);
+        let s = summarize(spec("del"), &held, 40);
         assert_eq!(s.len(), 32);
         assert_eq!(&s[31][..], b"... (9 more arguments)");
         let long = Bytes::from(vec![b'x'; 200]);
-        let s = summarize(&[Bytes::from_static(b"SET"), long]);
+        let s = summarize(spec("set"), &[Bytes::from_static(b"SET"), long], 2);
         assert_eq!(s[1].len(), 128 + "... (72 more bytes)".len());
         assert!(s[1].ends_with(b"... (72 more bytes)"));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let shown = |cmd: &str| {
+            let argv = words(cmd);
+            let s = summarize(spec(cmd.split(' ').next().unwrap()), &argv, argv.len());
+            s.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(shown("AUTH bob pw"), "AUTH (redacted) (redacted)");
+        assert_eq!(
+            shown("ACL SETUSER bob on >pw"),
+            "ACL SETUSER bob (redacted) (redacted)"
+        );
+        assert_eq!(
+            shown("CONFIG SET maxclients 5 requirepass pw"),
+            "CONFIG SET maxclients 5 requirepass (redacted)"
+        );
+        assert_eq!(shown("GET k"), "GET k");
     }
 }

@@ -453,6 +453,83 @@ mod tests {
     }
 
     #[test]
+    fn client_kill_and_list_filters() {
+        let kill = |s: &str| match parse(s).unwrap() {
+            Command::Client(ClientCmd::Kill {
+                filter,
+                old_form,
+                skip_me,
+            }) => (filter, old_form, skip_me),
+            other => panic!("{other:?}"),
+        };
+        let (f, old, skip) = kill("CLIENT KILL 127.0.0.1:5");
+        assert_eq!(
+            (f.addr.as_deref(), old, skip),
+            (Some("127.0.0.1:5"), true, false)
+        );
+        let (f, old, skip) = kill("client kill ID 7 USER bob SKIPME no MAXAGE 3");
+        assert_eq!(
+            (f.ids, f.user.as_deref(), f.max_age),
+            (vec![7], Some("bob"), Some(3))
+        );
+        assert!(!old && !skip);
+        assert!(kill("CLIENT KILL TYPE normal").2);
+        for bad in [
+            "CLIENT KILL ID 7 USER",
+            "CLIENT KILL NOPE x",
+            "CLIENT KILL SKIPME maybe",
+        ] {
+            assert_eq!(parse(bad).unwrap_err(), Error::Syntax, "{bad}");
+        }
+        assert_eq!(
+            parse("CLIENT KILL ID 0").unwrap_err().wire_text(),
+            "ERR client-id should be greater than 0"
+        );
+        assert_eq!(
+            parse("CLIENT KILL TYPE robots").unwrap_err().wire_text(),
+            "ERR Unknown client type 'robots'"
+        );
+        match parse("CLIENT LIST TYPE normal ID 3 4").unwrap() {
+            Command::Client(ClientCmd::List(f)) => {
+                assert_eq!((f.kind.as_deref(), f.ids), (Some("normal"), vec![3, 4]))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse("CLIENT LIST ID 0").unwrap_err().wire_text(),
+            "ERR Invalid client ID"
+        );
+    }
+
+    #[test]
+    fn slowlog_and_monitor() {
+        use super::SlowlogCmd;
+        assert_eq!(
+            parse("SLOWLOG GET").unwrap(),
+            Command::Slowlog(SlowlogCmd::Get(Some(10)))
+        );
+        assert_eq!(
+            parse("slowlog get -1").unwrap(),
+            Command::Slowlog(SlowlogCmd::Get(None))
+        );
+        assert_eq!(
+            parse("SLOWLOG LEN").unwrap(),
+            Command::Slowlog(SlowlogCmd::Len)
+        );
+        for bad in ["SLOWLOG GET -2", "SLOWLOG GET x"] {
+            assert_eq!(
+                parse(bad).unwrap_err().wire_text(),
+                "ERR count should be greater than or equal to -1"
+            );
+        }
+        assert_eq!(
+            parse("SLOWLOG RESET now").unwrap_err().wire_text(),
+            "ERR wrong number of arguments for 'slowlog|reset' command"
+        );
+        assert_eq!(parse("MONITOR").unwrap(), Command::Monitor);
+    }
+
+    #[test]
     fn command_and_config() {
         assert_eq!(parse("COMMAND").unwrap(), Command::Command(CommandCmd::All));
         assert_eq!(

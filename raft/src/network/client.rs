@@ -286,8 +286,13 @@ impl Peer {
         let mut f = tokio::fs::File::open(&snapshot.snapshot.path)
             .await
             .map_err(CallError::Network)?;
+        let total = f.metadata().await.map(|m| m.len()).ok();
         let (mut r, mut w) = self.conn.take().expect("connected");
         let (r, w) = (&mut r, &mut w);
+        let mut progress = crate::progress::Progress::new(
+            format!("sending a snapshot to node {}", self.target),
+            total,
+        );
         let sent = async {
             write_frame(
                 w,
@@ -298,11 +303,14 @@ impl Peer {
             )
             .await?;
             let mut buf = vec![0u8; CHUNK];
+            let mut done = 0u64;
             loop {
                 let n = f.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
+                done += n as u64;
+                progress.at(done);
                 tokio::time::timeout(
                     ttl,
                     write_frame(w, &BusRequest::SnapChunk(Bytes::copy_from_slice(&buf[..n]))),

@@ -21,7 +21,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter},
     net::{TcpListener, TcpStream},
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     AbortOnDrop, C, STREAM_IDLE, ShardRaft,
@@ -301,10 +301,12 @@ async fn receive_snapshot(
     let res = async {
         let mut f = tokio::fs::File::create(&path).await?;
         let mut bytes = 0u64;
+        let mut progress = crate::progress::Progress::new("receiving a snapshot", None);
         loop {
             match read_frame::<BusRequest>(r).await? {
                 BusRequest::SnapChunk(c) => {
                     bytes += c.len() as u64;
+                    progress.at(bytes);
                     f.write_all(&c).await?;
                 }
                 BusRequest::SnapEnd => break,
@@ -312,7 +314,7 @@ async fn receive_snapshot(
             }
         }
         f.sync_all().await?;
-        debug!(bytes, "snapshot received");
+        info!(bytes, "snapshot received");
         Ok::<_, io::Error>(())
     }
     .await;

@@ -13,12 +13,13 @@ pub(super) const SECRET_FILE: &str = "cluster.secret";
 /// Most nodes one `start-local` runs.
 const MAX_NODES: usize = 128;
 /// The flags `start-local` sets itself, refused after `--`.
-const OWN_FLAGS: [&str; 5] = [
+const OWN_FLAGS: [&str; 6] = [
     "--port",
     "--dir",
     "--bind",
     "--cluster-port",
     "--cluster-enabled",
+    "--metrics-port",
 ];
 
 /// One node of the layout.
@@ -39,6 +40,8 @@ pub(super) struct Layout {
     pub(super) formed: bool,
     /// Whether the nodes prove `<dir>/cluster.secret` on the bus.
     pub(super) secret: bool,
+    /// The first node's --metrics-port (the others follow it), if the nodes serve metrics.
+    pub(super) metrics: Option<u16>,
     pub(super) extra: Vec<String>,
     pub(super) nodes: Vec<Node>,
 }
@@ -56,6 +59,11 @@ impl Layout {
             IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         }
+    }
+
+    /// Node `i`'s --metrics-port, if the nodes serve metrics.
+    pub(super) fn metrics_port(&self, i: usize) -> Option<u16> {
+        self.metrics.map(|m| m + i as u16)
     }
 
     pub(super) fn addr(&self, port: u16) -> String {
@@ -77,6 +85,9 @@ impl Layout {
         s += &format!("bind {}\nreplicas {}\n", self.bind, self.replicas);
         s += &format!("formed {}\n", yes_no(self.formed));
         s += &format!("secret {}\n", yes_no(self.secret));
+        if let Some(m) = self.metrics {
+            s += &format!("metrics {m}\n");
+        }
         for e in &self.extra {
             s += &format!("extra {e}\n");
         }
@@ -92,6 +103,7 @@ impl Layout {
             replicas: 0,
             formed: false,
             secret: false,
+            metrics: None,
             extra: Vec::new(),
             nodes: Vec::new(),
         };
@@ -109,6 +121,7 @@ impl Layout {
                 "replicas" => l.replicas = v.parse().map_err(|_| bad())?,
                 "formed" => l.formed = v == "yes",
                 "secret" => l.secret = v == "yes",
+                "metrics" => l.metrics = Some(v.parse().map_err(|_| bad())?),
                 "extra" => l.extra.push(v.to_string()),
                 "node" => {
                     let f: Vec<&str> = v.split(' ').collect();
@@ -136,12 +149,14 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// The layout of a new cluster: `shards × (replicas + 1)` nodes on consecutive client ports
-/// from `port`, each bus port its client port + 10000.
+/// from `port`, each bus port its client port + 10000, and, with `metrics`, consecutive
+/// metrics ports from it.
 pub(super) fn plan(
     shards: usize,
     replicas: usize,
     port: u16,
     bind: IpAddr,
+    metrics: Option<u16>,
     extra: Vec<String>,
     env_secret: bool,
 ) -> Result<Layout, String> {
@@ -158,6 +173,17 @@ pub(super) fn plan(
              (1 to 65535)"
         ));
     }
+    if let Some(m) = metrics {
+        let (m, p) = (usize::from(m), usize::from(port));
+        let overlaps = |a: usize, b: usize| a < b + n && b < a + n;
+        if m == 0 || m + n - 1 > usize::from(u16::MAX) || overlaps(m, p) || overlaps(m, p + 10_000)
+        {
+            return Err(format!(
+                "--metrics-port {m}: the {n} metrics ports must be ports (1 to 65535) apart \
+                 from the client and bus ports"
+            ));
+        }
+    }
     check_extra(&extra)?;
     let nodes = (0..n as u16)
         .map(|i| Node {
@@ -171,6 +197,7 @@ pub(super) fn plan(
         replicas,
         formed: false,
         secret: !gives_secret(&extra, env_secret),
+        metrics,
         extra,
         nodes,
     })
@@ -248,6 +275,12 @@ pub(super) fn node_args(l: &Layout, dir: &Path, node: &Node, env_secret: bool) -
         a.push("--cluster-secret-file".into());
         a.push(dir.join(SECRET_FILE).display().to_string());
     }
+    if let Some(i) = l.nodes.iter().position(|n| n.port == node.port)
+        && let Some(m) = l.metrics_port(i)
+    {
+        a.push("--metrics-port".into());
+        a.push(m.to_string());
+    }
     a.extend(l.extra.iter().cloned());
     a
 }
@@ -279,7 +312,7 @@ mod tests {
 
     #[test]
     fn plan_lays_out_consecutive_ports() {
-        let l = plan(3, 2, 7001, lo(), Vec::new(), false).unwrap();
+        let l = plan(3, 2, 7001, lo(), None, Vec::new(), false).unwrap();
         assert_eq!(l.nodes.len(), 9);
         assert_eq!(l.shards(), 3);
         assert_eq!(
@@ -294,19 +327,33 @@ mod tests {
         assert_eq!(l.nodes[8].bus, 17009);
         assert_eq!(l.ports(), "7001-7009");
         assert!(!l.formed);
-        let one = plan(1, 0, 7001, lo(), Vec::new(), false).unwrap();
+        let one = plan(1, 0, 7001, lo(), None, Vec::new(), false).unwrap();
         assert_eq!(one.ports(), "7001");
     }
 
     #[test]
+    fn metrics_ports_follow_the_first_and_stay_apart() {
+        let l = plan(3, 2, 7001, lo(), Some(9101), Vec::new(), false).unwrap();
+        assert_eq!(l.metrics_port(8), Some(9109));
+        let args = node_args(&l, Path::new("/c"), &l.nodes[8], false);
+        assert!(args.windows(2).any(|w| w == ["--metrics-port", "9109"]));
+        assert_eq!(Layout::decode(&l.encode()).unwrap(), l);
+        assert!(plan(3, 2, 7001, lo(), Some(7009), Vec::new(), false).is_err());
+        assert!(plan(3, 2, 7001, lo(), Some(6993), Vec::new(), false).is_err());
+        assert!(plan(3, 2, 7001, lo(), Some(6992), Vec::new(), false).is_ok());
+        assert!(plan(3, 2, 7001, lo(), Some(17005), Vec::new(), false).is_err());
+        assert!(plan(3, 2, 7001, lo(), Some(65530), Vec::new(), false).is_err());
+    }
+
+    #[test]
     fn plan_refuses_bad_layouts() {
-        assert!(plan(0, 2, 7001, lo(), Vec::new(), false).is_err());
-        assert!(plan(100, 2, 7001, lo(), Vec::new(), false).is_err());
-        assert!(plan(3, 2, 0, lo(), Vec::new(), false).is_err());
+        assert!(plan(0, 2, 7001, lo(), None, Vec::new(), false).is_err());
+        assert!(plan(100, 2, 7001, lo(), None, Vec::new(), false).is_err());
+        assert!(plan(3, 2, 0, lo(), None, Vec::new(), false).is_err());
         // The last bus port would be 55536 + 10000 > 65535.
-        assert!(plan(1, 0, 55_536, lo(), Vec::new(), false).is_err());
-        assert!(plan(1, 0, 55_535, lo(), Vec::new(), false).is_ok());
-        assert!(plan(3, 0, 55_534, lo(), Vec::new(), false).is_err());
+        assert!(plan(1, 0, 55_536, lo(), None, Vec::new(), false).is_err());
+        assert!(plan(1, 0, 55_535, lo(), None, Vec::new(), false).is_ok());
+        assert!(plan(3, 0, 55_534, lo(), None, Vec::new(), false).is_err());
     }
 
     #[test]
@@ -329,6 +376,7 @@ mod tests {
             1,
             30001,
             lo(),
+            None,
             vec!["--maxmemory".into(), "1 gb".into(), String::new()],
             false,
         )
@@ -337,7 +385,7 @@ mod tests {
         l.nodes[2].pid = 4242;
         let back = Layout::decode(&l.encode()).unwrap();
         assert_eq!(back, l);
-        let v6 = plan(1, 0, 7001, "::".parse().unwrap(), Vec::new(), false).unwrap();
+        let v6 = plan(1, 0, 7001, "::".parse().unwrap(), None, Vec::new(), false).unwrap();
         assert_eq!(Layout::decode(&v6.encode()).unwrap(), v6);
         assert!(Layout::decode("").is_err());
         assert!(Layout::decode("version 2\n").is_err());
@@ -347,18 +395,36 @@ mod tests {
 
     #[test]
     fn addresses_avoid_unspecified_binds() {
-        let l = plan(1, 0, 7001, "0.0.0.0".parse().unwrap(), Vec::new(), false).unwrap();
+        let l = plan(
+            1,
+            0,
+            7001,
+            "0.0.0.0".parse().unwrap(),
+            None,
+            Vec::new(),
+            false,
+        )
+        .unwrap();
         assert_eq!(l.addr(7001), "127.0.0.1:7001");
-        let l = plan(1, 0, 7001, "::".parse().unwrap(), Vec::new(), false).unwrap();
+        let l = plan(1, 0, 7001, "::".parse().unwrap(), None, Vec::new(), false).unwrap();
         assert_eq!(l.addr(7001), "[::1]:7001");
-        let l = plan(1, 0, 7001, "10.0.0.5".parse().unwrap(), Vec::new(), false).unwrap();
+        let l = plan(
+            1,
+            0,
+            7001,
+            "10.0.0.5".parse().unwrap(),
+            None,
+            Vec::new(),
+            false,
+        )
+        .unwrap();
         assert_eq!(l.addr(7002), "10.0.0.5:7002");
     }
 
     #[test]
     fn node_args_name_the_nodes_folder_and_bus() {
         let extra = vec!["--maxmemory".into(), "1gb".into()];
-        let l = plan(1, 2, 7001, lo(), extra, false).unwrap();
+        let l = plan(1, 2, 7001, lo(), None, extra, false).unwrap();
         assert!(l.secret);
         let dir = Path::new("/tmp/c");
         let a = node_args(&l, dir, &l.nodes[1], false);
@@ -370,7 +436,11 @@ mod tests {
         // A secret in the environment wins: no generated one.
         let env = node_args(&l, dir, &l.nodes[1], true);
         assert!(!env.contains(&"--cluster-secret-file".into()));
-        assert!(!plan(1, 0, 7001, lo(), Vec::new(), true).unwrap().secret);
+        assert!(
+            !plan(1, 0, 7001, lo(), None, Vec::new(), true)
+                .unwrap()
+                .secret
+        );
         assert!(is_node_cmdline(&a, Path::new("/tmp/c/7002")));
         assert!(!is_node_cmdline(&a, Path::new("/tmp/c/7001")));
         assert!(!is_node_cmdline(&a, Path::new("/tmp/c")));
@@ -378,7 +448,7 @@ mod tests {
         l2.extra = vec!["--cluster-secret".into(), "s".into()];
         let a2 = node_args(&l2, dir, &l2.nodes[0], false);
         assert!(!a2.contains(&"--cluster-secret-file".into()));
-        let l3 = plan(1, 0, 7001, lo(), l2.extra.clone(), false).unwrap();
+        let l3 = plan(1, 0, 7001, lo(), None, l2.extra.clone(), false).unwrap();
         assert!(!l3.secret);
     }
 
@@ -395,7 +465,7 @@ mod tests {
 
     #[test]
     fn restart_keeps_the_layout() {
-        let l = plan(3, 2, 7001, lo(), Vec::new(), false).unwrap();
+        let l = plan(3, 2, 7001, lo(), None, Vec::new(), false).unwrap();
         assert!(restart_conflict(&l, None, None, None, None).is_none());
         assert!(restart_conflict(&l, Some(3), Some(2), Some(7001), Some(lo())).is_none());
         let e = restart_conflict(&l, Some(4), None, Some(8000), None).unwrap();
