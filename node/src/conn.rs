@@ -41,7 +41,7 @@ use crate::{
 /// reused.
 const BIG_REQUEST: usize = shardai_engine::tensor::COMPACT_BELOW;
 /// Read buffer size for ordinary traffic.
-const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Flush replies once this many bytes are waiting, even inside a long pipeline.
 const FLUSH_AT: usize = 256 * 1024;
 
@@ -139,7 +139,7 @@ async fn run<S: Stream>(
             // Listening before the OK goes out: the client sees every command after it.
             let listener = shared.ops.monitors.listen();
             flush(sock, &mut out, shared).await?;
-            return monitor(
+            return crate::ops::monitor::serve(
                 sock,
                 shared,
                 state,
@@ -389,88 +389,6 @@ async fn handle(
     }
     out.push(&reply, state.resp);
     flow
-}
-
-/// A connection after MONITOR: every command the node receives, one `+line` each, until
-/// the client sends QUIT or leaves (other requests are read and ignored), CLIENT KILL, or
-/// shutdown. A monitor too slow to keep up misses lines rather than holding the server; one
-/// that reads none of them for client-write-timeout is closed.
-async fn monitor<S: Stream>(
-    sock: &mut S,
-    shared: &Arc<Shared>,
-    state: &mut ConnState,
-    shutdown: &mut watch::Receiver<bool>,
-    mut listener: crate::ops::monitor::Listener<'_>,
-    decoder: &mut RequestDecoder,
-    rbuf: &mut BytesMut,
-) -> io::Result<String> {
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    let mut out = Vec::new();
-    loop {
-        tokio::select! {
-            line = listener.rx.recv() => {
-                let mut next = line.map_err(|e| match e {
-                    RecvError::Lagged(n) => TryRecvError::Lagged(n),
-                    RecvError::Closed => TryRecvError::Closed,
-                });
-                // Write what has queued up in one go.
-                for _ in 0..256 {
-                    match next {
-                        Ok(line) => {
-                            out.push(b'+');
-                            out.extend_from_slice(&line);
-                            out.extend_from_slice(b"\r\n");
-                        }
-                        Err(TryRecvError::Lagged(n)) => {
-                            debug!(id = state.info.id, missed = n, "monitor fell behind");
-                        }
-                        Err(TryRecvError::Closed) => return Ok("server shutting down".into()),
-                        Err(TryRecvError::Empty) => break,
-                    }
-                    next = listener.rx.try_recv();
-                }
-                shared.stats.net_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-                let limit = Duration::from_secs(
-                    shared.runtime.write_timeout.load(Ordering::Relaxed).max(1),
-                );
-                let written = async {
-                    sock.write_all(&out).await?;
-                    sock.flush().await
-                };
-                tokio::select! {
-                    r = tokio::time::timeout(limit, written) => match r {
-                        Ok(r) => r?,
-                        Err(_) => return Ok("monitor read no lines for client-write-timeout".into()),
-                    },
-                    _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
-                    _ = shutdown.changed() => return Ok("server shutting down".into()),
-                }
-                out.clear();
-            }
-            n = sock.read_buf(rbuf) => {
-                if n? == 0 {
-                    return Ok("client closed".into());
-                }
-                loop {
-                    match decoder.decode(rbuf) {
-                        Ok(Decoded::Request(argv)) if argv[0].eq_ignore_ascii_case(b"quit") => {
-                            sock.write_all(b"+OK\r\n").await?;
-                            sock.flush().await?;
-                            return Ok("client quit".into());
-                        }
-                        Ok(Decoded::Request(_) | Decoded::Empty) => {}
-                        Ok(Decoded::Incomplete { .. }) => break,
-                        Err(e) => return Ok(e.wire_text()),
-                    }
-                }
-                if rbuf.len() > READ_CHUNK {
-                    return Ok("monitor sent a request too large".into());
-                }
-            }
-            _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
-            _ = shutdown.changed() => return Ok("server shutting down".into()),
-        }
-    }
 }
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.

@@ -6,7 +6,7 @@ scraped every second while it runs (Prometheus's default is every 15 s), one wit
 runs alternate between the two; the table shows the median requests/s of each and the
 on/off ratio, and the time one scrape takes.
 
-Usage: .venv/bin/python tests/bench/metrics_overhead.py [--quick] [--reps N] [--shardai PATH]
+Usage: .venv/bin/python tests/bench/metrics_overhead.py [--quick] [--reps N] [--only 64:16:SET] [--shardai PATH]
 """
 import argparse
 import os
@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--shardai", default=os.path.join(ROOT, "target", "release", "shardai"))
     ap.add_argument("--quick", action="store_true", help="fewer requests, one repetition")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--only", default="", help="run only rows whose 'SIZE:PIPELINE:OP' contains this, e.g. 64:16:SET")
     a = ap.parse_args()
     reps = 1 if a.quick else a.reps
     scale = 0.2 if a.quick else 1.0
@@ -73,6 +74,8 @@ def main():
             n = max(500, int(n * scale))
             for pipeline in (1, 16):
                 for op in ("SET", "GET"):
+                    if a.only and a.only not in f"{size}:{pipeline}:{op}":
+                        continue
                     if op == "SET":
                         args, df = (["AI.TENSORSET", "bench:set", "UINT8", str(size), "BLOB"], data)
                     else:

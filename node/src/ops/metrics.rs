@@ -3,27 +3,24 @@
 //! counters.
 //!
 //! Two kinds of series:
-//! - recorded as things happen: per command ([`CommandMetrics`], only with
+//! - recorded as things happen: per command ([`CommandMetrics`], atomics only, only with
 //!   --metrics-port), per model and script (the engine's run statistics), per Raft group
 //!   (its log's append and fsync latency, its snapshots);
 //! - read at scrape time ([`Pulled`]): connections, memory, keys, disk, device queues, Raft
 //!   roles and indexes, the cluster's slots and migrations, readiness.
 
 use std::{
-    sync::{Arc, OnceLock, Weak, atomic::Ordering},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{
-        MetricType,
-        counter::{ConstCounter, Counter},
-        family::Family,
-        gauge::ConstGauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge, histogram::Histogram},
     registry::Registry,
 };
 use shardai_engine::{Store, Value};
@@ -31,37 +28,69 @@ use shardai_protocol::table::COMMANDS;
 
 use crate::state::Shared;
 
-type CommandLabel = [(&'static str, &'static str); 1];
+/// Upper bounds of the command latency buckets: 10 µs to about 5 s.
+const BOUNDS: [f64; 20] = {
+    let mut b = [0.0; 20];
+    let mut i = 0;
+    let mut v = 10e-6;
+    while i < 20 {
+        b[i] = v;
+        v *= 2.0;
+        i += 1;
+    }
+    b
+};
 
-fn command_histogram() -> Histogram {
-    // 10 µs to about 5 s.
-    Histogram::new(exponential_buckets(10e-6, 2.0, 20))
-}
-
-/// One command's series, made on its first call.
-#[derive(Debug)]
+/// One command's calls (its buckets' total), errors and latency: plain atomics, so that
+/// connections on different threads running the same command never wait on each other.
+#[derive(Debug, Default)]
 struct Series {
-    calls: Counter,
-    errors: Counter,
-    duration: Histogram,
+    /// Calls per latency bucket ([`BOUNDS`], then the rest).
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    /// Total latency, nanoseconds.
+    sum_ns: AtomicU64,
+    errors: AtomicU64,
 }
 
-/// Calls, errors and latency of every command called since the start.
+impl Series {
+    fn observe(&self, took: Duration, failed: bool) {
+        let at = BOUNDS.partition_point(|b| *b < took.as_secs_f64());
+        self.buckets[at].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        if failed {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (calls, per-bucket counts with their upper bounds, sum in seconds).
+    fn read(&self) -> (u64, Vec<(f64, u64)>, f64) {
+        let counts: Vec<(f64, u64)> = BOUNDS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(&self.buckets)
+            .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
+            .collect();
+        let calls = counts.iter().map(|(_, c)| c).sum();
+        (
+            calls,
+            counts,
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
+}
+
+/// Calls, errors and latency of every command, by its index in the command table.
 #[derive(Debug)]
 pub struct CommandMetrics {
-    calls: Family<CommandLabel, Counter>,
-    errors: Family<CommandLabel, Counter>,
-    durations: Family<CommandLabel, Histogram, fn() -> Histogram>,
-    series: Box<[OnceLock<Series>]>,
+    series: Box<[Series]>,
 }
 
 impl Default for CommandMetrics {
     fn default() -> Self {
         CommandMetrics {
-            calls: Family::default(),
-            errors: Family::default(),
-            durations: Family::new_with_constructor(command_histogram),
-            series: COMMANDS.iter().map(|_| OnceLock::new()).collect(),
+            series: COMMANDS.iter().map(|_| Series::default()).collect(),
         }
     }
 }
@@ -69,46 +98,64 @@ impl Default for CommandMetrics {
 impl CommandMetrics {
     /// Records one call of the command at `index` in the command table.
     pub fn observe(&self, index: usize, took: Duration, failed: bool) {
-        let Some(slot) = self.series.get(index) else {
-            return;
-        };
-        let s = slot.get_or_init(|| {
-            let label = [("command", COMMANDS[index].name)];
-            Series {
-                calls: self.calls.get_or_create(&label).clone(),
-                errors: self.errors.get_or_create(&label).clone(),
-                duration: self.durations.get_or_create(&label).clone(),
-            }
-        });
-        s.calls.inc();
-        s.duration.observe(took.as_secs_f64());
-        if failed {
-            s.errors.inc();
+        if let Some(s) = self.series.get(index) {
+            s.observe(took, failed);
         }
+    }
+
+    /// Writes the series of every command called so far.
+    fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let called: Vec<_> = COMMANDS
+            .iter()
+            .zip(self.series.iter())
+            .map(|(c, s)| {
+                (
+                    [("command", c.name)],
+                    s.read(),
+                    s.errors.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, (calls, ..), _)| *calls > 0)
+            .collect();
+        let calls: Vec<_> = called
+            .iter()
+            .map(|(l, (n, ..), _)| (*l, *n as f64))
+            .collect();
+        family(
+            e,
+            "shardai_commands",
+            "Commands run, by command",
+            MetricType::Counter,
+            &calls,
+        )?;
+        let errors: Vec<_> = called.iter().map(|(l, _, n)| (*l, *n as f64)).collect();
+        family(
+            e,
+            "shardai_command_errors",
+            "Commands that answered an error, by command",
+            MetricType::Counter,
+            &errors,
+        )?;
+        if called.is_empty() {
+            return Ok(());
+        }
+        let mut m = e.encode_descriptor(
+            "shardai_command_duration_seconds",
+            "Time from a request to its reply, by command",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (labels, (calls, buckets, sum), _) in &called {
+            m.encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(*sum, *calls, buckets, None)?;
+        }
+        Ok(())
     }
 }
 
-/// The registry `/metrics` encodes: the command families (when recorded) and a
-/// [`Pulled`] collector over `shared`.
+/// The registry `/metrics` encodes: a [`Pulled`] collector over `shared`.
 pub fn registry(shared: &Arc<Shared>) -> Registry {
     let mut r = Registry::default();
-    if let Some(c) = &shared.ops.commands {
-        r.register(
-            "shardai_commands",
-            "Commands processed, by command",
-            c.calls.clone(),
-        );
-        r.register(
-            "shardai_command_errors",
-            "Commands answered with an error, by command",
-            c.errors.clone(),
-        );
-        r.register(
-            "shardai_command_duration_seconds",
-            "Time from a command's parse to its reply, by command",
-            c.durations.clone(),
-        );
-    }
     r.register_collector(Box::new(Pulled {
         shared: Arc::downgrade(shared),
     }));
@@ -145,17 +192,22 @@ pub struct Pulled {
 }
 
 /// Writes one unlabelled gauge.
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+pub(super) fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
     ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
 /// Writes one unlabelled counter (`name` without `_total`).
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+pub(super) fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> std::fmt::Result {
     ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
 /// Writes a labelled family of gauges or counters.
-fn family<L: prometheus_client::encoding::EncodeLabelSet>(
+pub(super) fn family<L: prometheus_client::encoding::EncodeLabelSet>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -177,7 +229,7 @@ fn family<L: prometheus_client::encoding::EncodeLabelSet>(
 }
 
 /// Writes a labelled family of histograms.
-fn histograms<L: prometheus_client::encoding::EncodeLabelSet>(
+pub(super) fn histograms<L: prometheus_client::encoding::EncodeLabelSet>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -198,10 +250,13 @@ impl Collector for Pulled {
         let Some(shared) = self.shared.upgrade() else {
             return Ok(());
         };
+        if let Some(c) = &shared.ops.commands {
+            c.encode(&mut e)?;
+        }
         node(&mut e, &shared)?;
         ai(&mut e, &shared)?;
-        raft(&mut e, &shared)?;
-        cluster(&mut e, &shared)
+        super::raft_metrics::raft(&mut e, &shared)?;
+        super::raft_metrics::cluster(&mut e, &shared)
     }
 }
 
@@ -373,184 +428,25 @@ fn ai(e: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
     )
 }
 
-/// The Raft groups this node takes part in, by the `group` label.
-pub fn groups(shared: &Shared) -> Vec<(&'static str, Arc<shardai_raft::ShardGroup>)> {
-    match &shared.cluster {
-        Some(c) => [("data", c.group()), ("meta", c.meta_group())]
-            .into_iter()
-            .filter_map(|(n, g)| g.map(|g| (n, g)))
-            .collect(),
-        None => shared
-            .standalone
-            .iter()
-            .map(|g| ("data", g.clone()))
-            .collect(),
-    }
-}
-
-fn raft(e: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
-    let groups = groups(shared);
-    if groups.is_empty() {
-        return Ok(());
-    }
-    let roles: Vec<_> = groups.iter().map(|(n, g)| (*n, g.role(), g)).collect();
-    let per = |f: &dyn Fn(&shardai_raft::RoleInfo) -> f64| -> Vec<([(&'static str, &'static str); 1], f64)> {
-        roles.iter().map(|(n, r, _)| ([("group", *n)], f(r))).collect()
-    };
-    family(
-        e,
-        "shardai_raft_term",
-        "The group's current term",
-        MetricType::Gauge,
-        &per(&|r| r.term as f64),
-    )?;
-    family(
-        e,
-        "shardai_raft_is_leader",
-        "1 when this node leads the group",
-        MetricType::Gauge,
-        &per(&|r| f64::from(u8::from(is_leader(r)))),
-    )?;
-    family(
-        e,
-        "shardai_raft_has_leader",
-        "1 when this node knows a leader of the group",
-        MetricType::Gauge,
-        &per(&|r| f64::from(u8::from(r.leader.is_some() && r.fatal.is_none()))),
-    )?;
-    family(
-        e,
-        "shardai_raft_commit_index",
-        "The group's commit index as this node knows it",
-        MetricType::Gauge,
-        &per(&|r| r.committed as f64),
-    )?;
-    family(
-        e,
-        "shardai_raft_applied_index",
-        "The index this node applied up to",
-        MetricType::Gauge,
-        &per(&|r| r.applied as f64),
-    )?;
-    let stats = |f: &dyn Fn(&shardai_raft::stats::GroupStats) -> f64| -> Vec<([(&'static str, &'static str); 1], f64)> {
-        roles.iter().map(|(n, _, g)| ([("group", *n)], f(g.stats()))).collect()
-    };
-    family(
-        e,
-        "shardai_raft_leader_changes",
-        "Times the group's leader changed to another node",
-        MetricType::Counter,
-        &stats(&|s| s.leader_changes.load(Ordering::Relaxed) as f64),
-    )?;
-    family(
-        e,
-        "shardai_raft_snapshots",
-        "Snapshots this node built of the group",
-        MetricType::Counter,
-        &stats(&|s| s.snapshots.load(Ordering::Relaxed) as f64),
-    )?;
-    family(
-        e,
-        "shardai_raft_snapshot_bytes",
-        "Size of the newest snapshot built",
-        MetricType::Gauge,
-        &stats(&|s| s.snapshot_bytes.load(Ordering::Relaxed) as f64),
-    )?;
-    family(
-        e,
-        "shardai_raft_snapshot_duration_seconds",
-        "Time the newest snapshot took to write",
-        MetricType::Gauge,
-        &stats(&|s| s.snapshot_micros.load(Ordering::Relaxed) as f64 / 1e6),
-    )?;
-    let append: Vec<_> = roles
-        .iter()
-        .map(|(n, _, g)| ([("group", *n)], &g.stats().append_seconds))
-        .collect();
-    histograms(
-        e,
-        "shardai_raft_append_duration_seconds",
-        "Seconds from a log append's start to its entries being durable",
-        &append,
-    )?;
-    let fsync: Vec<_> = roles
-        .iter()
-        .map(|(n, _, g)| ([("group", *n)], &g.stats().fsync_seconds))
-        .collect();
-    histograms(
-        e,
-        "shardai_raft_fsync_duration_seconds",
-        "Seconds per fsync of the group's log",
-        &fsync,
-    )?;
-    let mut lag: Vec<([(&'static str, String); 2], f64)> = Vec::new();
-    for (n, r, _) in &roles {
-        for (id, matched) in &r.matched {
-            if *id != r.me {
-                lag.push((
-                    [("group", n.to_string()), ("follower", id.to_string())],
-                    r.last_log.saturating_sub(*matched) as f64,
-                ));
-            }
-        }
-    }
-    family(
-        e,
-        "shardai_raft_follower_lag_entries",
-        "Entries a follower is behind this leader's log",
-        MetricType::Gauge,
-        &lag,
-    )
-}
-
-/// True when `r` is the group's leader (and has not stopped).
-fn is_leader(r: &shardai_raft::RoleInfo) -> bool {
-    r.leader.as_ref().is_some_and(|(id, _)| *id == r.me) && r.fatal.is_none()
-}
-
-fn cluster(e: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::Result {
-    let Some(c) = &shared.cluster else {
-        return Ok(());
-    };
-    if let Some(view) = c.view() {
-        let owned: usize = view
-            .my_shard()
-            .map(|s| {
-                view.ranges(s)
-                    .iter()
-                    .map(|(a, b)| (*b - *a) as usize + 1)
-                    .sum()
-            })
-            .unwrap_or(0);
-        gauge(
-            e,
-            "shardai_cluster_slots_owned",
-            "Hash slots this node's shard owns",
-            owned as f64,
-        )?;
-        gauge(
-            e,
-            "shardai_cluster_migrations_open",
-            "Slots migrating between shards now",
-            view.migrations().len() as f64,
-        )?;
-    }
-    let st = &shared.stats;
-    family(
-        e,
-        "shardai_cluster_redirects",
-        "MOVED and ASK redirects this node answered",
-        MetricType::Counter,
-        &[
-            ([("kind", "moved")], st.moved.load(Ordering::Relaxed) as f64),
-            ([("kind", "ask")], st.ask.load(Ordering::Relaxed) as f64),
-        ],
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_latency_lands_in_its_bucket() {
+        let s = Series::default();
+        s.observe(Duration::from_micros(10), false);
+        s.observe(Duration::from_micros(11), true);
+        s.observe(Duration::from_secs(60), false);
+        let (calls, buckets, sum) = s.read();
+        assert_eq!(calls, 3);
+        assert_eq!(
+            (buckets[0].1, buckets[1].1, buckets[20]),
+            (1, 1, (f64::MAX, 1))
+        );
+        assert!((sum - 60.000021).abs() < 1e-9);
+        assert_eq!(s.errors.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -1,10 +1,11 @@
-//! The operator's side of a node: Prometheus metrics ([`metrics`]), the health endpoints
-//! and the HTTP port that serves both ([`http`], [`ready`]), SLOWLOG ([`slowlog`]) and
-//! MONITOR ([`monitor`]). [`Ops`] is what the connections feed as commands run.
+//! The operator's side of a node: Prometheus metrics ([`metrics`], [`raft_metrics`]), the
+//! health endpoints and the HTTP port that serves both ([`http`], [`ready`]), SLOWLOG
+//! ([`slowlog`]) and MONITOR ([`monitor`]). [`Ops`] is what the connections feed as commands run.
 
 pub mod http;
 pub mod metrics;
 pub mod monitor;
+pub mod raft_metrics;
 pub mod ready;
 pub mod slowlog;
 

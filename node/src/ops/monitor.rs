@@ -2,17 +2,36 @@
 //! connections that sent MONITOR. Lines are built only while someone listens; commands of
 //! the `@admin` category are not shown, and secrets are `(redacted)`, as Redis does.
 //! Arguments are cut as SLOWLOG cuts them ([`super::slowlog::summarize`]), so that a
-//! tensor's BLOB is never copied to a monitor.
+//! tensor's BLOB is never copied to a monitor. [`serve`] is the connection loop of a client
+//! in MONITOR mode.
 
 use std::{
     fmt::Write as _,
+    io,
     net::SocketAddr,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
-use bytes::Bytes;
-use shardai_protocol::table::CommandSpec;
-use tokio::sync::broadcast;
+use bytes::{Bytes, BytesMut};
+use shardai_protocol::{
+    frame::{Decoded, RequestDecoder},
+    table::CommandSpec,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::{broadcast, watch},
+};
+use tracing::debug;
+
+use crate::{
+    client::ConnState,
+    conn::{READ_CHUNK, Stream},
+    state::Shared,
+};
 
 /// Lines a slow monitor may fall behind by before it misses some.
 const BACKLOG: usize = 4096;
@@ -116,6 +135,88 @@ fn quote(s: &mut String, b: &[u8]) {
         }
     }
     s.push('"');
+}
+
+/// A connection after MONITOR: every command the node receives, one `+line` each, until
+/// the client sends QUIT or leaves (other requests are read and ignored), CLIENT KILL, or
+/// shutdown. A monitor too slow to keep up misses lines rather than holding the server; one
+/// that reads none of them for client-write-timeout is closed.
+pub(crate) async fn serve<S: Stream>(
+    sock: &mut S,
+    shared: &Arc<Shared>,
+    state: &mut ConnState,
+    shutdown: &mut watch::Receiver<bool>,
+    mut listener: Listener<'_>,
+    decoder: &mut RequestDecoder,
+    rbuf: &mut BytesMut,
+) -> io::Result<String> {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            line = listener.rx.recv() => {
+                let mut next = line.map_err(|e| match e {
+                    RecvError::Lagged(n) => TryRecvError::Lagged(n),
+                    RecvError::Closed => TryRecvError::Closed,
+                });
+                // Write what has queued up in one go.
+                for _ in 0..256 {
+                    match next {
+                        Ok(line) => {
+                            out.push(b'+');
+                            out.extend_from_slice(&line);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        Err(TryRecvError::Lagged(n)) => {
+                            debug!(id = state.info.id, missed = n, "monitor fell behind");
+                        }
+                        Err(TryRecvError::Closed) => return Ok("server shutting down".into()),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                    next = listener.rx.try_recv();
+                }
+                shared.stats.net_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+                let limit = Duration::from_secs(
+                    shared.runtime.write_timeout.load(Ordering::Relaxed).max(1),
+                );
+                let written = async {
+                    sock.write_all(&out).await?;
+                    sock.flush().await
+                };
+                tokio::select! {
+                    r = tokio::time::timeout(limit, written) => match r {
+                        Ok(r) => r?,
+                        Err(_) => return Ok("monitor read no lines for client-write-timeout".into()),
+                    },
+                    _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
+                    _ = shutdown.changed() => return Ok("server shutting down".into()),
+                }
+                out.clear();
+            }
+            n = sock.read_buf(rbuf) => {
+                if n? == 0 {
+                    return Ok("client closed".into());
+                }
+                loop {
+                    match decoder.decode(rbuf) {
+                        Ok(Decoded::Request(argv)) if argv[0].eq_ignore_ascii_case(b"quit") => {
+                            sock.write_all(b"+OK\r\n").await?;
+                            sock.flush().await?;
+                            return Ok("client quit".into());
+                        }
+                        Ok(Decoded::Request(_) | Decoded::Empty) => {}
+                        Ok(Decoded::Incomplete { .. }) => break,
+                        Err(e) => return Ok(e.wire_text()),
+                    }
+                }
+                if rbuf.len() > READ_CHUNK {
+                    return Ok("monitor sent a request too large".into());
+                }
+            }
+            _ = state.info.kill.notified() => return Ok("killed by CLIENT KILL".into()),
+            _ = shutdown.changed() => return Ok("server shutting down".into()),
+        }
+    }
 }
 
 #[cfg(test)]

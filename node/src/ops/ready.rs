@@ -25,7 +25,7 @@ impl Readiness {
         {
             return Err("not in a cluster yet (shardai cluster create or add-node)".into());
         }
-        for (name, group) in super::metrics::groups(shared) {
+        for (name, group) in super::raft_metrics::groups(shared) {
             let role = group.role();
             let mut targets = self.targets.lock();
             let mut target = targets.get(name).copied();
