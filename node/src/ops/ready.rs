@@ -36,6 +36,10 @@ impl Readiness {
             };
             r?;
         }
+        // The keyspace is walked only when some model on this node lacks its backend.
+        if shardai_engine::backend::models_not_loaded() == 0 {
+            return Ok(());
+        }
         let mut waiting = shared.store().models_not_loaded();
         if let Some(o) = shared.engine.objects.get() {
             waiting.extend(o.models_not_loaded());
