@@ -10,6 +10,11 @@
 //!   until the head has waited MINBATCHTIMEOUT ms. A waiting model does not hold up the
 //!   requests of other models behind it.
 //! - A request whose TIMEOUT passed while it waited is taken off the queue (`+TIMEDOUT`).
+//!
+//! One addition, off by default: a queue delay (`AI.CONFIG BATCH_QUEUE_DELAY_US`, as
+//! Triton's `max_queue_delay_microseconds`). A batch that met MINBATCHSIZE but is not full
+//! waits for more requests until its head has waited that long, or runs at once when the
+//! wait would pass the TIMEOUT of a request in it.
 
 use std::time::{Duration, Instant};
 
@@ -77,8 +82,9 @@ pub enum Pick {
     Wait(Option<Instant>),
 }
 
-/// Decides the next step for a queue (oldest request first) at `now`.
-pub fn pick(queue: &[Queued<'_>], now: Instant) -> Pick {
+/// Decides the next step for a queue (oldest request first) at `now`; `delay` is the queue
+/// delay (zero: none).
+pub fn pick(queue: &[Queued<'_>], now: Instant, delay: Duration) -> Pick {
     let expired: Vec<usize> = queue
         .iter()
         .enumerate()
@@ -115,7 +121,17 @@ pub fn pick(queue: &[Queued<'_>], now: Instant) -> Pick {
         // A MINBATCHSIZE above BATCHSIZE could never be met: BATCHSIZE is the most it waits for.
         let min = (opts.minbatchsize as usize).min(limit);
         if min == 0 || total >= min {
-            return Pick::Run(group);
+            if total >= limit || delay.is_zero() {
+                return Pick::Run(group);
+            }
+            let until = head.enqueued + delay;
+            // Never waits a request past its TIMEOUT: such a batch runs now.
+            let first_deadline = group.iter().filter_map(|&g| queue[g].deadline).min();
+            if until <= now || first_deadline.is_some_and(|d| d <= until) {
+                return Pick::Run(group);
+            }
+            wake = Some(wake.map_or(until, |w| w.min(until)));
+            continue;
         }
         if opts.minbatchtimeout > 0 {
             let until = head.enqueued + Duration::from_millis(opts.minbatchtimeout);
@@ -196,6 +212,42 @@ mod tests {
             split(vec![summed], &[1, 2]).unwrap_err(),
             Error::Verbatim("ERR Model did not generate the expected batch size".into())
         );
+    }
+
+    /// The policy without a queue delay (RedisAI's rules).
+    fn pick(queue: &[Queued<'_>], now: Instant) -> Pick {
+        super::pick(queue, now, Duration::ZERO)
+    }
+
+    #[test]
+    fn a_queue_delay_waits_to_fill_the_batch_but_not_past_a_timeout() {
+        let t = Instant::now();
+        let d = Duration::from_millis(2);
+        let o = opts(4, 0, 0);
+        let queue = [q(1, o, S1, t), q(1, o, S1, t)];
+        // Not full: waits until the head has waited the delay, then runs what is there.
+        assert_eq!(super::pick(&queue, t, d), Pick::Wait(Some(t + d)));
+        assert_eq!(super::pick(&queue, t + d, d), Pick::Run(vec![0, 1]));
+        // Full: runs at once.
+        let full = [q(1, o, S2, t), q(1, o, S2, t)];
+        assert_eq!(super::pick(&full, t, d), Pick::Run(vec![0, 1]));
+        // A member whose TIMEOUT comes before the delay ends: the batch runs now.
+        let mut soon = q(1, o, S1, t);
+        soon.deadline = Some(t + Duration::from_millis(1));
+        assert_eq!(
+            super::pick(&[q(1, o, S1, t), soon], t, d),
+            Pick::Run(vec![0, 1])
+        );
+        // MINBATCHSIZE still comes first; the delay applies once it is met.
+        let m = opts(4, 3, 0);
+        let two = [q(1, m, S1, t), q(1, m, S1, t)];
+        assert_eq!(super::pick(&two, t + d, d), Pick::Wait(None));
+        // Without BATCHSIZE there is nothing to fill.
+        let alone = [q(1, opts(0, 0, 0), S1, t)];
+        assert_eq!(super::pick(&alone, t, d), Pick::Run(vec![0]));
+        // A waiting batch does not hold up another model's full one.
+        let other = [q(1, o, S1, t), q(2, opts(1, 0, 0), S1, t)];
+        assert_eq!(super::pick(&other, t, d), Pick::Run(vec![1]));
     }
 
     const S1: &[usize] = &[1, 4];

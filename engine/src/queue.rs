@@ -72,6 +72,8 @@ struct DeviceQueue {
     next_worker: AtomicU64,
     /// Microseconds its workers spent in backend calls.
     busy_us: AtomicU64,
+    /// The queue delay in µs (see [`crate::batching`]), shared by every device queue.
+    delay_us: Arc<AtomicU64>,
 }
 
 /// One device queue's load, for the metrics endpoint.
@@ -112,6 +114,7 @@ pub struct RunQueues {
     max_devices: usize,
     max_queued: usize,
     timeout: Option<Duration>,
+    delay_us: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RunQueues {
@@ -142,7 +145,23 @@ impl RunQueues {
             max_devices,
             max_queued,
             timeout: None,
+            delay_us: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Sets the queue delay: how long a batch that is not full waits for more requests
+    /// (zero: none, RedisAI's rules). Workers waiting now pick it up at their next request.
+    pub fn set_queue_delay(&self, delay: Duration) {
+        self.delay_us
+            .store(delay.as_micros() as u64, Ordering::Relaxed);
+        for q in self.queues.lock().values() {
+            q.ready.notify_all();
+        }
+    }
+
+    /// The queue delay.
+    pub fn queue_delay(&self) -> Duration {
+        Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
     }
 
     /// Abandons a backend call that runs longer than `timeout` (MODEL_EXECUTION_TIMEOUT):
@@ -233,6 +252,7 @@ impl RunQueues {
             timeout: self.timeout,
             next_worker: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
+            delay_us: self.delay_us.clone(),
         });
         let failed =
             |_| Error::Verbatim("ERR Could not initialize queue on requested device".into());
@@ -332,7 +352,8 @@ fn worker(queue: &DeviceQueue, id: u64) {
                     .collect();
                 let at =
                     |p: Vec<usize>| -> Vec<usize> { p.into_iter().map(|i| eligible[i]).collect() };
-                match batching::pick(&view, now) {
+                let delay = Duration::from_micros(queue.delay_us.load(Ordering::Relaxed));
+                match batching::pick(&view, now, delay) {
                     Pick::TimedOut(positions) => {
                         drop(view);
                         for job in take(&mut jobs, &at(positions)) {

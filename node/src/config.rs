@@ -135,6 +135,13 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_INTRA_OP_PARALLELISM", default_value_t = 0)]
     pub intra_op_parallelism: usize,
 
+    /// Whether ONNX Runtime's operator threads spin, waiting for the next run, after each
+    /// run (the library's default). Spinning lowers one request's latency; `no` lets them
+    /// sleep, which leaves those cores to connections and to other models under concurrent
+    /// load, and serves more requests per second where cores are few.
+    #[arg(long, env = "SHARDAI_ONNX_SPINNING", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub onnx_spinning: bool,
+
     /// Operators a backend may run at once (RedisAI's INTER_OP_PARALLELISM; 0: the
     /// library's default). Passed to ONNX Runtime, libtorch and TensorFlow.
     #[arg(long, env = "SHARDAI_INTER_OP_PARALLELISM", default_value_t = 0)]
@@ -154,6 +161,15 @@ pub struct Config {
     /// `AI.CONFIG BACKEND_MEMORY_LIMIT` changes it at run time.
     #[arg(long, env = "SHARDAI_BACKEND_MEMORY_LIMIT", default_value_t = 0)]
     pub backend_memory_limit: u64,
+
+    /// How long a batch that is not full waits for more requests, in µs (0: none, RedisAI's
+    /// rules). Applies to models stored with BATCHSIZE: once MINBATCHSIZE is met, a batch
+    /// below BATCHSIZE runs when full or when its oldest request has waited this long, and
+    /// at once if waiting would pass a request's TIMEOUT. Fuller batches cost latency at low
+    /// load. `AI.CONFIG BATCH_QUEUE_DELAY_US` changes it at run time.
+    #[arg(long, env = "SHARDAI_BATCH_QUEUE_DELAY_US", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=shardai_protocol::command::MAX_BATCH_QUEUE_DELAY_US))]
+    pub batch_queue_delay_us: u64,
 
     /// Run as a cluster node (Redis's cluster-enabled): every write is replicated through
     /// Raft to the shard's replicas and fsync'd on a majority before it is acknowledged.

@@ -96,12 +96,19 @@ impl Engine {
             intra_op: config.intra_op_parallelism,
             inter_op: config.inter_op_parallelism,
             execution_timeout_ms: config.model_execution_timeout,
+            onnx_no_spinning: !config.onnx_spinning,
         };
-        Engine::new(
+        let engine = Engine::new(
             config.backends_path.clone(),
             threads,
             config.threads_per_queue,
-        )
+        );
+        engine
+            .queues
+            .set_queue_delay(std::time::Duration::from_micros(
+                config.batch_queue_delay_us,
+            ));
+        engine
     }
 
     /// An engine whose backends look for their libraries in `backends_path` (the wheels'

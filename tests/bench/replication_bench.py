@@ -2,6 +2,9 @@
 """Benchmark: replicated AI.TENSORSET on a 3-replica shardai shard against Debian's
 redis-server with `appendonly yes` and `appendfsync always`, and failover time.
 
+--replicas 1 runs one durable node instead (a one-node cluster: every acknowledgement means
+its Raft log was fsync'd), without the failover rounds.
+
 Throughput: redis-benchmark, 50 clients, UINT8 BLOBs of 64 B and 16 KiB, random keys, sent to
 the shard's leader (every acknowledgement means: on a majority of three replicas and
 fsync'd) and to redis-server (SET of the same payload; acknowledged after its AOF fsync).
@@ -22,6 +25,7 @@ baseline's (no redis-server, no failover). On a small shared machine the CPU per
 the steadier of the two.
 
 Usage: .venv/bin/python tests/bench/replication_bench.py [--quick] [--shardai PATH] [--sweep N,..]
+                                                          [--replicas 1]
        .venv/bin/python tests/bench/replication_bench.py --baseline target/release/shardai-base
 """
 import argparse
@@ -195,12 +199,14 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--sweep", help="client counts for 64 B writes, e.g. 1,4,16,50")
+    ap.add_argument("--replicas", type=int, choices=(1, 3), default=3,
+                    help="nodes in the shard: 3 (default) or 1 (one durable node, no failover)")
     ap.add_argument("--baseline", help="an earlier shardai binary: compare bus security instead")
     a = ap.parse_args()
     if a.shardai:
         os.environ["SHARDAI_BIN"] = a.shardai
     reps = 1 if a.quick else a.reps
-    kills = 3 if a.quick else a.kills
+    kills = 0 if a.replicas == 1 else 3 if a.quick else a.kills
     scale = 0.25 if a.quick else 1.0
 
     tmp = tempfile.mkdtemp(prefix="shardai-repl-bench-")
@@ -209,10 +215,11 @@ def main():
             return compare_bus(a.baseline, tmp, reps, scale)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    cluster = Cluster(3, extra=["--log", "warn"])
+    cluster = Cluster(a.replicas, extra=["--log", "warn"])
     r_port, r_proc = start_redis_aof(tmp)
     version = redis.Redis(port=r_port).info("server")["redis_version"]
-    print(f"3-replica shardai shard vs redis-server {version} (appendonly yes, appendfsync always); "
+    shape = "one durable shardai node" if a.replicas == 1 else "3-replica shardai shard"
+    print(f"{shape} vs redis-server {version} (appendonly yes, appendfsync always); "
           f"50 clients; median of {reps} alternating runs; {os.cpu_count()} cores")
     rows, cpu_lines = [], []
     try:
@@ -244,10 +251,11 @@ def main():
             med = lambda xs: statistics.median(xs)  # noqa: E731
             lead_us = med(x[0][0] for x in cpu_rows)
             fol_us = [med(x[0][i] for x in cpu_rows) for i in range(1, len(cpu_rows[0][0]))]
+            fol = (" + followers " + " + ".join(f"{u:.0f}" for u in fol_us)
+                   + f" = {lead_us + sum(fol_us):.0f} µs") if fol_us else ""
             cpu_lines.append(
-                f"  {label:>7}: CPU per write: shardai leader {lead_us:.0f} µs + followers "
-                + " + ".join(f"{u:.0f}" for u in fol_us)
-                + f" = {lead_us + sum(fol_us):.0f} µs (machine {med(x[1] for x in cpu_rows):.0f}% busy)"
+                f"  {label:>7}: CPU per write: shardai leader {lead_us:.0f} µs{fol}"
+                + f" (machine {med(x[1] for x in cpu_rows):.0f}% busy)"
                 f" | redis-server {med(x[2] for x in cpu_rows):.0f} µs (machine "
                 f"{med(x[3] for x in cpu_rows):.0f}% busy, the rest is redis-benchmark)")
         sweep_lines = sweep(cluster, r_port, tmp, [int(c) for c in a.sweep.split(",")]) if a.sweep else []
@@ -268,6 +276,8 @@ def main():
     if sweep_lines:
         print("\n64 B writes by number of clients:")
         print("\n".join(sweep_lines))
+    if not times:
+        return 0
     ms = sorted(t * 1000 for t in times)
     print(f"\nfailover (kill -9 of the leader to first acknowledged write), {len(ms)} kills: "
           f"p50 {statistics.median(ms):.0f} ms, min {ms[0]:.0f}, max {ms[-1]:.0f}; all: "

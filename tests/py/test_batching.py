@@ -170,3 +170,46 @@ def test_tflite_refuses_batching(server):
     r = server.client()
     with pytest.raises(redis.ResponseError, match="^Auto-batching not supported by the TFLITE backend$"):
         r.execute_command("AI.MODELSTORE", "m", "TFLITE", "CPU", "BATCHSIZE", 2, "BLOB", b"x")
+
+
+def test_a_queue_delay_waits_to_fill_a_batch_but_not_past_a_timeout(onnx):
+    from conftest import Server
+    s = Server("--batch-queue-delay-us", "300000")
+    try:
+        r = s.client()
+        assert r.execute_command("AI.CONFIG", "GET", "BATCH_QUEUE_DELAY_US") == 300000
+        assert r.info("ai_load_time_configs")["ai_batch_queue_delay_us"] == 300000
+        r.execute_command("AI.MODELSTORE", "mul", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB",
+                          (onnx / "mul.onnx").read_bytes())
+        r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
+        done = []
+        t = threading.Thread(target=lambda: done.append(s.client().execute_command(
+            "AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c1")))
+        t.start()
+        t.join(0.1)
+        assert t.is_alive() and not done, "a batch that is not full waits for company"
+        assert r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c2") == b"OK"
+        t.join(10)
+        assert done == [b"OK"]
+        i = info(r, "mul")
+        assert (i["calls"], i["samples"]) == (1, 2), i
+        assert r.execute_command("AI.TENSORGET", "c1", "VALUES") == [b"1", b"4"]
+
+        # A request whose TIMEOUT ends before the delay does is run at once, not timed out.
+        start = time.monotonic()
+        assert r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c3",
+                                 "TIMEOUT", 100) == b"OK"
+        assert time.monotonic() - start < 0.3
+        assert info(r, "mul")["calls"] == 2
+
+        # Off at run time: a lone request runs at once again.
+        assert r.execute_command("AI.CONFIG", "BATCH_QUEUE_DELAY_US", 0) == b"OK"
+        assert r.execute_command("AI.CONFIG", "GET", "batch_queue_delay_us") == 0
+        start = time.monotonic()
+        assert r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c4") == b"OK"
+        assert time.monotonic() - start < 0.3
+        for bad in ("-1", "1000001", "x"):
+            with pytest.raises(redis.ResponseError, match="BATCH_QUEUE_DELAY_US: the delay must be a whole number"):
+                r.execute_command("AI.CONFIG", "BATCH_QUEUE_DELAY_US", bad)
+    finally:
+        s.stop()

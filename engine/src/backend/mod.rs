@@ -138,6 +138,9 @@ pub struct Settings {
     /// Longest one run may take, in ms, before the library is told to stop it (ONNX only,
     /// as in RedisAI).
     pub execution_timeout_ms: u64,
+    /// ONNX Runtime's operator threads sleep between runs instead of spinning for the next
+    /// one (its `session.intra_op.allow_spinning` off).
+    pub onnx_no_spinning: bool,
 }
 
 /// The backends of this process, each loaded on first use.

@@ -91,6 +91,11 @@ impl Backend for Onnx {
             .map_err(|e| verbatim(&e))?
             .with_env_allocators()
             .map_err(|e| verbatim(&e))?;
+        if self.threads.onnx_no_spinning {
+            builder = builder
+                .with_intra_op_spinning(false)
+                .map_err(|e| verbatim(&e))?;
+        }
         if self.threads.intra_op > 0 {
             builder = builder
                 .with_intra_threads(self.threads.intra_op)

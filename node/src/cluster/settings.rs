@@ -1,5 +1,5 @@
-//! Cluster-wide AI.CONFIG settings: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE and
-//! BACKEND_MEMORY_LIMIT given on any node are applied there, then written to the metadata
+//! Cluster-wide AI.CONFIG settings: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE,
+//! BACKEND_MEMORY_LIMIT and BATCH_QUEUE_DELAY_US given on any node are applied there, then written to the metadata
 //! group as `aiconfig:<option>` records (`aiconfig:loadbackend:<BACKEND>` per backend).
 //! Every node applies the records it has not applied yet, in a fixed order (the backends
 //! path before the libraries it holds), so the settings reach every node, survive restarts
@@ -28,6 +28,7 @@ pub fn record_of(c: &AiConfig) -> Option<(String, String)> {
         }
         AiConfig::ModelChunkSize(n) => (format!("{PREFIX}model_chunk_size"), n.to_string()),
         AiConfig::BackendMemoryLimit(n) => (format!("{PREFIX}backend_memory_limit"), n.to_string()),
+        AiConfig::BatchQueueDelay(n) => (format!("{PREFIX}batch_queue_delay_us"), n.to_string()),
         AiConfig::Get(_) => return None,
     })
 }
@@ -39,6 +40,7 @@ pub fn setting_of(key: &str, value: &str) -> Option<AiConfig> {
         "backendspath" => AiConfig::BackendsPath(Bytes::from(value.to_string())),
         "model_chunk_size" => AiConfig::ModelChunkSize(value.parse().ok()?),
         "backend_memory_limit" => AiConfig::BackendMemoryLimit(value.parse().ok()?),
+        "batch_queue_delay_us" => AiConfig::BatchQueueDelay(value.parse().ok()?),
         _ => {
             let name = option.strip_prefix("loadbackend:")?;
             let backend = Backend::parse(name.as_bytes())?.name();
@@ -132,6 +134,7 @@ mod tests {
             },
             AiConfig::ModelChunkSize(1 << 20),
             AiConfig::BackendMemoryLimit(512),
+            AiConfig::BatchQueueDelay(2000),
         ] {
             let (k, v) = record_of(&c).unwrap();
             assert_eq!(setting_of(&k, &v), Some(c));

@@ -1,4 +1,5 @@
-//! AI.CONFIG: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE, BACKEND_MEMORY_LIMIT and GET.
+//! AI.CONFIG: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE, BACKEND_MEMORY_LIMIT,
+//! BATCH_QUEUE_DELAY_US and GET.
 //!
 //! Loading a backend runs a library's native code in the server, so LOADBACKEND opens only
 //! files inside the backends path (relative paths resolve there, as in RedisAI), and
@@ -12,7 +13,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use shardai_engine::{Store, backend::Backends};
+use shardai_engine::{Store, backend::Backends, queue::RunQueues};
 use shardai_protocol::{
     Error, Reply,
     command::{AiConfig, Backend},
@@ -109,14 +110,14 @@ pub(super) async fn ai_config(
     c: AiConfig,
     rt: &Runtime,
     stores: Stores<'_>,
-    backends: &Arc<Backends>,
+    (backends, queues): (&Arc<Backends>, &RunQueues),
     allow_loading: bool,
     cluster: Option<&Arc<Cluster>>,
 ) -> Reply {
     let shared = cluster
         .filter(|_| !matches!(c, AiConfig::Get(_)))
         .map(|cl| (cl, c.clone()));
-    let reply = apply(c, rt, stores, backends, allow_loading).await;
+    let reply = apply(c, rt, stores, (backends, queues), allow_loading).await;
     if let (Reply::Status(_), Some((cluster, c))) = (&reply, shared)
         && let Err(e) = cluster.share_setting(&c).await
     {
@@ -147,7 +148,8 @@ pub async fn follow_cluster_settings(shared: std::sync::Weak<Shared>) {
             };
             let allow = shared.config.enable_backend_loading;
             let stores = (shared.store(), shared.engine.objects.get());
-            let reply = apply(c, &shared.runtime, stores, &shared.engine.backends, allow).await;
+            let engine = (&shared.engine.backends, &shared.engine.queues);
+            let reply = apply(c, &shared.runtime, stores, engine, allow).await;
             match reply {
                 Reply::Error(e) => warn!(
                     setting = %key, value = %value, error = %e.wire_text(),
@@ -166,7 +168,7 @@ async fn apply(
     c: AiConfig,
     rt: &Runtime,
     stores: Stores<'_>,
-    backends: &Arc<Backends>,
+    (backends, queues): (&Arc<Backends>, &RunQueues),
     allow_loading: bool,
 ) -> Reply {
     match c {
@@ -218,6 +220,11 @@ async fn apply(
             info!(mb, "AI.CONFIG BACKEND_MEMORY_LIMIT set");
             Reply::OK
         }
+        AiConfig::BatchQueueDelay(us) => {
+            queues.set_queue_delay(std::time::Duration::from_micros(us));
+            info!(us, "AI.CONFIG BATCH_QUEUE_DELAY_US set");
+            Reply::OK
+        }
         AiConfig::Get(name) => match name.as_str() {
             "backendspath" => match backends.path() {
                 Some(p) => Reply::Bulk(Bytes::from(p.display().to_string())),
@@ -227,6 +234,7 @@ async fn apply(
             "backend_memory_limit" => {
                 Reply::Int(rt.backend_memory_limit.load(Ordering::Relaxed) as i64)
             }
+            "batch_queue_delay_us" => Reply::Int(queues.queue_delay().as_micros() as i64),
             _ => Reply::Error(Error::UnsupportedConfigName),
         },
     }

@@ -253,6 +253,10 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
                     .load(Ordering::Relaxed)
                     .to_string(),
             ),
+            (
+                "ai_batch_queue_delay_us".into(),
+                shared.engine.queues.queue_delay().as_micros().to_string(),
+            ),
         ],
         "ai_backends_info" => shared
             .engine

@@ -147,7 +147,7 @@ async fn run(
                 c,
                 &shared.runtime,
                 (shared.store(), engine.objects.get()),
-                &engine.backends,
+                (&engine.backends, &engine.queues),
                 allow_loading,
                 shared.cluster.as_ref(),
             )

@@ -9,11 +9,14 @@ use crate::{error::Error, frame::parse_i64};
 /// times its size (each chunk is a reply of its own).
 pub const MIN_MODEL_CHUNK_SIZE: u64 = 1024;
 
+/// The longest BATCH_QUEUE_DELAY_US: one second.
+pub const MAX_BATCH_QUEUE_DELAY_US: u64 = 1_000_000;
+
 /// The four backends RedisAI names.
 pub const BACKENDS: [&str; 4] = ["TF", "TFLITE", "TORCH", "ONNX"];
 
 /// `AI.CONFIG <BACKENDSPATH path | LOADBACKEND backend path | MODEL_CHUNK_SIZE n |
-/// BACKEND_MEMORY_LIMIT mb | GET name>`
+/// BACKEND_MEMORY_LIMIT mb | BATCH_QUEUE_DELAY_US us | GET name>`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AiConfig {
     /// Sets the base folder for relative backend paths.
@@ -29,8 +32,11 @@ pub enum AiConfig {
     ModelChunkSize(u64),
     /// Sets BACKEND_MEMORY_LIMIT in MB (0: none).
     BackendMemoryLimit(u64),
-    /// Reads an option (`BACKENDSPATH`, `MODEL_CHUNK_SIZE` or `BACKEND_MEMORY_LIMIT`),
-    /// lower-cased.
+    /// Sets BATCH_QUEUE_DELAY_US: how long a batch that is not full waits for more requests,
+    /// in µs (0: none).
+    BatchQueueDelay(u64),
+    /// Reads an option (`BACKENDSPATH`, `MODEL_CHUNK_SIZE`, `BACKEND_MEMORY_LIMIT` or
+    /// `BATCH_QUEUE_DELAY_US`), lower-cased.
     Get(String),
 }
 
@@ -68,6 +74,18 @@ pub(super) fn parse(c: &mut Cursor) -> Result<AiConfig, Error> {
                 .filter(|n| *n >= 0)
                 .ok_or(Error::InvalidMemoryLimit)?;
             AiConfig::BackendMemoryLimit(n as u64)
+        }
+        "batch_queue_delay_us" => {
+            let n = c.next_opt().ok_or_else(|| c.arity_error())?;
+            let n = parse_i64(&n)
+                .filter(|n| (0..=MAX_BATCH_QUEUE_DELAY_US as i64).contains(n))
+                .ok_or_else(|| {
+                    Error::Verbatim(format!(
+                        "ERR BATCH_QUEUE_DELAY_US: the delay must be a whole number of \
+                         microseconds from 0 (none) to {MAX_BATCH_QUEUE_DELAY_US}"
+                    ))
+                })?;
+            AiConfig::BatchQueueDelay(n as u64)
         }
         "get" => AiConfig::Get(lower(&c.next_opt().ok_or_else(|| c.arity_error())?)),
         _ => return Err(Error::UnsupportedSubcommand),
@@ -109,6 +127,19 @@ mod tests {
         );
         let err = |s| parse(s).unwrap_err().wire_text();
         assert!(err("AI.CONFIG BACKEND_MEMORY_LIMIT -1").contains("whole number of MB"));
+        assert_eq!(
+            parse("AI.CONFIG batch_queue_delay_us 2000").unwrap(),
+            Command::AiConfig(AiConfig::BatchQueueDelay(2000))
+        );
+        for bad in [
+            "AI.CONFIG BATCH_QUEUE_DELAY_US -1",
+            "AI.CONFIG BATCH_QUEUE_DELAY_US 1000001",
+            "AI.CONFIG BATCH_QUEUE_DELAY_US 2ms",
+        ] {
+            assert!(
+                err(bad).starts_with("ERR BATCH_QUEUE_DELAY_US: the delay must be a whole number")
+            );
+        }
         assert_eq!(
             err("AI.CONFIG BACKENDSPATH"),
             "ERR BACKENDSPATH: missing path argument"

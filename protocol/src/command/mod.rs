@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 pub use self::{
     acl::{AclCmd, AclLog},
-    ai_config::{AiConfig, BACKENDS, MIN_MODEL_CHUNK_SIZE},
+    ai_config::{AiConfig, BACKENDS, MAX_BATCH_QUEUE_DELAY_US, MIN_MODEL_CHUNK_SIZE},
     cluster::{AdminCmd, ClusterCmd, Member, SetSlotAction, parse_members},
     collections::HashPart,
     cursor::Cursor,

@@ -1,6 +1,7 @@
 //! Benchmark: auto-batching. C concurrent clients (threads, one connection each) send
 //! batch-1 AI.MODELEXECUTE requests to one model for a fixed time, first stored with
-//! BATCHSIZE 0 and then with BATCHSIZE B; the same model is also run in this process through
+//! BATCHSIZE 0, then with BATCHSIZE B, then with BATCHSIZE B and a queue delay of W µs
+//! (`AI.CONFIG BATCH_QUEUE_DELAY_US`, `--wait-us W`, default 2000); the same model is also run in this process through
 //! shardai's own backend at batch 1 and at batch B, without queue or network. Prints
 //! requests/s of each, the served ratio (B versus 0), served-with-batching versus the
 //! library's own batch-B throughput, and the average batch the server formed (AI.INFO
@@ -9,7 +10,7 @@
 //! ```sh
 //! cargo build --release -p shardai-node -p shardai-tests
 //! .venv/bin/python tests/models/make_onnx.py /tmp/m
-//! target/release/batching_bench /tmp/m/mnist_cnn.onnx:1,28,28 [--clients 32] [--batch 32] [--secs 10]
+//! target/release/batching_bench /tmp/m/mnist_cnn.onnx:1,28,28 [--clients 32] [--batch 32] [--secs 10] [--wait-us 2000]
 //! # a TorchScript model (.pt) on a GPU:
 //! target/release/batching_bench resnet50.pt:3,224,224 --device GPU:0
 //! ```
@@ -108,9 +109,12 @@ fn main() {
     let batch: usize = flag(&mut args, "--batch", "32").parse().expect("--batch N");
     let secs: u64 = flag(&mut args, "--secs", "10").parse().expect("--secs N");
     let device = flag(&mut args, "--device", "CPU");
+    let wait_us: u64 = flag(&mut args, "--wait-us", "2000")
+        .parse()
+        .expect("--wait-us N");
     let Some(spec) = args.first() else {
         eprintln!(
-            "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S]"
+            "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W]"
         );
         std::process::exit(2);
     };
@@ -127,7 +131,7 @@ fn main() {
     let lib_path = std::env::var_os("SHARDAI_BACKENDSPATH")
         .map(std::path::PathBuf::from)
         .or_else(default_path);
-    // ... and so do the thread settings.
+    // ... and so do the thread settings (and SHARDAI_ONNX_SPINNING).
     let env_usize = |name: &str| {
         std::env::var(name)
             .ok()
@@ -138,6 +142,7 @@ fn main() {
         intra_op: env_usize("SHARDAI_INTRA_OP_PARALLELISM"),
         inter_op: env_usize("SHARDAI_INTER_OP_PARALLELISM"),
         execution_timeout_ms: 0,
+        onnx_no_spinning: std::env::var("SHARDAI_ONNX_SPINNING").is_ok_and(|v| v == "no"),
     };
     let backends = Backends::with_threads(lib_path, threads);
     let kind = if path.ends_with(".pt") {
@@ -172,8 +177,13 @@ fn main() {
     let server = Server::start();
     let mut con = server.client();
     let mut results = Vec::new();
-    for bs in [0, batch] {
-        let key = format!("m{bs}");
+    for (bs, wait) in [(0, 0), (batch, 0), (batch, wait_us)] {
+        let _: () = redis::cmd("AI.CONFIG")
+            .arg("BATCH_QUEUE_DELAY_US")
+            .arg(wait)
+            .query(&mut con)
+            .expect("AI.CONFIG BATCH_QUEUE_DELAY_US");
+        let key = format!("m{bs}-{wait}");
         let _: () = redis::cmd("AI.MODELSTORE")
             .arg(&key)
             .arg(kind.name())
@@ -190,13 +200,18 @@ fn main() {
             redis::Value::Int(n) => *n as f64,
             _ => 0.0,
         };
-        results.push((bs, rate, int(13) / int(15).max(1.0)));
+        results.push((bs, wait, rate, int(13) / int(15).max(1.0)));
     }
     println!("{clients} clients, batch-1 requests, {secs} s each, model {path} on {device}");
     println!("| run | requests/s | average batch (AI.INFO samples/calls) |");
     println!("|---|---|---|");
-    for (bs, rate, avg) in &results {
-        println!("| served, BATCHSIZE {bs} | {rate:.0} | {avg:.2} |");
+    for (bs, wait, rate, avg) in &results {
+        let delay = if *wait > 0 {
+            format!(", BATCH_QUEUE_DELAY_US {wait}")
+        } else {
+            String::new()
+        };
+        println!("| served, BATCHSIZE {bs}{delay} | {rate:.0} | {avg:.2} |");
     }
     println!("| in-process, batch 1 | {:.0} | 1 |", in_process[0]);
     println!(
@@ -204,8 +219,9 @@ fn main() {
         in_process[1]
     );
     println!(
-        "served BATCHSIZE {batch} / BATCHSIZE 0: {:.2}x; served BATCHSIZE {batch} / in-process batch {batch}: {:.2}x",
-        results[1].1 / results[0].1,
-        results[1].1 / in_process[1]
+        "served BATCHSIZE {batch} / BATCHSIZE 0: {:.2}x; served BATCHSIZE {batch} / in-process batch {batch}: {:.2}x; with the queue delay: {:.2}x",
+        results[1].2 / results[0].2,
+        results[1].2 / in_process[1],
+        results[2].2 / in_process[1]
     );
 }
