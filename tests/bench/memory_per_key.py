@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Benchmark: memory per key. N small values (default 1,000,000 of 64 B) stored in a default
+shardai node (AI.TENSORSET UINT8 64 BLOB) and in Debian's redis-server (SET of the same 64
+bytes), side by side in one run; keys `k:<i>` in both.
+
+Prints each server's idle RSS (started, nothing stored), its RSS after the N writes, and
+the bytes per key beyond the idle process ((after - idle) / N), with the ratio shardai /
+redis-server. Each server is loaded through `redis-cli --pipe` from one generated stream,
+so the load itself adds no client-side differences.
+
+Usage: .venv/bin/python tests/bench/memory_per_key.py [--keys N] [--size B] [--shardai PATH]
+                                                      [--baseline PATH]
+With --baseline, an earlier shardai binary (kept beside target/release so it finds its
+libraries) is measured in the same run.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from tensor_vs_redis import ROOT, rss_mb, start_redis, start_shardai, stop  # noqa: E402
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def stream(path, n, size, tensor):
+    blob = bytes(i % 251 + 1 for i in range(size))
+    with open(path, "wb") as f:
+        for i in range(n):
+            key = b"k:%d" % i
+            if tensor:
+                f.write(resp(b"AI.TENSORSET", key, b"UINT8", size, b"BLOB", blob))
+            else:
+                f.write(resp(b"SET", key, blob))
+
+
+def rss_bytes(pid):
+    return rss_mb(pid) * 1024 * 1024
+
+
+def settle(pid):
+    """RSS once it stopped moving (the allocator returns freed pages lazily)."""
+    last = None
+    for _ in range(20):
+        now = rss_bytes(pid)
+        if last is not None and abs(now - last) < 256 * 1024:
+            return now
+        last = now
+        time.sleep(0.25)
+    return last
+
+
+def load(port, path, n):
+    with open(path, "rb") as f:
+        r = subprocess.run(["redis-cli", "-p", str(port), "--pipe"], stdin=f, capture_output=True,
+                           timeout=1200)
+    out = r.stdout.decode()
+    if r.returncode != 0 or "errors: 0" not in out:
+        raise RuntimeError(f"load failed: {out.strip()} {r.stderr.decode().strip()}")
+    keys = redis.Redis(port=port).dbsize()
+    if keys != n:
+        raise RuntimeError(f"{keys} keys after loading {n}")
+
+
+def measure(name, port, pid, path, n):
+    idle = settle(pid)
+    t0 = time.monotonic()
+    load(port, path, n)
+    secs = time.monotonic() - t0
+    after = settle(pid)
+    per = (after - idle) / n
+    print(f"  {name:>10}: idle RSS {idle / 2**20:7.1f} MB, after {n:,} keys {after / 2**20:7.1f} MB, "
+          f"{per:6.0f} bytes per key (loaded in {secs:.1f} s)", flush=True)
+    return idle, after, per
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--shardai", default=os.path.join(ROOT, "target", "release", "shardai"))
+    ap.add_argument("--baseline", help="an earlier shardai binary, measured in the same run")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="shardai-mem-bench-")
+    rows = []
+    try:
+        ts, ss = os.path.join(tmp, "tensorset.resp"), os.path.join(tmp, "set.resp")
+        stream(ts, a.keys, a.size, True)
+        stream(ss, a.keys, a.size, False)
+        print(f"{a.keys:,} keys of {a.size} B; RSS from /proc; {os.cpu_count()} cores")
+        runs = [("redis", None, ss)]
+        if a.baseline:
+            runs.append(("baseline", a.baseline, ts))
+        runs.append(("shardai", a.shardai, ts))
+        for name, binary, path in runs:
+            if binary is None:
+                port, proc = start_redis(tmp, name="redis")
+            else:
+                port, proc = start_shardai(binary, tmp, [], name=name)
+            try:
+                rows.append((name, *measure(name, port, proc.pid, path, a.keys)))
+            finally:
+                stop(proc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    redis_per = rows[0][3]
+    print()
+    print("| server | idle RSS MB | RSS after MB | bytes per key | vs redis-server |")
+    print("|---|---|---|---|---|")
+    for name, idle, after, per in rows:
+        print(f"| {name} | {idle / 2**20:.1f} | {after / 2**20:.1f} | {per:.0f} | {per / redis_per:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
