@@ -399,18 +399,13 @@ impl RaftLogStorage<C> for LogStore {
         let mut buf = Vec::new();
         let mut pending = Vec::new();
         for e in entries {
-            let payload = bincode::serialize(&e).map_err(other)?;
-            if u32::try_from(payload.len()).is_err() {
-                // Leaders refuse such writes (max-entry-size); never write a wrapped length.
-                return Err(other(format!(
-                    "log entry {} of {} bytes does not fit a record",
-                    e.log_id.index,
-                    payload.len()
-                )));
-            }
-            let rec = crc_record(&payload);
-            pending.push((e, buf.len(), rec.len()));
-            buf.extend_from_slice(&rec);
+            // Serialized once, straight into the batch's buffer. An entry too large for a
+            // record (leaders refuse such writes: max-entry-size) is an error, never a wrapped
+            // length.
+            let at = buf.len();
+            let len = segment::append_record(&mut buf, &e)
+                .map_err(|err| other(format!("log entry {}: {err}", e.log_id.index)))?;
+            pending.push((e, at, len));
         }
         let full = {
             let st = self.inner.st.lock();

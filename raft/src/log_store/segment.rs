@@ -181,6 +181,28 @@ pub fn lock_dir(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Appends `e`'s record to `buf` (serialized in place, then its header filled in); returns
+/// the record's length. The same bytes as [`crc_record`] of its payload.
+pub(super) fn append_record<T: serde::Serialize>(buf: &mut Vec<u8>, e: &T) -> io::Result<usize> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; HEADER]);
+    if let Err(err) = bincode::serialize_into(&mut *buf, e) {
+        buf.truncate(start);
+        return Err(io::Error::other(err));
+    }
+    let len = buf.len() - start - HEADER;
+    let Ok(len32) = u32::try_from(len) else {
+        buf.truncate(start);
+        return Err(io::Error::other(format!(
+            "a log entry of {len} bytes does not fit a record"
+        )));
+    };
+    let crc = crc32fast::hash(&buf[start + HEADER..]);
+    buf[start..start + 4].copy_from_slice(&len32.to_le_bytes());
+    buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(HEADER + len)
+}
+
 pub(super) fn crc_record(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());

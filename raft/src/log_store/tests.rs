@@ -590,3 +590,18 @@ fn sectors_of_zeros_tell_a_torn_record_from_a_damaged_one() {
     b[1000] ^= 0x01;
     assert_eq!(tail_at(&b, 100), Tail::Damaged);
 }
+
+#[test]
+fn a_record_written_in_place_is_the_record_of_its_payload() {
+    let e: Entry = blank_ent::<C>(3, 1, 7);
+    let mut buf = vec![5u8; 3];
+    let len = super::segment::append_record(&mut buf, &e).unwrap();
+    let payload = bincode::serialize(&e).unwrap();
+    assert_eq!(&buf[..3], &[5, 5, 5]);
+    assert_eq!(&buf[3..], &crc_record(&payload)[..]);
+    assert_eq!(len, buf.len() - 3);
+    assert_eq!(
+        parse_record(&buf, 3).map(|(p, _)| p.to_vec()),
+        Some(payload)
+    );
+}
