@@ -64,7 +64,7 @@ use tracing::warn;
 
 use self::{
     meta::Meta,
-    segment::{Seg, crc_record, create_seg, read_entry, seg_name},
+    segment::{Seg, create_seg, read_entry, seg_name},
     sync::{SyncFlags, SyncReq},
 };
 pub use self::{

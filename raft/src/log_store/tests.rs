@@ -5,7 +5,7 @@ use openraft::{
     testing::{blank_ent, log_id},
 };
 
-use super::*;
+use super::{segment::crc_record, *};
 
 async fn append(ls: &mut LogStore, range: std::ops::Range<u64>, term: u64) {
     let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
