@@ -158,7 +158,7 @@ def test_info_sections_answer_to_their_own_names(c):
     assert list(c.info("ai_git")) == ["ai_git_sha"]
     assert list(c.info("ai_load_time_configs")) == [
         "ai_threads_per_queue", "ai_inter_op_parallelism", "ai_intra_op_parallelism",
-        "ai_model_execution_timeout", "ai_backend_memory_limit"]
+        "ai_model_execution_timeout", "ai_backend_memory_limit", "ai_batch_queue_delay_us"]
     p = c.info("persistence")
     for field in ("loading", "async_loading", "rdb_changes_since_last_save", "rdb_bgsave_in_progress",
                   "rdb_last_bgsave_status", "aof_enabled", "aof_rewrite_in_progress", "aof_last_write_status"):
