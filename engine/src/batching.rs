@@ -71,6 +71,9 @@ impl Queued<'_> {
     }
 }
 
+/// How close to a request's TIMEOUT the queue delay stops waiting for more requests.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1);
+
 /// The worker's next step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pick {
@@ -125,9 +128,10 @@ pub fn pick(queue: &[Queued<'_>], now: Instant, delay: Duration) -> Pick {
                 return Pick::Run(group);
             }
             let until = head.enqueued + delay;
-            // Never waits a request past its TIMEOUT: such a batch runs now.
+            // Never waits a request up to its TIMEOUT: such a batch runs now (with a margin
+            // for the worker's wake-up, which comes a little after the instant asked for).
             let first_deadline = group.iter().filter_map(|&g| queue[g].deadline).min();
-            if until <= now || first_deadline.is_some_and(|d| d <= until) {
+            if until <= now || first_deadline.is_some_and(|d| d <= until + DEADLINE_MARGIN) {
                 return Pick::Run(group);
             }
             wake = Some(wake.map_or(until, |w| w.min(until)));

@@ -107,6 +107,9 @@ pub const MAX_DEVICE_QUEUES: usize = 64;
 /// with an error instead of growing the queue (backpressure).
 pub const MAX_QUEUED: usize = 10_000;
 
+/// The longest queue delay (`AI.CONFIG BATCH_QUEUE_DELAY_US` refuses more).
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(1);
+
 /// The per-device queues of this node, created on first use.
 pub struct RunQueues {
     queues: Mutex<HashMap<String, Arc<DeviceQueue>>>,
@@ -150,11 +153,15 @@ impl RunQueues {
     }
 
     /// Sets the queue delay: how long a batch that is not full waits for more requests
-    /// (zero: none, RedisAI's rules). Workers waiting now pick it up at their next request.
+    /// (zero: none, RedisAI's rules), at most [`MAX_QUEUE_DELAY`]. Waiting workers are woken
+    /// to decide again with it.
     pub fn set_queue_delay(&self, delay: Duration) {
-        self.delay_us
-            .store(delay.as_micros() as u64, Ordering::Relaxed);
+        let us = delay.min(MAX_QUEUE_DELAY).as_micros() as u64;
+        self.delay_us.store(us, Ordering::Relaxed);
         for q in self.queues.lock().values() {
+            // Under the queue's lock: a worker between reading the delay and waiting would
+            // otherwise miss the wake-up.
+            let _jobs = q.jobs.lock();
             q.ready.notify_all();
         }
     }

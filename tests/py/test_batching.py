@@ -1,6 +1,7 @@
 """Auto-batching through the real server: BATCHSIZE, MINBATCHSIZE, MINBATCHTIMEOUT, TIMEOUT,
-and the batch-size check, with concurrent redis-py clients. Batching is observed through
-AI.INFO (backend calls versus samples) and per-client outputs, not through timings."""
+BATCH_QUEUE_DELAY_US and the batch-size check, with concurrent redis-py clients. Batching is
+observed through AI.INFO (backend calls versus samples) and per-client outputs; waits are
+checked only where a wait is the behaviour (a lower bound, or far below a second)."""
 import threading
 import time
 
@@ -174,11 +175,11 @@ def test_tflite_refuses_batching(server):
 
 def test_a_queue_delay_waits_to_fill_a_batch_but_not_past_a_timeout(onnx):
     from conftest import Server
-    s = Server("--batch-queue-delay-us", "300000")
+    s = Server("--batch-queue-delay-us", "1000000")
     try:
         r = s.client()
-        assert r.execute_command("AI.CONFIG", "GET", "BATCH_QUEUE_DELAY_US") == 300000
-        assert r.info("ai_load_time_configs")["ai_batch_queue_delay_us"] == 300000
+        assert r.execute_command("AI.CONFIG", "GET", "BATCH_QUEUE_DELAY_US") == 1000000
+        assert r.info("ai_load_time_configs")["ai_batch_queue_delay_us"] == 1000000
         r.execute_command("AI.MODELSTORE", "mul", "ONNX", "CPU", "BATCHSIZE", 4, "BLOB",
                           (onnx / "mul.onnx").read_bytes())
         r.execute_command("AI.TENSORSET", "a", "FLOAT", 1, 2, "VALUES", 1, 2)
@@ -199,7 +200,7 @@ def test_a_queue_delay_waits_to_fill_a_batch_but_not_past_a_timeout(onnx):
         start = time.monotonic()
         assert r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c3",
                                  "TIMEOUT", 100) == b"OK"
-        assert time.monotonic() - start < 0.3
+        assert time.monotonic() - start < 0.5
         assert info(r, "mul")["calls"] == 2
 
         # Off at run time: a lone request runs at once again.
@@ -207,7 +208,7 @@ def test_a_queue_delay_waits_to_fill_a_batch_but_not_past_a_timeout(onnx):
         assert r.execute_command("AI.CONFIG", "GET", "batch_queue_delay_us") == 0
         start = time.monotonic()
         assert r.execute_command("AI.MODELEXECUTE", "mul", "INPUTS", 2, "a", "a", "OUTPUTS", 1, "c4") == b"OK"
-        assert time.monotonic() - start < 0.3
+        assert time.monotonic() - start < 0.5
         for bad in ("-1", "1000001", "x"):
             with pytest.raises(redis.ResponseError, match="BATCH_QUEUE_DELAY_US: the delay must be a whole number"):
                 r.execute_command("AI.CONFIG", "BATCH_QUEUE_DELAY_US", bad)

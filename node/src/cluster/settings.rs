@@ -1,7 +1,7 @@
 //! Cluster-wide AI.CONFIG settings: BACKENDSPATH, LOADBACKEND, MODEL_CHUNK_SIZE,
-//! BACKEND_MEMORY_LIMIT and BATCH_QUEUE_DELAY_US given on any node are applied there, then written to the metadata
-//! group as `aiconfig:<option>` records (`aiconfig:loadbackend:<BACKEND>` per backend).
-//! Every node applies the records it has not applied yet, in a fixed order (the backends
+//! BACKEND_MEMORY_LIMIT and BATCH_QUEUE_DELAY_US given on any node are applied there, then
+//! written to the metadata group as `aiconfig:<option>` records
+//! (`aiconfig:loadbackend:<BACKEND>` per backend). Every node applies the records it has not applied yet, in a fixed order (the backends
 //! path before the libraries it holds), so the settings reach every node, survive restarts
 //! (the metadata group's log and snapshots hold them) and reach nodes added later.
 

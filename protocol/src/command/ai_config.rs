@@ -131,6 +131,10 @@ mod tests {
             parse("AI.CONFIG batch_queue_delay_us 2000").unwrap(),
             Command::AiConfig(AiConfig::BatchQueueDelay(2000))
         );
+        assert_eq!(
+            err("AI.CONFIG BATCH_QUEUE_DELAY_US"),
+            "ERR wrong number of arguments for 'AI.CONFIG' command"
+        );
         for bad in [
             "AI.CONFIG BATCH_QUEUE_DELAY_US -1",
             "AI.CONFIG BATCH_QUEUE_DELAY_US 1000001",

@@ -87,8 +87,8 @@ pub const SEGMENT_BYTES: u64 = 64 << 10;
 /// Recently appended entries kept decoded in memory (for replication and apply).
 const CACHE_BYTES: usize = 64 << 20;
 /// What a cached entry holds in memory beyond its record's bytes: the decoded entry, its map
-/// slot, its key's and blob's handles (which keep the client's read buffer they point into
-/// alive). Measured: a 148-byte record of a 64 B AI.TENSORSET held about 800 bytes.
+/// slot, its location and its key's handle (which keeps the client's read buffer it points
+/// into alive). Measured: a 148-byte record of a 64 B AI.TENSORSET held about 800 bytes.
 const CACHED_ENTRY_OVERHEAD: usize = 640;
 
 /// Where one entry lies.

@@ -185,6 +185,11 @@ pub fn lock_dir(dir: &Path) -> io::Result<File> {
 /// the record's length. The same bytes as [`crc_record`] of its payload.
 pub(super) fn append_record<T: serde::Serialize>(buf: &mut Vec<u8>, e: &T) -> io::Result<usize> {
     let start = buf.len();
+    // Sized first (bytes fields are length-prefixed: no data is read), so a large entry is
+    // written into one allocation.
+    if let Ok(size) = bincode::serialized_size(e) {
+        buf.reserve(HEADER + size as usize);
+    }
     buf.extend_from_slice(&[0; HEADER]);
     if let Err(err) = bincode::serialize_into(&mut *buf, e) {
         buf.truncate(start);
@@ -193,9 +198,7 @@ pub(super) fn append_record<T: serde::Serialize>(buf: &mut Vec<u8>, e: &T) -> io
     let len = buf.len() - start - HEADER;
     let Ok(len32) = u32::try_from(len) else {
         buf.truncate(start);
-        return Err(io::Error::other(format!(
-            "a log entry of {len} bytes does not fit a record"
-        )));
+        return Err(io::Error::other(format!("{len} bytes do not fit a record")));
     };
     let crc = crc32fast::hash(&buf[start + HEADER..]);
     buf[start..start + 4].copy_from_slice(&len32.to_le_bytes());

@@ -1,8 +1,8 @@
 //! Benchmark: auto-batching. C concurrent clients (threads, one connection each) send
 //! batch-1 AI.MODELEXECUTE requests to one model for a fixed time, first stored with
 //! BATCHSIZE 0, then with BATCHSIZE B, then with BATCHSIZE B and a queue delay of W µs
-//! (`AI.CONFIG BATCH_QUEUE_DELAY_US`, `--wait-us W`, default 2000); the same model is also run in this process through
-//! shardai's own backend at batch 1 and at batch B, without queue or network. Prints
+//! (`AI.CONFIG BATCH_QUEUE_DELAY_US`, `--wait-us W`, default 2000); the same model is also
+//! run in this process through shardai's own backend at batch 1 and at batch B, without queue or network. Prints
 //! requests/s of each, the served ratio (B versus 0), served-with-batching versus the
 //! library's own batch-B throughput, and the average batch the server formed (AI.INFO
 //! samples / calls).
