@@ -33,6 +33,7 @@ use crate::{
     dispatch::{self, Flow, check_order, transaction},
     memory,
     output_limit::{self, OutputLimit},
+    pipeline::{Deferred, InFlight},
     state::Shared,
 };
 
@@ -98,6 +99,8 @@ async fn run<S: Stream>(
     let mut decoder = RequestDecoder::default();
     let mut rbuf = BytesMut::new();
     let mut out = WriteBuf::new();
+    // Writes of this connection proposed and not answered yet (see `crate::pipeline`).
+    let mut inflight = InFlight::default();
     loop {
         let max_bulk = shared.runtime.max_bulk.load(Ordering::Relaxed);
         if decoder.max_bulk() != max_bulk {
@@ -112,7 +115,7 @@ async fn run<S: Stream>(
             match decoder.decode(&mut rbuf) {
                 Ok(Decoded::Request(argv)) => {
                     handled += 1;
-                    if handle(argv, shared, state, &mut out).await == Flow::Close {
+                    if handle(argv, shared, state, &mut out, &mut inflight).await == Flow::Close {
                         shared.stats.commands.fetch_add(handled, Ordering::Relaxed);
                         flush(sock, &mut out, shared).await?;
                         return Ok("client quit".into());
@@ -122,10 +125,15 @@ async fn run<S: Stream>(
                     }
                 }
                 Ok(Decoded::Empty) => {}
-                Ok(Decoded::Incomplete { need }) => break need,
+                Ok(Decoded::Incomplete { need }) => {
+                    // The requests read so far are answered before more are read.
+                    inflight.drain(shared, state, &mut out).await;
+                    break need;
+                }
                 Err(e) => {
                     shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     debug!(id = state.info.id, error = %e, "protocol error");
+                    inflight.drain(shared, state, &mut out).await;
                     out.push(&Reply::Error(e.clone()), state.resp);
                     flush(sock, &mut out, shared).await?;
                     return Ok(e.wire_text());
@@ -201,12 +209,49 @@ fn make_room(rbuf: &mut BytesMut, need: usize, payload_at: Option<usize>) {
     }
 }
 
+/// What [`handle_inner`] did with a request.
+enum Handled {
+    /// Answered: the reply goes out after those of the writes in flight.
+    Now(Reply, Flow),
+    /// A write put in flight (see `crate::pipeline`): answered later, in order.
+    Later,
+}
+
+/// Handles one request; its reply (or those of the writes in flight before it, then its
+/// own) goes to `out` in the order the client sent them.
 async fn handle(
     argv: Vec<Bytes>,
     shared: &Arc<Shared>,
     state: &mut ConnState,
     out: &mut WriteBuf,
+    inflight: &mut InFlight,
 ) -> Flow {
+    match handle_inner(argv, shared, state, out, inflight).await {
+        Handled::Now(reply, flow) => {
+            inflight.drain(shared, state, out).await;
+            out.push(&reply, state.resp);
+            flow
+        }
+        Handled::Later => Flow::Continue,
+    }
+}
+
+/// Whether `cmd` may be put in flight without waiting for its commit (a plain AI.TENSORSET
+/// on a node outside a cluster, outside a transaction, with no maxmemory check pending).
+fn defers(cmd: &Command, shared: &Shared, state: &ConnState, inflight: &InFlight) -> bool {
+    matches!(cmd, Command::TensorSet(_))
+        && shared.cluster.is_none()
+        && state.tx.is_none()
+        && inflight.has_room()
+}
+
+async fn handle_inner(
+    argv: Vec<Bytes>,
+    shared: &Arc<Shared>,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+    inflight: &mut InFlight,
+) -> Handled {
     let started = Instant::now();
     // The command, once admitted, and whether SLOWLOG holds its arguments (their count).
     let mut seen: Option<(usize, &'static table::CommandSpec, Option<usize>)> = None;
@@ -226,8 +271,7 @@ async fn handle(
             if spec.arity_ok(argv.len()) {
                 if let Err((e, flow)) = access(shared, state, i, spec, &argv) {
                     refused_in_transaction(state);
-                    out.push(&Reply::Error(e), state.resp);
-                    return flow;
+                    return Handled::Now(Reply::Error(e), flow);
                 }
                 if let Some(cluster) = &shared.cluster {
                     let admitted = match state
@@ -278,8 +322,7 @@ async fn handle(
                                 state.watched.clear();
                             }
                             refused_in_transaction(state);
-                            out.push(&Reply::Error(e), state.resp);
-                            return Flow::Continue;
+                            return Handled::Now(Reply::Error(e), Flow::Continue);
                         }
                     }
                 }
@@ -342,7 +385,33 @@ async fn handle(
                     }
                     (Reply::Status("QUEUED"), Flow::Continue)
                 }
+                Ok(None) if defers(&cmd, shared, state, inflight) => {
+                    let Command::TensorSet(t) = cmd else {
+                        unreachable!("defers() admits AI.TENSORSET only")
+                    };
+                    let max_bulk = rt.max_bulk.load(Ordering::Relaxed);
+                    match dispatch::tensor::tensorset_deferred(t, shared.proposer.clone(), max_bulk)
+                    {
+                        Err(reply) => (reply, Flow::Continue),
+                        Ok(reply) => {
+                            let gate = shared.tx_gate.clone().read_owned().await;
+                            let held = std::mem::take(&mut state.held);
+                            match Deferred::start(reply, gate, seen, held, started).await {
+                                Ok(d) => {
+                                    inflight.push(d);
+                                    return Handled::Later;
+                                }
+                                Err((reply, held)) => {
+                                    state.held = held;
+                                    (reply, Flow::Continue)
+                                }
+                            }
+                        }
+                    }
+                }
                 Ok(admitted) => {
+                    // The writes in flight apply first: this command sees them.
+                    inflight.drain(shared, state, out).await;
                     // EXEC runs with no other client's command on this node. In a cluster
                     // MIGRATE takes no part: it takes the migration lock exclusively, which
                     // an EXEC of keys holds shared (taking the gate too would order the two
@@ -387,8 +456,7 @@ async fn handle(
             &state.info,
         );
     }
-    out.push(&reply, state.resp);
-    flow
+    Handled::Now(reply, flow)
 }
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.

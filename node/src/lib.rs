@@ -32,6 +32,7 @@ pub mod dispatch;
 pub mod memory;
 pub mod ops;
 pub mod output_limit;
+pub mod pipeline;
 pub mod recover;
 pub mod resp;
 pub mod server;

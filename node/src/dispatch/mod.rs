@@ -23,7 +23,7 @@ mod script_host;
 mod server;
 mod setslot;
 mod strings;
-mod tensor;
+pub(crate) mod tensor;
 pub mod transaction;
 
 use std::sync::{Arc, atomic::Ordering};

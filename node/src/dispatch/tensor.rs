@@ -14,18 +14,34 @@ use crate::state::Stats;
 /// # Format
 /// `AI.TENSORSET key type [shape ...] [BLOB data | VALUES value ...]` → `+OK`
 pub(super) async fn tensorset(t: TensorSet, proposer: &dyn Proposer, max_bulk: usize) -> Reply {
-    let tensor = match Tensor::build(t.dtype, t.shape, t.data, max_bulk) {
-        Ok(t) => t,
-        Err(e) => return Reply::Error(e),
-    };
-    applied(
-        proposer
-            .propose(Mutation::SetTensor {
-                key: t.key,
-                tensor: Arc::new(tensor),
-            })
-            .await,
-    )
+    match set_mutation(t, max_bulk) {
+        Ok(m) => applied(proposer.propose(m).await),
+        Err(e) => Reply::Error(e),
+    }
+}
+
+/// AI.TENSORSET whose reply is awaited later (a pipelined write, see `crate::pipeline`):
+/// the tensor is built now, and the proposal is made when the future is first polled.
+pub(crate) fn tensorset_deferred(
+    t: TensorSet,
+    proposer: Arc<dyn Proposer>,
+    max_bulk: usize,
+) -> Result<impl std::future::Future<Output = Reply> + Send + 'static, Reply> {
+    let m = set_mutation(t, max_bulk).map_err(Reply::Error)?;
+    // Outside tokio's cooperative budget: a first poll that ran out of budget would return
+    // before the proposal is made, and a later write of the same connection could then be
+    // proposed before it.
+    Ok(tokio::task::unconstrained(async move {
+        applied(proposer.propose(m).await)
+    }))
+}
+
+fn set_mutation(t: TensorSet, max_bulk: usize) -> Result<Mutation, Error> {
+    let tensor = Tensor::build(t.dtype, t.shape, t.data, max_bulk)?;
+    Ok(Mutation::SetTensor {
+        key: t.key,
+        tensor: Arc::new(tensor),
+    })
 }
 
 /// The tensors at `keys`, as model runs and DAG LOADs read them: `WRONGTYPE` for another

@@ -1,0 +1,105 @@
+"""Pipelined writes on one connection: AI.TENSORSETs sent without waiting are proposed
+without waiting for each other's commit, and every reply still comes back in order, reads
+in the same pipeline see the writes before them, errors land on their own command, and
+acknowledged writes survive a kill -9. Driven by redis-py pipelines and `redis-cli --pipe`."""
+import struct
+import subprocess
+
+import pytest
+import redis
+
+from conftest import Server
+
+
+def tensorset(p, key, v):
+    p.execute_command("AI.TENSORSET", key, "INT32", 1, "BLOB", struct.pack("<i", v))
+
+
+def value(reply):
+    return struct.unpack("<i", reply)[0]
+
+
+def test_replies_come_back_in_order_and_reads_see_earlier_writes(server):
+    r = server.client()
+    p = r.pipeline(transaction=False)
+    for i in range(500):
+        tensorset(p, "k", i)
+        if i % 50 == 49:
+            p.execute_command("AI.TENSORGET", "k", "BLOB")
+        tensorset(p, f"k{i}", i)
+    out = p.execute(raise_on_error=False)
+    reads = [x for x in out if x != b"OK"]
+    assert [value(x) for x in reads] == list(range(49, 500, 50))
+    assert out.count(b"OK") == 1000
+    assert value(r.execute_command("AI.TENSORGET", "k", "BLOB")) == 499
+    assert r.dbsize() == 501
+
+
+def test_an_error_in_a_pipeline_answers_its_own_command(server):
+    r = server.client()
+    r.set("s", "a string")
+    p = r.pipeline(transaction=False)
+    tensorset(p, "a", 1)
+    p.execute_command("AI.TENSORSET", "bad", "INT32", 2, "BLOB", b"\x00")  # blob too short
+    tensorset(p, "s", 2)  # another type's key: WRONGTYPE when it applies
+    tensorset(p, "b", 3)
+    p.execute_command("AI.TENSORGET", "b", "VALUES")
+    p.execute_command("MULTI")
+    tensorset(p, "c", 4)
+    p.execute_command("EXEC")
+    out = p.execute(raise_on_error=False)
+    assert out[0] == b"OK"
+    assert isinstance(out[1], redis.ResponseError)
+    assert isinstance(out[2], redis.ResponseError) and "WRONGTYPE" in str(out[2])
+    assert out[3] == b"OK"
+    assert out[4] == [3]
+    assert out[5:] == [b"OK", b"QUEUED", [b"OK"]]
+    assert r.exists("bad") == 0 and r.type("s") == b"string"
+
+
+def test_acknowledged_pipelined_writes_survive_a_kill(tmp_path):
+    s = Server()
+    try:
+        r = s.client()
+        p = r.pipeline(transaction=False)
+        for i in range(3000):
+            tensorset(p, f"t{i}", i)
+        assert p.execute() == [b"OK"] * 3000
+        s.kill()
+        s = Server(dir=s.dir)
+        r = s.client()
+        assert r.dbsize() == 3000
+        assert value(r.execute_command("AI.TENSORGET", "t2999", "BLOB")) == 2999
+    finally:
+        s.stop()
+
+
+def test_redis_cli_pipe_loads_every_write(server, tmp_path):
+    stream = tmp_path / "load.resp"
+    with open(stream, "wb") as f:
+        for i in range(20_000):
+            blob = struct.pack("<i", i)
+            parts = [b"AI.TENSORSET", b"p%d" % i, b"INT32", b"1", b"BLOB", blob]
+            f.write(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in parts))
+    with open(stream, "rb") as f:
+        out = subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], stdin=f,
+                             capture_output=True, timeout=300)
+    assert out.returncode == 0, out
+    assert b"errors: 0, replies: 20000" in out.stdout, out.stdout
+    r = server.client()
+    assert r.dbsize() == 20_000
+    assert value(r.execute_command("AI.TENSORGET", "p12345", "BLOB")) == 12345
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_slowlog_records_pipelined_writes(server, protocol):
+    r = server.client(protocol=protocol)
+    r.config_set("slowlog-log-slower-than", 0)
+    r.slowlog_reset()
+    p = r.pipeline(transaction=False)
+    for i in range(10):
+        tensorset(p, f"w{i}", i)
+    assert p.execute() == [b"OK"] * 10
+    logged = [e for e in r.slowlog_get(128) if e["command"].startswith(b"AI.TENSORSET")]
+    assert len(logged) == 10
+    assert sorted(e["command"].split()[1] for e in logged) == sorted(b"w%d" % i for i in range(10))
