@@ -18,6 +18,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use shardai_protocol::{
     Command, Error, Reply, WriteBuf,
+    command::TensorData,
     frame::{Decoded, RequestDecoder},
     table,
 };
@@ -33,7 +34,7 @@ use crate::{
     dispatch::{self, Flow, check_order, transaction},
     memory,
     output_limit::{self, OutputLimit},
-    pipeline::{Deferred, InFlight},
+    pipeline::{self, Deferred, InFlight},
     state::Shared,
 };
 
@@ -236,13 +237,19 @@ async fn handle(
     }
 }
 
-/// Whether `cmd` may be put in flight without waiting for its commit (a plain AI.TENSORSET
-/// on a node outside a cluster, outside a transaction, with no maxmemory check pending).
+/// Whether `cmd` may be put in flight without waiting for its commit: an AI.TENSORSET of a
+/// BLOB up to [`pipeline::MAX_DEFERRED_BLOB`] or of VALUES, on a node outside a cluster,
+/// outside a transaction, with no maxmemory check pending.
 fn defers(cmd: &Command, shared: &Shared, state: &ConnState, inflight: &InFlight) -> bool {
-    matches!(cmd, Command::TensorSet(_))
-        && shared.cluster.is_none()
-        && state.tx.is_none()
-        && inflight.has_room()
+    let small = match cmd {
+        Command::TensorSet(t) => match &t.data {
+            TensorData::Blob(b) => b.len() <= pipeline::MAX_DEFERRED_BLOB,
+            TensorData::Values(_) => true,
+            TensorData::Zeros => false,
+        },
+        _ => false,
+    };
+    small && shared.cluster.is_none() && state.tx.is_none() && inflight.has_room()
 }
 
 async fn handle_inner(

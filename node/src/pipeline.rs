@@ -20,7 +20,10 @@ use shardai_protocol::{Reply, WriteBuf, table::CommandSpec};
 use crate::{client::ConnState, state::Shared};
 
 /// The most writes one connection keeps in flight; the next waits for them.
-pub const MAX_IN_FLIGHT: usize = 1024;
+pub const MAX_IN_FLIGHT: usize = 256;
+/// The largest BLOB a write in flight carries (so one connection holds at most
+/// `MAX_IN_FLIGHT` × this in flight); a larger one waits for its commit, as it did alone.
+pub const MAX_DEFERRED_BLOB: usize = 64 * 1024;
 
 /// A write proposed and not answered yet.
 pub struct Deferred {

@@ -103,3 +103,17 @@ def test_slowlog_records_pipelined_writes(server, protocol):
     logged = [e for e in r.slowlog_get(128) if e["command"].startswith(b"AI.TENSORSET")]
     assert len(logged) == 10
     assert sorted(e["command"].split()[1] for e in logged) == sorted(b"w%d" % i for i in range(10))
+
+
+def test_large_and_small_writes_keep_their_order(server):
+    r = server.client()
+    big = b"\x01" * (200 * 1024)
+    p = r.pipeline(transaction=False)
+    for i in range(20):
+        tensorset(p, "x", i)
+        p.execute_command("AI.TENSORSET", "x", "UINT8", len(big), "BLOB", big)
+    tensorset(p, "x", 99)
+    p.execute_command("AI.TENSORGET", "x", "META")
+    out = p.execute()
+    assert out[:-1] == [b"OK"] * 41
+    assert out[-1] == [b"dtype", b"INT32", b"shape", [1]]
