@@ -4,7 +4,8 @@
 //! failed parse answers, [`dispatch::transaction::staged_keys`] for the keys a queued command
 //! names).
 //!
-//! Requests are decoded as they complete, so pipelined requests are answered in one write.
+//! Requests are decoded as they complete, so pipelined requests are answered in one write;
+//! pipelined AI.TENSORSETs are put in flight together (`crate::pipeline`).
 //! A large request gets a read buffer of exactly its size, so its BLOB becomes a stored
 //! tensor without a copy and without holding a larger allocation alive. A protocol error is
 //! answered and the connection closed, as Redis does.
