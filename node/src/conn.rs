@@ -228,6 +228,11 @@ async fn handle(
     out: &mut WriteBuf,
     inflight: &mut InFlight,
 ) -> Flow {
+    // Only an AI.TENSORSET may join the writes in flight; anything else (its refusals and
+    // its parse errors included, which may read the keyspace) comes after them.
+    if !inflight.is_empty() && !argv[0].eq_ignore_ascii_case(b"ai.tensorset") {
+        inflight.drain(shared, state, out).await;
+    }
     match handle_inner(argv, shared, state, out, inflight).await {
         Handled::Now(reply, flow) => {
             inflight.drain(shared, state, out).await;
@@ -239,18 +244,20 @@ async fn handle(
 }
 
 /// Whether `cmd` may be put in flight without waiting for its commit: an AI.TENSORSET of a
-/// BLOB up to [`pipeline::MAX_DEFERRED_BLOB`] or of VALUES, on a node outside a cluster,
-/// outside a transaction, with no maxmemory check pending.
+/// BLOB up to [`pipeline::MAX_DEFERRED_BLOB`], on a node outside a cluster, outside a
+/// transaction, with no maxmemory check pending.
 fn defers(cmd: &Command, shared: &Shared, state: &ConnState, inflight: &InFlight) -> bool {
     let small = match cmd {
-        Command::TensorSet(t) => match &t.data {
-            TensorData::Blob(b) => b.len() <= pipeline::MAX_DEFERRED_BLOB,
-            TensorData::Values(_) => true,
-            TensorData::Zeros => false,
-        },
+        Command::TensorSet(t) => {
+            matches!(&t.data, TensorData::Blob(b) if b.len() <= pipeline::MAX_DEFERRED_BLOB)
+        }
         _ => false,
     };
-    small && shared.cluster.is_none() && state.tx.is_none() && inflight.has_room()
+    small
+        && shared.standalone.is_some()
+        && shared.cluster.is_none()
+        && state.tx.is_none()
+        && inflight.has_room()
 }
 
 async fn handle_inner(
@@ -394,24 +401,30 @@ async fn handle_inner(
                     (Reply::Status("QUEUED"), Flow::Continue)
                 }
                 Ok(None) if defers(&cmd, shared, state, inflight) => {
-                    let Command::TensorSet(t) = cmd else {
-                        unreachable!("defers() admits AI.TENSORSET only")
+                    let (Command::TensorSet(t), Some(group)) = (cmd, shared.standalone.clone())
+                    else {
+                        unreachable!("defers() admits AI.TENSORSET on a standalone node only")
                     };
                     let max_bulk = rt.max_bulk.load(Ordering::Relaxed);
-                    match dispatch::tensor::tensorset_deferred(t, shared.proposer.clone(), max_bulk)
-                    {
-                        Err(reply) => (reply, Flow::Continue),
-                        Ok(reply) => {
-                            let gate = shared.tx_gate.clone().read_owned().await;
-                            let held = std::mem::take(&mut state.held);
-                            match Deferred::start(reply, gate, seen, held, started).await {
-                                Ok(d) => {
-                                    inflight.push(d);
-                                    return Handled::Later;
+                    match dispatch::tensor::set_mutation(t, max_bulk) {
+                        Err(e) => (Reply::Error(e), Flow::Continue),
+                        Ok(m) => {
+                            // An EXEC waiting for the gate waits for the guards this
+                            // connection holds: answer those writes before waiting.
+                            let gate = match shared.tx_gate.clone().try_read_owned() {
+                                Ok(g) => g,
+                                Err(_) => {
+                                    inflight.drain(shared, state, out).await;
+                                    shared.tx_gate.clone().read_owned().await
                                 }
-                                Err((reply, held)) => {
-                                    state.held = held;
-                                    (reply, Flow::Continue)
+                            };
+                            match group.submit(m).await {
+                                Err(e) => (Reply::Error(e), Flow::Continue),
+                                Ok(outcome) => {
+                                    let reply = async move { dispatch::applied(outcome.await) };
+                                    let held = std::mem::take(&mut state.held);
+                                    inflight.push(Deferred::new(reply, gate, seen, held, started));
+                                    return Handled::Later;
                                 }
                             }
                         }

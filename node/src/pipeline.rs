@@ -1,18 +1,18 @@
 //! Pipelined writes of one connection. A client that sends many AI.TENSORSETs without
-//! waiting for their replies (a pipeline, `redis-cli --pipe`) has each proposed as soon as
-//! it is read, without waiting for the one before to commit, and answered in order once
-//! each applies. The proposals enter the log in the order the client sent them, so they
-//! apply in that order too: each is polled once when it is read, which hands it to the
-//! group's proposal queue (that poll runs outside tokio's cooperative budget, which could
-//! otherwise stop it short; a full queue takes senders in the order they came).
+//! waiting for their replies (a pipeline, `redis-cli --pipe`) has each handed to the
+//! shard's proposal queue as soon as it is read, without waiting for the one before to
+//! commit, and answered in order once each applies. The queue takes them in the order the
+//! client sent them, so they enter the log and apply in that order
+//! ([`shardai_raft::ShardGroup::submit`]).
 //!
 //! Any other command of the connection first waits for the writes in flight and writes
 //! their replies, so it sees them (a read after a write in the same pipeline reads what the
 //! write stored) and its own reply comes after theirs. A write in flight holds the
 //! transaction gate shared, as a command that runs does, so no EXEC of another client runs
-//! between its proposal and its apply.
+//! between its proposal and its apply; a connection that finds the gate wanted by an EXEC
+//! first answers its writes in flight, so it never waits for the gate while holding it.
 
-use std::{collections::VecDeque, future::Future, pin::Pin, task::Poll, time::Instant};
+use std::{collections::VecDeque, future::Future, pin::Pin, time::Instant};
 
 use bytes::Bytes;
 use shardai_protocol::{Reply, WriteBuf, table::CommandSpec};
@@ -22,7 +22,7 @@ use crate::{client::ConnState, state::Shared};
 /// The most writes one connection keeps in flight; the next waits for them.
 pub const MAX_IN_FLIGHT: usize = 256;
 /// The largest BLOB a write in flight carries (so one connection holds at most
-/// `MAX_IN_FLIGHT` × this in flight); a larger one waits for its commit, as it did alone.
+/// `MAX_IN_FLIGHT` × this in flight); a larger one waits for its commit.
 pub const MAX_DEFERRED_BLOB: usize = 64 * 1024;
 
 /// A write proposed and not answered yet.
@@ -36,28 +36,20 @@ pub struct Deferred {
 }
 
 impl Deferred {
-    /// Starts `reply` (its first poll makes the proposal) and keeps what answering it later
-    /// needs. `Err` with the reply when it is already done.
-    pub async fn start(
+    /// A write whose `reply` comes when it applies.
+    pub fn new(
         reply: impl Future<Output = Reply> + Send + 'static,
         gate: tokio::sync::OwnedRwLockReadGuard<()>,
         seen: Option<(usize, &'static CommandSpec, Option<usize>)>,
         held: Vec<Bytes>,
         started: Instant,
-    ) -> Result<Deferred, (Reply, Vec<Bytes>)> {
-        let mut reply: Pin<Box<dyn Future<Output = Reply> + Send>> = Box::pin(reply);
-        // Polled once here, with this connection's task as the waker: the proposal is made
-        // now, in the order the client sent it.
-        let first = std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await;
-        match first {
-            Poll::Ready(r) => Err((r, held)),
-            Poll::Pending => Ok(Deferred {
-                reply,
-                seen,
-                held,
-                started,
-                _gate: gate,
-            }),
+    ) -> Deferred {
+        Deferred {
+            reply: Box::pin(reply),
+            seen,
+            held,
+            started,
+            _gate: gate,
         }
     }
 }

@@ -689,52 +689,14 @@ impl ShardGroup {
         let slot = m.first_key().map(|k| key_slot(k));
         let deadline = Instant::now() + self.patience;
         loop {
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-            let cmd = Cmd::of(&m, now_ms(), self.me, seq);
-            // Refused before it is proposed: an entry the followers cannot take would stop
-            // the shard's commits.
-            let size = entry_bytes(&cmd);
-            let max = self.limits.max_entry_bytes;
-            if size > max {
-                return Err(Error::EntryTooLarge { size, max });
-            }
-            self.pending.put(seq, m.clone());
-            let limit = commit_limit(self.limits.commit_timeout, size);
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let r = match self.batcher.send((cmd, tx)).await {
-                Ok(()) => match tokio::time::timeout(limit, rx).await {
-                    Ok(r) => r.unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
-                    Err(_) => {
-                        // Appended, maybe replicated, not committed: it may still commit
-                        // later (and is then applied from the log).
-                        self.pending.take(seq);
-                        // A group of one has no majority to wait for: only its own disk.
-                        let why = if self.role().members.len() > 1 {
-                            "a majority of the shard's nodes did not acknowledge it"
-                        } else {
-                            "the log did not store it in time"
-                        };
-                        warn!(
-                            group = %self.group,
-                            timeout_ms = limit.as_millis() as u64,
-                            "a write did not commit in time ({why})"
-                        );
-                        return Err(Error::Unavailable(format!(
-                            "the write did not commit within {} ms ({why}): its outcome is \
-                             unknown; read the key to find out",
-                            limit.as_millis()
-                        )));
-                    }
-                },
-                Err(_) => Err(RaftError::Fatal(Fatal::Stopped)),
+            let r = match self.enqueue(m.clone()).await {
+                Ok(queued) => self.outcome(queued).await,
+                Err(e) => return Err(e),
             };
             match r {
-                Ok(resp) => {
-                    self.pending.take(seq);
-                    return resp.into_result();
-                }
-                Err(e) => {
-                    self.pending.take(seq);
+                Ok(resp) => return resp.into_result(),
+                Err(WriteFailure::TimedOut(e)) => return Err(e),
+                Err(WriteFailure::Raft(e)) => {
                     // Not accepted: safe to retry while a leader (maybe this node) settles.
                     let retry = matches!(
                         &e,
@@ -749,6 +711,101 @@ impl ShardGroup {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Hands `m` to the group's proposal queue: writes enqueued one after another by one
+    /// caller enter the log in that order.
+    async fn enqueue(&self, m: Mutation) -> Result<Queued, Error> {
+        let slot = m.first_key().map(|k| key_slot(k));
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let cmd = Cmd::of(&m, now_ms(), self.me, seq);
+        // Refused before it is proposed: an entry the followers cannot take would stop the
+        // shard's commits.
+        let size = entry_bytes(&cmd);
+        let max = self.limits.max_entry_bytes;
+        if size > max {
+            return Err(Error::EntryTooLarge { size, max });
+        }
+        self.pending.put(seq, m);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.batcher.send((cmd, tx)).await.is_err() {
+            self.pending.take(seq);
+            return Err(self.write_error(RaftError::Fatal(Fatal::Stopped), slot));
+        }
+        Ok(Queued {
+            seq,
+            slot,
+            limit: commit_limit(self.limits.commit_timeout, size),
+            rx,
+        })
+    }
+
+    /// Waits for an enqueued write to commit and apply.
+    async fn outcome(&self, q: Queued) -> Result<crate::ApplyResult, WriteFailure> {
+        let r = match tokio::time::timeout(q.limit, q.rx).await {
+            Ok(r) => r.unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
+            Err(_) => {
+                // Appended, maybe replicated, not committed: it may still commit later (and
+                // is then applied from the log).
+                self.pending.take(q.seq);
+                // A group of one has no majority to wait for: only its own disk.
+                let why = if self.role().members.len() > 1 {
+                    "a majority of the shard's nodes did not acknowledge it"
+                } else {
+                    "the log did not store it in time"
+                };
+                warn!(
+                    group = %self.group,
+                    timeout_ms = q.limit.as_millis() as u64,
+                    "a write did not commit in time ({why})"
+                );
+                return Err(WriteFailure::TimedOut(Error::Unavailable(format!(
+                    "the write did not commit within {} ms ({why}): its outcome is \
+                     unknown; read the key to find out",
+                    q.limit.as_millis()
+                ))));
+            }
+        };
+        self.pending.take(q.seq);
+        r.map_err(WriteFailure::Raft)
+    }
+
+    /// Hands `m` to the group's proposal queue now and returns the future of its outcome,
+    /// for a caller that sends several writes without waiting for each (a connection's
+    /// pipeline): writes submitted one after another by one caller apply in that order.
+    /// Unlike [`Proposer::propose`] it never proposes again: a write the group refuses (no
+    /// leader) answers its error.
+    pub async fn submit(
+        self: &Arc<Self>,
+        m: Mutation,
+    ) -> Result<impl std::future::Future<Output = Result<Applied, Error>> + Send + 'static, Error>
+    {
+        let queued = self.enqueue(m).await?;
+        let group = self.clone();
+        Ok(async move {
+            let slot = queued.slot;
+            match group.outcome(queued).await {
+                Ok(resp) => resp.into_result(),
+                Err(WriteFailure::TimedOut(e)) => Err(e),
+                Err(WriteFailure::Raft(e)) => Err(group.write_error(e, slot)),
+            }
+        })
+    }
+}
+
+/// A write in the group's proposal queue.
+struct Queued {
+    seq: u64,
+    slot: Option<u16>,
+    limit: Duration,
+    rx: tokio::sync::oneshot::Receiver<WriteOutcome>,
+}
+
+/// Why a queued write has no result.
+enum WriteFailure {
+    /// It did not commit in time (the error to answer).
+    TimedOut(Error),
+    /// Raft refused it or stopped.
+    Raft(RaftError<TypeConfig, ClientWriteError<TypeConfig>>),
 }
 
 /// How long a write of `size` bytes waits to commit: `base` (`--raft-commit-timeout-ms`) and

@@ -117,3 +117,56 @@ def test_large_and_small_writes_keep_their_order(server):
     out = p.execute()
     assert out[:-1] == [b"OK"] * 41
     assert out[-1] == [b"dtype", b"INT32", b"shape", [1]]
+
+
+def test_pipelines_and_exec_of_other_clients_do_not_block_each_other(server):
+    """A connection with writes in flight holds the transaction gate shared; an EXEC of
+    another client waiting for it must not stall that connection, nor the node."""
+    import threading
+    errors = []
+
+    def pipeliner(n):
+        try:
+            c = server.client()
+            for round_ in range(20):
+                p = c.pipeline(transaction=False)
+                for i in range(200):
+                    tensorset(p, f"own{n}", round_ * 1000 + i)
+                assert p.execute() == [b"OK"] * 200
+                assert value(c.execute_command("AI.TENSORGET", f"own{n}", "BLOB")) == round_ * 1000 + 199
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def transactions():
+        try:
+            c = server.client()
+            for i in range(100):
+                p = c.pipeline(transaction=True)
+                tensorset(p, "tx", i)
+                p.execute_command("AI.TENSORGET", "tx", "BLOB")
+                out = p.execute()
+                assert out[0] == b"OK" and value(out[1]) == i
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=pipeliner, args=(n,)) for n in range(8)]
+    threads += [threading.Thread(target=transactions) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a client stalled"
+    assert not errors, errors
+    assert server.client().ping()
+
+
+def test_a_parse_error_after_writes_in_flight_sees_them(server):
+    r = server.client()
+    p = r.pipeline(transaction=False)
+    tensorset(p, "t", 7)
+    p.execute_command("AI.TENSORGET", "t", "BADFORMAT")
+    p.execute_command("AI.TENSORGET", "t", "BLOB")
+    out = p.execute(raise_on_error=False)
+    assert out[0] == b"OK"
+    assert isinstance(out[1], redis.ResponseError) and "empty" not in str(out[1]), out[1]
+    assert value(out[2]) == 7

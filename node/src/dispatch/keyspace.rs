@@ -5,7 +5,7 @@ use shardai_engine::{Applied, Mutation, Proposer, Store, now_ms};
 use shardai_protocol::{Reply, command::Scan};
 
 /// Turns a proposal's outcome into a reply.
-pub(super) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
+pub(crate) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
     match r {
         Ok(Applied::Ok) => Reply::OK,
         Ok(Applied::Int(n)) => Reply::Int(n),

@@ -24,6 +24,8 @@ mod server;
 mod setslot;
 mod strings;
 pub(crate) mod tensor;
+
+pub(crate) use keyspace::applied;
 pub mod transaction;
 
 use std::sync::{Arc, atomic::Ordering};

@@ -20,23 +20,8 @@ pub(super) async fn tensorset(t: TensorSet, proposer: &dyn Proposer, max_bulk: u
     }
 }
 
-/// AI.TENSORSET whose reply is awaited later (a pipelined write, see `crate::pipeline`):
-/// the tensor is built now, and the proposal is made when the future is first polled.
-pub(crate) fn tensorset_deferred(
-    t: TensorSet,
-    proposer: Arc<dyn Proposer>,
-    max_bulk: usize,
-) -> Result<impl std::future::Future<Output = Reply> + Send + 'static, Reply> {
-    let m = set_mutation(t, max_bulk).map_err(Reply::Error)?;
-    // Outside tokio's cooperative budget: a first poll that ran out of budget would return
-    // before the proposal is made, and a later write of the same connection could then be
-    // proposed before it.
-    Ok(tokio::task::unconstrained(async move {
-        applied(proposer.propose(m).await)
-    }))
-}
-
-fn set_mutation(t: TensorSet, max_bulk: usize) -> Result<Mutation, Error> {
+/// The mutation AI.TENSORSET `t` makes (its tensor built and checked).
+pub(crate) fn set_mutation(t: TensorSet, max_bulk: usize) -> Result<Mutation, Error> {
     let tensor = Tensor::build(t.dtype, t.shape, t.data, max_bulk)?;
     Ok(Mutation::SetTensor {
         key: t.key,
