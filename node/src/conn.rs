@@ -123,6 +123,9 @@ async fn run<S: Stream>(
                         return Ok("client quit".into());
                     }
                     if out.len() >= FLUSH_AT {
+                        // Not while holding the transaction gate for writes in flight: a
+                        // client slow to read would hold up every EXEC.
+                        inflight.drain(shared, state, &mut out).await;
                         flush(sock, &mut out, shared).await?;
                     }
                 }

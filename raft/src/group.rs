@@ -731,17 +731,21 @@ impl ShardGroup {
             self.pending.take(seq);
             return Err(self.write_error(RaftError::Fatal(Fatal::Stopped), slot));
         }
+        let limit = commit_limit(self.limits.commit_timeout, size);
         Ok(Queued {
             seq,
             slot,
-            limit: commit_limit(self.limits.commit_timeout, size),
+            limit,
+            // From now, not from when the outcome is first awaited: a caller that awaits
+            // several in turn gives each its own limit, not the sum of those before it.
+            deadline: tokio::time::Instant::now() + limit,
             rx,
         })
     }
 
     /// Waits for an enqueued write to commit and apply.
     async fn outcome(&self, q: Queued) -> Result<crate::ApplyResult, WriteFailure> {
-        let r = match tokio::time::timeout(q.limit, q.rx).await {
+        let r = match tokio::time::timeout_at(q.deadline, q.rx).await {
             Ok(r) => r.unwrap_or_else(|_| Err(RaftError::Fatal(Fatal::Stopped))),
             Err(_) => {
                 // Appended, maybe replicated, not committed: it may still commit later (and
@@ -797,6 +801,7 @@ struct Queued {
     seq: u64,
     slot: Option<u16>,
     limit: Duration,
+    deadline: tokio::time::Instant,
     rx: tokio::sync::oneshot::Receiver<WriteOutcome>,
 }
 
