@@ -256,11 +256,8 @@ fn defers(cmd: &Command, shared: &Shared, state: &ConnState, inflight: &InFlight
         }
         _ => false,
     };
-    small
-        && shared.standalone.is_some()
-        && shared.cluster.is_none()
-        && state.tx.is_none()
-        && inflight.has_room()
+    // A node outside a cluster has its data log as `standalone`; a cluster node has none.
+    small && shared.standalone.is_some() && state.tx.is_none() && inflight.has_room()
 }
 
 async fn handle_inner(
