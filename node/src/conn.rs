@@ -19,7 +19,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use shardai_protocol::{
     Command, Error, Reply, WriteBuf,
-    command::TensorData,
+    command::{ClusterCmd, SetSlotAction, TensorData},
     frame::{Decoded, RequestDecoder},
     table,
 };
@@ -246,6 +246,23 @@ async fn handle(
     }
 }
 
+/// The slot whose keys `cmd` reads or checks to move it to another shard: CLUSTER
+/// GETKEYSINSLOT and COUNTKEYSINSLOT (a resharding tool moves the slot once they answer no
+/// key) and SETSLOT NODE (refused while the slot still has keys here).
+fn settles_slot(cmd: &Command) -> Option<u16> {
+    match cmd {
+        Command::Cluster(
+            ClusterCmd::GetKeysInSlot { slot, .. }
+            | ClusterCmd::CountKeysInSlot(slot)
+            | ClusterCmd::SetSlot {
+                slot,
+                action: SetSlotAction::Node(_),
+            },
+        ) => Some(*slot),
+        _ => None,
+    }
+}
+
 /// Whether `cmd` may be put in flight without waiting for its commit: an AI.TENSORSET of a
 /// BLOB up to [`pipeline::MAX_DEFERRED_BLOB`], on a node outside a cluster, outside a
 /// transaction, with no maxmemory check pending.
@@ -437,6 +454,13 @@ async fn handle_inner(
                     // MIGRATE takes no part: it takes the migration lock exclusively, which
                     // an EXEC of keys holds shared (taking the gate too would order the two
                     // locks both ways).
+                    // A slot's keys, read for a migration, count the writes still in
+                    // flight (see `Cluster::settle_slot`); settled before the gate, as
+                    // MIGRATE, so the two locks are never taken in both orders.
+                    let settled = match (&shared.cluster, settles_slot(&cmd)) {
+                        (Some(c), Some(slot)) => c.settle_slot(slot).await,
+                        _ => Ok(()),
+                    };
                     let _gate = if cmd == Command::Exec {
                         Gate::Exclusive(shared.tx_gate.write().await)
                     } else if matches!(cmd, Command::Migrate(_)) && shared.cluster.is_some() {
@@ -444,7 +468,10 @@ async fn handle_inner(
                     } else {
                         Gate::Shared(shared.tx_gate.read().await)
                     };
-                    let done = dispatch::execute(cmd, shared, state).await;
+                    let done = match settled {
+                        Ok(()) => dispatch::execute(cmd, shared, state).await,
+                        Err(e) => (Reply::Error(e), Flow::Continue),
+                    };
                     drop(admitted);
                     if asking_multi && let Some(tx) = state.tx.as_mut() {
                         tx.asking = true;

@@ -177,6 +177,50 @@ def test_ask_tryagain_and_asking_during_a_manual_migration(cluster):
     assert src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
 
 
+def test_keys_in_slot_count_a_write_still_in_flight(cluster):
+    """A write of a new key admitted before its slot started migrating, still waiting for
+    its commit (the shard's followers stopped): GETKEYSINSLOT waits for it and lists the key,
+    and SETSLOT NODE refuses to move the slot while it is there. A resharding tool that got
+    an empty list would move the slot and leave the key behind."""
+    ranges = masters_by_range(cluster.nodes[0])
+    (_, dst_id, dst_port), (src_first, src_id, src_port) = ranges[0], ranges[1]
+    shard = shard_ranges(cluster.nodes[0])
+    followers = [n for n in cluster.nodes
+                 if n.port in [r for s in shard if s[2] == src_port for r in s[3]]]
+    assert len(followers) == 2
+    tag = tag_for_shard(shard, [s[2] for s in shard].index(src_port), "inflight")
+    key, slot = f"{{{tag}}}k", key_slot(tag.encode())
+    src, dst = redis.Redis(port=src_port), redis.Redis(port=dst_port)
+    assert src.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    written, listed = [], []
+    for f in followers:
+        os.kill(f.proc.pid, signal.SIGSTOP)
+    try:
+        w = threading.Thread(target=lambda: written.append(src.execute_command(
+            "AI.TENSORSET", key, "INT8", 1, "VALUES", 5)))
+        w.start()
+        time.sleep(0.5)  # admitted and proposed, not committed
+        assert written == []
+        assert dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id) == b"OK"
+        assert src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id) == b"OK"
+        g = threading.Thread(target=lambda: listed.append(redis.Redis(
+            port=src_port).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)))
+        g.start()
+        time.sleep(0.5)
+        assert listed == []  # waiting for the write
+    finally:
+        for f in followers:
+            os.kill(f.proc.pid, signal.SIGCONT)
+    w.join(30)
+    g.join(30)
+    assert written == [b"OK"] and listed == [[key.encode()]]
+    with pytest.raises(redis.ResponseError, match="still hold keys"):
+        src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    for r in (dst, src):
+        assert r.execute_command("CLUSTER", "SETSLOT", slot, "STABLE") == b"OK"
+    assert src.execute_command("DEL", key) == 1
+
+
 def leaders_dbsize(cluster):
     ranges = shard_ranges(cluster.nodes[0])
     return [redis.Redis(port=m).dbsize() for _, _, m, _ in ranges]

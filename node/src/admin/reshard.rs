@@ -81,8 +81,10 @@ fn move_slot(
         conns.ok(&src.addr, &args)?;
         moved += keys.len();
     }
-    conns.ok(&dst.addr, &["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id])?;
+    // The source first: its leader refuses while it still holds keys of the slot (a write
+    // still in flight when GETKEYSINSLOT answered), so the slot never moves without them.
     conns.ok(&src.addr, &["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id])?;
+    conns.ok(&dst.addr, &["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id])?;
     Ok(moved)
 }
 

@@ -168,7 +168,8 @@ pub struct Cluster {
     /// Held shared by every keyed command from its routing decision to its reply, and
     /// exclusively by MIGRATE: a key is either still here and served here, or gone to the
     /// target, never in between (a write routed before its slot started migrating cannot
-    /// land after MIGRATE moved the key).
+    /// land after MIGRATE moved the key). Reading a slot's keys for a migration takes it
+    /// exclusively for a moment ([`Cluster::settle_slot`]).
     pub migration: Arc<tokio::sync::RwLock<()>>,
 }
 

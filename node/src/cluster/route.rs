@@ -254,6 +254,22 @@ impl Cluster {
         Ok(guard)
     }
 
+    /// Makes what this node's store says about `slot`'s keys final for a migration: waits
+    /// for every keyed command admitted before (a write of a new key routed while the slot
+    /// was not yet migrating may still be in flight, and would land after the slot moved),
+    /// and on the leader passes the read gate. Commands admitted after see the migration
+    /// and send new keys on with ASK. The caller holds neither the migration lock nor the
+    /// transaction gate.
+    pub async fn settle_slot(&self, slot: u16) -> Result<(), Error> {
+        drop(self.migration.write().await);
+        if self.role() == Some(Role::Leader)
+            && let Some(e) = self.read_gate(slot).await
+        {
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The read gate for a read of this shard's `slot` (its MOVED names `slot` when another
     /// node leads now).
     async fn read_gate(&self, slot: u16) -> Option<Error> {
