@@ -30,6 +30,7 @@ pub mod dag;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod glob;
+mod keyops;
 pub mod model;
 pub mod mutation;
 pub mod propose;

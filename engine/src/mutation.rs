@@ -9,7 +9,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shardai_protocol::{Error, command::SetCond, frame::parse_i64};
+use shardai_protocol::{
+    Error,
+    command::{ExpireCond, SetCond},
+    frame::parse_i64,
+};
 
 use crate::{
     collections::{Hash, List},
@@ -139,6 +143,54 @@ pub enum Mutation {
     /// EXEC: mutations applied one after the other as one change (one log entry), each
     /// with its own result; one failing does not stop the others (as in Redis).
     Batch(Vec<Mutation>),
+    /// EXPIRE and its forms (a deadline), PERSIST (none), GETEX: the key's new deadline.
+    Expire {
+        /// The key.
+        key: Bytes,
+        /// Unix ms (at or before the mutation's time: the key is deleted); `None` removes
+        /// the deadline.
+        at: Option<i64>,
+        /// NX / XX / GT / LT.
+        cond: ExpireCond,
+    },
+    /// RENAME / RENAMENX: the value and its deadline move to `to`.
+    Rename {
+        /// The key renamed.
+        from: Bytes,
+        /// Its new name.
+        to: Bytes,
+        /// Only when `to` does not exist.
+        nx: bool,
+    },
+    /// COPY: `to` gets `from`'s value and deadline.
+    Copy {
+        /// The source.
+        from: Bytes,
+        /// The destination.
+        to: Bytes,
+        /// Replace an existing destination.
+        replace: bool,
+    },
+    /// GETDEL: deletes a string key, answering its value.
+    GetDel(Bytes),
+    /// SETRANGE (at `offset`) and APPEND (`None`).
+    WriteRange {
+        /// The key.
+        key: Bytes,
+        /// Where the bytes go; `None` appends.
+        offset: Option<u64>,
+        /// The bytes.
+        value: Bytes,
+    },
+    /// MSETNX: every pair, or none when one key exists.
+    MSetNx(Vec<(Bytes, Bytes)>),
+    /// INCRBYFLOAT.
+    IncrByFloat {
+        /// The key.
+        key: Bytes,
+        /// The increment.
+        delta: f64,
+    },
 }
 
 impl Mutation {
@@ -170,7 +222,13 @@ impl Mutation {
             | Mutation::Push { key, .. }
             | Mutation::Pop { key, .. }
             | Mutation::SetHash { key, .. }
-            | Mutation::SetList { key, .. } => Some(key),
+            | Mutation::SetList { key, .. }
+            | Mutation::Expire { key, .. }
+            | Mutation::GetDel(key)
+            | Mutation::WriteRange { key, .. }
+            | Mutation::IncrByFloat { key, .. } => Some(key),
+            Mutation::Rename { from, .. } | Mutation::Copy { from, .. } => Some(from),
+            Mutation::MSetNx(v) => v.first().map(|(k, _)| k),
             Mutation::SetTensors(v) => v.first().map(|(k, _)| k),
             Mutation::MSet(v) => v.first().map(|(k, _)| k),
             Mutation::Del(v) => v.first(),
@@ -198,6 +256,8 @@ pub enum Applied {
     Values(Option<Vec<Bytes>>),
     /// A batch's results, one per mutation, in order.
     Batch(Vec<Result<Applied, Error>>),
+    /// A string value, or nil (GETDEL, INCRBYFLOAT).
+    Value(Option<Bytes>),
 }
 
 /// Copies small buffers so that they do not keep a large socket read buffer alive.
@@ -381,6 +441,15 @@ impl Store {
             Mutation::Batch(ms) => Ok(Applied::Batch(
                 ms.into_iter().map(|m| self.apply(m, at_ms)).collect(),
             )),
+            Mutation::Expire { key, at, cond } => self.apply_expire(&key, at, cond, at_ms),
+            Mutation::Rename { from, to, nx } => self.apply_rename(&from, to, nx, at_ms),
+            Mutation::Copy { from, to, replace } => self.apply_copy(&from, to, replace, at_ms),
+            Mutation::GetDel(key) => self.apply_getdel(&key, at_ms),
+            Mutation::WriteRange { key, offset, value } => {
+                self.apply_write_range(key, offset, &value, at_ms)
+            }
+            Mutation::MSetNx(pairs) => self.apply_msetnx(pairs, at_ms),
+            Mutation::IncrByFloat { key, delta } => self.apply_incr_float(key, delta, at_ms),
         }
     }
 
@@ -448,7 +517,7 @@ impl Store {
         }
     }
 
-    fn put(&self, key: Bytes, value: Value, expire_at: Option<u64>) {
+    pub(crate) fn put(&self, key: Bytes, value: Value, expire_at: Option<u64>) {
         let entry = Entry { value, expire_at };
         let mut stripe = self.stripe_of(&key).write();
         let prev = stripe.insert(key.clone(), entry.clone());

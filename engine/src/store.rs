@@ -100,7 +100,7 @@ impl Entry {
 
 /// Keys are client-chosen, so the maps use a seeded hash (foldhash: fast, and randomly
 /// seeded per process against collision floods).
-type Stripe = HashMap<Bytes, Entry, foldhash::fast::RandomState>;
+pub(crate) type Stripe = HashMap<Bytes, Entry, foldhash::fast::RandomState>;
 
 /// The keyspace of one shard.
 #[derive(Debug)]
@@ -147,7 +147,12 @@ impl Store {
     }
 
     pub(crate) fn stripe_of(&self, key: &[u8]) -> &RwLock<Stripe> {
-        &self.stripes[key_slot(key) as usize / SLOTS_PER_STRIPE]
+        &self.stripes[self.stripe_index(key)]
+    }
+
+    /// The index of `key`'s stripe in [`Store::stripes`].
+    pub(crate) fn stripe_index(&self, key: &[u8]) -> usize {
+        key_slot(key) as usize / SLOTS_PER_STRIPE
     }
 
     /// The live keys in hash `slot`, sorted (one stripe is read).

@@ -237,6 +237,10 @@ async fn handle(
         inflight.drain(shared, state, out).await;
     }
     match handle_inner(argv, shared, state, out, inflight).await {
+        Handled::Now(_, Flow::Shutdown) => {
+            inflight.drain(shared, state, out).await;
+            Flow::Close
+        }
         Handled::Now(reply, flow) => {
             inflight.drain(shared, state, out).await;
             out.push(&reply, state.resp);
@@ -410,6 +414,12 @@ async fn handle_inner(
                 None => Ok(None),
             };
             match admitted {
+                // As Redis's `no_multi` commands.
+                Ok(_) if state.tx.is_some() && matches!(cmd, Command::Shutdown { .. }) => {
+                    refused_in_transaction(state);
+                    let e = Error::Verbatim("ERR Command not allowed inside a transaction".into());
+                    (Reply::Error(e), Flow::Continue)
+                }
                 // After MULTI, commands are queued for EXEC.
                 Ok(_) if state.tx.is_some() && queues(&cmd) => {
                     if let (Some(tx), Some((keys, write))) = (state.tx.as_mut(), queued) {

@@ -100,6 +100,7 @@ impl Server {
         loop {
             let (accepted, tls) = tokio::select! {
                 _ = &mut shutdown => break,
+                _ = self.shared.shutdown.notified() => break,
                 a = accept(self.listener.as_ref()) => (a, None),
                 a = accept(self.tls.as_ref().map(|t| &t.0)) => {
                     (a, self.tls.as_ref().map(|t| t.1.clone()))

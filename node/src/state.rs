@@ -179,6 +179,10 @@ pub struct Shared {
     pub tx_gate: Arc<tokio::sync::RwLock<()>>,
     /// SLOWLOG, MONITOR, metrics and readiness.
     pub ops: crate::ops::Ops,
+    /// Notified by SHUTDOWN: the server stops as on SIGTERM.
+    pub shutdown: tokio::sync::Notify,
+    /// The Unix time (s) the server started: LASTSAVE before any snapshot, as Redis.
+    pub started_unix: u64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -238,6 +242,8 @@ impl Shared {
             engine,
             acl,
             clients: Mutex::new(BTreeMap::new()),
+            shutdown: tokio::sync::Notify::new(),
+            started_unix: shardai_engine::now_ms() / 1000,
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),
             run_id,

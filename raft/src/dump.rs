@@ -145,11 +145,20 @@ impl DumpPayload {
             | Op::HDel(..)
             | Op::Push { .. }
             | Op::Pop { .. }
-            | Op::Batch(_) => return Err(bad_payload()),
+            | Op::Batch(_)
+            | Op::Expire(..)
+            | Op::Rename(..)
+            | Op::Copy(..)
+            | Op::GetDel(_)
+            | Op::WriteRange(..)
+            | Op::MSetNx(_)
+            | Op::IncrByFloat(..) => return Err(bad_payload()),
         };
+        // Only a string's op carries a deadline: the others get theirs in the same entry.
+        let deadline = deadline.filter(|_| !matches!(op, Op::Set { .. }));
         // One value: each closure is called at most once.
         let (mut load, mut compile) = (Some(load), Some(compile));
-        Cmd {
+        let m = Cmd {
             at_ms: 0,
             origin: 0,
             seq: 0,
@@ -158,7 +167,18 @@ impl DumpPayload {
         .mutation(
             |_, w| load.take().map_or_else(|| Err(bad_payload()), |f| f(w)),
             |_, s| compile.take().map_or_else(|| Err(bad_payload()), |f| f(s)),
-        )
+        )?;
+        Ok(match (deadline, m.first_key().cloned()) {
+            (Some(t), Some(key)) => Mutation::Batch(vec![
+                m,
+                Mutation::Expire {
+                    key,
+                    at: Some(i64::try_from(t).unwrap_or(i64::MAX)),
+                    cond: Default::default(),
+                },
+            ]),
+            _ => m,
+        })
     }
 }
 

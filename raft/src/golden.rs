@@ -66,6 +66,7 @@ use crate::{
 
 mod batch;
 mod collections;
+mod keys;
 
 /// Where the fixtures live.
 fn dir() -> &'static Path {
@@ -533,6 +534,8 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     out.extend(collections::fixtures(d.path()).await);
     // Transactions.
     out.extend(batch::fixtures().await);
+    // Expiry, keys and strings.
+    out.extend(keys::fixtures().await);
 
     // DUMP payloads.
     let hello = Value::Str(Bytes::from_static(b"hello"));

@@ -172,6 +172,8 @@ pub struct ShardGroup {
     save_target: AtomicU64,
     /// The last SAVE / BGSAVE did not complete.
     save_failed: std::sync::atomic::AtomicBool,
+    /// The newest snapshot (LASTSAVE reads when it was written).
+    current: crate::state_machine::CurrentSnapshot,
     /// The index the state machine applied up to (ahead of openraft's metrics by a moment).
     applied_index: Arc<AtomicU64>,
     stats: Arc<crate::stats::GroupStats>,
@@ -352,7 +354,7 @@ impl ShardGroup {
         tokio::spawn(snapshot_policy(
             raft.clone(),
             log_handle,
-            current,
+            current.clone(),
             cfg.snapshot_every,
         ));
         // Raft::new re-applied the locally committed log over the newest snapshot; catching
@@ -393,6 +395,7 @@ impl ShardGroup {
             log: log_for_group,
             save_target: AtomicU64::new(0),
             save_failed: Default::default(),
+            current,
             applied_index,
             stats,
         }))

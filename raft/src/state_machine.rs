@@ -80,6 +80,12 @@ impl CurrentSnapshot {
         let bytes = fs::metadata(&path).map_or(0, |m| m.len());
         Some((index, bytes))
     }
+
+    /// When the newest snapshot's file was written, if there is one.
+    pub fn written_at(&self) -> Option<std::time::SystemTime> {
+        let (_, path) = self.0.lock().snap.clone()?;
+        fs::metadata(&path).and_then(|m| m.modified()).ok()
+    }
 }
 
 /// The state machine of one shard replica.

@@ -28,7 +28,7 @@ use shardai_engine::{
 };
 use shardai_protocol::{
     DType, Error,
-    command::{Backend as Kind, BatchOpts, SetCond},
+    command::{Backend as Kind, BatchOpts, ExpireCond, SetCond},
 };
 
 /// A replica's addresses. On disk and on the wire (in memberships): a changed field is a
@@ -330,6 +330,21 @@ pub enum Op {
     SetList(Bytes, Vec<Bytes>),
     /// `Mutation::Batch`: a transaction's writes, applied in order as one entry.
     Batch(Vec<Op>),
+    /// `Mutation::Expire`: key, deadline (Unix ms; `None`: PERSIST), conditions
+    /// (`ExpireCond::bits`).
+    Expire(Bytes, Option<i64>, u8),
+    /// `Mutation::Rename`: from, to, NX.
+    Rename(Bytes, Bytes, bool),
+    /// `Mutation::Copy`: from, to, REPLACE.
+    Copy(Bytes, Bytes, bool),
+    /// `Mutation::GetDel`.
+    GetDel(Bytes),
+    /// `Mutation::WriteRange`: key, offset (`None`: APPEND), bytes.
+    WriteRange(Bytes, Option<u64>, Bytes),
+    /// `Mutation::MSetNx`.
+    MSetNx(Vec<(Bytes, Bytes)>),
+    /// `Mutation::IncrByFloat`.
+    IncrByFloat(Bytes, f64),
 }
 
 impl Op {
@@ -354,7 +369,15 @@ impl Op {
             | Op::IncrBy(..)
             | Op::Del(_)
             | Op::Flush
-            | Op::ExpireDue => false,
+            | Op::ExpireDue
+            | Op::Expire(..)
+            | Op::Rename(..)
+            | Op::GetDel(_)
+            | Op::WriteRange(..)
+            | Op::MSetNx(_)
+            | Op::IncrByFloat(..) => false,
+            // A copied model or script shares the loaded one.
+            Op::Copy(..) => false,
         }
     }
 }
@@ -396,6 +419,13 @@ impl fmt::Display for Cmd {
             Op::SetHash(k, _) => ("SetHash", Some(k)),
             Op::SetList(k, _) => ("SetList", Some(k)),
             Op::Batch(ops) => ("Batch", ops.iter().find_map(Op::first_key)),
+            Op::Expire(k, ..) => ("Expire", Some(k)),
+            Op::Rename(k, ..) => ("Rename", Some(k)),
+            Op::Copy(k, ..) => ("Copy", Some(k)),
+            Op::GetDel(k) => ("GetDel", Some(k)),
+            Op::WriteRange(k, ..) => ("WriteRange", Some(k)),
+            Op::MSetNx(v) => ("MSetNx", v.first().map(|(k, _)| k)),
+            Op::IncrByFloat(k, _) => ("IncrByFloat", Some(k)),
         };
         match key {
             Some(k) => write!(
@@ -451,9 +481,15 @@ impl Op {
             | Op::Push { key: k, .. }
             | Op::Pop { key: k, .. }
             | Op::SetHash(k, _)
-            | Op::SetList(k, _) => Some(k),
+            | Op::SetList(k, _)
+            | Op::Expire(k, ..)
+            | Op::Rename(k, ..)
+            | Op::Copy(k, ..)
+            | Op::GetDel(k)
+            | Op::WriteRange(k, ..)
+            | Op::IncrByFloat(k, _) => Some(k),
             Op::SetTensors(v) => v.first().map(|(k, _)| k),
-            Op::MSet(v) => v.first().map(|(k, _)| k),
+            Op::MSet(v) | Op::MSetNx(v) => v.first().map(|(k, _)| k),
             Op::Del(v) => v.first(),
             Op::Batch(ops) => ops.iter().find_map(Op::first_key),
             Op::Flush | Op::ExpireDue => None,
@@ -529,6 +565,15 @@ impl Op {
                 Op::SetList(key.clone(), list.iter().cloned().collect())
             }
             Mutation::Batch(ms) => Op::Batch(ms.iter().map(Op::of).collect()),
+            Mutation::Expire { key, at, cond } => Op::Expire(key.clone(), *at, cond.bits()),
+            Mutation::Rename { from, to, nx } => Op::Rename(from.clone(), to.clone(), *nx),
+            Mutation::Copy { from, to, replace } => Op::Copy(from.clone(), to.clone(), *replace),
+            Mutation::GetDel(k) => Op::GetDel(k.clone()),
+            Mutation::WriteRange { key, offset, value } => {
+                Op::WriteRange(key.clone(), *offset, value.clone())
+            }
+            Mutation::MSetNx(v) => Op::MSetNx(v.clone()),
+            Mutation::IncrByFloat { key, delta } => Op::IncrByFloat(key.clone(), *delta),
         }
     }
 
@@ -615,6 +660,17 @@ impl Op {
                     .map(|op| op.into_mutation(load, compile))
                     .collect::<Result<_, Error>>()?,
             ),
+            Op::Expire(key, at, cond) => Mutation::Expire {
+                key,
+                at,
+                cond: ExpireCond::from_bits(cond),
+            },
+            Op::Rename(from, to, nx) => Mutation::Rename { from, to, nx },
+            Op::Copy(from, to, replace) => Mutation::Copy { from, to, replace },
+            Op::GetDel(k) => Mutation::GetDel(k),
+            Op::WriteRange(key, offset, value) => Mutation::WriteRange { key, offset, value },
+            Op::MSetNx(v) => Mutation::MSetNx(v),
+            Op::IncrByFloat(key, delta) => Mutation::IncrByFloat { key, delta },
         })
     }
 }
@@ -641,6 +697,8 @@ pub enum ApplyResult {
     Values(Option<Vec<Bytes>>),
     /// `Applied::Batch`: one result per mutation of the batch.
     Batch(Vec<ApplyResult>),
+    /// `Applied::Value`.
+    Value(Option<Bytes>),
 }
 
 impl From<Result<Applied, Error>> for ApplyResult {
@@ -651,6 +709,7 @@ impl From<Result<Applied, Error>> for ApplyResult {
             Ok(Applied::Set { written, old }) => ApplyResult::Set { written, old },
             Ok(Applied::Values(v)) => ApplyResult::Values(v),
             Ok(Applied::Batch(v)) => ApplyResult::Batch(v.into_iter().map(Into::into).collect()),
+            Ok(Applied::Value(v)) => ApplyResult::Value(v),
             Err(e) => ApplyResult::Err(e.wire_text()),
         }
     }
@@ -665,6 +724,7 @@ impl ApplyResult {
             ApplyResult::Set { written, old } => Ok(Applied::Set { written, old }),
             ApplyResult::Err(text) => Err(Error::Verbatim(text)),
             ApplyResult::Values(v) => Ok(Applied::Values(v)),
+            ApplyResult::Value(v) => Ok(Applied::Value(v)),
             ApplyResult::Batch(v) => Ok(Applied::Batch(
                 v.into_iter().map(ApplyResult::into_result).collect(),
             )),

@@ -1,4 +1,5 @@
-//! DEL/UNLINK, EXISTS, TYPE, KEYS, SCAN, RANDOMKEY, FLUSHALL/FLUSHDB.
+//! DEL/UNLINK, EXISTS, TOUCH, TYPE, KEYS, SCAN, RANDOMKEY, FLUSHALL/FLUSHDB, RENAME,
+//! RENAMENX and COPY.
 
 use bytes::Bytes;
 use shardai_engine::{Applied, Mutation, Proposer, Store, now_ms};
@@ -19,6 +20,7 @@ pub(crate) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
             None => Reply::NilArray,
         },
         Ok(Applied::Batch(v)) => Reply::Array(v.into_iter().map(applied).collect()),
+        Ok(Applied::Value(v)) => v.map_or(Reply::Nil, Reply::Bulk),
         Err(e) => Reply::Error(e),
     }
 }
@@ -29,6 +31,12 @@ pub(super) async fn del(keys: Vec<Bytes>, proposer: &dyn Proposer) -> Reply {
 
 pub(super) fn exists(keys: &[Bytes], store: &Store) -> Reply {
     Reply::Int(keys.iter().filter(|k| store.get(k).is_some()).count() as i64)
+}
+
+/// A write whose outcome is decided where it applies (RENAME, COPY, GETDEL, SETRANGE,
+/// APPEND, MSETNX, INCRBYFLOAT, ...): its reply.
+pub(super) async fn write(m: Mutation, proposer: &dyn Proposer) -> Reply {
+    applied(proposer.propose(m).await)
 }
 
 pub(super) fn type_of(key: &[u8], store: &Store) -> Reply {

@@ -7,7 +7,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use shardai_engine::{Mutation, Proposer, Store, Value, backend::Backends, now_ms};
+use shardai_engine::{Applied, Mutation, Proposer, Store, Value, backend::Backends, now_ms};
 use shardai_protocol::{
     Error, Reply,
     command::{Migrate, Restore},
@@ -80,7 +80,15 @@ pub(super) async fn restore(
         }
     };
     match m {
-        Ok(m) => applied(proposer.propose(m).await),
+        // A value with a deadline other than a string's is stored and given its deadline
+        // in one entry.
+        Ok(m) => match proposer.propose(m).await {
+            Ok(Applied::Batch(v)) => match v.into_iter().find_map(Result::err) {
+                Some(e) => Reply::Error(e),
+                None => Reply::OK,
+            },
+            r => applied(r),
+        },
         Err(e) => Reply::Error(e),
     }
 }

@@ -13,8 +13,10 @@ mod cluster_admin;
 mod collections;
 mod command;
 mod dag;
+mod expiry;
 mod info;
 mod keyspace;
+mod lifecycle;
 mod migrate;
 mod model;
 mod objects;
@@ -30,6 +32,7 @@ pub mod transaction;
 
 use std::sync::{Arc, atomic::Ordering};
 
+use shardai_engine::Mutation;
 use shardai_protocol::{Command, Reply};
 
 use shardai_protocol::cluster_wide::is_cluster_wide;
@@ -43,6 +46,8 @@ pub enum Flow {
     Continue,
     /// Close after writing the reply (QUIT).
     Close,
+    /// Close without a reply: the server is stopping (SHUTDOWN).
+    Shutdown,
 }
 
 /// Executes one command: the handler registry. Each command's handler is named here once
@@ -191,6 +196,32 @@ async fn run(
             script::scriptexecute(e, proposer, engine, host).await
         }
         Command::ScriptScan => script::scriptscan(store, engine.objects.get().map(|o| &**o)),
+        Command::Expire(a) => expiry::expire(a, proposer).await,
+        Command::Persist(key) => expiry::persist(key, proposer).await,
+        Command::Ttl(a) => expiry::ttl(a, store),
+        Command::GetEx { key, change } => expiry::getex(key, change, store, proposer).await,
+        Command::Rename { from, to, nx } => {
+            keyspace::write(Mutation::Rename { from, to, nx }, proposer).await
+        }
+        Command::Copy { from, to, replace } => {
+            keyspace::write(Mutation::Copy { from, to, replace }, proposer).await
+        }
+        Command::Touch(keys) => keyspace::exists(&keys, store),
+        Command::GetDel(key) => keyspace::write(Mutation::GetDel(key), proposer).await,
+        Command::GetRange { key, start, end } => strings::getrange(&key, start, end, store),
+        Command::WriteRange { key, offset, value } => {
+            let m = Mutation::WriteRange { key, offset, value };
+            keyspace::write(m, proposer).await
+        }
+        Command::StrLen(key) => strings::strlen(&key, store),
+        Command::MSetNx(pairs) => keyspace::write(Mutation::MSetNx(pairs), proposer).await,
+        Command::IncrByFloat { key, delta } => {
+            keyspace::write(Mutation::IncrByFloat { key, delta }, proposer).await
+        }
+        Command::Time => lifecycle::time(),
+        Command::LastSave => lifecycle::lastsave(shared),
+        Command::Shutdown { abort } => return lifecycle::shutdown(abort, shared, conn),
+        Command::DebugSleep(d) => lifecycle::sleep(d).await,
     };
     (reply, Flow::Continue)
 }

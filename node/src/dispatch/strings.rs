@@ -1,12 +1,13 @@
-//! GET, SET, MGET, MSET and the INCR family.
+//! GET, SET (and SETNX, SETEX, PSETEX, GETSET), MGET, MSET, the INCR family, STRLEN,
+//! GETRANGE, and the writes GETDEL, SETRANGE, APPEND, MSETNX and INCRBYFLOAT.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use shardai_engine::{Deadline, Mutation, Proposer, Store, Value, now_ms};
+use shardai_engine::{Applied, Deadline, Mutation, Proposer, Store, Value, now_ms};
 use shardai_protocol::{
     Error, Reply,
-    command::{Expiry, SetArgs},
+    command::{Expiry, SetArgs, byte_range},
 };
 
 use super::keyspace::applied;
@@ -61,7 +62,13 @@ pub(super) async fn set(a: SetArgs, proposer: &dyn Proposer) -> Reply {
         get: a.get,
         deadline,
     };
-    applied(proposer.propose(m).await)
+    match proposer.propose(m).await {
+        // SETNX: whether it was written.
+        Ok(Applied::Set { written, .. }) if a.int_reply => Reply::Int(written as i64),
+        // GET, GETSET: the old value, nil when there was none.
+        Ok(Applied::Set { old, .. }) if a.get => old.map_or(Reply::Nil, Reply::Bulk),
+        r => applied(r),
+    }
 }
 
 pub(super) async fn mset(pairs: Vec<(Bytes, Bytes)>, proposer: &dyn Proposer) -> Reply {
@@ -70,4 +77,25 @@ pub(super) async fn mset(pairs: Vec<(Bytes, Bytes)>, proposer: &dyn Proposer) ->
 
 pub(super) async fn incr_by(key: Bytes, delta: i64, proposer: &dyn Proposer) -> Reply {
     applied(proposer.propose(Mutation::IncrBy { key, delta }).await)
+}
+
+/// STRLEN: 0 for no key.
+pub(super) fn strlen(key: &[u8], store: &Store) -> Reply {
+    match store.get(key) {
+        None => Reply::Int(0),
+        Some(Value::Str(v)) => Reply::Int(v.len() as i64),
+        Some(_) => Reply::Error(Error::WrongType),
+    }
+}
+
+/// GETRANGE: an empty string for no key or an empty range.
+pub(super) fn getrange(key: &[u8], start: i64, end: i64, store: &Store) -> Reply {
+    match store.get(key) {
+        None => Reply::Bulk(Bytes::new()),
+        Some(Value::Str(v)) => match byte_range(v.len(), start, end) {
+            Some((a, b)) => Reply::Bulk(v.slice(a..b)),
+            None => Reply::Bulk(Bytes::new()),
+        },
+        Some(_) => Reply::Error(Error::WrongType),
+    }
 }

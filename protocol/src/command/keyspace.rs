@@ -1,4 +1,5 @@
-//! Keyspace commands with options: SCAN, FLUSHALL/FLUSHDB.
+//! Keyspace commands with options or several keys: SCAN, FLUSHALL/FLUSHDB, RENAME,
+//! RENAMENX, COPY and TOUCH.
 
 use bytes::Bytes;
 
@@ -46,6 +47,49 @@ pub(super) fn parse_scan(c: &mut Cursor) -> Result<Scan, Error> {
         }
     }
     Ok(scan)
+}
+
+/// `RENAME key newkey` and `RENAMENX key newkey`
+pub(crate) fn rename(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Rename {
+        nx: c.name() == "renamenx",
+        from: c.next_bytes()?,
+        to: c.next_bytes()?,
+    })
+}
+
+/// `COPY source destination [DB destination-db] [REPLACE]`: only database 0 exists.
+pub(crate) fn copy(c: &mut Cursor) -> Result<Command, Error> {
+    let from = c.next_bytes()?;
+    let to = c.next_bytes()?;
+    let mut replace = false;
+    let mut db = 0;
+    while let Some(opt) = c.next_opt() {
+        match lower(&opt).as_str() {
+            "replace" => replace = true,
+            "db" => {
+                let n = c.next_opt().ok_or(Error::Syntax)?;
+                db = parse_i64(&n)
+                    .filter(|n| i32::try_from(*n).is_ok())
+                    .ok_or(Error::NotInteger)?;
+            }
+            _ => return Err(Error::Syntax),
+        }
+    }
+    if db != 0 {
+        return Err(Error::DbIndexOutOfRange);
+    }
+    if from == to {
+        return Err(Error::Verbatim(
+            "ERR source and destination objects are the same".into(),
+        ));
+    }
+    Ok(Command::Copy { from, to, replace })
+}
+
+/// `TOUCH key [key ...]`
+pub(crate) fn touch(c: &mut Cursor) -> Result<Command, Error> {
+    Ok(Command::Touch(c.rest()))
 }
 
 pub(super) fn parse_flush(c: &mut Cursor) -> Result<Command, Error> {

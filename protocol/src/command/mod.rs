@@ -10,11 +10,14 @@ pub(crate) mod cluster;
 pub(crate) mod collections;
 mod cursor;
 pub(crate) mod dag;
+pub(crate) mod expiry;
 pub(crate) mod keyspace;
+pub(crate) mod lifecycle;
 pub(crate) mod migrate;
 pub(crate) mod model;
 pub(crate) mod script;
 pub(crate) mod server;
+pub(crate) mod string_ops;
 pub(crate) mod strings;
 pub(crate) mod tensor;
 pub(crate) mod transaction;
@@ -28,11 +31,13 @@ pub use self::{
     collections::HashPart,
     cursor::Cursor,
     dag::{Dag, DagOp, MAX_DAG_KEYS, MAX_DAG_OPS, load_keys_checked_first},
+    expiry::{ExpireArgs, ExpireCond, GetExChange, TtlArgs},
     keyspace::Scan,
     migrate::{Migrate, Restore},
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore, modelexecute_input_count},
     script::{ScriptArgs, ScriptExecute, ScriptGet, ScriptStore},
     server::{ClientCmd, ClientFilter, CommandCmd, ConfigCmd, Hello, SlowlogCmd},
+    string_ops::{byte_range, format_float, parse_float},
     strings::{Expiry, SetArgs, SetCond},
     tensor::{MAX_TENSOR_RANK, TensorData, TensorFormat, TensorGet, TensorSet},
 };
@@ -251,6 +256,81 @@ pub enum Command {
     ScriptExecute(ScriptExecute),
     /// `AI._SCRIPTSCAN`
     ScriptScan,
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`
+    Expire(ExpireArgs),
+    /// `PERSIST key`
+    Persist(Bytes),
+    /// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`
+    Ttl(TtlArgs),
+    /// `GETEX key [EX|PX|EXAT|PXAT time | PERSIST]`
+    GetEx {
+        /// The key.
+        key: Bytes,
+        /// The deadline change, if any.
+        change: Option<GetExChange>,
+    },
+    /// `RENAME key newkey` / `RENAMENX key newkey`
+    Rename {
+        /// The key renamed.
+        from: Bytes,
+        /// Its new name.
+        to: Bytes,
+        /// RENAMENX: only when `to` does not exist.
+        nx: bool,
+    },
+    /// `COPY source destination [DB 0] [REPLACE]`
+    Copy {
+        /// The source key.
+        from: Bytes,
+        /// The destination key.
+        to: Bytes,
+        /// REPLACE an existing destination.
+        replace: bool,
+    },
+    /// `TOUCH key [key ...]`
+    Touch(Vec<Bytes>),
+    /// `GETDEL key`
+    GetDel(Bytes),
+    /// `GETRANGE key start end`
+    GetRange {
+        /// The key.
+        key: Bytes,
+        /// First byte (negative counts from the end).
+        start: i64,
+        /// Last byte, included.
+        end: i64,
+    },
+    /// `SETRANGE key offset value` (offset given) and `APPEND key value` (none).
+    WriteRange {
+        /// The key.
+        key: Bytes,
+        /// Where the value goes; `None` appends.
+        offset: Option<u64>,
+        /// The bytes written.
+        value: Bytes,
+    },
+    /// `STRLEN key`
+    StrLen(Bytes),
+    /// `MSETNX key value [key value ...]`
+    MSetNx(Vec<(Bytes, Bytes)>),
+    /// `INCRBYFLOAT key increment`
+    IncrByFloat {
+        /// The key.
+        key: Bytes,
+        /// The increment (finite or infinite, never NaN).
+        delta: f64,
+    },
+    /// `TIME`
+    Time,
+    /// `LASTSAVE`
+    LastSave,
+    /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
+    Shutdown {
+        /// ABORT: cancel a shutdown in progress.
+        abort: bool,
+    },
+    /// `DEBUG SLEEP seconds`
+    DebugSleep(std::time::Duration),
 }
 
 impl Command {

@@ -1,4 +1,5 @@
-//! String commands: SET (with its options), MSET, INCR/INCRBY/DECR/DECRBY.
+//! String commands: SET (with its options), MSET, INCR/INCRBY/DECR/DECRBY. The other string
+//! commands are in `string_ops`.
 
 use bytes::Bytes;
 
@@ -25,7 +26,8 @@ pub enum SetCond {
     Xx,
 }
 
-/// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`
+/// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`, and SETNX, SETEX, PSETEX and
+/// GETSET, which are SETs with a fixed option and their own reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetArgs {
     /// The key.
@@ -38,18 +40,28 @@ pub struct SetArgs {
     pub get: bool,
     /// The expiry, if any (none clears an existing one).
     pub expiry: Option<Expiry>,
+    /// SETNX: reply 1 or 0 (whether it was written) instead of OK or nil.
+    pub int_reply: bool,
+}
+
+impl SetArgs {
+    /// A SET of `key` to `value` without options.
+    pub fn plain(key: Bytes, value: Bytes) -> Self {
+        SetArgs {
+            key,
+            value,
+            cond: None,
+            get: false,
+            expiry: None,
+            int_reply: false,
+        }
+    }
 }
 
 pub(super) fn parse_set(c: &mut Cursor) -> Result<SetArgs, Error> {
     let key = c.next_bytes()?;
     let value = c.next_bytes()?;
-    let mut args = SetArgs {
-        key,
-        value,
-        cond: None,
-        get: false,
-        expiry: None,
-    };
+    let mut args = SetArgs::plain(key, value);
     while let Some(opt) = c.next_opt() {
         let word = opt.to_ascii_uppercase();
         match word.as_slice() {

@@ -44,6 +44,11 @@ impl ShardGroup {
         self.applied_and_snapshot().1 < self.save_target.load(Ordering::Relaxed)
     }
 
+    /// When the newest snapshot was written (LASTSAVE), if one was.
+    pub fn last_save(&self) -> Option<std::time::SystemTime> {
+        self.current.written_at()
+    }
+
     /// False when the last SAVE or BGSAVE did not complete (INFO's `rdb_last_bgsave_status`).
     pub fn last_save_ok(&self) -> bool {
         !self.save_failed.load(Ordering::Relaxed)

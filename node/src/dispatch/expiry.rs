@@ -1,0 +1,95 @@
+//! EXPIRE and its forms, PERSIST, TTL and its forms, GETEX. A relative time becomes a Unix
+//! time here, on the node that took the command (a shard's leader), and the log carries
+//! that deadline: every replica expires the key at the same moment, and none decides on its
+//! own clock that a key is gone from the log.
+
+use bytes::Bytes;
+use shardai_engine::{Mutation, Proposer, Store, Value, now_ms};
+use shardai_protocol::{
+    Error, Reply,
+    command::{ExpireArgs, ExpireCond, GetExChange, TtlArgs},
+};
+
+use super::keyspace::applied;
+
+/// `base + ms`, or Redis's `invalid expire time` when it overflows.
+fn from_now(ms: i64, name: &'static str) -> Result<i64, Error> {
+    (now_ms() as i64)
+        .checked_add(ms)
+        .ok_or(Error::InvalidExpire(name))
+}
+
+pub(super) async fn expire(a: ExpireArgs, proposer: &dyn Proposer) -> Reply {
+    let at = if a.absolute {
+        a.ms
+    } else {
+        match from_now(a.ms, a.name) {
+            Ok(t) => t,
+            Err(e) => return Reply::Error(e),
+        }
+    };
+    let m = Mutation::Expire {
+        key: a.key,
+        at: Some(at),
+        cond: a.cond,
+    };
+    applied(proposer.propose(m).await)
+}
+
+pub(super) async fn persist(key: Bytes, proposer: &dyn Proposer) -> Reply {
+    let m = Mutation::Expire {
+        key,
+        at: None,
+        cond: ExpireCond::default(),
+    };
+    applied(proposer.propose(m).await)
+}
+
+/// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 for no key, -1 for no deadline.
+pub(super) fn ttl(a: TtlArgs, store: &Store) -> Reply {
+    let now = now_ms();
+    let left = match store.ttl_ms(&a.key, now) {
+        None => return Reply::Int(-2),
+        Some(None) => return Reply::Int(-1),
+        Some(Some(left)) => left,
+    };
+    Reply::Int(match (a.absolute, a.millis) {
+        (true, true) => (now + left) as i64,
+        (true, false) => ((now + left) / 1000) as i64,
+        (false, true) => left as i64,
+        // As Redis: rounded to the nearest second.
+        (false, false) => (left.saturating_add(500) / 1000) as i64,
+    })
+}
+
+/// GETEX: the string's value, its deadline changed as asked.
+pub(super) async fn getex(
+    key: Bytes,
+    change: Option<GetExChange>,
+    store: &Store,
+    proposer: &dyn Proposer,
+) -> Reply {
+    let value = match store.get(&key) {
+        None => return Reply::Nil,
+        Some(Value::Str(v)) => v,
+        Some(_) => return Reply::Error(Error::WrongType),
+    };
+    let at = match change {
+        None => return Reply::Bulk(value),
+        Some(GetExChange::Persist) => None,
+        Some(GetExChange::At(t)) => Some(t),
+        Some(GetExChange::In(ms)) => match from_now(ms, "getex") {
+            Ok(t) => Some(t),
+            Err(e) => return Reply::Error(e),
+        },
+    };
+    let m = Mutation::Expire {
+        key,
+        at,
+        cond: ExpireCond::default(),
+    };
+    match proposer.propose(m).await {
+        Ok(_) => Reply::Bulk(value),
+        Err(e) => Reply::Error(e),
+    }
+}
