@@ -473,7 +473,10 @@ async fn handle_inner(
                     };
                     let _gate = if cmd == Command::Exec {
                         Gate::Exclusive(shared.tx_gate.write().await)
-                    } else if matches!(cmd, Command::Migrate(_)) && shared.cluster.is_some() {
+                    } else if matches!(cmd, Command::Migrate(_)) && shared.cluster.is_some()
+                        // Waiting on time or on replicas, touching no key: EXECs go on.
+                        || matches!(cmd, Command::Wait { .. } | Command::DebugSleep(_))
+                    {
                         Gate::None
                     } else {
                         Gate::Shared(shared.tx_gate.read().await)

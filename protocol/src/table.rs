@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::{
     command::{
-        Command, Cursor, acl, ai_config, cluster, collections, dag, expiry, keyspace, lifecycle,
-        migrate, model, script, server, string_ops, strings, tensor, transaction,
+        Command, Cursor, acl, ai_config, cluster, collections, dag, expiry, introspect, keyspace,
+        lifecycle, migrate, model, script, server, string_ops, strings, tensor, transaction,
     },
     error::Error,
     frame::parse_i64,
@@ -93,7 +93,9 @@ impl CommandSpec {
             return movable_keys(self.name, argv);
         }
         if self.first_key <= 0 {
-            return Ok(Vec::new());
+            return Ok(introspect::subcommand_key(self.name, argv)
+                .into_iter()
+                .collect());
         }
         let last = if self.last_key < 0 {
             argv.len() as i32 + self.last_key
@@ -216,6 +218,16 @@ pub static COMMANDS: &[CommandSpec] = &[
           "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     spec!("debug", lifecycle::debug, -2, ["admin", "noscript", "loading", "stale"], 0, 0, 0,
           ["@admin", "@slow", "@dangerous"], "server", "A container for debugging commands."),
+    spec!("wait", introspect::wait, 3, ["noscript"], 0, 0, 0, ["@slow", "@connection"], "generic",
+          "Blocks until the asynchronous replication of all preceding write commands sent by the connection is \
+          completed."),
+    spec!("waitaof", introspect::waitaof, 4, ["noscript"], 0, 0, 0, ["@slow", "@connection"], "generic",
+          "Blocks until all of the preceding write commands sent by the connection are written to the append-only \
+          file of the master and/or replicas."),
+    spec!("object", introspect::object, -2, [], 0, 0, 0, ["@slow"], "generic",
+          "A container for object introspection commands.", ["encoding", "freq", "help", "idletime", "refcount"]),
+    spec!("memory", introspect::memory, -2, [], 0, 0, 0, ["@slow"], "server",
+          "A container for memory diagnostics commands.", ["help", "usage"]),
     // keyspace
     spec!("expire", expiry::expire, -3, ["write", "fast"], 1, 1, 1, ["@keyspace", "@write", "@fast"], "generic",
           "Sets the expiration time of a key in seconds."),
@@ -496,6 +508,10 @@ pub const EXAMPLES: &[&str] = &[
     "LASTSAVE",
     "SHUTDOWN NOSAVE",
     "DEBUG SLEEP 0",
+    "WAIT 0 0",
+    "WAITAOF 0 0 0",
+    "OBJECT ENCODING k",
+    "MEMORY USAGE k",
     "DECR n",
     "DECRBY n 2",
     "AI.TENSORSET t FLOAT 2 VALUES 1 2",

@@ -157,9 +157,17 @@ def test_ask_tryagain_and_asking_during_a_manual_migration(cluster):
     with pytest.raises(redis.ResponseError, match="^Can't assign hashslot 12182 to a "
                        "different node while I still hold keys for this hash slot.$"):
         src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-    # MIGRATE moves {foo}a and {foo}big; then the source sends them on too.
+    # MIGRATE moves {foo}a and {foo}big (with its deadline); then the source sends them on.
+    assert src.execute_command("EXPIRE", "{foo}big", 600) == 1
+    deadline = src.execute_command("PEXPIRETIME", "{foo}big")
     assert src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000,
                                "KEYS", "{foo}a", "{foo}big") == b"OK"
+    out = subprocess.run(["redis-cli", "-p", str(dst_port)],
+                         input="ASKING\nPEXPIRETIME {foo}big\nASKING\nTTL {foo}a\n",
+                         capture_output=True, text=True, timeout=30).stdout.split("\n")
+    # Sent as the time left, as Redis's MIGRATE does: the transfer's time may add to it.
+    assert out[0] == out[2] == "OK" and out[3] == "-1", out
+    assert 0 <= int(out[1]) - deadline < 1000, (out, deadline)
     with pytest.raises(redis.exceptions.AskError):
         src.execute_command("AI.TENSORGET", "{foo}a", "VALUES")
     assert src.execute_command("MIGRATE", "127.0.0.1", dst_port, "", 0, 5000,
@@ -359,6 +367,49 @@ def test_leader_kill_under_a_writing_cluster_client(cluster):
         new = shard_ranges(cluster.nodes[0])
         assert new[1][2] != victim_port
         assert_acked_read_back(cluster, acked)
+    finally:
+        victim.start()
+
+
+def test_expiry_survives_a_leader_kill_and_wait_counts_replicas(cluster):
+    """A tensor and a model with deadlines on shard 2's leader; WAIT counts the two
+    followers that have the writes (a follower refuses WAIT). kill -9 of the leader: the new
+    leader has the same deadlines, and the keys expire on it then."""
+    ranges = shard_ranges(cluster.nodes[0])
+    victim_port, followers = ranges[2][2], ranges[2][3]
+    victim = [n for n in cluster.nodes if n.port == victim_port][0]
+    tag = tag_for_shard(ranges, 2, "ttl")
+    t, m = f"{{{tag}}}t", f"{{{tag}}}m"
+    r = redis.Redis(port=victim_port)
+    r.execute_command("AI.TENSORSET", t, "FLOAT", 1, 4, "VALUES", *IRIS)
+    r.execute_command("AI.MODELSTORE", m, "ONNX", "CPU", "BLOB", MODEL.read_bytes())
+    assert r.execute_command("PEXPIRE", t, 6000) == 1
+    assert r.execute_command("PEXPIRE", m, 6000, "NX") == 1
+    deadlines = [r.execute_command("PEXPIRETIME", k) for k in (t, m)]
+    assert r.execute_command("WAIT", 2, 5000) == 2
+    assert r.execute_command("WAITAOF", 1, 2, 5000) == [1, 2]
+    with pytest.raises(redis.ResponseError, match="^WAIT cannot be used with replica"):
+        redis.Redis(port=followers[0]).execute_command("WAIT", 1, 100)
+    victim.kill()
+    try:
+        survivor = redis.Redis(port=followers[0])
+        leader = None
+        for _ in range(200):
+            try:
+                leader = [e[2][1] for e in survivor.execute_command("CLUSTER", "SLOTS")
+                          if e[0] <= key_slot(tag.encode()) <= e[1]][0]
+            except redis.RedisError:
+                leader = None
+            if leader not in (None, victim_port):
+                break
+            time.sleep(0.1)
+        assert leader in followers, leader
+        new = redis.Redis(port=leader)
+        assert [new.execute_command("PEXPIRETIME", k) for k in (t, m)] == deadlines
+        new.execute_command("AI.MODELEXECUTE", m, "INPUTS", 1, t, "OUTPUTS", 1, f"{{{tag}}}o")
+        time.sleep(max(0, max(deadlines) / 1000 - time.time()) + 0.3)
+        assert new.execute_command("EXISTS", t, m) == 0
+        assert new.execute_command("EXISTS", f"{{{tag}}}o") == 1
     finally:
         victim.start()
 

@@ -8,6 +8,7 @@ RESP2 and RESP3: the replies (errors included, by their text) must be the same. 
 redis-server cannot show: expiry of tensors and models, through a restart, and SHUTDOWN.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -169,12 +170,45 @@ def test_server_commands_answer_as_redis(pair):
     same(pair, "SHUTDOWN", "EXEC")
 
 
+def test_object_memory_and_wait_answer_as_redis(pair):
+    """OBJECT and MEMORY (MEMORY USAGE counts shardai's own bytes: only its presence is
+    compared), WAIT and WAITAOF on a node without replicas."""
+    big = "x" * 50
+    same(pair, "SET i 123", "SET small 007", ("SET", "s", "abc"), ("SET", "big", big),
+         "HSET h f v", ("HSET", "bh", "f", big * 2), "RPUSH l a",
+         "OBJECT ENCODING i", "OBJECT ENCODING small", "OBJECT ENCODING s", "OBJECT ENCODING big",
+         "OBJECT ENCODING h", "OBJECT ENCODING bh", "OBJECT ENCODING l", "OBJECT ENCODING nokey",
+         "OBJECT REFCOUNT i", "OBJECT REFCOUNT s", "OBJECT REFCOUNT nokey",
+         "OBJECT FREQ s", "OBJECT FREQ nokey", "OBJECT ENCODING", "OBJECT foo k", "OBJECT HELP",
+         "MEMORY USAGE nokey", "MEMORY USAGE s SAMPLES x", "MEMORY USAGE s foo", "MEMORY USAGE",
+         "MEMORY foo", "WAIT 0 0", "WAIT 0 x", "WAIT x 0", "WAIT 0 -1", "WAIT 1 50")
+    a, _ = pair
+    a.execute_command("AI.TENSORSET", "t", "FLOAT", 256, "BLOB", b"\0" * 1024)
+    assert a.execute_command("MEMORY", "USAGE", "t") >= 1024
+    assert a.execute_command("OBJECT", "ENCODING", "t") == b"raw"
+    assert a.execute_command("WAITAOF", 1, 0, 0) == [1, 0]
+
+
+def test_redis_benchmark_default_tests_run_without_errors(shardai):
+    """redis-benchmark's default tests of the types shardai has (not sets or sorted sets)."""
+    tests = ("ping_inline,ping_mbulk,set,get,incr,lpush,rpush,lpop,rpop,hset,lrange_100,"
+             "lrange_300,lrange_500,lrange_600,mset")
+    out = subprocess.run(["redis-benchmark", "-p", str(shardai.port), "-n", "2000", "-q",
+                          "-t", tests], capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "rror" not in text, text
+    for name in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "LPUSH", "RPUSH", "LPOP",
+                 "RPOP", "HSET", "LRANGE_100", "LRANGE_300", "LRANGE_500", "LRANGE_600", "MSET"):
+        assert re.search(rf"\b{name}( \([^)]*\))?: [\d.]+ requests per second", text), (name, text)
+
+
 def test_command_table_entries_match_redis(pair):
     """COMMAND INFO: arity, flags, key positions and ACL categories as Redis 7 has them."""
     names = ["expire", "pexpire", "expireat", "pexpireat", "persist", "ttl", "pttl",
              "expiretime", "pexpiretime", "getex", "rename", "renamenx", "copy", "touch",
              "getdel", "getset", "setnx", "setex", "psetex", "getrange", "setrange", "append",
-             "strlen", "msetnx", "incrbyfloat", "time", "lastsave", "shutdown", "debug"]
+             "strlen", "msetnx", "incrbyfloat", "time", "lastsave", "shutdown", "debug", "wait",
+             "object", "memory"]
     a, b = pair
     got = a.execute_command("COMMAND", "INFO", *names)
     want = b.execute_command("COMMAND", "INFO", *names)

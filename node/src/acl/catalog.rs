@@ -41,6 +41,7 @@ const ADMIN: &[&str] = &["admin", "slow", "dangerous"];
 const SLOW: &[&str] = &["slow"];
 const CONN: &[&str] = &["slow", "connection"];
 const ADMIN_CONN: &[&str] = &["admin", "slow", "dangerous", "connection"];
+const KEY_READ: &[&str] = &["keyspace", "read", "slow"];
 
 /// Subcommands and their categories. A subcommand not listed here is checked as its parent.
 const SUBCOMMANDS: &[(&str, &[&str])] = &[
@@ -91,6 +92,13 @@ const SUBCOMMANDS: &[(&str, &[&str])] = &[
     ("acl|log", ADMIN),
     ("acl|load", ADMIN),
     ("acl|save", ADMIN),
+    ("object|encoding", KEY_READ),
+    ("object|refcount", KEY_READ),
+    ("object|freq", KEY_READ),
+    ("object|idletime", KEY_READ),
+    ("object|help", &["keyspace", "slow"]),
+    ("memory|usage", &["read", "slow"]),
+    ("memory|help", SLOW),
 ];
 
 /// One nameable entry: a command or a subcommand.

@@ -15,6 +15,7 @@ mod command;
 mod dag;
 mod expiry;
 mod info;
+mod introspect;
 mod keyspace;
 mod lifecycle;
 mod migrate;
@@ -29,6 +30,7 @@ pub(crate) mod tensor;
 
 pub(crate) use keyspace::applied;
 pub mod transaction;
+mod wait;
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -222,6 +224,13 @@ async fn run(
         Command::LastSave => lifecycle::lastsave(shared),
         Command::Shutdown { abort } => return lifecycle::shutdown(abort, shared, conn),
         Command::DebugSleep(d) => lifecycle::sleep(d).await,
+        Command::Object(c) => introspect::object(c, store),
+        Command::Memory(c) => introspect::memory(c, store),
+        Command::Wait {
+            local,
+            replicas,
+            timeout_ms,
+        } => wait::wait(local, replicas, timeout_ms, shared).await,
     };
     (reply, Flow::Continue)
 }

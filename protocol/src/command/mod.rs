@@ -11,6 +11,7 @@ pub(crate) mod collections;
 mod cursor;
 pub(crate) mod dag;
 pub(crate) mod expiry;
+pub(crate) mod introspect;
 pub(crate) mod keyspace;
 pub(crate) mod lifecycle;
 pub(crate) mod migrate;
@@ -32,6 +33,7 @@ pub use self::{
     cursor::Cursor,
     dag::{Dag, DagOp, MAX_DAG_KEYS, MAX_DAG_OPS, load_keys_checked_first},
     expiry::{ExpireArgs, ExpireCond, GetExChange, TtlArgs},
+    introspect::{MemoryCmd, ObjectCmd, subcommand_key},
     keyspace::Scan,
     migrate::{Migrate, Restore},
     model::{Backend, BatchOpts, ModelExecute, ModelGet, ModelStore, modelexecute_input_count},
@@ -331,6 +333,19 @@ pub enum Command {
     },
     /// `DEBUG SLEEP seconds`
     DebugSleep(std::time::Duration),
+    /// `OBJECT subcommand ...`
+    Object(ObjectCmd),
+    /// `MEMORY subcommand ...`
+    Memory(MemoryCmd),
+    /// `WAIT numreplicas timeout` and `WAITAOF numlocal numreplicas timeout` (`local`).
+    Wait {
+        /// WAITAOF: the local fsyncs asked for (0 or 1).
+        local: Option<i64>,
+        /// Replicas asked for.
+        replicas: i64,
+        /// Milliseconds; 0 waits for ever.
+        timeout_ms: u64,
+    },
 }
 
 impl Command {
