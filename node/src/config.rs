@@ -273,7 +273,8 @@ pub struct Config {
     #[arg(long, env = "SHARDAI_IO_THREADS", default_value_t = 0)]
     pub io_threads: usize,
 
-    /// Seconds to let connections finish their current command on SIGTERM/SIGINT.
+    /// Seconds to let connections finish their current command on SIGTERM, SIGINT or
+    /// SHUTDOWN.
     #[arg(long, env = "SHARDAI_SHUTDOWN_TIMEOUT", default_value_t = 5)]
     pub shutdown_timeout: u64,
 

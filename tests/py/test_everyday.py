@@ -228,8 +228,8 @@ def test_command_table_entries_match_redis(pair):
 
 
 def test_tensor_and_model_expire_and_keep_their_deadline_through_a_restart():
-    """EXPIRE on a tensor and a model; the deadlines are in the log: after a restart the
-    keys still expire then (not later, not never). COPY and RENAME of a model: each key
+    """EXPIRE on a tensor and a model; the deadlines are in the log and the snapshot: after
+    a restart the keys still expire then (not later, not never). COPY and RENAME of a model: each key
     runs, the copy with statistics of its own."""
     first = Server()
     second = None
@@ -246,6 +246,8 @@ def test_tensor_and_model_expire_and_keep_their_deadline_through_a_restart():
         deadline = r.execute_command("PEXPIRETIME", "t")
         time.sleep(0.5)
         assert r.execute_command("EXISTS", "gone") == 0
+        # The restart reads the deadlines back from a snapshot.
+        assert r.execute_command("SAVE") is True
         r.close()
         first.stop()
         second = Server(dir=first.dir)
