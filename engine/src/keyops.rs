@@ -119,6 +119,23 @@ impl Store {
         Ok(Applied::Int(1))
     }
 
+    pub(crate) fn apply_getex(
+        &self,
+        key: &Bytes,
+        change: Option<Option<i64>>,
+        at_ms: u64,
+    ) -> Result<Applied, Error> {
+        let value = match self.get_at(key, at_ms) {
+            None => return Ok(Applied::Value(None)),
+            Some(Value::Str(s)) => s,
+            Some(_) => return Err(Error::WrongType),
+        };
+        if let Some(at) = change {
+            self.apply_expire(key, at, ExpireCond::default(), at_ms)?;
+        }
+        Ok(Applied::Value(Some(value)))
+    }
+
     pub(crate) fn apply_rename(
         &self,
         from: &Bytes,
@@ -344,6 +361,20 @@ mod tests {
         // A deadline at or before the mutation's time deletes the key.
         assert_eq!(expire(&s, "k", Some(10), 0, 10), Applied::Int(1));
         assert_eq!((s.len(), s.get_at(b"k", 10).is_none()), (0, true));
+        // GETEX: the value, whatever its deadline becomes.
+        set(&s, "g", "v", None);
+        let getex = |change| Mutation::GetEx {
+            key: b("g"),
+            change,
+        };
+        let v = Ok(Applied::Value(Some(b("v"))));
+        assert_eq!(s.apply(getex(Some(Some(50))), 10), v);
+        assert_eq!(s.ttl_ms(b"g", 10), Some(Some(40)));
+        assert_eq!(s.apply(getex(None), 10), v);
+        assert_eq!(s.apply(getex(Some(None)), 10), v);
+        assert_eq!(s.ttl_ms(b"g", 10), Some(None));
+        assert_eq!(s.apply(getex(Some(Some(5))), 10), v);
+        assert_eq!(s.apply(getex(None), 10), Ok(Applied::Value(None)));
     }
 
     #[test]

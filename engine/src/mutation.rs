@@ -191,6 +191,14 @@ pub enum Mutation {
         /// The increment.
         delta: f64,
     },
+    /// GETEX: a string's value, its deadline changed as asked (`None`: kept; `Some(None)`:
+    /// removed; `Some(Some(t))`: Unix ms, at or before the mutation's time deleting it).
+    GetEx {
+        /// The key.
+        key: Bytes,
+        /// The deadline change.
+        change: Option<Option<i64>>,
+    },
 }
 
 impl Mutation {
@@ -226,7 +234,8 @@ impl Mutation {
             | Mutation::Expire { key, .. }
             | Mutation::GetDel(key)
             | Mutation::WriteRange { key, .. }
-            | Mutation::IncrByFloat { key, .. } => Some(key),
+            | Mutation::IncrByFloat { key, .. }
+            | Mutation::GetEx { key, .. } => Some(key),
             Mutation::Rename { from, .. } | Mutation::Copy { from, .. } => Some(from),
             Mutation::MSetNx(v) => v.first().map(|(k, _)| k),
             Mutation::SetTensors(v) => v.first().map(|(k, _)| k),
@@ -450,6 +459,7 @@ impl Store {
             }
             Mutation::MSetNx(pairs) => self.apply_msetnx(pairs, at_ms),
             Mutation::IncrByFloat { key, delta } => self.apply_incr_float(key, delta, at_ms),
+            Mutation::GetEx { key, change } => self.apply_getex(&key, change, at_ms),
         }
     }
 

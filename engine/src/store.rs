@@ -272,6 +272,13 @@ impl Store {
             .map(|e| e.value.clone())
     }
 
+    /// A live key's value and deadline (Unix ms).
+    pub fn entry_at(&self, key: &[u8], now_ms: u64) -> Option<(Value, Option<u64>)> {
+        let stripe = self.stripe_of(key).read();
+        let e = stripe.get(key).filter(|e| e.live(now_ms))?;
+        Some((e.value.clone(), e.expire_at))
+    }
+
     /// The remaining time to live of `key` in ms: `None` when missing, `Some(None)` when it
     /// has no deadline.
     pub fn ttl_ms(&self, key: &[u8], now_ms: u64) -> Option<Option<u64>> {

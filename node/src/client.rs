@@ -15,6 +15,9 @@ use shardai_protocol::Command;
 
 use crate::acl::User;
 
+/// A WATCHed key's value and deadline (Unix ms) when it was watched.
+pub type Watched = (shardai_engine::Value, Option<u64>);
+
 /// Per-connection state that commands read and change.
 #[derive(Debug)]
 pub struct ConnState {
@@ -34,9 +37,9 @@ pub struct ConnState {
     pub tls: bool,
     /// After MULTI: the commands queued for EXEC.
     pub tx: Option<Transaction>,
-    /// WATCHed keys and the value each held when watched (kept, so that a write, which
+    /// WATCHed keys and the value and deadline each held when watched (kept, so that a write, which
     /// stores a new value or copies a shared one, is told from no write).
-    pub watched: Vec<(Bytes, Option<shardai_engine::Value>)>,
+    pub watched: Vec<(Bytes, Option<Watched>)>,
     /// The running command's first arguments, for SLOWLOG (see `ops::Ops::before`).
     pub held: Vec<Bytes>,
 }

@@ -250,21 +250,34 @@ async fn handle(
     }
 }
 
-/// The slot whose keys `cmd` reads or checks to move it to another shard: CLUSTER
-/// GETKEYSINSLOT and COUNTKEYSINSLOT (a resharding tool moves the slot once they answer no
-/// key) and SETSLOT NODE (refused while the slot still has keys here).
+/// The slot whose keys `cmd` reads to move it to another shard: CLUSTER GETKEYSINSLOT and
+/// COUNTKEYSINSLOT (a resharding tool moves the slot once they answer no key).
 fn settles_slot(cmd: &Command) -> Option<u16> {
     match cmd {
         Command::Cluster(
-            ClusterCmd::GetKeysInSlot { slot, .. }
-            | ClusterCmd::CountKeysInSlot(slot)
-            | ClusterCmd::SetSlot {
-                slot,
-                action: SetSlotAction::Node(_),
-            },
+            ClusterCmd::GetKeysInSlot { slot, .. } | ClusterCmd::CountKeysInSlot(slot),
         ) => Some(*slot),
         _ => None,
     }
+}
+
+/// CLUSTER SETSLOT NODE, which holds the migration lock exclusively while it checks that no
+/// key of the slot is left and hands the slot over (see `dispatch::setslot`).
+fn hands_over_slot(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Cluster(ClusterCmd::SetSlot {
+            action: SetSlotAction::Node(_),
+            ..
+        })
+    )
+}
+
+/// Commands refused after MULTI (`ERR Command not allowed inside a transaction`).
+fn not_in_multi(cmd: &Command) -> bool {
+    matches!(cmd, Command::Shutdown { .. } | Command::DebugSleep(_))
+        || settles_slot(cmd).is_some()
+        || hands_over_slot(cmd)
 }
 
 /// Whether `cmd` may be put in flight without waiting for its commit: an AI.TENSORSET of a
@@ -414,8 +427,10 @@ async fn handle_inner(
                 None => Ok(None),
             };
             match admitted {
-                // As Redis's `no_multi` commands.
-                Ok(_) if state.tx.is_some() && matches!(cmd, Command::Shutdown { .. }) => {
+                // As Redis's `no_multi` commands; also those that wait for other clients'
+                // commands, which a transaction holds up, and DEBUG SLEEP, which would hold
+                // up every client.
+                Ok(_) if state.tx.is_some() && not_in_multi(&cmd) => {
                     refused_in_transaction(state);
                     let e = Error::Verbatim("ERR Command not allowed inside a transaction".into());
                     (Reply::Error(e), Flow::Continue)
@@ -476,6 +491,9 @@ async fn handle_inner(
                     } else if matches!(cmd, Command::Migrate(_)) && shared.cluster.is_some()
                         // Waiting on time or on replicas, touching no key: EXECs go on.
                         || matches!(cmd, Command::Wait { .. } | Command::DebugSleep(_))
+                        // They take the migration lock exclusively (see `settles_slot`).
+                        || (settles_slot(&cmd).is_some() || hands_over_slot(&cmd))
+                            && shared.cluster.is_some()
                     {
                         Gate::None
                     } else {

@@ -26,6 +26,14 @@ pub fn growth(cmd: &Command, request_bytes: usize) -> usize {
                 _ => 0,
             })
             .fold(0, usize::saturating_add),
+        // A SETRANGE far into a string makes a string that long.
+        Command::WriteRange {
+            offset: Some(o),
+            value,
+            ..
+        } => usize::try_from(*o)
+            .unwrap_or(usize::MAX)
+            .saturating_add(value.len()),
         _ => 0,
     };
     request_bytes.max(made)

@@ -152,7 +152,8 @@ impl DumpPayload {
             | Op::GetDel(_)
             | Op::WriteRange(..)
             | Op::MSetNx(_)
-            | Op::IncrByFloat(..) => return Err(bad_payload()),
+            | Op::IncrByFloat(..)
+            | Op::GetEx(..) => return Err(bad_payload()),
         };
         // Only a string's op carries a deadline: the others get theirs in the same entry.
         let deadline = deadline.filter(|_| !matches!(op, Op::Set { .. }));

@@ -345,6 +345,8 @@ pub enum Op {
     MSetNx(Vec<(Bytes, Bytes)>),
     /// `Mutation::IncrByFloat`.
     IncrByFloat(Bytes, f64),
+    /// `Mutation::GetEx`: key, change (0 keep, 1 remove, 2 the deadline), deadline.
+    GetEx(Bytes, u8, i64),
 }
 
 impl Op {
@@ -375,7 +377,8 @@ impl Op {
             | Op::GetDel(_)
             | Op::WriteRange(..)
             | Op::MSetNx(_)
-            | Op::IncrByFloat(..) => false,
+            | Op::IncrByFloat(..)
+            | Op::GetEx(..) => false,
             // A copied model or script shares the loaded one.
             Op::Copy(..) => false,
         }
@@ -426,6 +429,7 @@ impl fmt::Display for Cmd {
             Op::WriteRange(k, ..) => ("WriteRange", Some(k)),
             Op::MSetNx(v) => ("MSetNx", v.first().map(|(k, _)| k)),
             Op::IncrByFloat(k, _) => ("IncrByFloat", Some(k)),
+            Op::GetEx(k, ..) => ("GetEx", Some(k)),
         };
         match key {
             Some(k) => write!(
@@ -487,7 +491,8 @@ impl Op {
             | Op::Copy(k, ..)
             | Op::GetDel(k)
             | Op::WriteRange(k, ..)
-            | Op::IncrByFloat(k, _) => Some(k),
+            | Op::IncrByFloat(k, _)
+            | Op::GetEx(k, ..) => Some(k),
             Op::SetTensors(v) => v.first().map(|(k, _)| k),
             Op::MSet(v) | Op::MSetNx(v) => v.first().map(|(k, _)| k),
             Op::Del(v) => v.first(),
@@ -574,6 +579,11 @@ impl Op {
             }
             Mutation::MSetNx(v) => Op::MSetNx(v.clone()),
             Mutation::IncrByFloat { key, delta } => Op::IncrByFloat(key.clone(), *delta),
+            Mutation::GetEx { key, change } => match change {
+                None => Op::GetEx(key.clone(), 0, 0),
+                Some(None) => Op::GetEx(key.clone(), 1, 0),
+                Some(Some(t)) => Op::GetEx(key.clone(), 2, *t),
+            },
         }
     }
 
@@ -671,6 +681,14 @@ impl Op {
             Op::WriteRange(key, offset, value) => Mutation::WriteRange { key, offset, value },
             Op::MSetNx(v) => Mutation::MSetNx(v),
             Op::IncrByFloat(key, delta) => Mutation::IncrByFloat { key, delta },
+            Op::GetEx(key, kind, t) => Mutation::GetEx {
+                key,
+                change: match kind {
+                    0 => None,
+                    1 => Some(None),
+                    _ => Some(Some(t)),
+                },
+            },
         })
     }
 }

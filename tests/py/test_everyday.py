@@ -97,7 +97,7 @@ def test_string_commands_answer_as_redis(pair):
          "GETSET s v2", "GETSET nokey v", "SET fresh v GET", "SET fresh w GET",
          "SETNX s v", "SETNX sn v", "GET sn",
          "SETEX se 100 v", "GET se", "SETEX se 0 v", "SETEX se x v", "PSETEX pe 100000 v",
-         "PSETEX pe -1 v", "SETEX se 9223372036854775807 v",
+         "PSETEX pe -1 v", "SETEX se 9223372036854775807 v", "PSETEX pe 9223372036854775807 v",
          "GETDEL s", "GETDEL s",
          "INCRBYFLOAT f 10.5", "INCRBYFLOAT f 0.1", "INCRBYFLOAT f -5e3", "INCRBYFLOAT f abc",
          "INCRBYFLOAT f inf", "INCRBYFLOAT sn 1", "SET i 3.0", "INCRBYFLOAT i 1",
@@ -145,7 +145,8 @@ def test_expiry_commands_answer_as_redis(pair):
          "GETEX g PX 100000", "GETEX g EXAT 4102444800", "EXPIRETIME g",
          "GETEX g PXAT 4102444800123", "PEXPIRETIME g", "GETEX nokey", "GETEX nokey EX 10",
          "HSET h f v", "GETEX h", "EXPIRE h 100", "TTL h",
-         "GETEX g PXAT 1", "EXISTS g",
+         "GETEX g PXAT 1", "EXISTS g", "GETEX nokey EX 0", "GETEX nokey PX x", "GETEX h EX 0",
+         "SET g v", "GETEX g EX 0", "GETEX g PX 9223372036854775807",
          "SET k v EX 100", "SET k w KEEPTTL", "TTL k", "SET k x", "TTL k",
          "EXPIRE k", "TTL", "PERSIST", "GETEX")
     # Times that pass while the test runs: PTTL within a second of each other.
@@ -154,6 +155,43 @@ def test_expiry_commands_answer_as_redis(pair):
         c.execute_command("SET", "p", "v", "PX", 100000)
     got, want = (c.execute_command("PTTL", "p") for c in (a, b))
     assert abs(got - want) < 1000 and 98000 < got <= 100000
+
+
+def test_watch_sees_deadline_changes_and_wait_does_not_block_a_transaction(pair):
+    a, b = pair
+    for c in (a, b):
+        c.execute_command("SET", "w", "v")
+        c.execute_command("WATCH", "w")
+    same(pair, "EXPIRE w 100")
+    for c in (a, b):
+        c.execute_command("MULTI")
+    same(pair, "SET other 1", "EXEC", "GET other")
+    for c in (a, b):
+        c.execute_command("MULTI")
+    same(pair, "WAIT 1 0", "EXEC")
+
+
+def test_restore_replace_takes_any_type_and_keeps_the_deadline(shardai):
+    r = shardai.client()
+    r.execute_command("AI.TENSORSET", "src", "FLOAT", 2, "VALUES", 1, 2)
+    payload = r.execute_command("DUMP", "src")
+    r.execute_command("SET", "k", "a string")
+    r.execute_command("PEXPIRE", "k", 900000)
+    with pytest.raises(redis.ResponseError, match="^BUSYKEY"):
+        r.execute_command("RESTORE", "k", 5000, payload)
+    assert r.execute_command("RESTORE", "k", 5000, payload, "REPLACE") == b"OK"
+    assert r.execute_command("TYPE", "k") == b"AI_TENSOR"
+    assert 0 < r.execute_command("PTTL", "k") <= 5000
+    assert r.execute_command("RESTORE", "k", 0, payload, "REPLACE") == b"OK"
+    assert r.execute_command("PTTL", "k") == -1
+    # Not queued: they would hold up every other client while the transaction runs.
+    r.execute_command("MULTI")
+    for cmd in (("DEBUG", "SLEEP", 0), ("SHUTDOWN",), ("CLUSTER", "GETKEYSINSLOT", 0, 1)):
+        with pytest.raises(redis.ResponseError, match="^Command not allowed inside a transac"):
+            r.execute_command(*cmd)
+    with pytest.raises(redis.ResponseError, match="^Transaction discarded"):
+        r.execute_command("EXEC")
+    r.close()
 
 
 def test_server_commands_answer_as_redis(pair):

@@ -261,13 +261,28 @@ impl Cluster {
     /// and send new keys on with ASK. The caller holds neither the migration lock nor the
     /// transaction gate.
     pub async fn settle_slot(&self, slot: u16) -> Result<(), Error> {
-        drop(self.migration.write().await);
+        // Only this shard's slots take writes here.
+        let mine = self
+            .view()
+            .is_some_and(|v| v.my_shard().is_some() && v.owner(slot) == v.my_shard());
+        if mine {
+            drop(self.settle_slot_held(slot).await?);
+        }
+        Ok(())
+    }
+
+    /// As [`Cluster::settle_slot`], holding the migration lock until the guard drops.
+    pub async fn settle_slot_held(
+        &self,
+        slot: u16,
+    ) -> Result<tokio::sync::OwnedRwLockWriteGuard<()>, Error> {
+        let guard = self.migration.clone().write_owned().await;
         if self.role() == Some(Role::Leader)
             && let Some(e) = self.read_gate(slot).await
         {
             return Err(e);
         }
-        Ok(())
+        Ok(guard)
     }
 
     /// The read gate for a read of this shard's `slot` (its MOVED names `slot` when another

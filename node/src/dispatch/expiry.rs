@@ -62,34 +62,23 @@ pub(super) fn ttl(a: TtlArgs, store: &Store) -> Reply {
     })
 }
 
-/// GETEX: the string's value, its deadline changed as asked.
+/// GETEX: the string's value, its deadline changed as asked; read where the change applies,
+/// so the value answered is the one whose deadline changed.
 pub(super) async fn getex(
     key: Bytes,
     change: Option<GetExChange>,
     store: &Store,
     proposer: &dyn Proposer,
 ) -> Reply {
-    let value = match store.get(&key) {
+    // Redis's order: no key, then the type, then the time.
+    match store.get(&key) {
         None => return Reply::Nil,
-        Some(Value::Str(v)) => v,
+        Some(Value::Str(_)) => {}
         Some(_) => return Reply::Error(Error::WrongType),
-    };
-    let at = match change {
-        None => return Reply::Bulk(value),
-        Some(GetExChange::Persist) => None,
-        Some(GetExChange::At(t)) => Some(t),
-        Some(GetExChange::In(ms)) => match from_now(ms, "getex") {
-            Ok(t) => Some(t),
-            Err(e) => return Reply::Error(e),
-        },
-    };
-    let m = Mutation::Expire {
-        key,
-        at,
-        cond: ExpireCond::default(),
-    };
-    match proposer.propose(m).await {
-        Ok(_) => Reply::Bulk(value),
-        Err(e) => Reply::Error(e),
     }
+    let change = match change.map(|c| c.deadline(now_ms() as i64)).transpose() {
+        Ok(c) => c,
+        Err(e) => return Reply::Error(e),
+    };
+    applied(proposer.propose(Mutation::GetEx { key, change }).await)
 }

@@ -52,7 +52,8 @@ pub(super) async fn restore(
         (t, false) => Some(now_ms() + t),
     };
     let backends = backends.clone();
-    let (payload, key) = (r.payload, r.key);
+    let (payload, key, replace) = (r.payload, r.key, r.replace);
+    let target = key.clone();
     let compiler = backends.clone();
     let load = move |w: shardai_raft::types::WireModel| w.load(&backends);
     let compile = move |s: shardai_raft::types::WireScript| s.compile(&compiler);
@@ -79,9 +80,18 @@ pub(super) async fn restore(
             Err(e) => Err(e),
         }
     };
+    // REPLACE replaces a value of any type (the key is deleted first, in the same entry);
+    // a value with a deadline other than a string's gets it in that entry too.
+    let m = m.map(|m| match (replace, m) {
+        (false, m) => m,
+        (true, Mutation::Batch(v)) => Mutation::Batch(
+            std::iter::once(Mutation::Del(vec![target]))
+                .chain(v)
+                .collect(),
+        ),
+        (true, m) => Mutation::Batch(vec![Mutation::Del(vec![target]), m]),
+    });
     match m {
-        // A value with a deadline other than a string's is stored and given its deadline
-        // in one entry.
         Ok(m) => match proposer.propose(m).await {
             Ok(Applied::Batch(v)) => match v.into_iter().find_map(Result::err) {
                 Some(e) => Reply::Error(e),

@@ -52,7 +52,7 @@ pub(super) async fn set(a: SetArgs, proposer: &dyn Proposer) -> Reply {
         Some(Expiry::AtMillis(t)) => Deadline::At(t as u64),
         Some(Expiry::InMillis(ms)) => match now_ms().checked_add(ms as u64) {
             Some(t) if t < i64::MAX as u64 => Deadline::At(t),
-            _ => return Reply::Error(Error::InvalidExpire("set")),
+            _ => return Reply::Error(Error::InvalidExpire(a.name)),
         },
     };
     let m = Mutation::Set {

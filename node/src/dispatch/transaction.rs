@@ -24,7 +24,7 @@ use shardai_protocol::{Command, Error, Reply, table::CommandSpec};
 use tracing::warn;
 
 use crate::{
-    client::{ConnState, Transaction},
+    client::{ConnState, Transaction, Watched},
     state::Shared,
 };
 
@@ -32,10 +32,16 @@ fn err(text: &str) -> Reply {
     Reply::Error(Error::Verbatim(text.to_string()))
 }
 
-/// True when `now` is the very value `then` was (or both are missing). Every write stores
-/// a new value, or copies one that someone else holds (the WATCH holds it), so a value kept
-/// at WATCH is the one still stored only if no write came since.
-fn unchanged(then: &Option<Value>, now: &Option<Value>) -> bool {
+/// True when `now` is the very value `then` was, with the same deadline (or both are
+/// missing). Every write stores a new value, or copies one that someone else holds (the
+/// WATCH holds it), so a value kept at WATCH is the one still stored only if no write came
+/// since; EXPIRE and PERSIST change only the deadline.
+fn unchanged(then: &Option<Watched>, now: &Option<Watched>) -> bool {
+    let (then, now) = match (then, now) {
+        (Some((a, at)), Some((b, bt))) if at == bt => (Some(a), Some(b)),
+        (Some(_), Some(_)) => return false,
+        (a, b) => (a.as_ref().map(|x| &x.0), b.as_ref().map(|x| &x.0)),
+    };
     match (then, now) {
         (None, None) => true,
         (Some(Value::Str(a)), Some(Value::Str(b))) => {
@@ -71,7 +77,7 @@ pub(super) fn watch(keys: Vec<Bytes>, store: &Store, conn: &mut ConnState) -> Re
         return err("ERR WATCH inside MULTI is not allowed");
     }
     for k in keys {
-        let v = store.get(&k);
+        let v = store.entry_at(&k, now_ms());
         conn.watched.push((k, v));
     }
     Reply::OK
@@ -128,7 +134,11 @@ pub(super) fn exec<'a>(
             return err("EXECABORT Transaction discarded because of previous errors.");
         }
         let store = shared.store();
-        if watched.iter().any(|(k, v)| !unchanged(v, &store.get(k))) {
+        let now = now_ms();
+        if watched
+            .iter()
+            .any(|(k, v)| !unchanged(v, &store.entry_at(k, now)))
+        {
             return Reply::NilArray;
         }
         if tx.beyond_keys {
@@ -176,6 +186,15 @@ async fn run_all(
 ) -> Vec<Reply> {
     let mut replies = Vec::with_capacity(queued.len());
     for cmd in queued {
+        // As Redis in a transaction: WAIT does not block, it answers the count it has.
+        let cmd = match cmd {
+            Command::Wait { local, .. } => Command::Wait {
+                local,
+                replicas: 0,
+                timeout_ms: 0,
+            },
+            cmd => cmd,
+        };
         let reply = match refused_in_exec(&cmd) {
             Some(refused) => refused,
             None => super::run(cmd, shared, conn, proposer).await.0,

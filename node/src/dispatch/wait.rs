@@ -59,7 +59,10 @@ pub(super) async fn wait(
             .iter()
             .filter(|(id, m)| **id != r.me && **m >= target)
             .count() as i64;
-        if have >= replicas || deadline.is_some_and(|d| Instant::now() >= d) {
+        // A leader that stepped down counts no more.
+        let leads =
+            shared.cluster.is_none() || r.leader.as_ref().is_some_and(|(id, _)| *id == r.me);
+        if have >= replicas || !leads || deadline.is_some_and(|d| Instant::now() >= d) {
             break have;
         }
         tokio::time::sleep(POLL).await;

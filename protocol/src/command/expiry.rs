@@ -60,15 +60,50 @@ pub struct ExpireArgs {
     pub name: &'static str,
 }
 
-/// A deadline change GETEX asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A deadline change GETEX asks for. Its time is checked only once the key is found to be a
+/// string (Redis's order: `GETEX missing EX 0` is nil).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetExChange {
-    /// EX / PX: milliseconds from now.
-    In(i64),
-    /// EXAT / PXAT: Unix time in milliseconds.
-    At(i64),
+    /// EX / PX / EXAT / PXAT and the time as given.
+    Time {
+        /// EX / EXAT: seconds, else milliseconds.
+        secs: bool,
+        /// EXAT / PXAT: a Unix time, else from now.
+        absolute: bool,
+        /// The time as sent.
+        raw: Bytes,
+    },
     /// PERSIST: remove the deadline.
     Persist,
+}
+
+impl GetExChange {
+    /// The new deadline (Unix ms; `None`: PERSIST) for a command taken at `now_ms`, or
+    /// Redis's error for the time given.
+    pub fn deadline(&self, now_ms: i64) -> Result<Option<i64>, Error> {
+        let Self::Time {
+            secs,
+            absolute,
+            raw,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let n = parse_i64(raw).ok_or(Error::NotInteger)?;
+        let bad = Error::InvalidExpire("getex");
+        if n <= 0 {
+            return Err(bad);
+        }
+        let ms = if *secs {
+            n.checked_mul(1000).ok_or(bad.clone())?
+        } else {
+            n
+        };
+        match absolute {
+            true => Ok(Some(ms)),
+            false => ms.checked_add(now_ms).map(Some).ok_or(bad),
+        }
+    }
 }
 
 /// What TTL-family command reads.
@@ -156,37 +191,19 @@ pub(crate) fn ttl(c: &mut Cursor) -> Result<Command, Error> {
 pub(crate) fn getex(c: &mut Cursor) -> Result<Command, Error> {
     let key = c.next_bytes()?;
     let mut change = None;
-    let mut given: Option<(Bytes, Bytes)> = None;
     while let Some(opt) = c.next_opt() {
         let word = opt.to_ascii_uppercase();
         match word.as_slice() {
-            b"PERSIST" if change.is_none() && given.is_none() => {
-                change = Some(GetExChange::Persist)
-            }
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" if change.is_none() && given.is_none() => {
-                let n = c.next_opt().ok_or(Error::Syntax)?;
-                given = Some((Bytes::from(word), n));
+            b"PERSIST" if change.is_none() => change = Some(GetExChange::Persist),
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" if change.is_none() => {
+                change = Some(GetExChange::Time {
+                    secs: word.starts_with(b"E"),
+                    absolute: word.ends_with(b"AT"),
+                    raw: c.next_opt().ok_or(Error::Syntax)?,
+                });
             }
             _ => return Err(Error::Syntax),
         }
-    }
-    if let Some((word, n)) = given {
-        let n = parse_i64(&n).ok_or(Error::NotInteger)?;
-        let seconds = word.starts_with(b"E");
-        let bad = Error::InvalidExpire("getex");
-        if n <= 0 {
-            return Err(bad);
-        }
-        let ms = if seconds {
-            n.checked_mul(1000).ok_or(bad)?
-        } else {
-            n
-        };
-        change = Some(if word.ends_with(b"AT") {
-            GetExChange::At(ms)
-        } else {
-            GetExChange::In(ms)
-        });
     }
     Ok(Command::GetEx { key, change })
 }
@@ -268,27 +285,27 @@ mod tests {
             })
         );
         let getex = |s: &str| match parse(s) {
-            Ok(Command::GetEx { change, .. }) => Ok(change),
+            Ok(Command::GetEx { change, .. }) => {
+                Ok(change.map(|c| c.deadline(1000).map_err(|e| e.wire_text())))
+            }
             Ok(other) => panic!("{other:?}"),
             Err(e) => Err(e.wire_text()),
         };
         assert_eq!(getex("GETEX k"), Ok(None));
-        assert_eq!(getex("GETEX k ex 2"), Ok(Some(GetExChange::In(2000))));
-        assert_eq!(getex("GETEX k PXAT 7"), Ok(Some(GetExChange::At(7))));
-        assert_eq!(getex("GETEX k persist"), Ok(Some(GetExChange::Persist)));
+        assert_eq!(getex("GETEX k ex 2"), Ok(Some(Ok(Some(3000)))));
+        assert_eq!(getex("GETEX k PXAT 7"), Ok(Some(Ok(Some(7)))));
+        assert_eq!(getex("GETEX k persist"), Ok(Some(Ok(None))));
         assert_eq!(getex("GETEX k EX 1 PX 1"), Err("ERR syntax error".into()));
         assert_eq!(
             getex("GETEX k PERSIST EX 1"),
             Err("ERR syntax error".into())
         );
         assert_eq!(getex("GETEX k EX"), Err("ERR syntax error".into()));
-        assert_eq!(
-            getex("GETEX k EX x"),
-            Err("ERR value is not an integer or out of range".into())
-        );
-        assert_eq!(
-            getex("GETEX k EX 0"),
-            Err("ERR invalid expire time in 'getex' command".into())
-        );
+        // The time is checked after the key (by the caller, with `deadline`).
+        let int = "ERR value is not an integer or out of range".to_string();
+        assert_eq!(getex("GETEX k EX x"), Ok(Some(Err(int))));
+        let bad = "ERR invalid expire time in 'getex' command".to_string();
+        assert_eq!(getex("GETEX k EX 0"), Ok(Some(Err(bad.clone()))));
+        assert_eq!(getex("GETEX k PX 9223372036854775807"), Ok(Some(Err(bad))));
     }
 }

@@ -82,7 +82,9 @@ pub(crate) fn memory(c: &mut Cursor) -> Result<Command, Error> {
             match opts {
                 [] => {}
                 [o, n] if o.eq_ignore_ascii_case(b"SAMPLES") => {
-                    parse_i64(n).ok_or(Error::NotInteger)?;
+                    if parse_i64(n).ok_or(Error::NotInteger)? < 0 {
+                        return Err(Error::Syntax);
+                    }
                 }
                 _ => return Err(Error::Syntax),
             }

@@ -40,6 +40,7 @@ pub(crate) fn setex(c: &mut Cursor) -> Result<Command, Error> {
     let ms = ms.filter(|_| n > 0).ok_or(Error::InvalidExpire(name))?;
     let mut a = SetArgs::plain(key, value);
     a.expiry = Some(Expiry::InMillis(ms));
+    a.name = name;
     Ok(Command::Set(a))
 }
 

@@ -42,6 +42,8 @@ pub struct SetArgs {
     pub expiry: Option<Expiry>,
     /// SETNX: reply 1 or 0 (whether it was written) instead of OK or nil.
     pub int_reply: bool,
+    /// The command's name, for its `invalid expire time` error.
+    pub name: &'static str,
 }
 
 impl SetArgs {
@@ -54,6 +56,7 @@ impl SetArgs {
             get: false,
             expiry: None,
             int_reply: false,
+            name: "set",
         }
     }
 }

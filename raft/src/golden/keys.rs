@@ -1,5 +1,5 @@
 //! Golden fixtures of the expiry, key and string variants: `Op::Expire` to
-//! `Op::IncrByFloat` (`log-ops-keys-v2.seg`, right after `Op::Batch`) and
+//! `Op::GetEx` (`log-ops-keys-v2.seg`, right after `Op::Batch`) and
 //! `ApplyResult::Value` (`bus-replies-value-v2.bin`).
 
 use super::*;
@@ -19,6 +19,7 @@ fn key_ops() -> Vec<Op> {
         Op::WriteRange(b("s"), Some(3), b("xy")),
         Op::MSetNx(vec![(b("m"), b("1")), (b("n"), b("2"))]),
         Op::IncrByFloat(b("f"), 1.5),
+        Op::GetEx(b("g"), 2, AT as i64),
     ]
 }
 
@@ -44,7 +45,18 @@ pub(super) async fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
 async fn every_key_op_decodes_from_a_log_segment() {
     let seg = include_bytes!("../../tests/golden/log-ops-keys-v2.seg");
     let ops = ops_of_segment(seg).await;
-    let [expire, persist, rename, copy, getdel, range, msetnx, incr] = &ops[..] else {
+    let [
+        expire,
+        persist,
+        rename,
+        copy,
+        getdel,
+        range,
+        msetnx,
+        incr,
+        getex,
+    ] = &ops[..]
+    else {
         panic!("{ops:?}")
     };
     assert!(
@@ -75,6 +87,10 @@ async fn every_key_op_decodes_from_a_log_segment() {
     assert!(
         matches!(incr, Op::IncrByFloat(k, d) if k == "f" && *d == 1.5),
         "{incr:?}"
+    );
+    assert!(
+        matches!(getex, Op::GetEx(k, 2, t) if k == "g" && *t == AT as i64),
+        "{getex:?}"
     );
     let batch = Op::Batch(Vec::new());
     assert_eq!(
