@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Benchmark: redis-benchmark's default tests (those of the types shardai has: not sets or
+sorted sets) against a default shardai node (every write in its fsync'd log) and Debian's
+redis-server with `appendonly yes, appendfsync always` (the same durability) and without
+persistence, side by side in one run, in turns, `--reps` times. Prints requests/s per test
+(median of the reps) and the ratio shardai / redis-server AOF always.
+
+Usage: .venv/bin/python tests/bench/redis_benchmark_defaults.py [--requests N]
+                                                                [--clients C] [--reps R]
+"""
+import argparse
+import csv
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from tensor_vs_redis import ROOT, start_redis, start_shardai, stop  # noqa: E402
+
+TESTS = ("ping_inline,ping_mbulk,set,get,incr,lpush,rpush,lpop,rpop,hset,lrange_100,lrange_300,"
+         "lrange_500,lrange_600,mset")
+
+
+def run(port, requests, clients):
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients),
+                          "-t", TESTS, "--csv"], capture_output=True, text=True, check=True)
+    if "rror" in out.stdout + out.stderr:
+        raise SystemExit(f"redis-benchmark reported an error:\n{out.stdout}{out.stderr}")
+    return {r["test"]: float(r["rps"]) for r in csv.DictReader(io.StringIO(out.stdout))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--shardai", default=os.path.join(ROOT, "target", "release", "shardai"))
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="rb-defaults-")
+    servers = {
+        "shardai": lambda: start_shardai(a.shardai, tmp, []),
+        "redis AOF always": lambda: start_redis(tmp, "--appendonly", "yes", "--appendfsync",
+                                                "always", name="redis-aof"),
+        "redis no persistence": lambda: start_redis(tmp, name="redis-plain"),
+    }
+    results = {name: [] for name in servers}
+    try:
+        for _ in range(a.reps):
+            for name, start in servers.items():
+                port, proc = start()
+                try:
+                    results[name].append(run(port, a.requests, a.clients))
+                finally:
+                    stop(proc)
+                shutil.rmtree(os.path.join(tmp, name.split()[0]), ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {n: {t: statistics.median(r[t] for r in rs) for t in rs[0]} for n, rs in results.items()}
+    names = list(servers)
+    print(f"redis-benchmark -n {a.requests} -c {a.clients}, median of {a.reps} (requests/s)\n")
+    print("| test | " + " | ".join(names) + " | shardai / redis AOF always |")
+    print("|---|" + "---|" * (len(names) + 1))
+    for t in med["shardai"]:
+        row = [f"{med[n][t]:,.0f}" for n in names]
+        print(f"| {t} | " + " | ".join(row) + f" | {med['shardai'][t] / med[names[1]][t]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
