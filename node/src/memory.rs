@@ -26,14 +26,17 @@ pub fn growth(cmd: &Command, request_bytes: usize) -> usize {
                 _ => 0,
             })
             .fold(0, usize::saturating_add),
-        // A SETRANGE far into a string makes a string that long.
+        // A SETRANGE far into a string makes a string that long (one past the largest
+        // string is refused by its own error).
         Command::WriteRange {
             offset: Some(o),
             value,
             ..
-        } => usize::try_from(*o)
-            .unwrap_or(usize::MAX)
-            .saturating_add(value.len()),
+        } if !value.is_empty() => usize::try_from(*o)
+            .ok()
+            .and_then(|o| o.checked_add(value.len()))
+            .filter(|n| *n <= 512 * 1024 * 1024)
+            .unwrap_or(0),
         _ => 0,
     };
     request_bytes.max(made)

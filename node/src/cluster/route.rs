@@ -262,13 +262,16 @@ impl Cluster {
     /// transaction gate.
     pub async fn settle_slot(&self, slot: u16) -> Result<(), Error> {
         // Only this shard's slots take writes here.
-        let mine = self
-            .view()
-            .is_some_and(|v| v.my_shard().is_some() && v.owner(slot) == v.my_shard());
-        if mine {
+        if self.owns(slot) {
             drop(self.settle_slot_held(slot).await?);
         }
         Ok(())
+    }
+
+    /// Whether this node's shard owns `slot`.
+    pub fn owns(&self, slot: u16) -> bool {
+        self.view()
+            .is_some_and(|v| v.my_shard().is_some() && v.owner(slot) == v.my_shard())
     }
 
     /// As [`Cluster::settle_slot`], holding the migration lock until the guard drops.

@@ -87,15 +87,15 @@ pub(super) async fn setslot(
     store: &Store,
 ) -> Result<Reply, Error> {
     let c = cluster.ok_or_else(|| err("This instance has cluster support disabled".into()))?;
+    // NODE on the slot's owner: no command routed here runs from the check that no key is
+    // left until this node routes by the new owner (the connection holds no other lock).
+    let _handing_over = match action {
+        SetSlotAction::Node(_) if c.owns(slot) => Some(c.settle_slot_held(slot).await?),
+        _ => None,
+    };
     let view = c
         .view()
         .ok_or_else(|| Error::ClusterDown("the cluster topology is not known yet".into()))?;
-    // NODE: no command routed here by the slot's old owner runs from the check that no key
-    // is left until this node routes by the new one (the connection holds no other lock).
-    let _handing_over = match action {
-        SetSlotAction::Node(_) => Some(c.settle_slot_held(slot).await?),
-        _ => None,
-    };
     let leader = c.group().is_some_and(|g| g.is_leader());
     let records = plan(&view, leader, slot, &action, || {
         store.count_in_slot(slot, shardai_engine::now_ms()) > 0

@@ -91,7 +91,9 @@ pub(super) fn unwatch(conn: &mut ConnState) -> Reply {
 /// Keyless commands that touch neither the keyspace beyond the transaction's keys nor the
 /// server: a transaction holding them still runs on a copy of its keys. FLUSHALL empties
 /// the copy as it empties the keyspace.
-const WITHIN_KEYS: &[&str] = &["ping", "echo", "select", "flushall", "flushdb"];
+const WITHIN_KEYS: &[&str] = &[
+    "ping", "echo", "select", "flushall", "flushdb", "wait", "waitaof",
+];
 
 /// The keys a request to `spec` names, for queuing it in a transaction; `None` when it
 /// reaches beyond them (see [`WITHIN_KEYS`]; MIGRATE sends its keys elsewhere).
