@@ -77,6 +77,13 @@ impl Store {
         }
     }
 
+    /// Stores `entry` under `key` in `stripe` (its stripe), keeping the books.
+    fn insert(&self, stripe: &mut Stripe, key: Bytes, entry: Entry) {
+        let key = compact(key);
+        let prev = stripe.insert(key.clone(), entry.clone());
+        self.account(&key, prev.as_ref(), Some(&entry));
+    }
+
     /// Replaces `key`'s live entry by `f` of it, keeping the books.
     fn update(stripe: &mut Stripe, store: &Store, key: &[u8], f: impl FnOnce(&mut Entry)) {
         if let Some(e) = stripe.get_mut(key) {
@@ -160,9 +167,7 @@ impl Store {
         if let Some(prev) = p.src().remove(&from[..]) {
             self.account(from, Some(&prev), None);
         }
-        let to = compact(to);
-        let prev = p.dst().insert(to.clone(), entry.clone());
-        self.account(&to, prev.as_ref(), Some(&entry));
+        self.insert(p.dst(), to, entry);
         Ok(done(true))
     }
 
@@ -184,9 +189,7 @@ impl Store {
         if !replace && p.dst().get(&to[..]).is_some_and(|e| e.live(at_ms)) {
             return Ok(Applied::Int(0));
         }
-        let to = compact(to);
-        let prev = p.dst().insert(to.clone(), entry.clone());
-        self.account(&to, prev.as_ref(), Some(&entry));
+        self.insert(p.dst(), to, entry);
         Ok(Applied::Int(1))
     }
 
@@ -245,9 +248,7 @@ impl Store {
             value: Value::Str(s.freeze()),
             expire_at,
         };
-        let key = compact(key);
-        let prev = stripe.insert(key.clone(), entry.clone());
-        self.account(&key, prev.as_ref(), Some(&entry));
+        self.insert(&mut stripe, key, entry);
         Ok(Applied::Int(len))
     }
 
@@ -292,9 +293,7 @@ impl Store {
             value: Value::Str(text.clone()),
             expire_at,
         };
-        let key = compact(key);
-        let prev = stripe.insert(key.clone(), entry.clone());
-        self.account(&key, prev.as_ref(), Some(&entry));
+        self.insert(&mut stripe, key, entry);
         Ok(Applied::Value(Some(text)))
     }
 }

@@ -258,6 +258,14 @@ impl Shared {
         self
     }
 
+    /// The Raft group holding this node's data: the standalone log, or the cluster shard's
+    /// replica (`None` before the node joined a shard).
+    pub fn data_group(&self) -> Option<Arc<ShardGroup>> {
+        self.standalone
+            .clone()
+            .or_else(|| self.cluster.as_ref().and_then(|c| c.group()))
+    }
+
     /// The shard's keyspace.
     pub fn store(&self) -> &Arc<Store> {
         self.proposer.store()

@@ -139,10 +139,7 @@ fn section(name: &str, shared: &Shared, out: &mut String) {
         }
         "persistence" => {
             // The log every write goes to: the standalone node's, or the shard's replica.
-            let group = shared
-                .standalone
-                .clone()
-                .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
+            let group = shared.data_group();
             let stopped = group.as_ref().and_then(|g| g.storage_failure());
             let fsync = group.as_ref().map_or("always", |g| g.fsync().name());
             let status = if stopped.is_some() { "err" } else { "ok" };

@@ -23,10 +23,7 @@ pub(super) fn time() -> Reply {
 /// LASTSAVE: when the newest snapshot of this node's data was written; the start time
 /// before the first one, as Redis.
 pub(super) fn lastsave(shared: &Shared) -> Reply {
-    let group = shared
-        .standalone
-        .clone()
-        .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
+    let group = shared.data_group();
     let saved = group
         .and_then(|g| g.last_save())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

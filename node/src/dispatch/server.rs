@@ -60,10 +60,7 @@ pub(super) fn hello(h: Hello, conn: &mut ConnState) -> Reply {
 /// same, answered at once. The snapshot is the node's own (each replica keeps its own); the
 /// log before it can then be cut.
 pub(super) async fn save(background: bool, shared: &Shared) -> Reply {
-    let group = shared
-        .standalone
-        .clone()
-        .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
+    let group = shared.data_group();
     let Some(group) = group else {
         return Reply::Error(Error::Verbatim(
             "ERR this node holds no data to save (it is not part of a shard yet)".into(),

@@ -18,10 +18,7 @@ pub(super) async fn wait(
     timeout_ms: u64,
     shared: &Shared,
 ) -> Reply {
-    let group = shared
-        .standalone
-        .clone()
-        .or_else(|| shared.cluster.as_ref().and_then(|c| c.group()));
+    let group = shared.data_group();
     let Some(group) = group else {
         return Reply::Error(Error::Verbatim(
             "ERR this node holds no data (it is not part of a shard yet)".into(),
