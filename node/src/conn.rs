@@ -19,7 +19,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use shardai_protocol::{
     Command, Error, Reply, WriteBuf,
-    command::{ClusterCmd, SetSlotAction, TensorData},
+    command::{ClusterCmd, SetSlotAction},
     frame::{Decoded, RequestDecoder},
     table,
 };
@@ -32,7 +32,7 @@ use tracing::{debug, warn};
 use crate::{
     client::{ClientInfo, ConnState},
     cluster::route,
-    dispatch::{self, Flow, check_order, transaction},
+    dispatch::{self, Flow, check_order, transaction, writes::Built},
     memory,
     output_limit::{self, OutputLimit},
     pipeline::{self, Deferred, InFlight},
@@ -280,18 +280,24 @@ fn not_in_multi(cmd: &Command) -> bool {
         || hands_over_slot(cmd)
 }
 
-/// Whether `cmd` may be put in flight without waiting for its commit: an AI.TENSORSET of a
-/// BLOB up to [`pipeline::MAX_DEFERRED_BLOB`], on a node outside a cluster, outside a
-/// transaction, with no maxmemory check pending.
-fn defers(cmd: &Command, shared: &Shared, state: &ConnState, inflight: &InFlight) -> bool {
-    let small = match cmd {
-        Command::TensorSet(t) => {
-            matches!(&t.data, TensorData::Blob(b) if b.len() <= pipeline::MAX_DEFERRED_BLOB)
-        }
-        _ => false,
-    };
+/// Whether a write may be put in flight without waiting for its commit: on a node outside
+/// a cluster, outside a transaction, with no maxmemory check pending (`admitted` holds no
+/// reservation), its request at most [`pipeline::MAX_DEFERRED_BLOB`] bytes and the
+/// connection's in-flight writes not at their limit. Which commands are writes that can be is
+/// `dispatch::writes::of`'s to say.
+fn may_defer(
+    shared: &Shared,
+    state: &ConnState,
+    inflight: &InFlight,
+    admitted: &Result<Option<memory::Admitted<'_>>, Error>,
+    request_len: usize,
+) -> bool {
     // A node outside a cluster has its data log as `standalone`; a cluster node has none.
-    small && shared.standalone.is_some() && state.tx.is_none() && inflight.has_room()
+    matches!(admitted, Ok(None))
+        && request_len <= pipeline::MAX_DEFERRED_BLOB
+        && shared.standalone.is_some()
+        && state.tx.is_none()
+        && inflight.has_room()
 }
 
 async fn handle_inner(
@@ -383,11 +389,8 @@ async fn handle_inner(
             // Only writes under a maxmemory limit need their size.
             let limited = spec.flags.contains(&"denyoom")
                 && shared.runtime.maxmemory.load(Ordering::Relaxed) > 0;
-            let request_bytes = if limited {
-                Some(argv.iter().map(Bytes::len).sum())
-            } else {
-                None
-            };
+            let request_len: usize = argv.iter().map(Bytes::len).sum();
+            let request_bytes = limited.then_some(request_len);
             // Kept for RedisAI's order of checks, should the parse fail.
             let kept = spec
                 .arity_ok(argv.len())
@@ -399,7 +402,7 @@ async fn handle_inner(
                 .is_some()
                 .then(|| (transaction::staged_keys(spec, &argv), spec.is_write()));
             Command::parse_for(spec, argv)
-                .map(|cmd| (cmd, request_bytes, queued))
+                .map(|cmd| (cmd, request_bytes, queued, request_len))
                 .map_err(|e| match kept {
                     Some(argv) => check_order::parse_error(
                         spec.name,
@@ -415,7 +418,7 @@ async fn handle_inner(
     };
     let rt = &shared.runtime;
     let (reply, flow) = match parsed {
-        Ok((cmd, request_bytes, queued)) => {
+        Ok((cmd, request_bytes, queued, request_len)) => {
             // maxmemory: writes that grow the dataset (Redis's `denyoom`) must fit.
             let admitted = match request_bytes {
                 Some(n) => memory::admit(
@@ -425,6 +428,38 @@ async fn handle_inner(
                     rt.maxmemory.load(Ordering::Relaxed),
                 ),
                 None => Ok(None),
+            };
+            // A write put in flight is answered later, with the writes around it.
+            let cmd = match shared.standalone.as_ref() {
+                Some(group) if may_defer(shared, state, inflight, &admitted, request_len) => {
+                    let max_bulk = rt.max_bulk.load(Ordering::Relaxed);
+                    match dispatch::writes::of(cmd, max_bulk) {
+                        Built::Other(cmd) => cmd,
+                        Built::Write(w) => {
+                            let deferred = match w {
+                                Ok(w) => defer(w, group, shared, state, out, inflight).await,
+                                Err(e) => Err(e),
+                            };
+                            let reply = match deferred {
+                                Ok(reply) => reply,
+                                Err(e) => {
+                                    return answered(
+                                        shared,
+                                        state,
+                                        seen,
+                                        started,
+                                        Reply::Error(e),
+                                        Flow::Continue,
+                                    );
+                                }
+                            };
+                            let held = std::mem::take(&mut state.held);
+                            inflight.push(Deferred::new(reply, seen, held, started));
+                            return Handled::Later;
+                        }
+                    }
+                }
+                _ => cmd,
             };
             match admitted {
                 // As Redis's `no_multi` commands; also those that wait for other clients'
@@ -441,36 +476,6 @@ async fn handle_inner(
                         tx.queue(cmd, keys, write);
                     }
                     (Reply::Status("QUEUED"), Flow::Continue)
-                }
-                Ok(None) if defers(&cmd, shared, state, inflight) => {
-                    let (Command::TensorSet(t), Some(group)) = (cmd, shared.standalone.clone())
-                    else {
-                        unreachable!("defers() admits AI.TENSORSET on a standalone node only")
-                    };
-                    let max_bulk = rt.max_bulk.load(Ordering::Relaxed);
-                    match dispatch::tensor::set_mutation(t, max_bulk) {
-                        Err(e) => (Reply::Error(e), Flow::Continue),
-                        Ok(m) => {
-                            // An EXEC waiting for the gate waits for the guards this
-                            // connection holds: answer those writes before waiting.
-                            let gate = match shared.tx_gate.clone().try_read_owned() {
-                                Ok(g) => g,
-                                Err(_) => {
-                                    inflight.drain(shared, state, out).await;
-                                    shared.tx_gate.clone().read_owned().await
-                                }
-                            };
-                            match group.submit(m).await {
-                                Err(e) => (Reply::Error(e), Flow::Continue),
-                                Ok(outcome) => {
-                                    let reply = async move { dispatch::applied(outcome.await) };
-                                    let held = std::mem::take(&mut state.held);
-                                    inflight.push(Deferred::new(reply, gate, seen, held, started));
-                                    return Handled::Later;
-                                }
-                            }
-                        }
-                    }
                 }
                 Ok(admitted) => {
                     // The writes in flight apply first: this command sees them.
@@ -521,6 +526,18 @@ async fn handle_inner(
         }
     };
     drop(migration_guard);
+    answered(shared, state, seen, started, reply, flow)
+}
+
+/// A command answered now: its statistics and SLOWLOG entry (when it was admitted) recorded.
+fn answered(
+    shared: &Shared,
+    state: &mut ConnState,
+    seen: Option<(usize, &'static table::CommandSpec, Option<usize>)>,
+    started: Instant,
+    reply: Reply,
+    flow: Flow,
+) -> Handled {
     if let Some((index, spec, argc)) = seen {
         let failed = matches!(reply, Reply::Error(_));
         let took = started.elapsed();
@@ -536,6 +553,34 @@ async fn handle_inner(
         );
     }
     Handled::Now(reply, flow)
+}
+
+/// Puts `w` in flight: takes the transaction gate shared (answering this connection's
+/// writes in flight first if an EXEC wants the gate, so that it never waits while holding
+/// it) and hands the write to `group`'s proposal queue. The future of its reply, which holds
+/// the gate until it applies; or the error that refused it.
+async fn defer(
+    w: dispatch::writes::Write,
+    group: &Arc<shardai_raft::ShardGroup>,
+    shared: &Shared,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+    inflight: &mut InFlight,
+) -> Result<impl Future<Output = Reply> + Send + 'static, Error> {
+    let gate = match shared.tx_gate.clone().try_read_owned() {
+        Ok(g) => g,
+        Err(_) => {
+            inflight.drain(shared, state, out).await;
+            shared.tx_gate.clone().read_owned().await
+        }
+    };
+    let outcome = group.submit(w.mutation).await?;
+    let finish = w.finish;
+    Ok(async move {
+        let reply = finish.reply(outcome.await);
+        drop(gate);
+        reply
+    })
 }
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.

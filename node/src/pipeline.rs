@@ -1,7 +1,8 @@
-//! Pipelined writes of one connection. A client that sends many AI.TENSORSETs without
-//! waiting for their replies (a pipeline, `redis-cli --pipe`) has each handed to the
-//! shard's proposal queue as soon as it is read, without waiting for the one before to
-//! commit, and answered in order once each applies. The queue takes them in the order the
+//! Pipelined writes of one connection. A client that sends many writes (AI.TENSORSET, SET,
+//! INCR, HSET, LPUSH, DEL, ...: those `crate::dispatch::writes` builds) without waiting
+//! for their replies (a pipeline, `redis-cli --pipe`) has each handed to the shard's
+//! proposal queue as soon as it is read, without waiting for the one before to commit, and
+//! answered in order once each applies. The queue takes them in the order the
 //! client sent them, so they enter the log and apply in that order
 //! ([`shardai_raft::ShardGroup::submit`]).
 //!
@@ -32,14 +33,13 @@ pub struct Deferred {
     seen: Option<(usize, &'static CommandSpec, Option<usize>)>,
     held: Vec<Bytes>,
     started: Instant,
-    _gate: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
 impl Deferred {
-    /// A write whose `reply` comes when it applies.
+    /// A write whose `reply` comes when it applies (the future holds what the write holds
+    /// until then: the transaction gate).
     pub fn new(
         reply: impl Future<Output = Reply> + Send + 'static,
-        gate: tokio::sync::OwnedRwLockReadGuard<()>,
         seen: Option<(usize, &'static CommandSpec, Option<usize>)>,
         held: Vec<Bytes>,
         started: Instant,
@@ -49,7 +49,6 @@ impl Deferred {
             seen,
             held,
             started,
-            _gate: gate,
         }
     }
 }

@@ -1,14 +1,20 @@
-"""Pipelined writes on one connection: AI.TENSORSETs sent without waiting are proposed
-without waiting for each other's commit, and every reply still comes back in order, reads
-in the same pipeline see the writes before them, errors land on their own command, and
-acknowledged writes survive a kill -9. Driven by redis-py pipelines and `redis-cli --pipe`."""
+"""Pipelined writes on one connection: writes sent without waiting (AI.TENSORSET, SET,
+INCR, HSET, LPUSH, DEL, EXPIRE, ...) are proposed without waiting for each other's commit,
+and every reply still comes back in order, reads in the same pipeline see the writes before
+them, errors land on their own command, and acknowledged writes survive a kill -9. Driven
+by redis-py pipelines and `redis-cli --pipe`; a mixed pipeline of Redis's writes is
+answered as Debian's redis-server 7 answers it."""
+import shutil
 import struct
 import subprocess
+import tempfile
+import time
 
 import pytest
 import redis
 
 from conftest import Server
+from harness import free_port
 
 
 def tensorset(p, key, v):
@@ -170,3 +176,114 @@ def test_a_parse_error_after_writes_in_flight_sees_them(server):
     assert out[0] == b"OK"
     assert isinstance(out[1], redis.ResponseError) and "empty" not in str(out[1]), out[1]
     assert value(out[2]) == 7
+
+
+# Every write that is put in flight, its error cases, and reads between them: the same
+# replies as redis-server, in the same order.
+MIXED = [
+    ("SET", "s", "1"), ("SETNX", "s", "2"), ("SET", "s", "3", "NX"), ("SET", "s", "4", "GET"),
+    ("SET", "s", "5", "XX", "GET"), ("GETSET", "s", "6"), ("GET", "s"),
+    ("INCR", "n"), ("INCRBY", "n", "10"), ("DECR", "n"), ("DECRBY", "n", "3"), ("INCR", "s"),
+    ("INCRBYFLOAT", "f", "1.5"), ("INCRBYFLOAT", "s", "x"),
+    ("HSET", "h", "a", "1", "b", "2"), ("HMSET", "h", "c", "3"), ("HDEL", "h", "a", "zz"),
+    ("HSET", "s", "a", "1"), ("HGETALL", "h"),
+    ("RPUSH", "l", "x", "y", "z"), ("LPUSH", "l", "w"), ("LPUSHX", "nolist", "v"),
+    ("LPOP", "l"), ("RPOP", "l", "2"), ("LPOP", "nolist"), ("LPOP", "nolist", "2"), ("LPOP", "s"),
+    ("LRANGE", "l", "0", "-1"),
+    ("MSET", "m1", "a", "m2", "b"), ("MSETNX", "m1", "c", "m3", "d"), ("MSETNX", "m4", "e"),
+    ("APPEND", "m1", "bc"), ("SETRANGE", "m2", "3", "zz"), ("GETDEL", "m4"), ("GETDEL", "m4"),
+    ("RENAME", "m1", "m5"), ("RENAMENX", "m5", "m2"), ("RENAME", "nokey", "x"),
+    ("COPY", "m5", "m6"), ("COPY", "m5", "m6"), ("MGET", "m1", "m2", "m5", "m6"),
+    ("EXPIRE", "m5", "100"), ("EXPIRE", "m5", "50", "GT"), ("PEXPIRE", "m6", "100000", "NX"),
+    ("EXPIREAT", "m2", "4000000000"), ("TTL", "m5"), ("PERSIST", "m5"), ("PERSIST", "m5"),
+    ("TTL", "m5"), ("EXPIRE", "nokey", "10"), ("SET", "m5", "v", "EX", "0"),
+    ("DEL", "m5", "m6", "nokey"), ("UNLINK", "m2"), ("EXISTS", "m2", "m5", "m6", "s"),
+    ("SET", "gone", "v"), ("PEXPIRE", "gone", "-1"), ("EXISTS", "gone"), ("DBSIZE",),
+]
+
+
+def mixed_replies(port, protocol):
+    r = redis.Redis(port=port, protocol=protocol)
+    r.flushall()
+    p = r.pipeline(transaction=False)
+    for c in MIXED:
+        p.execute_command(*c)
+    out = p.execute(raise_on_error=False)
+    # redis-py's parsers differ only in error classes; compare errors by their text.
+    return [("error", str(x)) if isinstance(x, redis.ResponseError) else x for x in out]
+
+
+def start_redis7():
+    d = tempfile.mkdtemp(prefix="redis7-")
+    port = free_port()
+    p = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            redis.Redis(port=port).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    return p, port, d
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_mixed_pipeline_of_writes_answers_as_redis_server(server, protocol):
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server missing: run scripts/setup")
+    p, port, d = start_redis7()
+    try:
+        expected = mixed_replies(port, protocol)
+    finally:
+        p.kill()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+    got = mixed_replies(server.port, protocol)
+    assert len(got) == len(MIXED)
+    for cmd, g, e in zip(MIXED, got, expected):
+        assert g == e, (cmd, g, e)
+
+
+def test_pipelined_increments_apply_in_order_and_survive_a_kill(tmp_path):
+    s = Server()
+    try:
+        r = s.client()
+        p = r.pipeline(transaction=False)
+        for i in range(2000):
+            p.incr("n")
+            p.rpush("l", i)
+            p.hset("h", f"f{i % 7}", i)
+        out = p.execute()
+        assert out[0::3] == list(range(1, 2001))
+        assert out[1::3] == list(range(1, 2001))
+        s.kill()
+        s = Server(dir=s.dir)
+        r = s.client()
+        assert r.get("n") == b"2000"
+        assert r.lrange("l", 0, -1) == [str(i).encode() for i in range(2000)]
+        assert r.hget("h", "f5") == b"1993"  # the last i below 2000 with i % 7 == 5
+    finally:
+        s.stop()
+
+
+def test_redis_cli_pipe_of_sets_and_deletes(server, tmp_path):
+    stream = tmp_path / "load.resp"
+    with open(stream, "wb") as f:
+        for i in range(20_000):
+            key = b"k%d" % (i % 5000)
+            for args in ((b"SET", key, b"v%d" % i), (b"DEL", key) if i % 3 == 0 else None):
+                if args:
+                    f.write(b"*%d\r\n" % len(args))
+                    for a in args:
+                        f.write(b"$%d\r\n%s\r\n" % (len(a), a))
+    with open(stream, "rb") as f:
+        out = subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], stdin=f,
+                             capture_output=True, timeout=300).stdout.decode()
+    assert "errors: 0, replies: 26667" in out, out
+    r = server.client()
+    # The last write of k<j> is SET v<i> for i = 15000 + j, deleted when i % 3 == 0.
+    expect = {b"k%d" % j: b"v%d" % (15000 + j) for j in range(5000) if (15000 + j) % 3}
+    assert r.dbsize() == len(expect)
+    keys = [b"k%d" % j for j in range(5000)]
+    assert dict(zip(keys, r.mget(keys))) == {k: expect.get(k) for k in keys}

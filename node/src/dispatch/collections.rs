@@ -1,13 +1,11 @@
-//! Hash and list commands: reads from the store, writes proposed as mutations.
+//! Hash and list reads (their writes are built in `super::writes`).
 
 use bytes::Bytes;
 use shardai_engine::{
-    Applied, Mutation, Proposer, Store, Value,
+    Store, Value,
     collections::{Hash, List},
 };
 use shardai_protocol::{Error, Reply, command::HashPart};
-
-use super::keyspace::applied;
 
 /// The hash at `key`: None when missing, WRONGTYPE for another type.
 fn hash(key: &[u8], store: &Store) -> Result<Option<std::sync::Arc<Hash>>, Reply> {
@@ -29,18 +27,6 @@ fn list(key: &[u8], store: &Store) -> Result<Option<std::sync::Arc<List>>, Reply
 
 fn bulk_or_nil(v: Option<&Bytes>) -> Reply {
     v.map_or(Reply::Nil, |v| Reply::Bulk(v.clone()))
-}
-
-pub(super) async fn hset(
-    key: Bytes,
-    pairs: Vec<(Bytes, Bytes)>,
-    ok_reply: bool,
-    proposer: &dyn Proposer,
-) -> Reply {
-    match applied(proposer.propose(Mutation::HSet { key, pairs }).await) {
-        Reply::Int(_) if ok_reply => Reply::OK,
-        r => r,
-    }
 }
 
 pub(super) fn hget(key: &[u8], field: &[u8], store: &Store) -> Reply {
@@ -80,48 +66,6 @@ pub(super) fn hread(key: &[u8], part: HashPart, store: &Store) -> Reply {
         HashPart::All => Reply::Map(h.iter().map(|(f, v)| (bulk(f), bulk(v))).collect()),
         HashPart::Keys => Reply::Array(h.iter().map(|(f, _)| bulk(f)).collect()),
         HashPart::Values => Reply::Array(h.iter().map(|(_, v)| bulk(v)).collect()),
-    }
-}
-
-pub(super) async fn hdel(key: Bytes, fields: Vec<Bytes>, proposer: &dyn Proposer) -> Reply {
-    applied(proposer.propose(Mutation::HDel { key, fields }).await)
-}
-
-pub(super) async fn push(
-    key: Bytes,
-    left: bool,
-    values: Vec<Bytes>,
-    existing_only: bool,
-    proposer: &dyn Proposer,
-) -> Reply {
-    let m = Mutation::Push {
-        key,
-        left,
-        values,
-        existing_only,
-    };
-    applied(proposer.propose(m).await)
-}
-
-pub(super) async fn pop(
-    key: Bytes,
-    left: bool,
-    count: Option<usize>,
-    proposer: &dyn Proposer,
-) -> Reply {
-    let m = Mutation::Pop {
-        key,
-        left,
-        count: count.unwrap_or(1),
-    };
-    match (proposer.propose(m).await, count) {
-        (Ok(Applied::Values(None)), None) => Reply::Nil,
-        (Ok(Applied::Values(None)), Some(_)) => Reply::NilArray,
-        (Ok(Applied::Values(Some(v))), None) => bulk_or_nil(v.first()),
-        (Ok(Applied::Values(Some(v))), Some(_)) => {
-            Reply::Array(v.into_iter().map(Reply::Bulk).collect())
-        }
-        (r, _) => applied(r),
     }
 }
 

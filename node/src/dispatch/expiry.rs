@@ -7,43 +7,10 @@ use bytes::Bytes;
 use shardai_engine::{Mutation, Proposer, Store, Value, now_ms};
 use shardai_protocol::{
     Error, Reply,
-    command::{ExpireArgs, ExpireCond, GetExChange, TtlArgs},
+    command::{GetExChange, TtlArgs},
 };
 
 use super::keyspace::applied;
-
-/// `base + ms`, or Redis's `invalid expire time` when it overflows.
-fn from_now(ms: i64, name: &'static str) -> Result<i64, Error> {
-    (now_ms() as i64)
-        .checked_add(ms)
-        .ok_or(Error::InvalidExpire(name))
-}
-
-pub(super) async fn expire(a: ExpireArgs, proposer: &dyn Proposer) -> Reply {
-    let at = if a.absolute {
-        a.ms
-    } else {
-        match from_now(a.ms, a.name) {
-            Ok(t) => t,
-            Err(e) => return Reply::Error(e),
-        }
-    };
-    let m = Mutation::Expire {
-        key: a.key,
-        at: Some(at),
-        cond: a.cond,
-    };
-    applied(proposer.propose(m).await)
-}
-
-pub(super) async fn persist(key: Bytes, proposer: &dyn Proposer) -> Reply {
-    let m = Mutation::Expire {
-        key,
-        at: None,
-        cond: ExpireCond::default(),
-    };
-    applied(proposer.propose(m).await)
-}
 
 /// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 for no key, -1 for no deadline.
 pub(super) fn ttl(a: TtlArgs, store: &Store) -> Reply {

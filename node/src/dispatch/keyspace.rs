@@ -1,5 +1,5 @@
-//! DEL/UNLINK, EXISTS, TOUCH, TYPE, KEYS, SCAN, RANDOMKEY, FLUSHALL/FLUSHDB, RENAME,
-//! RENAMENX and COPY.
+//! EXISTS, TOUCH, TYPE, KEYS, SCAN, RANDOMKEY and FLUSHALL/FLUSHDB, and [`applied`], the
+//! reply a write's outcome gives (DEL, RENAME and COPY are built in `super::writes`).
 
 use bytes::Bytes;
 use shardai_engine::{Applied, Mutation, Proposer, Store, now_ms};
@@ -25,18 +25,8 @@ pub(crate) fn applied(r: Result<Applied, shardai_protocol::Error>) -> Reply {
     }
 }
 
-pub(super) async fn del(keys: Vec<Bytes>, proposer: &dyn Proposer) -> Reply {
-    applied(proposer.propose(Mutation::Del(keys)).await)
-}
-
 pub(super) fn exists(keys: &[Bytes], store: &Store) -> Reply {
     Reply::Int(keys.iter().filter(|k| store.get(k).is_some()).count() as i64)
-}
-
-/// A write whose outcome is decided where it applies (RENAME, COPY, GETDEL, SETRANGE,
-/// APPEND, MSETNX, INCRBYFLOAT, ...): its reply.
-pub(super) async fn write(m: Mutation, proposer: &dyn Proposer) -> Reply {
-    applied(proposer.propose(m).await)
 }
 
 pub(super) fn type_of(key: &[u8], store: &Store) -> Reply {

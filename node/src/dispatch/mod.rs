@@ -27,14 +27,13 @@ mod server;
 mod setslot;
 mod strings;
 pub(crate) mod tensor;
+pub(crate) mod writes;
 
-pub(crate) use keyspace::applied;
 pub mod transaction;
 mod wait;
 
 use std::sync::{Arc, atomic::Ordering};
 
-use shardai_engine::Mutation;
 use shardai_protocol::{Command, Reply};
 
 use shardai_protocol::cluster_wide::is_cluster_wide;
@@ -73,6 +72,12 @@ async fn run(
     let objects = shared.cluster.as_deref().map(ObjectWrites);
     let by_name = |key: &[u8]| pick(key, objects.as_ref(), proposer);
     let max_bulk = || shared.runtime.max_bulk.load(Ordering::Relaxed);
+    // The writes whose reply is what their apply answers: one place builds them (it also
+    // puts a connection's pipelined writes in flight, `crate::pipeline`).
+    let cmd = match writes::of(cmd, max_bulk()) {
+        writes::Built::Write(w) => return (writes::propose(w, proposer).await, Flow::Continue),
+        writes::Built::Other(cmd) => cmd,
+    };
     let reply = match cmd {
         Command::Quit => return (Reply::OK, Flow::Close),
         Command::Ping(msg) => server::ping(msg, conn),
@@ -116,7 +121,6 @@ async fn run(
         Command::Restore(r) => migrate::restore(r, proposer, &engine.backends).await,
         Command::Dump(key) => migrate::dump_key(&key, store),
         Command::DbSize => Reply::Int(store.len() as i64),
-        Command::Del(keys) => keyspace::del(keys, proposer).await,
         Command::Exists(keys) => keyspace::exists(&keys, store),
         Command::Type(key) => keyspace::type_of(&key, by_name(&key).store()),
         Command::Keys(pattern) => keyspace::keys(&pattern, store),
@@ -124,31 +128,14 @@ async fn run(
         Command::RandomKey => keyspace::random_key(store, shared.random()),
         Command::Flush => keyspace::flush(proposer).await,
         Command::Get(key) => strings::get(&key, store, &shared.stats),
-        Command::Set(args) => strings::set(args, proposer).await,
         Command::MGet(keys) => strings::mget(&keys, store),
-        Command::MSet(pairs) => strings::mset(pairs, proposer).await,
-        Command::IncrBy { key, delta } => strings::incr_by(key, delta, proposer).await,
-        Command::HSet {
-            key,
-            pairs,
-            ok_reply,
-        } => collections::hset(key, pairs, ok_reply, proposer).await,
         Command::HGet { key, field } => collections::hget(&key, &field, store),
         Command::HExists { key, field } => collections::hexists(&key, &field, store),
         Command::HMGet { key, fields } => collections::hmget(&key, &fields, store),
-        Command::HDel { key, fields } => collections::hdel(key, fields, proposer).await,
         Command::HRead { key, part } => collections::hread(&key, part, store),
-        Command::Push {
-            key,
-            left,
-            values,
-            existing_only,
-        } => collections::push(key, left, values, existing_only, proposer).await,
-        Command::Pop { key, left, count } => collections::pop(key, left, count, proposer).await,
         Command::LRange { key, start, stop } => collections::lrange(&key, start, stop, store),
         Command::LLen(key) => collections::llen(&key, store),
         Command::LIndex { key, index } => collections::lindex(&key, index, store),
-        Command::TensorSet(t) => tensor::tensorset(t, proposer, max_bulk()).await,
         Command::TensorGet(t) => tensor::tensorget(t, store, &shared.stats),
         Command::AiConfig(c) => {
             let allow_loading = shared.config.enable_backend_loading;
@@ -198,28 +185,11 @@ async fn run(
             script::scriptexecute(e, proposer, engine, host).await
         }
         Command::ScriptScan => script::scriptscan(store, engine.objects.get().map(|o| &**o)),
-        Command::Expire(a) => expiry::expire(a, proposer).await,
-        Command::Persist(key) => expiry::persist(key, proposer).await,
         Command::Ttl(a) => expiry::ttl(a, store),
         Command::GetEx { key, change } => expiry::getex(key, change, store, proposer).await,
-        Command::Rename { from, to, nx } => {
-            keyspace::write(Mutation::Rename { from, to, nx }, proposer).await
-        }
-        Command::Copy { from, to, replace } => {
-            keyspace::write(Mutation::Copy { from, to, replace }, proposer).await
-        }
         Command::Touch(keys) => keyspace::exists(&keys, store),
-        Command::GetDel(key) => keyspace::write(Mutation::GetDel(key), proposer).await,
         Command::GetRange { key, start, end } => strings::getrange(&key, start, end, store),
-        Command::WriteRange { key, offset, value } => {
-            let m = Mutation::WriteRange { key, offset, value };
-            keyspace::write(m, proposer).await
-        }
         Command::StrLen(key) => strings::strlen(&key, store),
-        Command::MSetNx(pairs) => keyspace::write(Mutation::MSetNx(pairs), proposer).await,
-        Command::IncrByFloat { key, delta } => {
-            keyspace::write(Mutation::IncrByFloat { key, delta }, proposer).await
-        }
         Command::Time => lifecycle::time(),
         Command::LastSave => lifecycle::lastsave(shared),
         Command::Shutdown { abort } => return lifecycle::shutdown(abort, shared, conn),
@@ -231,6 +201,23 @@ async fn run(
             replicas,
             timeout_ms,
         } => wait::wait(local, replicas, timeout_ms, shared).await,
+        Command::TensorSet(_)
+        | Command::Set(_)
+        | Command::MSet(_)
+        | Command::MSetNx(_)
+        | Command::IncrBy { .. }
+        | Command::IncrByFloat { .. }
+        | Command::Del(_)
+        | Command::HSet { .. }
+        | Command::HDel { .. }
+        | Command::Push { .. }
+        | Command::Pop { .. }
+        | Command::Expire(_)
+        | Command::Persist(_)
+        | Command::Rename { .. }
+        | Command::Copy { .. }
+        | Command::GetDel(_)
+        | Command::WriteRange { .. } => unreachable!("writes::of builds these writes"),
     };
     (reply, Flow::Continue)
 }

@@ -1,33 +1,15 @@
-//! AI.TENSORSET and AI.TENSORGET.
+//! AI.TENSORGET, and the tensors that model runs and DAGs read (AI.TENSORSET is built in
+//! `super::writes`).
 
 use std::sync::Arc;
 
-use shardai_engine::{Mutation, Proposer, Store, Tensor, Value, tensor::Values};
+use shardai_engine::{Store, Tensor, Value, tensor::Values};
 use shardai_protocol::{
     Error, Reply,
-    command::{TensorFormat, TensorGet, TensorSet},
+    command::{TensorFormat, TensorGet},
 };
 
-use super::keyspace::applied;
 use crate::state::Stats;
-
-/// # Format
-/// `AI.TENSORSET key type [shape ...] [BLOB data | VALUES value ...]` → `+OK`
-pub(super) async fn tensorset(t: TensorSet, proposer: &dyn Proposer, max_bulk: usize) -> Reply {
-    match set_mutation(t, max_bulk) {
-        Ok(m) => applied(proposer.propose(m).await),
-        Err(e) => Reply::Error(e),
-    }
-}
-
-/// The mutation AI.TENSORSET `t` makes (its tensor built and checked).
-pub(crate) fn set_mutation(t: TensorSet, max_bulk: usize) -> Result<Mutation, Error> {
-    let tensor = Tensor::build(t.dtype, t.shape, t.data, max_bulk)?;
-    Ok(Mutation::SetTensor {
-        key: t.key,
-        tensor: Arc::new(tensor),
-    })
-}
 
 /// The tensors at `keys`, as model runs and DAG LOADs read them: `WRONGTYPE` for another
 /// type, RedisAI's `ERR tensor key is empty or in a different shard` for a missing key.

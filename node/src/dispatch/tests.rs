@@ -11,7 +11,7 @@ use clap::Parser;
 use shardai_engine::{LocalApplier, Store};
 use shardai_protocol::{Command, Error, Reply, table};
 
-use super::{Flow, execute, keyspace, strings, tensor};
+use super::{Flow, execute, keyspace, strings, tensor, writes};
 use crate::{client::ConnState, config::Config, state::Shared};
 
 fn shared() -> Arc<Shared> {
@@ -70,19 +70,25 @@ fn every_registered_command_reaches_its_handler() {
     });
 }
 
+/// Builds the write `line` makes and proposes it, as `execute` does.
+async fn write(s: &Shared, line: &str) -> Reply {
+    match writes::of(Command::parse(args(line)).unwrap(), 1 << 20) {
+        writes::Built::Write(w) => writes::propose(w, &*s.proposer).await,
+        writes::Built::Other(other) => panic!("not a write: {other:?}"),
+    }
+}
+
 #[test]
 fn strings_through_the_local_applier() {
     rt().block_on(async {
         let s = shared();
         let store = &**s.store();
-        let set = |line: &str| match Command::parse(args(line)).unwrap() {
-            Command::Set(a) => a,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(strings::set(set("SET k v"), &*s.proposer).await, Reply::OK);
+        assert_eq!(write(&s, "SET k v").await, Reply::OK);
+        assert_eq!(write(&s, "SET k w NX").await, Reply::Nil);
+        assert_eq!(write(&s, "SETNX k w").await, Reply::Int(0));
         assert_eq!(
-            strings::set(set("SET k w NX"), &*s.proposer).await,
-            Reply::Nil
+            write(&s, "SET k v GET").await,
+            Reply::Bulk(Bytes::from_static(b"v"))
         );
         assert_eq!(
             strings::get(b"k", store, &s.stats),
@@ -91,14 +97,33 @@ fn strings_through_the_local_applier() {
         assert_eq!(strings::get(b"nope", store, &s.stats), Reply::Nil);
         assert_eq!(s.stats.hits.load(Ordering::Relaxed), 1);
         assert_eq!(s.stats.misses.load(Ordering::Relaxed), 1);
+        assert_eq!(write(&s, "INCRBY n 5").await, Reply::Int(5));
+        assert_eq!(write(&s, "INCR k").await, Reply::Error(Error::NotInteger));
+    });
+}
+
+#[test]
+fn hashes_and_lists_through_the_local_applier() {
+    rt().block_on(async {
+        let s = shared();
+        assert_eq!(write(&s, "HSET h a 1 b 2").await, Reply::Int(2));
+        assert_eq!(write(&s, "HMSET h c 3").await, Reply::OK);
+        assert_eq!(write(&s, "HDEL h a zz").await, Reply::Int(1));
+        assert_eq!(write(&s, "RPUSH l x y z").await, Reply::Int(3));
         assert_eq!(
-            strings::incr_by(Bytes::from_static(b"n"), 5, &*s.proposer).await,
-            Reply::Int(5)
+            write(&s, "LPOP l").await,
+            Reply::Bulk(Bytes::from_static(b"x"))
         );
         assert_eq!(
-            strings::incr_by(Bytes::from_static(b"k"), 1, &*s.proposer).await,
-            Reply::Error(Error::NotInteger)
+            write(&s, "RPOP l 5").await,
+            Reply::Array(vec![
+                Reply::Bulk(Bytes::from_static(b"z")),
+                Reply::Bulk(Bytes::from_static(b"y"))
+            ])
         );
+        assert_eq!(write(&s, "LPOP l").await, Reply::Nil);
+        assert_eq!(write(&s, "LPOP l 2").await, Reply::NilArray);
+        assert_eq!(write(&s, "LPOP h").await, Reply::Error(Error::WrongType));
     });
 }
 
@@ -107,12 +132,10 @@ fn tensors_through_the_local_applier() {
     rt().block_on(async {
         let s = shared();
         let store = &**s.store();
-        let Command::TensorSet(t) =
-            Command::parse(args("AI.TENSORSET t INT8 2 VALUES 1 -2")).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(tensor::tensorset(t, &*s.proposer, 1 << 20).await, Reply::OK);
+        assert_eq!(
+            write(&s, "AI.TENSORSET t INT8 2 VALUES 1 -2").await,
+            Reply::OK
+        );
         let Command::TensorGet(g) = Command::parse(args("AI.TENSORGET t VALUES")).unwrap() else {
             panic!()
         };
@@ -130,14 +153,7 @@ fn tensors_through_the_local_applier() {
             Reply::Error(Error::TensorKeyEmpty)
         );
         // A string where a tensor is expected.
-        strings::set(
-            match Command::parse(args("SET s v")).unwrap() {
-                Command::Set(a) => a,
-                _ => panic!(),
-            },
-            &*s.proposer,
-        )
-        .await;
+        write(&s, "SET s v").await;
         assert_eq!(
             tensor::tensors_of(&[Bytes::from_static(b"s")], store).unwrap_err(),
             Error::WrongType
@@ -153,10 +169,7 @@ fn keyspace_through_the_local_applier() {
         run(&s, &mut c, "MSET a 1 b 2 c 3").await;
         let store = &**s.store();
         assert_eq!(keyspace::exists(&args("a b zz"), store), Reply::Int(2));
-        assert_eq!(
-            keyspace::del(args("a zz"), &*s.proposer).await,
-            Reply::Int(1)
-        );
+        assert_eq!(write(&s, "DEL a zz").await, Reply::Int(1));
         assert_eq!(keyspace::type_of(b"a", store), Reply::Status("none"));
         assert_eq!(keyspace::type_of(b"b", store), Reply::Status("string"));
         assert!(matches!(keyspace::random_key(store, 7), Reply::Bulk(_)));
