@@ -5,7 +5,8 @@
 //! names).
 //!
 //! Requests are decoded as they complete, so pipelined requests are answered in one write;
-//! pipelined AI.TENSORSETs are put in flight together (`crate::pipeline`).
+//! pipelined writes (AI.TENSORSET, SET, INCR, HSET, ...) are put in flight together
+//! (`crate::pipeline`).
 //! A large request gets a read buffer of exactly its size, so its BLOB becomes a stored
 //! tensor without a copy and without holding a larger allocation alive. A protocol error is
 //! answered and the connection closed, as Redis does.
@@ -231,11 +232,9 @@ async fn handle(
     out: &mut WriteBuf,
     inflight: &mut InFlight,
 ) -> Flow {
-    // Only an AI.TENSORSET may join the writes in flight; anything else (its refusals and
-    // its parse errors included, which may read the keyspace) comes after them.
-    if !inflight.is_empty() && !argv[0].eq_ignore_ascii_case(b"ai.tensorset") {
-        inflight.drain(shared, state, out).await;
-    }
+    // A write may join the writes in flight; any other command runs after them, and a
+    // refusal is answered after theirs (`handle_inner` answers them before it reads the
+    // keyspace or runs a command).
     match handle_inner(argv, shared, state, out, inflight).await {
         Handled::Now(_, Flow::Shutdown) => {
             inflight.drain(shared, state, out).await;
@@ -300,6 +299,8 @@ fn may_defer(
         && inflight.has_room()
 }
 
+/// [`handle`]'s work. The connection's writes in flight are answered before the command
+/// reads the keyspace or runs, unless it joins them.
 async fn handle_inner(
     argv: Vec<Bytes>,
     shared: &Arc<Shared>,
@@ -401,18 +402,17 @@ async fn handle_inner(
                 .tx
                 .is_some()
                 .then(|| (transaction::staged_keys(spec, &argv), spec.is_write()));
-            Command::parse_for(spec, argv)
-                .map(|cmd| (cmd, request_bytes, queued, request_len))
-                .map_err(|e| match kept {
-                    Some(argv) => check_order::parse_error(
-                        spec.name,
-                        &argv,
-                        e,
-                        shared.store(),
-                        &shared.engine,
-                    ),
-                    None => e,
-                })
+            match (Command::parse_for(spec, argv), kept) {
+                (Ok(cmd), _) => Ok((cmd, request_bytes, queued, request_len)),
+                (Err(e), None) => Err(e),
+                // The keyspace error RedisAI meets first: read after the writes in flight.
+                (Err(e), Some(argv)) => {
+                    inflight.drain(shared, state, out).await;
+                    let store = shared.store();
+                    let engine = &shared.engine;
+                    Err(check_order::parse_error(spec.name, &argv, e, store, engine))
+                }
+            }
         }
         None => Err(Error::unknown_command(&argv[0], &argv[1..])),
     };

@@ -287,3 +287,19 @@ def test_redis_cli_pipe_of_sets_and_deletes(server, tmp_path):
     assert r.dbsize() == len(expect)
     keys = [b"k%d" % j for j in range(5000)]
     assert dict(zip(keys, r.mget(keys))) == {k: expect.get(k) for k in keys}
+
+
+def test_a_malformed_tensorset_after_a_write_in_flight_sees_that_write(server):
+    """RedisAI answers a malformed AI.TENSORSET on another type's key with WRONGTYPE, so its
+    error reads the keyspace: after the writes in flight before it."""
+    r = server.client()
+    p = r.pipeline(transaction=False)
+    p.set("k", "v")
+    p.execute_command("AI.TENSORSET", "k", "NOTATYPE", 2)
+    p.delete("k")
+    p.execute_command("AI.TENSORSET", "k", "NOTATYPE", 2)
+    out = p.execute(raise_on_error=False)
+    assert out[0] is True
+    assert isinstance(out[1], redis.ResponseError) and "WRONGTYPE" in str(out[1]), out[1]
+    assert out[2] == 1
+    assert isinstance(out[3], redis.ResponseError) and "WRONGTYPE" not in str(out[3]), out[3]
