@@ -67,6 +67,7 @@ pub async fn start(
             fsync,
             // No other member can ever lead: a lease is as safe as a read index here.
             reads: shardai_raft::ReadCheck::Lease(std::time::Duration::from_millis(200)),
+            alone: true,
         },
         store.clone(),
         backends,

@@ -67,6 +67,9 @@ pub struct GroupConfig {
     pub fsync: Fsync,
     /// How a leader makes sure it still leads before it serves a read.
     pub reads: ReadCheck,
+    /// The group never has another member (a node outside a cluster): its log keeps no
+    /// entry in memory past its apply (see [`LogStore::uncache_applied`]).
+    pub alone: bool,
 }
 
 /// How a leader makes sure it still leads before it serves a read.
@@ -340,6 +343,9 @@ impl ShardGroup {
         .with_stats(stats.clone());
         let (log_handle, current) = (log.clone(), sm.current_snapshot());
         let applied_index = sm.applied_index();
+        if cfg.alone {
+            log.uncache_applied(applied_index.clone());
+        }
         let log_for_group = log.clone();
         let raft = ShardRaft::new(
             cfg.me,

@@ -314,6 +314,7 @@ impl Cluster {
                 limits: self.limits,
                 fsync: shardai_raft::log_store::Fsync::Always,
                 reads: self.reads,
+                alone: false,
             },
             store,
             backends,

@@ -50,7 +50,11 @@ use std::{
     ops::{Bound, RangeBounds},
     os::unix::fs::FileExt,
     path::PathBuf,
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
 };
 
 use openraft::{
@@ -110,6 +114,9 @@ struct State {
     bytes: u64,
     cache: BTreeMap<u64, (Entry, usize)>,
     cache_bytes: usize,
+    /// When set (a group that replicates to nobody), the applied index: entries up to it
+    /// leave the cache (see [`LogStore::uncache_applied`]).
+    applied: Option<Arc<AtomicU64>>,
     meta: Meta,
     committed: Option<LogId>,
 }
@@ -171,6 +178,14 @@ impl LogStore {
     /// batch of appends.
     pub fn set_fsync(&self, policy: Fsync) {
         self.inner.flags.set_policy(policy);
+    }
+
+    /// For a group that replicates to nobody: entries leave the in-memory cache once
+    /// `applied` (the state machine's applied index) passes them, rather than when the cache
+    /// is full, since no follower will ask for them. Entries are still read back from their
+    /// segment should anything ask.
+    pub fn uncache_applied(&self, applied: Arc<AtomicU64>) {
+        self.inner.st.lock().applied = Some(applied);
     }
 
     /// The group's measurements, which this log's appends and fsyncs feed.
@@ -236,11 +251,13 @@ impl State {
         let size = record + CACHED_ENTRY_OVERHEAD;
         self.cache_bytes += size;
         self.cache.insert(idx, (e, size));
-        while self.cache_bytes > CACHE_BYTES {
-            let Some((_, (_, s))) = self.cache.pop_first() else {
-                break;
-            };
-            self.cache_bytes -= s;
+        let applied = self.applied.as_ref().map(|a| a.load(Ordering::Acquire));
+        while let Some((&first, _)) = self.cache.first_key_value()
+            && (self.cache_bytes > CACHE_BYTES || applied.is_some_and(|a| first <= a))
+        {
+            if let Some((_, (_, s))) = self.cache.pop_first() {
+                self.cache_bytes -= s;
+            }
         }
     }
 

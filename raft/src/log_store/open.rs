@@ -84,6 +84,7 @@ impl LogStore {
             bytes: 0,
             cache: BTreeMap::new(),
             cache_bytes: 0,
+            applied: None,
             meta,
             committed,
         };

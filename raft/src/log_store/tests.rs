@@ -605,3 +605,26 @@ fn a_record_written_in_place_is_the_record_of_its_payload() {
         Some(payload)
     );
 }
+
+#[tokio::test]
+async fn a_group_alone_uncaches_applied_entries_and_reads_them_from_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    append(&mut ls, 0..20, 1).await;
+    assert_eq!(ls.inner.st.lock().cache.len(), 20);
+    let applied = Arc::new(AtomicU64::new(0));
+    ls.uncache_applied(applied.clone());
+    applied.store(24, Ordering::Release);
+    // Entries leave the cache as appends come once they are applied; the rest stay.
+    append(&mut ls, 20..30, 1).await;
+    {
+        let st = ls.inner.st.lock();
+        let cached: Vec<u64> = st.cache.keys().copied().collect();
+        assert_eq!(cached, (25..30).collect::<Vec<_>>());
+        let held: usize = st.cache.values().map(|(_, s)| s).sum();
+        assert_eq!(st.cache_bytes, held);
+    }
+    // Every entry still reads, the uncached ones from their segment.
+    let want: Vec<(u64, u64)> = (0..30).map(|i| (i, 1)).collect();
+    assert_eq!(indexes(&mut ls).await, want);
+}

@@ -39,6 +39,7 @@ impl BusNode {
                 limits: Default::default(),
                 fsync: Default::default(),
                 reads: shardai_raft::ReadCheck::ReadIndex,
+                alone: false,
             },
             Arc::new(Store::new()),
             Arc::new(Backends::new(None)),
