@@ -419,7 +419,12 @@ async fn handle_inner(
     let rt = &shared.runtime;
     let (reply, flow) = match parsed {
         Ok((cmd, request_bytes, queued, request_len)) => {
-            // maxmemory: writes that grow the dataset (Redis's `denyoom`) must fit.
+            // maxmemory: writes that grow the dataset (Redis's `denyoom`) must fit, counted
+            // after the writes in flight before them (a DEL among them frees memory). Such a
+            // write gets a reservation, so it is never put in flight itself.
+            if request_bytes.is_some() {
+                inflight.drain(shared, state, out).await;
+            }
             let admitted = match request_bytes {
                 Some(n) => memory::admit(
                     shared.store().used_bytes(),

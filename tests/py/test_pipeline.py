@@ -195,7 +195,7 @@ MIXED = [
     ("RENAME", "m1", "m5"), ("RENAMENX", "m5", "m2"), ("RENAME", "nokey", "x"),
     ("COPY", "m5", "m6"), ("COPY", "m5", "m6"), ("MGET", "m1", "m2", "m5", "m6"),
     ("EXPIRE", "m5", "100"), ("EXPIRE", "m5", "50", "GT"), ("PEXPIRE", "m6", "100000", "NX"),
-    ("EXPIREAT", "m2", "4000000000"), ("TTL", "m5"), ("PERSIST", "m5"), ("PERSIST", "m5"),
+    ("EXPIREAT", "m2", "4000000000"), ("EXPIRETIME", "m2"), ("PERSIST", "m5"), ("PERSIST", "m5"),
     ("TTL", "m5"), ("EXPIRE", "nokey", "10"), ("SET", "m5", "v", "EX", "0"),
     ("DEL", "m5", "m6", "nokey"), ("UNLINK", "m2"), ("EXISTS", "m2", "m5", "m6", "s"),
     ("SET", "gone", "v"), ("PEXPIRE", "gone", "-1"), ("EXISTS", "gone"), ("DBSIZE",),
@@ -245,7 +245,7 @@ def test_a_mixed_pipeline_of_writes_answers_as_redis_server(server, protocol):
         assert g == e, (cmd, g, e)
 
 
-def test_pipelined_increments_apply_in_order_and_survive_a_kill(tmp_path):
+def test_pipelined_increments_apply_in_order_and_survive_a_kill():
     s = Server()
     try:
         r = s.client()
@@ -303,3 +303,22 @@ def test_a_malformed_tensorset_after_a_write_in_flight_sees_that_write(server):
     assert isinstance(out[1], redis.ResponseError) and "WRONGTYPE" in str(out[1]), out[1]
     assert out[2] == 1
     assert isinstance(out[3], redis.ResponseError) and "WRONGTYPE" not in str(out[3]), out[3]
+
+
+def test_under_maxmemory_a_write_counts_the_deletes_in_flight_before_it():
+    s = Server("--maxmemory", "1mb")
+    try:
+        r = s.client()
+        r.set("big", b"x" * 1_040_000)
+        # Small enough to be read in one buffer with the DEL before it, so that the DEL is
+        # still in flight when the SET is checked against the limit.
+        p = r.pipeline(transaction=False)
+        p.delete("big")
+        p.set("k", b"y" * 20_000)
+        p.set("k2", b"z" * 1_040_000)
+        out = p.execute(raise_on_error=False)
+        assert out[:2] == [1, True], out[:2]
+        assert isinstance(out[2], redis.exceptions.OutOfMemoryError), out[2]
+        assert r.strlen("k") == 20_000 and r.exists("big", "k2") == 0
+    finally:
+        s.stop()

@@ -114,7 +114,7 @@ struct State {
     bytes: u64,
     cache: BTreeMap<u64, (Entry, usize)>,
     cache_bytes: usize,
-    /// When set (a group that replicates to nobody), the applied index: entries up to it
+    /// When set (a group that replicates to nobody), the applied index: entries below it
     /// leave the cache (see [`LogStore::uncache_applied`]).
     applied: Option<Arc<AtomicU64>>,
     meta: Meta,
@@ -253,7 +253,8 @@ impl State {
         self.cache.insert(idx, (e, size));
         let applied = self.applied.as_ref().map(|a| a.load(Ordering::Acquire));
         while let Some((&first, _)) = self.cache.first_key_value()
-            && (self.cache_bytes > CACHE_BYTES || applied.is_some_and(|a| first <= a))
+            // Strictly below: the applied index starts at 0 before entry 0 applies.
+            && (self.cache_bytes > CACHE_BYTES || applied.is_some_and(|a| first < a))
         {
             if let Some((_, (_, s))) = self.cache.pop_first() {
                 self.cache_bytes -= s;
