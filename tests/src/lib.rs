@@ -30,6 +30,18 @@ pub fn binary() -> PathBuf {
     panic!("no shardai binary: run `cargo build --release -p shardai-node` or set SHARDAI_BIN");
 }
 
+/// For the benchmark and tool binaries: when the command line asks for help (`-h`,
+/// `--help`, before any `--`), prints `usage` and exits 0, before any argument is taken for
+/// a path or a model.
+pub fn exit_on_help(usage: &str) {
+    let mut args = std::env::args().skip(1).take_while(|a| a != "--");
+    if args.any(|a| a == "-h" || a == "--help") {
+        // A reader that stops early (`| head`) is not an error.
+        let _ = writeln!(std::io::stdout(), "{usage}");
+        std::process::exit(0);
+    }
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -87,6 +87,9 @@ async fn cluster_wide(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Res<()> {
+    shardai_tests::exit_on_help(
+        "usage: cluster_client HOST:PORT MODEL.onnx | cluster_client HOST:PORT --cluster-wide NAME COUNT\n\nA redis-rs cluster client against a shardai cluster: stores and runs a model where its keys live, or checks a cluster-wide model.",
+    );
     let mut args = std::env::args().skip(1);
     let (Some(seed), Some(model)) = (args.next(), args.next()) else {
         return Err("usage: cluster_client HOST:PORT MODEL.onnx".into());

@@ -81,6 +81,9 @@ fn us(d: Duration) -> f64 {
 }
 
 fn main() {
+    shardai_tests::exit_on_help(
+        "usage: model_latency MODEL:d1,d2,...[:IN,...:OUT,...] [...] [--iters N] [--device D]\n\nOne client: a served model (pipelined AI.TENSORSET + AI.MODELEXECUTE + AI.TENSORGET, and one AI.DAGEXECUTE) against the same backend called in-process. The backend follows the file's extension (.onnx, .pt, .pb, .tflite); TF models also name their input and output nodes.",
+    );
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut flag = |name: &str, default: &str| -> String {
         match args.iter().position(|a| a == name) {

@@ -92,6 +92,9 @@ async fn client(addr: String, o: std::sync::Arc<Opts>, seed: usize) -> Res<(Vec<
 
 #[tokio::main]
 async fn main() -> Res<()> {
+    shardai_tests::exit_on_help(
+        "usage: read_load --addrs A,B --clients N --secs S [--readonly] [--keys N --prefix P] -- COMMAND ARGS (with __key__)\n\nN connections send COMMAND to the given nodes for S seconds, one request in flight each; prints one JSON line: requests/s, p50 and p99 in ms, errors.",
+    );
     let o = std::sync::Arc::new(opts()?);
     let started = Instant::now();
     let tasks: Vec<_> = (0..o.clients)

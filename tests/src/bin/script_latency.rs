@@ -65,6 +65,9 @@ fn time(iters: usize, mut f: impl FnMut()) -> Vec<Duration> {
 }
 
 fn main() {
+    shardai_tests::exit_on_help(
+        "usage: script_latency [--iters N] [--device D]\n\nOne client: a TorchScript pre-processing script served by shardai (AI.SCRIPTEXECUTE, and inside AI.DAGEXECUTE) against the same function called in-process.",
+    );
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut flag = |name: &str, default: &str| -> String {
         match args.iter().position(|a| a == name) {
