@@ -435,8 +435,11 @@ async fn handle_inner(
                 None => Ok(None),
             };
             // A write put in flight is answered later, with the writes around it.
+            let write = seen.is_some_and(|(_, spec, _)| spec.is_write());
             let cmd = match shared.standalone.as_ref() {
-                Some(group) if may_defer(shared, state, inflight, &admitted, request_len) => {
+                Some(group)
+                    if write && may_defer(shared, state, inflight, &admitted, request_len) =>
+                {
                     let max_bulk = rt.max_bulk.load(Ordering::Relaxed);
                     match dispatch::writes::of(cmd, max_bulk) {
                         Built::Other(cmd) => cmd,
