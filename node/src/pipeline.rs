@@ -22,8 +22,8 @@ use crate::{client::ConnState, state::Shared};
 
 /// The most writes one connection keeps in flight; the next waits for them.
 pub const MAX_IN_FLIGHT: usize = 256;
-/// The largest BLOB a write in flight carries (so one connection holds at most
-/// `MAX_IN_FLIGHT` × this in flight); a larger one waits for its commit.
+/// The largest request (all its arguments) a write in flight carries, so one connection
+/// holds at most `MAX_IN_FLIGHT` × this in flight; a larger one waits for its commit.
 pub const MAX_DEFERRED_BLOB: usize = 64 * 1024;
 
 /// A write proposed and not answered yet.

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: redis-benchmark's default tests (those of the types shardai has: not sets or
-sorted sets) against a default shardai node (every write in its fsync'd log) and Debian's
-redis-server with `appendonly yes, appendfsync always` (the same durability) and without
-persistence, side by side in one run, in turns, `--reps` times. Prints requests/s per test
+sorted sets) against a shardai node with `--appendfsync always` (every write fsync'd in its
+log before its reply) and Debian's redis-server with `appendonly yes, appendfsync always`
+(the same durability) and without persistence, side by side in one run, in turns, `--reps` times. Prints requests/s per test
 (median of the reps) and the ratio shardai / redis-server AOF always.
 
 With --pipeline P, each client sends P requests at a time (redis-benchmark -P). With
@@ -31,6 +31,10 @@ TESTS = ("ping_inline,ping_mbulk,set,get,incr,lpush,rpush,lpop,rpop,hset,lrange_
          "lrange_500,lrange_600,mset")
 
 
+# shardai at redis-server's `appendfsync always` (a node outside a cluster defaults to everysec).
+ALWAYS = ["--appendfsync", "always"]
+
+
 def run(port, requests, clients, pipeline, tests):
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients),
                           "-P", str(pipeline), "-t", tests, "--csv"],
@@ -53,14 +57,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="rb-defaults-")
     # name: (data folder under tmp, start)
     servers = {
-        "shardai": ("shardai", lambda: start_shardai(a.shardai, tmp, [])),
+        "shardai": ("shardai", lambda: start_shardai(a.shardai, tmp, ALWAYS)),
         "redis AOF always": ("redis-aof", lambda: start_redis(
             tmp, "--appendonly", "yes", "--appendfsync", "always", name="redis-aof")),
         "redis no persistence": ("redis-plain", lambda: start_redis(tmp, name="redis-plain")),
     }
     if a.baseline:
         servers["baseline"] = ("baseline",
-                               lambda: start_shardai(a.baseline, tmp, [], name="baseline"))
+                               lambda: start_shardai(a.baseline, tmp, ALWAYS, name="baseline"))
     results = {name: [] for name in servers}
     try:
         for _ in range(a.reps):

@@ -103,7 +103,7 @@ fn served(
 
 fn main() {
     shardai_tests::exit_on_help(
-        "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W] [--device D]\n\n32 batch-1 clients against BATCHSIZE 0, BATCHSIZE B and BATCHSIZE B with a queue delay of W µs, and the backend's own batch-B throughput in-process.",
+        "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W] [--device D]\n\nN batch-1 clients (32) against BATCHSIZE 0, BATCHSIZE B and BATCHSIZE B with a queue delay of W µs, and the backend's own batch-B throughput in-process.",
     );
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let clients: usize = flag(&mut args, "--clients", "32")

@@ -16,7 +16,7 @@ use tch::{CModule, Device, Kind, Tensor, nn, nn::Module};
 
 fn main() {
     shardai_tests::exit_on_help(
-        "usage: make_torch_models OUT_DIR\n\nWrites the TorchScript test models (mul.pt, batch_mismatch.pt, mnist_cnn.pt and its expected output) into OUT_DIR.",
+        "usage: make_torch_models OUT_DIR\n\nWrites the TorchScript test models (mul.pt, batch_mismatch.pt, mnist_cnn.pt, with mnist_cnn.input and mnist_cnn.expected) into OUT_DIR.",
     );
     let out = PathBuf::from(
         std::env::args()
