@@ -102,3 +102,28 @@ def r(request, server):
     c.protocol = request.param
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def redis7():
+    """Debian's redis-server, nothing saved, DEBUG allowed."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server missing: run scripts/setup")
+    d = tempfile.mkdtemp(prefix="redis7-")
+    port = free_port()
+    p = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+         "--appendonly", "no", "--enable-debug-command", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        p.kill()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)

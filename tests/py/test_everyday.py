@@ -12,41 +12,15 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
 import redis
 
 from conftest import Server
-from harness import ROOT, free_port
+from harness import ROOT
 
 MODEL = ROOT / "tests" / "models" / "redisai" / "linear_iris.onnx"
-
-
-@pytest.fixture(scope="module")
-def redis7():
-    """Debian's redis-server, nothing saved, DEBUG allowed."""
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server missing: run scripts/setup")
-    d = tempfile.mkdtemp(prefix="redis7-")
-    port = free_port()
-    p = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
-         "--appendonly", "no", "--enable-debug-command", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield port
-    finally:
-        p.kill()
-        p.wait()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,13 @@ and every reply still comes back in order, reads in the same pipeline see the wr
 them, errors land on their own command, and acknowledged writes survive a kill -9. Driven
 by redis-py pipelines and `redis-cli --pipe`; a mixed pipeline of Redis's writes is
 answered as Debian's redis-server 7 answers it."""
-import shutil
 import struct
 import subprocess
-import tempfile
-import time
 
 import pytest
 import redis
 
 from conftest import Server
-from harness import free_port
 
 
 def tensorset(p, key, v):
@@ -213,32 +209,9 @@ def mixed_replies(port, protocol):
     return [("error", str(x)) if isinstance(x, redis.ResponseError) else x for x in out]
 
 
-def start_redis7():
-    d = tempfile.mkdtemp(prefix="redis7-")
-    port = free_port()
-    p = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            redis.Redis(port=port).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return p, port, d
-
-
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_a_mixed_pipeline_of_writes_answers_as_redis_server(server, protocol):
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server missing: run scripts/setup")
-    p, port, d = start_redis7()
-    try:
-        expected = mixed_replies(port, protocol)
-    finally:
-        p.kill()
-        p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+def test_a_mixed_pipeline_of_writes_answers_as_redis_server(server, redis7, protocol):
+    expected = mixed_replies(redis7, protocol)
     got = mixed_replies(server.port, protocol)
     assert len(got) == len(MIXED)
     for cmd, g, e in zip(MIXED, got, expected):
