@@ -15,7 +15,7 @@ use shardai_protocol::Error;
 
 use crate::{
     mutation::{Applied, compact},
-    store::{Entry, Store, Value},
+    store::{Entry, Expiry, Store, Value},
 };
 
 /// Type name TYPE reports for hashes.
@@ -206,9 +206,9 @@ impl Store {
             if value_len(&value) > 0 {
                 let entry = Entry {
                     value,
-                    expire_at: None,
+                    expire_at: Expiry::NONE,
                 };
-                let key = Bytes::copy_from_slice(key);
+                let key = crate::small::copy(key);
                 let prev = stripe.insert(key.clone(), entry.clone());
                 self.account(&key, prev.as_ref(), Some(&entry));
             }
@@ -238,8 +238,9 @@ impl Store {
             let h = hash_mut(v)?;
             let added = pairs
                 .into_iter()
-                .filter(|(f, x)| h.insert(f.clone(), x.clone()));
-            Ok(Applied::Int(added.count() as i64))
+                .map(|(f, x)| h.insert(compact(f), compact(x)) as i64)
+                .sum();
+            Ok(Applied::Int(added))
         })
     }
 

@@ -15,7 +15,7 @@ use shardai_protocol::{
 use crate::{
     mutation::{Applied, compact},
     stats::RunStats,
-    store::{Entry, Store, Stripe, Value},
+    store::{Entry, Expiry, Store, Stripe, Value},
 };
 
 /// The largest string SETRANGE and APPEND make (Redis's proto-max-bulk-len default).
@@ -104,13 +104,13 @@ impl Store {
         let Some(e) = stripe.get(&key[..]).filter(|e| e.live(at_ms)) else {
             return Ok(Applied::Int(0));
         };
-        let current = e.expire_at.map(|t| t as i64);
+        let current = e.expire_at.get().map(|t| t as i64);
         let Some(at) = at else {
             // PERSIST
             if current.is_none() {
                 return Ok(Applied::Int(0));
             }
-            Self::update(&mut stripe, self, key, |e| e.expire_at = None);
+            Self::update(&mut stripe, self, key, |e| e.expire_at = Expiry::NONE);
             return Ok(Applied::Int(1));
         };
         if !cond.allows(current, at) {
@@ -121,7 +121,7 @@ impl Store {
                 self.account(key, Some(&prev), None);
             }
         } else {
-            Self::update(&mut stripe, self, key, |e| e.expire_at = Some(at as u64));
+            Self::update(&mut stripe, self, key, |e| e.expire_at = Expiry::at(at as u64));
         }
         Ok(Applied::Int(1))
     }
@@ -275,7 +275,7 @@ impl Store {
     ) -> Result<Applied, Error> {
         let mut stripe = self.stripe_of(&key).write();
         let (old, expire_at) = match stripe.get(&key[..]).filter(|e| e.live(at_ms)) {
-            None => (0.0, None),
+            None => (0.0, Expiry::NONE),
             Some(Entry {
                 value: Value::Str(s),
                 expire_at,

@@ -7,6 +7,7 @@
 //! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
 //! - [`collections`]: Redis hashes and lists, and how their mutations apply.
 //! - [`glob`]: Redis glob patterns.
+//! - [`small`]: copies of small keys and values in one allocation with their reference count.
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its four implementations, each behind its cargo
 //!   feature: ONNX (`onnx`), TORCH (`torch`), TF (`tf`) and TFLITE (`tflite`).
@@ -36,6 +37,8 @@ pub mod mutation;
 pub mod propose;
 pub mod queue;
 pub mod script;
+mod shape;
+pub mod small;
 pub mod stats;
 pub mod store;
 pub mod tensor;

@@ -19,7 +19,7 @@ use crate::{
     collections::{Hash, List},
     model::Model,
     script::Script,
-    store::{Entry, Store, Value},
+    store::{Entry, Expiry, Store, Value},
     tensor::{COMPACT_BELOW, Tensor},
 };
 
@@ -269,10 +269,11 @@ pub enum Applied {
     Value(Option<Bytes>),
 }
 
-/// Copies small buffers so that they do not keep a large socket read buffer alive.
+/// Copies small buffers so that they do not keep a large socket read buffer alive
+/// ([`crate::small::copy`]: one allocation with its reference count).
 pub(crate) fn compact(b: Bytes) -> Bytes {
     if b.len() < COMPACT_BELOW {
-        Bytes::copy_from_slice(&b)
+        crate::small::copy(&b)
     } else {
         b
     }
@@ -336,9 +337,9 @@ impl Store {
                 };
                 if allowed {
                     let expire_at = match deadline {
-                        Deadline::None => None,
-                        Deadline::Keep => current.and_then(|e| e.expire_at),
-                        Deadline::At(t) => Some(t),
+                        Deadline::None => Expiry::NONE,
+                        Deadline::Keep => current.map_or(Expiry::NONE, |e| e.expire_at),
+                        Deadline::At(t) => Expiry::at(t),
                     };
                     let entry = Entry {
                         value: Value::Str(compact(value)),
@@ -363,7 +364,7 @@ impl Store {
                 let mut stripe = self.stripe_of(&key).write();
                 let current = stripe.get_mut(&key[..]).filter(|e| e.live(at_ms));
                 let (old, expire_at) = match &current {
-                    None => (0, None),
+                    None => (0, Expiry::NONE),
                     Some(Entry {
                         value: Value::Str(s),
                         expire_at,
@@ -438,7 +439,7 @@ impl Store {
                             if !keep {
                                 self.account(k, Some(e), None);
                                 n += 1;
-                            } else if let Some(t) = e.expire_at {
+                            } else if let Some(t) = e.expire_at.get() {
                                 self.note_deadline(t);
                             }
                             keep
@@ -496,7 +497,7 @@ impl Store {
         }
         let entry = Entry {
             value,
-            expire_at: None,
+            expire_at: Expiry::NONE,
         };
         let key = compact(key);
         let prev = stripe.insert(key.clone(), entry.clone());
@@ -513,7 +514,7 @@ impl Store {
             let s = s.read();
             out.extend(
                 s.iter()
-                    .map(|(k, e)| (k.clone(), e.value.clone(), e.expire_at)),
+                    .map(|(k, e)| (k.clone(), e.value.clone(), e.expire_at.get())),
             );
         }
         out
@@ -528,7 +529,10 @@ impl Store {
     }
 
     pub(crate) fn put(&self, key: Bytes, value: Value, expire_at: Option<u64>) {
-        let entry = Entry { value, expire_at };
+        let entry = Entry {
+            value,
+            expire_at: expire_at.into(),
+        };
         let mut stripe = self.stripe_of(&key).write();
         let prev = stripe.insert(key.clone(), entry.clone());
         self.account(&key, prev.as_ref(), Some(&entry));

@@ -89,12 +89,47 @@ pub type KeyRecord = (Bytes, Value, Option<u64>);
 pub(crate) struct Entry {
     pub(crate) value: Value,
     /// Unix time in ms after which the key no longer exists.
-    pub(crate) expire_at: Option<u64>,
+    pub(crate) expire_at: Expiry,
 }
+
+// A slot of the keyspace's maps: the key's handle and this.
+const _: () = assert!(std::mem::size_of::<Entry>() == 48);
 
 impl Entry {
     pub(crate) fn live(&self, now_ms: u64) -> bool {
-        self.expire_at.is_none_or(|t| t > now_ms)
+        self.expire_at.0 > now_ms
+    }
+}
+
+/// A key's deadline in Unix ms, or none, in one word (an `Option<u64>` takes two, and every
+/// slot of the keyspace's maps holds one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expiry(u64);
+
+impl Expiry {
+    /// No deadline. A client cannot ask for it: deadlines are at most `i64::MAX` ms.
+    pub(crate) const NONE: Expiry = Expiry(u64::MAX);
+
+    /// The deadline `at` (Unix ms).
+    pub(crate) fn at(at: u64) -> Expiry {
+        Expiry(at.min(u64::MAX - 1))
+    }
+
+    /// The deadline, if any.
+    pub(crate) fn get(self) -> Option<u64> {
+        (self != Expiry::NONE).then_some(self.0)
+    }
+}
+
+impl Default for Expiry {
+    fn default() -> Expiry {
+        Expiry::NONE
+    }
+}
+
+impl From<Option<u64>> for Expiry {
+    fn from(at: Option<u64>) -> Expiry {
+        at.map_or(Expiry::NONE, Expiry::at)
     }
 }
 
@@ -239,7 +274,7 @@ impl Store {
         let stripe = self.stripe_of(key).read();
         stripe
             .get(key)
-            .filter(|e| e.expire_at.is_none_or(|t| t > crate::now_ms()))
+            .filter(|e| e.expire_at.get().is_none_or(|t| t > crate::now_ms()))
             .map(|e| e.value.clone())
     }
 
@@ -276,7 +311,7 @@ impl Store {
     pub fn entry_at(&self, key: &[u8], now_ms: u64) -> Option<(Value, Option<u64>)> {
         let stripe = self.stripe_of(key).read();
         let e = stripe.get(key).filter(|e| e.live(now_ms))?;
-        Some((e.value.clone(), e.expire_at))
+        Some((e.value.clone(), e.expire_at.get()))
     }
 
     /// The remaining time to live of `key` in ms: `None` when missing, `Some(None)` when it
@@ -284,7 +319,7 @@ impl Store {
     pub fn ttl_ms(&self, key: &[u8], now_ms: u64) -> Option<Option<u64>> {
         let stripe = self.stripe_of(key).read();
         let e = stripe.get(key).filter(|e| e.live(now_ms))?;
-        Some(e.expire_at.map(|t| t - now_ms))
+        Some(e.expire_at.get().map(|t| t - now_ms))
     }
 
     /// Number of keys (including expired ones not yet removed, as Redis's DBSIZE does).
@@ -342,8 +377,8 @@ impl Store {
     /// Bookkeeping when an entry is inserted, replaced or removed.
     pub(crate) fn account(&self, key: &[u8], old: Option<&Entry>, new: Option<&Entry>) {
         let size = |e: Option<&Entry>| e.map_or(0, |e| (key.len() + e.value.size()) as i64);
-        let vol = |e: Option<&Entry>| e.is_some_and(|e| e.expire_at.is_some()) as i64;
-        if let Some(t) = new.and_then(|e| e.expire_at) {
+        let vol = |e: Option<&Entry>| e.is_some_and(|e| e.expire_at.get().is_some()) as i64;
+        if let Some(t) = new.and_then(|e| e.expire_at.get()) {
             self.note_deadline(t);
         }
         self.keys.fetch_add(

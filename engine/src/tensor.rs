@@ -6,6 +6,8 @@
 //! the socket is stored as it is and written back to clients without being copied.
 
 use bytes::Bytes;
+
+use crate::shape::Shape;
 use shardai_protocol::{DType, Error, command::TensorData, frame::parse_i64};
 
 /// Blobs smaller than this are copied into a buffer of their own when stored, so that a
@@ -17,9 +19,12 @@ pub const COMPACT_BELOW: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     dtype: DType,
-    shape: Vec<usize>,
+    shape: Shape,
     data: Bytes,
 }
+
+// A tensor with its reference counts fits a 96-byte heap chunk (`Arc<Tensor>`).
+const _: () = assert!(std::mem::size_of::<Tensor>() <= 72);
 
 /// A tensor's elements, for replies.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +101,7 @@ impl Tensor {
         }
         Ok(Tensor {
             dtype,
-            shape,
+            shape: shape.into(),
             data: Bytes::from(vec![0u8; bytes]),
         })
     }
@@ -121,11 +126,15 @@ impl Tensor {
             }
         }
         let data = if blob.len() < COMPACT_BELOW {
-            Bytes::copy_from_slice(&blob)
+            crate::small::copy(&blob)
         } else {
             blob
         };
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor {
+            dtype,
+            shape: shape.into(),
+            data,
+        })
     }
 
     /// A tensor from VALUES arguments, whose count the parser has checked.
@@ -138,10 +147,15 @@ impl Tensor {
         for v in values {
             encode_value(dtype, v, &mut out)?;
         }
+        let data = if out.len() <= crate::small::INLINE_MAX {
+            crate::small::copy(&out)
+        } else {
+            Bytes::from(out)
+        };
         Ok(Tensor {
             dtype,
-            shape,
-            data: Bytes::from(out),
+            shape: shape.into(),
+            data,
         })
     }
 
