@@ -14,6 +14,7 @@ use bytes::Bytes;
 use shardai_protocol::Error;
 
 use crate::{
+    key::Key,
     mutation::{Applied, compact},
     store::{Entry, Expiry, Store, Value},
 };
@@ -208,7 +209,7 @@ impl Store {
                     value,
                     expire_at: Expiry::NONE,
                 };
-                let key = crate::small::copy(key);
+                let key = Key::copy(key);
                 let prev = stripe.insert(key.clone(), entry.clone());
                 self.account(&key, prev.as_ref(), Some(&entry));
             }

@@ -13,6 +13,7 @@ use shardai_protocol::{
 };
 
 use crate::{
+    key::Key,
     mutation::{Applied, compact},
     stats::RunStats,
     store::{Entry, Expiry, Store, Stripe, Value},
@@ -79,7 +80,7 @@ impl Store {
 
     /// Stores `entry` under `key` in `stripe` (its stripe), keeping the books.
     fn insert(&self, stripe: &mut Stripe, key: Bytes, entry: Entry) {
-        let key = compact(key);
+        let key = Key::new(key);
         let prev = stripe.insert(key.clone(), entry.clone());
         self.account(&key, prev.as_ref(), Some(&entry));
     }
@@ -121,7 +122,9 @@ impl Store {
                 self.account(key, Some(&prev), None);
             }
         } else {
-            Self::update(&mut stripe, self, key, |e| e.expire_at = Expiry::at(at as u64));
+            Self::update(&mut stripe, self, key, |e| {
+                e.expire_at = Expiry::at(at as u64)
+            });
         }
         Ok(Applied::Int(1))
     }
@@ -262,7 +265,7 @@ impl Store {
             return Ok(Applied::Int(0));
         }
         for (k, v) in pairs {
-            self.put(compact(k), Value::Str(compact(v)), None);
+            self.put(k, Value::Str(compact(v)), None);
         }
         Ok(Applied::Int(1))
     }

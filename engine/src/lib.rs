@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`tensor`]: [`Tensor`] (dtype, shape, shared little-endian bytes) and its validation.
+//! - [`key`]: [`key::Key`], a stored key, inline when short.
 //! - [`store`]: [`Store`], the striped keyspace with SCAN, KEYS and expiry-aware reads.
 //! - [`mutation`]: [`Mutation`], every write as a value, and how the store applies it.
 //! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
@@ -31,6 +32,7 @@ pub mod dag;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod glob;
+pub mod key;
 mod keyops;
 pub mod model;
 pub mod mutation;

@@ -17,6 +17,7 @@ use shardai_protocol::{
 
 use crate::{
     collections::{Hash, List},
+    key::Key,
     model::Model,
     script::Script,
     store::{Entry, Expiry, Store, Value},
@@ -299,7 +300,7 @@ impl Store {
                     }
                 }
                 for (key, tensor) in outputs {
-                    self.put(compact(key), Value::Tensor(tensor), None);
+                    self.put(key, Value::Tensor(tensor), None);
                 }
                 Ok(Applied::Ok)
             }
@@ -345,7 +346,7 @@ impl Store {
                         value: Value::Str(compact(value)),
                         expire_at,
                     };
-                    let key = compact(key);
+                    let key = Key::new(key);
                     let prev = stripe.insert(key.clone(), entry.clone());
                     self.account(&key, prev.as_ref(), Some(&entry));
                 }
@@ -356,7 +357,7 @@ impl Store {
             }
             Mutation::MSet(pairs) => {
                 for (k, v) in pairs {
-                    self.put(compact(k), Value::Str(compact(v)), None);
+                    self.put(k, Value::Str(compact(v)), None);
                 }
                 Ok(Applied::Ok)
             }
@@ -384,7 +385,7 @@ impl Store {
                             value: Value::Str(text),
                             expire_at,
                         };
-                        let key = compact(key);
+                        let key = Key::new(key);
                         let prev = stripe.insert(key.clone(), entry.clone());
                         self.account(&key, prev.as_ref(), Some(&entry));
                     }
@@ -421,11 +422,11 @@ impl Store {
             } => self.apply_push(&key, left, values, existing_only, at_ms),
             Mutation::Pop { key, left, count } => self.apply_pop(&key, left, count, at_ms),
             Mutation::SetHash { key, hash } => {
-                self.put(compact(key), Value::Hash(hash), None);
+                self.put(key, Value::Hash(hash), None);
                 Ok(Applied::Ok)
             }
             Mutation::SetList { key, list } => {
-                self.put(compact(key), Value::List(list), None);
+                self.put(key, Value::List(list), None);
                 Ok(Applied::Ok)
             }
             Mutation::ExpireDue => {
@@ -499,7 +500,7 @@ impl Store {
             value,
             expire_at: Expiry::NONE,
         };
-        let key = compact(key);
+        let key = Key::new(key);
         let prev = stripe.insert(key.clone(), entry.clone());
         self.account(&key, prev.as_ref(), Some(&entry));
         Ok(Applied::Ok)
@@ -528,7 +529,8 @@ impl Store {
         }
     }
 
-    pub(crate) fn put(&self, key: Bytes, value: Value, expire_at: Option<u64>) {
+    pub(crate) fn put(&self, key: impl Into<Key>, value: Value, expire_at: Option<u64>) {
+        let key = key.into();
         let entry = Entry {
             value,
             expire_at: expire_at.into(),

@@ -24,6 +24,7 @@ use shardai_protocol::slot::{SLOTS, key_slot};
 use crate::{
     collections::{HASH_TYPE, Hash, LIST_TYPE, List},
     glob::glob_match,
+    key::Key,
     model::{MODEL_TYPE, Model},
     script::{SCRIPT_TYPE, Script},
     tensor::Tensor,
@@ -82,7 +83,7 @@ impl Value {
 }
 
 /// One key as [`Store::dump`] lists it: key, value, deadline (Unix ms).
-pub type KeyRecord = (Bytes, Value, Option<u64>);
+pub type KeyRecord = (Key, Value, Option<u64>);
 
 /// A value and its deadline.
 #[derive(Debug, Clone)]
@@ -135,7 +136,7 @@ impl From<Option<u64>> for Expiry {
 
 /// Keys are client-chosen, so the maps use a seeded hash (foldhash: fast, and randomly
 /// seeded per process against collision floods).
-pub(crate) type Stripe = HashMap<Bytes, Entry, foldhash::fast::RandomState>;
+pub(crate) type Stripe = HashMap<Key, Entry, foldhash::fast::RandomState>;
 
 /// The keyspace of one shard.
 #[derive(Debug)]
@@ -192,7 +193,9 @@ impl Store {
 
     /// The live keys in hash `slot`, sorted (one stripe is read).
     pub fn keys_in_slot(&self, slot: u16, now_ms: u64) -> Vec<Bytes> {
-        let mut keys = self.in_slot(slot, now_ms, |keys| keys.cloned().collect::<Vec<_>>());
+        let mut keys = self.in_slot(slot, now_ms, |keys| {
+            keys.map(Key::to_bytes).collect::<Vec<_>>()
+        });
         keys.sort();
         keys
     }
@@ -207,7 +210,7 @@ impl Store {
         &self,
         slot: u16,
         now_ms: u64,
-        f: impl FnOnce(&mut dyn Iterator<Item = &Bytes>) -> R,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Key>) -> R,
     ) -> R {
         let Some(stripe) = self.stripes.get(slot as usize / SLOTS_PER_STRIPE) else {
             return f(&mut std::iter::empty());
@@ -228,7 +231,7 @@ impl Store {
                     .iter()
                     .filter_map(|(k, e)| match &e.value {
                         Value::Model(m) if m.loaded.load_error().is_some() => {
-                            Some((k.clone(), m.clone()))
+                            Some((k.to_bytes(), m.clone()))
                         }
                         _ => None,
                     })
@@ -246,7 +249,7 @@ impl Store {
                 s.read()
                     .iter()
                     .filter(|(_, e)| matches!(e.value, Value::Model(_) | Value::Script(_)))
-                    .map(|(k, e)| (k.clone(), e.value.clone()))
+                    .map(|(k, e)| (k.to_bytes(), e.value.clone()))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -291,7 +294,7 @@ impl Store {
                 .cloned();
             if let Some(e) = entry {
                 let mut stripe = out.stripe_of(k).write();
-                let prev = stripe.insert(k.clone(), e.clone());
+                let prev = stripe.insert(Key::copy(k), e.clone());
                 out.account(k, prev.as_ref(), Some(&e));
             }
         }
@@ -399,7 +402,7 @@ impl Store {
             out.extend(
                 s.iter()
                     .filter(|(k, e)| e.live(now_ms) && glob_match(pattern, k))
-                    .map(|(k, _)| k.clone()),
+                    .map(|(k, _)| k.to_bytes()),
             );
         }
         out
@@ -428,7 +431,7 @@ impl Store {
                             && pattern.is_none_or(|p| glob_match(p, k))
                             && type_name.is_none_or(|t| e.value.type_name().eq_ignore_ascii_case(t))
                     })
-                    .map(|(k, _)| k.clone()),
+                    .map(|(k, _)| k.to_bytes()),
             );
             stripe += 1;
         }
@@ -444,13 +447,13 @@ impl Store {
         let start = (seed as usize) % STRIPES;
         for i in 0..STRIPES {
             let s = self.stripes[(start + i) % STRIPES].read();
-            let live: Vec<&Bytes> = s
+            let live: Vec<&Key> = s
                 .iter()
                 .filter(|(_, e)| e.live(now_ms))
                 .map(|(k, _)| k)
                 .collect();
             if !live.is_empty() {
-                return Some(live[(seed as usize / STRIPES) % live.len()].clone());
+                return Some(live[(seed as usize / STRIPES) % live.len()].to_bytes());
             }
         }
         None

@@ -28,6 +28,7 @@ use shardai_engine::{
     Value,
     backend::Backends,
     collections::{Hash, List},
+    key::Key,
     store::KeyRecord,
 };
 
@@ -189,7 +190,11 @@ fn sync_range(file: &File, off: u64, len: u64, wait: bool) -> io::Result<()> {
 
 /// Writes `entries` as the snapshot `meta` to `path` durably (temp file, fsync, rename).
 /// Blocking: call it on a blocking thread.
-pub fn write(path: &Path, meta: &Meta, entries: Vec<KeyRecord>) -> io::Result<()> {
+pub fn write<K: Into<Bytes>>(
+    path: &Path,
+    meta: &Meta,
+    entries: Vec<(K, Value, Option<u64>)>,
+) -> io::Result<()> {
     let tmp = path.with_extension("part");
     let f = Paced {
         file: File::create(&tmp)?,
@@ -215,7 +220,7 @@ pub fn write(path: &Path, meta: &Meta, entries: Vec<KeyRecord>) -> io::Result<()
         put(
             &mut w,
             &Some(Item {
-                key,
+                key: key.into(),
                 expire_at,
                 value,
             }),
@@ -298,7 +303,7 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
             ItemValue::Hash(pairs) => Value::Hash(Arc::new(Hash::from_pairs(pairs))),
             ItemValue::List(items) => Value::List(Arc::new(List::from_items(items))),
         };
-        out.push((item.key, value, item.expire_at));
+        out.push((Key::new(item.key), value, item.expire_at));
     }
     Ok((meta, out))
 }
@@ -364,7 +369,7 @@ mod tests {
         let path = d.path().join("big.snap");
         let meta = Meta::default();
         let value = Bytes::from(vec![7u8; 1 << 20]);
-        let entries: Vec<KeyRecord> = (0..3 * (PACE >> 20) + 3)
+        let entries: Vec<(Bytes, Value, Option<u64>)> = (0..3 * (PACE >> 20) + 3)
             .map(|i| {
                 (
                     Bytes::from(format!("k{i}")),

@@ -553,7 +553,12 @@ async fn run_seed(seed: u64) {
             n.store
                 .dump()
                 .into_iter()
-                .map(|(k, v, _)| (k, if let Value::Str(b) = v { Some(b) } else { None }))
+                .map(|(k, v, _)| {
+                    (
+                        k.to_bytes(),
+                        if let Value::Str(b) = v { Some(b) } else { None },
+                    )
+                })
                 .collect()
         })
         .collect();
