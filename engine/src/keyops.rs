@@ -14,9 +14,10 @@ use shardai_protocol::{
 
 use crate::{
     key::Key,
-    mutation::{Applied, compact},
+    mutation::Applied,
     stats::RunStats,
     store::{Entry, Expiry, Store, Stripe, Value},
+    string::Str,
 };
 
 /// The largest string SETRANGE and APPEND make (Redis's proto-max-bulk-len default).
@@ -137,7 +138,7 @@ impl Store {
     ) -> Result<Applied, Error> {
         let value = match self.get_at(key, at_ms) {
             None => return Ok(Applied::Value(None)),
-            Some(Value::Str(s)) => s,
+            Some(Value::Str(s)) => s.to_bytes(),
             Some(_) => return Err(Error::WrongType),
         };
         if let Some(at) = change {
@@ -203,7 +204,7 @@ impl Store {
             Some(Entry {
                 value: Value::Str(s),
                 ..
-            }) => s.clone(),
+            }) => s.to_bytes(),
             Some(_) => return Err(Error::WrongType),
         };
         if let Some(prev) = stripe.remove(&key[..]) {
@@ -248,7 +249,7 @@ impl Store {
         s[offset as usize..end as usize].copy_from_slice(value);
         let len = s.len() as i64;
         let entry = Entry {
-            value: Value::Str(s.freeze()),
+            value: Value::Str(Str::new(&s)),
             expire_at,
         };
         self.insert(&mut stripe, key, entry);
@@ -265,7 +266,7 @@ impl Store {
             return Ok(Applied::Int(0));
         }
         for (k, v) in pairs {
-            self.put(k, Value::Str(compact(v)), None);
+            self.put(k, Value::Str(Str::new(&v)), None);
         }
         Ok(Applied::Int(1))
     }
@@ -293,7 +294,7 @@ impl Store {
         }
         let text = Bytes::from(format_float(new));
         let entry = Entry {
-            value: Value::Str(text.clone()),
+            value: Value::Str(Str::new(&text)),
             expire_at,
         };
         self.insert(&mut stripe, key, entry);

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`tensor`]: [`Tensor`] (dtype, shape, shared little-endian bytes) and its validation.
 //! - [`key`]: [`key::Key`], a stored key, inline when short.
+//! - [`string`]: [`string::Str`], a stored Redis string behind one pointer.
 //! - [`store`]: [`Store`], the striped keyspace with SCAN, KEYS and expiry-aware reads.
 //! - [`mutation`]: [`Mutation`], every write as a value, and how the store applies it.
 //! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
@@ -43,6 +44,7 @@ mod shape;
 pub mod small;
 pub mod stats;
 pub mod store;
+pub mod string;
 pub mod tensor;
 
 pub use mutation::{Applied, Deadline, Mutation};

@@ -21,6 +21,7 @@ use crate::{
     model::Model,
     script::Script,
     store::{Entry, Expiry, Store, Value},
+    string::Str,
     tensor::{COMPACT_BELOW, Tensor},
 };
 
@@ -326,7 +327,7 @@ impl Store {
                 let mut stripe = self.stripe_of(&key).write();
                 let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
                 let old = match (get, current.map(|e| &e.value)) {
-                    (true, Some(Value::Str(s))) => Some(s.clone()),
+                    (true, Some(Value::Str(s))) => Some(s.to_bytes()),
                     (true, Some(_)) => return Err(Error::WrongType),
                     _ => None,
                 };
@@ -343,7 +344,7 @@ impl Store {
                         Deadline::At(t) => Expiry::at(t),
                     };
                     let entry = Entry {
-                        value: Value::Str(compact(value)),
+                        value: Value::Str(Str::new(&value)),
                         expire_at,
                     };
                     let key = Key::new(key);
@@ -357,7 +358,7 @@ impl Store {
             }
             Mutation::MSet(pairs) => {
                 for (k, v) in pairs {
-                    self.put(k, Value::Str(compact(v)), None);
+                    self.put(k, Value::Str(Str::new(&v)), None);
                 }
                 Ok(Applied::Ok)
             }
@@ -373,7 +374,7 @@ impl Store {
                     Some(_) => return Err(Error::WrongType),
                 };
                 let new = old.checked_add(delta).ok_or(Error::Overflow)?;
-                let text = Bytes::from(new.to_string());
+                let text = Str::from(new.to_string().as_str());
                 match current {
                     Some(e) => {
                         let before = e.value.size();
@@ -582,7 +583,7 @@ mod tests {
 
     fn get(s: &Store, k: &str, now: u64) -> Option<Bytes> {
         match s.get_at(k.as_bytes(), now)? {
-            Value::Str(v) => Some(v),
+            Value::Str(v) => Some(v.into_bytes()),
             _ => panic!("not a string"),
         }
     }

@@ -27,6 +27,7 @@ use crate::{
     key::Key,
     model::{MODEL_TYPE, Model},
     script::{SCRIPT_TYPE, Script},
+    string::Str,
     tensor::Tensor,
 };
 
@@ -43,7 +44,7 @@ pub const TENSOR_TYPE: &str = "AI_TENSOR";
 #[derive(Debug, Clone)]
 pub enum Value {
     /// A Redis string.
-    Str(Bytes),
+    Str(Str),
     /// A RedisAI tensor.
     Tensor(Arc<Tensor>),
     /// A RedisAI model.
@@ -94,7 +95,7 @@ pub(crate) struct Entry {
 }
 
 // A slot of the keyspace's maps: the key's handle and this.
-const _: () = assert!(std::mem::size_of::<Entry>() == 48);
+const _: () = assert!(std::mem::size_of::<Entry>() == 24);
 
 impl Entry {
     pub(crate) fn live(&self, now_ms: u64) -> bool {

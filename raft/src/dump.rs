@@ -61,7 +61,7 @@ pub fn dump(value: &Value) -> Vec<u8> {
     let m = match value {
         Value::Str(b) => Mutation::Set {
             key,
-            value: b.clone(),
+            value: b.to_bytes(),
             cond: None,
             get: false,
             deadline: Deadline::None,
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn strings_and_tensors_round_trip() {
-        let p = dump(&Value::Str(Bytes::from("hello")));
+        let p = dump(&Value::Str("hello".into()));
         let m = restore(
             &p,
             Bytes::from("k2"),
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn foreign_or_damaged_payloads_are_refused() {
-        let mut p = dump(&Value::Str(Bytes::from("x")));
+        let mut p = dump(&Value::Str("x".into()));
         let last = p.len() - 1;
         p[last] ^= 1;
         let e = restore(
@@ -281,7 +281,7 @@ mod tests {
         );
         // A payload of a later format version: Redis's text to the client, the version in
         // the log.
-        let mut p = dump(&Value::Str(Bytes::from("x")));
+        let mut p = dump(&Value::Str("x".into()));
         p[MAGIC.len()] = 7;
         assert_eq!(check(&p).unwrap_err(), Refusal::Version(7));
         assert_eq!(

@@ -501,7 +501,7 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     let items = vec![
         (
             Bytes::from_static(b"s"),
-            Value::Str(Bytes::from_static(b"v")),
+            Value::Str("v".into()),
             Some(AT + 60_000),
         ),
         (Bytes::from_static(b"t"), Value::Tensor(tensor()), None),
@@ -538,7 +538,7 @@ async fn current_fixtures() -> Vec<(&'static str, Vec<u8>)> {
     out.extend(keys::fixtures().await);
 
     // DUMP payloads.
-    let hello = Value::Str(Bytes::from_static(b"hello"));
+    let hello = Value::Str("hello".into());
     out.push(("dump-str-v1.bin", crate::dump::dump(&hello)));
     out.push((
         "dump-tensor-v1.bin",
@@ -797,7 +797,7 @@ fn a_v1_snapshot_still_reads() {
     assert_eq!(items.len(), 2);
     let (k, v, at) = &items[0];
     assert_eq!((k.as_ref(), at), (&b"s"[..], &Some(AT + 60_000)));
-    assert!(matches!(v, Value::Str(b) if b == "v"));
+    assert!(matches!(v, Value::Str(b) if *b == "v"));
     let (k, v, at) = &items[1];
     assert_eq!((k.as_ref(), at), (&b"t"[..], &None));
     assert!(matches!(v, Value::Tensor(t) if t.as_ref() == tensor().as_ref()));

@@ -208,7 +208,7 @@ pub fn write<K: Into<Bytes>>(
     put(&mut w, meta)?;
     for (key, value, expire_at) in entries {
         let value = match value {
-            Value::Str(b) => ItemValue::Str(b),
+            Value::Str(b) => ItemValue::Str(b.to_bytes()),
             Value::Tensor(t) => ItemValue::Tensor(WireTensor::of(&t)),
             Value::Model(m) => ItemValue::Model(WireModel::of(&m)),
             Value::Script(s) => ItemValue::Script(WireScript::of(&s)),
@@ -293,7 +293,7 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
             progress.at(r.stream_position().unwrap_or(0));
         }
         let value = match item.value {
-            ItemValue::Str(b) => Value::Str(b),
+            ItemValue::Str(b) => Value::Str(b.into()),
             ItemValue::Tensor(t) => Value::Tensor(t.tensor().map_err(other)?),
             // Kept even where its backend cannot load it here (its runs answer the error).
             ItemValue::Model(m) => Value::Model(Arc::new(
@@ -339,11 +339,7 @@ mod tests {
             shardai_engine::Tensor::from_blob(DType::Uint8, vec![3], Bytes::from_static(b"abc"))
                 .unwrap();
         let entries = vec![
-            (
-                Bytes::from_static(b"s"),
-                Value::Str(Bytes::from_static(b"v")),
-                Some(99),
-            ),
+            (Bytes::from_static(b"s"), Value::Str("v".into()), Some(99)),
             (Bytes::from_static(b"t"), Value::Tensor(Arc::new(t)), None),
         ];
         write(&path, &meta, entries).unwrap();
@@ -373,7 +369,7 @@ mod tests {
             .map(|i| {
                 (
                     Bytes::from(format!("k{i}")),
-                    Value::Str(value.clone()),
+                    Value::Str((&value).into()),
                     None,
                 )
             })

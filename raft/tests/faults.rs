@@ -317,7 +317,7 @@ async fn restart(
 
 fn value_of(store: &Store, key: &str) -> Option<Bytes> {
     match store.get(key.as_bytes()) {
-        Some(Value::Str(b)) => Some(b),
+        Some(Value::Str(b)) => Some(b.into_bytes()),
         _ => None,
     }
 }
@@ -556,7 +556,11 @@ async fn run_seed(seed: u64) {
                 .map(|(k, v, _)| {
                     (
                         k.to_bytes(),
-                        if let Value::Str(b) = v { Some(b) } else { None },
+                        if let Value::Str(b) = v {
+                            Some(b.into_bytes())
+                        } else {
+                            None
+                        },
                     )
                 })
                 .collect()

@@ -8,8 +8,10 @@ the bytes per key beyond the idle process ((after - idle) / N), with the ratio s
 redis-server. Each server is loaded through `redis-cli --pipe` from one generated stream,
 so the load itself adds no client-side differences.
 
+--strings stores the same bytes in shardai with SET as well, as strings.
+
 Usage: .venv/bin/python tests/bench/memory_per_key.py [--keys N] [--size B] [--shardai PATH]
-                                                      [--baseline PATH]
+                                                      [--baseline PATH] [--strings]
 With --baseline, an earlier shardai binary (kept beside target/release so it finds its
 libraries) is measured in the same run.
 """
@@ -94,6 +96,8 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--shardai", default=os.path.join(ROOT, "target", "release", "shardai"))
     ap.add_argument("--baseline", help="an earlier shardai binary, measured in the same run")
+    ap.add_argument("--strings", action="store_true",
+                    help="store SET strings in shardai instead of AI.TENSORSET tensors")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="shardai-mem-bench-")
     rows = []
@@ -101,11 +105,13 @@ def main():
         ts, ss = os.path.join(tmp, "tensorset.resp"), os.path.join(tmp, "set.resp")
         stream(ts, a.keys, a.size, True)
         stream(ss, a.keys, a.size, False)
-        print(f"{a.keys:,} keys of {a.size} B; RSS from /proc; {os.cpu_count()} cores")
+        what = "strings" if a.strings else "tensors"
+        print(f"{a.keys:,} keys of {a.size} B (shardai: {what}); RSS from /proc; {os.cpu_count()} cores")
         runs = [("redis", None, ss)]
+        mine = ss if a.strings else ts
         if a.baseline:
-            runs.append(("baseline", a.baseline, ts))
-        runs.append(("shardai", a.shardai, ts))
+            runs.append(("baseline", a.baseline, mine))
+        runs.append(("shardai", a.shardai, mine))
         for name, binary, path in runs:
             if binary is None:
                 port, proc = start_redis(tmp, name="redis")

@@ -282,7 +282,7 @@ impl Cluster {
 
     pub(super) fn meta_string_b(&self, key: &[u8]) -> Option<Bytes> {
         match self.meta_store.get(key) {
-            Some(Value::Str(b)) => Some(b),
+            Some(Value::Str(b)) => Some(b.into_bytes()),
             _ => None,
         }
     }

@@ -18,7 +18,7 @@ pub(super) fn get(key: &[u8], store: &Store, stats: &Stats) -> Reply {
     match store.get(key) {
         Some(Value::Str(v)) => {
             count(stats, true);
-            Reply::Bulk(v)
+            Reply::Bulk(v.into_bytes())
         }
         Some(_) => Reply::Error(Error::WrongType),
         None => {
@@ -32,7 +32,7 @@ pub(super) fn mget(keys: &[Bytes], store: &Store) -> Reply {
     Reply::Array(
         keys.iter()
             .map(|k| match store.get(k) {
-                Some(Value::Str(v)) => Reply::Bulk(v),
+                Some(Value::Str(v)) => Reply::Bulk(v.into_bytes()),
                 _ => Reply::Nil,
             })
             .collect(),
@@ -53,7 +53,7 @@ pub(super) fn getrange(key: &[u8], start: i64, end: i64, store: &Store) -> Reply
     match store.get(key) {
         None => Reply::Bulk(Bytes::new()),
         Some(Value::Str(v)) => match byte_range(v.len(), start, end) {
-            Some((a, b)) => Reply::Bulk(v.slice(a..b)),
+            Some((a, b)) => Reply::Bulk(v.into_bytes().slice(a..b)),
             None => Reply::Bulk(Bytes::new()),
         },
         Some(_) => Reply::Error(Error::WrongType),
