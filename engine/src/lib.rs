@@ -9,7 +9,7 @@
 //! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
 //! - [`collections`]: Redis hashes and lists, and how their mutations apply.
 //! - [`glob`]: Redis glob patterns.
-//! - [`small`]: copies of small keys and values in one allocation with their reference count.
+//! - [`small`]: copies of small buffers in one allocation with their reference count.
 //! - [`model`]: [`model::Model`], a stored and loaded model.
 //! - [`backend`]: the `Backend` trait and its four implementations, each behind its cargo
 //!   feature: ONNX (`onnx`), TORCH (`torch`), TF (`tf`) and TFLITE (`tflite`).

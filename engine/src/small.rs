@@ -1,12 +1,13 @@
-//! Copies of small buffers that the keyspace keeps: keys, strings and small tensor blobs.
+//! Copies of small buffers that the keyspace keeps: long keys, hash fields and values, list
+//! items and small tensor blobs.
 //!
 //! A copy made with `Bytes::copy_from_slice` is one allocation until its first clone (the
 //! log record, a snapshot or a reply takes one), which adds a second, shared header of its
-//! own. A key of a few bytes then costs two 32-byte heap chunks, a 64-byte blob 80 + 32.
-//! [`copy`] puts the reference count and the bytes in one allocation, rounded up to a
-//! multiple of 16 bytes, so that clones are a counter increment and the value costs one chunk
-//! (32 bytes for a short key, 80 for a 64-byte blob). Buffers longer than [`INLINE_MAX`]
-//! are copied as before: one header more is small beside them.
+//! own: a 64-byte blob then costs heap chunks of 80 + 32 bytes. [`copy`] puts the reference
+//! count and the bytes in one allocation, rounded up to a multiple of 16 bytes, so that
+//! clones are a counter increment and the value costs one chunk (80 bytes for a 64-byte
+//! blob). Buffers longer than [`INLINE_MAX`] are copied as before: one header more is small
+//! beside them.
 
 use bytes::Bytes;
 
