@@ -14,9 +14,10 @@ use bytes::Bytes;
 use shardai_protocol::Error;
 
 use crate::{
+    expiry::Expiry,
     key::Key,
     mutation::{Applied, compact},
-    store::{Entry, Expiry, Store, Value},
+    store::{Entry, Store, Value},
 };
 
 /// Type name TYPE reports for hashes.

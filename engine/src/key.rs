@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::{small, tensor::COMPACT_BELOW};
 
 /// The longest key kept inline.
-pub const INLINE_MAX: usize = 22;
+pub const INLINE_MAX: usize = 23;
 
 /// A stored key.
 #[derive(Clone)]

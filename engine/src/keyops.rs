@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::RwLockWriteGuard;
 use shardai_protocol::{
     Error,
@@ -13,10 +13,11 @@ use shardai_protocol::{
 };
 
 use crate::{
+    expiry::Expiry,
     key::Key,
     mutation::Applied,
     stats::RunStats,
-    store::{Entry, Expiry, Store, Stripe, Value},
+    store::{Entry, Store, Stripe, Value},
     string::Str,
 };
 
@@ -240,16 +241,17 @@ impl Store {
             .checked_add(value.len() as u64)
             .filter(|e| *e <= MAX_STRING)
             .ok_or_else(too_long)?;
-        let (old, expire_at) = current.unwrap_or_default();
-        let mut s = BytesMut::with_capacity(end.max(old_len) as usize);
-        s.extend_from_slice(&old);
-        if (s.len() as u64) < end {
-            s.resize(end as usize, 0);
-        }
-        s[offset as usize..end as usize].copy_from_slice(value);
+        let (old, expire_at) = match &current {
+            Some((s, at)) => (&s[..], *at),
+            None => (&[][..], Expiry::NONE),
+        };
+        let s = Str::build(end.max(old_len) as usize, |s| {
+            s[..old.len()].copy_from_slice(old);
+            s[offset as usize..end as usize].copy_from_slice(value);
+        });
         let len = s.len() as i64;
         let entry = Entry {
-            value: Value::Str(Str::new(&s)),
+            value: Value::Str(s),
             expire_at,
         };
         self.insert(&mut stripe, key, entry);

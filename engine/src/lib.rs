@@ -30,6 +30,7 @@ pub mod batching;
 mod calls;
 pub mod collections;
 pub mod dag;
+mod expiry;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod glob;

@@ -17,10 +17,11 @@ use shardai_protocol::{
 
 use crate::{
     collections::{Hash, List},
+    expiry::Expiry,
     key::Key,
     model::Model,
     script::Script,
-    store::{Entry, Expiry, Store, Value},
+    store::{Entry, Store, Value},
     string::Str,
     tensor::{COMPACT_BELOW, Tensor},
 };
@@ -324,6 +325,8 @@ impl Store {
                 get,
                 deadline,
             } => {
+                // Copied before the stripe's lock: a value may be large.
+                let value = Str::new(&value);
                 let mut stripe = self.stripe_of(&key).write();
                 let current = stripe.get(&key[..]).filter(|e| e.live(at_ms));
                 let old = match (get, current.map(|e| &e.value)) {
@@ -344,7 +347,7 @@ impl Store {
                         Deadline::At(t) => Expiry::at(t),
                     };
                     let entry = Entry {
-                        value: Value::Str(Str::new(&value)),
+                        value: Value::Str(value),
                         expire_at,
                     };
                     let key = Key::new(key);
@@ -374,7 +377,7 @@ impl Store {
                     Some(_) => return Err(Error::WrongType),
                 };
                 let new = old.checked_add(delta).ok_or(Error::Overflow)?;
-                let text = Str::from(new.to_string().as_str());
+                let text = Str::from(itoa::Buffer::new().format(new));
                 match current {
                     Some(e) => {
                         let before = e.value.size();

@@ -23,6 +23,7 @@ use shardai_protocol::slot::{SLOTS, key_slot};
 
 use crate::{
     collections::{HASH_TYPE, Hash, LIST_TYPE, List},
+    expiry::Expiry,
     glob::glob_match,
     key::Key,
     model::{MODEL_TYPE, Model},
@@ -99,39 +100,7 @@ const _: () = assert!(std::mem::size_of::<Entry>() == 24);
 
 impl Entry {
     pub(crate) fn live(&self, now_ms: u64) -> bool {
-        self.expire_at.0 > now_ms
-    }
-}
-
-/// A key's deadline in Unix ms, or none, in one word (an `Option<u64>` takes two, and every
-/// slot of the keyspace's maps holds one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Expiry(u64);
-
-impl Expiry {
-    /// No deadline. A client cannot ask for it: deadlines are at most `i64::MAX` ms.
-    pub(crate) const NONE: Expiry = Expiry(u64::MAX);
-
-    /// The deadline `at` (Unix ms).
-    pub(crate) fn at(at: u64) -> Expiry {
-        Expiry(at.min(u64::MAX - 1))
-    }
-
-    /// The deadline, if any.
-    pub(crate) fn get(self) -> Option<u64> {
-        (self != Expiry::NONE).then_some(self.0)
-    }
-}
-
-impl Default for Expiry {
-    fn default() -> Expiry {
-        Expiry::NONE
-    }
-}
-
-impl From<Option<u64>> for Expiry {
-    fn from(at: Option<u64>) -> Expiry {
-        at.map_or(Expiry::NONE, Expiry::at)
+        self.expire_at.live(now_ms)
     }
 }
 

@@ -4,7 +4,8 @@
 //! behind an 8-byte pointer. With it every `Value` variant is one pointer, so a `Value` is 16
 //! bytes instead of the 40 a 32-byte `Bytes` handle made it, and every slot of the keyspace's
 //! maps 24 bytes smaller, whatever its value's type. The bytes are copied in once when the
-//! value is stored; a reply takes them as a `Bytes` that shares the allocation.
+//! value is stored; a reply takes them as a `Bytes` that shares the allocation (a 16-byte
+//! allocation for the handle, no copy of the bytes).
 
 use std::{fmt, ops::Deref};
 
@@ -21,6 +22,16 @@ impl Str {
     /// A string of a copy of `b`.
     pub fn new(b: &[u8]) -> Str {
         Str(ThinArc::from_header_and_slice((), b))
+    }
+
+    /// A zero-filled string of `len` bytes that `fill` writes, in its one allocation.
+    pub fn build(len: usize, fill: impl FnOnce(&mut [u8])) -> Str {
+        let mut arc = ThinArc::from_header_and_iter((), std::iter::repeat_n(0u8, len));
+        arc.with_arc_mut(|a| {
+            let new = triomphe::Arc::get_mut(a).expect("a new string has one handle");
+            fill(new.slice_mut())
+        });
+        Str(arc)
     }
 
     /// The string as a `Bytes` sharing its allocation (no copy).
@@ -51,12 +62,6 @@ impl Deref for Str {
 
     fn deref(&self) -> &[u8] {
         &self.0.slice
-    }
-}
-
-impl Default for Str {
-    fn default() -> Str {
-        Str::new(&[])
     }
 }
 
@@ -123,6 +128,13 @@ impl fmt::Debug for Str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_string_holds_what_its_fill_wrote_and_zeros_elsewhere() {
+        let s = Str::build(6, |b| b[3..5].copy_from_slice(b"ab"));
+        assert_eq!(&s[..], b"\0\0\0ab\0");
+        assert_eq!(&Str::build(0, |_| {})[..], b"");
+    }
 
     #[test]
     fn strings_read_back_and_share_their_bytes_with_replies() {

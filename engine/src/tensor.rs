@@ -99,10 +99,15 @@ impl Tensor {
         if bytes > max_bytes {
             return Err(Error::TensorTooLarge);
         }
+        let data = if bytes <= crate::small::INLINE_MAX {
+            crate::small::copy(&[0u8; crate::small::INLINE_MAX][..bytes])
+        } else {
+            Bytes::from(vec![0u8; bytes])
+        };
         Ok(Tensor {
             dtype,
             shape: shape.into(),
-            data: Bytes::from(vec![0u8; bytes]),
+            data,
         })
     }
 
