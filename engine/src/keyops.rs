@@ -461,4 +461,35 @@ mod tests {
         assert_eq!(s.apply(msetnx("g"), 0), Ok(Applied::Int(1)));
         assert_eq!(s.len(), 3);
     }
+
+    #[test]
+    fn appends_keep_the_deadline_make_empty_keys_and_see_expired_keys_as_missing() {
+        let s = Store::new();
+        let append = |k: &str, v: &str, now| {
+            s.apply(
+                Mutation::WriteRange {
+                    key: b(k),
+                    offset: None,
+                    value: b(v),
+                },
+                now,
+            )
+        };
+        assert_eq!(append("e", "", 0), Ok(Applied::Int(0)));
+        assert!(matches!(s.get_at(b"e", 0), Some(Value::Str(v)) if v.is_empty()));
+        set(&s, "t", "ab", Some(1_000));
+        assert_eq!(append("t", "cd", 10), Ok(Applied::Int(4)));
+        assert_eq!(
+            s.ttl_ms(b"t", 10),
+            Some(Some(990)),
+            "APPEND keeps the deadline"
+        );
+        assert!(matches!(s.get_at(b"t", 10), Some(Value::Str(v)) if v == "abcd"));
+        assert_eq!(
+            append("t", "x", 1_000),
+            Ok(Applied::Int(1)),
+            "an expired key is gone"
+        );
+        assert_eq!(s.ttl_ms(b"t", 1_000), Some(None));
+    }
 }
