@@ -16,7 +16,8 @@ use shardai_protocol::Error;
 use crate::{
     expiry::Expiry,
     key::Key,
-    mutation::{Applied, compact},
+    mutation::Applied,
+    small::compact,
     store::{Entry, Store, Value},
 };
 

@@ -14,7 +14,7 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::{small, tensor::COMPACT_BELOW};
+use crate::small;
 
 /// The longest key kept inline.
 pub const INLINE_MAX: usize = 23;
@@ -34,16 +34,13 @@ enum Repr {
 const _: () = assert!(std::mem::size_of::<Key>() == std::mem::size_of::<Bytes>());
 
 impl Key {
-    /// A key of `k`'s bytes. A short key is copied inline; a key shorter than
-    /// [`COMPACT_BELOW`] into a buffer of its own, so that it does not keep a socket read
-    /// buffer alive; a longer one is kept as it is.
+    /// A key of `k`'s bytes. A short key is copied inline; a longer one is kept as
+    /// [`small::compact`] keeps a value (copied out of a socket read buffer when small).
     pub fn new(k: Bytes) -> Key {
         if k.len() <= INLINE_MAX {
             Key::copy(&k)
-        } else if k.len() < COMPACT_BELOW {
-            Key(Repr::Heap(small::copy(&k)))
         } else {
-            Key(Repr::Heap(k))
+            Key(Repr::Heap(small::compact(k)))
         }
     }
 
@@ -125,6 +122,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::tensor::COMPACT_BELOW;
 
     #[test]
     fn keys_of_every_length_read_back_and_are_found_by_their_bytes() {

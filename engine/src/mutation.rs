@@ -23,7 +23,7 @@ use crate::{
     script::Script,
     store::{Entry, Store, Value},
     string::Str,
-    tensor::{COMPACT_BELOW, Tensor},
+    tensor::Tensor,
 };
 
 /// What happens to a key's deadline when SET replaces it.
@@ -270,16 +270,6 @@ pub enum Applied {
     Batch(Vec<Result<Applied, Error>>),
     /// A string value, or nil (GETDEL, INCRBYFLOAT).
     Value(Option<Bytes>),
-}
-
-/// Copies small buffers so that they do not keep a large socket read buffer alive
-/// ([`crate::small::copy`]: one allocation with its reference count).
-pub(crate) fn compact(b: Bytes) -> Bytes {
-    if b.len() < COMPACT_BELOW {
-        crate::small::copy(&b)
-    } else {
-        b
-    }
 }
 
 impl Store {

@@ -11,8 +11,27 @@
 
 use bytes::Bytes;
 
+use crate::tensor::COMPACT_BELOW;
+
 /// The longest buffer [`copy`] keeps with its reference count in one allocation.
 pub const INLINE_MAX: usize = 256;
+
+/// `b` as the keyspace keeps it: a copy below [`COMPACT_BELOW`], so that a small buffer
+/// does not keep a large socket read buffer alive; a larger one as it is (it arrived in a
+/// buffer of its own).
+pub fn compact(b: Bytes) -> Bytes {
+    if b.len() < COMPACT_BELOW { copy(&b) } else { b }
+}
+
+/// `v` as a `Bytes`: copied into one allocation with its reference count when it is at
+/// most [`INLINE_MAX`] bytes, else taken as it is.
+pub fn from_vec(v: Vec<u8>) -> Bytes {
+    if v.len() <= INLINE_MAX {
+        copy(&v)
+    } else {
+        Bytes::from(v)
+    }
+}
 
 /// A copy of `b` in a buffer of its own (see the module's text).
 pub fn copy(b: &[u8]) -> Bytes {
@@ -59,6 +78,20 @@ mod tests {
             assert_eq!(c.slice(len / 2..), src[len / 2..], "slice, len {len}");
             assert_eq!(Vec::from(c), src, "into a vector, len {len}");
         }
+    }
+
+    #[test]
+    fn compaction_copies_below_its_size_and_keeps_larger_buffers() {
+        let buf = Bytes::from(vec![1u8; COMPACT_BELOW + 10]);
+        let small = compact(buf.slice(0..100));
+        assert_ne!(small.as_ptr(), buf.as_ptr());
+        assert_eq!(small, buf.slice(0..100));
+        let big = compact(buf.slice(0..COMPACT_BELOW));
+        assert_eq!(big.as_ptr(), buf.as_ptr());
+        assert_eq!(from_vec(vec![3u8; 10]), vec![3u8; 10]);
+        let v = vec![4u8; INLINE_MAX + 1];
+        let p = v.as_ptr();
+        assert_eq!(from_vec(v).as_ptr(), p, "a larger vector is not copied");
     }
 
     #[test]

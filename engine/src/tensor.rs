@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::shape::Shape;
+use crate::{shape::Shape, small};
 use shardai_protocol::{DType, Error, command::TensorData, frame::parse_i64};
 
 /// Blobs smaller than this are copied into a buffer of their own when stored, so that a
@@ -99,15 +99,10 @@ impl Tensor {
         if bytes > max_bytes {
             return Err(Error::TensorTooLarge);
         }
-        let data = if bytes <= crate::small::INLINE_MAX {
-            crate::small::copy(&[0u8; crate::small::INLINE_MAX][..bytes])
-        } else {
-            Bytes::from(vec![0u8; bytes])
-        };
         Ok(Tensor {
             dtype,
             shape: shape.into(),
-            data,
+            data: small::from_vec(vec![0u8; bytes]),
         })
     }
 
@@ -130,15 +125,10 @@ impl Tensor {
                 }
             }
         }
-        let data = if blob.len() < COMPACT_BELOW {
-            crate::small::copy(&blob)
-        } else {
-            blob
-        };
         Ok(Tensor {
             dtype,
             shape: shape.into(),
-            data,
+            data: small::compact(blob),
         })
     }
 
@@ -152,15 +142,10 @@ impl Tensor {
         for v in values {
             encode_value(dtype, v, &mut out)?;
         }
-        let data = if out.len() <= crate::small::INLINE_MAX {
-            crate::small::copy(&out)
-        } else {
-            Bytes::from(out)
-        };
         Ok(Tensor {
             dtype,
             shape: shape.into(),
-            data,
+            data: small::from_vec(out),
         })
     }
 

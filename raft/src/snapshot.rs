@@ -208,7 +208,7 @@ pub fn write<K: Into<Bytes>>(
     put(&mut w, meta)?;
     for (key, value, expire_at) in entries {
         let value = match value {
-            Value::Str(b) => ItemValue::Str(b.to_bytes()),
+            Value::Str(b) => ItemValue::Str(b.into_bytes()),
             Value::Tensor(t) => ItemValue::Tensor(WireTensor::of(&t)),
             Value::Model(m) => ItemValue::Model(WireModel::of(&m)),
             Value::Script(s) => ItemValue::Script(WireScript::of(&s)),
