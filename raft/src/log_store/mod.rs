@@ -144,11 +144,16 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 impl LogStore {
     fn send(&self, req: SyncReq) -> io::Result<()> {
-        self.inner
-            .sync
-            .lock()
-            .send(req)
-            .map_err(|_| other("the log's sync thread has stopped"))
+        let flags = &self.inner.flags;
+        flags
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.inner.sync.lock().send(req).map_err(|_| {
+            flags
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            other("the log's sync thread has stopped")
+        })
     }
 
     /// Waits until everything queued before is durable, then fsyncs `files` and writes
@@ -476,7 +481,10 @@ impl RaftLogStorage<C> for LogStore {
             }
             file
         };
-        self.send(SyncReq::Flush(file, callback, started))
+        match self.inner.flags.ack_written(&file, callback, started) {
+            None => Ok(()),
+            Some(callback) => self.send(SyncReq::Flush(file, callback, started)),
+        }
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {

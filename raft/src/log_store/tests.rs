@@ -217,6 +217,31 @@ async fn everysec_acknowledges_before_its_fsync_and_stops_after_a_failed_one() {
 }
 
 #[tokio::test]
+async fn a_lazy_append_with_nothing_queued_acknowledges_itself_and_is_fsyncd_within_a_second() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ls = LogStore::open(d.path()).unwrap();
+    let flags = ls.inner.flags.clone();
+    // Under always, each append goes through the sync thread, which finishes it.
+    append(&mut ls, 0..2, 1).await;
+    assert_eq!(flags.queued.load(Ordering::SeqCst), 0);
+    assert!(flags.written.lock().is_empty());
+    ls.set_fsync(Fsync::EverySec);
+    // Acknowledged by the appender itself: its file waits for the thread's next tick ...
+    append(&mut ls, 2..3, 1).await;
+    assert_eq!(flags.written.lock().len(), 1);
+    // ... which takes it within about a second to fsync it (that a failing fsync there is
+    // seen: `everysec_acknowledges_before_its_fsync_and_stops_after_a_failed_one`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !flags.written.lock().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never fsync'd");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(ls);
+    let mut ls = LogStore::open(d.path()).unwrap();
+    assert_eq!(indexes(&mut ls).await.len(), 3);
+}
+
+#[tokio::test]
 async fn no_fsync_acknowledges_without_fsyncing_and_a_barrier_still_syncs() {
     let d = tempfile::tempdir().unwrap();
     let mut ls = LogStore::open(d.path()).unwrap();
