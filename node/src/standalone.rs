@@ -52,28 +52,38 @@ pub async fn start(
         ));
     }
     let fsync = config.fsync();
-    let group = ShardGroup::start(
-        GroupConfig {
-            cluster: "standalone".into(),
-            group: "data".into(),
-            me: ME,
-            dir: config.dir.join(FOLDER),
-            // No peers: heartbeats go nowhere and the only election is this node's own.
-            heartbeat_ms: 50,
-            election_ms: (100, 200),
-            snapshot_every: config.snapshot_entries,
-            bus: BusSecurity::open(),
-            limits: config.write_limits(),
-            fsync,
-            // No other member can ever lead: a lease is as safe as a read index here.
-            reads: shardai_raft::ReadCheck::Lease(std::time::Duration::from_millis(200)),
-            alone: true,
-        },
-        store.clone(),
-        backends,
-    )
-    .await
-    .map_err(|e| format!("{}/{FOLDER}: {e}", config.dir.display()))?;
+    let group_config = GroupConfig {
+        cluster: "standalone".into(),
+        group: "data".into(),
+        me: ME,
+        dir: config.dir.join(FOLDER),
+        // No peers: heartbeats go nowhere and the only election is this node's own.
+        heartbeat_ms: 50,
+        election_ms: (100, 200),
+        snapshot_every: config.snapshot_entries,
+        bus: BusSecurity::open(),
+        limits: config.write_limits(),
+        fsync,
+        // No other member can ever lead: a lease is as safe as a read index here.
+        reads: shardai_raft::ReadCheck::Lease(std::time::Duration::from_millis(200)),
+        alone: true,
+    };
+    // The group's tasks (Raft's core, the log's appends, the state machine, the proposal
+    // batcher) run on a thread of their own, so that a write hops between them without
+    // waking another thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("shardai-raft")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the data log's thread: {e}"))?;
+    let started = runtime.spawn(ShardGroup::start(group_config, store.clone(), backends));
+    // It serves until the process exits.
+    std::mem::forget(runtime);
+    let group = started
+        .await
+        .map_err(|e| format!("the data log's thread stopped: {e}"))?
+        .map_err(|e| format!("{}/{FOLDER}: {e}", config.dir.display()))?;
     let initialized = group
         .raft
         .is_initialized()
