@@ -1,7 +1,7 @@
 //! The `shardai` binary: parses the configuration, sets up logging and the runtime, and runs
 //! the server until SIGTERM or SIGINT.
 
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use shardai_engine::Store;
 use shardai_node::{
@@ -189,11 +189,18 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let standalone = server.standalone();
     server.run(shutdown_signal()).await;
-    // What a relaxed appendfsync acknowledged is made durable before the process ends.
-    if let Some(group) = standalone
-        && let Err(e) = group.sync_log().await
-    {
-        error!(error = %e, "the last fsync of the data log failed");
+    if let Some(group) = standalone {
+        // The group's own thread outlives this runtime: stop its Raft (no more applies or
+        // snapshots) before the data folder's lock goes.
+        match tokio::time::timeout(Duration::from_secs(10), group.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "stopping the data log's Raft failed"),
+            Err(_) => warn!("the data log's Raft did not stop within 10 s"),
+        }
+        // What a relaxed appendfsync acknowledged is made durable before the process ends.
+        if let Err(e) = group.sync_log().await {
+            error!(error = %e, "the last fsync of the data log failed");
+        }
     }
     info!("shardai stopped");
     Ok(())

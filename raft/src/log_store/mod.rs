@@ -16,7 +16,8 @@
 //! own fsync, so no write becomes durable before an earlier one. After an fsync error every
 //! later request fails: the node stops acknowledging instead of acknowledging unsynced data.
 //! A group of one member may relax this ([`Fsync::EverySec`], [`Fsync::No`], Redis's
-//! `appendfsync`): appends are then acknowledged once written and fsync'd later.
+//! `appendfsync`): appends are then acknowledged once written and fsync'd later; one with
+//! nothing queued before it acknowledges itself, without a round trip through the thread.
 //!
 //! Segments are allocated ahead of the writes (`PREALLOC_BYTES` at a time, `fallocate`), so
 //! an fsync of an append rarely has to commit a new file size or new blocks: on ext4 that
@@ -180,7 +181,7 @@ impl LogStore {
     }
 
     /// Sets when an append counts as durable (see [`Fsync`]); takes effect from the next
-    /// batch of appends.
+    /// append.
     pub fn set_fsync(&self, policy: Fsync) {
         self.inner.flags.set_policy(policy);
     }

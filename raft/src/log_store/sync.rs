@@ -9,8 +9,8 @@
 //!
 //! Under a lazy policy an append with nothing queued before it is acknowledged by the
 //! appender itself ([`SyncFlags::ack_written`]), which saves two thread hand-offs per write:
-//! its file joins [`SyncFlags::written`], which this thread fsyncs on its next tick or
-//! barrier.
+//! its file joins [`SyncFlags::written`], which this thread fsyncs on its next tick under
+//! [`Fsync::EverySec`], and at the next barrier or at exit under either policy.
 
 use std::{
     fs::{self, File},
@@ -92,7 +92,8 @@ impl Fsync {
     }
 }
 
-/// Settings the sync thread reads on every batch.
+/// What the appender and the sync thread share: the policy, the failure state and the
+/// acknowledgements in flight.
 #[derive(Debug, Default)]
 pub(super) struct SyncFlags {
     /// Test hook: makes every later fsync fail, as a full or failing disk does.
@@ -140,6 +141,10 @@ impl SyncFlags {
             if !written.iter().any(|f| Arc::ptr_eq(f, file)) {
                 written.push(file.clone());
             }
+        }
+        // A background fsync that failed meanwhile: the sync thread answers the error.
+        if self.failed.load(Ordering::SeqCst) {
+            return Some(callback);
         }
         self.stats
             .append_seconds
@@ -308,8 +313,10 @@ pub(super) fn sync_loop(rx: mpsc::Receiver<SyncReq>, dir: &Path, flags: &SyncFla
                         flags.failed.store(true, Ordering::SeqCst);
                         failed.get_or_insert_with(|| e.to_string());
                     }
-                    let _ = done.send(r);
+                    // Before the answer: an append right after the barrier need not wait
+                    // for this thread (a barrier has no callback to keep in order).
                     flags.queued.fetch_sub(1, Ordering::Release);
+                    let _ = done.send(r);
                 }
             }
         }

@@ -221,17 +221,28 @@ async fn a_lazy_append_with_nothing_queued_acknowledges_itself_and_is_fsyncd_wit
     let d = tempfile::tempdir().unwrap();
     let mut ls = LogStore::open(d.path()).unwrap();
     let flags = ls.inner.flags.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     // Under always, each append goes through the sync thread, which finishes it.
     append(&mut ls, 0..2, 1).await;
-    assert_eq!(flags.queued.load(Ordering::SeqCst), 0);
-    assert!(flags.written.lock().is_empty());
+    while flags.queued.load(Ordering::SeqCst) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync thread kept a request"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     ls.set_fsync(Fsync::EverySec);
-    // Acknowledged by the appender itself: its file waits for the thread's next tick ...
-    append(&mut ls, 2..3, 1).await;
-    assert_eq!(flags.written.lock().len(), 1);
-    // ... which takes it within about a second to fsync it (that a failing fsync there is
-    // seen: `everysec_acknowledges_before_its_fsync_and_stops_after_a_failed_one`).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // Acknowledged by the appender itself, before `append` returns ...
+    let (tx, mut rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    ls.append(vec![blank_ent::<C>(1, 1, 2)], IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    assert!(
+        matches!(rx.try_recv(), Ok(Ok(()))),
+        "not acknowledged at once"
+    );
+    // ... its file taken by the thread's next tick to be fsync'd (that a failing fsync there
+    // is seen: `everysec_acknowledges_before_its_fsync_and_stops_after_a_failed_one`).
     while !flags.written.lock().is_empty() {
         assert!(std::time::Instant::now() < deadline, "never fsync'd");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
