@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use shardai_protocol::{DType, Error, command::BatchOpts};
 
-use crate::tensor::Tensor;
+use crate::tensor::{Dims, Tensor};
 
 /// What the policy needs to know of one queued request.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct Queued<'a> {
     /// The model's batching options.
     pub opts: BatchOpts,
     /// Each input's dtype and shape.
-    pub inputs: Vec<(DType, &'a [usize])>,
+    pub inputs: Vec<(DType, Dims<'a>)>,
     /// When it was queued.
     pub enqueued: Instant,
     /// When it stops being worth running (its TIMEOUT), if it has one.
@@ -156,9 +156,9 @@ pub fn concat(parts: &[&Tensor]) -> Result<Tensor, Error> {
     };
     let mut shape = first.shape().to_vec();
     shape[0] = parts.iter().map(|t| t.shape()[0]).sum();
-    let mut buf = Vec::with_capacity(parts.iter().map(|t| t.blob().len()).sum());
+    let mut buf = Vec::with_capacity(parts.iter().map(|t| t.byte_size()).sum());
     for t in parts {
-        buf.extend_from_slice(t.blob());
+        buf.extend_from_slice(t.data());
     }
     Tensor::from_blob(first.dtype(), shape, Bytes::from(buf))
 }
@@ -175,12 +175,13 @@ pub fn split(outputs: Vec<Tensor>, sizes: &[usize]) -> Result<Vec<Vec<Tensor>>, 
                 "ERR Model did not generate the expected batch size".into(),
             ));
         }
-        let row = out.blob().len() / total;
+        let row = out.byte_size() / total;
+        let all = out.blob();
         let mut offset = 0;
         for (piece, &n) in per.iter_mut().zip(sizes) {
             let mut shape = out.shape().to_vec();
             shape[0] = n;
-            let bytes = out.blob().slice(offset..offset + n * row);
+            let bytes = all.slice(offset..offset + n * row);
             piece.push(Tensor::from_blob(out.dtype(), shape, bytes)?);
             offset += n * row;
         }
@@ -202,7 +203,7 @@ mod tests {
         let a = floats(vec![1, 2], &[1.0, 2.0]);
         let b = floats(vec![2, 2], &[3.0, 4.0, 5.0, 6.0]);
         let c = concat(&[&a, &b]).unwrap();
-        assert_eq!(c.shape(), &[3, 2]);
+        assert_eq!(&c.shape()[..], &[3, 2]);
         let back = split(vec![c.clone(), c], &[1, 2]).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[0][0], a);
@@ -271,7 +272,7 @@ mod tests {
         Queued {
             model,
             opts: o,
-            inputs: vec![(DType::Float, shape)],
+            inputs: vec![(DType::Float, Dims::Slice(shape))],
             enqueued: at,
             deadline: None,
         }
@@ -325,7 +326,7 @@ mod tests {
         let scalar = q(1, o, &[], t);
         assert_eq!(pick(&[scalar], t), Pick::Run(vec![0]));
         let mut uneven = q(1, o, S1, t);
-        uneven.inputs.push((DType::Float, S2));
+        uneven.inputs.push((DType::Float, Dims::Slice(S2)));
         assert_eq!(pick(&[uneven], t), Pick::Run(vec![0]));
         // MINBATCHSIZE above BATCHSIZE waits for BATCHSIZE only.
         let o = opts(2, 4, 0);

@@ -114,7 +114,7 @@ pub fn plan(load: &[Bytes], persist: &[Bytes], ops: &[OpNames<'_>]) -> Result<Pl
 #[derive(Debug, Clone)]
 pub enum Step {
     /// AI.TENSORSET: its tensor, built when the command was parsed.
-    Set(Arc<Tensor>),
+    Set(Tensor),
     /// AI.TENSORGET: the tensor is handed back for the reply.
     Get,
     /// AI.MODELEXECUTE on a model, counted in the model key's statistics.
@@ -132,7 +132,7 @@ pub enum Outcome {
     /// It ran (TENSORSET, MODELEXECUTE).
     Done,
     /// TENSORGET's tensor.
-    Got(Arc<Tensor>),
+    Got(Tensor),
     /// It failed with this error.
     Failed(Error),
     /// It did not run because an earlier op failed.
@@ -162,7 +162,7 @@ pub enum DagResult {
         /// One per op.
         outcomes: Vec<Outcome>,
         /// Every slot's tensor (`None` where its op did not run).
-        slots: Vec<Option<Arc<Tensor>>>,
+        slots: Vec<Option<Tensor>>,
         /// The model runs' backend calls.
         spans: Vec<Span>,
     },
@@ -175,12 +175,12 @@ pub async fn execute(
     queues: &RunQueues,
     plan: &Plan,
     steps: Vec<Step>,
-    loaded: Vec<Arc<Tensor>>,
+    loaded: Vec<Tensor>,
     timeout: Option<Duration>,
 ) -> DagResult {
     let deadline = timeout.map(|t| Instant::now() + t);
     let n = plan.ops.len();
-    let mut slots: Vec<Option<Arc<Tensor>>> = vec![None; plan.slots];
+    let mut slots: Vec<Option<Tensor>> = vec![None; plan.slots];
     for (slot, t) in slots.iter_mut().zip(loaded) {
         *slot = Some(t);
     }
@@ -226,7 +226,7 @@ pub async fn execute(
                         progressed = true;
                     }
                     Step::Run { model, stats } => {
-                        let inputs: Vec<Arc<Tensor>> =
+                        let inputs: Vec<Tensor> =
                             op.inputs.iter().filter_map(|&s| slots[s].clone()).collect();
                         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                         let fut = queues.run(model.clone(), inputs, wait, stats.clone());
@@ -268,7 +268,7 @@ pub async fn execute(
                     });
                 }
                 for (&slot, t) in op.outputs.iter().zip(ran.outputs) {
-                    slots[slot] = Some(Arc::new(t));
+                    slots[slot] = Some(t);
                 }
                 outcomes[i] = Outcome::Done;
             }
@@ -372,13 +372,13 @@ mod tests {
         fn num_outputs(&self) -> Option<usize> {
             Some(1)
         }
-        fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+        fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(self.sleep);
-            if inputs[0].blob()[0] == 255 {
+            if inputs[0].data()[0] == 255 {
                 return Err(Error::Verbatim("ERR boom".into()));
             }
-            let out: Vec<u8> = inputs[0].blob().iter().map(|x| x + 1).collect();
+            let out: Vec<u8> = inputs[0].data().iter().map(|x| x + 1).collect();
             Ok(vec![Tensor::from_blob(
                 DType::Uint8,
                 inputs[0].shape().to_vec(),
@@ -413,8 +413,8 @@ mod tests {
         }
     }
 
-    fn byte(v: u8) -> Arc<Tensor> {
-        Arc::new(Tensor::from_blob(DType::Uint8, vec![1], Bytes::from(vec![v])).unwrap())
+    fn byte(v: u8) -> Tensor {
+        Tensor::from_blob(DType::Uint8, vec![1], Bytes::from(vec![v])).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

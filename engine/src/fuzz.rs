@@ -33,7 +33,7 @@ pub fn tensor(data: &[u8]) {
 fn check(t: &Tensor) {
     let n: usize = t.shape().iter().product();
     if let Some(size) = t.dtype().size() {
-        assert_eq!(t.blob().len(), n * size, "blob length and shape disagree");
+        assert_eq!(t.data().len(), n * size, "blob length and shape disagree");
     }
     let _ = t.values();
 }

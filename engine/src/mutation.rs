@@ -45,10 +45,10 @@ pub enum Mutation {
         /// The key.
         key: Bytes,
         /// The tensor, already validated.
-        tensor: Arc<Tensor>,
+        tensor: Tensor,
     },
     /// Several tensors at once: the outputs of one model execution, all or none.
-    SetTensors(Vec<(Bytes, Arc<Tensor>)>),
+    SetTensors(Vec<(Bytes, Tensor)>),
     /// AI.MODELSTORE: store (or replace) a model, already loaded and checked.
     SetModel {
         /// The key.
@@ -756,7 +756,7 @@ mod tests {
             .unwrap_err(),
             Error::Overflow
         );
-        let t = Arc::new(Tensor::zeros(shardai_protocol::DType::Float, vec![1], 64).unwrap());
+        let t = Tensor::zeros(shardai_protocol::DType::Float, vec![1], 64).unwrap();
         s.apply(
             Mutation::SetTensor {
                 key: b("t"),
@@ -776,7 +776,7 @@ mod tests {
             .unwrap_err(),
             Error::WrongType
         );
-        let t2 = Arc::new(Tensor::zeros(shardai_protocol::DType::Int8, vec![2], 64).unwrap());
+        let t2 = Tensor::zeros(shardai_protocol::DType::Int8, vec![2], 64).unwrap();
         let over_string = Mutation::SetTensor {
             key: b("s"),
             tensor: t2.clone(),

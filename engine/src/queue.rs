@@ -51,7 +51,7 @@ pub struct Ran {
 /// One queued execution request.
 struct Job {
     model: Arc<Model>,
-    inputs: Vec<Arc<Tensor>>,
+    inputs: Vec<Tensor>,
     enqueued: Instant,
     deadline: Option<Instant>,
     stats: Arc<RunStats>,
@@ -206,7 +206,7 @@ impl RunQueues {
     pub async fn run(
         &self,
         model: Arc<Model>,
-        inputs: Vec<Arc<Tensor>>,
+        inputs: Vec<Tensor>,
         timeout: Option<Duration>,
         stats: Arc<RunStats>,
     ) -> Result<Ran, Error> {
@@ -439,8 +439,8 @@ fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
     } else {
         (0..first.inputs.len())
             .map(|i| {
-                let parts: Vec<&Tensor> = group.iter().map(|j| &*j.inputs[i]).collect();
-                batching::concat(&parts).map(Arc::new)
+                let parts: Vec<&Tensor> = group.iter().map(|j| &j.inputs[i]).collect();
+                batching::concat(&parts)
             })
             .collect::<Result<Vec<_>, _>>()
     };
@@ -551,10 +551,10 @@ mod tests {
         fn num_outputs(&self) -> Option<usize> {
             Some(1)
         }
-        fn run(&self, inputs: &[Arc<Tensor>]) -> RunResult {
+        fn run(&self, inputs: &[Tensor]) -> RunResult {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(self.sleep);
-            let b: Vec<u8> = inputs[0].blob().iter().map(|x| x * 2).collect();
+            let b: Vec<u8> = inputs[0].data().iter().map(|x| x * 2).collect();
             Ok(vec![Tensor::from_blob(
                 DType::Uint8,
                 inputs[0].shape().to_vec(),
@@ -606,16 +606,16 @@ mod tests {
                 tokio::spawn(async move {
                     let t = Tensor::from_blob(DType::Uint8, vec![1, 2], Bytes::from(vec![i, 1]))
                         .unwrap();
-                    q.run(m, vec![Arc::new(t)], None, s).await
+                    q.run(m, vec![t], None, s).await
                 })
             })
             .collect();
         first.await.unwrap().unwrap();
         for (i, r) in rest.into_iter().enumerate() {
             let out = r.await.unwrap().unwrap().outputs;
-            assert_eq!(out[0].shape(), &[1, 2]);
+            assert_eq!(&out[0].shape()[..], &[1, 2]);
             assert_eq!(
-                &out[0].blob()[..],
+                &out[0].data()[..],
                 &[2 * i as u8, 2],
                 "each gets its own rows"
             );
@@ -625,10 +625,8 @@ mod tests {
         assert_eq!((snap.calls, snap.samples), (2, 9));
     }
 
-    fn input() -> Vec<Arc<Tensor>> {
-        vec![Arc::new(
-            Tensor::from_blob(DType::Uint8, vec![2], Bytes::from_static(&[1, 2])).unwrap(),
-        )]
+    fn input() -> Vec<Tensor> {
+        vec![Tensor::from_blob(DType::Uint8, vec![2], Bytes::from_static(&[1, 2])).unwrap()]
     }
 
     #[tokio::test]
@@ -636,7 +634,7 @@ mod tests {
         let q = RunQueues::new(1);
         let (m, d) = model(Duration::ZERO);
         let out = q.run(m, input(), None, stats()).await.unwrap().outputs;
-        assert_eq!(&out[0].blob()[..], &[2, 4]);
+        assert_eq!(&out[0].data()[..], &[2, 4]);
         assert_eq!(d.calls.load(Ordering::SeqCst), 1);
     }
 
@@ -722,7 +720,7 @@ mod tests {
         assert_eq!(q.lost_workers(), 1);
         // The one worker is stuck in the backend; a fresh one serves the device.
         let out = q.run(fast.clone(), input(), None, stats()).await.unwrap();
-        assert_eq!(&out.outputs[0].blob()[..], &[2, 4]);
+        assert_eq!(&out.outputs[0].data()[..], &[2, 4]);
         // The hung model is refused at once while its run goes on (no second thread lost).
         let e = q
             .run(slow.clone(), input(), None, stats())

@@ -55,7 +55,7 @@ pub trait ScriptHost: Send + Sync {
     fn model_execute(
         &self,
         key: &[u8],
-        inputs: Vec<Arc<Tensor>>,
+        inputs: Vec<Tensor>,
         outputs: usize,
     ) -> Result<Vec<Tensor>, Error>;
 }
@@ -71,7 +71,7 @@ pub trait CompiledScript: Send + Sync {
         &self,
         function: &str,
         binding: &Binding,
-        tensors: &[Arc<Tensor>],
+        tensors: &[Tensor],
         outputs: bool,
         host: Option<&dyn ScriptHost>,
     ) -> Result<Vec<Tensor>, Error>;
@@ -298,7 +298,7 @@ impl LoadedModel for ScriptCall {
     fn num_outputs(&self) -> Option<usize> {
         None
     }
-    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let binding = self.binding.as_ref().map_err(Clone::clone)?;
         // Inputs past what the binding takes are ignored (best-effort mapping).
         let used: usize = binding.tensor_counts.iter().sum();
@@ -342,7 +342,7 @@ impl CompiledScript for NotCompiled {
         &self,
         _: &str,
         _: &Binding,
-        _: &[Arc<Tensor>],
+        _: &[Tensor],
         _: bool,
         _: Option<&dyn ScriptHost>,
     ) -> Result<Vec<Tensor>, Error> {
@@ -436,7 +436,7 @@ mod tests {
             &self,
             _: &str,
             _: &Binding,
-            _: &[Arc<crate::Tensor>],
+            _: &[crate::Tensor],
             _: bool,
             _: Option<&dyn ScriptHost>,
         ) -> Result<Vec<crate::Tensor>, Error> {

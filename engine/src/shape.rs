@@ -1,57 +1,71 @@
-//! `Shape`: a tensor's dimensions, kept inside the tensor when there are few of them.
+//! A tensor's dimensions: packed into the tensor's header when there are few and small
+//! ones, and [`Dims`], the form in which a tensor lends them.
 //!
-//! Most stored tensors have one to three dimensions. Keeping those inline spares each tensor
-//! a heap allocation of its own (a 32-byte heap chunk at least, 48 for a vector grown while
-//! parsing) without making the tensor larger than its heap chunk already is; more
-//! dimensions go to a boxed slice of exactly their length.
+//! Most stored tensors have one to three dimensions, each far below 2³². Those are kept as
+//! 32-bit numbers beside the dtype, 16 bytes in all, so that a small tensor's header, count
+//! and bytes share one heap chunk (see `tensor.rs`). Other shapes are kept on the heap at
+//! their full width.
 
 use std::{fmt, ops::Deref};
 
-/// Dimensions kept inline.
-const INLINE: usize = 3;
+/// Dimensions kept packed.
+pub(crate) const PACKED: usize = 3;
 
-/// A tensor's dimensions.
-#[derive(Clone)]
-pub(crate) enum Shape {
-    /// Up to [`INLINE`] dimensions, the first `len` of `dims`.
-    Inline { len: u8, dims: [usize; INLINE] },
-    /// More dimensions.
-    Heap(Box<[usize]>),
+/// `dims` packed into 32-bit numbers, when there are at most [`PACKED`] of them and each
+/// fits.
+pub(crate) fn pack(dims: &[usize]) -> Option<(u8, [u32; PACKED])> {
+    if dims.len() > PACKED {
+        return None;
+    }
+    let mut out = [0u32; PACKED];
+    for (o, &d) in out.iter_mut().zip(dims) {
+        *o = u32::try_from(d).ok()?;
+    }
+    Some((dims.len() as u8, out))
 }
 
-impl From<Vec<usize>> for Shape {
-    fn from(v: Vec<usize>) -> Shape {
-        if v.len() <= INLINE {
-            let mut dims = [0; INLINE];
-            dims[..v.len()].copy_from_slice(&v);
-            Shape::Inline {
-                len: v.len() as u8,
-                dims,
-            }
-        } else {
-            Shape::Heap(v.into_boxed_slice())
+/// A tensor's dimensions, as it lends them.
+#[derive(Clone, Copy)]
+pub enum Dims<'a> {
+    /// Up to [`PACKED`] dimensions.
+    Inline {
+        /// How many of `dims` there are.
+        len: u8,
+        /// The dimensions, then zeros.
+        dims: [usize; PACKED],
+    },
+    /// Dimensions kept on the heap.
+    Slice(&'a [usize]),
+}
+
+impl Dims<'_> {
+    /// The dimensions packed by [`pack`].
+    pub(crate) fn unpack(len: u8, packed: [u32; PACKED]) -> Dims<'static> {
+        Dims::Inline {
+            len,
+            dims: packed.map(|d| d as usize),
         }
     }
 }
 
-impl Deref for Shape {
+impl Deref for Dims<'_> {
     type Target = [usize];
 
     fn deref(&self) -> &[usize] {
         match self {
-            Shape::Inline { len, dims } => &dims[..*len as usize],
-            Shape::Heap(b) => b,
+            Dims::Inline { len, dims } => &dims[..*len as usize],
+            Dims::Slice(s) => s,
         }
     }
 }
 
-impl PartialEq for Shape {
-    fn eq(&self, other: &Shape) -> bool {
+impl PartialEq for Dims<'_> {
+    fn eq(&self, other: &Dims<'_>) -> bool {
         self[..] == other[..]
     }
 }
 
-impl fmt::Debug for Shape {
+impl fmt::Debug for Dims<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self[..].fmt(f)
     }
@@ -62,20 +76,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shapes_of_every_rank_read_back_as_given() {
-        for rank in 0..=6 {
+    fn few_small_dimensions_pack_and_read_back_as_given() {
+        for rank in 0..=PACKED {
             let dims: Vec<usize> = (1..=rank).map(|d| d * 10 + 1).collect();
-            let s = Shape::from(dims.clone());
-            assert_eq!(&s[..], &dims[..]);
-            assert_eq!(matches!(s, Shape::Inline { .. }), rank <= INLINE);
-            assert_eq!(s.clone(), s);
-            assert_eq!(format!("{s:?}"), format!("{dims:?}"));
+            let (len, packed) = pack(&dims).unwrap();
+            assert_eq!(&Dims::unpack(len, packed)[..], &dims[..]);
+            assert_eq!(
+                format!("{:?}", Dims::unpack(len, packed)),
+                format!("{dims:?}")
+            );
         }
-        assert_ne!(Shape::from(vec![1, 2]), Shape::from(vec![1, 2, 0]));
+        assert_eq!(
+            &Dims::unpack(1, pack(&[u32::MAX as usize]).unwrap().1)[..1],
+            &[u32::MAX as usize]
+        );
     }
 
     #[test]
-    fn a_shape_is_no_larger_than_four_words() {
-        assert_eq!(std::mem::size_of::<Shape>(), 32);
+    fn many_or_large_dimensions_do_not_pack() {
+        assert!(pack(&[1, 2, 3, 4]).is_none());
+        assert!(pack(&[1, u32::MAX as usize + 1]).is_none());
+        let d = [1usize, 2, 3, 4];
+        assert_eq!(&Dims::Slice(&d)[..], &d[..]);
+        assert_ne!(Dims::Slice(&d[..2]), Dims::unpack(3, [1, 2, 0]));
     }
 }

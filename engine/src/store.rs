@@ -5,7 +5,7 @@
 //! stripe is given by its Redis Cluster hash slot, so the keys of one slot (CLUSTER
 //! GETKEYSINSLOT / COUNTKEYSINSLOT, asked once per slot when resharding) are found in one
 //! stripe instead of a walk of the whole keyspace. Values are
-//! cheap to clone handles (`Bytes`, `Arc<Tensor>`), so readers take a handle under a read
+//! cheap to clone handles (`Bytes`, `Tensor`), so readers take a handle under a read
 //! lock and encode the reply after releasing it. Writes arrive only through
 //! [`Store::apply`], called by whichever `Proposer` owns the write path.
 
@@ -47,7 +47,7 @@ pub enum Value {
     /// A Redis string.
     Str(Str),
     /// A RedisAI tensor.
-    Tensor(Arc<Tensor>),
+    Tensor(Tensor),
     /// A RedisAI model.
     Model(Arc<Model>),
     /// A RedisAI script.

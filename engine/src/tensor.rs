@@ -1,13 +1,27 @@
-//! `Tensor`: a dtype, a shape and contiguous little-endian bytes in a shared buffer.
+//! `Tensor`: a dtype, a shape and contiguous little-endian bytes, behind one pointer.
 //!
 //! Building a tensor checks what RedisAI checks (BLOB length against shape and type, VALUES
 //! against each dtype's range, BOOL elements 0 or 1, STRING elements without NUL), with
-//! RedisAI's error texts. The bytes are a reference-counted `Bytes`: a BLOB that arrived from
-//! the socket is stored as it is and written back to clients without being copied.
+//! RedisAI's error texts.
+//!
+//! A tensor is a `triomphe::ThinArc`: one allocation holds the reference count, a 24-byte
+//! header (dtype, up to three dimensions packed into 32 bits each, and a pointer to what
+//! does not fit) and, for up to [`INLINE_MAX`] bytes, the bytes themselves. A 64-byte tensor
+//! is one 112-byte heap chunk, where an `Arc` of a shape beside a `Bytes` took a 96-byte chunk
+//! for the tensor and an 80-byte one for its bytes. Larger bytes stay a reference-counted
+//! `Bytes` beside the header: a BLOB that arrived from the socket is stored as it is and
+//! written back to clients without being copied. A clone is a counter increment.
+
+use std::fmt;
 
 use bytes::Bytes;
+use triomphe::ThinArc;
 
-use crate::{shape::Shape, small};
+pub use crate::shape::Dims;
+use crate::{
+    shape::{self, PACKED},
+    small,
+};
 use shardai_protocol::{DType, Error, command::TensorData, frame::parse_i64};
 
 /// Blobs smaller than this are copied into a buffer of their own when stored, so that a
@@ -15,16 +29,39 @@ use shardai_protocol::{DType, Error, command::TensorData, frame::parse_i64};
 /// reuse that buffer). Larger ones arrive in a buffer of their own and are kept as they are.
 pub const COMPACT_BELOW: usize = 64 * 1024;
 
-/// An immutable tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
+/// The most bytes a tensor keeps in its own allocation.
+pub const INLINE_MAX: usize = small::INLINE_MAX;
+
+/// An immutable tensor; a clone shares it.
+#[derive(Clone)]
+pub struct Tensor(ThinArc<Head, u8>);
+
+const _: () = assert!(std::mem::size_of::<Tensor>() == 8);
+
+/// What a tensor's allocation holds before its bytes.
+struct Head {
     dtype: DType,
-    shape: Shape,
-    data: Bytes,
+    /// The number of dimensions in `dims`; [`SPILLED`] when they are in `more`.
+    rank: u8,
+    dims: [u32; PACKED],
+    more: Option<Box<More>>,
 }
 
-// A tensor with its reference counts fits a 96-byte heap chunk (`Arc<Tensor>`).
-const _: () = assert!(std::mem::size_of::<Tensor>() <= 72);
+// With the count and the slice's length, 40 bytes before the bytes: a 64-byte tensor asks
+// the allocator for 104 bytes.
+const _: () = assert!(std::mem::size_of::<Head>() == 24);
+
+/// `Head::rank` of a shape kept in [`More::dims`].
+const SPILLED: u8 = u8::MAX;
+
+/// What does not fit a tensor's header.
+#[derive(Default)]
+struct More {
+    /// The dimensions, when they do not pack.
+    dims: Option<Box<[usize]>>,
+    /// The bytes, when there are more than [`INLINE_MAX`] of them.
+    blob: Option<Bytes>,
+}
 
 /// A tensor's elements, for replies.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +75,41 @@ pub enum Values {
 }
 
 impl Tensor {
+    /// A tensor of checked parts.
+    fn new(dtype: DType, shape: &[usize], data: Data<'_>) -> Tensor {
+        let mut more = More::default();
+        let (rank, dims) = shape::pack(shape).unwrap_or_else(|| {
+            more.dims = Some(shape.into());
+            (SPILLED, [0; PACKED])
+        });
+        let bytes = data.bytes();
+        if bytes.len() > INLINE_MAX {
+            more.blob = Some(match &data {
+                Data::Slice(b) => Bytes::copy_from_slice(b),
+                Data::Received(b) => small::compact(b.clone()),
+                Data::Own(b) => b.clone(),
+            });
+        }
+        let inline = if more.blob.is_some() { &[][..] } else { bytes };
+        let more = (more.dims.is_some() || more.blob.is_some()).then(|| Box::new(more));
+        let head = Head {
+            dtype,
+            rank,
+            dims,
+            more,
+        };
+        Tensor(ThinArc::from_header_and_slice(head, inline))
+    }
+
+    /// Whether `a` and `b` are handles to the same tensor (not only equal ones).
+    pub fn ptr_eq(a: &Tensor, b: &Tensor) -> bool {
+        std::ptr::eq(a.head(), b.head())
+    }
+
+    fn head(&self) -> &Head {
+        &self.0.header.header
+    }
+
     /// Builds a tensor from AI.TENSORSET's parsed data. `max_bytes` bounds zero-filled
     /// tensors, whose size no client payload limits.
     pub fn build(
@@ -55,7 +127,7 @@ impl Tensor {
 
     /// Number of elements (the product of the shape; 1 for a scalar).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.shape().iter().product()
     }
 
     /// True when the tensor has no elements (never, since every dimension is at least 1).
@@ -65,22 +137,39 @@ impl Tensor {
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.head().dtype
     }
 
     /// The dimensions.
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
+    pub fn shape(&self) -> Dims<'_> {
+        let h = self.head();
+        match h.more.as_deref() {
+            Some(More { dims: Some(d), .. }) => Dims::Slice(d),
+            _ => Dims::unpack(h.rank, h.dims),
+        }
     }
 
-    /// The raw bytes (a cheap handle to the shared buffer).
-    pub fn blob(&self) -> &Bytes {
-        &self.data
+    /// The raw bytes.
+    pub fn data(&self) -> &[u8] {
+        match self.head().more.as_deref() {
+            Some(More { blob: Some(b), .. }) => b,
+            _ => &self.0.slice,
+        }
+    }
+
+    /// The raw bytes as a `Bytes` that shares them (no copy of the bytes; a small tensor's
+    /// handle is one small allocation).
+    pub fn blob(&self) -> Bytes {
+        match self.head().more.as_deref() {
+            Some(More { blob: Some(b), .. }) => b.clone(),
+            _ if self.0.slice.is_empty() => Bytes::new(),
+            _ => Bytes::from_owner(Owner(self.clone())),
+        }
     }
 
     /// Bytes held by the tensor's data.
     pub fn byte_size(&self) -> usize {
-        self.data.len()
+        self.data().len()
     }
 
     fn element_count(shape: &[usize]) -> Result<usize, Error> {
@@ -99,11 +188,18 @@ impl Tensor {
         if bytes > max_bytes {
             return Err(Error::TensorTooLarge);
         }
-        Ok(Tensor {
+        if bytes <= INLINE_MAX {
+            return Ok(Tensor::new(
+                dtype,
+                &shape,
+                Data::Slice(&[0u8; INLINE_MAX][..bytes]),
+            ));
+        }
+        Ok(Tensor::new(
             dtype,
-            shape: shape.into(),
-            data: small::from_vec(vec![0u8; bytes]),
-        })
+            &shape,
+            Data::Own(Bytes::from(vec![0u8; bytes])),
+        ))
     }
 
     /// A tensor from a little-endian BLOB (NUL-terminated elements for STRING).
@@ -125,11 +221,7 @@ impl Tensor {
                 }
             }
         }
-        Ok(Tensor {
-            dtype,
-            shape: shape.into(),
-            data: small::compact(blob),
-        })
+        Ok(Tensor::new(dtype, &shape, Data::Received(blob)))
     }
 
     /// A tensor from VALUES arguments, whose count the parser has checked.
@@ -142,16 +234,12 @@ impl Tensor {
         for v in values {
             encode_value(dtype, v, &mut out)?;
         }
-        Ok(Tensor {
-            dtype,
-            shape: shape.into(),
-            data: small::from_vec(out),
-        })
+        Ok(Tensor::new(dtype, &shape, Data::Own(Bytes::from(out))))
     }
 
     /// The elements, decoded for a VALUES reply.
     pub fn values(&self) -> Values {
-        let d = &self.data[..];
+        let d = self.data();
         fn ints<const N: usize>(d: &[u8], f: impl Fn([u8; N]) -> i64) -> Values {
             Values::Ints(
                 d.chunks_exact(N)
@@ -159,7 +247,7 @@ impl Tensor {
                     .collect(),
             )
         }
-        match self.dtype {
+        match self.dtype() {
             DType::Float => Values::Floats(
                 d.chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
@@ -177,21 +265,69 @@ impl Tensor {
             DType::Uint8 | DType::Bool => ints::<1>(d, |b| b[0] as i64),
             DType::Uint16 => ints::<2>(d, |b| u16::from_le_bytes(b) as i64),
             DType::String => {
-                if self.data.iter().all(|&b| b == 0) {
+                if d.iter().all(|&b| b == 0) {
                     // Zero-filled: every element is the empty string.
                     return Values::Strings(vec![Bytes::new(); self.len()]);
                 }
                 let mut out = Vec::with_capacity(self.len());
+                let all = self.blob();
                 let mut start = 0;
                 for (i, &b) in d.iter().enumerate() {
                     if b == 0 {
-                        out.push(self.data.slice(start..i));
+                        out.push(all.slice(start..i));
                         start = i + 1;
                     }
                 }
                 Values::Strings(out)
             }
         }
+    }
+}
+
+/// A tensor's bytes as [`Tensor::new`] takes them.
+enum Data<'a> {
+    /// Bytes to copy.
+    Slice(&'a [u8]),
+    /// Bytes a client sent: copied when small (see [`small::compact`]), so that they do not
+    /// keep a socket read buffer alive.
+    Received(Bytes),
+    /// Bytes of their own, kept as they are when they do not go inline.
+    Own(Bytes),
+}
+
+impl Data<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Slice(b) => b,
+            Data::Received(b) | Data::Own(b) => b,
+        }
+    }
+}
+
+/// A small tensor as the owner of a `Bytes` of its bytes.
+struct Owner(Tensor);
+
+impl AsRef<[u8]> for Owner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.0.slice
+    }
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Tensor) -> bool {
+        self.dtype() == other.dtype()
+            && self.shape() == other.shape()
+            && self.data() == other.data()
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tensor")
+            .field("dtype", &self.dtype())
+            .field("shape", &self.shape())
+            .field("bytes", &self.byte_size())
+            .finish()
     }
 }
 

@@ -248,7 +248,7 @@ mod tests {
             &[Bytes::from("1"), Bytes::from("-2")],
         )
         .unwrap();
-        let p = dump(&Value::Tensor(std::sync::Arc::new(t.clone())));
+        let p = dump(&Value::Tensor(t.clone()));
         let Mutation::SetTensor { key, tensor } = restore(
             &p,
             Bytes::from("t"),
@@ -259,7 +259,7 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        assert_eq!((key, tensor.as_ref()), (Bytes::from("t"), &t));
+        assert_eq!((key, tensor), (Bytes::from("t"), t));
     }
 
     #[test]

@@ -91,20 +91,18 @@ fn membership() -> Membership<u64, ShardNode> {
     .unwrap()
 }
 
-fn tensor() -> Arc<Tensor> {
-    Arc::new(
-        Tensor::from_blob(
-            DType::Float,
-            vec![2],
-            Bytes::from_static(&[0, 0, 128, 63, 0, 0, 0, 64]),
-        )
-        .unwrap(),
+fn tensor() -> Tensor {
+    Tensor::from_blob(
+        DType::Float,
+        vec![2],
+        Bytes::from_static(&[0, 0, 128, 63, 0, 0, 0, 64]),
     )
+    .unwrap()
 }
 
 /// A second tensor (another dtype, two dimensions).
-fn tensor_i8() -> Arc<Tensor> {
-    Arc::new(Tensor::from_blob(DType::Int8, vec![2, 1], Bytes::from_static(&[1, 255])).unwrap())
+fn tensor_i8() -> Tensor {
+    Tensor::from_blob(DType::Int8, vec![2, 1], Bytes::from_static(&[1, 255])).unwrap()
 }
 
 /// Checks a decoded wire tensor: dtype index (into `DType::ALL`), shape and bytes.
@@ -129,7 +127,7 @@ impl LoadedModel for NotLoaded {
         None
     }
 
-    fn run(&self, _: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, _: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         unreachable!("a fixture's model is never run")
     }
 }
@@ -656,10 +654,7 @@ async fn assert_fixture_log(ls: &mut LogStore) {
         .unwrap()
     {
         Mutation::SetTensor { key, tensor: t } => {
-            assert_eq!(
-                (key, t.as_ref()),
-                (Bytes::from_static(b"t"), tensor().as_ref())
-            )
+            assert_eq!((key, t), (Bytes::from_static(b"t"), tensor()))
         }
         m => panic!("{m:?}"),
     }
@@ -800,7 +795,7 @@ fn a_v1_snapshot_still_reads() {
     assert!(matches!(v, Value::Str(b) if *b == "v"));
     let (k, v, at) = &items[1];
     assert_eq!((k.as_ref(), at), (&b"t"[..], &None));
-    assert!(matches!(v, Value::Tensor(t) if t.as_ref() == tensor().as_ref()));
+    assert!(matches!(v, Value::Tensor(t) if *t == tensor()));
 }
 
 #[test]
@@ -850,10 +845,7 @@ fn v1_dump_payloads_still_restore() {
     .unwrap()
     {
         Mutation::SetTensor { key, tensor: t } => {
-            assert_eq!(
-                (key, t.as_ref()),
-                (Bytes::from_static(b"t"), tensor().as_ref())
-            )
+            assert_eq!((key, t), (Bytes::from_static(b"t"), tensor()))
         }
         m => panic!("{m:?}"),
     }

@@ -340,7 +340,7 @@ mod tests {
                 .unwrap();
         let entries = vec![
             (Bytes::from_static(b"s"), Value::Str("v".into()), Some(99)),
-            (Bytes::from_static(b"t"), Value::Tensor(Arc::new(t)), None),
+            (Bytes::from_static(b"t"), Value::Tensor(t), None),
         ];
         write(&path, &meta, entries).unwrap();
         assert_eq!(read_meta(&path).unwrap(), meta);

@@ -82,16 +82,16 @@ impl WireTensor {
         WireTensor {
             dtype,
             shape: t.shape().to_vec(),
-            blob: t.blob().clone(),
+            blob: t.blob(),
         }
     }
 
     /// Rebuilds the tensor.
-    pub fn tensor(self) -> Result<Arc<Tensor>, Error> {
+    pub fn tensor(self) -> Result<Tensor, Error> {
         let dtype = *DType::ALL
             .get(self.dtype as usize)
             .ok_or(Error::InvalidDataType)?;
-        Ok(Arc::new(Tensor::from_blob(dtype, self.shape, self.blob)?))
+        Tensor::from_blob(dtype, self.shape, self.blob)
     }
 }
 
@@ -756,14 +756,12 @@ mod tests {
 
     #[test]
     fn mutations_round_trip_through_the_wire_form() {
-        let t = Arc::new(
-            Tensor::from_blob(
-                DType::Float,
-                vec![2],
-                Bytes::from_static(&[0, 0, 128, 63, 0, 0, 0, 64]),
-            )
-            .unwrap(),
-        );
+        let t = Tensor::from_blob(
+            DType::Float,
+            vec![2],
+            Bytes::from_static(&[0, 0, 128, 63, 0, 0, 0, 64]),
+        )
+        .unwrap();
         let muts = vec![
             Mutation::SetTensor {
                 key: Bytes::from_static(b"t"),

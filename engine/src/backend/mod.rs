@@ -51,7 +51,7 @@ pub trait LoadedModel: Send + Sync {
     /// Number of outputs it produces, when the library can tell before running it.
     fn num_outputs(&self) -> Option<usize>;
     /// Runs the model once. Called from a run-queue thread.
-    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error>;
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error>;
     /// Why the model is not loaded on this node, for a model kept without its backend.
     fn load_error(&self) -> Option<&str> {
         None
@@ -101,7 +101,7 @@ impl LoadedModel for NotLoaded {
     fn num_outputs(&self) -> Option<usize> {
         None
     }
-    fn run(&self, _: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, _: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let why = self.error.strip_prefix("ERR ").unwrap_or(&self.error);
         Err(Error::Verbatim(format!(
             "ERR the model is stored but could not be loaded on this node ({why}): make its \

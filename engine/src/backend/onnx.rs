@@ -221,7 +221,7 @@ macro_rules! numeric {
 /// An ONNX Runtime input for a stored tensor, valid while the tensor is borrowed.
 fn to_ort(t: &Tensor) -> Result<SessionInputValue<'_>, Error> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-    let d = &t.blob()[..];
+    let d = t.data();
     match t.dtype() {
         DType::Float => numeric!(f32, 4, shape, d),
         DType::Double => numeric!(f64, 8, shape, d),
@@ -401,7 +401,7 @@ impl LoadedModel for OnnxModel {
         Some((self.inputs.clone(), self.outputs.clone()))
     }
 
-    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let values = inputs
             .iter()
             .map(|t| to_ort(t))

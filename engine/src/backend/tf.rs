@@ -287,9 +287,9 @@ fn dtype_of(t: c_int) -> Result<DType, Error> {
 /// Drops the stored tensor TensorFlow borrowed, once TensorFlow is done with its bytes.
 unsafe extern "C" fn release(_data: *mut c_void, _len: usize, arg: *mut c_void) {
     // SAFETY: TensorFlow calls this once per tensor made in `lend`, with the `arg` given
-    // there: a pointer from `Box::into_raw(Box<Arc<Tensor>>)`, so it is rebuilt and dropped
+    // there: a pointer from `Box::into_raw(Box<Tensor>)`, so it is rebuilt and dropped
     // exactly once.
-    drop(unsafe { Box::from_raw(arg.cast::<Arc<Tensor>>()) });
+    drop(unsafe { Box::from_raw(arg.cast::<Tensor>()) });
 }
 
 /// An output `TF_Tensor` that owns the bytes of a stored tensor.
@@ -334,14 +334,14 @@ impl Drop for Owned {
 impl TfModel {
     /// A `TF_Tensor` over a stored tensor's bytes, holding a reference to it until
     /// TensorFlow releases it (TensorFlow copies instead when the bytes are not aligned).
-    fn lend(&self, t: &Arc<Tensor>) -> Result<*mut TfTensor, Error> {
+    fn lend(&self, t: &Tensor) -> Result<*mut TfTensor, Error> {
         let dtype = tf_type(t.dtype())?;
         let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-        let blob = t.blob();
+        let blob = t.data();
         let arg = Box::into_raw(Box::new(t.clone()));
         // SAFETY: `dims` holds `dims.len()` values and lives through the call (TensorFlow copies
         // the shape). The data pointer and length are the stored tensor's bytes, which stay
-        // valid while `arg` (a leaked `Arc` to that tensor) lives; TensorFlow calls `release`
+        // valid while `arg` (a leaked handle to that tensor) lives; TensorFlow calls `release`
         // once, when it no longer needs them (at once, if it copied unaligned bytes); it
         // returns null without calling it only for bytes shorter than the shape, which
         // `Tensor` rules out (and that would leak the reference, not free it twice).
@@ -406,7 +406,7 @@ impl LoadedModel for TfModel {
         Some(self.outputs.len())
     }
 
-    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Verbatim(
                 "Number of keys given as INPUTS here does not match model definition".into(),

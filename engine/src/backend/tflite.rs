@@ -427,7 +427,7 @@ impl LoadedModel for TfLiteModel {
         Some(self.outputs.len())
     }
 
-    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Verbatim(
                 "Number of keys given as INPUTS here does not match model definition".into(),
@@ -478,7 +478,7 @@ impl LoadedModel for TfLiteModel {
                     "TFLITE input buffer size",
                 )?;
             }
-            let blob = t.blob();
+            let blob = t.data();
             if size < blob.len() {
                 return Err(Error::Verbatim(format!(
                     "ERR Input tensor {i} is larger than the model expects"
@@ -490,7 +490,7 @@ impl LoadedModel for TfLiteModel {
                 copies.push(Aligned::copy_of(blob, size));
                 copies.last().map_or(ptr::null_mut(), Aligned::ptr)
             };
-            let ty = RankedType::new(et, t.shape());
+            let ty = RankedType::new(et, &t.shape());
             let mut h = ptr::null_mut();
             // SAFETY: `ptr` is 64-byte aligned and has `size` readable bytes: either the stored
             // tensor's bytes (aligned and exactly `size` long; held by `inputs` for the whole

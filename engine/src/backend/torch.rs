@@ -196,19 +196,19 @@ fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
         strides[i] = strides[i + 1] * shape[i + 1];
     }
     let align = t.dtype().size().unwrap_or(1).max(1);
-    let x = if (t.blob().as_ptr() as usize).is_multiple_of(align) {
+    let x = if (t.data().as_ptr() as usize).is_multiple_of(align) {
         // SAFETY: the blob holds exactly `product(shape) * element size` bytes (checked when
         // the tensor was built), laid out row-major as `strides` says, so every element
         // libtorch indexes is inside it; its start is aligned for the element type (checked
         // just above); it outlives the tensor (see above). libtorch never frees memory given
         // to `from_blob`. TorchScript models do not write to their inputs (RedisAI gives them
         // its stored tensors the same way); one that did would change the stored tensor.
-        unsafe { tch::Tensor::f_from_blob(t.blob().as_ptr(), &shape, &strides, kind, Device::Cpu) }
+        unsafe { tch::Tensor::f_from_blob(t.data().as_ptr(), &shape, &strides, kind, Device::Cpu) }
             .map_err(err)?
     } else {
         // A BLOB kept in place in a request buffer, or decoded from a Raft entry, may start
         // at any byte: libtorch gets an aligned copy.
-        tch::Tensor::f_from_data_size(t.blob(), &shape, kind).map_err(err)?
+        tch::Tensor::f_from_data_size(t.data(), &shape, kind).map_err(err)?
     };
     if dev == Device::Cpu {
         Ok(x)
@@ -267,7 +267,7 @@ impl LoadedModel for TorchModel {
         self.names.clone()
     }
 
-    fn run(&self, inputs: &[Arc<Tensor>]) -> Result<Vec<Tensor>, Error> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let _guard = tch::no_grad_guard();
         let args = inputs
             .iter()

@@ -272,13 +272,13 @@ unsafe extern "C" fn model_cb(
         let key = unsafe { std::slice::from_raw_parts(key.cast::<u8>(), key_len) };
         let tensors = inputs
             .iter()
-            .map(|t| from_torch(t).map(Arc::new))
+            .map(from_torch)
             .collect::<Result<Vec<_>, _>>()?;
         let outs = host.model_execute(key, tensors, n_outputs.max(0) as usize)?;
         outs.iter()
             .map(|t| {
                 let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-                tch::Tensor::f_from_data_size(t.blob(), &shape, kind_of(t.dtype())?).map_err(err)
+                tch::Tensor::f_from_data_size(t.data(), &shape, kind_of(t.dtype())?).map_err(err)
             })
             .collect()
     });
@@ -362,7 +362,7 @@ impl CompiledScript for TorchScript {
         &self,
         function: &str,
         binding: &Binding,
-        tensors: &[Arc<Tensor>],
+        tensors: &[Tensor],
         outputs: bool,
         host: Option<&dyn ScriptHost>,
     ) -> Result<Vec<Tensor>, Error> {
@@ -375,7 +375,7 @@ impl CompiledScript for TorchScript {
             .iter()
             .map(|t| {
                 let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-                tch::Tensor::f_from_data_size(t.blob(), &shape, kind_of(t.dtype())?).map_err(err)
+                tch::Tensor::f_from_data_size(t.data(), &shape, kind_of(t.dtype())?).map_err(err)
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let input_ptrs: Vec<*const AtTensor> = inputs

@@ -53,12 +53,12 @@ async fn run(
     let mut steps = Vec::with_capacity(d.ops.len());
     for op in &d.ops {
         steps.push(match op {
-            DagOp::TensorSet(t) => Step::Set(Arc::new(Tensor::build(
+            DagOp::TensorSet(t) => Step::Set(Tensor::build(
                 t.dtype,
                 t.shape.clone(),
                 t.data.clone(),
                 max,
-            )?)),
+            )?),
             DagOp::TensorGet(_) => Step::Get,
             DagOp::ModelExecute(e) => {
                 let model = model_of(&e.key, store, engine)?;

@@ -197,11 +197,7 @@ async fn execute(
         // Only for backends that cannot tell their output count before running (TORCH).
         return Err(mismatch("OUTPUTS"));
     }
-    let pairs = e
-        .outputs
-        .into_iter()
-        .zip(outputs.into_iter().map(Arc::new))
-        .collect();
+    let pairs = e.outputs.into_iter().zip(outputs).collect();
     Ok(applied(proposer.propose(Mutation::SetTensors(pairs)).await))
 }
 

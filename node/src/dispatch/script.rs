@@ -193,11 +193,7 @@ async fn execute(
     if outputs.is_empty() {
         return Ok(Reply::OK);
     }
-    let pairs = a
-        .outputs
-        .into_iter()
-        .zip(outputs.into_iter().map(Arc::new))
-        .collect();
+    let pairs = a.outputs.into_iter().zip(outputs).collect();
     Ok(applied(proposer.propose(Mutation::SetTensors(pairs)).await))
 }
 

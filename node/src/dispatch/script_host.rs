@@ -267,7 +267,7 @@ impl ScriptHost for Host {
     fn model_execute(
         &self,
         key: &[u8],
-        inputs: Vec<Arc<Tensor>>,
+        inputs: Vec<Tensor>,
         outputs: usize,
     ) -> Result<Vec<Tensor>, Error> {
         if self.done.load(Ordering::Acquire) {

@@ -1,8 +1,6 @@
 //! AI.TENSORGET, and the tensors that model runs and DAGs read (AI.TENSORSET is built in
 //! `super::writes`).
 
-use std::sync::Arc;
-
 use shardai_engine::{Store, Tensor, Value, tensor::Values};
 use shardai_protocol::{
     Error, Reply,
@@ -13,7 +11,7 @@ use crate::state::Stats;
 
 /// The tensors at `keys`, as model runs and DAG LOADs read them: `WRONGTYPE` for another
 /// type, RedisAI's `ERR tensor key is empty or in a different shard` for a missing key.
-pub(super) fn tensors_of(keys: &[bytes::Bytes], store: &Store) -> Result<Vec<Arc<Tensor>>, Error> {
+pub(super) fn tensors_of(keys: &[bytes::Bytes], store: &Store) -> Result<Vec<Tensor>, Error> {
     keys.iter()
         .map(|k| match store.get(k) {
             Some(Value::Tensor(t)) => Ok(t),
@@ -56,7 +54,7 @@ pub(super) fn tensor_reply(tensor: &Tensor, f: TensorFormat) -> Reply {
         });
     }
     let data = if f.blob {
-        Some(("blob", Reply::Bulk(tensor.blob().clone())))
+        Some(("blob", Reply::Bulk(tensor.blob())))
     } else if f.values {
         Some(("values", values_reply(tensor)))
     } else {

@@ -19,7 +19,7 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
-use shardai_engine::{Applied, Mutation, Proposer, Staging, Store, Value, now_ms};
+use shardai_engine::{Applied, Mutation, Proposer, Staging, Store, Tensor, Value, now_ms};
 use shardai_protocol::{Command, Error, Reply, table::CommandSpec};
 use tracing::warn;
 
@@ -47,7 +47,7 @@ fn unchanged(then: &Option<Watched>, now: &Option<Watched>) -> bool {
         (Some(Value::Str(a)), Some(Value::Str(b))) => {
             a.as_ptr() == b.as_ptr() && a.len() == b.len()
         }
-        (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => Arc::ptr_eq(a, b),
+        (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => Tensor::ptr_eq(a, b),
         (Some(Value::Model(a)), Some(Value::Model(b))) => Arc::ptr_eq(a, b),
         (Some(Value::Script(a)), Some(Value::Script(b))) => Arc::ptr_eq(a, b),
         (Some(Value::Hash(a)), Some(Value::Hash(b))) => Arc::ptr_eq(a, b),

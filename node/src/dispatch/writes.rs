@@ -6,8 +6,6 @@
 //! ([`super::execute`]) or is put in flight with others of its connection
 //! ([`crate::pipeline`]).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use shardai_engine::{Applied, Deadline, Mutation, Proposer, Tensor, now_ms};
 use shardai_protocol::{
@@ -133,10 +131,7 @@ pub(crate) fn of(cmd: Command, max_bulk: usize) -> Built {
 /// AI.TENSORSET: its tensor built and checked.
 pub(super) fn tensorset(t: TensorSet, max_bulk: usize) -> Result<Write, Error> {
     let tensor = Tensor::build(t.dtype, t.shape, t.data, max_bulk)?;
-    Write::applied(Mutation::SetTensor {
-        key: t.key,
-        tensor: Arc::new(tensor),
-    })
+    Write::applied(Mutation::SetTensor { key: t.key, tensor })
 }
 
 /// SET and its forms. Relative deadlines become absolute here, on the node that accepted

@@ -161,8 +161,7 @@ fn main() {
     for n in [1, batch] {
         let mut shape = vec![n];
         shape.extend_from_slice(&dims);
-        let input =
-            Arc::new(Tensor::from_blob(DType::Float, shape, Bytes::from(row.repeat(n))).unwrap());
+        let input = Tensor::from_blob(DType::Float, shape, Bytes::from(row.repeat(n))).unwrap();
         let inputs = vec![input];
         for _ in 0..20 {
             model.run(&inputs).expect("runs");

@@ -16,10 +16,7 @@
 //!     /tmp/m/mnist_cnn.tflite:1,28,28,1 [--iters 3000] [--device GPU:0]
 //! ```
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shardai_engine::{
@@ -146,9 +143,8 @@ fn main() {
         let model = backend
             .load(&blob, &device, &spec.inputs, &spec.outputs)
             .expect("model loads");
-        let input = Arc::new(
-            Tensor::from_blob(DType::Float, shape.clone(), Bytes::from(data.clone())).unwrap(),
-        );
+        let input =
+            Tensor::from_blob(DType::Float, shape.clone(), Bytes::from(data.clone())).unwrap();
         // Models with several inputs get the same tensor for each.
         let inputs = vec![input; model.num_inputs().unwrap_or(1)];
         let mut direct = Vec::with_capacity(iters);

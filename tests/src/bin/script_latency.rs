@@ -18,10 +18,7 @@
 //! target/release/script_latency [--iters 2000] [--device CPU]
 //! ```
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shardai_engine::{
@@ -92,9 +89,8 @@ fn main() {
         .compile_script(SOURCE.as_bytes(), &device)
         .expect("the script compiles");
     let binding = bind("pre_process", Some(&ENTRY_POINT), true, 1, &[], &[]).expect("binds");
-    let image = vec![Arc::new(
-        Tensor::from_blob(DType::Uint8, shape.clone(), Bytes::from(pixels.clone())).unwrap(),
-    )];
+    let image =
+        vec![Tensor::from_blob(DType::Uint8, shape.clone(), Bytes::from(pixels.clone())).unwrap()];
     let mut out_len = 0;
     let mut in_process = || {
         time(iters, || {
