@@ -1,9 +1,10 @@
 //! `Key`: a key as the keyspace's maps hold it.
 //!
 //! Keys of up to [`INLINE_MAX`] bytes (most keys: `user:1000`, `tensor:17:out`) are kept
-//! inside the map's slot, so they cost no allocation; longer ones are a shared handle. A
-//! `Key` is as large as the `Bytes` handle a slot held before, so an inline key saves its
-//! whole heap chunk (32 bytes) and a slot stays the same size.
+//! inside the map's slot, so they cost no allocation; a longer one is a copy behind one
+//! pointer (a [`Str`]: its reference count, length and bytes in one allocation). A `Key` is
+//! 24 bytes, three words: a slot of the keyspace's maps is 48 bytes with its value and
+//! deadline.
 
 use std::{
     borrow::Borrow,
@@ -14,10 +15,10 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::small;
+use crate::string::Str;
 
 /// The longest key kept inline.
-pub const INLINE_MAX: usize = 23;
+pub const INLINE_MAX: usize = 22;
 
 /// A stored key.
 #[derive(Clone)]
@@ -28,20 +29,15 @@ enum Repr {
     /// The first `len` bytes of `buf`.
     Inline { len: u8, buf: [u8; INLINE_MAX] },
     /// A longer key.
-    Heap(Bytes),
+    Heap(Str),
 }
 
-const _: () = assert!(std::mem::size_of::<Key>() == std::mem::size_of::<Bytes>());
+const _: () = assert!(std::mem::size_of::<Key>() == 24);
 
 impl Key {
-    /// A key of `k`'s bytes. A short key is copied inline; a longer one is kept as
-    /// [`small::compact`] keeps a value (copied out of a socket read buffer when small).
+    /// A key of a copy of `k`'s bytes.
     pub fn new(k: Bytes) -> Key {
-        if k.len() <= INLINE_MAX {
-            Key::copy(&k)
-        } else {
-            Key(Repr::Heap(small::compact(k)))
-        }
+        Key::copy(&k)
     }
 
     /// A key of a copy of `k`.
@@ -54,15 +50,15 @@ impl Key {
                 buf,
             })
         } else {
-            Key(Repr::Heap(small::copy(k)))
+            Key(Repr::Heap(Str::new(k)))
         }
     }
 
-    /// The key as a `Bytes` (a copy for an inline key, a handle otherwise).
+    /// The key as a `Bytes` (a copy for an inline key, sharing the bytes otherwise).
     pub fn to_bytes(&self) -> Bytes {
         match &self.0 {
             Repr::Inline { .. } => Bytes::copy_from_slice(self),
-            Repr::Heap(b) => b.clone(),
+            Repr::Heap(s) => s.to_bytes(),
         }
     }
 }
@@ -122,7 +118,6 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::tensor::COMPACT_BELOW;
 
     #[test]
     fn keys_of_every_length_read_back_and_are_found_by_their_bytes() {
@@ -143,16 +138,16 @@ mod tests {
     }
 
     #[test]
-    fn a_long_key_is_copied_out_of_its_buffer_below_the_compaction_size() {
+    fn a_long_key_is_a_copy_that_its_replies_share() {
         let buf = Bytes::from(vec![b'x'; 4096]);
-        let Repr::Heap(b) = Key::new(buf.slice(0..100)).0 else {
-            panic!("a 100-byte key is not inline");
-        };
-        assert_ne!(b.as_ptr(), buf.as_ptr());
-        let big = Bytes::from(vec![b'y'; COMPACT_BELOW]);
-        let Repr::Heap(b) = Key::new(big.clone()).0 else {
-            panic!("a large key is not inline");
-        };
-        assert_eq!(b.as_ptr(), big.as_ptr());
+        for len in [INLINE_MAX + 1, 100, 4096] {
+            let key = Key::new(buf.slice(0..len));
+            let Repr::Heap(s) = &key.0 else {
+                panic!("a {len}-byte key is not inline");
+            };
+            assert_ne!(s.as_ptr(), buf.as_ptr(), "a key does not keep its request's buffer");
+            assert_eq!(key.to_bytes().as_ptr(), s.as_ptr());
+            assert_eq!(&key.clone()[..], &buf[..len]);
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! stripe is given by its Redis Cluster hash slot, so the keys of one slot (CLUSTER
 //! GETKEYSINSLOT / COUNTKEYSINSLOT, asked once per slot when resharding) are found in one
 //! stripe instead of a walk of the whole keyspace. Values are
-//! cheap to clone handles (`Bytes`, `Tensor`), so readers take a handle under a read
+//! cheap to clone handles (`Str`, `Tensor`, `Arc`s), so readers take a handle under a read
 //! lock and encode the reply after releasing it. Writes arrive only through
 //! [`Store::apply`], called by whichever `Proposer` owns the write path.
 
@@ -95,8 +95,9 @@ pub(crate) struct Entry {
     pub(crate) expire_at: Expiry,
 }
 
-// A slot of the keyspace's maps: the key's handle and this.
+// A slot of the keyspace's maps: the key (24 bytes) and this.
 const _: () = assert!(std::mem::size_of::<Entry>() == 24);
+const _: () = assert!(std::mem::size_of::<(Key, Entry)>() == 48);
 
 impl Entry {
     pub(crate) fn live(&self, now_ms: u64) -> bool {

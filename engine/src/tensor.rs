@@ -556,6 +556,58 @@ mod tests {
     }
 
     #[test]
+    fn small_tensors_hold_their_bytes_and_lend_them_without_a_copy() {
+        for len in [0, 1, 8, 64, INLINE_MAX, INLINE_MAX + 1, 4096] {
+            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let t = Tensor::from_blob(DType::Uint8, vec![len], Bytes::from(src.clone())).unwrap();
+            assert_eq!((t.data(), t.byte_size()), (&src[..], len), "len {len}");
+            let blob = t.blob();
+            assert_eq!(blob, src, "len {len}");
+            if len > 0 {
+                assert_eq!(blob.as_ptr(), t.data().as_ptr(), "a reply shares the bytes");
+            }
+            let copy = t.clone();
+            assert!(Tensor::ptr_eq(&t, &copy));
+            drop(t);
+            assert_eq!(blob, src, "the bytes outlive the tensor, len {len}");
+            assert_eq!(copy.data(), &src[..]);
+        }
+    }
+
+    #[test]
+    fn shapes_that_do_not_pack_read_back_as_given() {
+        let scalar = Tensor::zeros(DType::Float, vec![], 64).unwrap();
+        assert_eq!((scalar.shape().len(), scalar.len(), scalar.byte_size()), (0, 1, 4));
+        for shape in [
+            vec![3],
+            vec![1, 1, 3],
+            vec![1, 1, 1, 3],
+            vec![3, 1, 1, 1, 1, 1],
+        ] {
+            let t = Tensor::zeros(DType::Float, shape.clone(), 1 << 20).unwrap();
+            assert_eq!(&t.shape()[..], &shape[..]);
+            assert_eq!((t.len(), t.byte_size()), (3, 12), "{shape:?}");
+        }
+        let wide = vec![0, u32::MAX as usize + 1];
+        let t = Tensor::from_blob(DType::Uint8, wide.clone(), Bytes::new()).unwrap();
+        assert_eq!((&t.shape()[..], t.byte_size()), (&wide[..], 0));
+        let big = Tensor::zeros(DType::Double, vec![1, 1, 2, 40], 1 << 20).unwrap();
+        assert_eq!((&big.shape()[..], big.byte_size()), (&[1, 1, 2, 40][..], 640));
+        assert_eq!(big.values(), Values::Floats(vec![0.0; 80]));
+    }
+
+    #[test]
+    fn equal_tensors_are_equal_but_not_the_same() {
+        let a = vals(DType::Int16, &[2], &["1", "2"]).unwrap();
+        let b = vals(DType::Int16, &[2], &["1", "2"]).unwrap();
+        assert_eq!(a, b);
+        assert!(!Tensor::ptr_eq(&a, &b));
+        assert_ne!(a, vals(DType::Int16, &[2, 1], &["1", "2"]).unwrap());
+        assert_ne!(a, vals(DType::Uint16, &[2], &["1", "2"]).unwrap());
+        assert_ne!(a, vals(DType::Int16, &[2], &["1", "3"]).unwrap());
+    }
+
+    #[test]
     fn large_blobs_are_not_copied() {
         let blob = Bytes::from(vec![1u8; 1 << 20]);
         let t = Tensor::from_blob(DType::Uint8, vec![1 << 20], blob.clone()).unwrap();

@@ -13,7 +13,8 @@ so the load itself adds no client-side differences.
 Usage: .venv/bin/python tests/bench/memory_per_key.py [--keys N] [--size B] [--shardai PATH]
                                                       [--baseline PATH] [--strings]
 With --baseline, an earlier shardai binary (kept beside target/release so it finds its
-libraries) is measured in the same run.
+libraries) is measured in the same run; repeat it to measure several, each named by its
+file name.
 """
 import argparse
 import os
@@ -95,7 +96,8 @@ def main():
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--shardai", default=os.path.join(ROOT, "target", "release", "shardai"))
-    ap.add_argument("--baseline", help="an earlier shardai binary, measured in the same run")
+    ap.add_argument("--baseline", action="append", default=[],
+                    help="an earlier shardai binary, measured in the same run (repeatable)")
     ap.add_argument("--strings", action="store_true",
                     help="store SET strings in shardai instead of AI.TENSORSET tensors")
     a = ap.parse_args()
@@ -109,8 +111,8 @@ def main():
         print(f"{a.keys:,} keys of {a.size} B (shardai: {what}); RSS from /proc; {os.cpu_count()} cores")
         runs = [("redis", None, ss)]
         mine = ss if a.strings else ts
-        if a.baseline:
-            runs.append(("baseline", a.baseline, mine))
+        for b in a.baseline:
+            runs.append((os.path.basename(b) if len(a.baseline) > 1 else "baseline", b, mine))
         runs.append(("shardai", a.shardai, mine))
         for name, binary, path in runs:
             if binary is None:
