@@ -145,7 +145,11 @@ mod tests {
             let Repr::Heap(s) = &key.0 else {
                 panic!("a {len}-byte key is not inline");
             };
-            assert_ne!(s.as_ptr(), buf.as_ptr(), "a key does not keep its request's buffer");
+            assert_ne!(
+                s.as_ptr(),
+                buf.as_ptr(),
+                "a key does not keep its request's buffer"
+            );
             assert_eq!(key.to_bytes().as_ptr(), s.as_ptr());
             assert_eq!(&key.clone()[..], &buf[..len]);
         }

@@ -615,7 +615,7 @@ mod tests {
             let out = r.await.unwrap().unwrap().outputs;
             assert_eq!(&out[0].shape()[..], &[1, 2]);
             assert_eq!(
-                &out[0].data()[..],
+                out[0].data(),
                 &[2 * i as u8, 2],
                 "each gets its own rows"
             );
@@ -634,7 +634,7 @@ mod tests {
         let q = RunQueues::new(1);
         let (m, d) = model(Duration::ZERO);
         let out = q.run(m, input(), None, stats()).await.unwrap().outputs;
-        assert_eq!(&out[0].data()[..], &[2, 4]);
+        assert_eq!(out[0].data(), &[2, 4]);
         assert_eq!(d.calls.load(Ordering::SeqCst), 1);
     }
 
@@ -720,7 +720,7 @@ mod tests {
         assert_eq!(q.lost_workers(), 1);
         // The one worker is stuck in the backend; a fresh one serves the device.
         let out = q.run(fast.clone(), input(), None, stats()).await.unwrap();
-        assert_eq!(&out.outputs[0].data()[..], &[2, 4]);
+        assert_eq!(out.outputs[0].data(), &[2, 4]);
         // The hung model is refused at once while its run goes on (no second thread lost).
         let e = q
             .run(slow.clone(), input(), None, stats())

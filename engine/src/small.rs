@@ -1,5 +1,5 @@
-//! Copies of small buffers that the keyspace keeps: long keys, hash fields and values, list
-//! items and small tensor blobs.
+//! Copies of small buffers that the keyspace keeps: hash fields and values and list items
+//! (and, through [`compact`], tensor data too large to sit in the tensor's allocation).
 //!
 //! A copy made with `Bytes::copy_from_slice` is one allocation until its first clone (the
 //! log record, a snapshot or a reply takes one), which adds a second, shared header of its
@@ -21,16 +21,6 @@ pub const INLINE_MAX: usize = 256;
 /// buffer of its own).
 pub fn compact(b: Bytes) -> Bytes {
     if b.len() < COMPACT_BELOW { copy(&b) } else { b }
-}
-
-/// `v` as a `Bytes`: copied into one allocation with its reference count when it is at
-/// most [`INLINE_MAX`] bytes, else taken as it is.
-pub fn from_vec(v: Vec<u8>) -> Bytes {
-    if v.len() <= INLINE_MAX {
-        copy(&v)
-    } else {
-        Bytes::from(v)
-    }
 }
 
 /// A copy of `b` in a buffer of its own (see the module's text).
@@ -88,10 +78,6 @@ mod tests {
         assert_eq!(small, buf.slice(0..100));
         let big = compact(buf.slice(0..COMPACT_BELOW));
         assert_eq!(big.as_ptr(), buf.as_ptr());
-        assert_eq!(from_vec(vec![3u8; 10]), vec![3u8; 10]);
-        let v = vec![4u8; INLINE_MAX + 1];
-        let p = v.as_ptr();
-        assert_eq!(from_vec(v).as_ptr(), p, "a larger vector is not copied");
     }
 
     #[test]

@@ -577,7 +577,10 @@ mod tests {
     #[test]
     fn shapes_that_do_not_pack_read_back_as_given() {
         let scalar = Tensor::zeros(DType::Float, vec![], 64).unwrap();
-        assert_eq!((scalar.shape().len(), scalar.len(), scalar.byte_size()), (0, 1, 4));
+        assert_eq!(
+            (scalar.shape().len(), scalar.len(), scalar.byte_size()),
+            (0, 1, 4)
+        );
         for shape in [
             vec![3],
             vec![1, 1, 3],
@@ -592,7 +595,10 @@ mod tests {
         let t = Tensor::from_blob(DType::Uint8, wide.clone(), Bytes::new()).unwrap();
         assert_eq!((&t.shape()[..], t.byte_size()), (&wide[..], 0));
         let big = Tensor::zeros(DType::Double, vec![1, 1, 2, 40], 1 << 20).unwrap();
-        assert_eq!((&big.shape()[..], big.byte_size()), (&[1, 1, 2, 40][..], 640));
+        assert_eq!(
+            (&big.shape()[..], big.byte_size()),
+            (&[1, 1, 2, 40][..], 640)
+        );
         assert_eq!(big.values(), Values::Floats(vec![0.0; 80]));
     }
 

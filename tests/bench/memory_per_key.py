@@ -3,7 +3,9 @@
 shardai node (AI.TENSORSET UINT8 64 BLOB) and in Debian's redis-server (SET of the same 64
 bytes), side by side in one run; keys `k:<i>` in both.
 
-Prints each server's idle RSS (started, nothing stored), its RSS after the N writes, and
+Prints each server's idle RSS (started, nothing stored), its RSS after the N writes (once
+it has not moved for 3 s, and at least 15 s after the load, as the allocators return freed
+pages over seconds), and
 the bytes per key beyond the idle process ((after - idle) / N), with the ratio shardai /
 redis-server. Each server is loaded through `redis-cli --pipe` from one generated stream,
 so the load itself adds no client-side differences.
@@ -55,16 +57,18 @@ def rss_bytes(pid):
     return rss_mb(pid) * 1024 * 1024
 
 
-def settle(pid):
-    """RSS once it stopped moving (the allocator returns freed pages lazily)."""
-    last = None
-    for _ in range(20):
-        now = rss_bytes(pid)
-        if last is not None and abs(now - last) < 256 * 1024:
-            return now
-        last = now
-        time.sleep(0.25)
-    return last
+def settle(pid, at_least=0.0):
+    """RSS once it stopped moving for 3 s, and not before `at_least` seconds: the allocators
+    (jemalloc, in both servers) return freed pages to the system over about 10 s."""
+    t0 = time.monotonic()
+    seen = []
+    while True:
+        seen = (seen + [rss_bytes(pid)])[-7:]
+        waited = time.monotonic() - t0
+        if waited > 60 or (waited >= at_least and len(seen) == 7
+                           and max(seen) - min(seen) < 256 * 1024):
+            return seen[-1]
+        time.sleep(0.5)
 
 
 def load(port, path, n):
@@ -84,7 +88,7 @@ def measure(name, port, pid, path, n):
     t0 = time.monotonic()
     load(port, path, n)
     secs = time.monotonic() - t0
-    after = settle(pid)
+    after = settle(pid, at_least=15)
     per = (after - idle) / n
     print(f"  {name:>10}: idle RSS {idle / 2**20:7.1f} MB, after {n:,} keys {after / 2**20:7.1f} MB, "
           f"{per:6.0f} bytes per key (loaded in {secs:.1f} s)", flush=True)
