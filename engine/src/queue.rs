@@ -614,11 +614,7 @@ mod tests {
         for (i, r) in rest.into_iter().enumerate() {
             let out = r.await.unwrap().unwrap().outputs;
             assert_eq!(&out[0].shape()[..], &[1, 2]);
-            assert_eq!(
-                out[0].data(),
-                &[2 * i as u8, 2],
-                "each gets its own rows"
-            );
+            assert_eq!(out[0].data(), &[2 * i as u8, 2], "each gets its own rows");
         }
         assert_eq!(d.calls.load(Ordering::SeqCst), 2);
         let snap = s.snapshot();

@@ -7,10 +7,10 @@
 //! A tensor is a `triomphe::ThinArc`: one allocation holds the reference count, a 24-byte
 //! header (dtype, up to three dimensions packed into 32 bits each, and a pointer to what
 //! does not fit) and, for up to [`INLINE_MAX`] bytes, the bytes themselves. A 64-byte tensor
-//! is one 112-byte heap chunk, where an `Arc` of a shape beside a `Bytes` took a 96-byte chunk
-//! for the tensor and an 80-byte one for its bytes. Larger bytes stay a reference-counted
-//! `Bytes` beside the header: a BLOB that arrived from the socket is stored as it is and
-//! written back to clients without being copied. A clone is a counter increment.
+//! is one 112-byte heap chunk, where an `Arc<Tensor>` holding the dtype, the shape and a
+//! `Bytes` took a 96-byte chunk and its bytes an 80-byte one. Larger bytes stay a
+//! reference-counted `Bytes` beside the header: a BLOB that arrived from the socket is stored
+//! as it is and written back to clients without being copied. A clone is a counter increment.
 
 use std::fmt;
 
@@ -130,7 +130,8 @@ impl Tensor {
         self.shape().iter().product()
     }
 
-    /// True when the tensor has no elements (never, since every dimension is at least 1).
+    /// True when the tensor has no elements (never for a client's tensor, whose dimensions
+    /// are at least 1; a backend's output may have a dimension of 0).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

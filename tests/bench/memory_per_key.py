@@ -4,8 +4,8 @@ shardai node (AI.TENSORSET UINT8 64 BLOB) and in Debian's redis-server (SET of t
 bytes), side by side in one run; keys `k:<i>` in both.
 
 Prints each server's idle RSS (started, nothing stored), its RSS after the N writes (once
-it has not moved for 3 s, and at least 15 s after the load, as the allocators return freed
-pages over seconds), and
+it has not moved for 3 s, and at least 15 s after the load, as redis-server's allocator
+returns freed pages over seconds), and
 the bytes per key beyond the idle process ((after - idle) / N), with the ratio shardai /
 redis-server. Each server is loaded through `redis-cli --pipe` from one generated stream,
 so the load itself adds no client-side differences.
@@ -58,8 +58,8 @@ def rss_bytes(pid):
 
 
 def settle(pid, at_least=0.0):
-    """RSS once it stopped moving for 3 s, and not before `at_least` seconds: the allocators
-    (jemalloc, in both servers) return freed pages to the system over about 10 s."""
+    """RSS once it stopped moving for 3 s, and not before `at_least` seconds: redis-server's
+    allocator (jemalloc) returns freed pages to the system over about 10 s."""
     t0 = time.monotonic()
     seen = []
     while True:
@@ -115,8 +115,10 @@ def main():
         print(f"{a.keys:,} keys of {a.size} B (shardai: {what}); RSS from /proc; {os.cpu_count()} cores")
         runs = [("redis", None, ss)]
         mine = ss if a.strings else ts
-        for b in a.baseline:
-            runs.append((os.path.basename(b) if len(a.baseline) > 1 else "baseline", b, mine))
+        for i, b in enumerate(a.baseline):
+            # Each server's name is also its data folder: never two alike.
+            name = f"{os.path.basename(b)}-{i + 1}" if len(a.baseline) > 1 else "baseline"
+            runs.append((name, b, mine))
         runs.append(("shardai", a.shardai, mine))
         for name, binary, path in runs:
             if binary is None:

@@ -402,10 +402,7 @@ impl LoadedModel for OnnxModel {
     }
 
     fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
-        let values = inputs
-            .iter()
-            .map(to_ort)
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = inputs.iter().map(to_ort).collect::<Result<Vec<_>, _>>()?;
         let mut session = self.session.lock();
         let names: Vec<String> = session
             .inputs()
