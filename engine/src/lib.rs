@@ -46,6 +46,7 @@ pub mod small;
 pub mod stats;
 pub mod store;
 pub mod string;
+mod stripe;
 pub mod tensor;
 
 pub use mutation::{Applied, Deadline, Mutation};

@@ -9,12 +9,9 @@
 //! lock and encode the reply after releasing it. Writes arrive only through
 //! [`Store::apply`], called by whichever `Proposer` owns the write path.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
 use bytes::Bytes;
@@ -105,9 +102,7 @@ impl Entry {
     }
 }
 
-/// Keys are client-chosen, so the maps use a seeded hash (foldhash: fast, and randomly
-/// seeded per process against collision floods).
-pub(crate) type Stripe = HashMap<Key, Entry, foldhash::fast::RandomState>;
+pub(crate) use crate::stripe::Stripe;
 
 /// The keyspace of one shard.
 #[derive(Debug)]
@@ -143,7 +138,7 @@ impl Store {
     pub fn new() -> Self {
         Store {
             stripes: (0..STRIPES)
-                .map(|_| RwLock::new(HashMap::with_hasher(Default::default())))
+                .map(|_| RwLock::new(Stripe::default()))
                 .collect(),
             keys: AtomicI64::new(0),
             volatile: AtomicI64::new(0),
