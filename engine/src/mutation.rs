@@ -281,7 +281,7 @@ impl Store {
         }
         match m {
             Mutation::SetTensor { key, tensor } => {
-                self.replace_same_type(key, Value::Tensor(tensor), at_ms)
+                self.replace_same_type(key, Value::Tensor(tensor.relocated()), at_ms)
             }
             Mutation::SetTensors(outputs) => {
                 for (key, _) in &outputs {

@@ -101,6 +101,27 @@ impl Tensor {
         Tensor(ThinArc::from_header_and_slice(head, inline))
     }
 
+    /// The same tensor in an allocation made by the calling thread, when it is small enough
+    /// to be one allocation (a clone otherwise). The keyspace stores this copy, made where
+    /// writes are applied: a tensor built by a connection's thread sits in that thread's
+    /// heap between the short-lived allocations of the requests around it, and when they
+    /// are freed their holes stay beside it for as long as it is stored.
+    pub fn relocated(&self) -> Tensor {
+        let h = self.head();
+        match h.more {
+            Some(_) => self.clone(),
+            None => Tensor(ThinArc::from_header_and_slice(
+                Head {
+                    dtype: h.dtype,
+                    rank: h.rank,
+                    dims: h.dims,
+                    more: None,
+                },
+                &self.0.slice,
+            )),
+        }
+    }
+
     /// Whether `a` and `b` are handles to the same tensor (not only equal ones).
     pub fn ptr_eq(a: &Tensor, b: &Tensor) -> bool {
         std::ptr::eq(a.head(), b.head())
@@ -601,6 +622,21 @@ mod tests {
             (&[1, 1, 2, 40][..], 640)
         );
         assert_eq!(big.values(), Values::Floats(vec![0.0; 80]));
+    }
+
+    #[test]
+    fn a_small_tensor_is_relocated_a_large_or_unpacked_one_shared() {
+        let small = vals(DType::Int16, &[2, 1], &["1", "2"]).unwrap();
+        let copy = small.relocated();
+        assert_eq!(copy, small);
+        assert_eq!(copy.shape()[..], [2, 1]);
+        assert!(!Tensor::ptr_eq(&copy, &small));
+        let large = Tensor::from_blob(DType::Uint8, vec![300], Bytes::from(vec![7; 300])).unwrap();
+        assert!(Tensor::ptr_eq(&large.relocated(), &large));
+        let unpacked = Tensor::zeros(DType::Uint8, vec![1, 1, 1, 2], 1024).unwrap();
+        let moved = unpacked.relocated();
+        assert!(Tensor::ptr_eq(&moved, &unpacked));
+        assert_eq!(moved.shape()[..], [1, 1, 1, 2]);
     }
 
     #[test]
