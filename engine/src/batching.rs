@@ -272,7 +272,7 @@ mod tests {
         Queued {
             model,
             opts: o,
-            inputs: vec![(DType::Float, Dims::Slice(shape))],
+            inputs: vec![(DType::Float, Dims::from(shape))],
             enqueued: at,
             deadline: None,
         }
@@ -326,7 +326,7 @@ mod tests {
         let scalar = q(1, o, &[], t);
         assert_eq!(pick(&[scalar], t), Pick::Run(vec![0]));
         let mut uneven = q(1, o, S1, t);
-        uneven.inputs.push((DType::Float, Dims::Slice(S2)));
+        uneven.inputs.push((DType::Float, Dims::from(S2)));
         assert_eq!(pick(&[uneven], t), Pick::Run(vec![0]));
         // MINBATCHSIZE above BATCHSIZE waits for BATCHSIZE only.
         let o = opts(2, 4, 0);

@@ -35,11 +35,6 @@ enum Repr {
 const _: () = assert!(std::mem::size_of::<Key>() == 24);
 
 impl Key {
-    /// A key of a copy of `k`'s bytes.
-    pub fn new(k: Bytes) -> Key {
-        Key::copy(&k)
-    }
-
     /// A key of a copy of `k`.
     pub fn copy(k: &[u8]) -> Key {
         if k.len() <= INLINE_MAX {
@@ -103,13 +98,16 @@ impl fmt::Debug for Key {
 
 impl From<Key> for Bytes {
     fn from(k: Key) -> Bytes {
-        k.to_bytes()
+        match k.0 {
+            Repr::Heap(s) => s.into_bytes(),
+            Repr::Inline { .. } => Bytes::copy_from_slice(&k),
+        }
     }
 }
 
 impl From<Bytes> for Key {
     fn from(k: Bytes) -> Key {
-        Key::new(k)
+        Key::copy(&k)
     }
 }
 
@@ -124,7 +122,7 @@ mod tests {
         let mut map = HashMap::new();
         for len in 0..=INLINE_MAX + 10 {
             let k: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            let key = Key::new(Bytes::from(k.clone()));
+            let key = Key::copy(&k);
             assert_eq!(&key[..], &k[..]);
             assert_eq!(matches!(key.0, Repr::Inline { .. }), len <= INLINE_MAX);
             assert_eq!(key.to_bytes(), k);
@@ -141,7 +139,7 @@ mod tests {
     fn a_long_key_is_a_copy_that_its_replies_share() {
         let buf = Bytes::from(vec![b'x'; 4096]);
         for len in [INLINE_MAX + 1, 100, 4096] {
-            let key = Key::new(buf.slice(0..len));
+            let key = Key::copy(&buf[..len]);
             let Repr::Heap(s) = &key.0 else {
                 panic!("a {len}-byte key is not inline");
             };
@@ -151,6 +149,7 @@ mod tests {
                 "a key does not keep its request's buffer"
             );
             assert_eq!(key.to_bytes().as_ptr(), s.as_ptr());
+            assert_eq!(Bytes::from(key.clone()).as_ptr(), s.as_ptr());
             assert_eq!(&key.clone()[..], &buf[..len]);
         }
     }

@@ -82,7 +82,7 @@ impl Store {
 
     /// Stores `entry` under `key` in `stripe` (its stripe), keeping the books.
     fn insert(&self, stripe: &mut Stripe, key: Bytes, entry: Entry) {
-        let key = Key::new(key);
+        let key = Key::copy(&key);
         let prev = stripe.insert(key.clone(), entry.clone());
         self.account(&key, prev.as_ref(), Some(&entry));
     }

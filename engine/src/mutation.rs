@@ -340,7 +340,7 @@ impl Store {
                         value: Value::Str(value),
                         expire_at,
                     };
-                    let key = Key::new(key);
+                    let key = Key::copy(&key);
                     let prev = stripe.insert(key.clone(), entry.clone());
                     self.account(&key, prev.as_ref(), Some(&entry));
                 }
@@ -379,7 +379,7 @@ impl Store {
                             value: Value::Str(text),
                             expire_at,
                         };
-                        let key = Key::new(key);
+                        let key = Key::copy(&key);
                         let prev = stripe.insert(key.clone(), entry.clone());
                         self.account(&key, prev.as_ref(), Some(&entry));
                     }
@@ -494,7 +494,7 @@ impl Store {
             value,
             expire_at: Expiry::NONE,
         };
-        let key = Key::new(key);
+        let key = Key::copy(&key);
         let prev = stripe.insert(key.clone(), entry.clone());
         self.account(&key, prev.as_ref(), Some(&entry));
         Ok(Applied::Ok)

@@ -24,12 +24,15 @@ pub(crate) fn pack(dims: &[usize]) -> Option<(u8, [u32; PACKED])> {
     Some((dims.len() as u8, out))
 }
 
-/// A tensor's dimensions, as it lends them.
+/// A tensor's dimensions, as it lends them (read through `Deref` to `[usize]`).
 #[derive(Clone, Copy)]
-pub enum Dims<'a> {
+pub struct Dims<'a>(Repr<'a>);
+
+#[derive(Clone, Copy)]
+enum Repr<'a> {
     /// Up to [`PACKED`] dimensions.
     Inline {
-        /// How many of `dims` there are.
+        /// How many of `dims` there are (at most [`PACKED`]).
         len: u8,
         /// The dimensions, then zeros.
         dims: [usize; PACKED],
@@ -41,10 +44,17 @@ pub enum Dims<'a> {
 impl Dims<'_> {
     /// The dimensions packed by [`pack`].
     pub(crate) fn unpack(len: u8, packed: [u32; PACKED]) -> Dims<'static> {
-        Dims::Inline {
+        debug_assert!(len as usize <= PACKED);
+        Dims(Repr::Inline {
             len,
             dims: packed.map(|d| d as usize),
-        }
+        })
+    }
+}
+
+impl<'a> From<&'a [usize]> for Dims<'a> {
+    fn from(dims: &'a [usize]) -> Dims<'a> {
+        Dims(Repr::Slice(dims))
     }
 }
 
@@ -52,9 +62,9 @@ impl Deref for Dims<'_> {
     type Target = [usize];
 
     fn deref(&self) -> &[usize] {
-        match self {
-            Dims::Inline { len, dims } => &dims[..*len as usize],
-            Dims::Slice(s) => s,
+        match &self.0 {
+            Repr::Inline { len, dims } => &dims[..*len as usize],
+            Repr::Slice(s) => s,
         }
     }
 }
@@ -97,7 +107,7 @@ mod tests {
         assert!(pack(&[1, 2, 3, 4]).is_none());
         assert!(pack(&[1, u32::MAX as usize + 1]).is_none());
         let d = [1usize, 2, 3, 4];
-        assert_eq!(&Dims::Slice(&d)[..], &d[..]);
-        assert_ne!(Dims::Slice(&d[..2]), Dims::unpack(3, [1, 2, 0]));
+        assert_eq!(&Dims::from(&d[..])[..], &d[..]);
+        assert_ne!(Dims::from(&d[..2]), Dims::unpack(3, [1, 2, 0]));
     }
 }

@@ -166,7 +166,7 @@ impl Tensor {
     pub fn shape(&self) -> Dims<'_> {
         let h = self.head();
         match h.more.as_deref() {
-            Some(More { dims: Some(d), .. }) => Dims::Slice(d),
+            Some(More { dims: Some(d), .. }) => Dims::from(&d[..]),
             _ => Dims::unpack(h.rank, h.dims),
         }
     }

@@ -303,7 +303,7 @@ pub fn read(path: &Path, backends: &Arc<Backends>) -> io::Result<(Meta, Vec<KeyR
             ItemValue::Hash(pairs) => Value::Hash(Arc::new(Hash::from_pairs(pairs))),
             ItemValue::List(items) => Value::List(Arc::new(List::from_items(items))),
         };
-        out.push((Key::new(item.key), value, item.expire_at));
+        out.push((Key::copy(&item.key), value, item.expire_at));
     }
     Ok((meta, out))
 }
