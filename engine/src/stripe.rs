@@ -91,24 +91,32 @@ impl Stripe {
 
     /// Removes `key`; its entry, if it was there.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let at = self.position(key)?;
+        Some(self.remove_at(at))
+    }
+
+    /// Removes the entry at `at`: the last entry moves into its place.
+    fn remove_at(&mut self, at: usize) -> Entry {
         let Stripe {
             index,
             entries,
             hasher,
         } = self;
-        let found = index
-            .find_entry(hash_of(hasher, key), |&i| entries[i as usize].0[..] == *key)
-            .ok()?;
-        let at = found.remove().0 as usize;
+        let found = index.find_entry(hash_of(hasher, &entries[at].0), |&i| i as usize == at);
+        debug_assert!(found.is_ok(), "every entry has a position");
+        if let Ok(found) = found {
+            found.remove();
+        }
         let last = entries.len() - 1;
         if at != last {
             // The last entry moves into the hole: its position changes.
-            let moved = index
-                .find_mut(hash_of(hasher, &entries[last].0), |&i| i as usize == last)
-                .expect("every entry has a position");
-            *moved = at as u32;
+            let moved = index.find_mut(hash_of(hasher, &entries[last].0), |&i| i as usize == last);
+            debug_assert!(moved.is_some(), "every entry has a position");
+            if let Some(moved) = moved {
+                *moved = at as u32;
+            }
         }
-        Some(entries.swap_remove(at).1)
+        entries.swap_remove(at).1
     }
 
     /// Every key and its entry.
@@ -116,12 +124,18 @@ impl Stripe {
         self.entries.iter().map(|(k, e)| (k, e))
     }
 
-    /// Keeps the entries for which `keep` is true, each asked once, in order.
+    /// Keeps the entries for which `keep` is true, each asked once. The work beyond the
+    /// walk is in proportion to the entries removed.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Key, &mut Entry) -> bool) {
-        let before = self.entries.len();
-        self.entries.retain_mut(|(k, e)| keep(k, e));
-        if self.entries.len() != before {
-            self.reindex();
+        let mut i = 0;
+        while i < self.entries.len() {
+            let (k, e) = &mut self.entries[i];
+            if keep(k, e) {
+                i += 1;
+            } else {
+                // The entry moved into `i` from the end has not been asked yet.
+                self.remove_at(i);
+            }
         }
     }
 
@@ -129,21 +143,6 @@ impl Stripe {
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Key, Entry)> {
         self.index = HashTable::new();
         std::mem::take(&mut self.entries).into_iter()
-    }
-
-    /// Rebuilds the positions after entries moved.
-    fn reindex(&mut self) {
-        let Stripe {
-            index,
-            entries,
-            hasher,
-        } = self;
-        index.clear();
-        for (i, (k, _)) in entries.iter().enumerate() {
-            index.insert_unique(hash_of(hasher, k), i as u32, |&j| {
-                hash_of(hasher, &entries[j as usize].0)
-            });
-        }
     }
 }
 
@@ -194,7 +193,12 @@ mod tests {
                     assert_eq!(prev, m.remove(&key(k)[..]));
                 }
                 _ if step % 50 == 9 => {
-                    s.retain(|_, e| !number(e).is_multiple_of(3));
+                    let (before, mut asked) = (s.len(), 0);
+                    s.retain(|_, e| {
+                        asked += 1;
+                        !number(e).is_multiple_of(3)
+                    });
+                    assert_eq!(asked, before, "each entry is asked once");
                     m.retain(|_, v| !v.is_multiple_of(3));
                 }
                 _ => {}
