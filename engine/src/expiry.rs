@@ -1,6 +1,6 @@
 //! `Expiry`: a key's deadline, or none, in one word.
 //!
-//! Every slot of the keyspace's maps holds one; an `Option<u64>` takes two words.
+//! Every entry of the keyspace's maps holds one; an `Option<u64>` takes two words.
 
 /// A deadline in Unix ms, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! `Key`: a key as the keyspace's maps hold it.
 //!
 //! Keys of up to [`INLINE_MAX`] bytes (most keys: `user:1000`, `tensor:17:out`) are kept
-//! inside the map's slot, so they cost no allocation; a longer one is a copy behind one
+//! inside the map's entry, so they cost no allocation; a longer one is a copy behind one
 //! pointer (a [`Str`]: its reference count, length and bytes in one allocation). A `Key` is
-//! 24 bytes, three words: a slot of the keyspace's maps is 48 bytes with its value and
+//! 24 bytes, three words: an entry of a stripe's map is 48 bytes with its value and
 //! deadline.
 
 use std::{

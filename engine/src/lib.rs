@@ -4,7 +4,9 @@
 //! - [`tensor`]: [`Tensor`] (dtype, shape, shared little-endian bytes) and its validation.
 //! - [`key`]: [`key::Key`], a stored key, inline when short.
 //! - [`string`]: [`string::Str`], a stored Redis string behind one pointer.
-//! - [`store`]: [`Store`], the striped keyspace with SCAN, KEYS and expiry-aware reads.
+//! - [`store`]: [`Store`], the striped keyspace with SCAN, KEYS and expiry-aware reads;
+//!   `stripe`: one stripe's map, a dense vector of entries found through a table of
+//!   positions.
 //! - [`mutation`]: [`Mutation`], every write as a value, and how the store applies it.
 //! - [`propose`]: the [`Proposer`] seam and [`LocalApplier`], which applies at once (tests).
 //! - [`collections`]: Redis hashes and lists, and how their mutations apply.

@@ -218,6 +218,22 @@ impl Mutation {
 }
 
 impl Mutation {
+    /// The mutation with each small tensor it stores copied by the calling thread (see
+    /// [`Tensor::relocated`]): for a mutation built by another thread, applied by this one.
+    pub fn relocated(self) -> Mutation {
+        match self {
+            Mutation::SetTensor { key, tensor } => Mutation::SetTensor {
+                key,
+                tensor: tensor.relocated(),
+            },
+            Mutation::SetTensors(v) => {
+                Mutation::SetTensors(v.into_iter().map(|(k, t)| (k, t.relocated())).collect())
+            }
+            Mutation::Batch(v) => Mutation::Batch(v.into_iter().map(Mutation::relocated).collect()),
+            m => m,
+        }
+    }
+
     /// The first key the mutation writes (None for FLUSHALL and expiry sweeps).
     pub fn first_key(&self) -> Option<&Bytes> {
         match self {
@@ -281,7 +297,7 @@ impl Store {
         }
         match m {
             Mutation::SetTensor { key, tensor } => {
-                self.replace_same_type(key, Value::Tensor(tensor.relocated()), at_ms)
+                self.replace_same_type(key, Value::Tensor(tensor), at_ms)
             }
             Mutation::SetTensors(outputs) => {
                 for (key, _) in &outputs {

@@ -92,7 +92,7 @@ pub(crate) struct Entry {
     pub(crate) expire_at: Expiry,
 }
 
-// A slot of the keyspace's maps: the key (24 bytes) and this.
+// An entry of a stripe's map: the key (24 bytes) and this.
 const _: () = assert!(std::mem::size_of::<Entry>() == 24);
 const _: () = assert!(std::mem::size_of::<(Key, Entry)>() == 48);
 

@@ -2,7 +2,7 @@
 //!
 //! One allocation holds the reference count, the length and the bytes (`triomphe::ThinArc`),
 //! behind an 8-byte pointer. With it every `Value` variant is one pointer, so a `Value` is 16
-//! bytes instead of the 40 a 32-byte `Bytes` handle made it, and every slot of the keyspace's
+//! bytes instead of the 40 a 32-byte `Bytes` handle made it, and every entry of the keyspace's
 //! maps 24 bytes smaller, whatever its value's type. The bytes are copied in once when the
 //! value is stored; a reply takes them as a `Bytes` that shares the allocation (a 16-byte
 //! allocation for the handle, no copy of the bytes).

@@ -91,30 +91,45 @@ impl Stripe {
 
     /// Removes `key`; its entry, if it was there.
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let at = self.position(key)?;
-        Some(self.remove_at(at))
+        let Stripe {
+            index,
+            entries,
+            hasher,
+        } = self;
+        let found = index
+            .find_entry(hash_of(hasher, key), |&i| entries[i as usize].0[..] == *key)
+            .ok()?;
+        let at = found.remove().0 as usize;
+        Some(self.take_out(at))
     }
 
-    /// Removes the entry at `at`: the last entry moves into its place.
+    /// Removes the entry at `at`.
     fn remove_at(&mut self, at: usize) -> Entry {
         let Stripe {
             index,
             entries,
             hasher,
         } = self;
-        let found = index.find_entry(hash_of(hasher, &entries[at].0), |&i| i as usize == at);
-        debug_assert!(found.is_ok(), "every entry has a position");
-        if let Ok(found) = found {
-            found.remove();
-        }
+        index
+            .find_entry(hash_of(hasher, &entries[at].0), |&i| i as usize == at)
+            .expect("every entry has a position")
+            .remove();
+        self.take_out(at)
+    }
+
+    /// Takes out the entry at `at`, whose position is already gone: the last entry moves
+    /// into its place, and its position is rewritten.
+    fn take_out(&mut self, at: usize) -> Entry {
+        let Stripe {
+            index,
+            entries,
+            hasher,
+        } = self;
         let last = entries.len() - 1;
         if at != last {
-            // The last entry moves into the hole: its position changes.
-            let moved = index.find_mut(hash_of(hasher, &entries[last].0), |&i| i as usize == last);
-            debug_assert!(moved.is_some(), "every entry has a position");
-            if let Some(moved) = moved {
-                *moved = at as u32;
-            }
+            *index
+                .find_mut(hash_of(hasher, &entries[last].0), |&i| i as usize == last)
+                .expect("every entry has a position") = at as u32;
         }
         entries.swap_remove(at).1
     }

@@ -181,7 +181,9 @@ impl StateMachine {
         if cmd.origin == self.me
             && let Some(m) = self.pending.take(cmd.seq)
         {
-            return self.store.apply(m, at).into();
+            // Built by a connection's thread: what the keyspace keeps is copied here, away
+            // from that thread's short-lived allocations (a follower's copy is decoded here).
+            return self.store.apply(m.relocated(), at).into();
         }
         let m = if cmd.loads_model() {
             let backends = self.backends.clone();
