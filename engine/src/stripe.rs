@@ -105,13 +105,9 @@ impl Stripe {
 
     /// Removes the entry at `at`.
     fn remove_at(&mut self, at: usize) -> Entry {
-        let Stripe {
-            index,
-            entries,
-            hasher,
-        } = self;
-        index
-            .find_entry(hash_of(hasher, &entries[at].0), |&i| i as usize == at)
+        let hash = hash_of(&self.hasher, &self.entries[at].0);
+        self.index
+            .find_entry(hash, |&i| i as usize == at)
             .expect("every entry has a position")
             .remove();
         self.take_out(at)
@@ -120,18 +116,15 @@ impl Stripe {
     /// Takes out the entry at `at`, whose position is already gone: the last entry moves
     /// into its place, and its position is rewritten.
     fn take_out(&mut self, at: usize) -> Entry {
-        let Stripe {
-            index,
-            entries,
-            hasher,
-        } = self;
-        let last = entries.len() - 1;
+        let last = self.entries.len() - 1;
         if at != last {
-            *index
-                .find_mut(hash_of(hasher, &entries[last].0), |&i| i as usize == last)
+            let hash = hash_of(&self.hasher, &self.entries[last].0);
+            *self
+                .index
+                .find_mut(hash, |&i| i as usize == last)
                 .expect("every entry has a position") = at as u32;
         }
-        entries.swap_remove(at).1
+        self.entries.swap_remove(at).1
     }
 
     /// Every key and its entry.

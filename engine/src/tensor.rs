@@ -107,22 +107,10 @@ impl Tensor {
     /// allocations of the requests around it, and when they are freed their holes stay
     /// beside it for as long as it is stored.
     pub fn relocated(&self) -> Tensor {
-        let h = self.head();
-        let more = match h.more.as_deref() {
-            Some(More { blob: Some(_), .. }) => return self.clone(),
-            Some(More { dims, blob: None }) => Some(Box::new(More {
-                dims: dims.clone(),
-                blob: None,
-            })),
-            None => None,
-        };
-        let head = Head {
-            dtype: h.dtype,
-            rank: h.rank,
-            dims: h.dims,
-            more,
-        };
-        Tensor(ThinArc::from_header_and_slice(head, &self.0.slice))
+        match self.head().more.as_deref() {
+            Some(More { blob: Some(_), .. }) => self.clone(),
+            _ => Tensor::new(self.dtype(), &self.shape(), Data::Slice(self.data())),
+        }
     }
 
     /// Whether `a` and `b` are handles to the same tensor (not only equal ones).
