@@ -36,6 +36,9 @@ struct Call {
 #[derive(Default)]
 pub(crate) struct Calls {
     by_worker: HashMap<u64, Call>,
+    /// Until when the watchdog sleeps: `None` while it is awake, `Some(None)` while it waits
+    /// for a call with a deadline, `Some(Some(t))` while it waits until `t`.
+    watch_sleeps: Option<Option<Instant>>,
     /// Abandoned calls still running, per model.
     abandoned: HashMap<ModelId, usize>,
     /// Workers abandoned since the queue started.
@@ -43,7 +46,10 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
-    /// `worker` starts a call of `model` that answers `replies`.
+    /// `worker` starts a call of `model` that answers `replies`; true when the watchdog must
+    /// be woken to watch its deadline (it sleeps past it, or without one). A watchdog that
+    /// already sleeps until an earlier deadline finds this one when it wakes, so most calls
+    /// wake no thread.
     pub(crate) fn start(
         &mut self,
         worker: u64,
@@ -51,7 +57,14 @@ impl Calls {
         serial: bool,
         deadline: Option<Instant>,
         replies: Vec<Reply>,
-    ) {
+    ) -> bool {
+        let wake = match (deadline, self.watch_sleeps) {
+            (Some(d), Some(until)) => until.is_none_or(|t| d < t),
+            _ => false,
+        };
+        if wake {
+            self.watch_sleeps = None;
+        }
         self.by_worker.insert(
             worker,
             Call {
@@ -61,6 +74,17 @@ impl Calls {
                 replies,
             },
         );
+        wake
+    }
+
+    /// The watchdog goes to sleep until `until` (None: until a call with a deadline starts).
+    pub(crate) fn watchdog_sleeps(&mut self, until: Option<Instant>) {
+        self.watch_sleeps = Some(until);
+    }
+
+    /// The watchdog woke up: it reads every call's deadline before it sleeps again.
+    pub(crate) fn watchdog_wakes(&mut self) {
+        self.watch_sleeps = None;
     }
 
     /// `worker`'s call returned: whom to answer, or None when it was abandoned (the worker
@@ -159,5 +183,32 @@ mod tests {
         // One that finished in time answers its requests.
         assert_eq!(c.finish(3, 300).map(|r| r.len()), Some(1));
         assert!(c.finish(2, 200).is_none() && !c.is_abandoned(200));
+    }
+
+    #[test]
+    fn the_watchdog_is_woken_only_for_a_deadline_it_would_sleep_past() {
+        let t0 = Instant::now();
+        let secs = |n| Some(t0 + Duration::from_secs(n));
+        let mut c = Calls::default();
+        // Awake: it reads the deadlines itself before it sleeps.
+        assert!(!c.start(1, 100, false, secs(5), replies(1).0));
+        c.watchdog_sleeps(c.next_deadline());
+        // A later deadline waits for the wake-up at the earlier one.
+        assert!(!c.start(2, 100, false, secs(6), replies(1).0));
+        // A call without a deadline needs no watching.
+        assert!(!c.start(3, 100, false, None, replies(1).0));
+        // An earlier one wakes it, once: it is awake until it sleeps again.
+        assert!(c.start(4, 100, false, secs(4), replies(1).0));
+        assert!(!c.start(5, 100, false, secs(3), replies(1).0));
+        c.watchdog_wakes();
+        c.watchdog_sleeps(c.next_deadline());
+        assert_eq!(c.next_deadline(), secs(3));
+        // Sleeping with nothing to watch, any deadline wakes it.
+        for (w, m) in [(1, 100), (2, 100), (3, 100), (4, 100), (5, 100)] {
+            c.finish(w, m);
+        }
+        c.watchdog_wakes();
+        c.watchdog_sleeps(c.next_deadline());
+        assert!(c.start(6, 100, false, secs(60), replies(1).0));
     }
 }

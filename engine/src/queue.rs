@@ -65,7 +65,7 @@ struct DeviceQueue {
     ready: Condvar,
     /// The workers' backend calls in progress.
     calls: Mutex<Calls>,
-    /// Wakes the watchdog when a call with a deadline starts.
+    /// Wakes the watchdog when a call starts whose deadline it would sleep past.
     watch: Condvar,
     /// How long one backend call may take (None: no limit).
     timeout: Option<Duration>,
@@ -313,12 +313,15 @@ fn watchdog(queue: &Arc<DeviceQueue>) {
                 tracing::error!(device = %queue.device, error = %e, "no fresh worker thread");
             }
         }
-        match calls.next_deadline() {
+        let next = calls.next_deadline();
+        calls.watchdog_sleeps(next);
+        match next {
             Some(t) => {
                 queue.watch.wait_until(&mut calls, t);
             }
             None => queue.watch.wait(&mut calls),
         }
+        calls.watchdog_wakes();
     }
 }
 
@@ -460,11 +463,11 @@ fn execute(queue: &DeviceQueue, id: u64, group: Vec<Job>) -> bool {
         model.backend,
         shardai_protocol::command::Backend::Onnx | shardai_protocol::command::Backend::TfLite
     );
-    queue
+    let wake_watchdog = queue
         .calls
         .lock()
         .start(id, model_id, serial, deadline, replies);
-    if deadline.is_some() {
+    if wake_watchdog {
         queue.watch.notify_one();
     }
     // A panicking backend (a library error tch turns into a panic) must not take the worker
