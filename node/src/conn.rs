@@ -500,7 +500,7 @@ async fn handle_inner(
                         _ => Ok(()),
                     };
                     let _gate = if cmd == Command::Exec {
-                        Gate::Exclusive(shared.tx_gate.write().await)
+                        Gate::Exclusive(shared.tx_gate.exclusive().await)
                     } else if matches!(cmd, Command::Migrate(_)) && shared.cluster.is_some()
                         // Waiting on time or on replicas, touching no key: EXECs go on.
                         || matches!(cmd, Command::Wait { .. } | Command::DebugSleep(_))
@@ -510,7 +510,7 @@ async fn handle_inner(
                     {
                         Gate::None
                     } else {
-                        Gate::Shared(shared.tx_gate.read().await)
+                        Gate::Shared(shared.tx_gate.shared(state.info.id).await)
                     };
                     let done = match settled {
                         Ok(()) => dispatch::execute(cmd, shared, state).await,
@@ -575,11 +575,12 @@ async fn defer(
     out: &mut WriteBuf,
     inflight: &mut InFlight,
 ) -> Result<impl Future<Output = Reply> + Send + 'static, Error> {
-    let gate = match shared.tx_gate.clone().try_read_owned() {
-        Ok(g) => g,
-        Err(_) => {
+    let id = state.info.id;
+    let gate = match shared.tx_gate.try_shared_owned(id) {
+        Some(g) => g,
+        None => {
             inflight.drain(shared, state, out).await;
-            shared.tx_gate.clone().read_owned().await
+            shared.tx_gate.clone().shared_owned(id).await
         }
     };
     let outcome = group.submit(w.mutation).await?;
@@ -593,8 +594,8 @@ async fn defer(
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.
 enum Gate<'a> {
-    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
-    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] crate::tx_gate::Exclusive<'a>),
+    Shared(#[allow(dead_code)] crate::tx_gate::Shared<'a>),
     /// MIGRATE in a cluster (see `handle`).
     None,
 }

@@ -17,6 +17,7 @@
 //! - [`resp`]: the one RESP reply reader, for the node's own outbound calls (admin, MIGRATE).
 //! - [`tls`]: the client port's TLS settings (rustls).
 //! - [`state`]: what connections share (proposer, engine, settings, statistics, clients).
+//! - [`tx_gate`]: the gate EXEC holds alone and every other command shared.
 //!
 //! Business logic lives in `shardai-protocol` and `shardai-engine`; this crate wires them to
 //! sockets.
@@ -39,3 +40,4 @@ pub mod server;
 pub mod standalone;
 pub mod state;
 pub mod tls;
+pub mod tx_gate;

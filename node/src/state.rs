@@ -176,7 +176,7 @@ pub struct Shared {
     pub run_id: String,
     /// EXEC holds it exclusively, every other client command shared: no command of another
     /// client runs on this node while a transaction does.
-    pub tx_gate: Arc<tokio::sync::RwLock<()>>,
+    pub tx_gate: Arc<crate::tx_gate::TxGate>,
     /// SLOWLOG, MONITOR, metrics and readiness.
     pub ops: crate::ops::Ops,
     /// Notified by SHUTDOWN: the server stops as on SIGTERM.
@@ -247,7 +247,7 @@ impl Shared {
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),
             run_id,
-            tx_gate: Arc::new(tokio::sync::RwLock::new(())),
+            tx_gate: Arc::default(),
         }
     }
 
