@@ -42,6 +42,9 @@ pub struct ConnState {
     pub watched: Vec<(Bytes, Option<Watched>)>,
     /// The running command's first arguments, for SLOWLOG (see `ops::Ops::before`).
     pub held: Vec<Bytes>,
+    /// The arguments of the command being parsed that RedisAI's order of checks reads,
+    /// should the parse fail (see `dispatch::check_order::keep_arguments`).
+    pub kept: Vec<Bytes>,
 }
 
 /// A transaction being queued (between MULTI and EXEC).
@@ -89,6 +92,7 @@ impl ConnState {
             tx: None,
             watched: Vec::new(),
             held: Vec::new(),
+            kept: Vec::new(),
         };
         s.sign_in(user);
         s

@@ -393,24 +393,33 @@ async fn handle_inner(
             let request_len: usize = argv.iter().map(Bytes::len).sum();
             let request_bytes = limited.then_some(request_len);
             // Kept for RedisAI's order of checks, should the parse fail.
-            let kept = spec
-                .arity_ok(argv.len())
-                .then(|| check_order::kept_arguments(spec.name, &argv))
-                .flatten();
+            let kept = spec.arity_ok(argv.len())
+                && check_order::keep_arguments(spec.name, &argv, &mut state.kept);
             // After MULTI: the keys the command names, for EXEC.
             let queued = state
                 .tx
                 .is_some()
                 .then(|| (transaction::staged_keys(spec, &argv), spec.is_write()));
+            // The kept arguments are let go at once: they hold on to the read buffer.
+            let kept = kept.then(|| std::mem::take(&mut state.kept));
             match (Command::parse_for(spec, argv), kept) {
-                (Ok(cmd), _) => Ok((cmd, request_bytes, queued, request_len)),
+                (Ok(cmd), kept) => {
+                    if let Some(mut kept) = kept {
+                        kept.clear();
+                        state.kept = kept;
+                    }
+                    Ok((cmd, request_bytes, queued, request_len))
+                }
                 (Err(e), None) => Err(e),
                 // The keyspace error RedisAI meets first: read after the writes in flight.
-                (Err(e), Some(argv)) => {
+                (Err(e), Some(mut argv)) => {
                     inflight.drain(shared, state, out).await;
                     let store = shared.store();
                     let engine = &shared.engine;
-                    Err(check_order::parse_error(spec.name, &argv, e, store, engine))
+                    let e = check_order::parse_error(spec.name, &argv, e, store, engine);
+                    argv.clear();
+                    state.kept = argv;
+                    Err(e)
                 }
             }
         }

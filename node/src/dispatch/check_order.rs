@@ -15,9 +15,10 @@ use shardai_protocol::{
 use super::model::{check_inputs, model_of};
 use crate::state::Engine;
 
-/// The arguments [`parse_error`] reads for command `name` (a prefix of `argv`: never a
-/// tensor's data), kept until the parse succeeds; None for the commands it leaves alone.
-pub fn kept_arguments(name: &str, argv: &[Bytes]) -> Option<Vec<Bytes>> {
+/// Keeps in `kept` the arguments [`parse_error`] reads for command `name` (a prefix of
+/// `argv`: never a tensor's data) until the parse succeeds; false, keeping nothing, for the
+/// commands it leaves alone. `kept` is the connection's, reused from request to request.
+pub fn keep_arguments(name: &str, argv: &[Bytes], kept: &mut Vec<Bytes>) -> bool {
     let n = match name {
         "ai.tensorset" | "ai.tensorget" => 2,
         "ai.modelexecute" | "ai.modelrun" => 4,
@@ -27,13 +28,15 @@ pub fn kept_arguments(name: &str, argv: &[Bytes]) -> Option<Vec<Bytes>> {
             .map_or(argv.len(), |i| i + 1)
             // At least six, so that the argument count RedisAI checks first is seen.
             .max(6),
-        _ => return None,
+        _ => return false,
     };
-    Some(argv[..n.min(argv.len())].to_vec())
+    kept.clear();
+    kept.extend_from_slice(&argv[..n.min(argv.len())]);
+    true
 }
 
 /// What to answer for a request of the right arity whose parse failed with `e`, given its
-/// [`kept_arguments`]: the keyspace error RedisAI meets first, else `e`.
+/// [`keep_arguments`]: the keyspace error RedisAI meets first, else `e`.
 pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store, engine: &Engine) -> Error {
     // Argument counts are checked before anything else (AI.TENSORGET's at most 4, the DAG
     // commands' at least 6).
