@@ -9,6 +9,8 @@ Throughput: redis-benchmark, 50 clients, UINT8 BLOBs of 64 B and 16 KiB, random 
 the shard's leader (every acknowledgement means: on a majority of three replicas and
 fsync'd) and to redis-server (SET of the same payload; acknowledged after its AOF fsync).
 The two alternate for --reps repetitions; medians of requests/s, p50 and p99 are printed.
+Before and after each run the benchmark waits until the disk has been quiet for half a second,
+so that what one server still writes (a snapshot, an AOF rewrite) does not slow the other's run.
 
 Failover: --kills times, a writer (following MOVED) writes continuously; the leader is
 killed with SIGKILL; the time from the kill to the first write acknowledged by another node
@@ -64,12 +66,35 @@ def machine_busy():
     return sum(v) - v[3] - v[4], sum(v)
 
 
+def sectors_written():
+    """Sectors written to every block device so far."""
+    with open("/proc/diskstats") as f:
+        return sum(int(line.split()[9]) for line in f if len(line.split()) > 9)
+
+
+def settle(quiet=0.5, longest=20.0):
+    """Waits until no block device has been written for `quiet` seconds (at most `longest`):
+    what a server still writes after its run (a snapshot, an AOF rewrite) is then done, and
+    the next run, of the other server, does not share the disk with it."""
+    end = time.time() + longest
+    last, since = sectors_written(), time.time()
+    while time.time() < end and time.time() - since < quiet:
+        time.sleep(0.05)
+        now = sectors_written()
+        if now != last:
+            last, since = now, time.time()
+
+
 def measured(run, pids, n):
-    """Runs `run()`, returning its result, CPU µs per request of each pid, machine busy %."""
+    """Runs `run()`, returning its result, CPU µs per request of each pid, machine busy %
+    during the run. Each pid's CPU is counted until the disk is quiet again (see `settle`),
+    so the work a run leaves behind counts against it."""
+    settle()
     c0 = {p: cpu_seconds(p) for p in pids}
     b0 = machine_busy()
     out = run()
     b1 = machine_busy()
+    settle()
     us = {p: (cpu_seconds(p) - c0[p]) / n * 1e6 for p in pids}
     busy = 100 * (b1[0] - b0[0]) / max(1, b1[1] - b0[1])
     return out, us, busy
