@@ -115,8 +115,8 @@ fn get<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
 /// Bytes written between two steps of pacing. While a snapshot is written, each fsync of the
 /// log waits for the snapshot data handed to the disk before it (on ext4 a log fsync commits
 /// the journal, which first writes out the other files' data it covers), so at most two steps
-/// are in flight. With 256 KiB, 50 clients' 16 KiB writes went on at 6,000-8,600 a second
-/// instead of 1,600-3,300 while a 450 MB snapshot was written (docs/performance.md).
+/// are in flight. With 256 KiB, 50 clients' 16 KiB writes went on at 4,400-10,500 a second
+/// instead of 760-3,300 while a 450 MB snapshot was written (docs/performance.md).
 const PACE: u64 = 256 << 10;
 
 /// A file written in paced steps: every [`PACE`] bytes, writeback of the new step starts and
