@@ -36,8 +36,9 @@ struct Call {
 #[derive(Default)]
 pub(crate) struct Calls {
     by_worker: HashMap<u64, Call>,
-    /// Until when the watchdog sleeps: `None` while it is awake, `Some(None)` while it waits
-    /// for a call with a deadline, `Some(Some(t))` while it waits until `t`.
+    /// Until when the watchdog sleeps: `None` while it is awake or already woken,
+    /// `Some(None)` while it waits for a call with a deadline, `Some(Some(t))` while it waits
+    /// until `t`.
     watch_sleeps: Option<Option<Instant>>,
     /// Abandoned calls still running, per model.
     abandoned: HashMap<ModelId, usize>,

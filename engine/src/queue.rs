@@ -735,6 +735,35 @@ mod tests {
         assert!(q.run(fast, input(), None, stats()).await.is_ok());
     }
 
+    /// The watchdog sleeps until the earliest deadline it knows; a call that starts with an
+    /// earlier one (an ONNX call's deadline has a grace, another library's has none) wakes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_with_an_earlier_deadline_wakes_the_watchdog() {
+        let q =
+            Arc::new(RunQueues::new(2).with_execution_timeout(Some(Duration::from_millis(200))));
+        // ONNX: abandoned at 200 ms + ONNX_GRACE, which the watchdog then sleeps until.
+        let (onnx, _) = model(Duration::from_millis(1500));
+        let (slow, _) = model(Duration::from_millis(1500));
+        let mut torch = (*slow).clone();
+        torch.backend = Kind::Torch;
+        let torch = Arc::new(torch);
+        let first = tokio::spawn({
+            let q = q.clone();
+            async move { q.run(onnx, input(), None, stats()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        let e = q.run(torch, input(), None, stats()).await.unwrap_err();
+        assert!(e.to_string().contains("timed out after 200 ms"), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_millis(800),
+            "abandoned after {:?}, at the ONNX call's deadline",
+            start.elapsed()
+        );
+        let e = first.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("timed out after 200 ms"), "{e}");
+    }
+
     #[test]
     fn model_chunks_as_redisai_counts_them() {
         let (m, _) = model(Duration::ZERO);

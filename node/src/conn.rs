@@ -404,21 +404,19 @@ async fn handle_inner(
             let kept = kept.then(|| std::mem::take(&mut state.kept));
             match (Command::parse_for(spec, argv), kept) {
                 (Ok(cmd), kept) => {
-                    if let Some(mut kept) = kept {
-                        kept.clear();
-                        state.kept = kept;
+                    if let Some(kept) = kept {
+                        state.kept = check_order::emptied(kept);
                     }
                     Ok((cmd, request_bytes, queued, request_len))
                 }
                 (Err(e), None) => Err(e),
                 // The keyspace error RedisAI meets first: read after the writes in flight.
-                (Err(e), Some(mut argv)) => {
+                (Err(e), Some(argv)) => {
                     inflight.drain(shared, state, out).await;
                     let store = shared.store();
                     let engine = &shared.engine;
                     let e = check_order::parse_error(spec.name, &argv, e, store, engine);
-                    argv.clear();
-                    state.kept = argv;
+                    state.kept = check_order::emptied(argv);
                     Err(e)
                 }
             }
@@ -519,7 +517,7 @@ async fn handle_inner(
                     {
                         Gate::None
                     } else {
-                        Gate::Shared(shared.tx_gate.shared(state.info.id).await)
+                        Gate::Shared(shared.tx_gate.shared().await)
                     };
                     let done = match settled {
                         Ok(()) => dispatch::execute(cmd, shared, state).await,
@@ -584,12 +582,11 @@ async fn defer(
     out: &mut WriteBuf,
     inflight: &mut InFlight,
 ) -> Result<impl Future<Output = Reply> + Send + 'static, Error> {
-    let id = state.info.id;
-    let gate = match shared.tx_gate.try_shared_owned(id) {
+    let gate = match shared.tx_gate.try_shared_owned() {
         Some(g) => g,
         None => {
             inflight.drain(shared, state, out).await;
-            shared.tx_gate.clone().shared_owned(id).await
+            shared.tx_gate.clone().shared_owned().await
         }
     };
     let outcome = group.submit(w.mutation).await?;
@@ -603,8 +600,8 @@ async fn defer(
 
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.
 enum Gate<'a> {
-    Exclusive(#[allow(dead_code)] crate::tx_gate::Exclusive<'a>),
-    Shared(#[allow(dead_code)] crate::tx_gate::Shared<'a>),
+    Exclusive(#[allow(dead_code)] crate::tx_gate::ExclusiveGuard<'a>),
+    Shared(#[allow(dead_code)] crate::tx_gate::SharedGuard<'a>),
     /// MIGRATE in a cluster (see `handle`).
     None,
 }

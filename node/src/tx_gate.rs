@@ -2,10 +2,12 @@
 //! other client's command runs on this node while a transaction does.
 //!
 //! Every command passes the gate, so its shared side is made to cost what a counter of the
-//! connection's own does: two atomic operations on one of [`SHARDS`] counters (chosen by
-//! connection id, each on a cache line of its own) and a read of a flag that only EXEC writes.
-//! While no transaction runs, no cache line passes between the cores, where a lock word that
-//! every command writes would pass with every command.
+//! thread's own does: two atomic operations on one of [`SHARDS`] counters (the one of the
+//! thread the command enters on, each on a cache line of its own) and a read of a flag that
+//! only EXEC writes. While no transaction runs, the I/O threads write only their own counters
+//! (a command whose task moved to another thread leaves through the counter it entered by),
+//! where a lock word that every command writes would pass between the cores with every
+//! command. A write put in flight also holds a reference to the gate until it applies.
 //!
 //! EXEC closes the gate and waits for the commands inside to leave; commands that arrive
 //! meanwhile wait for it to reopen. Before an EXEC closes the gate it lets in the commands the
@@ -15,13 +17,16 @@ use std::{
     pin::pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
+        atomic::{
+            AtomicBool, AtomicUsize,
+            Ordering::{Relaxed, SeqCst},
+        },
     },
 };
 
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
-/// Counters of commands inside the gate; a connection uses the one of its id modulo this.
+/// Counters of commands inside the gate; threads take them in turn as they first enter.
 pub const SHARDS: usize = 16;
 
 /// One counter, alone on its cache line (128 bytes: adjacent lines are fetched in pairs).
@@ -56,12 +61,12 @@ impl std::fmt::Debug for TxGate {
 
 /// A command inside the gate (shared).
 #[must_use]
-pub struct Shared<'a> {
+pub struct SharedGuard<'a> {
     gate: &'a TxGate,
     shard: usize,
 }
 
-impl Drop for Shared<'_> {
+impl Drop for SharedGuard<'_> {
     fn drop(&mut self) {
         self.gate.leave(self.shard);
     }
@@ -69,12 +74,12 @@ impl Drop for Shared<'_> {
 
 /// A command inside the gate (shared) that a `'static` future holds.
 #[must_use]
-pub struct OwnedShared {
+pub struct OwnedSharedGuard {
     gate: Arc<TxGate>,
     shard: usize,
 }
 
-impl Drop for OwnedShared {
+impl Drop for OwnedSharedGuard {
     fn drop(&mut self) {
         self.gate.leave(self.shard);
     }
@@ -82,12 +87,12 @@ impl Drop for OwnedShared {
 
 /// An EXEC holding the gate; dropping it reopens the gate.
 #[must_use]
-pub struct Exclusive<'a> {
+pub struct ExclusiveGuard<'a> {
     gate: &'a TxGate,
     _writer: MutexGuard<'a, ()>,
 }
 
-impl Drop for Exclusive<'_> {
+impl Drop for ExclusiveGuard<'_> {
     fn drop(&mut self) {
         self.gate.closed.store(false, SeqCst);
         self.gate.reopened.notify_waiters();
@@ -105,43 +110,48 @@ impl Drop for HeldBack<'_> {
     }
 }
 
-fn shard_of(conn: u64) -> usize {
-    (conn % SHARDS as u64) as usize
+/// The counter of the calling thread.
+fn my_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl TxGate {
-    /// Enters the gate shared for connection `conn`, waiting while an EXEC holds it.
-    pub async fn shared(&self, conn: u64) -> Shared<'_> {
-        let shard = shard_of(conn);
+    /// Enters the gate shared, waiting while an EXEC holds it or is closing it.
+    pub async fn shared(&self) -> SharedGuard<'_> {
+        let shard = my_shard();
         self.enter(shard).await;
-        Shared { gate: self, shard }
+        SharedGuard { gate: self, shard }
     }
 
-    /// As [`TxGate::shared`], for a `'static` holder; None at once when an EXEC holds or
-    /// wants the gate.
-    pub fn try_shared_owned(self: &Arc<Self>, conn: u64) -> Option<OwnedShared> {
-        let shard = shard_of(conn);
-        self.try_enter(shard).then(|| OwnedShared {
+    /// As [`TxGate::shared`], for a `'static` holder; None at once while an EXEC holds the
+    /// gate or is closing it (waiting for the commands inside to leave).
+    pub fn try_shared_owned(self: &Arc<Self>) -> Option<OwnedSharedGuard> {
+        let shard = my_shard();
+        self.try_enter(shard).then(|| OwnedSharedGuard {
             gate: self.clone(),
             shard,
         })
     }
 
     /// As [`TxGate::shared`], for a `'static` holder.
-    pub async fn shared_owned(self: Arc<Self>, conn: u64) -> OwnedShared {
-        let shard = shard_of(conn);
+    pub async fn shared_owned(self: Arc<Self>) -> OwnedSharedGuard {
+        let shard = my_shard();
         self.enter(shard).await;
-        OwnedShared { gate: self, shard }
+        OwnedSharedGuard { gate: self, shard }
     }
 
     /// Holds the gate alone: waits for the EXEC before (and the commands it held back), closes
     /// the gate, then waits for the commands inside to leave.
-    pub async fn exclusive(&self) -> Exclusive<'_> {
+    pub async fn exclusive(&self) -> ExclusiveGuard<'_> {
         let writer = self.writers.lock().await;
         self.wait_until(|| self.held_back.load(SeqCst) == 0).await;
         self.closed.store(true, SeqCst);
         // From here a dropped future reopens the gate.
-        let held = Exclusive {
+        let held = ExclusiveGuard {
             gate: self,
             _writer: writer,
         };
@@ -211,42 +221,42 @@ mod tests {
     #[tokio::test]
     async fn an_exec_waits_for_the_commands_inside_and_holds_back_new_ones() {
         let gate = Arc::new(TxGate::default());
-        let inside = gate.shared(1).await;
-        let owned = gate.try_shared_owned(2).expect("open");
+        let inside = gate.shared().await;
+        let owned = gate.try_shared_owned().expect("open");
         let g = gate.clone();
         let exec = tokio::spawn(async move {
             let _held = g.exclusive().await;
-            tokio::time::sleep(SHORT).await;
+            tokio::time::sleep(10 * SHORT).await;
         });
         tokio::time::sleep(SHORT).await;
         assert!(!exec.is_finished(), "EXEC entered with commands inside");
-        // Closed: new commands wait, the owned form refuses at once.
-        assert!(gate.try_shared_owned(3).is_none());
-        assert!(timeout(SHORT, gate.shared(4)).await.is_err());
+        // Closing: new commands wait, the owned form refuses at once.
+        assert!(gate.try_shared_owned().is_none());
+        assert!(timeout(SHORT, gate.shared()).await.is_err());
         drop(inside);
         tokio::time::sleep(SHORT).await;
         assert!(!exec.is_finished());
         drop(owned);
         // Inside the EXEC's hold: still closed.
-        assert!(timeout(SHORT / 2, gate.shared(5)).await.is_err());
+        assert!(timeout(SHORT, gate.shared()).await.is_err());
         exec.await.unwrap();
-        let _again = timeout(SHORT, gate.shared(6)).await.expect("reopened");
-        assert!(gate.try_shared_owned(7).is_some());
+        let _again = timeout(SHORT, gate.shared()).await.expect("reopened");
+        assert!(gate.try_shared_owned().is_some());
     }
 
     #[tokio::test]
     async fn dropped_waits_leave_nothing_behind() {
         let gate = TxGate::default();
         // An EXEC that gave up waiting for a command inside reopens the gate.
-        let inside = gate.shared(1).await;
+        let inside = gate.shared().await;
         assert!(timeout(SHORT, gate.exclusive()).await.is_err());
         drop(inside);
-        let inside = timeout(SHORT, gate.shared(2)).await.expect("reopened");
+        let inside = timeout(SHORT, gate.shared()).await.expect("reopened");
         drop(inside);
         // A held-back command that gave up waiting is no longer counted: the next EXEC
         // does not wait for it.
         let held = gate.exclusive().await;
-        assert!(timeout(SHORT, gate.shared(3)).await.is_err());
+        assert!(timeout(SHORT, gate.shared()).await.is_err());
         drop(held);
         let _next = timeout(SHORT, gate.exclusive())
             .await
@@ -259,23 +269,20 @@ mod tests {
         let first = gate.exclusive().await;
         let entered = Arc::new(AtomicUsize::new(0));
         let mut waiting = Vec::new();
-        for conn in 0..4 {
+        for _ in 0..4 {
             let (g, n) = (gate.clone(), entered.clone());
             waiting.push(tokio::spawn(async move {
-                let _in = g.shared(conn).await;
+                let _in = g.shared().await;
                 n.fetch_add(1, SeqCst);
-                tokio::time::sleep(SHORT).await;
             }));
         }
-        let g = gate.clone();
-        let n = entered.clone();
-        let second = tokio::spawn(async move {
-            let _held = g.exclusive().await;
-            n.load(SeqCst)
-        });
         tokio::time::sleep(SHORT).await;
+        assert_eq!(entered.load(SeqCst), 0, "entered beside an EXEC");
         drop(first);
-        assert_eq!(second.await.unwrap(), 4, "the next EXEC went first");
+        // This task asks for the gate again before the held-back tasks have run: without
+        // their turn it would take the free writer lock and close the gate at once.
+        let _second = gate.exclusive().await;
+        assert_eq!(entered.load(SeqCst), 4, "the next EXEC went first");
         for w in waiting {
             w.await.unwrap();
         }
@@ -300,11 +307,12 @@ mod tests {
                     } else {
                         let owned = i % 3 == 0;
                         let (_a, _b) = if owned {
-                            (None, Some(g.clone().shared_owned(conn).await))
+                            (None, Some(g.clone().shared_owned().await))
                         } else {
-                            (Some(g.shared(conn).await), None)
+                            (Some(g.shared().await), None)
                         };
                         assert!(s.fetch_add(1, SeqCst) >= 0, "command beside an EXEC");
+                        // The task may move to another thread before it leaves.
                         tokio::task::yield_now().await;
                         s.fetch_sub(1, SeqCst);
                     }

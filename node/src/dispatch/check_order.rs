@@ -35,6 +35,20 @@ pub fn keep_arguments(name: &str, argv: &[Bytes], kept: &mut Vec<Bytes>) -> bool
     true
 }
 
+/// Arguments a connection keeps past this many (a DAG's long LOAD list) are not worth the
+/// memory of a vector that lives as long as the connection.
+const KEEP_CAPACITY: usize = 64;
+
+/// `kept` emptied for reuse: its arguments let go (they hold on to the read buffer), and its
+/// memory too when a long request grew it.
+pub fn emptied(mut kept: Vec<Bytes>) -> Vec<Bytes> {
+    kept.clear();
+    if kept.capacity() > KEEP_CAPACITY {
+        kept = Vec::new();
+    }
+    kept
+}
+
 /// What to answer for a request of the right arity whose parse failed with `e`, given its
 /// [`keep_arguments`]: the keyspace error RedisAI meets first, else `e`.
 pub fn parse_error(name: &str, argv: &[Bytes], e: Error, store: &Store, engine: &Engine) -> Error {
