@@ -66,23 +66,33 @@ def machine_busy():
     return sum(v) - v[3] - v[4], sum(v)
 
 
+# The block device the servers write to (see `settle`): set from the benchmark's folder.
+DISK = None
+
+
 def sectors_written():
-    """Sectors written to every block device so far."""
+    """Sectors written so far to DISK (to every block device when it is not found)."""
     with open("/proc/diskstats") as f:
-        return sum(int(line.split()[9]) for line in f if len(line.split()) > 9)
+        rows = [line.split() for line in f if len(line.split()) > 9]
+    mine = [r for r in rows if DISK is not None and (int(r[0]), int(r[1])) == DISK]
+    return sum(int(r[9]) for r in (mine or rows))
 
 
 def settle(quiet=0.5, longest=20.0):
-    """Waits until no block device has been written for `quiet` seconds (at most `longest`):
+    """Waits until the disk has not been written for `quiet` seconds (at most `longest`):
     what a server still writes after its run (a snapshot, an AOF rewrite) is then done, and
     the next run, of the other server, does not share the disk with it."""
-    end = time.time() + longest
-    last, since = sectors_written(), time.time()
-    while time.time() < end and time.time() - since < quiet:
+    end = time.monotonic() + longest
+    last, since = sectors_written(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() >= end:
+            print(f"  (the disk was still being written after {longest:.0f} s: the next run "
+                  "may share it)", flush=True)
+            return
         time.sleep(0.05)
         now = sectors_written()
         if now != last:
-            last, since = now, time.time()
+            last, since = now, time.monotonic()
 
 
 def measured(run, pids, n):
@@ -235,6 +245,9 @@ def main():
     scale = 0.25 if a.quick else 1.0
 
     tmp = tempfile.mkdtemp(prefix="shardai-repl-bench-")
+    global DISK
+    dev = os.stat(tmp).st_dev
+    DISK = (os.major(dev), os.minor(dev))
     if a.baseline:
         try:
             return compare_bus(a.baseline, tmp, reps, scale)
