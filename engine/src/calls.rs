@@ -32,14 +32,24 @@ struct Call {
     replies: Vec<Reply>,
 }
 
+/// What the watchdog thread is doing, as far as a starting call is concerned.
+#[derive(Clone, Copy, Default)]
+enum Watchdog {
+    /// Awake, or already woken: it reads every call's deadline before it sleeps again.
+    #[default]
+    Awake,
+    /// Asleep until a call with a deadline starts.
+    Idle,
+    /// Asleep until this instant.
+    Until(Instant),
+}
+
 /// The calls of one device queue's workers.
 #[derive(Default)]
 pub(crate) struct Calls {
     by_worker: HashMap<u64, Call>,
-    /// Until when the watchdog sleeps: `None` while it is awake or already woken,
-    /// `Some(None)` while it waits for a call with a deadline, `Some(Some(t))` while it waits
-    /// until `t`.
-    watch_sleeps: Option<Option<Instant>>,
+    /// What the watchdog is doing.
+    watchdog: Watchdog,
     /// Abandoned calls still running, per model.
     abandoned: HashMap<ModelId, usize>,
     /// Workers abandoned since the queue started.
@@ -59,12 +69,13 @@ impl Calls {
         deadline: Option<Instant>,
         replies: Vec<Reply>,
     ) -> bool {
-        let wake = match (deadline, self.watch_sleeps) {
-            (Some(d), Some(until)) => until.is_none_or(|t| d < t),
+        let wake = match (deadline, self.watchdog) {
+            (Some(_), Watchdog::Idle) => true,
+            (Some(d), Watchdog::Until(t)) => d < t,
             _ => false,
         };
         if wake {
-            self.watch_sleeps = None;
+            self.watchdog = Watchdog::Awake;
         }
         self.by_worker.insert(
             worker,
@@ -79,13 +90,10 @@ impl Calls {
     }
 
     /// The watchdog goes to sleep until `until` (None: until a call with a deadline starts).
+    /// It holds the queue's lock from the moment it wakes until it calls this again, so no
+    /// call can start while it is awake and find it asleep.
     pub(crate) fn watchdog_sleeps(&mut self, until: Option<Instant>) {
-        self.watch_sleeps = Some(until);
-    }
-
-    /// The watchdog woke up: it reads every call's deadline before it sleeps again.
-    pub(crate) fn watchdog_wakes(&mut self) {
-        self.watch_sleeps = None;
+        self.watchdog = until.map_or(Watchdog::Idle, Watchdog::Until);
     }
 
     /// `worker`'s call returned: whom to answer, or None when it was abandoned (the worker
@@ -201,14 +209,12 @@ mod tests {
         // An earlier one wakes it, once: it is awake until it sleeps again.
         assert!(c.start(4, 100, false, secs(4), replies(1).0));
         assert!(!c.start(5, 100, false, secs(3), replies(1).0));
-        c.watchdog_wakes();
         c.watchdog_sleeps(c.next_deadline());
         assert_eq!(c.next_deadline(), secs(3));
         // Sleeping with nothing to watch, any deadline wakes it.
         for (w, m) in [(1, 100), (2, 100), (3, 100), (4, 100), (5, 100)] {
             c.finish(w, m);
         }
-        c.watchdog_wakes();
         c.watchdog_sleeps(c.next_deadline());
         assert!(c.start(6, 100, false, secs(60), replies(1).0));
     }

@@ -321,7 +321,6 @@ fn watchdog(queue: &Arc<DeviceQueue>) {
             }
             None => queue.watch.wait(&mut calls),
         }
-        calls.watchdog_wakes();
     }
 }
 

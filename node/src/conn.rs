@@ -601,7 +601,7 @@ async fn defer(
 /// Held while a command runs: EXEC holds `Shared::tx_gate` exclusively, others shared.
 enum Gate<'a> {
     Exclusive(#[allow(dead_code)] crate::tx_gate::ExclusiveGuard<'a>),
-    Shared(#[allow(dead_code)] crate::tx_gate::SharedGuard<'a>),
+    Shared(#[allow(dead_code)] crate::tx_gate::SharedGuard<&'a crate::tx_gate::TxGate>),
     /// MIGRATE in a cluster (see `handle`).
     None,
 }

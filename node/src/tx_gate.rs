@@ -14,6 +14,7 @@
 //! EXEC before it held back, so a stream of transactions does not starve other clients.
 
 use std::{
+    ops::Deref,
     pin::pin,
     sync::{
         Arc,
@@ -59,31 +60,22 @@ impl std::fmt::Debug for TxGate {
     }
 }
 
-/// A command inside the gate (shared).
+/// A command inside the gate (shared), through `G`: a borrow of the gate, or an `Arc` of it
+/// for a `'static` holder ([`OwnedSharedGuard`]).
 #[must_use]
-pub struct SharedGuard<'a> {
-    gate: &'a TxGate,
+pub struct SharedGuard<G: Deref<Target = TxGate>> {
+    gate: G,
     shard: usize,
 }
 
-impl Drop for SharedGuard<'_> {
+impl<G: Deref<Target = TxGate>> Drop for SharedGuard<G> {
     fn drop(&mut self) {
         self.gate.leave(self.shard);
     }
 }
 
 /// A command inside the gate (shared) that a `'static` future holds.
-#[must_use]
-pub struct OwnedSharedGuard {
-    gate: Arc<TxGate>,
-    shard: usize,
-}
-
-impl Drop for OwnedSharedGuard {
-    fn drop(&mut self) {
-        self.gate.leave(self.shard);
-    }
-}
+pub type OwnedSharedGuard = SharedGuard<Arc<TxGate>>;
 
 /// An EXEC holding the gate; dropping it reopens the gate.
 #[must_use]
@@ -121,7 +113,7 @@ fn my_shard() -> usize {
 
 impl TxGate {
     /// Enters the gate shared, waiting while an EXEC holds it or is closing it.
-    pub async fn shared(&self) -> SharedGuard<'_> {
+    pub async fn shared(&self) -> SharedGuard<&Self> {
         let shard = my_shard();
         self.enter(shard).await;
         SharedGuard { gate: self, shard }
@@ -131,7 +123,7 @@ impl TxGate {
     /// gate or is closing it (waiting for the commands inside to leave).
     pub fn try_shared_owned(self: &Arc<Self>) -> Option<OwnedSharedGuard> {
         let shard = my_shard();
-        self.try_enter(shard).then(|| OwnedSharedGuard {
+        self.try_enter(shard).then(|| SharedGuard {
             gate: self.clone(),
             shard,
         })
@@ -141,7 +133,7 @@ impl TxGate {
     pub async fn shared_owned(self: Arc<Self>) -> OwnedSharedGuard {
         let shard = my_shard();
         self.enter(shard).await;
-        OwnedSharedGuard { gate: self, shard }
+        SharedGuard { gate: self, shard }
     }
 
     /// Holds the gate alone: waits for the EXEC before (and the commands it held back), closes
