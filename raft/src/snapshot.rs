@@ -9,10 +9,10 @@
 //! `ItemValue` are bincode, positional: their variants are only appended, and changing a
 //! field means a new version.
 //!
-//! A snapshot of a large keyspace is written paced: each 8 MiB is handed to the disk as it is
-//! written and the writer waits for the one before, so the file never piles up as hundreds of
-//! MB of dirty pages whose final flush would stall the Raft log's fsyncs behind it (they did:
-//! 100-180 ms p99 write latency during snapshots of 16 KiB tensors).
+//! A snapshot of a large keyspace is written paced: each step of [`PACE`] bytes is handed to
+//! the disk as it is written and the writer waits for the one before, so the file never piles
+//! up as hundreds of MB of dirty pages whose final flush would stall the Raft log's fsyncs
+//! behind it (they did: 100-180 ms p99 write latency during snapshots of 16 KiB tensors).
 
 use std::{
     fs::File,
