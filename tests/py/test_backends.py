@@ -83,6 +83,33 @@ def test_thread_settings_reach_info_and_every_backend_runs_with_them(tmp_path):
         shutil.rmtree(s.dir, ignore_errors=True)
 
 
+def thread_names(pid):
+    names = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except FileNotFoundError:
+            pass  # the thread exited meanwhile
+    return names
+
+
+def test_onnx_runtime_operator_threads_are_named_apart_from_the_io_threads():
+    # Two threads per operator: ONNX Runtime starts one of its own beside the caller's.
+    s = Server("--intra-op-parallelism", "2")
+    try:
+        r = s.client()
+        assert "shardai-onnx-op" not in thread_names(s.proc.pid)
+        r.execute_command("AI.MODELSTORE", "onnx", "ONNX", "CPU", "BLOB",
+                          (ROOT / "tests/models/redisai/mnist.onnx").read_bytes())
+        r.execute_command("AI.TENSORSET", "img", "FLOAT", 1, 1, 28, 28)
+        assert r.execute_command("AI.MODELEXECUTE", "onnx", "INPUTS", 1, "img", "OUTPUTS", 1, "o") == b"OK"
+        names = thread_names(s.proc.pid)
+        assert names.count("shardai-onnx-op") == 1, names
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
+
+
 def test_model_execution_timeout_stops_a_long_onnx_run(tmp_path):
     s = Server("--model-execution-timeout", "10")
     try:

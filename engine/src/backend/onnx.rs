@@ -39,6 +39,28 @@ pub(super) fn find_library(path: Option<&Path>) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no libonnxruntime.so in {}", capi.display()))
 }
 
+/// Starts ONNX Runtime's operator threads under the name `shardai-onnx-op`. Without it they take
+/// the name of the thread that loaded the model, an I/O thread's, and a pool thread spinning
+/// between runs showed in `top -H` as a busy `shardai-io`.
+struct Named;
+
+impl ort::environment::ThreadManager for Named {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        std::thread::Builder::new()
+            .name("shardai-onnx-op".into())
+            .spawn(work)
+            .map_err(|e| ort::Error::new(format!("cannot start an operator thread: {e}")))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread
+            .join()
+            .map_err(|_| ort::Error::new("an operator thread panicked"))
+    }
+}
+
 /// The loaded ONNX Runtime library and its environment.
 pub(super) struct Onnx {
     env: ort::environment::Environment,
@@ -96,6 +118,9 @@ impl Backend for Onnx {
                 .with_intra_op_spinning(false)
                 .map_err(|e| verbatim(&e))?;
         }
+        builder = builder
+            .with_thread_manager(Named)
+            .map_err(|e| verbatim(&e))?;
         if self.threads.intra_op > 0 {
             builder = builder
                 .with_intra_threads(self.threads.intra_op)
