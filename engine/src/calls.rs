@@ -90,8 +90,9 @@ impl Calls {
     }
 
     /// The watchdog goes to sleep until `until` (None: until a call with a deadline starts).
-    /// It holds the queue's lock from the moment it wakes until it calls this again, so no
-    /// call can start while it is awake and find it asleep.
+    /// It holds the queue's `calls` lock from when its wait returns until it calls this again,
+    /// so no call starts meanwhile; a call that starts while its timed wait is returning finds
+    /// it still asleep and notifies it, which is redundant, as it reads every call next.
     pub(crate) fn watchdog_sleeps(&mut self, until: Option<Instant>) {
         self.watchdog = until.map_or(Watchdog::Idle, Watchdog::Until);
     }

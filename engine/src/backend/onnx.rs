@@ -48,8 +48,11 @@ impl ort::environment::ThreadManager for Named {
     type Thread = std::thread::JoinHandle<()>;
 
     fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        // The stack ONNX Runtime's own threads would get (the pthread default, 8 MiB under
+        // the usual `ulimit -s`), where Rust's default is 2 MiB.
         std::thread::Builder::new()
             .name("shardai-onnx-op".into())
+            .stack_size(8 << 20)
             .spawn(work)
             .map_err(|e| ort::Error::new(format!("cannot start an operator thread: {e}")))
     }
