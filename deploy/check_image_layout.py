@@ -53,6 +53,8 @@ def staging_and_env(stage):
     except OSError:
         pass
     script = script.replace("install -D -m 0755 target/release/shardai ", f"install -D -m 0755 {BIN} ")
+    script = script.replace("install -D -m 0644 target/release/libshardai_torch.so ",
+                            f"install -D -m 0644 {Path(BIN).parent / 'libshardai_torch.so'} ")
     last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
     env = {}
     for k, t in steps[last_from:]:
@@ -83,11 +85,14 @@ def main():
         run_env["SHARDAI_DIR"] = str(tmp / "data")
         run_env["SHARDAI_BIND"] = "127.0.0.1"
         # Every library resolves, and only inside the stage or the system.
-        ldd = subprocess.run(["ldd", str(binary)], env=run_env, capture_output=True, text=True,
-                             check=True).stdout
-        for line in ldd.splitlines():
-            if "not found" in line or (str(ROOT) in line):
-                sys.exit(f"the staged binary resolves a library outside the image: {line.strip()}")
+        torch_lib = stage / "usr/local/lib/shardai/libshardai_torch.so"
+        for staged in (binary, torch_lib):
+            ldd = subprocess.run(["ldd", str(staged)], env=run_env, capture_output=True,
+                                 text=True, check=True).stdout
+            for line in ldd.splitlines():
+                if "not found" in line or (str(ROOT) in line):
+                    sys.exit(f"staged {staged.name} resolves a library outside the image: "
+                             f"{line.strip()}")
         models = tmp / "models"
         subprocess.run([sys.executable, str(ROOT / "tests/models/make_tflite.py"), str(models)],
                        check=True, capture_output=True)

@@ -141,6 +141,9 @@ pub struct RoleInfo {
     pub applied: u64,
     /// Last snapshot's index.
     pub snapshot: u64,
+    /// The first index the log still holds (0 while nothing was purged): a replica whose
+    /// log ends before it gets a snapshot instead of entries.
+    pub first_log: u64,
     /// Members: id, addresses, voter.
     pub members: Vec<(u64, ShardNode, bool)>,
     /// Leader only: each follower's matched index.
@@ -575,6 +578,7 @@ impl ShardGroup {
                 .map_or(0, |l| l.index),
             applied: m.last_applied.map_or(0, |l| l.index),
             snapshot: m.snapshot.map_or(0, |l| l.index),
+            first_log: m.purged.map_or(0, |l| l.index + 1),
             members,
             matched: m
                 .replication

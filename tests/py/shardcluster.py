@@ -140,6 +140,15 @@ class Node:
         return self.client().info("replication")
 
 
+def node_ok(node):
+    """Whether `node` reports `cluster_state:ok` (it knows the topology, every shard is led)."""
+    r = node.client()
+    try:
+        return b"cluster_state:ok" in r.execute_command("CLUSTER", "INFO")
+    finally:
+        r.close()
+
+
 def cli(*args, timeout=60, bin=None, password=None, user=None):
     env = dict(os.environ)
     if password:
@@ -199,12 +208,13 @@ class Cluster:
         return [x for x in self.nodes if x is not lead and x.alive()]
 
     def wait_caught_up(self, node, timeout=60):
-        """Waits until `node` applied everything the leader committed."""
+        """Waits until `node` applied everything the leader committed and knows the
+        cluster's topology (`cluster_state:ok`), so that it serves what it holds."""
         end = time.time() + timeout
         while time.time() < end:
             try:
                 target = int(self.leader().replication()["raft_commit_index"])
-                if int(node.replication()["raft_applied_index"]) >= target:
+                if int(node.replication()["raft_applied_index"]) >= target and node_ok(node):
                     return
             except (redis.RedisError, KeyError):
                 pass

@@ -6,12 +6,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
 import redis
 
 from conftest import Server
+from harness import binary, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SITE = pathlib.Path(redis.__file__).resolve().parents[1]  # the venv's site-packages
@@ -38,7 +40,7 @@ def test_missing_library_is_reported_and_others_work(onnx_only):
     assert r.exists("m") == 0
     log = pathlib.Path(onnx_only.dir, "shardai.log").read_text()
     assert "libtensorflow_cc.so.2" in log and "libLiteRt.so" in log, log
-    # ONNX (on the path) and TORCH (linked in) still work.
+    # ONNX (on the path) still works.
     r.execute_command("AI.MODELSTORE", "mnist", "ONNX", "CPU", "BLOB",
                       (ROOT / "tests/models/redisai/mnist.onnx").read_bytes())
     r.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 1, 28, 28)
@@ -128,3 +130,72 @@ def test_model_execution_timeout_stops_a_long_onnx_run(tmp_path):
     finally:
         s.stop()
         shutil.rmtree(s.dir, ignore_errors=True)
+
+
+ADD = ("def add(tensors: List[Tensor], keys: List[str], args: List[str]):\n"
+       "    return tensors[0] + tensors[1]\n")
+
+
+def mapped(pid):
+    return pathlib.Path(f"/proc/{pid}/maps").read_text()
+
+
+def add_twice(r):
+    """Stores the script `add` and runs it on [1, 2] twice over."""
+    assert r.execute_command("AI.SCRIPTSTORE", "add", "CPU", "ENTRY_POINTS", 1, "add", "SOURCE", ADD) == b"OK"
+    r.execute_command("AI.TENSORSET", "v", "FLOAT", 2, "VALUES", 1, 2)
+    r.execute_command("AI.SCRIPTEXECUTE", "add", "add", "INPUTS", 2, "v", "v", "OUTPUTS", 1, "o")
+    return r.execute_command("AI.TENSORGET", "o", "VALUES")
+
+
+def test_libtorch_is_mapped_only_once_a_torch_script_or_model_needs_it():
+    s = Server()
+    try:
+        r = s.client()
+        r.execute_command("AI.TENSORSET", "t", "FLOAT", 1, "VALUES", 1)
+        assert "libtorch_cpu.so" not in mapped(s.proc.pid)
+        assert "ai_Torch_version" not in r.info("ai_backends_info")
+        assert add_twice(r) == [b"2", b"4"]
+        assert "libshardai_torch.so" in mapped(s.proc.pid)
+        assert "libtorch_cpu.so" in mapped(s.proc.pid)
+        assert str(r.info("ai_backends_info")["ai_Torch_version"]).startswith("2.")
+        assert "TORCH backend loaded" in s.log_text()
+    finally:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
+
+
+def test_a_server_without_its_torch_library_says_so_and_loadbackend_brings_it(tmp_path):
+    # The binary alone in a folder of its own; the TORCH library in the backends path, where
+    # it finds libtorch through LD_LIBRARY_PATH, as an installed server does.
+    (tmp_path / "bin").mkdir()
+    shutil.copy(binary(), tmp_path / "bin" / "shardai")
+    (tmp_path / "backends").mkdir()
+    shutil.copy(pathlib.Path(binary()).parent / "libshardai_torch.so", tmp_path / "backends")
+    port = free_port()
+    log = open(tmp_path / "shardai.log", "wb")
+    env = {**os.environ, "LD_LIBRARY_PATH": str(SITE / "torch" / "lib")}
+    proc = subprocess.Popen([str(tmp_path / "bin" / "shardai"), "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(tmp_path / "data"), "--backends-path", str(tmp_path / "backends"),
+                             "--enable-backend-loading", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=log, env=env)
+    try:
+        r = redis.Redis(port=port, protocol=2, socket_timeout=30)
+        for _ in range(500):
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None, (tmp_path / "shardai.log").read_text()
+                time.sleep(0.02)
+        with pytest.raises(redis.ResponseError, match="^Could not load backend$"):
+            r.execute_command("AI.SCRIPTSTORE", "add", "CPU", "ENTRY_POINTS", 1, "add", "SOURCE", ADD)
+        text = (tmp_path / "shardai.log").read_text()
+        assert "no libshardai_torch.so in" in text and "cargo build --release -p shardai-torch" in text, text
+        assert r.execute_command("AI.CONFIG", "LOADBACKEND", "TORCH", "libshardai_torch.so") == b"OK"
+        assert add_twice(r) == [b"2", b"4"]
+        assert str(tmp_path / "backends" / "libshardai_torch.so") in mapped(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()

@@ -1156,6 +1156,12 @@ def test_script_survives_leader_failover_in_a_three_replica_shard():
         for i in range(60):
             r.execute_command("AI.TENSORSET", f"t{i}{{x}}", "UINT8", 64, "BLOB", bytes([i]) * 64)
         cluster_cli("del-node", new.addr, str(lead_id))
+        # Once the leader's log no longer starts at the beginning, a new replica needs the
+        # snapshot.
+        deadline = time.time() + 30
+        while int(new.replication()["raft_log_first_index"]) <= 1:
+            assert time.time() < deadline, "the leader kept its whole log"
+            time.sleep(0.05)
         lead.wipe()
         lead.start()
         cluster_cli("add-node", lead.addr, new.addr)

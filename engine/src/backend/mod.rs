@@ -1,15 +1,16 @@
 //! Model backends behind one trait: load a serialized model for a device, run a batch of
 //! input tensors into output tensors, report the library's version.
 //!
-//! Each backend is compiled in behind a cargo feature. ONNX, TF and TFLITE open their native
-//! library at run time from the backends path (the project venv's `site-packages` by
-//! default), so a missing library is an `ERR Could not load backend` for that backend only,
-//! with the reason logged; TORCH's libtorch is linked at build time instead.
+//! Each backend is compiled in behind a cargo feature and opens its native library on first
+//! use: ONNX, TF and TFLITE from the backends path (the project venv's `site-packages` by
+//! default), TORCH as `libshardai_torch.so` from beside the server binary (it loads
+//! libtorch). A missing library is an `ERR Could not load backend` for that backend only,
+//! with the reason logged, and a server maps only the libraries its models use.
 //! Backend calls run on the run-queue threads (`crate::queue`), never on async workers.
 
 /// Looks `$name` up in `$lib` (a `libloading::Library`) as the type of the `Api` field it is
 /// assigned to, or returns the symbol's name and the loader's error from the enclosing fn.
-#[cfg(any(feature = "tf", feature = "tflite"))]
+#[cfg(any(feature = "tf", feature = "tflite", feature = "torch"))]
 macro_rules! sym {
     ($lib:expr, $name:literal) => {
         // SAFETY: `Library::get` is unsafe because the symbol's real type must be the one
@@ -303,9 +304,11 @@ impl Backends {
                 let lib = lib.map_or_else(|| onnx::find_library(base), Ok)?;
                 Ok(Arc::new(onnx::Onnx::load(&lib, threads)?))
             }
-            // libtorch is linked into the binary: there is nothing to open from a path.
             #[cfg(feature = "torch")]
-            Kind::Torch => Ok(Arc::new(torch::Torch::new(base, threads))),
+            Kind::Torch => {
+                let lib = lib.map_or_else(torch::find_library, Ok)?;
+                Ok(Arc::new(torch::Torch::load(&lib, base, threads)?))
+            }
             #[cfg(feature = "tf")]
             Kind::Tf => {
                 let lib = lib.map_or_else(|| tf::find_library(base), Ok)?;

@@ -1,42 +1,202 @@
-//! PyTorch through `tch`: TorchScript modules as `torch.jit.save` writes them, on libtorch
-//! from the torch wheel (linked at build time, found at run time through the rpath).
+//! PyTorch: TorchScript modules as `torch.jit.save` writes them, run by
+//! `libshardai_torch.so` (crate `shardai-torch`: libtorch through `tch`), which this module
+//! opens on the first TORCH model or script and keeps for the life of the process. A server
+//! that never runs TORCH does not map libtorch (over 100 MB of its resident memory).
 //!
-//! CPU inputs are lent to libtorch in place (`from_blob` over the stored tensor's bytes, which
-//! the run holds until the outputs are copied out). The linker drops `libtorch_cuda.so`
-//! because nothing references it, so the first GPU model opens it from beside
-//! `libtorch_cpu.so` (RTLD_GLOBAL, which registers libtorch's CUDA hooks).
+//! The library is looked for beside the server binary (see [`find_library`]); AI.CONFIG
+//! LOADBACKEND TORCH opens another. Tensors cross its C interface (`shardai-torch-abi`) as
+//! views: inputs lent for the run, outputs copied once into stored tensors by a sink.
 //!
-//! This module owns the two `unsafe` calls the backend needs (lending a stored tensor's bytes
-//! to libtorch, opening libtorch_cuda), each with why it is sound; everything else goes
-//! through `tch`'s safe API. It must not block an async worker: it runs on the run-queue
-//! threads and, for loading, on blocking threads.
+//! This module owns the `unsafe` calls into the library for models (its scripts are in
+//! `torch_script`), each with why it is sound. It must not block an async worker: it runs on
+//! the run-queue threads and, for loading, on blocking threads.
 #![allow(unsafe_code)]
 
-use std::{io::Cursor, sync::Arc};
+use std::{
+    ffi::{CStr, c_char, c_void},
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+};
 
 use bytes::Bytes;
+use libloading::Library;
 use shardai_protocol::{DType, Error};
-use tch::{CModule, Device, IValue, Kind};
+use shardai_torch_abi::{self as abi, TensorView, dtype};
 
 use super::{Backend, LoadedModel, Settings};
 use crate::tensor::Tensor;
 
+/// The library's file name.
+pub(super) const LIBRARY: &str = "libshardai_torch.so";
+
+/// Where the TORCH library is by default: beside the server binary (`target/<profile>/` in a
+/// checkout), one folder up (test binaries in `target/<profile>/deps/`), or in
+/// `../lib/shardai/` (an install under a prefix, `/usr/local/bin/shardai` with
+/// `/usr/local/lib/shardai/`).
+pub(super) fn find_library() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the server's own path: {e}"))?;
+    let dir = exe.parent().ok_or("the server binary has no folder")?;
+    let candidates = [
+        dir.join(LIBRARY),
+        dir.join("..").join(LIBRARY),
+        dir.join("../lib/shardai").join(LIBRARY),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "no {LIBRARY} in {} or {} (build it with cargo build --release -p shardai-torch, \
+             or name it with AI.CONFIG LOADBACKEND TORCH)",
+                dir.display(),
+                dir.join("../lib/shardai").display()
+            )
+        })
+}
+
+/// The TORCH library's functions (`shardai-torch-abi` gives their types and meanings).
+pub(super) struct Api {
+    /// Keeps the library mapped: it is never unloaded (libtorch's static state and thread
+    /// pools live in it), since the one `Api` of the process is kept in [`API`].
+    _lib: Library,
+    pub(super) cuda_devices: abi::CudaDevicesFn,
+    pub(super) model_load: abi::ModelLoadFn,
+    pub(super) model_run: abi::ModelRunFn,
+    pub(super) model_free: abi::FreeFn,
+    pub(super) module_names: abi::ModuleNamesFn,
+    pub(super) script_compile: abi::ScriptCompileFn,
+    pub(super) script_signature: abi::ScriptSignatureFn,
+    pub(super) script_run: abi::ScriptRunFn,
+    pub(super) script_free: abi::FreeFn,
+    pub(super) free_str: abi::FreeStrFn,
+}
+
+/// The process's TORCH library, once opened.
+static API: OnceLock<Arc<Api>> = OnceLock::new();
+
+/// The opened TORCH library (scripts reach it through here).
+pub(super) fn api() -> Option<&'static Arc<Api>> {
+    API.get()
+}
+
+impl Api {
+    /// Opens the library at `path`, checks its interface version and initialises it.
+    fn open(path: &Path, threads: Settings) -> Result<Api, String> {
+        // SAFETY: `Library::open` runs the library's initialisers and those of libtorch,
+        // which it loads: they fill libtorch's own registries and touch no state of this
+        // process. RTLD_GLOBAL puts libtorch in the global scope, as a linked library would
+        // be, for libtorch_cuda (opened later by the library) to bind to. Opening a library
+        // already mapped only takes another reference to it.
+        let lib: Library = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+            )
+        }
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .into();
+        let version: abi::VersionFn = sym!(lib, "shai_torch_version");
+        // SAFETY: the function takes nothing and returns a number (its type is the
+        // interface's, whatever the library's version).
+        let found = unsafe { version() };
+        if found != abi::VERSION {
+            return Err(format!(
+                "{} implements interface version {found}, this server version {}: build both \
+                 from the same checkout",
+                path.display(),
+                abi::VERSION
+            ));
+        }
+        let init: abi::InitFn = sym!(lib, "shai_torch_init");
+        // SAFETY: called once per process (`API` is set once, under the backends' slot
+        // lock), before any other call; the callbacks are functions of this binary.
+        unsafe {
+            init(
+                i32::try_from(threads.intra_op).unwrap_or(i32::MAX),
+                i32::try_from(threads.inter_op).unwrap_or(i32::MAX),
+                super::torch_script::execute_cb,
+                super::torch_script::model_cb,
+            )
+        };
+        Ok(Api {
+            cuda_devices: sym!(lib, "shai_torch_cuda_devices"),
+            model_load: sym!(lib, "shai_torch_model_load"),
+            model_run: sym!(lib, "shai_torch_model_run"),
+            model_free: sym!(lib, "shai_torch_model_free"),
+            module_names: sym!(lib, "shai_torch_module_names"),
+            script_compile: sym!(lib, "shai_torch_script_compile"),
+            script_signature: sym!(lib, "shai_torch_script_signature"),
+            script_run: sym!(lib, "shai_torch_script_run"),
+            script_free: sym!(lib, "shai_torch_script_free"),
+            free_str: sym!(lib, "shai_torch_free_str"),
+            _lib: lib,
+        })
+    }
+
+    /// Takes a string the library returned (null: `default`).
+    pub(super) fn take_str(&self, p: *mut c_char, default: &str) -> String {
+        if p.is_null() {
+            return default.into();
+        }
+        // SAFETY: the library sets its out-strings only to NUL-terminated strings it
+        // allocated, read once here and freed with its own free.
+        let text = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        // SAFETY: as above; `p` is not used again.
+        unsafe { (self.free_str)(p) };
+        text
+    }
+
+    /// The interface's device number for `name` (`CPU`: -1; `GPU`, `GPU:n`: n), once
+    /// libtorch sees that CUDA device.
+    pub(super) fn device(&self, name: &str) -> Result<i32, Error> {
+        let upper = name.to_ascii_uppercase();
+        if upper.starts_with("CPU") {
+            return Ok(-1);
+        }
+        let index: i64 = upper
+            .strip_prefix("GPU:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let mut why = std::ptr::null_mut();
+        // SAFETY: `why` is a valid out-pointer.
+        let count = unsafe { (self.cuda_devices)(&mut why) };
+        if !why.is_null() {
+            let why = self.take_str(why, "");
+            tracing::warn!(reason = %why, "could not open libtorch_cuda.so");
+        }
+        if index >= count || index > i64::from(i32::MAX) {
+            return Err(Error::Verbatim(
+                "ERR GPU requested but Torch couldn't find CUDA".into(),
+            ));
+        }
+        Ok(index as i32)
+    }
+}
+
 /// The TORCH backend.
 pub(super) struct Torch {
+    api: Arc<Api>,
     version: String,
 }
 
 impl Torch {
-    /// The backend; its version is the torch wheel's when that is on the backends path.
-    pub(super) fn new(path: Option<&std::path::Path>, threads: Settings) -> Torch {
-        // libtorch's thread pools are process-wide; the inter-op pool can be sized only
-        // before its first use, which is now (the backend is created once).
-        if threads.intra_op > 0 {
-            tch::set_num_threads(threads.intra_op as i32);
-        }
-        if threads.inter_op > 0 {
-            tch::set_num_interop_threads(threads.inter_op as i32);
-        }
+    /// Opens the TORCH library at `lib` (once per process: later calls share the first);
+    /// the version is the torch wheel's when that is on the backends path.
+    pub(super) fn load(
+        lib: &Path,
+        path: Option<&Path>,
+        threads: Settings,
+    ) -> Result<Torch, String> {
+        let api = match API.get() {
+            Some(api) => api.clone(),
+            None => {
+                let api = Arc::new(Api::open(lib, threads)?);
+                let _ = API.set(api.clone());
+                tracing::info!(library = %lib.display(), "TORCH backend loaded");
+                api
+            }
+        };
         let version = path
             .and_then(|p| std::fs::read_to_string(p.join("torch").join("version.py")).ok())
             .and_then(|v| {
@@ -44,73 +204,9 @@ impl Torch {
                     .find_map(|l| l.strip_prefix("__version__ = "))
                     .map(|s| s.trim().trim_matches(['\'', '"']).to_string())
             })
-            .unwrap_or_else(|| "linked".into());
-        Torch { version }
+            .unwrap_or_else(|| "unknown".into());
+        Ok(Torch { api, version })
     }
-}
-
-pub(super) fn err(e: impl std::fmt::Display) -> Error {
-    // libtorch errors carry a C++ backtrace after the first line.
-    let text = e.to_string();
-    let first = text
-        .lines()
-        .next()
-        .unwrap_or("torch error")
-        .trim()
-        .to_string();
-    Error::Verbatim(format!("ERR {first}"))
-}
-
-/// The folder of the `libtorch_cpu.so` this process mapped, from /proc/self/maps.
-fn torch_lib_dir() -> Option<std::path::PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.ends_with("/libtorch_cpu.so"))
-        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
-}
-
-/// Opens `libtorch_cuda.so` once (kept open for the life of the process). The outcome is
-/// logged by the caller through the GPU error when CUDA stays unavailable.
-fn load_torch_cuda() -> &'static Result<(), String> {
-    static CUDA: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    CUDA.get_or_init(|| {
-        let dir = torch_lib_dir().ok_or("libtorch_cpu.so is not mapped")?;
-        let path = dir.join("libtorch_cuda.so");
-        // SAFETY: opening libtorch_cuda runs its static initialisers, which register CUDA
-        // hooks with the libtorch_cpu this process already mapped (the one found above, so
-        // the two come from the same wheel). The `OnceLock` opens it at most once, and it is
-        // never unloaded (`forget` below), so the hooks never point into unmapped code.
-        let lib = unsafe {
-            libloading::os::unix::Library::open(
-                Some(&path),
-                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
-            )
-        }
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-        std::mem::forget(lib);
-        Ok(())
-    })
-}
-
-pub(super) fn device(name: &str) -> Result<Device, Error> {
-    let upper = name.to_ascii_uppercase();
-    if upper.starts_with("CPU") {
-        return Ok(Device::Cpu);
-    }
-    let index = upper
-        .strip_prefix("GPU:")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    if let Err(why) = load_torch_cuda() {
-        tracing::warn!(reason = %why, "could not open libtorch_cuda.so");
-    }
-    if !tch::Cuda::is_available() || index >= tch::Cuda::device_count() as usize {
-        return Err(Error::Verbatim(
-            "ERR GPU requested but Torch couldn't find CUDA".into(),
-        ));
-    }
-    Ok(Device::Cuda(index))
 }
 
 impl Backend for Torch {
@@ -125,38 +221,59 @@ impl Backend for Torch {
         _inputs: &[String],
         _outputs: &[String],
     ) -> Result<Arc<dyn LoadedModel>, Error> {
-        let dev = device(device_name)?;
-        let mut module = CModule::load_data_on_device(&mut Cursor::new(blob), dev).map_err(err)?;
-        module.set_eval();
+        let dev = self.api.device(device_name)?;
+        let mut error = std::ptr::null_mut();
+        // SAFETY: `blob` is valid for its length for the call (the library copies what it
+        // keeps); `error` is a valid out-pointer.
+        let handle = unsafe { (self.api.model_load)(blob.as_ptr(), blob.len(), dev, &mut error) };
+        if handle.is_null() {
+            return Err(Error::Verbatim(self.api.take_str(error, "ERR torch error")));
+        }
         // For AI.MODELGET META only: a module whose names cannot be read still runs.
-        let names = super::torch_script::module_names(blob)
+        let names = super::torch_script::module_names(&self.api, blob)
             .map_err(|e| tracing::warn!(error = %e, "could not read the module's forward names"))
             .ok();
         Ok(Arc::new(TorchModel {
-            module,
-            device: dev,
+            api: self.api.clone(),
+            handle,
             names,
         }))
     }
 }
 
+/// A module loaded by the TORCH library.
 struct TorchModel {
-    module: CModule,
-    device: Device,
+    api: Arc<Api>,
+    handle: *mut c_void,
     /// `forward`'s parameter names and one empty name per declared output tensor.
     names: Option<(Vec<bytes::Bytes>, Vec<bytes::Bytes>)>,
 }
 
-pub(super) fn kind_of(d: DType) -> Result<Kind, Error> {
+// SAFETY: the handle is a `tch::CModule` that runs never change (it is set to eval mode
+// once, at load); libtorch allows running a module's `forward` from several threads at once,
+// and the handle is freed only in `drop`, when no run can be using it (runs borrow `self`).
+unsafe impl Send for TorchModel {}
+// SAFETY: see `Send`: runs only read the module.
+unsafe impl Sync for TorchModel {}
+
+impl Drop for TorchModel {
+    fn drop(&mut self) {
+        // SAFETY: `handle` came from `model_load`, is non-null and is freed once.
+        unsafe { (self.api.model_free)(self.handle) };
+    }
+}
+
+/// The interface's code for a stored tensor's type, for the types libtorch takes.
+pub(super) fn code_of(d: DType) -> Result<i32, Error> {
     Ok(match d {
-        DType::Float => Kind::Float,
-        DType::Double => Kind::Double,
-        DType::Int8 => Kind::Int8,
-        DType::Int16 => Kind::Int16,
-        DType::Int32 => Kind::Int,
-        DType::Int64 => Kind::Int64,
-        DType::Uint8 => Kind::Uint8,
-        DType::Bool => Kind::Bool,
+        DType::Float => dtype::FLOAT,
+        DType::Double => dtype::DOUBLE,
+        DType::Int8 => dtype::INT8,
+        DType::Int16 => dtype::INT16,
+        DType::Int32 => dtype::INT32,
+        DType::Int64 => dtype::INT64,
+        DType::Uint8 => dtype::UINT8,
+        DType::Bool => dtype::BOOL,
         DType::Uint16 | DType::String => {
             return Err(Error::Verbatim(format!(
                 "ERR {} tensors are not supported by the TORCH backend",
@@ -166,90 +283,93 @@ pub(super) fn kind_of(d: DType) -> Result<Kind, Error> {
     })
 }
 
-fn dtype_of(k: Kind) -> Result<DType, Error> {
-    Ok(match k {
-        Kind::Float => DType::Float,
-        Kind::Double => DType::Double,
-        Kind::Int8 => DType::Int8,
-        Kind::Int16 => DType::Int16,
-        Kind::Int => DType::Int32,
-        Kind::Int64 => DType::Int64,
-        Kind::Uint8 => DType::Uint8,
-        Kind::Bool => DType::Bool,
-        other => {
-            return Err(Error::Verbatim(format!(
-                "ERR unsupported output type {other:?}"
-            )));
-        }
+fn dtype_of(code: i32) -> Option<DType> {
+    Some(match code {
+        dtype::FLOAT => DType::Float,
+        dtype::DOUBLE => DType::Double,
+        dtype::INT8 => DType::Int8,
+        dtype::INT16 => DType::Int16,
+        dtype::INT32 => DType::Int32,
+        dtype::INT64 => DType::Int64,
+        dtype::UINT8 => DType::Uint8,
+        dtype::BOOL => DType::Bool,
+        _ => return None,
     })
 }
 
-/// A libtorch tensor over the stored tensor's bytes (without a copy when they are aligned for
-/// the element type, as they usually are). The caller keeps `t` alive for as long as the
-/// returned tensor (the run's inputs outlive the run, and outputs are copied out before it
-/// returns).
-fn to_torch(t: &Tensor, dev: Device) -> Result<tch::Tensor, Error> {
-    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-    let kind = kind_of(t.dtype())?;
-    let mut strides = vec![1i64; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
-    }
-    let align = t.dtype().size().unwrap_or(1).max(1);
-    let x = if (t.data().as_ptr() as usize).is_multiple_of(align) {
-        // SAFETY: the blob holds exactly `product(shape) * element size` bytes (checked when
-        // the tensor was built), laid out row-major as `strides` says, so every element
-        // libtorch indexes is inside it; its start is aligned for the element type (checked
-        // just above); it outlives the tensor (see above). libtorch never frees memory given
-        // to `from_blob`. TorchScript models do not write to their inputs (RedisAI gives them
-        // its stored tensors the same way); one that did would change the stored tensor.
-        unsafe { tch::Tensor::f_from_blob(t.data().as_ptr(), &shape, &strides, kind, Device::Cpu) }
-            .map_err(err)?
+/// Shapes of `tensors` as the interface takes them (kept alive while their views are lent).
+pub(super) fn shapes(tensors: &[Tensor]) -> Vec<Vec<i64>> {
+    tensors
+        .iter()
+        .map(|t| t.shape().iter().map(|&d| d as i64).collect())
+        .collect()
+}
+
+/// Views of `tensors` (with their `shapes`), valid while both are.
+pub(super) fn views(tensors: &[Tensor], shapes: &[Vec<i64>]) -> Result<Vec<TensorView>, Error> {
+    tensors
+        .iter()
+        .zip(shapes)
+        .map(|(t, shape)| {
+            Ok(TensorView {
+                dtype: code_of(t.dtype())?,
+                ndim: shape.len(),
+                shape: shape.as_ptr(),
+                data: t.data().as_ptr(),
+                len: t.data().len(),
+            })
+        })
+        .collect()
+}
+
+/// A stored tensor with a copy of a view's elements.
+///
+/// # Safety
+/// `v` describes valid memory (see [`TensorView`]).
+pub(super) unsafe fn from_view(v: &TensorView) -> Result<Tensor, Error> {
+    let dtype = dtype_of(v.dtype)
+        .ok_or_else(|| Error::Verbatim(format!("ERR unsupported output type code {}", v.dtype)))?;
+    let shape: &[i64] = if v.ndim == 0 {
+        &[]
     } else {
-        // A BLOB kept in place in a request buffer, or decoded from a Raft entry, may start
-        // at any byte: libtorch gets an aligned copy.
-        tch::Tensor::f_from_data_size(t.data(), &shape, kind).map_err(err)?
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(v.shape, v.ndim) }
     };
-    if dev == Device::Cpu {
-        Ok(x)
+    let data: &[u8] = if v.len == 0 {
+        &[]
     } else {
-        x.f_to_device(dev).map_err(err)
-    }
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(v.data, v.len) }
+    };
+    let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    Tensor::from_blob(dtype, shape, Bytes::copy_from_slice(data))
 }
 
-pub(super) fn from_torch(t: &tch::Tensor) -> Result<Tensor, Error> {
-    let t = t.f_to_device(Device::Cpu).map_err(err)?.contiguous();
-    let dtype = dtype_of(t.kind())?;
-    let shape: Vec<usize> = t.size().iter().map(|&d| d.max(0) as usize).collect();
-    if shape.contains(&0) {
-        return Err(Error::Verbatim("ERR model produced an empty tensor".into()));
-    }
-    let numel = t.numel();
-    let mut buf = vec![0u8; numel * dtype.size().unwrap_or(1)];
-    t.f_copy_data_u8(&mut buf, numel).map_err(err)?;
-    Tensor::from_blob(dtype, shape, Bytes::from(buf))
+/// What a [`collect`] sink gathers: the outputs in order, or the first error.
+#[derive(Default)]
+pub(super) struct Collected {
+    pub(super) tensors: Vec<Tensor>,
+    pub(super) error: Option<Error>,
 }
 
-fn flatten(v: IValue, out: &mut Vec<Tensor>) -> Result<(), Error> {
-    match v {
-        IValue::Tensor(t) => out.push(from_torch(&t)?),
-        IValue::Tuple(items) | IValue::GenericList(items) => {
-            for i in items {
-                flatten(i, out)?;
-            }
+/// The sink the library hands outputs to: copies each into a stored tensor.
+///
+/// # Safety
+/// Called only by the library during a call whose sink context is a live `*mut Collected`.
+pub(super) unsafe extern "C" fn collect(ctx: *mut c_void, view: *const TensorView) -> i32 {
+    // SAFETY: the function's contract; the view is valid for the call.
+    let (out, view) = unsafe { (&mut *ctx.cast::<Collected>(), &*view) };
+    // SAFETY: the view is the library's, valid for this call.
+    match unsafe { from_view(view) } {
+        Ok(t) => {
+            out.tensors.push(t);
+            0
         }
-        IValue::TensorList(ts) => {
-            for t in ts {
-                out.push(from_torch(&t)?);
-            }
-        }
-        other => {
-            return Err(Error::Verbatim(format!(
-                "ERR model output of an unsupported kind: {other:?}"
-            )));
+        Err(e) => {
+            out.error = Some(e);
+            1
         }
     }
-    Ok(())
 }
 
 impl LoadedModel for TorchModel {
@@ -268,14 +388,29 @@ impl LoadedModel for TorchModel {
     }
 
     fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
-        let _guard = tch::no_grad_guard();
-        let args = inputs
-            .iter()
-            .map(|t| to_torch(t, self.device).map(IValue::Tensor))
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = self.module.forward_is(&args).map_err(err)?;
-        let mut tensors = Vec::new();
-        flatten(out, &mut tensors)?;
-        Ok(tensors)
+        let shapes = shapes(inputs);
+        let views = views(inputs, &shapes)?;
+        let mut out = Collected::default();
+        let mut error = std::ptr::null_mut();
+        // SAFETY: `handle` is live (owned by self); the views point into `inputs` and
+        // `shapes`, which outlive the call, and stored tensors are not written while shared;
+        // `collect` takes `out`, a live `Collected`; `error` is a valid out-pointer.
+        let rc = unsafe {
+            (self.api.model_run)(
+                self.handle,
+                views.as_ptr(),
+                views.len(),
+                collect,
+                (&mut out as *mut Collected).cast(),
+                &mut error,
+            )
+        };
+        match rc {
+            0 => Ok(out.tensors),
+            2 => Err(out
+                .error
+                .unwrap_or_else(|| Error::Verbatim("ERR torch error".into()))),
+            _ => Err(Error::Verbatim(self.api.take_str(error, "ERR torch error"))),
+        }
     }
 }

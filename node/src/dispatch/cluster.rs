@@ -249,6 +249,7 @@ pub(super) fn replication_info(cluster: Option<&Cluster>) -> Vec<(String, String
             r.committed.saturating_sub(r.applied).to_string(),
         ),
         ("raft_snapshot_index".into(), r.snapshot.to_string()),
+        ("raft_log_first_index".into(), r.first_log.to_string()),
         ("raft_members".into(), r.members.len().to_string()),
         (
             "raft_status".into(),

@@ -100,6 +100,7 @@ mod tests {
             committed,
             applied,
             snapshot: 0,
+            first_log: 0,
             members: Vec::new(),
             matched: Default::default(),
             fatal: None,

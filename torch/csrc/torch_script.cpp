@@ -3,7 +3,7 @@
 // `forward` parameter names of a saved module, for AI.MODELGET META.
 //
 // A small C ABI over libtorch's C++ API (which `tch` does not expose), used by
-// `engine/src/backend/torch_script.rs`. It also registers the operators scripts call into the
+// `torch/src/script.rs`. It also registers the operators scripts call into the
 // server with, `redis.execute`, `redis.asList` and `redisAI.model_execute`: they call back into
 // Rust through the two functions `shai_set_callbacks` installs, with the context of the call
 // in progress on this thread (set by `shai_script_run`). Tensors cross as `at::Tensor*`, the same handles `tch`
