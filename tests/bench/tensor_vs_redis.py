@@ -190,14 +190,19 @@ def main():
             stop(b_proc)
         s_port, s_proc = start_shardai(a.shardai, tmp, a.shardai_arg, "shardai-memory")
         r_port, r_proc = start_redis(tmp, *redis_opts, name="redis-memory")
+        if a.baseline:
+            b_port, b_proc = start_shardai(a.baseline, tmp, a.shardai_arg, "baseline-memory")
         blob = os.urandom(1 << 20)
-        for name, port, proc, store in (
-            ("shardai", s_port, s_proc, lambda c, k: c.execute_command("AI.TENSORSET", k, "UINT8", len(blob), "BLOB", blob)),
-            ("redis", r_port, r_proc, lambda c, k: c.set(k, blob)),
-        ):
+        tensorset = lambda c, k: c.execute_command("AI.TENSORSET", k, "UINT8", len(blob), "BLOB", blob)  # noqa: E731
+        servers = [("shardai", s_port, s_proc, tensorset), ("redis", r_port, r_proc, lambda c, k: c.set(k, blob))]
+        if a.baseline:
+            servers.append(("baseline", b_port, b_proc, tensorset))
+        idle = {}
+        for name, port, proc, store in servers:
             if a.no_memory:
                 break
             c = redis.Redis(port=port)
+            idle[name] = rss_mb(proc.pid)
             p = c.pipeline(transaction=False)
             for i in range(1024):
                 store(p, f"mem:{i}")
@@ -206,6 +211,7 @@ def main():
             p.execute()
             assert c.dbsize() == 1024
             time.sleep(0.5)
+            print(f"  idle before storing: {name:8} RSS {idle[name]:7.0f} MB")
             print(f"  1 GiB as 1024 x 1 MiB: {name:8} RSS {rss_mb(proc.pid):7.0f} MB, peak RSS "
                   f"{peak_rss_mb(proc.pid):7.0f} MB (target for shardai <= {1024 * 1.05 + 50:.0f} MB)")
     finally:
