@@ -199,3 +199,19 @@ def test_a_server_without_its_torch_library_says_so_and_loadbackend_brings_it(tm
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+def test_a_torch_output_that_cannot_be_copied_out_is_an_error_and_the_server_stays_up(server):
+    r = server.client()
+    src = ("def sparse(tensors: List[Tensor], keys: List[str], args: List[str]):\n"
+           "    return tensors[0].to_sparse()\n"
+           "def empty(tensors: List[Tensor], keys: List[str], args: List[str]):\n"
+           "    return tensors[0][0:0]\n")
+    r.execute_command("AI.SCRIPTSTORE", "odd", "CPU", "ENTRY_POINTS", 2, "sparse", "empty", "SOURCE", src)
+    r.execute_command("AI.TENSORSET", "v", "FLOAT", 2, "VALUES", 1, 2)
+    with pytest.raises(redis.ResponseError, match="unsupported memory format"):
+        r.execute_command("AI.SCRIPTEXECUTE", "odd", "sparse", "INPUTS", 1, "v", "OUTPUTS", 1, "o")
+    with pytest.raises(redis.ResponseError, match="^model produced an empty tensor$"):
+        r.execute_command("AI.SCRIPTEXECUTE", "odd", "empty", "INPUTS", 1, "v", "OUTPUTS", 1, "o")
+    assert r.exists("o") == 0
+    assert r.ping()

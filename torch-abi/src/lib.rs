@@ -13,7 +13,7 @@
 
 use std::ffi::{c_char, c_void};
 
-/// The interface version a library answers from [`VERSION_SYMBOL`].
+/// The interface version a library answers from `shai_torch_version` ([`VersionFn`]).
 pub const VERSION: u32 = 1;
 
 /// Element types, numbered for the interface.
@@ -53,7 +53,7 @@ pub struct TensorView {
 }
 
 /// Takes one output tensor (copying it: the view is valid only during the call). Returns 0,
-/// or non-zero to stop the call (the receiver has kept why).
+/// or non-zero when it could not take it, which stops the call.
 pub type Sink = unsafe extern "C" fn(ctx: *mut c_void, tensor: *const TensorView) -> i32;
 
 /// Writes `len` bytes at `data` into the text `target` (a reply or an error message).
@@ -164,9 +164,6 @@ pub type ScriptRunFn = unsafe extern "C" fn(
 ) -> i32;
 /// `shai_torch_free_str`: frees a string the library returned.
 pub type FreeStrFn = unsafe extern "C" fn(s: *mut c_char);
-
-/// The symbol [`VersionFn`] is exported as.
-pub const VERSION_SYMBOL: &str = "shai_torch_version";
 
 /// Kinds of a script function's parameters ([`ScriptSignatureFn`], [`ScriptRunFn`]).
 pub mod kind {

@@ -83,7 +83,7 @@ void set_error(char** err, const std::string& text) {
   }
 }
 
-// Argument kinds, as `torch_script.rs` numbers them.
+// Argument kinds, as the `kind` module of `shardai-torch-abi` numbers them.
 enum ArgKind : int {
   KIND_TENSOR = 0,
   KIND_TENSOR_LIST = 1,

@@ -7,8 +7,10 @@
 //! use it. This file owns the exported entry points that are not about models or scripts:
 //! the interface version, initialisation, CUDA and the strings handed back.
 //!
-//! Every entry point returns errors as text, never unwinds: libtorch's errors come back
-//! through `tch`'s `f_` functions and the shim catches every C++ exception.
+//! Every entry point returns errors as text and never unwinds: libtorch's errors come back
+//! through `tch`'s `f_` functions, the shim catches every C++ exception, and a panic (a `tch`
+//! call that panics instead of returning its error) is caught at the entry point ([`guard`])
+//! and answered as a failed call, the panic's message going to the server's log (stderr).
 #![allow(unsafe_code)]
 
 pub mod model;
@@ -23,6 +25,21 @@ fn wire(e: impl std::fmt::Display) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("torch error").trim();
     format!("ERR {first}")
+}
+
+/// What a call answers when it panicked (the server's text for a backend that panics).
+pub(crate) const PANICKED: &str =
+    "ERR the backend failed while running the model (see the server log)";
+
+/// Runs `f`, or answers `failed` when it panics: no panic may unwind out of an `extern "C"`
+/// function (it would abort the server).
+pub(crate) fn guard<T>(failed: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(failed)
+}
+
+/// [`guard`] for a fallible call: a panic is an `Err` with [`PANICKED`].
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    guard(Err(PANICKED.into()), f)
 }
 
 /// Hands `text` to the caller through `err`, to be freed with [`shai_torch_free_str`].
@@ -58,12 +75,15 @@ pub unsafe extern "C" fn shai_torch_init(
 ) {
     // libtorch's thread pools are process-wide; the inter-op pool can be sized only before
     // its first use, which is after this.
-    if intra_op > 0 {
-        tch::set_num_threads(intra_op);
-    }
-    if inter_op > 0 {
-        tch::set_num_interop_threads(inter_op);
-    }
+    // A panic here only leaves libtorch's default pool sizes.
+    guard((), || {
+        if intra_op > 0 {
+            tch::set_num_threads(intra_op);
+        }
+        if inter_op > 0 {
+            tch::set_num_interop_threads(inter_op);
+        }
+    });
     script::install_callbacks(execute, model);
 }
 const _: abi::InitFn = shai_torch_init;
@@ -112,11 +132,15 @@ pub unsafe extern "C" fn shai_torch_cuda_devices(why: *mut *mut c_char) -> i64 {
         // SAFETY: the caller's contract.
         unsafe { set_err(why, e) };
     }
-    if tch::Cuda::is_available() {
-        tch::Cuda::device_count()
-    } else {
-        0
-    }
+    let count = || {
+        if tch::Cuda::is_available() {
+            tch::Cuda::device_count()
+        } else {
+            0
+        }
+    };
+    // A panic counts as no device.
+    guard(0, count)
 }
 const _: abi::CudaDevicesFn = shai_torch_cuda_devices;
 

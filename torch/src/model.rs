@@ -126,13 +126,17 @@ pub(crate) unsafe fn hand_out(
     sink: abi::Sink,
     ctx: *mut c_void,
 ) -> Result<bool, String> {
-    let t = t.f_to_device(Device::Cpu).map_err(wire)?.contiguous();
-    let code = code_of(t.kind())?;
+    let t = t
+        .f_to_device(Device::Cpu)
+        .and_then(|t| t.f_contiguous())
+        .map_err(wire)?;
+    let kind = t.f_kind().map_err(wire)?;
+    let code = code_of(kind)?;
     let shape = t.size();
     if shape.contains(&0) {
         return Err("ERR model produced an empty tensor".into());
     }
-    let len = t.numel() * t.kind().elt_size_in_bytes();
+    let len = t.numel() * kind.elt_size_in_bytes();
     let view = TensorView {
         dtype: code,
         ndim: shape.len(),
@@ -181,17 +185,24 @@ pub unsafe extern "C" fn shai_torch_model_load(
     dev: i32,
     err: *mut *mut c_char,
 ) -> *mut c_void {
-    // SAFETY: the caller's contract.
-    let blob = unsafe { std::slice::from_raw_parts(blob, len) };
+    let blob = if len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(blob, len) }
+    };
     let device = device(dev);
-    match CModule::load_data_on_device(&mut Cursor::new(blob), device) {
-        Ok(mut module) => {
-            module.set_eval();
-            Box::into_raw(Box::new(Model { module, device })).cast()
-        }
+    let load = || {
+        let mut module =
+            CModule::load_data_on_device(&mut Cursor::new(blob), device).map_err(wire)?;
+        module.f_set_eval().map_err(wire)?;
+        Ok::<_, String>(module)
+    };
+    match crate::guarded(load) {
+        Ok(module) => Box::into_raw(Box::new(Model { module, device })).cast(),
         Err(e) => {
             // SAFETY: the caller's contract.
-            unsafe { set_err(err, &wire(e)) };
+            unsafe { set_err(err, &e) };
             std::ptr::null_mut()
         }
     }
@@ -240,7 +251,7 @@ pub unsafe extern "C" fn shai_torch_model_run(
         }
         Ok(true)
     };
-    match run() {
+    match crate::guarded(run) {
         Ok(true) => 0,
         Ok(false) => 2,
         Err(e) => {

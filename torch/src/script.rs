@@ -157,7 +157,7 @@ unsafe extern "C" fn relay_execute(
 unsafe extern "C" fn push_tensor(outputs: *mut c_void, view: *const TensorView) -> i32 {
     // SAFETY: the server calls this only during a relayed model call, with `outputs` the
     // vector the shim handed the relay and a view of valid memory.
-    match unsafe { copied(&*view) } {
+    match crate::guarded(|| unsafe { copied(&*view) }) {
         Ok(mut t) => {
             let p = t.as_mut_ptr();
             std::mem::forget(t);
@@ -168,6 +168,10 @@ unsafe extern "C" fn push_tensor(outputs: *mut c_void, view: *const TensorView) 
         Err(_) => 1,
     }
 }
+
+/// An input lent to the server's model callback: the tensor (on the CPU, contiguous), its
+/// shape, its interface type code and its length in bytes.
+type Lent = (tch::Tensor, Vec<i64>, i32, usize);
 
 /// The shim's `redisAI.model_execute`, relayed to the server's: the inputs are lent as
 /// views, the outputs come back through [`push_tensor`].
@@ -200,31 +204,39 @@ unsafe extern "C" fn relay_model(
         return fail("the server installed no callbacks");
     };
     // Each input on the CPU and contiguous, kept alive while its view is lent.
-    let mut held = Vec::with_capacity(inputs.len());
-    let mut shapes = Vec::with_capacity(inputs.len());
-    for t in &inputs {
-        let t = match t.f_to_device(tch::Device::Cpu) {
-            Ok(t) => t.contiguous(),
-            Err(e) => return fail(&crate::wire(e)),
-        };
-        shapes.push(t.size());
-        held.push(t);
-    }
-    let mut views = Vec::with_capacity(held.len());
-    for (t, shape) in held.iter().zip(&shapes) {
-        let dtype = match super::model::code_of(t.kind()) {
-            Ok(c) => c,
-            Err(e) => return fail(&e),
-        };
-        views.push(TensorView {
-            dtype,
+    let lend = || -> Result<Vec<Lent>, String> {
+        let mut held = Vec::with_capacity(inputs.len());
+        for t in &inputs {
+            let t = t
+                .f_to_device(tch::Device::Cpu)
+                .and_then(|t| t.f_contiguous())
+                .map_err(crate::wire)?;
+            let kind = t.f_kind().map_err(crate::wire)?;
+            let dtype = super::model::code_of(kind)?;
+            let shape = t.size();
+            if shape.contains(&0) {
+                return Err("ERR model produced an empty tensor".into());
+            }
+            let len = t.numel() * kind.elt_size_in_bytes();
+            held.push((t, shape, dtype, len));
+        }
+        Ok(held)
+    };
+    let held = match crate::guarded(lend) {
+        Ok(held) => held,
+        Err(e) => return fail(&e),
+    };
+    let views: Vec<TensorView> = held
+        .iter()
+        .map(|(t, shape, dtype, len)| TensorView {
+            dtype: *dtype,
             ndim: shape.len(),
             shape: shape.as_ptr(),
             data: t.data_ptr().cast::<u8>().cast_const(),
-            len: t.numel() * t.kind().elt_size_in_bytes(),
-        });
-    }
-    // SAFETY: the views point into `held` and `shapes`, alive for the call; `outputs` and
+            len: *len,
+        })
+        .collect();
+    // SAFETY: the views point into `held`, alive for the call; `outputs` and
     // `err` are the shim's, handed to `push_tensor` and `set_string`, which expect them.
     unsafe {
         model(
@@ -365,7 +377,7 @@ pub unsafe extern "C" fn shai_torch_script_run(
     for i in 0..n_tensors {
         // SAFETY: `tensors` holds one view per tensor the parameters take (the caller's
         // contract), each of valid memory.
-        match unsafe { copied(&*tensors.add(i)) } {
+        match crate::guarded(|| unsafe { copied(&*tensors.add(i)) }) {
             Ok(t) => inputs.push(t),
             Err(e) => {
                 // SAFETY: the caller's contract.
@@ -433,7 +445,7 @@ pub unsafe extern "C" fn shai_torch_script_run(
     };
     for t in &outputs {
         // SAFETY: the caller's contract covers `sink` and `sink_ctx`.
-        match unsafe { hand_out(t, sink, sink_ctx) } {
+        match crate::guarded(|| unsafe { hand_out(t, sink, sink_ctx) }) {
             Ok(true) => {}
             Ok(false) => return 3,
             Err(e) => {

@@ -307,7 +307,7 @@ impl Backends {
             #[cfg(feature = "torch")]
             Kind::Torch => {
                 let lib = lib.map_or_else(torch::find_library, Ok)?;
-                Ok(Arc::new(torch::Torch::load(&lib, base, threads)?))
+                Ok(Arc::new(torch::Torch::load(&lib, threads)?))
             }
             #[cfg(feature = "tf")]
             Kind::Tf => {

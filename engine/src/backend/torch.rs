@@ -30,36 +30,46 @@ use crate::tensor::Tensor;
 pub(super) const LIBRARY: &str = "libshardai_torch.so";
 
 /// Where the TORCH library is by default: beside the server binary (`target/<profile>/` in a
-/// checkout), one folder up (test binaries in `target/<profile>/deps/`), or in
-/// `../lib/shardai/` (an install under a prefix, `/usr/local/bin/shardai` with
-/// `/usr/local/lib/shardai/`).
+/// checkout), or in `../lib/shardai/` (an install under a prefix, `/usr/local/bin/shardai`
+/// with `/usr/local/lib/shardai/`); for a test binary in `target/<profile>/deps/`, one folder
+/// up.
 pub(super) fn find_library() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("the server's own path: {e}"))?;
     let dir = exe.parent().ok_or("the server binary has no folder")?;
-    let candidates = [
-        dir.join(LIBRARY),
-        dir.join("..").join(LIBRARY),
-        dir.join("../lib/shardai").join(LIBRARY),
-    ];
+    let mut candidates = vec![dir.join(LIBRARY), dir.join("../lib/shardai").join(LIBRARY)];
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        candidates.push(dir.join("..").join(LIBRARY));
+    }
     candidates
         .iter()
         .find(|p| p.is_file())
         .cloned()
         .ok_or_else(|| {
+            let looked: Vec<String> = candidates
+                .iter()
+                .filter_map(|p| p.parent().map(|d| d.display().to_string()))
+                .collect();
             format!(
-                "no {LIBRARY} in {} or {} (build it with cargo build --release -p shardai-torch, \
-             or name it with AI.CONFIG LOADBACKEND TORCH)",
-                dir.display(),
-                dir.join("../lib/shardai").display()
+                "no {LIBRARY} in {} (build it with cargo build --release -p shardai-torch, or \
+             name it with AI.CONFIG LOADBACKEND TORCH)",
+                looked.join(" or ")
             )
         })
+}
+
+/// Why the TORCH library was not taken.
+enum Refusal {
+    /// It could not be opened: another file may be tried.
+    NotOpened(String),
+    /// It was opened (and stays mapped) but is not one this server can use.
+    Mapped(String),
 }
 
 /// The TORCH library's functions (`shardai-torch-abi` gives their types and meanings).
 pub(super) struct Api {
     /// Keeps the library mapped: it is never unloaded (libtorch's static state and thread
     /// pools live in it), since the one `Api` of the process is kept in [`API`].
-    _lib: Library,
+    _lib: Option<Library>,
     pub(super) cuda_devices: abi::CudaDevicesFn,
     pub(super) model_load: abi::ModelLoadFn,
     pub(super) model_run: abi::ModelRunFn,
@@ -72,8 +82,14 @@ pub(super) struct Api {
     pub(super) free_str: abi::FreeStrFn,
 }
 
-/// The process's TORCH library, once opened.
+/// The process's TORCH library, once opened. Opening it is serialised by [`OPENING`] (a
+/// process may hold several `Backends`), so the library is initialised once.
 static API: OnceLock<Arc<Api>> = OnceLock::new();
+
+/// Held while the library is opened; holds why it was refused, when it was: a refused
+/// library stays mapped (libtorch cannot be unloaded), so the server must restart to take
+/// another.
+static OPENING: parking_lot::Mutex<Option<String>> = parking_lot::Mutex::new(None);
 
 /// The opened TORCH library (scripts reach it through here).
 pub(super) fn api() -> Option<&'static Arc<Api>> {
@@ -82,7 +98,7 @@ pub(super) fn api() -> Option<&'static Arc<Api>> {
 
 impl Api {
     /// Opens the library at `path`, checks its interface version and initialises it.
-    fn open(path: &Path, threads: Settings) -> Result<Api, String> {
+    fn open(path: &Path, threads: Settings) -> Result<Api, Refusal> {
         // SAFETY: `Library::open` runs the library's initialisers and those of libtorch,
         // which it loads: they fill libtorch's own registries and touch no state of this
         // process. RTLD_GLOBAL puts libtorch in the global scope, as a linked library would
@@ -94,53 +110,71 @@ impl Api {
                 libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
             )
         }
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| Refusal::NotOpened(format!("{}: {e}", path.display())))?
         .into();
-        let version: abi::VersionFn = sym!(lib, "shai_torch_version");
-        // SAFETY: the function takes nothing and returns a number (its type is the
-        // interface's, whatever the library's version).
-        let found = unsafe { version() };
-        if found != abi::VERSION {
-            return Err(format!(
-                "{} implements interface version {found}, this server version {}: build both \
-                 from the same checkout",
-                path.display(),
-                abi::VERSION
-            ));
-        }
-        let init: abi::InitFn = sym!(lib, "shai_torch_init");
-        // SAFETY: called once per process (`API` is set once, under the backends' slot
-        // lock), before any other call; the callbacks are functions of this binary.
-        unsafe {
-            init(
-                i32::try_from(threads.intra_op).unwrap_or(i32::MAX),
-                i32::try_from(threads.inter_op).unwrap_or(i32::MAX),
-                super::torch_script::execute_cb,
-                super::torch_script::model_cb,
-            )
+        // Once opened, the library stays mapped even when it is refused: its initialisers
+        // registered libtorch operators, which unloading would leave pointing into unmapped
+        // code (and a second library would register again).
+        let lib = std::mem::ManuallyDrop::new(lib);
+        let bind = || -> Result<Api, String> {
+            let version: abi::VersionFn = sym!(lib, "shai_torch_version");
+            // SAFETY: the function takes nothing and returns a number (its type is the
+            // interface's, whatever the library's version).
+            let found = unsafe { version() };
+            if found != abi::VERSION {
+                return Err(format!(
+                    "{} implements interface version {found}, this server version {}",
+                    path.display(),
+                    abi::VERSION
+                ));
+            }
+            let init: abi::InitFn = sym!(lib, "shai_torch_init");
+            let api = Api {
+                cuda_devices: sym!(lib, "shai_torch_cuda_devices"),
+                model_load: sym!(lib, "shai_torch_model_load"),
+                model_run: sym!(lib, "shai_torch_model_run"),
+                model_free: sym!(lib, "shai_torch_model_free"),
+                module_names: sym!(lib, "shai_torch_module_names"),
+                script_compile: sym!(lib, "shai_torch_script_compile"),
+                script_signature: sym!(lib, "shai_torch_script_signature"),
+                script_run: sym!(lib, "shai_torch_script_run"),
+                script_free: sym!(lib, "shai_torch_script_free"),
+                free_str: sym!(lib, "shai_torch_free_str"),
+                _lib: None,
+            };
+            // SAFETY: called once per process (`API` is set once, under `OPENING`), before
+            // any other call; the callbacks are functions of this binary.
+            unsafe {
+                init(
+                    i32::try_from(threads.intra_op).unwrap_or(i32::MAX),
+                    i32::try_from(threads.inter_op).unwrap_or(i32::MAX),
+                    super::torch_script::execute_cb,
+                    super::torch_script::model_cb,
+                )
+            };
+            Ok(api)
         };
-        Ok(Api {
-            cuda_devices: sym!(lib, "shai_torch_cuda_devices"),
-            model_load: sym!(lib, "shai_torch_model_load"),
-            model_run: sym!(lib, "shai_torch_model_run"),
-            model_free: sym!(lib, "shai_torch_model_free"),
-            module_names: sym!(lib, "shai_torch_module_names"),
-            script_compile: sym!(lib, "shai_torch_script_compile"),
-            script_signature: sym!(lib, "shai_torch_script_signature"),
-            script_run: sym!(lib, "shai_torch_script_run"),
-            script_free: sym!(lib, "shai_torch_script_free"),
-            free_str: sym!(lib, "shai_torch_free_str"),
-            _lib: lib,
-        })
+        match bind() {
+            Ok(api) => Ok(Api {
+                _lib: Some(std::mem::ManuallyDrop::into_inner(lib)),
+                ..api
+            }),
+            Err(why) => Err(Refusal::Mapped(format!(
+                "{why}: install the library built with this server, then restart it"
+            ))),
+        }
     }
 
     /// Takes a string the library returned (null: `default`).
-    pub(super) fn take_str(&self, p: *mut c_char, default: &str) -> String {
+    ///
+    /// # Safety
+    /// `p` is null or a string the library set in an out-pointer, not taken before.
+    pub(super) unsafe fn take_str(&self, p: *mut c_char, default: &str) -> String {
         if p.is_null() {
             return default.into();
         }
-        // SAFETY: the library sets its out-strings only to NUL-terminated strings it
-        // allocated, read once here and freed with its own free.
+        // SAFETY: the caller's contract: a NUL-terminated string the library allocated, read
+        // once here and freed with its own free.
         let text = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
         // SAFETY: as above; `p` is not used again.
         unsafe { (self.free_str)(p) };
@@ -158,17 +192,20 @@ impl Api {
             .strip_prefix("GPU:")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
+        let no_cuda = || Error::Verbatim("ERR GPU requested but Torch couldn't find CUDA".into());
+        if index < 0 {
+            return Err(no_cuda());
+        }
         let mut why = std::ptr::null_mut();
         // SAFETY: `why` is a valid out-pointer.
         let count = unsafe { (self.cuda_devices)(&mut why) };
         if !why.is_null() {
-            let why = self.take_str(why, "");
+            // SAFETY: set by the call above, taken once.
+            let why = unsafe { self.take_str(why, "") };
             tracing::warn!(reason = %why, "could not open libtorch_cuda.so");
         }
         if index >= count || index > i64::from(i32::MAX) {
-            return Err(Error::Verbatim(
-                "ERR GPU requested but Torch couldn't find CUDA".into(),
-            ));
+            return Err(no_cuda());
         }
         Ok(index as i32)
     }
@@ -182,31 +219,48 @@ pub(super) struct Torch {
 
 impl Torch {
     /// Opens the TORCH library at `lib` (once per process: later calls share the first);
-    /// the version is the torch wheel's when that is on the backends path.
-    pub(super) fn load(
-        lib: &Path,
-        path: Option<&Path>,
-        threads: Settings,
-    ) -> Result<Torch, String> {
-        let api = match API.get() {
-            Some(api) => api.clone(),
-            None => {
-                let api = Arc::new(Api::open(lib, threads)?);
-                let _ = API.set(api.clone());
-                tracing::info!(library = %lib.display(), "TORCH backend loaded");
-                api
+    /// the version is that of the torch wheel whose libtorch the library mapped.
+    pub(super) fn load(lib: &Path, threads: Settings) -> Result<Torch, String> {
+        let api = {
+            let mut refused = OPENING.lock();
+            match (API.get(), refused.as_ref()) {
+                (Some(api), _) => api.clone(),
+                (None, Some(why)) => return Err(why.clone()),
+                (None, None) => {
+                    let api = match Api::open(lib, threads) {
+                        Ok(api) => Arc::new(api),
+                        Err(Refusal::NotOpened(why)) => return Err(why),
+                        Err(Refusal::Mapped(why)) => {
+                            *refused = Some(why.clone());
+                            return Err(why);
+                        }
+                    };
+                    let _ = API.set(api.clone());
+                    tracing::info!(library = %lib.display(), "TORCH backend loaded");
+                    api
+                }
             }
         };
-        let version = path
-            .and_then(|p| std::fs::read_to_string(p.join("torch").join("version.py")).ok())
-            .and_then(|v| {
-                v.lines()
-                    .find_map(|l| l.strip_prefix("__version__ = "))
-                    .map(|s| s.trim().trim_matches(['\'', '"']).to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        Ok(Torch { api, version })
+        Ok(Torch {
+            api,
+            version: torch_version().unwrap_or_else(|| "unknown".into()),
+        })
     }
+}
+
+/// The version of the torch wheel whose `libtorch_cpu.so` this process mapped (its
+/// `version.py`, beside `lib/`).
+fn torch_version() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    let torch = Path::new(lib).parent()?.parent()?;
+    let text = std::fs::read_to_string(torch.join("version.py")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|s| s.trim().trim_matches(['\'', '"']).to_string())
 }
 
 impl Backend for Torch {
@@ -227,7 +281,10 @@ impl Backend for Torch {
         // keeps); `error` is a valid out-pointer.
         let handle = unsafe { (self.api.model_load)(blob.as_ptr(), blob.len(), dev, &mut error) };
         if handle.is_null() {
-            return Err(Error::Verbatim(self.api.take_str(error, "ERR torch error")));
+            return Err(Error::Verbatim(
+                // SAFETY: set by the failed call, taken once.
+                unsafe { self.api.take_str(error, "ERR torch error") },
+            ));
         }
         // For AI.MODELGET META only: a module whose names cannot be read still runs.
         let names = super::torch_script::module_names(&self.api, blob)
@@ -410,7 +467,10 @@ impl LoadedModel for TorchModel {
             2 => Err(out
                 .error
                 .unwrap_or_else(|| Error::Verbatim("ERR torch error".into()))),
-            _ => Err(Error::Verbatim(self.api.take_str(error, "ERR torch error"))),
+            _ => Err(Error::Verbatim(
+                // SAFETY: set by the failed call, taken once.
+                unsafe { self.api.take_str(error, "ERR torch error") },
+            )),
         }
     }
 }

@@ -56,7 +56,8 @@ pub(super) fn module_names(api: &Api, blob: &[u8]) -> Result<(Vec<Bytes>, Vec<By
         )
     };
     if outputs < 0 {
-        return Err(api.take_str(err, "the module could not be read"));
+        // SAFETY: set by the failed call, taken once.
+        return Err(unsafe { api.take_str(err, "the module could not be read") });
     }
     let inputs = names
         .split(|b| *b == 0)
@@ -231,7 +232,8 @@ pub(super) fn compile(source: &[u8], device_name: &str) -> Result<Arc<dyn Compil
     // library copies it); `error` is a valid out-pointer.
     let handle = unsafe { (api.script_compile)(source.as_ptr().cast(), source.len(), &mut error) };
     if handle.is_null() {
-        let text = api.take_str(error, "the TorchScript compiler failed");
+        // SAFETY: set by the failed call, taken once.
+        let text = unsafe { api.take_str(error, "the TorchScript compiler failed") };
         return Err(Error::Verbatim(one_line(&text)));
     }
     Ok(Arc::new(TorchScript {
@@ -326,7 +328,8 @@ impl CompiledScript for TorchScript {
                 .error
                 .unwrap_or_else(|| Error::Verbatim("ERR torch error".into()))),
             _ => {
-                let text = self.api.take_str(error, "the script failed");
+                // SAFETY: set by the failed call, taken once.
+                let text = unsafe { self.api.take_str(error, "the script failed") };
                 Err(Error::Verbatim(one_line(&text)))
             }
         }
