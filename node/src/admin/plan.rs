@@ -161,6 +161,19 @@ pub(super) fn rebalance(masters: &[Master]) -> Vec<Move> {
     plan
 }
 
+/// How many of `moves` the cluster shape `s` does not show on their target master yet.
+pub(super) fn not_shown(s: &Shape, moves: &[Move]) -> usize {
+    let owner: HashMap<u16, &str> = s
+        .masters
+        .iter()
+        .flat_map(|m| m.slots.iter().map(move |&slot| (slot, m.id.as_str())))
+        .collect();
+    moves
+        .iter()
+        .filter(|(slot, _, dst)| owner.get(slot) != Some(&dst.as_str()))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +227,21 @@ mod tests {
         assert_eq!(s.master(&id(2)).unwrap().id, id(1));
         assert_eq!(s.master("10.0.0.5:6379").unwrap().id, id(4));
         assert!(s.master("10.0.0.9:6379").is_err());
+    }
+
+    #[test]
+    fn moves_count_as_shown_once_the_target_holds_the_slot() {
+        let before = Shape {
+            masters: vec![master("a", 0..10), master("b", 10..20)],
+            ..Shape::default()
+        };
+        let moves: Vec<Move> = vec![(3, "a".into(), "b".into()), (4, "a".into(), "b".into())];
+        assert_eq!(not_shown(&before, &moves), 2);
+        let mut after = before.clone();
+        after.masters[0].slots.retain(|&x| x != 3);
+        after.masters[1].slots.push(3);
+        assert_eq!(not_shown(&after, &moves), 1);
+        assert_eq!(not_shown(&after, &moves[..1]), 0);
     }
 
     #[test]

@@ -172,11 +172,32 @@ fn run_plan(
         return Err(e);
     }
     progress(true);
+    wait_shown(existing, &plan)?;
     println!(
         "[OK] moved {total} slots ({} keys)",
         keys.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Waits until `existing` shows every slot of `moves` on its target. Each move is committed
+/// through the shards it leaves and joins; `existing` learns it from the metadata group a
+/// moment later. Waiting means that once a command says OK, the next one started from the
+/// same node (a `rebalance` after a `reshard`) plans from the moved slots.
+fn wait_shown(existing: &str, moves: &[plan::Move]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = plan::not_shown(&shape(existing)?, moves);
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{existing} still shows {left} moved slot(s) on their old shard after 30 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `shardai cluster reshard EXISTING --from X --to Y --slots N`.
