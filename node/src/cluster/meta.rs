@@ -84,13 +84,12 @@ impl Cluster {
     }
 
     /// Stores `t` as the cluster's topology (through the metadata group's leader).
-    pub async fn set_topology(&self, t: &Topology) -> Result<(), Error> {
-        let meta = self
-            .meta_group()
-            .ok_or_else(|| Error::ClusterDown("this node has not joined a cluster".into()))?;
-        meta.propose_anywhere(set(TOPOLOGY_KEY.into(), t.encode()))
+    pub async fn set_topology(self: &Arc<Self>, t: &Topology) -> Result<(), Error> {
+        // Through `write_meta`: the reply waits until this node applied the topology, so an
+        // admin command that reads it back from this node next (a `del-node` then an
+        // `add-node`) starts from it instead of writing over it.
+        self.write_meta(vec![(TOPOLOGY_KEY.into(), Some(t.encode()))])
             .await
-            .map(|_| ())
     }
 
     fn meta_string(&self, key: &str) -> Option<Bytes> {
