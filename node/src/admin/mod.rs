@@ -395,6 +395,11 @@ fn del_node(existing: String, node: String) -> Result<(), String> {
         .get(&id)
         .map(|n| n.shard)
         .ok_or_else(|| format!("node {id:040x} is not in the cluster"))?;
+    if t.nodes.get(&id).is_some_and(|n| n.client_addr == existing) {
+        return Err(format!(
+            "{existing} is the node to remove: name another node of the cluster to remove it through"
+        ));
+    }
     let via = t.shards[&shard]
         .nodes
         .iter()

@@ -187,13 +187,17 @@ fn run_plan(
 fn wait_shown(existing: &str, moves: &[plan::Move]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let left = plan::not_shown(&shape(existing)?, moves);
-        if left == 0 {
-            return Ok(());
-        }
+        let last = match shape(existing) {
+            Ok(s) => match plan::not_shown(&s, moves) {
+                0 => return Ok(()),
+                left => format!("it still shows {left} moved slot(s) off their new shard"),
+            },
+            Err(e) => e,
+        };
         if Instant::now() >= deadline {
             return Err(format!(
-                "{existing} still shows {left} moved slot(s) on their old shard after 30 s"
+                "every slot moved, but {existing} did not show it within 30 s ({last}): check \
+                 with shardai cluster info"
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
