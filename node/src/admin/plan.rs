@@ -240,7 +240,7 @@ mod tests {
         // Planned when 5 led the second shard; 4 leads it now and holds 8192.
         let moved: Move = (8192, id(1), id(5));
         let pending: Move = (100, id(1), id(4));
-        assert_eq!(not_shown(&s, &[moved.clone()]), 0);
+        assert_eq!(not_shown(&s, std::slice::from_ref(&moved)), 0);
         assert_eq!(not_shown(&s, &[moved.clone(), pending.clone()]), 1);
         // A target the shape does not know shows nothing.
         assert_eq!(not_shown(&s, &[(8192, id(1), id(9))]), 1);
