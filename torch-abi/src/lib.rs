@@ -16,6 +16,17 @@ use std::ffi::{c_char, c_void};
 /// The interface version a library answers from `shai_torch_version` ([`VersionFn`]).
 pub const VERSION: u32 = 1;
 
+/// The folder of the `libtorch_cpu.so` this process mapped (read from /proc/self/maps), or
+/// `None` while libtorch is not loaded. Both sides use it: the library to open
+/// `libtorch_cuda.so` beside it, the server to read the wheel's version.
+pub fn mapped_libtorch_dir() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
+}
+
 /// Element types, numbered for the interface.
 pub mod dtype {
     /// 32-bit float.

@@ -88,22 +88,13 @@ pub unsafe extern "C" fn shai_torch_init(
 }
 const _: abi::InitFn = shai_torch_init;
 
-/// The folder of the `libtorch_cpu.so` this process mapped, from /proc/self/maps.
-fn torch_lib_dir() -> Option<std::path::PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.ends_with("/libtorch_cpu.so"))
-        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
-}
-
 /// Opens `libtorch_cuda.so` once, from beside `libtorch_cpu.so` (kept open for the life of
 /// the process). Nothing references it, so the linker leaves it out of this library's
 /// dependencies: the first GPU model or script opens it here.
 fn load_torch_cuda() -> &'static Result<(), String> {
     static CUDA: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     CUDA.get_or_init(|| {
-        let dir = torch_lib_dir().ok_or("libtorch_cpu.so is not mapped")?;
+        let dir = abi::mapped_libtorch_dir().ok_or("libtorch_cpu.so is not mapped")?;
         let path = dir.join("libtorch_cuda.so");
         // SAFETY: opening libtorch_cuda runs its static initialisers, which register CUDA
         // hooks with the libtorch_cpu this process already mapped (the one found above, so

@@ -251,12 +251,7 @@ impl Torch {
 /// The version of the torch wheel whose `libtorch_cpu.so` this process mapped (its
 /// `version.py`, beside `lib/`).
 fn torch_version() -> Option<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let lib = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
-    let torch = Path::new(lib).parent()?.parent()?;
+    let torch = abi::mapped_libtorch_dir()?.parent()?.to_path_buf();
     let text = std::fs::read_to_string(torch.join("version.py")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("__version__ = "))
