@@ -243,6 +243,20 @@ def test_spec_scriptstore_addtwo_and_scriptexecute_through_redis_cli(server):
     assert cli(p, "TYPE", "myscript{tag}") == "AI_SCRIPT\n"
 
 
+def test_a_source_without_a_final_newline_compiles_and_comes_back_as_given(server):
+    # `redis-cli AI.SCRIPTSTORE ... SOURCE "$(cat addtwo.py)"`: the shell drops the newline.
+    p = server.port
+    source = ADDTWO.rstrip("\n")
+    assert cli(p, "AI.SCRIPTSTORE", "nl{tag}", "CPU", "ENTRY_POINTS", 1, "addtwo",
+               "SOURCE", source) == "OK\n"
+    assert cli(p, "AI.TENSORSET", "nl1{tag}", "FLOAT", 1, "VALUES", 40) == "OK\n"
+    assert cli(p, "AI.TENSORSET", "nl2{tag}", "FLOAT", 1, "VALUES", 2) == "OK\n"
+    assert cli(p, "AI.SCRIPTEXECUTE", "nl{tag}", "addtwo", "INPUTS", 2, "nl1{tag}", "nl2{tag}",
+               "OUTPUTS", 1, "nlr{tag}") == "OK\n"
+    assert cli(p, "AI.TENSORGET", "nlr{tag}", "VALUES") == "42\n"
+    assert server.client().execute_command("AI.SCRIPTGET", "nl{tag}", "SOURCE") == source.encode()
+
+
 def test_spec_addn_takes_a_list_of_tensors(c):
     store(c, "myscript{tag}", ADDN, "addn")
     for k, v in (("mytensor1{tag}", 40), ("mytensor2{tag}", 1), ("mytensor3{tag}", 1)):
