@@ -5,7 +5,9 @@
 //! run in this process through shardai's own backend at batch 1 and at batch B, without queue or network. Prints
 //! requests/s of each, the served ratio (B versus 0), served-with-batching versus the
 //! library's own batch-B throughput, and the average batch the server formed (AI.INFO
-//! samples / calls).
+//! samples / calls). With `--dag` each request is an AI.DAGEXECUTE_RO that loads the
+//! client's input, runs the model and answers its output, storing nothing (an inference
+//! client's request without the durable write of AI.MODELEXECUTE's output).
 //!
 //! ```sh
 //! cargo build --release -p shardai-node -p shardai-tests
@@ -50,6 +52,7 @@ fn served(
     row: &[u8],
     dims: &[usize],
     secs: u64,
+    dag: bool,
 ) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -72,16 +75,39 @@ fn served(
                     .query(&mut con)
                     .expect("TENSORSET");
                 while !stop.load(Ordering::Relaxed) {
-                    let _: () = redis::cmd("AI.MODELEXECUTE")
-                        .arg(&key)
-                        .arg("INPUTS")
-                        .arg(1)
-                        .arg(&input)
-                        .arg("OUTPUTS")
-                        .arg(1)
-                        .arg(&output)
-                        .query(&mut con)
-                        .expect("MODELEXECUTE");
+                    if dag {
+                        // Nothing is stored: the input is read, the output answered.
+                        let _: Vec<redis::Value> = redis::cmd("AI.DAGEXECUTE_RO")
+                            .arg("LOAD")
+                            .arg(1)
+                            .arg(&input)
+                            .arg("|>")
+                            .arg("AI.MODELEXECUTE")
+                            .arg(&key)
+                            .arg("INPUTS")
+                            .arg(1)
+                            .arg(&input)
+                            .arg("OUTPUTS")
+                            .arg(1)
+                            .arg(&output)
+                            .arg("|>")
+                            .arg("AI.TENSORGET")
+                            .arg(&output)
+                            .arg("BLOB")
+                            .query(&mut con)
+                            .expect("DAGEXECUTE_RO");
+                    } else {
+                        let _: () = redis::cmd("AI.MODELEXECUTE")
+                            .arg(&key)
+                            .arg("INPUTS")
+                            .arg(1)
+                            .arg(&input)
+                            .arg("OUTPUTS")
+                            .arg(1)
+                            .arg(&output)
+                            .query(&mut con)
+                            .expect("MODELEXECUTE");
+                    }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -103,7 +129,7 @@ fn served(
 
 fn main() {
     shardai_tests::exit_on_help(
-        "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W] [--device D]\n\nN batch-1 clients (32) against BATCHSIZE 0, BATCHSIZE B and BATCHSIZE B with a queue delay of W µs, and the backend's own batch-B throughput in-process.",
+        "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W] [--device D] [--dag]\n\nN batch-1 clients (32) against BATCHSIZE 0, BATCHSIZE B and BATCHSIZE B with a queue delay of W µs, and the backend's own batch-B throughput in-process. Each request is an AI.MODELEXECUTE that stores its output, or with --dag an AI.DAGEXECUTE_RO that reads the input, runs the model and answers the output without storing anything.",
     );
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let clients: usize = flag(&mut args, "--clients", "32")
@@ -115,9 +141,16 @@ fn main() {
     let wait_us: u64 = flag(&mut args, "--wait-us", "2000")
         .parse()
         .expect("--wait-us N");
+    let dag = match args.iter().position(|a| a == "--dag") {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    };
     let Some(spec) = args.first() else {
         eprintln!(
-            "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W]"
+            "usage: batching_bench MODEL.onnx:d1,d2,... (dims after the batch) [--clients N] [--batch B] [--secs S] [--wait-us W] [--dag]"
         );
         std::process::exit(2);
     };
@@ -196,7 +229,7 @@ fn main() {
             .arg(&blob)
             .query(&mut con)
             .expect("MODELSTORE");
-        let rate = served(&server, &key, clients, &row, &dims, secs);
+        let rate = served(&server, &key, clients, &row, &dims, secs, dag);
         let info: Vec<redis::Value> = redis::cmd("AI.INFO").arg(&key).query(&mut con).unwrap();
         let int = |i: usize| match &info[i] {
             redis::Value::Int(n) => *n as f64,
@@ -204,7 +237,14 @@ fn main() {
         };
         results.push((bs, wait, rate, int(13) / int(15).max(1.0)));
     }
-    println!("{clients} clients, batch-1 requests, {secs} s each, model {path} on {device}");
+    let request = if dag {
+        "AI.DAGEXECUTE_RO (LOAD, MODELEXECUTE, TENSORGET)"
+    } else {
+        "AI.MODELEXECUTE (output stored)"
+    };
+    println!(
+        "{clients} clients, batch-1 requests: {request}, {secs} s each, model {path} on {device}"
+    );
     println!("| run | requests/s | average batch (AI.INFO samples/calls) |");
     println!("|---|---|---|");
     for (bs, wait, rate, avg) in &results {
