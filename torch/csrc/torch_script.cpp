@@ -339,15 +339,11 @@ void shai_tensor_push(void* v, at::Tensor* t) noexcept {
   }
 }
 
-// Compiles `src`; null with `*err` set when it does not compile. A source whose last line has
-// no newline (as `"$(cat script.py)"` passes it on a shell's command line) gets one: the
-// TorchScript lexer, unlike Python's, wants one to end an indented block.
+// Compiles `src`; null with `*err` set when it does not compile.
 ShaiScript* shai_script_compile(const char* src, size_t len, char** err) {
   try {
     auto cu = std::make_shared<torch::jit::CompilationUnit>();
-    std::string source(src, len);
-    if (source.empty() || source.back() != '\n') source.push_back('\n');
-    cu->define(std::nullopt, source, std::make_shared<ScriptResolver>(), nullptr);
+    cu->define(std::nullopt, std::string(src, len), std::make_shared<ScriptResolver>(), nullptr);
     return new ShaiScript{std::move(cu)};
   } catch (const c10::Error& e) {
     set_error(err, e.what_without_backtrace());

@@ -227,6 +227,7 @@ pub(super) unsafe extern "C" fn model_cb(
 pub(super) fn compile(source: &[u8], device_name: &str) -> Result<Arc<dyn CompiledScript>, Error> {
     let api = api().ok_or(Error::CouldNotLoadBackend)?.clone();
     let device = api.device(device_name)?;
+    let source = with_final_newline(source);
     let mut error: *mut c_char = std::ptr::null_mut();
     // SAFETY: `source` is a valid buffer of `source.len()` bytes for the call's duration (the
     // library copies it); `error` is a valid out-pointer.
@@ -241,6 +242,16 @@ pub(super) fn compile(source: &[u8], device_name: &str) -> Result<Arc<dyn Compil
         handle,
         device,
     }))
+}
+
+/// The source the compiler is given: a last line without a newline (as `SOURCE "$(cat f.py)"`
+/// on a shell's command line sends it) gets one, since the TorchScript lexer, unlike
+/// Python's, needs it to end an indented block. What is stored stays as it was sent.
+fn with_final_newline(source: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match source.last() {
+        Some(b'\n') => source.into(),
+        _ => [source, b"\n"].concat().into(),
+    }
 }
 
 /// libtorch's message on one line, as RedisAI sends it: every line break becomes a space.
@@ -333,5 +344,27 @@ impl CompiledScript for TorchScript {
                 Err(Error::Verbatim(one_line(&text)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_final_newline;
+
+    #[test]
+    fn a_last_line_without_a_newline_gets_one_and_nothing_else_changes() {
+        assert_eq!(
+            &*with_final_newline(b"def f(x):\n    return x"),
+            b"def f(x):\n    return x\n"
+        );
+        assert_eq!(
+            &*with_final_newline(b"def f(x):\n    return x\n"),
+            b"def f(x):\n    return x\n"
+        );
+        assert!(matches!(
+            with_final_newline(b"x\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(&*with_final_newline(b""), b"\n");
     }
 }
