@@ -1,6 +1,7 @@
 //! The C interface between the server and `libshardai_torch.so`, the TORCH backend library
 //! (crate `shardai-torch`): the types of the functions that library exports and of the
-//! callbacks it calls, the tensor view both sides pass, and the interface version.
+//! callbacks it calls, the tensor view both sides pass, the interface version, and where
+//! libtorch is mapped ([`mapped_libtorch_dir`]).
 //!
 //! libtorch is loaded with that library, on the first TORCH model or script, so a server
 //! that never runs one does not map libtorch at all. Only C types cross: tensors as
