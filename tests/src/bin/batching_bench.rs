@@ -76,40 +76,36 @@ fn served(
                     .arg(&row)
                     .query(&mut con)
                     .expect("TENSORSET");
+                // With --dag nothing is stored: the input is read, the output answered.
+                let mut request = if dag {
+                    let mut c = redis::cmd("AI.DAGEXECUTE_RO");
+                    c.arg("LOAD")
+                        .arg(1)
+                        .arg(&input)
+                        .arg("|>")
+                        .arg("AI.MODELEXECUTE");
+                    c
+                } else {
+                    redis::cmd("AI.MODELEXECUTE")
+                };
+                request
+                    .arg(&key)
+                    .arg("INPUTS")
+                    .arg(1)
+                    .arg(&input)
+                    .arg("OUTPUTS")
+                    .arg(1)
+                    .arg(&output);
+                if dag {
+                    request
+                        .arg("|>")
+                        .arg("AI.TENSORGET")
+                        .arg(&output)
+                        .arg("BLOB");
+                }
                 while !stop.load(Ordering::Relaxed) {
-                    if dag {
-                        // Nothing is stored: the input is read, the output answered.
-                        let _: Vec<redis::Value> = redis::cmd("AI.DAGEXECUTE_RO")
-                            .arg("LOAD")
-                            .arg(1)
-                            .arg(&input)
-                            .arg("|>")
-                            .arg("AI.MODELEXECUTE")
-                            .arg(&key)
-                            .arg("INPUTS")
-                            .arg(1)
-                            .arg(&input)
-                            .arg("OUTPUTS")
-                            .arg(1)
-                            .arg(&output)
-                            .arg("|>")
-                            .arg("AI.TENSORGET")
-                            .arg(&output)
-                            .arg("BLOB")
-                            .query(&mut con)
-                            .expect("DAGEXECUTE_RO");
-                    } else {
-                        let _: () = redis::cmd("AI.MODELEXECUTE")
-                            .arg(&key)
-                            .arg("INPUTS")
-                            .arg(1)
-                            .arg(&input)
-                            .arg("OUTPUTS")
-                            .arg(1)
-                            .arg(&output)
-                            .query(&mut con)
-                            .expect("MODELEXECUTE");
-                    }
+                    // An error reply, also one inside the DAG's reply, fails the query.
+                    let _: redis::Value = request.query(&mut con).expect("request");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
