@@ -390,12 +390,12 @@ fn add_node(new: String, existing: String) -> Result<(), String> {
 fn del_node(existing: String, node: String) -> Result<(), String> {
     let id = parse_node_name(&node).ok_or_else(|| format!("bad node id {node}"))?;
     let mut t = topology(&existing)?;
-    let shard = t
+    let removed = t
         .nodes
         .get(&id)
-        .map(|n| n.shard)
         .ok_or_else(|| format!("node {id:040x} is not in the cluster"))?;
-    if t.nodes.get(&id).is_some_and(|n| n.client_addr == existing) {
+    let shard = removed.shard;
+    if removed.client_addr == existing {
         return Err(format!(
             "{existing} is the node to remove: name another node of the cluster to remove it through"
         ));

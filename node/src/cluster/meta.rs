@@ -90,16 +90,6 @@ impl Cluster {
         // `add-node`) starts from it instead of writing over it.
         self.write_meta(vec![(TOPOLOGY_KEY.into(), Some(t.encode()))])
             .await
-            .map_err(|e| match e {
-                Error::Unavailable(m) if m.starts_with("this node has not applied") => {
-                    Error::Unavailable(
-                        "the topology was committed, but this node has not applied it within \
-                         10 s (check with shardai cluster info)"
-                            .into(),
-                    )
-                }
-                other => other,
-            })
     }
 
     fn meta_string(&self, key: &str) -> Option<Bytes> {
@@ -141,7 +131,9 @@ impl Cluster {
             let now = std::time::Instant::now();
             if now >= deadline {
                 return Err(Error::Unavailable(
-                    "this node has not applied the metadata change yet".into(),
+                    "the change was committed, but this node has not applied it within 10 s \
+                     (check with shardai cluster info)"
+                        .into(),
                 ));
             }
             changes.next(deadline - now).await;
